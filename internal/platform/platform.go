@@ -1,0 +1,140 @@
+// Package platform holds the types that cross the platform seam: the snapshot
+// of a target, a converge request and its outcome. Implementations live in
+// subpackages (docker); the seam's interface is declared by its consumer,
+// package activities.
+package platform
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// Labels every platform puts on what it creates, so a new worker finds it.
+const (
+	LabelService = "stagecraft.service"
+	LabelVersion = "stagecraft.version"
+	LabelRole    = "stagecraft.role"
+	LabelRollout = "stagecraft.rollout"
+	LabelSlot    = "stagecraft.slot"
+)
+
+// Roles an instance plays in a rollout.
+const (
+	RoleNew    = "new"
+	RoleStable = "stable"
+)
+
+// Snapshot is a target's full state before a rollout: enough to recreate it
+// exactly. Rollback is converging to it.
+type Snapshot struct {
+	Service string `json:"service"`
+	// Instances are the running instances in a stable order.
+	Instances []Instance `json:"instances"`
+}
+
+// Empty reports whether nothing ran: the rollout is a fresh install.
+func (s Snapshot) Empty() bool { return len(s.Instances) == 0 }
+
+// Images returns the distinct images of the snapshot, in order.
+func (s Snapshot) Images() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, in := range s.Instances {
+		if !seen[in.Image] {
+			seen[in.Image] = true
+			out = append(out, in.Image)
+		}
+	}
+	return out
+}
+
+// Instance is one running instance as it was found.
+type Instance struct {
+	Name   string          `json:"name"`
+	Image  string          `json:"image"`
+	Docker *DockerInstance `json:"docker,omitempty"`
+}
+
+// DockerInstance is everything needed to recreate a container.
+type DockerInstance struct {
+	Env           []string          `json:"env,omitempty"`
+	Cmd           []string          `json:"cmd,omitempty"`
+	Entrypoint    []string          `json:"entrypoint,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	WorkingDir    string            `json:"workingDir,omitempty"`
+	User          string            `json:"user,omitempty"`
+	Ports         []PortBinding     `json:"ports,omitempty"`
+	Networks      []NetworkAttach   `json:"networks,omitempty"`
+	RestartPolicy string            `json:"restartPolicy,omitempty"`
+}
+
+// PortBinding publishes a container port on a host address.
+type PortBinding struct {
+	ContainerPort string `json:"containerPort"` // "8080/tcp"
+	HostIP        string `json:"hostIP"`
+	HostPort      string `json:"hostPort,omitempty"` // empty: chosen by the engine
+}
+
+// NetworkAttach is a network a container is on and its aliases there.
+type NetworkAttach struct {
+	Network string   `json:"network"`
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// Which selects instances for endpoints and checks.
+type Which string
+
+const (
+	// WhichNew is this rollout's new-version instances.
+	WhichNew Which = "new"
+	// WhichOld is the snapshot's instances still running.
+	WhichOld Which = "old"
+)
+
+// ConvergeRequest asks a platform to bring a target to a desired state.
+type ConvergeRequest struct {
+	Spec spec.Spec `json:"spec"`
+	// Rollout is a short token unique to the rollout run; new instances carry it.
+	Rollout  string       `json:"rollout"`
+	Snapshot Snapshot     `json:"snapshot"`
+	Desired  plan.Desired `json:"desired"`
+}
+
+// ConvergeResult says what converging changed and what it found.
+type ConvergeResult struct {
+	Created  []string `json:"created,omitempty"`
+	Removed  []string `json:"removed,omitempty"`
+	Rewired  []string `json:"rewired,omitempty"`
+	NewCount int      `json:"newCount"`
+	OldCount int      `json:"oldCount"`
+	Total    int      `json:"total"`
+}
+
+// Changed reports whether anything was done.
+func (r ConvergeResult) Changed() bool {
+	return len(r.Created)+len(r.Removed)+len(r.Rewired) > 0
+}
+
+// Error types, named so workflows' retry policies can list them as
+// non-retryable.
+const (
+	ErrTypeImageNotFound  = "ImageNotFound"
+	ErrTypeInvalidSpec    = "InvalidSpec"
+	ErrTypeTargetNotFound = "TargetNotFound"
+)
+
+// ImageNotFoundError says an image is not present and cannot be pulled.
+type ImageNotFoundError struct{ Image string }
+
+func (e *ImageNotFoundError) Error() string {
+	return fmt.Sprintf("image %q not found: build or pull it before deploying", e.Image)
+}
+
+// IsImageNotFound reports whether err is or wraps an ImageNotFoundError.
+func IsImageNotFound(err error) bool {
+	var e *ImageNotFoundError
+	return errors.As(err, &e)
+}

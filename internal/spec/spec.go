@@ -1,0 +1,275 @@
+// Package spec defines the deployment spec that callers submit, how it is
+// parsed from YAML or JSON, its defaults, and its validation. It is pure: no
+// I/O, so workflow code may call it.
+package spec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Strategy types.
+const (
+	Canary    = "canary"
+	BlueGreen = "blue-green"
+	Rolling   = "rolling"
+	Recreate  = "recreate"
+)
+
+// Defaults from the product's seed.
+var (
+	DefaultCanarySteps      = []int{5, 25, 50, 100}
+	DefaultCanaryBake       = 5 * time.Minute
+	DefaultBlueGreenBake    = 3 * time.Minute
+	DefaultRollingBatch     = 1
+	DefaultRollingBake      = 2 * time.Minute
+	DefaultRecreateBake     = 2 * time.Minute
+	DefaultHealthInterval   = 30 * time.Second
+	DefaultCheckTimeout     = 10 * time.Second
+	DefaultRolloutTimeout   = 2 * time.Hour
+	DefaultDockerNetwork    = "stagecraft"
+	DefaultDockerReplicas   = 1
+	DefaultHTTPExpectStatus = 200
+)
+
+// Spec is one rollout request: a service, the image to roll out, where it runs,
+// how to roll it out and how to tell whether it is healthy.
+type Spec struct {
+	// Service names the service; with the platform it identifies the target.
+	Service string `json:"service"`
+	// Image is the new version's image reference.
+	Image string `json:"image"`
+	// ExecutionID is an optional caller-chosen ID for this request, kept in the
+	// result and the memo.
+	ExecutionID string `json:"executionId,omitempty"`
+	// Platform says where the service runs. Exactly one platform is set.
+	Platform Platform `json:"platform"`
+	// Strategy says how the new version replaces the old.
+	Strategy Strategy `json:"strategy"`
+	// Health lists the checks that validate every stage and the rollback.
+	Health Health `json:"health"`
+	// Timeout bounds the whole rollout; past it the rollout rolls back.
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Platform holds exactly one platform's target.
+type Platform struct {
+	Docker *Docker `json:"docker,omitempty"`
+}
+
+// Docker is a service made of containers on one Docker engine.
+type Docker struct {
+	// Replicas is the number of containers of the new version at the end.
+	Replicas int `json:"replicas"`
+	// Port is the container port to publish on 127.0.0.1.
+	Port int `json:"port"`
+	// Env is the containers' environment.
+	Env map[string]string `json:"env,omitempty"`
+	// Command overrides the image's command.
+	Command []string `json:"command,omitempty"`
+	// Labels are extra container labels.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Network is the user-defined network the containers join, with the
+	// service name as their alias while they serve traffic.
+	Network string `json:"network,omitempty"`
+}
+
+// Strategy configures the rollout strategy.
+type Strategy struct {
+	// Type is canary, blue-green, rolling or recreate.
+	Type string `json:"type"`
+	// Steps are canary percentages, increasing, ending at 100.
+	Steps []int `json:"steps,omitempty"`
+	// Bake is how long each stage is watched before the next (canary, rolling,
+	// recreate).
+	Bake Duration `json:"bake,omitempty"`
+	// BatchSize is the number of instances replaced per rolling batch.
+	BatchSize int `json:"batchSize,omitempty"`
+	// BakeBeforeSwitch is how long green is validated before traffic moves.
+	BakeBeforeSwitch Duration `json:"bakeBeforeSwitch,omitempty"`
+	// BakeAfterSwitch is how long green is validated under traffic.
+	BakeAfterSwitch Duration `json:"bakeAfterSwitch,omitempty"`
+}
+
+// Health configures validation.
+type Health struct {
+	// Interval between check rounds.
+	Interval Duration `json:"interval,omitempty"`
+	// Timeout is the default per-check timeout.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Checks must all pass in every round.
+	Checks []Check `json:"checks,omitempty"`
+}
+
+// Check is one health check; exactly one kind is set.
+type Check struct {
+	Name string     `json:"name"`
+	HTTP *HTTPCheck `json:"http,omitempty"`
+	TCP  *TCPCheck  `json:"tcp,omitempty"`
+}
+
+// HTTPCheck passes when a GET returns the expected status (and body substring).
+type HTTPCheck struct {
+	// URL may contain {{.Address}}: the check then runs against every instance
+	// being validated.
+	URL          string   `json:"url"`
+	ExpectStatus int      `json:"expectStatus,omitempty"`
+	BodyContains string   `json:"bodyContains,omitempty"`
+	Timeout      Duration `json:"timeout,omitempty"`
+}
+
+// TCPCheck passes when a TCP connection opens within the timeout.
+type TCPCheck struct {
+	// Address is host:port or {{.Address}}.
+	Address string   `json:"address"`
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("20s", "5m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON accepts a duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (want e.g. 30s, 5m)", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("invalid duration %s (want e.g. \"30s\")", string(b))
+	}
+	*d = Duration(time.Duration(secs * float64(time.Second)))
+	return nil
+}
+
+// Parse reads a spec from YAML or JSON, rejecting unknown fields, applies
+// defaults and validates it in full.
+func Parse(data []byte) (Spec, error) {
+	var s Spec
+	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+		return Spec{}, &ValidationError{Problems: []FieldError{{Field: "spec", Message: err.Error()}}}
+	}
+	s = s.WithDefaults()
+	if err := s.Validate(); err != nil {
+		return Spec{}, err
+	}
+	return s, nil
+}
+
+// WithDefaults returns a copy with every unset field given its default.
+func (s Spec) WithDefaults() Spec {
+	switch s.Strategy.Type {
+	case Canary:
+		if len(s.Strategy.Steps) == 0 {
+			s.Strategy.Steps = append([]int(nil), DefaultCanarySteps...)
+		}
+		if s.Strategy.Bake == 0 {
+			s.Strategy.Bake = Duration(DefaultCanaryBake)
+		}
+	case BlueGreen:
+		if s.Strategy.BakeBeforeSwitch == 0 {
+			s.Strategy.BakeBeforeSwitch = Duration(DefaultBlueGreenBake)
+		}
+		if s.Strategy.BakeAfterSwitch == 0 {
+			s.Strategy.BakeAfterSwitch = Duration(DefaultBlueGreenBake)
+		}
+	case Rolling:
+		if s.Strategy.BatchSize == 0 {
+			s.Strategy.BatchSize = DefaultRollingBatch
+		}
+		if s.Strategy.Bake == 0 {
+			s.Strategy.Bake = Duration(DefaultRollingBake)
+		}
+	case Recreate:
+		if s.Strategy.Bake == 0 {
+			s.Strategy.Bake = Duration(DefaultRecreateBake)
+		}
+	}
+	if s.Health.Interval == 0 {
+		s.Health.Interval = Duration(DefaultHealthInterval)
+	}
+	if s.Health.Timeout == 0 {
+		s.Health.Timeout = Duration(DefaultCheckTimeout)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(DefaultRolloutTimeout)
+	}
+	if d := s.Platform.Docker; d != nil {
+		dc := *d
+		if dc.Replicas == 0 {
+			dc.Replicas = DefaultDockerReplicas
+		}
+		if dc.Network == "" {
+			dc.Network = DefaultDockerNetwork
+		}
+		s.Platform.Docker = &dc
+	}
+	checks := make([]Check, len(s.Health.Checks))
+	for i, c := range s.Health.Checks {
+		if c.HTTP != nil {
+			h := *c.HTTP
+			if h.ExpectStatus == 0 {
+				h.ExpectStatus = DefaultHTTPExpectStatus
+			}
+			if h.Timeout == 0 {
+				h.Timeout = s.Health.Timeout
+			}
+			c.HTTP = &h
+		}
+		if c.TCP != nil {
+			t := *c.TCP
+			if t.Timeout == 0 {
+				t.Timeout = s.Health.Timeout
+			}
+			c.TCP = &t
+		}
+		checks[i] = c
+	}
+	if len(checks) > 0 {
+		s.Health.Checks = checks
+	}
+	return s
+}
+
+// PlatformName is "docker" (or "" when none is set).
+func (s Spec) PlatformName() string {
+	if s.Platform.Docker != nil {
+		return "docker"
+	}
+	return ""
+}
+
+// TargetKey names the target one rollout at a time may change, e.g.
+// "docker:hello". Workflow IDs are derived from it.
+func (s Spec) TargetKey() string { return s.PlatformName() + ":" + s.Service }
+
+// WorkflowID is the ID of the one open rollout a target may have.
+func (s Spec) WorkflowID() string { return "deploy:" + s.TargetKey() }
+
+// RequestID identifies the request: the caller's execution ID if given, else
+// a hash of the normalized spec. A repeated start with the same request ID
+// joins the running rollout.
+func (s Spec) RequestID() string {
+	if s.ExecutionID != "" {
+		return s.ExecutionID
+	}
+	b, _ := json.Marshal(s.WithDefaults())
+	sum := sha256.Sum256(b)
+	return "spec-" + hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,198 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem with one field, named by its path in the spec.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// ValidationError lists every problem found in a spec.
+type ValidationError struct {
+	Problems []FieldError `json:"problems"`
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Error()
+	}
+	return "invalid spec: " + strings.Join(parts, "; ")
+}
+
+var (
+	serviceRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// imageRE is a permissive reference check: [registry/]name[:tag][@digest].
+	imageRE = regexp.MustCompile(`^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+)
+
+// MaxReplicas bounds a target's instance count.
+const MaxReplicas = 1000
+
+// Validate checks the whole spec (defaults applied) and returns a
+// *ValidationError naming every bad field, or nil.
+func (s Spec) Validate() error {
+	var errs []FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+
+	switch {
+	case s.Service == "":
+		add("service", "is required")
+	case !serviceRE.MatchString(s.Service):
+		add("service", "%q must be lowercase letters, digits and '-', at most 63 characters", s.Service)
+	}
+	switch {
+	case s.Image == "":
+		add("image", "is required")
+	case !imageRE.MatchString(s.Image):
+		add("image", "%q is not a valid image reference", s.Image)
+	}
+	if len(s.ExecutionID) > 200 {
+		add("executionId", "is longer than 200 characters")
+	}
+	if s.Timeout < 0 {
+		add("timeout", "must not be negative")
+	}
+
+	if s.Platform.Docker == nil {
+		add("platform", "exactly one platform is required (platform.docker)")
+	} else {
+		d := s.Platform.Docker
+		if d.Replicas < 1 || d.Replicas > MaxReplicas {
+			add("platform.docker.replicas", "must be between 1 and %d, got %d", MaxReplicas, d.Replicas)
+		}
+		if d.Port < 1 || d.Port > 65535 {
+			add("platform.docker.port", "must be between 1 and 65535, got %d", d.Port)
+		}
+		for _, k := range sortedKeys(d.Env) {
+			if !envKeyRE.MatchString(k) {
+				add("platform.docker.env."+k, "is not a valid environment variable name")
+			}
+		}
+		for _, k := range sortedKeys(d.Labels) {
+			if strings.HasPrefix(k, "stagecraft.") {
+				add("platform.docker.labels."+k, "the stagecraft.* label prefix is reserved")
+			}
+		}
+		if !nameRE.MatchString(d.Network) {
+			add("platform.docker.network", "%q is not a valid network name", d.Network)
+		}
+	}
+
+	st := s.Strategy
+	switch st.Type {
+	case "":
+		add("strategy.type", "is required (canary, blue-green, rolling or recreate)")
+	case Canary:
+		if len(st.Steps) == 0 {
+			add("strategy.steps", "at least one step is required")
+		}
+		prev := 0
+		for i, p := range st.Steps {
+			if p <= prev || p > 100 {
+				add(fmt.Sprintf("strategy.steps[%d]", i), "%d must be greater than the previous step and at most 100", p)
+			}
+			prev = p
+		}
+		if len(st.Steps) > 0 && st.Steps[len(st.Steps)-1] != 100 {
+			add("strategy.steps", "the last step must be 100")
+		}
+	case BlueGreen:
+		positive(add, "strategy.bakeBeforeSwitch", st.BakeBeforeSwitch)
+		positive(add, "strategy.bakeAfterSwitch", st.BakeAfterSwitch)
+	case Rolling:
+		if st.BatchSize < 1 {
+			add("strategy.batchSize", "must be at least 1, got %d", st.BatchSize)
+		}
+	case Recreate:
+	default:
+		add("strategy.type", "%q is not one of canary, blue-green, rolling, recreate", st.Type)
+	}
+	if st.Type != BlueGreen {
+		positive(add, "strategy.bake", st.Bake)
+	}
+	if st.Type != Canary && len(st.Steps) > 0 {
+		add("strategy.steps", "only applies to canary")
+	}
+	if st.Type != Rolling && st.BatchSize != 0 {
+		add("strategy.batchSize", "only applies to rolling")
+	}
+
+	if s.Health.Interval < Duration(100*time.Millisecond) {
+		add("health.interval", "must be at least 100ms")
+	}
+	positive(add, "health.timeout", s.Health.Timeout)
+	seen := map[string]bool{}
+	for i, c := range s.Health.Checks {
+		f := fmt.Sprintf("health.checks[%d]", i)
+		switch {
+		case c.Name == "":
+			add(f+".name", "is required")
+		case seen[c.Name]:
+			add(f+".name", "%q is used twice", c.Name)
+		}
+		seen[c.Name] = true
+		switch {
+		case c.HTTP == nil && c.TCP == nil:
+			add(f, "one of http or tcp is required")
+		case c.HTTP != nil && c.TCP != nil:
+			add(f, "only one of http or tcp may be set")
+		case c.HTTP != nil:
+			validateURL(add, f+".http.url", c.HTTP.URL)
+			if c.HTTP.ExpectStatus < 100 || c.HTTP.ExpectStatus > 599 {
+				add(f+".http.expectStatus", "must be an HTTP status (100-599), got %d", c.HTTP.ExpectStatus)
+			}
+			positive(add, f+".http.timeout", c.HTTP.Timeout)
+		case c.TCP != nil:
+			if c.TCP.Address != AddressPlaceholder {
+				if _, _, err := net.SplitHostPort(c.TCP.Address); err != nil {
+					add(f+".tcp.address", "%q must be host:port or %s", c.TCP.Address, AddressPlaceholder)
+				}
+			}
+			positive(add, f+".tcp.timeout", c.TCP.Timeout)
+		}
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Problems: errs}
+	}
+	return nil
+}
+
+// AddressPlaceholder in a check URL or address stands for each instance's
+// published address (127.0.0.1:hostport).
+const AddressPlaceholder = "{{.Address}}"
+
+func validateURL(add func(string, string, ...any), field, raw string) {
+	if raw == "" {
+		add(field, "is required")
+		return
+	}
+	u, err := url.Parse(strings.ReplaceAll(raw, AddressPlaceholder, "127.0.0.1:1"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add(field, "%q must be an http(s) URL", raw)
+	}
+}
+
+func positive(add func(string, string, ...any), field string, d Duration) {
+	if d <= 0 {
+		add(field, "must be a positive duration")
+	}
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

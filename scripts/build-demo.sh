@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the demo app's images stagecraft-demo:v1, :v2 and :v2-bad from a
+# static Go binary in FROM scratch images (no registry needed).
+source "$(dirname "$0")/lib.sh"
+
+build_image() { # TAG VERSION FAIL_AFTER
+  local tag=$1 version=$2 fail=$3 ctx
+  ctx=$(mktemp -d)
+  CGO_ENABLED=0 go build -C "$ROOT" -trimpath -ldflags "-s -w -X main.version=$version -X main.failAfter=$fail" \
+    -o "$ctx/demo-app" ./deployments/demo-app
+  cp "$ROOT/deployments/demo-app/Dockerfile" "$ctx/"
+  docker build -q -t "stagecraft-demo:$tag" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  say "built image stagecraft-demo:$tag"
+}
+
+build_image v1 v1 ""
+build_image v2 v2 ""
+# v2-bad answers /healthz with 500 three seconds after it starts.
+build_image v2-bad v2-bad 3

@@ -1,0 +1,495 @@
+// Package workflows holds Stagecraft's Temporal workflows: one per rollout
+// strategy, all driven by one engine (the rollout state struct, its stage
+// loop, its compensating rollback and its control handlers).
+package workflows
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// CanaryDeployment moves traffic to the new version step by step.
+func CanaryDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
+	return run(ctx, spec.Canary, s)
+}
+
+// BlueGreenDeployment brings green up beside blue and switches at once.
+func BlueGreenDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
+	return run(ctx, spec.BlueGreen, s)
+}
+
+// RollingDeployment replaces instances batch by batch.
+func RollingDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
+	return run(ctx, spec.Rolling, s)
+}
+
+// RecreateDeployment stops every instance, then starts the new ones.
+func RecreateDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
+	return run(ctx, spec.Recreate, s)
+}
+
+// WorkflowFor returns the workflow type name that runs a strategy.
+func WorkflowFor(strategy string) (string, error) {
+	switch strategy {
+	case spec.Canary:
+		return CanaryWorkflow, nil
+	case spec.BlueGreen:
+		return BlueGreenWorkflow, nil
+	case spec.Rolling:
+		return RollingWorkflow, nil
+	case spec.Recreate:
+		return RecreateWorkflow, nil
+	}
+	return "", fmt.Errorf("strategy.type: %q is not one of canary, blue-green, rolling, recreate", strategy)
+}
+
+// acts is used only to name activity methods in ExecuteActivity.
+var acts *activities.Activities
+
+// Retry policies. Errors that retrying cannot fix are listed by type.
+var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInvalidSpec, platform.ErrTypeTargetNotFound}
+
+// rollout is the workflow's whole state; its methods are the handlers.
+type rollout struct {
+	st       Status
+	spec     spec.Spec
+	plan     plan.Plan
+	snapshot platform.Snapshot
+	token    string
+
+	paused      bool
+	promoted    bool
+	aborted     bool
+	abortReason string
+	rollingBack bool
+	// cancelStage cancels the work in flight so an abort acts at once.
+	cancelStage workflow.CancelFunc
+	// wake is signalled on every accepted control, to re-evaluate a bake.
+	wake workflow.Channel
+	// bakeEndsAt is when the running bake timer fires.
+	bakeEndsAt time.Time
+}
+
+// errAborted is returned by a stage interrupted by an abort.
+type errAborted struct{ reason string }
+
+func (e errAborted) Error() string { return "aborted: " + e.reason }
+
+func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
+	info := workflow.GetInfo(ctx)
+	s := in.WithDefaults()
+	sum := sha256.Sum256([]byte(info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID))
+	r := &rollout{
+		spec:  s,
+		token: hex.EncodeToString(sum[:4]),
+		wake:  workflow.NewBufferedChannel(ctx, 1),
+		st: Status{
+			WorkflowID:  info.WorkflowExecution.ID,
+			RunID:       info.WorkflowExecution.RunID,
+			ExecutionID: s.ExecutionID,
+			RequestID:   s.RequestID(),
+			Service:     s.Service,
+			Platform:    s.PlatformName(),
+			Strategy:    strategy,
+			ImageTo:     s.Image,
+			Phase:       PhasePending,
+			StartedAt:   workflow.Now(ctx),
+		},
+	}
+	if err := r.register(ctx); err != nil {
+		return Result{}, err
+	}
+	return r.execute(ctx, strategy), nil
+}
+
+func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
+	logger := workflow.GetLogger(ctx)
+	if problems := checkSpec(r.spec, strategy); len(problems) > 0 {
+		r.st.Problems = problems
+		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; "))
+	}
+	r.startDeadline(ctx)
+
+	// Snapshot: nothing has changed yet, so a failure here rejects the rollout.
+	r.st.Phase = PhaseSnapshot
+	var prep activities.PrepareResult
+	err := r.inStage(ctx, func(sctx workflow.Context) error {
+		return workflow.ExecuteActivity(prepareOptions(sctx), acts.Prepare, activities.PrepareInput{Spec: r.spec}).Get(sctx, &prep)
+	})
+	if err != nil {
+		if r.aborted || temporal.IsCanceledError(err) {
+			return r.finish(ctx, OutcomeRolledBack, "stopped before any change: "+r.stopReason(err))
+		}
+		return r.finish(ctx, OutcomeRejected, errorMessage(err))
+	}
+	r.snapshot = prep.Snapshot
+	r.st.FreshInstall = prep.Snapshot.Empty()
+	r.st.ImageFrom = strings.Join(prep.Snapshot.Images(), ",")
+	r.plan, err = plan.Build(r.spec, r.spec.Platform.Docker.Replicas, len(prep.Snapshot.Instances))
+	if err != nil {
+		return r.finish(ctx, OutcomeRejected, err.Error())
+	}
+	for _, st := range r.plan.Stages {
+		r.st.Stages = append(r.st.Stages, StageRecord{Stage: st, Status: StagePending})
+	}
+	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", len(prep.Snapshot.Instances))
+
+	// From here on a failure, an abort or a cancellation rolls back.
+	failure := r.runStages(ctx)
+	if failure == nil {
+		r.st.Phase = PhaseFinalizing
+		failure = r.inStage(ctx, func(sctx workflow.Context) error {
+			_, err := r.converge(sctx, r.plan.Final)
+			return err
+		})
+		if failure == nil {
+			return r.finish(ctx, OutcomeSucceeded, "")
+		}
+	}
+	reason := r.stopReason(failure)
+	logger.Warn("rolling back", "service", r.spec.Service, "reason", reason)
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	return r.rollback(dctx, reason)
+}
+
+// runStages converges and validates each stage in order.
+func (r *rollout) runStages(ctx workflow.Context) error {
+	for i := range r.plan.Stages {
+		if err := workflow.Await(ctx, func() bool { return !r.paused || r.aborted || r.promoted }); err != nil {
+			return err
+		}
+		if r.aborted {
+			return errAborted{r.abortReason}
+		}
+		if err := r.runStage(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rollout) runStage(ctx workflow.Context, i int) error {
+	rec := &r.st.Stages[i]
+	stage := r.plan.Stages[i]
+	now := workflow.Now(ctx)
+	rec.Status, rec.StartedAt = StageInProgress, &now
+	r.st.CurrentStage = i
+	r.st.Phase = PhaseDeploying
+	err := r.inStage(ctx, func(sctx workflow.Context) error {
+		res, err := r.converge(sctx, stage.Desired())
+		if err != nil {
+			return err
+		}
+		rec.InstancesUpdated, rec.InstancesTotal = res.NewCount, res.Total
+		rec.Status = StageValidating
+		r.st.Phase = PhaseValidating
+		return r.bake(sctx, i)
+	})
+	done := workflow.Now(ctx)
+	rec.CompletedAt = &done
+	r.st.BakeRemaining, r.st.BakeEndsAt = 0, nil
+	if err != nil {
+		rec.Status = StageFailed
+		rec.Error = r.stopReason(err)
+		return err
+	}
+	rec.Status = StageCompleted
+	return nil
+}
+
+// inStage runs fn on a context that an abort cancels at once.
+func (r *rollout) inStage(ctx workflow.Context, fn func(workflow.Context) error) error {
+	sctx, cancel := workflow.WithCancel(ctx)
+	r.cancelStage = cancel
+	defer func() {
+		r.cancelStage = nil
+		cancel()
+	}()
+	if r.aborted {
+		return errAborted{r.abortReason}
+	}
+	err := fn(sctx)
+	if err != nil && r.aborted {
+		return errAborted{r.abortReason}
+	}
+	return err
+}
+
+func (r *rollout) converge(ctx workflow.Context, d plan.Desired) (platform.ConvergeResult, error) {
+	var res platform.ConvergeResult
+	req := platform.ConvergeRequest{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot, Desired: d}
+	err := workflow.ExecuteActivity(convergeOptions(ctx), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
+	return res, err
+}
+
+// bake holds a stage for its bake time on a durable timer while a watcher
+// activity runs one health round per interval. The stage passes when the
+// timer has fired and every round passed; a failing round ends it at once.
+// Pause freezes the remaining time (the watcher keeps checking); abort
+// cancels at once; promote skips the rest.
+func (r *rollout) bake(ctx workflow.Context, i int) error {
+	stage := r.plan.Stages[i]
+	rec := &r.st.Stages[i]
+	remaining := stage.Bake
+	interval := r.spec.Health.Interval.D()
+	checks := len(r.spec.Health.Checks) > 0
+
+	var (
+		timer       workflow.Future
+		cancelTimer workflow.CancelFunc
+		watch       workflow.Future
+		cancelWatch workflow.CancelFunc
+	)
+	startWatch := func(d time.Duration) {
+		wctx, cancel := workflow.WithCancel(ctx)
+		in := activities.WatchInput{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot,
+			Which: platform.WhichNew, Mode: activities.WatchRounds, Rounds: int(d / interval)}
+		watch, cancelWatch = workflow.ExecuteActivity(watchOptions(wctx, r.spec), acts.Watch, in), cancel
+	}
+	defer func() {
+		if watch != nil {
+			cancelWatch()
+		}
+		if timer != nil {
+			cancelTimer()
+		}
+	}()
+
+	for {
+		if r.aborted {
+			return errAborted{r.abortReason}
+		}
+		if r.promoted || (remaining <= 0 && watch == nil) {
+			return nil
+		}
+		now := workflow.Now(ctx)
+		switch {
+		case remaining <= 0:
+		case !r.paused && timer == nil:
+			r.bakeEndsAt = now.Add(remaining)
+			tctx, cancel := workflow.WithCancel(ctx)
+			timer = workflow.NewTimerWithOptions(tctx, remaining, workflow.TimerOptions{Summary: "bake " + stage.Name})
+			cancelTimer = cancel
+			if checks && watch == nil && remaining >= interval {
+				startWatch(remaining)
+			}
+		case r.paused && timer != nil:
+			cancelTimer()
+			timer = nil
+			remaining = r.bakeEndsAt.Sub(now)
+		}
+		r.st.Paused = r.paused
+		r.st.BakeRemaining = remaining
+		r.st.BakeEndsAt = nil
+		if timer != nil {
+			ends := r.bakeEndsAt
+			r.st.BakeEndsAt = &ends
+		}
+
+		var (
+			fired, watched bool
+			timerErr       error
+			res            activities.WatchResult
+			watchErr       error
+		)
+		sel := workflow.NewSelector(ctx)
+		if timer != nil {
+			sel.AddFuture(timer, func(f workflow.Future) {
+				timerErr = f.Get(ctx, nil)
+				fired = timerErr == nil
+			})
+		}
+		if watch != nil {
+			sel.AddFuture(watch, func(f workflow.Future) {
+				watched = true
+				watchErr = f.Get(ctx, &res)
+			})
+		}
+		sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		sel.Select(ctx)
+
+		switch {
+		case r.aborted:
+			return errAborted{r.abortReason}
+		case timerErr != nil && ctx.Err() != nil:
+			return timerErr
+		case fired:
+			timer, remaining = nil, 0
+			r.st.BakeRemaining, r.st.BakeEndsAt = 0, nil
+		case watched:
+			watch = nil
+			rec.ChecksPassed += res.Passed
+			rec.ChecksFailed += res.Failed
+			switch {
+			case watchErr != nil:
+				return fmt.Errorf("health watch: %w", watchErr)
+			case !res.Healthy:
+				return fmt.Errorf("health check failed: %s", res.LastFailure)
+			}
+			// A pause moved the bake's end past the rounds watched so far:
+			// watch the rest.
+			if left := r.bakeEndsAt.Sub(workflow.Now(ctx)); timer != nil && !r.paused && left >= interval {
+				startWatch(left)
+			}
+		}
+	}
+}
+
+// rollback converges the target back to the snapshot and verifies it with
+// the same checks. It runs on a disconnected context, so a cancelled
+// workflow still restores.
+func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
+	r.rollingBack = true
+	r.st.Phase = PhaseRollingBack
+	r.st.Paused = false
+	rb := &RollbackRecord{Reason: reason, StartedAt: workflow.Now(ctx)}
+	r.st.Rollback = rb
+	restore := plan.Desired{New: 0, Old: len(r.snapshot.Instances), Traffic: plan.TrafficOld, Order: plan.Surge}
+	var res platform.ConvergeResult
+	req := platform.ConvergeRequest{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot, Desired: restore}
+	err := workflow.ExecuteActivity(rollbackOptions(ctx), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
+	if err != nil {
+		rb.Error = "restore snapshot: " + errorMessage(err)
+		return r.finish(ctx, OutcomeRollbackFailed, reason+"; rollback failed: "+rb.Error)
+	}
+	r.st.Phase = PhaseVerifying
+	switch {
+	case r.snapshot.Empty() || len(r.spec.Health.Checks) == 0:
+		// Nothing ran before, or nothing to check: restored means converged.
+		rb.Verified = true
+	default:
+		in := activities.WatchInput{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot,
+			Which: platform.WhichOld, Mode: activities.WatchVerify, Rounds: 5}
+		var v activities.WatchResult
+		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec), acts.Watch, in).Get(ctx, &v)
+		rb.Verify = &v
+		rb.Verified = err == nil && v.Healthy
+		if !rb.Verified {
+			msg := v.LastFailure
+			if err != nil {
+				msg = errorMessage(err)
+			}
+			rb.Error = "verify restored service: " + msg
+		}
+	}
+	done := workflow.Now(ctx)
+	rb.CompletedAt = &done
+	if !rb.Verified {
+		return r.finish(ctx, OutcomeRollbackFailed, reason+"; "+rb.Error)
+	}
+	for i := range r.st.Stages {
+		if r.st.Stages[i].Status != StagePending {
+			r.st.Stages[i].Status = StageRolledBack
+		}
+	}
+	return r.finish(ctx, OutcomeRolledBack, reason)
+}
+
+func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
+	now := workflow.Now(ctx)
+	r.st.Outcome, r.st.Error = o, msg
+	r.st.Phase, r.st.CompletedAt = PhaseDone, &now
+	r.st.Paused, r.st.BakeRemaining, r.st.BakeEndsAt = false, 0, nil
+	workflow.GetLogger(ctx).Info("rollout finished", "service", r.spec.Service, "outcome", string(o), "error", msg)
+	return r.st
+}
+
+// startDeadline aborts the rollout when its total timeout passes.
+func (r *rollout) startDeadline(ctx workflow.Context) {
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		t := workflow.NewTimerWithOptions(gctx, r.spec.Timeout.D(), workflow.TimerOptions{Summary: "rollout timeout"})
+		if t.Get(gctx, nil) == nil && r.st.Phase != PhaseDone {
+			_, _ = r.control(gctx, SignalAbort, ControlRequest{Reason: "rollout timeout " + r.spec.Timeout.D().String() + " passed", By: "stagecraft"}, "timeout")
+		}
+	})
+}
+
+// stopReason says why the rollout stopped, for records and results.
+func (r *rollout) stopReason(err error) string {
+	var ab errAborted
+	switch {
+	case errors.As(err, &ab):
+		return ab.Error()
+	case temporal.IsCanceledError(err):
+		return "workflow cancelled"
+	}
+	return errorMessage(err)
+}
+
+// errorMessage unwraps Temporal's activity error wrapping to the cause.
+func errorMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Error()
+	}
+	return err.Error()
+}
+
+// checkSpec validates the spec and that it asks for this workflow's strategy.
+func checkSpec(s spec.Spec, strategy string) []string {
+	var problems []string
+	if err := s.Validate(); err != nil {
+		var ve *spec.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				problems = append(problems, p.Error())
+			}
+		} else {
+			problems = append(problems, err.Error())
+		}
+	}
+	if s.Strategy.Type != "" && s.Strategy.Type != strategy {
+		problems = append(problems, fmt.Sprintf("strategy.type: %q does not match this workflow, which runs %s", s.Strategy.Type, strategy))
+	}
+	return problems
+}
+
+func prepareOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 10 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
+		Summary: "snapshot",
+	})
+}
+
+func convergeOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 10 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
+		Summary: "converge",
+	})
+}
+
+func rollbackOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 30 * time.Second, MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable},
+		Summary: "rollback",
+	})
+}
+
+func watchOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: s.Timeout.D() + 10*time.Minute,
+		HeartbeatTimeout:    5 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 10 * time.Second, MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
+		Summary: "health watch",
+	})
+}

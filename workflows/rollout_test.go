@@ -1,0 +1,479 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// harness runs one rollout in the time-skipping test environment with the
+// activities mocked at the workflow's seam, recording what was asked of them.
+type harness struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+
+	mu        sync.Mutex
+	converges []convergeCall
+	watches   []activities.WatchInput
+	pending   activities.WatchInput
+	// failAt makes the watch of stage failAt (0-based, counted by converge
+	// calls before the watch) fail after failAfter.
+	failAt    int
+	failAfter time.Duration
+	// convergeErr fails the converge of stage convergeFailAt.
+	convergeFailAt int
+	snapshot       platform.Snapshot
+	prepareErr     error
+	verifyFails    bool
+}
+
+type convergeCall struct {
+	Desired plan.Desired
+	At      time.Time
+}
+
+func newHarness(t *testing.T) *harness {
+	var suite testsuite.WorkflowTestSuite
+	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), failAt: -1, convergeFailAt: -1,
+		snapshot: snapshotOf(4, "stagecraft-demo:v1")}
+	Register(h.env)
+	h.env.RegisterActivity(acts)
+	h.env.SetTestTimeout(30 * time.Second)
+
+	h.env.OnActivity(acts.Prepare, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.PrepareInput) (activities.PrepareResult, error) {
+			if h.prepareErr != nil {
+				return activities.PrepareResult{}, h.prepareErr
+			}
+			return activities.PrepareResult{Snapshot: h.snapshot}, nil
+		}).Maybe()
+	h.env.OnActivity(acts.Converge, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.ConvergeInput) (platform.ConvergeResult, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			n := len(h.converges)
+			h.converges = append(h.converges, convergeCall{Desired: in.Request.Desired, At: h.env.Now()})
+			if n == h.convergeFailAt {
+				return platform.ConvergeResult{}, temporal.NewNonRetryableApplicationError("container exited", "ContainerExited", nil)
+			}
+			d := in.Request.Desired
+			return platform.ConvergeResult{NewCount: d.New, OldCount: d.Old, Total: d.New + d.Old}, nil
+		}).Maybe()
+	// A bake watch returns healthy after its rounds on the workflow clock, or
+	// fails early in the stage chosen by failAt. A verify watch passes.
+	h.env.OnActivity(acts.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.pending = in
+		return true
+	})).AfterFn(func() time.Duration {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.failing() {
+			return h.failAfter
+		}
+		return time.Duration(h.pending.Rounds) * h.pending.Spec.Health.Interval.D()
+	}).Return(func(ctx context.Context, in activities.WatchInput) (activities.WatchResult, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.watches = append(h.watches, in)
+		switch {
+		case in.Mode == activities.WatchVerify && h.verifyFails:
+			return activities.WatchResult{Rounds: 5, Failed: 5, LastFailure: "still failing"}, nil
+		case in.Mode == activities.WatchVerify:
+			return activities.WatchResult{Healthy: true, Rounds: 1, Passed: 1}, nil
+		case h.failing():
+			return activities.WatchResult{Rounds: 2, Passed: 1, Failed: 1, LastFailure: `check "healthz": status 500`}, nil
+		}
+		return activities.WatchResult{Healthy: true, Rounds: in.Rounds, Passed: in.Rounds}, nil
+	}).Maybe()
+	return h
+}
+
+// failing reports whether the current stage's watch should fail (mu held).
+func (h *harness) failing() bool { return h.failAt >= 0 && len(h.converges)-1 == h.failAt }
+
+func (h *harness) run(s spec.Spec) Result {
+	h.t.Helper()
+	name, err := WorkflowFor(s.Strategy.Type)
+	require.NoError(h.t, err)
+	h.env.ExecuteWorkflow(name, s)
+	require.True(h.t, h.env.IsWorkflowCompleted())
+	require.NoError(h.t, h.env.GetWorkflowError())
+	var res Result
+	require.NoError(h.t, h.env.GetWorkflowResult(&res))
+	return res
+}
+
+func (h *harness) desired() []plan.Desired {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]plan.Desired, len(h.converges))
+	for i, c := range h.converges {
+		out[i] = c.Desired
+	}
+	return out
+}
+
+func snapshotOf(n int, image string) platform.Snapshot {
+	s := platform.Snapshot{Service: "hello"}
+	for i := range n {
+		s.Instances = append(s.Instances, platform.Instance{Name: fmt.Sprintf("hello-%d", i), Image: image})
+	}
+	return s
+}
+
+func testSpec(strategy string) spec.Spec {
+	s := spec.Spec{
+		Service:  "hello",
+		Image:    "stagecraft-demo:v2",
+		Platform: spec.Platform{Docker: &spec.Docker{Replicas: 4, Port: 8080}},
+		Strategy: spec.Strategy{Type: strategy},
+		Health: spec.Health{Interval: spec.Duration(30 * time.Second), Checks: []spec.Check{
+			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz"}},
+		}},
+	}
+	switch strategy {
+	case spec.Canary:
+		s.Strategy.Steps = []int{25, 50, 100}
+		s.Strategy.Bake = spec.Duration(5 * time.Minute)
+	case spec.Rolling:
+		s.Strategy.BatchSize = 2
+		s.Strategy.Bake = spec.Duration(2 * time.Minute)
+	}
+	return s.WithDefaults()
+}
+
+var restore = plan.Desired{New: 0, Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge}
+
+// expected desired states per strategy for 4 replacing 4, then the final.
+var expected = map[string][]plan.Desired{
+	spec.Canary: {
+		{New: 1, Old: 3, Traffic: plan.TrafficShared, Order: plan.Surge},
+		{New: 2, Old: 2, Traffic: plan.TrafficShared, Order: plan.Surge},
+		{New: 4, Old: 0, Traffic: plan.TrafficShared, Order: plan.Surge},
+	},
+	spec.BlueGreen: {
+		{New: 4, Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge},
+		{New: 4, Old: 4, Traffic: plan.TrafficNew, Order: plan.Surge},
+	},
+	spec.Rolling: {
+		{New: 2, Old: 2, Traffic: plan.TrafficShared, Order: plan.Surge},
+		{New: 4, Old: 0, Traffic: plan.TrafficShared, Order: plan.Surge},
+	},
+	spec.Recreate: {
+		{New: 4, Old: 0, Traffic: plan.TrafficNew, Order: plan.StopFirst},
+	},
+}
+
+var strategies = []string{spec.Canary, spec.BlueGreen, spec.Rolling, spec.Recreate}
+
+func TestEveryStrategySucceeds(t *testing.T) {
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) {
+			h := newHarness(t)
+			res := h.run(testSpec(strategy))
+			require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+			final := plan.Desired{New: 4, Traffic: plan.TrafficNew, Order: plan.Surge}
+			if strategy == spec.Recreate {
+				final.Order = plan.StopFirst
+			}
+			require.Equal(t, append(append([]plan.Desired(nil), expected[strategy]...), final), h.desired())
+			require.Len(t, res.Stages, len(expected[strategy]))
+			for _, st := range res.Stages {
+				require.Equal(t, StageCompleted, st.Status, st.Name)
+				require.NotNil(t, st.StartedAt)
+				require.NotNil(t, st.CompletedAt)
+				require.Positive(t, st.ChecksPassed, st.Name)
+				require.Zero(t, st.ChecksFailed)
+				require.Equal(t, st.New, st.InstancesUpdated)
+			}
+			require.Equal(t, "stagecraft-demo:v1", res.ImageFrom)
+			require.Equal(t, "stagecraft-demo:v2", res.ImageTo)
+			require.Nil(t, res.Rollback)
+		})
+	}
+}
+
+func TestFailureAtEveryStageRollsBack(t *testing.T) {
+	for _, strategy := range strategies {
+		for stage := range expected[strategy] {
+			t.Run(fmt.Sprintf("%s/watch-fails-stage-%d", strategy, stage), func(t *testing.T) {
+				h := newHarness(t)
+				h.failAt, h.failAfter = stage, 45*time.Second
+				res := h.run(testSpec(strategy))
+				require.Equal(t, OutcomeRolledBack, res.Outcome)
+				require.Contains(t, res.Error, "status 500")
+				// Stages up to the failing one, then the restore; nothing after.
+				want := append(append([]plan.Desired(nil), expected[strategy][:stage+1]...), restore)
+				require.Equal(t, want, h.desired())
+				for i, st := range res.Stages {
+					if i <= stage {
+						require.Equal(t, StageRolledBack, st.Status, st.Name)
+					} else {
+						require.Equal(t, StagePending, st.Status, st.Name)
+					}
+				}
+				require.Contains(t, res.Stages[stage].Error, "status 500")
+				require.Equal(t, 1, res.Stages[stage].ChecksFailed)
+				require.True(t, res.Rollback.Verified)
+				last := h.watches[len(h.watches)-1]
+				require.Equal(t, activities.WatchVerify, last.Mode)
+				require.Equal(t, platform.WhichOld, last.Which)
+			})
+			t.Run(fmt.Sprintf("%s/converge-fails-stage-%d", strategy, stage), func(t *testing.T) {
+				h := newHarness(t)
+				h.convergeFailAt = stage
+				res := h.run(testSpec(strategy))
+				require.Equal(t, OutcomeRolledBack, res.Outcome)
+				require.Contains(t, res.Error, "container exited")
+				want := append(append([]plan.Desired(nil), expected[strategy][:stage+1]...), restore)
+				require.Equal(t, want, h.desired())
+				require.Equal(t, StageRolledBack, res.Stages[stage].Status)
+			})
+		}
+	}
+}
+
+func TestRollbackVerificationFailureIsReported(t *testing.T) {
+	h := newHarness(t)
+	h.failAt, h.failAfter, h.verifyFails = 1, time.Minute, true
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeRollbackFailed, res.Outcome)
+	require.Contains(t, res.Error, "still failing")
+	require.False(t, res.Rollback.Verified)
+}
+
+func TestPauseKeepsRemainingBake(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.Canary)
+	var start time.Time
+	h.env.RegisterDelayedCallback(func() {
+		start = h.env.Now()
+		h.env.SignalWorkflow(SignalPause, ControlRequest{Reason: "look at dashboards", By: "alice"})
+	}, 2*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"})
+	}, 12*time.Minute)
+	res := h.run(s)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	calls := h.converges
+	// Stage 0 baked 2 min, paused 10 min, then the remaining 3 min.
+	require.Equal(t, 15*time.Minute, calls[1].At.Sub(calls[0].At), "second stage starts after 2m + 10m paused + 3m")
+	require.Equal(t, 5*time.Minute, calls[2].At.Sub(calls[1].At))
+	require.False(t, start.IsZero())
+	require.Len(t, res.Controls, 2)
+	require.Equal(t, "alice", res.Controls[0].By)
+	require.Equal(t, "look at dashboards", res.Controls[0].Reason)
+	require.True(t, res.Controls[0].Accepted)
+}
+
+func TestPauseBetweenStagesHoldsNextStage(t *testing.T) {
+	h := newHarness(t)
+	// Paused during stage 0's bake for longer than its remaining time: stage
+	// 1 must not start until resumed.
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 4*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, nil) }, time.Hour)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, time.Hour+time.Minute, h.converges[1].At.Sub(h.converges[0].At))
+}
+
+func TestAbortMidBakeRollsBackAtOnce(t *testing.T) {
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) {
+			h := newHarness(t)
+			var abortAt time.Time
+			h.env.RegisterDelayedCallback(func() {
+				abortAt = h.env.Now()
+				h.env.SignalWorkflow(SignalAbort, ControlRequest{Reason: "bad metrics", By: "bob"})
+			}, 90*time.Second)
+			res := h.run(testSpec(strategy))
+			require.Equal(t, OutcomeRolledBack, res.Outcome)
+			require.Contains(t, res.Error, "bad metrics")
+			last := h.converges[len(h.converges)-1]
+			require.Equal(t, restore, last.Desired)
+			require.Equal(t, abortAt, last.At, "rollback starts at the abort, not at the next timer")
+			require.Equal(t, StageRolledBack, res.Stages[0].Status)
+			require.Contains(t, res.Stages[0].Error, "bad metrics")
+		})
+	}
+}
+
+func TestPromoteSkipsRemainingBakes(t *testing.T) {
+	h := newHarness(t)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPromote, ControlRequest{By: "carol"}) }, time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.True(t, res.Promoted)
+	for _, c := range h.converges[1:] {
+		require.Equal(t, h.converges[0].At.Add(time.Minute), c.At, "no bake after promote")
+	}
+	for _, st := range res.Stages {
+		require.Equal(t, StageCompleted, st.Status)
+	}
+}
+
+func TestCancelRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 7*time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "cancelled")
+	require.Equal(t, restore, h.desired()[len(h.converges)-1])
+	require.True(t, res.Rollback.Verified)
+}
+
+func TestRolloutTimeoutRollsBack(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.Canary)
+	s.Timeout = spec.Duration(8 * time.Minute)
+	res := h.run(s)
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "rollout timeout")
+	require.Equal(t, 8*time.Minute, h.converges[len(h.converges)-1].At.Sub(h.converges[0].At))
+}
+
+func TestInvalidSpecIsRejectedWithoutActivities(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.Canary)
+	s.Platform.Docker.Port = 0
+	s.Strategy.Steps = []int{50, 20}
+	res := h.run(s)
+	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "platform.docker.port")
+	require.Contains(t, res.Error, "strategy.steps[1]")
+	require.Empty(t, h.converges)
+	h.env.AssertNotCalled(t, "Prepare", mock.Anything, mock.Anything)
+}
+
+func TestStrategyMismatchIsRejected(t *testing.T) {
+	h := newHarness(t)
+	h.env.ExecuteWorkflow(RollingWorkflow, testSpec(spec.Canary))
+	var res Result
+	require.NoError(t, h.env.GetWorkflowResult(&res))
+	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "strategy.type")
+}
+
+func TestMissingImageIsRejectedBeforeAnyChange(t *testing.T) {
+	h := newHarness(t)
+	h.prepareErr = temporal.NewNonRetryableApplicationError(`image "stagecraft-demo:nope" not found`, platform.ErrTypeImageNotFound, nil)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "not found")
+	require.Empty(t, h.converges)
+}
+
+func TestFreshInstallRollbackRemovesEverything(t *testing.T) {
+	h := newHarness(t)
+	h.snapshot = platform.Snapshot{Service: "hello"}
+	h.failAt, h.failAfter = 0, 30*time.Second
+	res := h.run(testSpec(spec.Canary))
+	require.True(t, res.FreshInstall)
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, plan.Desired{New: 0, Old: 0, Traffic: plan.TrafficOld, Order: plan.Surge}, h.desired()[1])
+}
+
+func TestUpdatesValidateTransitions(t *testing.T) {
+	h := newHarness(t)
+	type outcome struct {
+		status Status
+		err    error
+	}
+	results := map[string]outcome{}
+	call := func(name string, after time.Duration) {
+		h.env.RegisterDelayedCallback(func() {
+			h.env.UpdateWorkflow(name, name+"-"+after.String(), &updateCallback{done: func(v Status, err error) {
+				results[name+"@"+after.String()] = outcome{v, err}
+			}}, ControlRequest{By: "dave", Reason: "testing"})
+		}, after)
+	}
+	call(UpdateResume, time.Minute)  // not paused: rejected
+	call(UpdatePause, 2*time.Minute) // accepted
+	call(UpdatePause, 3*time.Minute) // already paused: rejected
+	call(UpdateResume, 4*time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeSucceeded, res.Outcome)
+
+	require.ErrorContains(t, results["resume@1m0s"].err, "not paused")
+	require.NoError(t, results["pause@2m0s"].err)
+	require.True(t, results["pause@2m0s"].status.Paused)
+	require.Equal(t, PhasePaused, results["pause@2m0s"].status.Phase)
+	require.ErrorContains(t, results["pause@3m0s"].err, "already paused")
+	require.NoError(t, results["resume@4m0s"].err)
+	// Rejected updates never reach the handler, so only the two accepted
+	// ones are in the control log.
+	require.Len(t, res.Controls, 2)
+	require.Equal(t, "update", res.Controls[0].Via)
+}
+
+func TestStatusQueryDuringBake(t *testing.T) {
+	h := newHarness(t)
+	var st Status
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&st))
+	}, 6*time.Minute)
+	h.run(testSpec(spec.Canary))
+	require.Equal(t, PhaseValidating, st.Phase)
+	require.Equal(t, 1, st.CurrentStage)
+	require.Equal(t, StageCompleted, st.Stages[0].Status)
+	require.Equal(t, StageValidating, st.Stages[1].Status)
+	require.NotNil(t, st.BakeEndsAt)
+}
+
+// TestSeedDefaultCanary runs the seed's defaults: 5/25/50/100 with 5 min
+// bakes and 30 s checks, over 20 instances.
+func TestSeedDefaultCanary(t *testing.T) {
+	h := newHarness(t)
+	h.snapshot = snapshotOf(20, "stagecraft-demo:v1")
+	s := spec.Spec{Service: "hello", Image: "stagecraft-demo:v2",
+		Platform: spec.Platform{Docker: &spec.Docker{Replicas: 20, Port: 8080}},
+		Strategy: spec.Strategy{Type: spec.Canary},
+		Health: spec.Health{Checks: []spec.Check{
+			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz"}},
+			{Name: "tcp", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
+			{Name: "root", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/"}},
+		}}}.WithDefaults()
+	res := h.run(s)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	var news []int
+	for _, st := range res.Stages {
+		news = append(news, st.New)
+		require.Equal(t, 10, st.ChecksPassed, "5 min / 30 s rounds")
+	}
+	require.Equal(t, []int{1, 5, 10, 20}, news)
+	require.Equal(t, 20*time.Minute, res.CompletedAt.Sub(res.StartedAt))
+	t.Logf("seed-default canary: %d converges, %d watch activities (history events are measured on the real dev server)", len(h.converges), len(h.watches))
+}
+
+type updateCallback struct {
+	done func(Status, error)
+}
+
+func (c *updateCallback) Accept()          {}
+func (c *updateCallback) Reject(err error) { c.done(Status{}, err) }
+func (c *updateCallback) Complete(success interface{}, err error) {
+	if err != nil {
+		c.done(Status{}, err)
+		return
+	}
+	c.done(success.(Status), nil)
+}
+
+var _ = errors.New

@@ -1,0 +1,159 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/plan"
+)
+
+// TaskQueue is the task queue Stagecraft's workers poll.
+const TaskQueue = "stagecraft"
+
+// Workflow type names, one per strategy, so a list of rollouts says what kind
+// each is.
+const (
+	CanaryWorkflow    = "CanaryDeployment"
+	BlueGreenWorkflow = "BlueGreenDeployment"
+	RollingWorkflow   = "RollingDeployment"
+	RecreateWorkflow  = "RecreateDeployment"
+)
+
+// Control, query and memo names.
+const (
+	SignalPause   = "pause"
+	SignalResume  = "resume"
+	SignalAbort   = "abort"
+	SignalPromote = "promote"
+	// The updates carry the same names as the signals and behave the same,
+	// but validate the transition first and return the new status.
+	UpdatePause   = SignalPause
+	UpdateResume  = SignalResume
+	UpdateAbort   = SignalAbort
+	UpdatePromote = SignalPromote
+
+	QueryStatus = "status"
+
+	// MemoRequestID holds the request's identity (caller's execution ID or
+	// spec hash), compared when the same target is started again.
+	MemoRequestID = "requestId"
+	// MemoExecutionID holds the caller's execution ID, if any.
+	MemoExecutionID = "executionId"
+)
+
+// Outcome is how a rollout ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeSucceeded      Outcome = "succeeded"
+	OutcomeRolledBack     Outcome = "rolled_back"
+	OutcomeRollbackFailed Outcome = "rollback_failed"
+	OutcomeRejected       Outcome = "rejected"
+)
+
+// Phase is what a rollout is doing now.
+type Phase string
+
+// Phases.
+const (
+	PhasePending     Phase = "pending"
+	PhaseSnapshot    Phase = "snapshot"
+	PhaseDeploying   Phase = "deploying"
+	PhaseValidating  Phase = "validating"
+	PhasePaused      Phase = "paused"
+	PhaseFinalizing  Phase = "finalizing"
+	PhaseRollingBack Phase = "rolling_back"
+	PhaseVerifying   Phase = "verifying_rollback"
+	PhaseDone        Phase = "done"
+)
+
+// StageStatus follows the seed: PENDING → IN_PROGRESS → VALIDATING →
+// COMPLETED, or FAILED → ROLLED_BACK.
+type StageStatus string
+
+// Stage statuses.
+const (
+	StagePending    StageStatus = "PENDING"
+	StageInProgress StageStatus = "IN_PROGRESS"
+	StageValidating StageStatus = "VALIDATING"
+	StageCompleted  StageStatus = "COMPLETED"
+	StageFailed     StageStatus = "FAILED"
+	StageRolledBack StageStatus = "ROLLED_BACK"
+)
+
+// StageRecord is one stage's plan and what happened to it.
+type StageRecord struct {
+	plan.Stage
+	Status           StageStatus `json:"status"`
+	StartedAt        *time.Time  `json:"startedAt,omitempty"`
+	CompletedAt      *time.Time  `json:"completedAt,omitempty"`
+	ChecksPassed     int         `json:"checksPassed"`
+	ChecksFailed     int         `json:"checksFailed"`
+	InstancesUpdated int         `json:"instancesUpdated"`
+	InstancesTotal   int         `json:"instancesTotal"`
+	Error            string      `json:"error,omitempty"`
+}
+
+// ControlRequest is the optional payload of a control signal or update.
+type ControlRequest struct {
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
+// ControlRecord is one control action as the workflow received it.
+type ControlRecord struct {
+	Action   string    `json:"action"`
+	Via      string    `json:"via"` // signal | update | timeout
+	Reason   string    `json:"reason,omitempty"`
+	By       string    `json:"by,omitempty"`
+	At       time.Time `json:"at"`
+	Accepted bool      `json:"accepted"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// RollbackRecord says how the compensating rollback went.
+type RollbackRecord struct {
+	Reason      string                  `json:"reason"`
+	StartedAt   time.Time               `json:"startedAt"`
+	CompletedAt *time.Time              `json:"completedAt,omitempty"`
+	Verified    bool                    `json:"verified"`
+	Verify      *activities.WatchResult `json:"verify,omitempty"`
+	Error       string                  `json:"error,omitempty"`
+}
+
+// Status is a rollout's state as the status query returns it; the final
+// Status is the workflow's result.
+type Status struct {
+	WorkflowID  string `json:"workflowId"`
+	RunID       string `json:"runId"`
+	ExecutionID string `json:"executionId,omitempty"`
+	RequestID   string `json:"requestId"`
+	Service     string `json:"service"`
+	Platform    string `json:"platform"`
+	Strategy    string `json:"strategy"`
+	ImageFrom   string `json:"imageFrom,omitempty"`
+	ImageTo     string `json:"imageTo"`
+	// FreshInstall is true when nothing ran before the rollout.
+	FreshInstall bool  `json:"freshInstall"`
+	Phase        Phase `json:"phase"`
+	Paused       bool  `json:"paused"`
+	Promoted     bool  `json:"promoted,omitempty"`
+	CurrentStage int   `json:"currentStage"`
+	// BakeRemaining is the bake time left in the current stage; frozen while
+	// paused.
+	BakeRemaining time.Duration   `json:"bakeRemaining"`
+	BakeEndsAt    *time.Time      `json:"bakeEndsAt,omitempty"`
+	Stages        []StageRecord   `json:"stages"`
+	Controls      []ControlRecord `json:"controls,omitempty"`
+	Rollback      *RollbackRecord `json:"rollback,omitempty"`
+	StartedAt     time.Time       `json:"startedAt"`
+	CompletedAt   *time.Time      `json:"completedAt,omitempty"`
+	Outcome       Outcome         `json:"outcome,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	// Problems lists every spec problem when the outcome is rejected.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Result is a rollout's final status.
+type Result = Status
