@@ -9,12 +9,15 @@ build_image() { # TAG VERSION FAIL_AFTER
   CGO_ENABLED=0 go build -C "$ROOT" -trimpath -ldflags "-s -w -X main.version=$version -X main.failAfter=$fail" \
     -o "$ctx/demo-app" ./deployments/demo-app
   cp "$ROOT/deployments/demo-app/Dockerfile" "$ctx/"
-  docker build -q -t "stagecraft-demo:$tag" "$ctx" >/dev/null
+  if ! DOCKER_BUILDKIT=0 docker build -q -t "stagecraft-demo:$tag" "$ctx" >"$ctx/build.log" 2>&1; then
+    cat "$ctx/build.log" >&2
+    die "building stagecraft-demo:$tag failed"
+  fi
   rm -rf "$ctx"
-  say "built image stagecraft-demo:$tag"
 }
 
 build_image v1 v1 ""
 build_image v2 v2 ""
 # v2-bad answers /healthz with 500 three seconds after it starts.
 build_image v2-bad v2-bad 3
+say "built images stagecraft-demo:v1, :v2, :v2-bad"

@@ -432,7 +432,7 @@ func (r *rollout) stopReason(err error) string {
 func errorMessage(err error) string {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
-		return app.Error()
+		return app.Message()
 	}
 	return err.Error()
 }

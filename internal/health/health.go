@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -162,7 +163,12 @@ func tcp(ctx context.Context, name string, t *spec.TCPCheck, addr string) Result
 func excerpt(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if len(s) > maxExcerpt {
-		s = s[:maxExcerpt] + "…"
+		// Cut on a rune boundary so the evidence stays valid UTF-8.
+		n := maxExcerpt
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
 	return s
 }

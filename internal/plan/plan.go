@@ -87,13 +87,13 @@ func Build(s spec.Spec, total, current int) (Plan, error) {
 		for i, pct := range s.Strategy.Steps {
 			n := CanaryCount(total, pct)
 			p.Stages = append(p.Stages, Stage{Index: i, Name: fmt.Sprintf("canary %d%%", pct), Percent: pct,
-				New: n, Old: max(0, current-n), Traffic: TrafficShared, Order: Surge, Bake: bake})
+				New: n, Old: oldBeside(total, current, n), Traffic: TrafficShared, Order: Surge, Bake: bake})
 		}
 	case spec.Rolling:
 		batches := RollingBatches(total, s.Strategy.BatchSize)
 		for i, n := range batches {
 			p.Stages = append(p.Stages, Stage{Index: i, Name: fmt.Sprintf("batch %d/%d", i+1, len(batches)),
-				Percent: n * 100 / total, New: n, Old: max(0, current-n), Traffic: TrafficShared, Order: Surge, Bake: bake})
+				Percent: n * 100 / total, New: n, Old: oldBeside(total, current, n), Traffic: TrafficShared, Order: Surge, Bake: bake})
 		}
 	case spec.BlueGreen:
 		p.Stages = []Stage{
@@ -110,6 +110,14 @@ func Build(s spec.Spec, total, current int) (Plan, error) {
 		return Plan{}, fmt.Errorf("plan %s: unknown strategy %q", s.Service, s.Strategy.Type)
 	}
 	return p, nil
+}
+
+// oldBeside is how many old instances serve beside n new ones: as many as
+// the target still needs to reach total, never more than run now. Counting
+// from total rather than current keeps old instances serving through the
+// early stages of a scale-up, so a 25% step does not remove the old version.
+func oldBeside(total, current, n int) int {
+	return max(0, min(current, total-n))
 }
 
 // CanaryCount is the number of new instances for a canary percentage: rounded

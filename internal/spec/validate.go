@@ -96,6 +96,9 @@ func (s Spec) Validate() error {
 	}
 
 	st := s.Strategy
+	// Bake is checked per type: its default is per type, so a missing or
+	// unknown type leaves it unset and reporting it would name a field the
+	// caller never wrote.
 	switch st.Type {
 	case "":
 		add("strategy.type", "is required (canary, blue-green, rolling or recreate)")
@@ -113,6 +116,7 @@ func (s Spec) Validate() error {
 		if len(st.Steps) > 0 && st.Steps[len(st.Steps)-1] != 100 {
 			add("strategy.steps", "the last step must be 100")
 		}
+		positive(add, "strategy.bake", st.Bake)
 	case BlueGreen:
 		positive(add, "strategy.bakeBeforeSwitch", st.BakeBeforeSwitch)
 		positive(add, "strategy.bakeAfterSwitch", st.BakeAfterSwitch)
@@ -120,12 +124,11 @@ func (s Spec) Validate() error {
 		if st.BatchSize < 1 {
 			add("strategy.batchSize", "must be at least 1, got %d", st.BatchSize)
 		}
+		positive(add, "strategy.bake", st.Bake)
 	case Recreate:
+		positive(add, "strategy.bake", st.Bake)
 	default:
 		add("strategy.type", "%q is not one of canary, blue-green, rolling, recreate", st.Type)
-	}
-	if st.Type != BlueGreen {
-		positive(add, "strategy.bake", st.Bake)
 	}
 	if st.Type != Canary && len(st.Steps) > 0 {
 		add("strategy.steps", "only applies to canary")

@@ -1,0 +1,36 @@
+# Stagecraft. `make run` brings up the embedded default stack and a demo
+# rollout; `make test` runs the whole suite against real engines.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+
+.PHONY: run test unit build vet fmt images record-histories clean help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+run: ## dev server + Web UI (127.0.0.1:8233), worker, Docker, demo canary v1 -> v2; Ctrl-C stops it all
+	@bash scripts/run.sh
+
+test: ## whole suite: vet, unit, replay, and integration on the real dev server and Docker engine
+	@bash scripts/test.sh
+
+unit: ## unit and replay tests only (no engines)
+	$(GO) test -count=1 ./...
+
+build: ## build bin/worker and bin/starter
+	$(GO) build -o $(BIN)/worker ./worker
+	$(GO) build -o $(BIN)/starter ./starter
+
+vet: ## go vet (with and without the integration tag) and gofmt
+	$(GO) vet ./... && $(GO) vet -tags integration ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad
+	@bash scripts/docker.sh && bash scripts/build-demo.sh
+
+record-histories: ## re-record the replay histories in workflows/testdata from the real dev server
+	@STAGECRAFT_RECORD_HISTORIES=1 STAGECRAFT_TEST_RUN='TestEveryStrategy' bash scripts/test.sh
+
+clean: ## remove built binaries and local state (.data)
+	rm -rf $(BIN) .data

@@ -1,0 +1,187 @@
+// Package control starts, finds, inspects and steers rollouts through a
+// Temporal client. The starter CLI and tests use it; it holds the rules for
+// starting: one open rollout per target, a repeated request joins it.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// SearchAttrExecutionID is the keyword search attribute that holds a
+// caller's execution ID, so a rollout can be found by it.
+const SearchAttrExecutionID = "StagecraftExecutionId"
+
+var executionIDKey = temporal.NewSearchAttributeKeyKeyword(SearchAttrExecutionID)
+
+// Started names a started (or joined) rollout.
+type Started struct {
+	WorkflowID string `json:"workflowId"`
+	RunID      string `json:"runId"`
+	Workflow   string `json:"workflow"`
+	// Joined is true when an identical request was already running.
+	Joined bool `json:"joined"`
+}
+
+// BusyError says the target already has an open rollout for another request.
+type BusyError struct {
+	WorkflowID, RunID, RequestID string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("target is busy: rollout %s (run %s, request %s) is still running; wait for it or abort it",
+		e.WorkflowID, e.RunID, e.RequestID)
+}
+
+// Start starts a rollout of s (validated, defaults applied). If the target
+// already runs a rollout for the same request, Start returns that one; for
+// a different request it returns a *BusyError.
+func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
+	s = s.WithDefaults()
+	if err := s.Validate(); err != nil {
+		return Started{}, err
+	}
+	name, err := workflows.WorkflowFor(s.Strategy.Type)
+	if err != nil {
+		return Started{}, err
+	}
+	opts := client.StartWorkflowOptions{
+		ID:                       s.WorkflowID(),
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		Memo:                     map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID},
+		StaticSummary:            fmt.Sprintf("%s %s → %s", s.Strategy.Type, s.Service, s.Image),
+	}
+	if s.ExecutionID != "" {
+		opts.TypedSearchAttributes = temporal.NewSearchAttributes(executionIDKey.ValueSet(s.ExecutionID))
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, name, s)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case err == nil:
+		return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: name}, nil
+	case errors.As(err, &started):
+		return join(ctx, c, s, name)
+	case s.ExecutionID != "" && strings.Contains(err.Error(), SearchAttrExecutionID):
+		return Started{}, fmt.Errorf("start %s: the search attribute %s is not registered on this namespace (see README: temporal operator search-attribute create --name %s --type Keyword): %w",
+			opts.ID, SearchAttrExecutionID, SearchAttrExecutionID, err)
+	}
+	return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
+}
+
+func join(ctx context.Context, c client.Client, s spec.Spec, name string) (Started, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, s.WorkflowID(), "")
+	if err != nil {
+		return Started{}, fmt.Errorf("describe running rollout %s: %w", s.WorkflowID(), err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	runID := info.GetExecution().GetRunId()
+	var running string
+	if f, ok := info.GetMemo().GetFields()[workflows.MemoRequestID]; ok {
+		// An unreadable memo just means a different request.
+		_ = converter.GetDefaultDataConverter().FromPayload(f, &running)
+	}
+	if running != s.RequestID() || info.GetType().GetName() != name {
+		return Started{}, &BusyError{WorkflowID: s.WorkflowID(), RunID: runID, RequestID: running}
+	}
+	return Started{WorkflowID: s.WorkflowID(), RunID: runID, Workflow: name, Joined: true}, nil
+}
+
+// Resolve turns a workflow ID or a caller's execution ID into a workflow ID.
+func Resolve(ctx context.Context, c client.Client, id string) (string, error) {
+	if strings.HasPrefix(id, "deploy:") {
+		return id, nil
+	}
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)})
+	if err == nil && len(resp.GetExecutions()) > 0 {
+		return resp.GetExecutions()[0].GetExecution().GetWorkflowId(), nil
+	}
+	return "", fmt.Errorf("no rollout with workflow ID or execution ID %q (workflow IDs look like deploy:docker:SERVICE)", id)
+}
+
+// Status queries a rollout's status.
+func Status(ctx context.Context, c client.Client, workflowID string) (workflows.Status, error) {
+	var st workflows.Status
+	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return st, fmt.Errorf("no rollout %q: %w", workflowID, err)
+		}
+		return st, fmt.Errorf("query %s: %w", workflowID, err)
+	}
+	return st, v.Get(&st)
+}
+
+// Act sends a control action as an update and returns the new status. An
+// illegal transition is rejected with the workflow's reason.
+func Act(ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (workflows.Status, error) {
+	var st workflows.Status
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflowID,
+		UpdateName:   action,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return st, fmt.Errorf("%s %s: no open rollout with that ID (finished or never started)", action, workflowID)
+		}
+		return st, fmt.Errorf("%s %s: %w", action, workflowID, err)
+	}
+	if err := h.Get(ctx, &st); err != nil {
+		return st, fmt.Errorf("%s %s: %w", action, workflowID, unwrap(err))
+	}
+	return st, nil
+}
+
+// Wait blocks until the rollout ends and returns its result. Every poll
+// interval it calls progress (if set) with the current status.
+func Wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status)) (workflows.Result, error) {
+	run := c.GetWorkflow(ctx, workflowID, runID)
+	done := make(chan error, 1)
+	var res workflows.Result
+	go func() { done <- run.Get(ctx, &res) }()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return res, fmt.Errorf("rollout %s: %w", workflowID, err)
+			}
+			return res, nil
+		case <-t.C:
+			if progress == nil {
+				continue
+			}
+			if st, err := Status(ctx, c, workflowID); err == nil {
+				progress(st)
+			}
+		}
+	}
+}
+
+func unwrap(err error) error {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return errors.New(app.Message())
+	}
+	return err
+}

@@ -1,0 +1,105 @@
+// Package itest starts the real engines integration tests run against: the
+// Temporal dev server (the pinned `temporal` CLI that scripts/temporal.sh
+// builds) and a Stagecraft worker wired to the real Docker engine.
+package itest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	tclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/logging"
+	"github.com/stagecraft/stagecraft/internal/platform/docker"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// TemporalBinEnv names the env var holding the temporal CLI's path.
+const TemporalBinEnv = "STAGECRAFT_TEMPORAL_BIN"
+
+// DevServer starts a Temporal dev server on a free 127.0.0.1 port, with the
+// search attributes Stagecraft uses, and returns it; call Stop when done.
+func DevServer(ctx context.Context) (*testsuite.DevServer, error) {
+	bin := os.Getenv(TemporalBinEnv)
+	if bin == "" {
+		return nil, fmt.Errorf("%s is not set: run the integration tests with `make test`, which builds the Temporal CLI and sets it", TemporalBinEnv)
+	}
+	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath: bin,
+		LogLevel:     "error",
+		ClientOptions: &tclient.Options{
+			Logger: logging.Temporal(zap.NewNop()),
+		},
+		ExtraArgs: []string{"--search-attribute", control.SearchAttrExecutionID + "=Keyword", "--ip", "127.0.0.1"},
+	})
+}
+
+// Docker returns a client for the local engine.
+func Docker() (*client.Client, error) { return client.New(client.FromEnv) }
+
+// StartWorker runs an in-process worker on c with the real Docker platform
+// until the test ends.
+func StartWorker(t testing.TB, c tclient.Client, dc *client.Client) {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{
+		Platforms: map[string]activities.Platform{"docker": docker.New(dc, log)},
+		Checker:   &health.Checker{},
+		Log:       log,
+	})
+	if err := w.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(w.Stop)
+}
+
+// Root is the module's root directory.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Build builds ./cmdDir (e.g. "worker") into dir and returns the binary.
+func Build(dir, cmdDir string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(cmdDir))
+	cmd := exec.Command("go", "build", "-o", out, "./"+cmdDir)
+	cmd.Dir = Root()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", cmdDir, err, b)
+	}
+	return out, nil
+}
+
+// Eventually polls cond every 100ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Name returns a service name unique to this test run.
+func Name(prefix string) string {
+	return strings.ToLower(fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000))
+}

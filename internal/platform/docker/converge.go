@@ -1,0 +1,582 @@
+package docker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"go.uber.org/zap"
+
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// Timings of a converge. They bound waits on the engine, not the work.
+const (
+	stopTimeoutSeconds = 5
+	runningTimeout     = 60 * time.Second
+	pollInterval       = 200 * time.Millisecond
+	// settle is how long a container just started must stay up before it
+	// counts as running: a process that exits at once is caught here.
+	settle = time.Second
+)
+
+// want is one container the desired state calls for.
+type want struct {
+	name  string
+	isNew bool
+	slot  int                // new instances
+	inst  *platform.Instance // old instances: their snapshot record
+}
+
+// converge carries one Converge call's inputs and what it has done so far.
+type converge struct {
+	p       *Platform
+	log     *zap.Logger
+	spec    spec.Spec
+	docker  spec.Docker
+	rollout string
+	traffic plan.Traffic
+	res     platform.ConvergeResult
+	started map[string]bool // containers this call created or started
+}
+
+// Converge brings the service to req.Desired: this rollout's new instances
+// 0..New-1, the snapshot's instances 0..Old-1 (recreated exactly if gone),
+// nothing else labelled for the service, and the service alias on exactly
+// the instances that serve traffic. It looks before it creates, so a rerun
+// after a crash or a retry finds its work done and changes nothing more.
+func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (platform.ConvergeResult, error) {
+	s := req.Spec
+	if s.Platform.Docker == nil {
+		return platform.ConvergeResult{}, fmt.Errorf("converge %q: spec has no docker platform", s.Service)
+	}
+	d := req.Desired
+	if d.New < 0 || d.Old < 0 {
+		return platform.ConvergeResult{}, fmt.Errorf("converge %q: negative desired counts new=%d old=%d", s.Service, d.New, d.Old)
+	}
+	if d.New > 0 && req.Rollout == "" {
+		return platform.ConvergeResult{}, fmt.Errorf("converge %q: new instances need a rollout token", s.Service)
+	}
+	c := &converge{
+		p:       p,
+		log:     p.log.With(zap.String("service", s.Service), zap.String("rollout", req.Rollout)),
+		spec:    s,
+		docker:  *s.Platform.Docker,
+		rollout: req.Rollout,
+		traffic: cmp.Or(d.Traffic, plan.TrafficShared),
+		started: map[string]bool{},
+	}
+	if err := c.run(ctx, req.Snapshot, d); err != nil {
+		return c.res, err
+	}
+	return c.res, nil
+}
+
+func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desired) error {
+	svc := c.spec.Service
+	// What is wanted, by name.
+	var wants []want
+	for i := range d.New {
+		wants = append(wants, want{name: instanceName(svc, c.rollout, i), isNew: true, slot: i})
+	}
+	snapIndex := map[string]int{}
+	for i := range snap.Instances {
+		snapIndex[snap.Instances[i].Name] = i
+		if i < d.Old {
+			wants = append(wants, want{name: snap.Instances[i].Name, inst: &snap.Instances[i]})
+		}
+	}
+	wanted := map[string]bool{}
+	for _, w := range wants {
+		wanted[w.name] = true
+	}
+
+	// What is there.
+	items, err := c.p.list(ctx, svc, true)
+	if err != nil {
+		return err
+	}
+	existing := map[string]container.Summary{}
+	var surplus []container.Summary
+	for _, it := range items {
+		name := containerName(it)
+		existing[name] = it
+		if !wanted[name] {
+			surplus = append(surplus, it)
+		}
+	}
+	slices.SortFunc(surplus, func(a, b container.Summary) int {
+		ga, ia := removalRank(containerName(a), a.Labels, c.rollout, snapIndex)
+		gb, ib := removalRank(containerName(b), b.Labels, c.rollout, snapIndex)
+		return cmp.Or(cmp.Compare(ga, gb), cmp.Compare(ib, ia), cmp.Compare(containerName(a), containerName(b)))
+	})
+
+	// Refuse before any change if an image to create from is missing, and
+	// make sure every network to join exists.
+	if d.New > 0 {
+		if err := c.p.CheckImage(ctx, c.spec.Image); err != nil {
+			return err
+		}
+	}
+	nets := []string{c.docker.Network}
+	for _, w := range wants {
+		if _, ok := existing[w.name]; ok || w.isNew {
+			continue
+		}
+		if w.inst.Docker == nil {
+			return fmt.Errorf("recreate container %q: snapshot has no docker record", w.name)
+		}
+		if err := c.p.CheckImage(ctx, w.inst.Image); err != nil {
+			return fmt.Errorf("recreate container %q: %w", w.name, err)
+		}
+		for _, n := range w.inst.Docker.Networks {
+			nets = append(nets, n.Network)
+		}
+	}
+	for _, n := range slices.Compact(slices.Sorted(slices.Values(nets))) {
+		if err := c.p.ensureNetwork(ctx, n); err != nil {
+			return err
+		}
+	}
+
+	up := func() error {
+		for _, w := range wants {
+			if err := c.ensure(ctx, w, existing); err != nil {
+				return err
+			}
+		}
+		for _, w := range wants {
+			if err := c.rewire(ctx, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	down := func() error {
+		for _, it := range surplus {
+			if err := c.remove(ctx, containerName(it)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	steps := []func() error{up, down}
+	if d.Order == plan.StopFirst {
+		steps = []func() error{down, up}
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+
+	names := make([]string, 0, len(wants))
+	for _, w := range wants {
+		names = append(names, w.name)
+	}
+	if err := c.waitRunning(ctx, names); err != nil {
+		return err
+	}
+	return c.count(ctx, snapIndex)
+}
+
+// ensure makes w exist and run: it creates it when absent (accepting a
+// container another attempt created under the same name) and starts it when
+// stopped.
+func (c *converge) ensure(ctx context.Context, w want, existing map[string]container.Summary) error {
+	log := c.log.With(zap.String("container", w.name))
+	if it, ok := existing[w.name]; ok {
+		if w.isNew && !isNewOf(it.Labels, c.spec.Service, c.rollout) {
+			return fmt.Errorf("container %q exists but is not a new instance of rollout %q", w.name, c.rollout)
+		}
+		if it.State == container.StateRunning {
+			return nil
+		}
+		return c.start(ctx, w.name, log)
+	}
+	var (
+		opts client.ContainerCreateOptions
+		more []platform.NetworkAttach // networks joined after create
+		err  error
+	)
+	if w.isNew {
+		opts = c.newContainer(w)
+	} else if opts, more, err = c.oldContainer(w); err != nil {
+		return err
+	}
+	opts.Name = w.name
+	res, err := c.p.cli.ContainerCreate(ctx, opts)
+	switch {
+	case err == nil:
+		c.res.Created = append(c.res.Created, w.name)
+		log.Info("created container", zap.String("image", opts.Config.Image), zap.String("id", res.ID))
+	case cerrdefs.IsConflict(err):
+		// Created meanwhile, by a previous attempt or a racing one: accept it
+		// if it is ours.
+		in, ierr := c.p.cli.ContainerInspect(ctx, w.name, client.ContainerInspectOptions{})
+		if ierr != nil {
+			return fmt.Errorf("create container %q: %w", w.name, errors.Join(err, ierr))
+		}
+		if !c.accepts(w, in.Container.Config) {
+			return fmt.Errorf("create container %q: a container of that name exists with other labels: %w", w.name, err)
+		}
+		log.Info("container already exists")
+		if in.Container.State != nil && in.Container.State.Running {
+			return nil
+		}
+	default:
+		return fmt.Errorf("create container %q: %w", w.name, err)
+	}
+	for _, n := range more {
+		if err := c.p.connect(ctx, n.Network, w.name, n.Aliases); err != nil {
+			return err
+		}
+	}
+	return c.start(ctx, w.name, log)
+}
+
+// accepts reports whether a container found under w's name is w.
+func (c *converge) accepts(w want, cfg *container.Config) bool {
+	if cfg == nil {
+		return false
+	}
+	if w.isNew {
+		return isNewOf(cfg.Labels, c.spec.Service, c.rollout)
+	}
+	return cfg.Labels[platform.LabelService] == c.spec.Service
+}
+
+func (c *converge) start(ctx context.Context, name string, log *zap.Logger) error {
+	if _, err := c.p.cli.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start container %q: %w", name, err)
+	}
+	c.started[name] = true
+	log.Info("started container")
+	return nil
+}
+
+// newContainer is the create request for a new instance, from the spec.
+func (c *converge) newContainer(w want) client.ContainerCreateOptions {
+	d := c.docker
+	cfg := &container.Config{
+		Image:  c.spec.Image,
+		Env:    renderEnv(d.Env),
+		Cmd:    d.Command,
+		Labels: newLabels(d.Labels, c.spec.Service, c.spec.Image, c.rollout, w.slot),
+	}
+	hc := &container.HostConfig{
+		NetworkMode:   container.NetworkMode(d.Network),
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+	}
+	if d.Port > 0 {
+		port := network.MustParsePort(strconv.Itoa(d.Port) + "/tcp")
+		cfg.ExposedPorts = network.PortSet{port: {}}
+		hc.PortBindings = network.PortMap{port: {{HostIP: loopback}}}
+	}
+	return client.ContainerCreateOptions{
+		Config:     cfg,
+		HostConfig: hc,
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			d.Network: {Aliases: newAliases(c.traffic, c.spec.Service)},
+		}},
+	}
+}
+
+// oldContainer is the create request that recreates a snapshot instance
+// exactly, and the networks it joins after the first. Only its aliases on the
+// service network follow the desired traffic.
+func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platform.NetworkAttach, error) {
+	di := w.inst.Docker
+	exposed, bindings, err := portConfig(di.Ports)
+	if err != nil {
+		return client.ContainerCreateOptions{}, nil, fmt.Errorf("recreate container %q: %w", w.name, err)
+	}
+	restart, err := parseRestart(di.RestartPolicy)
+	if err != nil {
+		return client.ContainerCreateOptions{}, nil, fmt.Errorf("recreate container %q: %w", w.name, err)
+	}
+	nets := c.oldNetworks(*w.inst)
+	cfg := &container.Config{
+		Image:        w.inst.Image,
+		Env:          di.Env,
+		Cmd:          di.Cmd,
+		Entrypoint:   di.Entrypoint,
+		Labels:       di.Labels,
+		WorkingDir:   di.WorkingDir,
+		User:         di.User,
+		ExposedPorts: exposed,
+	}
+	hc := &container.HostConfig{PortBindings: bindings, RestartPolicy: restart}
+	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: hc}
+	if len(nets) == 0 {
+		return opts, nil, nil
+	}
+	// Engines before API 1.44 accept one network at create; join the rest
+	// before start.
+	hc.NetworkMode = container.NetworkMode(nets[0].Network)
+	opts.NetworkingConfig = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		nets[0].Network: {Aliases: nets[0].Aliases},
+	}}
+	return opts, nets[1:], nil
+}
+
+// oldNetworks is a snapshot instance's networks with its service-network
+// aliases as the desired traffic wants them.
+func (c *converge) oldNetworks(in platform.Instance) []platform.NetworkAttach {
+	snapAliases, onNet := snapshotAliases(in, c.docker.Network)
+	aliases, attach := oldAliases(c.traffic, c.spec.Service, snapAliases, onNet)
+	var out []platform.NetworkAttach
+	for _, n := range in.Docker.Networks {
+		if n.Network == c.docker.Network {
+			if attach {
+				out = append(out, platform.NetworkAttach{Network: n.Network, Aliases: aliases})
+			}
+			continue
+		}
+		out = append(out, n)
+	}
+	if attach && !onNet {
+		out = append(out, platform.NetworkAttach{Network: c.docker.Network, Aliases: aliases})
+	}
+	return out
+}
+
+// rewire gives a container the aliases the traffic wants on the service
+// network, reconnecting it only when they differ. Old instances also rejoin
+// any other snapshot network they lost.
+func (c *converge) rewire(ctx context.Context, w want) error {
+	var nets []platform.NetworkAttach
+	if w.isNew {
+		nets = []platform.NetworkAttach{{Network: c.docker.Network, Aliases: newAliases(c.traffic, c.spec.Service)}}
+	} else if w.inst.Docker != nil {
+		nets = c.oldNetworks(*w.inst)
+	}
+	in, err := c.p.cli.ContainerInspect(ctx, w.name, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect container %q: %w", w.name, err)
+	}
+	var have map[string]*network.EndpointSettings
+	if in.Container.NetworkSettings != nil {
+		have = in.Container.NetworkSettings.Networks
+	}
+	rewired := false
+	for _, n := range nets {
+		ep, on := have[n.Network]
+		if on && ep != nil && sameAliases(userAliases(ep.Aliases, in.Container.ID), n.Aliases) {
+			continue
+		}
+		if on {
+			if _, err := c.p.cli.NetworkDisconnect(ctx, n.Network, client.NetworkDisconnectOptions{Container: w.name}); err != nil && !cerrdefs.IsNotFound(err) {
+				return fmt.Errorf("disconnect container %q from network %q: %w", w.name, n.Network, err)
+			}
+		}
+		if err := c.p.connect(ctx, n.Network, w.name, n.Aliases); err != nil {
+			return err
+		}
+		rewired = true
+		c.log.Info("rewired container", zap.String("container", w.name), zap.String("network", n.Network),
+			zap.Strings("aliases", n.Aliases))
+	}
+	if rewired {
+		c.res.Rewired = append(c.res.Rewired, w.name)
+	}
+	return nil
+}
+
+// remove stops and removes a container; one already gone counts as removed.
+func (c *converge) remove(ctx context.Context, name string) error {
+	timeout := stopTimeoutSeconds
+	if _, err := c.p.cli.ContainerStop(ctx, name, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %q: %w", name, err)
+	}
+	if _, err := c.p.cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %q: %w", name, err)
+	}
+	c.res.Removed = append(c.res.Removed, name)
+	c.log.Info("removed container", zap.String("container", name))
+	return nil
+}
+
+// waitRunning waits until every named container runs, then makes those this
+// call started prove they stay up for a moment: with a restart policy a
+// crashing process is often caught running again, so a restart in between
+// counts as a crash.
+func (c *converge) waitRunning(ctx context.Context, names []string) error {
+	ctx, cancel := context.WithTimeout(ctx, runningTimeout)
+	defer cancel()
+	first := map[string]seen{}
+	for _, name := range names {
+		st, err := c.waitOne(ctx, name)
+		if err != nil {
+			return err
+		}
+		first[name] = st
+	}
+	if len(c.started) == 0 {
+		return nil
+	}
+	if err := sleep(ctx, settle); err != nil {
+		return fmt.Errorf("wait for containers of %q: %w", c.spec.Service, err)
+	}
+	for _, name := range names {
+		if !c.started[name] {
+			continue
+		}
+		st, err := c.waitOne(ctx, name)
+		if err != nil {
+			return err
+		}
+		if st != first[name] {
+			return c.notRunning(ctx, name, fmt.Sprintf("restarted %d times right after start", st.restarts))
+		}
+	}
+	return nil
+}
+
+// seen is what tells one run of a container from the next.
+type seen struct {
+	startedAt string
+	restarts  int
+}
+
+// waitOne waits until a container runs and tells which run it saw.
+func (c *converge) waitOne(ctx context.Context, name string) (seen, error) {
+	for {
+		in, err := c.p.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		if err != nil {
+			return seen{}, fmt.Errorf("wait for container %q: %w", name, err)
+		}
+		st := in.Container.State
+		switch {
+		case st == nil:
+		case st.Running && !st.Restarting:
+			return seen{startedAt: st.StartedAt, restarts: in.Container.RestartCount}, nil
+		case st.Restarting || st.Status == container.StateExited || st.Status == container.StateDead:
+			return seen{}, c.notRunning(ctx, name, fmt.Sprintf("%s (exit code %d)", st.Status, st.ExitCode))
+		}
+		if err := sleep(ctx, pollInterval); err != nil {
+			return seen{}, fmt.Errorf("wait for container %q to run: %w", name, err)
+		}
+	}
+}
+
+// notRunning is the error for a container that does not stay up, with its
+// last output when there is some.
+func (c *converge) notRunning(ctx context.Context, name, why string) error {
+	err := fmt.Errorf("container %q is not running: %s", name, why)
+	if logs := c.p.lastLogs(ctx, name, 10); logs != "" {
+		err = fmt.Errorf("%w; last output:\n%s", err, logs)
+	}
+	return err
+}
+
+// count fills the result's counts from what runs now.
+func (c *converge) count(ctx context.Context, snapIndex map[string]int) error {
+	items, err := c.p.list(ctx, c.spec.Service, false)
+	if err != nil {
+		return err
+	}
+	c.res.NewCount, c.res.OldCount, c.res.Total = 0, 0, len(items)
+	for _, it := range items {
+		if c.rollout != "" && isNewOf(it.Labels, c.spec.Service, c.rollout) {
+			c.res.NewCount++
+		} else if _, ok := snapIndex[containerName(it)]; ok {
+			c.res.OldCount++
+		}
+	}
+	return nil
+}
+
+// networkMu serialises network creation in this process: the engine lets
+// two networks share a name, and two converges racing would make both.
+var networkMu sync.Mutex
+
+// ensureNetwork creates a user-defined bridge network unless it exists. If a
+// race elsewhere (another worker) made duplicates, it keeps the oldest and
+// removes the rest, so the name stays unambiguous.
+func (p *Platform) ensureNetwork(ctx context.Context, name string) error {
+	networkMu.Lock()
+	defer networkMu.Unlock()
+	nets, err := p.networksNamed(ctx, name)
+	if err != nil {
+		return err
+	}
+	if len(nets) == 0 {
+		_, err = p.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{
+			Driver: "bridge",
+			Labels: map[string]string{labelManaged: "true"},
+		})
+		if err != nil && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("create network %q: %w", name, err)
+		}
+		p.log.Info("created network", zap.String("network", name))
+		if nets, err = p.networksNamed(ctx, name); err != nil {
+			return err
+		}
+	}
+	if len(nets) > 1 {
+		slices.SortFunc(nets, func(a, b network.Summary) int {
+			if c := a.Created.Compare(b.Created); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		for _, n := range nets[1:] {
+			if _, err := p.cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				return fmt.Errorf("network name %q is ambiguous and duplicate %s could not be removed: %w", name, n.ID, err)
+			}
+			p.log.Warn("removed duplicate network", zap.String("network", name), zap.String("id", n.ID))
+		}
+	}
+	return nil
+}
+
+// networksNamed lists the networks whose name is exactly name.
+func (p *Platform) networksNamed(ctx context.Context, name string) ([]network.Summary, error) {
+	res, err := p.cli.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("name", name)})
+	if err != nil {
+		return nil, fmt.Errorf("list networks named %q: %w", name, err)
+	}
+	var out []network.Summary
+	for _, n := range res.Items {
+		if n.Name == name {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// connect attaches a container to a network with the given aliases.
+func (p *Platform) connect(ctx context.Context, net, name string, aliases []string) error {
+	_, err := p.cli.NetworkConnect(ctx, net, client.NetworkConnectOptions{
+		Container:      name,
+		EndpointConfig: &network.EndpointSettings{Aliases: aliases},
+	})
+	if err != nil {
+		return fmt.Errorf("connect container %q to network %q: %w", name, net, err)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,91 @@
+// Command worker runs Stagecraft's workflows and activities on the
+// "stagecraft" task queue.
+//
+//	TEMPORAL_ADDRESS    Temporal frontend (default 127.0.0.1:7233)
+//	TEMPORAL_NAMESPACE  namespace (default "default")
+//	DOCKER_HOST         Docker engine (default the local socket)
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	tclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/logging"
+	"github.com/stagecraft/stagecraft/internal/platform/docker"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+type config struct {
+	address, namespace, logLevel string
+	console                      bool
+	maxActivities                int
+}
+
+func main() {
+	var cfg config
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run Stagecraft's rollout workflows and activities",
+		Example: `  # against the local dev server started by make run
+  worker --address 127.0.0.1:7233`,
+		SilenceUsage: true,
+		RunE:         func(*cobra.Command, []string) error { return run(cfg) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
+	f.StringVar(&cfg.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	f.StringVar(&cfg.logLevel, "log-level", envOr("STAGECRAFT_LOG_LEVEL", "info"), "debug, info, warn or error")
+	f.BoolVar(&cfg.console, "log-console", os.Getenv("STAGECRAFT_LOG_CONSOLE") != "", "human-readable logs instead of JSON")
+	// Each rollout in a bake holds one watcher activity, so this bounds how
+	// many rollouts one worker can hold at once.
+	f.IntVar(&cfg.maxActivities, "max-concurrent-activities", 200, "activity slots (one per baking rollout, plus converges)")
+	if err := cmd.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	log, err := logging.New(cfg.logLevel, cfg.console)
+	if err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	defer func() { _ = log.Sync() }()
+
+	c, err := tclient.Dial(tclient.Options{HostPort: cfg.address, Namespace: cfg.namespace, Logger: logging.Temporal(log)})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", cfg.address, err)
+	}
+	defer c.Close()
+
+	dc, err := client.New(client.FromEnv)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer dc.Close()
+
+	w := worker.New(c, workflows.TaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: cfg.maxActivities})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{
+		Platforms: map[string]activities.Platform{"docker": docker.New(dc, log)},
+		Checker:   &health.Checker{},
+		Log:       log,
+	})
+	log.Info("worker starting", zap.String("address", cfg.address), zap.String("namespace", cfg.namespace),
+		zap.String("taskQueue", workflows.TaskQueue))
+	return w.Run(worker.InterruptCh())
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,312 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// runCLI runs the starter binary against the test dev server.
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(starter, append([]string{"--address", server.FrontendHostPort()}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func writeSpec(t *testing.T, s spec.Spec) string {
+	t.Helper()
+	b, err := yaml.Marshal(s)
+	require.NoError(t, err)
+	f := filepath.Join(t.TempDir(), "spec.yaml")
+	require.NoError(t, os.WriteFile(f, b, 0o644))
+	return f
+}
+
+// startWorkerProcess runs the worker binary as a separate process.
+func startWorkerProcess(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+func waitForStage(t *testing.T, workflowID string, stage int, status workflows.StageStatus) workflows.Status {
+	t.Helper()
+	var st workflows.Status
+	itest.Eventually(t, 90*time.Second, fmt.Sprintf("stage %d %s", stage, status), func() bool {
+		var err error
+		st, err = control.Status(context.Background(), tc, workflowID)
+		return err == nil && len(st.Stages) > stage && st.Stages[stage].Status == status
+	})
+	return st
+}
+
+// TestWorkerKilledMidBakeFinishesOnANewWorker runs a rollout on a worker
+// process, SIGKILLs it in the middle of a bake, starts a new one, and checks
+// the rollout ends right with no duplicate or orphaned container. This test
+// uses its own task queue-less setup: the in-process workers of other tests
+// are not running, because this test runs the workers itself.
+func TestWorkerKilledMidBakeFinishesOnANewWorker(t *testing.T) {
+	service := itest.Name("e2e-crash")
+	cleanup(t, service)
+	first := startWorkerProcess(t)
+	installV1(t, service)
+
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 4)
+	s.Strategy.Bake = spec.Duration(6 * time.Second)
+	ctx := context.Background()
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	waitForStage(t, started.WorkflowID, 1, workflows.StageValidating)
+
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_ = first.Wait()
+	t.Log("worker killed mid-bake of stage 2")
+	time.Sleep(2 * time.Second)
+	startWorkerProcess(t)
+
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	got := instances(t, service)
+	require.Len(t, got, 4, "no duplicate and no orphan")
+	for _, in := range got {
+		require.Equal(t, "stagecraft-demo:v2", in.Image)
+		require.True(t, in.Running)
+	}
+}
+
+func TestAbortFromTheCLIMidBakeRestoresV1(t *testing.T) {
+	service := itest.Name("e2e-abort")
+	cleanup(t, service)
+	startWorkerProcess(t)
+	v1 := installV1(t, service)
+
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 4)
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	out, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, s), "--json")
+	require.Equal(t, 0, code, errOut)
+	var started control.Started
+	require.NoError(t, json.Unmarshal([]byte(out), &started))
+	require.NotEmpty(t, started.RunID)
+	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+
+	_, errOut, code = runCLI(t, "abort", started.WorkflowID, "--reason", "error rate up", "--by", "e2e")
+	require.Equal(t, 0, code, errOut)
+	res, err := control.Wait(context.Background(), tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "error rate up")
+	require.Less(t, res.CompletedAt.Sub(res.StartedAt), 40*time.Second, "the 1 minute bake was interrupted")
+	require.Equal(t, restorable(v1), restorable(instances(t, service)))
+
+	// The rollout is closed: a further control is refused plainly.
+	_, errOut, code = runCLI(t, "pause", started.WorkflowID)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "no open rollout")
+}
+
+func TestCLIDeployWaitJSONAndControls(t *testing.T) {
+	service := itest.Name("e2e-cli")
+	cleanup(t, service)
+	startWorkerProcess(t)
+	s := demoSpec(service, "stagecraft-demo:v1", spec.Recreate, 2)
+	s.ExecutionID = "req-" + service
+	out, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, s), "--wait", "--json")
+	require.Equal(t, 0, code, errOut)
+	var res workflows.Result
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	require.Equal(t, s.ExecutionID, res.ExecutionID)
+
+	// Found by the caller's execution ID.
+	out, errOut, code = runCLI(t, "status", s.ExecutionID, "--json")
+	require.Equal(t, 0, code, errOut)
+	var st workflows.Status
+	require.NoError(t, json.Unmarshal([]byte(out), &st))
+	require.Equal(t, s.WorkflowID(), st.WorkflowID)
+
+	// An illegal transition is refused with the workflow's reason.
+	s2 := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 2)
+	s2.Strategy.Bake = spec.Duration(time.Minute)
+	out, errOut, code = runCLI(t, "deploy", "-f", writeSpec(t, s2), "--json")
+	require.Equal(t, 0, code, errOut)
+	waitForStage(t, s2.WorkflowID(), 0, workflows.StageValidating)
+	_, errOut, code = runCLI(t, "resume", s2.WorkflowID())
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "not paused")
+	out, errOut, code = runCLI(t, "pause", s2.WorkflowID(), "--reason", "dashboards", "--json")
+	require.Equal(t, 0, code, errOut)
+	require.NoError(t, json.Unmarshal([]byte(out), &st))
+	require.True(t, st.Paused)
+	_, errOut, code = runCLI(t, "promote", s2.WorkflowID())
+	require.Equal(t, 0, code, errOut)
+	res2, err := control.Wait(context.Background(), tc, s2.WorkflowID(), "", time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeSucceeded, res2.Outcome, res2.Error)
+	require.Len(t, res2.Controls, 2)
+	require.Equal(t, "dashboards", res2.Controls[0].Reason)
+}
+
+func TestOneRolloutPerTarget(t *testing.T) {
+	service := itest.Name("e2e-busy")
+	cleanup(t, service)
+	startWorkerProcess(t)
+	ctx := context.Background()
+	s := demoSpec(service, "stagecraft-demo:v1", spec.Canary, 2)
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	first, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	again, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	require.True(t, again.Joined)
+	require.Equal(t, first.RunID, again.RunID, "the same request returns the running rollout")
+
+	other := s
+	other.Image = "stagecraft-demo:v2"
+	_, err = control.Start(ctx, tc, other)
+	var busy *control.BusyError
+	require.ErrorAs(t, err, &busy)
+	require.Contains(t, err.Error(), first.WorkflowID)
+
+	_, err = control.Act(ctx, tc, first.WorkflowID, workflows.UpdateAbort, workflows.ControlRequest{By: "e2e"})
+	require.NoError(t, err)
+	res, err := control.Wait(ctx, tc, first.WorkflowID, first.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.True(t, res.FreshInstall)
+	require.Empty(t, instances(t, service), "a fresh install rolled back leaves nothing")
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	startWorkerProcess(t)
+	service := itest.Name("e2e-invalid")
+	cleanup(t, service)
+	good := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 2)
+	cases := []struct {
+		name, field string
+		mutate      func(*spec.Spec)
+	}{
+		{"no service", "service", func(s *spec.Spec) { s.Service = "" }},
+		{"bad image", "image", func(s *spec.Spec) { s.Image = "Not An Image" }},
+		{"no platform", "platform", func(s *spec.Spec) { s.Platform.Docker = nil }},
+		{"zero port", "platform.docker.port", func(s *spec.Spec) { s.Platform.Docker.Port = 0 }},
+		{"unknown strategy", "strategy.type", func(s *spec.Spec) { s.Strategy.Type = "yolo" }},
+		{"steps not increasing", "strategy.steps[1]", func(s *spec.Spec) { s.Strategy.Steps = []int{50, 10, 100} }},
+		{"bad check url", "health.checks[0].http.url", func(s *spec.Spec) { s.Health.Checks[0].HTTP.URL = "ftp://x" }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := good
+			s.Platform.Docker = &spec.Docker{Replicas: 2, Port: 8080}
+			s.Health.Checks = []spec.Check{{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: 200, Timeout: spec.Duration(time.Second)}}}
+			c.mutate(&s)
+			_, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, s))
+			require.Equal(t, 2, code, errOut)
+			require.Contains(t, errOut, c.field)
+		})
+	}
+	// A workflow started directly with an invalid spec (bypassing the CLI)
+	// is rejected by the workflow before any platform call.
+	bad := good
+	bad.Platform.Docker = &spec.Docker{Replicas: 0, Port: 8080}
+	run, err := tc.ExecuteWorkflow(context.Background(), clientStart(bad.WorkflowID()), workflows.CanaryWorkflow, bad)
+	require.NoError(t, err)
+	var res workflows.Result
+	require.NoError(t, run.Get(context.Background(), &res))
+	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "platform.docker.replicas")
+	require.Empty(t, instances(t, service))
+	resp, err := tc.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowId = %q", good.WorkflowID())})
+	require.NoError(t, err)
+	require.Len(t, resp.Executions, 1, "the CLI started nothing for invalid specs")
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, resp.Executions[0].Status)
+
+	// A missing image is rejected before any change.
+	missing := demoSpec(service, "stagecraft-demo:does-not-exist", spec.Canary, 2)
+	out, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, missing), "--wait", "--json")
+	require.Equal(t, 3, code, errOut)
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "does-not-exist")
+	require.Empty(t, instances(t, service))
+}
+
+// TestHistoryBudget measures the real dev server's history of a canary of
+// the seed's shape (steps 5/25/50/100, three checks). Check rounds run inside
+// one heartbeating watcher activity per stage, so the count does not depend
+// on bake length or interval: two runs with different timings must record
+// the same number of events, which stands for the seed default (4 × 5 min,
+// 30 s checks).
+func TestHistoryBudget(t *testing.T) {
+	startWorkerProcess(t)
+	var counts []int
+	for _, timing := range []struct{ bake, interval time.Duration }{{2 * time.Second, 500 * time.Millisecond}, {3 * time.Second, 250 * time.Millisecond}} {
+		service := itest.Name("e2e-budget")
+		cleanup(t, service)
+		installV1(t, service)
+		s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 4)
+		s.Strategy.Steps = []int{5, 25, 50, 100}
+		s.Strategy.Bake = spec.Duration(timing.bake)
+		s.Health.Interval = spec.Duration(timing.interval)
+		s.Health.Checks = append(s.Health.Checks, spec.Check{Name: "root",
+			HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/", ExpectStatus: 200, Timeout: spec.Duration(time.Second)}})
+		ctx := context.Background()
+		started, err := control.Start(ctx, tc, s)
+		require.NoError(t, err)
+		res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+		require.NoError(t, err)
+		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		n := len(fetchHistory(t, started.WorkflowID, started.RunID).Events)
+		rounds := 0
+		for _, st := range res.Stages {
+			rounds += st.ChecksPassed
+		}
+		t.Logf("canary 5/25/50/100, bake %s, interval %s: %d check rounds, %d history events", timing.bake, timing.interval, rounds, n)
+		counts = append(counts, n)
+	}
+	require.Equal(t, counts[0], counts[1], "event count independent of bake and interval")
+	require.LessOrEqual(t, counts[0], 300)
+	t.Logf("seed-default canary history: %d events (budget 300)", counts[0])
+}
+
+var _ = strings.Contains

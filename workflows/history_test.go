@@ -1,0 +1,54 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/logging"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// fetchHistory reads a finished rollout's whole history from the server.
+func fetchHistory(t *testing.T, workflowID, runID string) *historypb.History {
+	t.Helper()
+	h := &historypb.History{}
+	it := tc.GetWorkflowHistory(context.Background(), workflowID, runID, false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		h.Events = append(h.Events, ev)
+	}
+	return h
+}
+
+// recordHistory replays the real history just recorded against the current
+// workflow code, and with STAGECRAFT_RECORD_HISTORIES=1 saves it under
+// testdata/histories for the replay tests every run performs.
+func recordHistory(t *testing.T, started control.Started, s spec.Spec, res workflows.Result) {
+	t.Helper()
+	h := fetchHistory(t, started.WorkflowID, started.RunID)
+	r := worker.NewWorkflowReplayer()
+	workflows.Register(r)
+	require.NoError(t, r.ReplayWorkflowHistory(logging.Temporal(zaptest.NewLogger(t)), h), "replay of the recorded history")
+	if os.Getenv("STAGECRAFT_RECORD_HISTORIES") == "" {
+		return
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+	require.NoError(t, err)
+	name := filepath.Join("testdata", "histories", s.Strategy.Type+"-"+string(res.Outcome)+".json")
+	require.NoError(t, os.MkdirAll(filepath.Dir(name), 0o755))
+	require.NoError(t, os.WriteFile(name, b, 0o644))
+	t.Logf("recorded %s (%d events)", name, len(h.Events))
+}
