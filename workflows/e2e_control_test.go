@@ -108,6 +108,7 @@ func TestWorkerKilledMidBakeFinishesOnANewWorker(t *testing.T) {
 	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
 	got := instances(t, service)
 	require.Len(t, got, 4, "no duplicate and no orphan")
+	recordNamed(t, started.WorkflowID, started.RunID, "canary-worker-killed")
 	for _, in := range got {
 		require.Equal(t, "stagecraft-demo:v2", in.Image)
 		require.True(t, in.Running)
@@ -136,6 +137,7 @@ func TestAbortFromTheCLIMidBakeRestoresV1(t *testing.T) {
 	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "error rate up")
 	require.Less(t, res.CompletedAt.Sub(res.StartedAt), 40*time.Second, "the 1 minute bake was interrupted")
+	recordNamed(t, started.WorkflowID, started.RunID, "canary-aborted")
 	require.Equal(t, restorable(v1), restorable(instances(t, service)))
 
 	// The rollout is closed: a further control is refused plainly.
@@ -184,6 +186,7 @@ func TestCLIDeployWaitJSONAndControls(t *testing.T) {
 	require.Equal(t, workflows.OutcomeSucceeded, res2.Outcome, res2.Error)
 	require.Len(t, res2.Controls, 2)
 	require.Equal(t, "dashboards", res2.Controls[0].Reason)
+	recordNamed(t, s2.WorkflowID(), res2.RunID, "canary-paused-promoted")
 }
 
 func TestOneRolloutPerTarget(t *testing.T) {
@@ -207,6 +210,8 @@ func TestOneRolloutPerTarget(t *testing.T) {
 	require.ErrorAs(t, err, &busy)
 	require.Contains(t, err.Error(), first.WorkflowID)
 
+	waitForStage(t, first.WorkflowID, 0, workflows.StageValidating)
+	require.NotEmpty(t, instances(t, service))
 	_, err = control.Act(ctx, tc, first.WorkflowID, workflows.UpdateAbort, workflows.ControlRequest{By: "e2e"})
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, first.WorkflowID, first.RunID, time.Second, nil)
@@ -247,7 +252,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	// A workflow started directly with an invalid spec (bypassing the CLI)
 	// is rejected by the workflow before any platform call.
 	bad := good
-	bad.Platform.Docker = &spec.Docker{Replicas: 0, Port: 8080}
+	bad.Platform.Docker = &spec.Docker{Replicas: -1, Port: 8080}
 	run, err := tc.ExecuteWorkflow(context.Background(), clientStart(bad.WorkflowID()), workflows.CanaryWorkflow, bad)
 	require.NoError(t, err)
 	var res workflows.Result

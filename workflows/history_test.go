@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -38,16 +39,31 @@ func fetchHistory(t *testing.T, workflowID, runID string) *historypb.History {
 // testdata/histories for the replay tests every run performs.
 func recordHistory(t *testing.T, started control.Started, s spec.Spec, res workflows.Result) {
 	t.Helper()
-	h := fetchHistory(t, started.WorkflowID, started.RunID)
+	recordNamed(t, started.WorkflowID, started.RunID, s.Strategy.Type+"-"+string(res.Outcome))
+}
+
+var (
+	recordedMu sync.Mutex
+	recorded   = map[string]bool{}
+)
+
+// recordNamed replays a finished rollout's history and, when recording,
+// saves it as testdata/histories/NAME.json (once per test run).
+func recordNamed(t *testing.T, workflowID, runID, name string) {
+	t.Helper()
+	h := fetchHistory(t, workflowID, runID)
 	r := worker.NewWorkflowReplayer()
 	workflows.Register(r)
 	require.NoError(t, r.ReplayWorkflowHistory(logging.Temporal(zaptest.NewLogger(t)), h), "replay of the recorded history")
-	if os.Getenv("STAGECRAFT_RECORD_HISTORIES") == "" {
+	recordedMu.Lock()
+	defer recordedMu.Unlock()
+	if os.Getenv("STAGECRAFT_RECORD_HISTORIES") == "" || recorded[name] {
 		return
 	}
+	recorded[name] = true
 	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 	require.NoError(t, err)
-	name := filepath.Join("testdata", "histories", s.Strategy.Type+"-"+string(res.Outcome)+".json")
+	name = filepath.Join("testdata", "histories", name+".json")
 	require.NoError(t, os.MkdirAll(filepath.Dir(name), 0o755))
 	require.NoError(t, os.WriteFile(name, b, 0o644))
 	t.Logf("recorded %s (%d events)", name, len(h.Events))

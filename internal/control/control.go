@@ -63,8 +63,11 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		Memo:                     map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID},
-		StaticSummary:            fmt.Sprintf("%s %s → %s", s.Strategy.Type, s.Service, s.Image),
+		// Without this the SDK silently returns the running rollout even
+		// when it serves a different request.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		Memo:                                     map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID},
+		StaticSummary:                            fmt.Sprintf("%s %s → %s", s.Strategy.Type, s.Service, s.Image),
 	}
 	if s.ExecutionID != "" {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(executionIDKey.ValueSet(s.ExecutionID))

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# make run: the embedded default. Builds what it needs, starts a Temporal dev
+# server with its Web UI (state in .data/temporal.db), a Docker engine if none
+# runs, and the worker; builds the demo images, puts v1 of the demo app in
+# place, then runs a canary to v2, printing its progress. Keeps everything up
+# until Ctrl-C, then stops what it started.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+PORT=${TEMPORAL_PORT:-7233}
+UI_PORT=${TEMPORAL_UI_PORT:-8233}
+export TEMPORAL_ADDRESS="127.0.0.1:$PORT" TEMPORAL_UI="http://127.0.0.1:$UI_PORT"
+STARTED_DOCKER=0
+
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  say "stopping what make run started"
+  if [ -x bin/starter ] && [ -f "$DATA/worker.pid" ]; then
+    docker ps -aq --filter label=stagecraft.service=hello | xargs -r docker rm -f >/dev/null 2>&1 || true
+    say "removed the demo app's containers"
+  fi
+  stop_pidfile "$DATA/worker.pid"
+  stop_pidfile "$DATA/temporal.pid"
+  [ $STARTED_DOCKER = 1 ] && bash scripts/docker.sh stop
+  say "stopped"
+}
+trap stop_all INT TERM EXIT
+
+say "1/6 Temporal CLI (pinned v$TEMPORAL_CLI_VERSION, built once into $CACHE)"
+TEMPORAL=$(bash scripts/temporal.sh)
+
+say "2/6 Docker engine"
+[ -f "$DATA/dockerd.pid" ] || STARTED_DOCKER=1
+bash scripts/docker.sh
+[ -f "$DATA/dockerd.pid" ] || STARTED_DOCKER=0
+
+say "3/6 building bin/worker, bin/starter and the demo images"
+go build -o bin/worker ./worker
+go build -o bin/starter ./starter
+bash scripts/build-demo.sh
+
+say "4/6 Temporal dev server on $TEMPORAL_ADDRESS, Web UI on $TEMPORAL_UI (log: .data/temporal.log)"
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  die "something already listens on 127.0.0.1:$PORT; stop it or set TEMPORAL_PORT"
+fi
+"$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$UI_PORT" \
+  --db-filename "$DATA/temporal.db" --log-level warn \
+  --search-attribute StagecraftExecutionId=Keyword >"$DATA/temporal.log" 2>&1 &
+echo $! >"$DATA/temporal.pid"
+wait_for "the Temporal dev server (see .data/temporal.log)" 60 "$TEMPORAL" operator cluster health --address "$TEMPORAL_ADDRESS"
+
+say "5/6 worker (log: .data/worker.log)"
+STAGECRAFT_LOG_CONSOLE=1 bin/worker >"$DATA/worker.log" 2>&1 &
+echo $! >"$DATA/worker.pid"
+sleep 1
+kill -0 "$(cat "$DATA/worker.pid")" 2>/dev/null || { tail -20 "$DATA/worker.log"; die "the worker exited"; }
+
+say "6/6 demo: v1 in place, then a canary to v2 (deployments/examples/canary.yaml)"
+bin/starter deploy -f deployments/examples/demo-v1.yaml --wait
+bin/starter deploy -f deployments/examples/canary.yaml --wait || true
+
+echo
+say "the stack is up"
+cat <<TXT
+  Web UI         $TEMPORAL_UI/namespaces/default/workflows
+  demo app       $(docker ps --filter label=stagecraft.service=hello --format '{{.Ports}}' | sed -E 's/->.*//' | head -1)/  (one of $(docker ps -q --filter label=stagecraft.service=hello | wc -l) instances)
+  try            bin/starter deploy -f deployments/examples/canary-bad.yaml --wait   (rolls back)
+                 bin/starter deploy -f deployments/examples/blue-green.yaml; bin/starter pause deploy:docker:hello
+                 bin/starter status deploy:docker:hello
+  logs           .data/worker.log, .data/temporal.log
+
+Press Ctrl-C to stop everything make run started.
+TXT
+while kill -0 "$(cat "$DATA/temporal.pid")" 2>/dev/null && kill -0 "$(cat "$DATA/worker.pid")" 2>/dev/null; do
+  sleep 1
+done
+say "the dev server or the worker exited; see .data/"
