@@ -22,8 +22,9 @@ stop_all() {
   fi
   stop_pidfile "$DATA/worker.pid"
   stop_pidfile "$DATA/temporal.pid"
-  [ $STARTED_DOCKER = 1 ] && bash scripts/docker.sh stop
+  if [ $STARTED_DOCKER = 1 ]; then bash scripts/docker.sh stop; fi
   say "stopped"
+  exit 0
 }
 trap stop_all INT TERM EXIT
 
