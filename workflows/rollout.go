@@ -318,13 +318,16 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			})
 		}
 		sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		// Paused with no timer and no watch, only cancellation can end the wait.
+		cancelled := false
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
 		sel.Select(ctx)
 
 		switch {
 		case r.aborted:
 			return errAborted{r.abortReason}
-		case timerErr != nil && ctx.Err() != nil:
-			return timerErr
+		case ctx.Err() != nil && (cancelled || timerErr != nil):
+			return ctx.Err()
 		case fired:
 			timer, remaining = nil, 0
 			r.st.BakeRemaining, r.st.BakeEndsAt = 0, nil

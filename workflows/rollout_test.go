@@ -337,6 +337,18 @@ func TestCancelRollsBack(t *testing.T) {
 	require.True(t, res.Rollback.Verified)
 }
 
+func TestCancelWhilePausedRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 3*time.Hour)
+	s := testSpec(spec.Canary)
+	s.Timeout = spec.Duration(24 * time.Hour)
+	res := h.run(s)
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "cancelled")
+	require.Equal(t, restore, h.desired()[len(h.converges)-1])
+}
+
 func TestRolloutTimeoutRollsBack(t *testing.T) {
 	h := newHarness(t)
 	s := testSpec(spec.Canary)
