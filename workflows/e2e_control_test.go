@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -189,6 +188,29 @@ func TestCLIDeployWaitJSONAndControls(t *testing.T) {
 	recordNamed(t, s2.WorkflowID(), res2.RunID, "canary-paused-promoted")
 }
 
+// TestCancelledWorkflowRollsBack cancels a rollout through Temporal itself
+// (as `temporal workflow cancel` would): the compensation still restores v1.
+func TestCancelledWorkflowRollsBack(t *testing.T) {
+	service := itest.Name("e2e-cancel")
+	cleanup(t, service)
+	startWorkerProcess(t)
+	v1 := installV1(t, service)
+	ctx := context.Background()
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Rolling, 3)
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	require.NoError(t, tc.CancelWorkflow(ctx, started.WorkflowID, started.RunID))
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "cancelled")
+	require.True(t, res.Rollback.Verified)
+	require.Equal(t, restorable(v1), restorable(instances(t, service)))
+	recordNamed(t, started.WorkflowID, started.RunID, "rolling-cancelled")
+}
+
 func TestOneRolloutPerTarget(t *testing.T) {
 	service := itest.Name("e2e-busy")
 	cleanup(t, service)
@@ -313,5 +335,3 @@ func TestHistoryBudget(t *testing.T) {
 	require.LessOrEqual(t, counts[0], 300)
 	t.Logf("seed-default canary history: %d events (budget 300)", counts[0])
 }
-
-var _ = strings.Contains

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -487,5 +486,3 @@ func (c *updateCallback) Complete(success interface{}, err error) {
 	}
 	c.done(success.(Status), nil)
 }
-
-var _ = errors.New
