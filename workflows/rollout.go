@@ -459,40 +459,36 @@ func checkSpec(s spec.Spec, strategy string) []string {
 	return problems
 }
 
-func prepareOptions(ctx workflow.Context) workflow.Context {
+// retried returns ctx with options for an activity retried with backoff up
+// to attempts times, never for the non-retryable error types.
+func retried(ctx workflow.Context, summary string, startToClose, maxInterval time.Duration, attempts int32) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
+		StartToCloseTimeout: startToClose,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
-			MaximumInterval: 10 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
-		Summary: "snapshot",
+			MaximumInterval: maxInterval, MaximumAttempts: attempts, NonRetryableErrorTypes: nonRetryable},
+		Summary: summary,
 	})
+}
+
+func prepareOptions(ctx workflow.Context) workflow.Context {
+	return retried(ctx, "snapshot", 2*time.Minute, 10*time.Second, 10)
 }
 
 func convergeOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
-			MaximumInterval: 10 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
-		Summary: "converge",
-	})
+	return retried(ctx, "converge", 10*time.Minute, 10*time.Second, 10)
 }
 
+// rollbackOptions retries longer: restoring is worth waiting for.
 func rollbackOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
-			MaximumInterval: 30 * time.Second, MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable},
-		Summary: "rollback",
-	})
+	return retried(ctx, "rollback", 10*time.Minute, 30*time.Second, 20)
 }
 
+// watchOptions: a watcher lives for a whole bake, heartbeating; a worker
+// crash is noticed within the heartbeat timeout and the watch retried.
 func watchOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: s.Timeout.D() + 10*time.Minute,
-		HeartbeatTimeout:    5 * time.Second,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
-			MaximumInterval: 10 * time.Second, MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
-		Summary: "health watch",
-	})
+	ctx = retried(ctx, "health watch", s.Timeout.D()+10*time.Minute, 10*time.Second, 5)
+	opts := workflow.GetActivityOptions(ctx)
+	opts.HeartbeatTimeout = 5 * time.Second
+	opts.WaitForCancellation = true
+	return workflow.WithActivityOptions(ctx, opts)
 }
