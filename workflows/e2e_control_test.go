@@ -211,6 +211,35 @@ func TestCancelledWorkflowRollsBack(t *testing.T) {
 	recordNamed(t, started.WorkflowID, started.RunID, "rolling-cancelled")
 }
 
+// TestAnyTemporalClientWithJSON drives a rollout with the stock temporal CLI
+// only: start with the spec as JSON input, query status, signal abort with
+// no payload.
+func TestAnyTemporalClientWithJSON(t *testing.T) {
+	service := itest.Name("e2e-json")
+	cleanup(t, service)
+	startWorkerProcess(t)
+	s := demoSpec(service, "stagecraft-demo:v1", spec.Canary, 2)
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	input, err := json.Marshal(s)
+	require.NoError(t, err)
+	temporal := func(args ...string) string {
+		out, err := exec.Command(os.Getenv(itest.TemporalBinEnv), append(args, "--address", server.FrontendHostPort())...).CombinedOutput()
+		require.NoError(t, err, string(out))
+		return string(out)
+	}
+	temporal("workflow", "start", "--type", workflows.CanaryWorkflow, "--task-queue", workflows.TaskQueue,
+		"--workflow-id", s.WorkflowID(), "--input", string(input))
+	waitForStage(t, s.WorkflowID(), 0, workflows.StageValidating)
+	out := temporal("workflow", "query", "--workflow-id", s.WorkflowID(), "--type", workflows.QueryStatus, "--output", "json")
+	require.Contains(t, out, `"phase": "validating"`)
+	temporal("workflow", "signal", "--workflow-id", s.WorkflowID(), "--name", workflows.SignalAbort)
+	res, err := control.Wait(context.Background(), tc, s.WorkflowID(), "", time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, "signal", res.Controls[0].Via)
+	require.Empty(t, instances(t, service))
+}
+
 func TestOneRolloutPerTarget(t *testing.T) {
 	service := itest.Name("e2e-busy")
 	cleanup(t, service)
