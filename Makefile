@@ -30,7 +30,7 @@ images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad
 	@bash scripts/docker.sh && bash scripts/build-demo.sh
 
 record-histories: ## re-record the replay histories in workflows/testdata from the real dev server
-	@STAGECRAFT_RECORD_HISTORIES=1 STAGECRAFT_TEST_RUN='TestEveryStrategy' bash scripts/test.sh
+	@STAGECRAFT_RECORD_HISTORIES=1 bash scripts/test.sh
 
 clean: ## remove built binaries and local state (.data)
 	rm -rf $(BIN) .data
