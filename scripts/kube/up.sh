@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# scripts/kube/up.sh [DIR]: starts a real Kubernetes control plane on 127.0.0.1
+# (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) plus KWOK,
+# which fakes one node (`kwok-node-0`) and the pods scheduled onto it.
+# State, certs, logs and PID files live in DIR (default .data/kube).
+# Prints the admin kubeconfig path (DIR/kubeconfig) on stdout.
+# DIR/env holds KUBECONFIG, KUBE_API and KUBE_TOKEN for shell use.
+# Stop it with scripts/kube/down.sh [DIR].
+source "$(dirname "$0")/common.sh"
+
+dir=$(kube_dir "${1:-}")
+# DIR must be empty or a previous up.sh directory: down.sh removes it whole.
+if [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/tokens.csv" ] && [ ! -f "$dir/apiserver.url" ]; then
+  die "$dir is not empty and not a scripts/kube/up.sh state directory (down.sh would delete it); pick another DIR"
+fi
+for p in "${KUBE_PROCS[@]}"; do
+  if [ -f "$dir/$p.pid" ] && pid_alive "$(cat "$dir/$p.pid")"; then
+    die "$p is already running for $dir (pid $(cat "$dir/$p.pid")); run scripts/kube/down.sh $dir first"
+  fi
+done
+for b in "${KUBE_BINARIES[@]}"; do
+  [ -x "$KUBE_BIN/$b" ] || die "$KUBE_BIN/$b is missing; run scripts/kube/build.sh first"
+done
+
+t0=$(date +%s.%N)
+elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# On any failure, stop whatever was started (logs stay in $dir/logs).
+up_ok=0
+cleanup() {
+  [ "$up_ok" = 1 ] && return
+  local p
+  for ((i = ${#KUBE_PROCS[@]} - 1; i >= 0; i--)); do
+    p=${KUBE_PROCS[$i]}
+    stop_pidfile "$dir/$p.pid"
+  done
+  printf 'error: control plane did not come up; logs are in %s/logs\n' "$dir" >&2
+}
+trap cleanup EXIT
+
+# A previous plane in $dir is dead (checked above): drop its state and stale PID files.
+rm -rf "$dir/etcd-data" "$dir/logs" "$dir/pki" "$dir/kwok"
+for p in "${KUBE_PROCS[@]}"; do rm -f "$dir/$p.pid"; done
+mkdir -p "$dir/pki" "$dir/logs" "$dir/etcd-data"
+chmod 700 "$dir/etcd-data"
+
+# --- ports: ask the kernel for free 127.0.0.1 ports (held together, so distinct)
+read -r etcd_port etcd_peer_port api_port < <(python3 - <<'PY'
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+PY
+)
+api_url="https://127.0.0.1:$api_port"
+echo "$api_url" > "$dir/apiserver.url"
+
+# --- certs and keys
+say "generating certificates in $dir/pki (ECDSA P-256: instant, unlike RSA keygen)"
+pki=$dir/pki
+(
+  cd "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 3650 \
+    -subj "/CN=stagecraft-kube-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
+  printf '%s\n' \
+    "basicConstraints=CA:FALSE" \
+    "keyUsage=critical,digitalSignature" \
+    "extendedKeyUsage=serverAuth" \
+    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1" \
+    > apiserver.ext
+  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+    -out apiserver.crt -days 3650 -sha256 -extfile apiserver.ext
+  openssl ecparam -name prime256v1 -genkey -noout -out sa.key   # service accounts sign with ES256
+  openssl ec -in sa.key -pubout -out sa.pub
+) >"$dir/logs/openssl.log" 2>&1 || die "openssl failed; see $dir/logs/openssl.log"
+
+# --- static tokens: every component is a member of system:masters
+: > "$dir/tokens.csv"
+for user in admin kube-controller-manager kube-scheduler kwok; do
+  tok=$(openssl rand -hex 32)
+  echo "$tok" > "$dir/$user.token"
+  echo "$tok,$user,uid-$user,\"system:masters\"" >> "$dir/tokens.csv"
+done
+chmod 600 "$dir"/*.token "$dir/tokens.csv" "$pki"/*.key
+
+kubeconfig() { # kubeconfig USER FILE
+  cat > "$2" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: stagecraft
+  cluster:
+    server: $api_url
+    certificate-authority-data: $(base64 -w0 < "$pki/ca.crt")
+users:
+- name: $1
+  user:
+    token: $(cat "$dir/$1.token")
+contexts:
+- name: stagecraft
+  context:
+    cluster: stagecraft
+    user: $1
+    namespace: default
+current-context: stagecraft
+KC
+  chmod 600 "$2"
+}
+for user in admin kube-controller-manager kube-scheduler kwok; do
+  kubeconfig "$user" "$dir/$user.kubeconfig"
+done
+cp "$dir/admin.kubeconfig" "$dir/kubeconfig"
+{
+  echo "KUBECONFIG=$dir/kubeconfig"
+  echo "KUBE_API=$api_url"
+  echo "KUBE_TOKEN=$(cat "$dir/admin.token")"
+  echo "KUBE_CA=$pki/ca.crt"
+} > "$dir/env"
+chmod 600 "$dir/env"
+
+# start NAME ARGS...: run $KUBE_BIN/NAME in the background, log and PID in $dir.
+start() {
+  local name=$1; shift
+  nohup "$KUBE_BIN/$name" "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
+  echo $! > "$dir/$name.pid"
+  say "started $name (pid $!, log $dir/logs/$name.log)"
+}
+alive() { pid_alive "$(cat "$dir/$1.pid")" || die "$1 exited; see $dir/logs/$1.log"; }
+# wait_alive DESC TIMEOUT CMD...: like wait_for, but fails fast when a process dies.
+wait_alive() {
+  local desc=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout)) p
+  until "$@" >/dev/null 2>&1; do
+    for p in "${KUBE_PROCS[@]}"; do [ ! -f "$dir/$p.pid" ] || alive "$p"; done
+    [ $SECONDS -lt $deadline ] || die "timed out after ${timeout}s waiting for $desc"
+    sleep 0.2
+  done
+}
+
+# --- etcd
+start etcd --name stagecraft --data-dir "$dir/etcd-data" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster "stagecraft=http://127.0.0.1:$etcd_peer_port" \
+  --heartbeat-interval=20 --election-timeout=200 \
+  --unsafe-no-fsync --log-level warn
+# (single member: a short election timeout only makes it leader sooner, ~0.5 s saved;
+#  --unsafe-no-fsync: throwaway state, no fsync cost.)
+etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health" | grep -q '"health":"true"'; }
+wait_alive "etcd health" 30 etcd_healthy
+say "etcd healthy on 127.0.0.1:$etcd_port ($(elapsed)s)"
+
+# --- kube-apiserver
+start kube-apiserver \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+  --etcd-servers="http://127.0.0.1:$etcd_port" \
+  --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+  --client-ca-file="$pki/ca.crt" \
+  --token-auth-file="$dir/tokens.csv" \
+  --authorization-mode=RBAC \
+  --service-account-key-file="$pki/sa.pub" \
+  --service-account-signing-key-file="$pki/sa.key" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-cluster-ip-range=10.96.0.0/16 \
+  --endpoint-reconciler-type=none \
+  --allow-privileged=true \
+  --profiling=false
+apiserver_ready() { kube_api "$dir" GET /readyz; }
+wait_alive "kube-apiserver /readyz" 60 apiserver_ready
+say "kube-apiserver ready at $api_url ($(elapsed)s)"
+
+# --- controller-manager, scheduler, KWOK
+start kube-controller-manager \
+  --kubeconfig="$dir/kube-controller-manager.kubeconfig" \
+  --leader-elect=false --secure-port=0 \
+  --service-account-private-key-file="$pki/sa.key" \
+  --root-ca-file="$pki/ca.crt" \
+  --cluster-name=stagecraft \
+  --profiling=false
+start kube-scheduler \
+  --kubeconfig="$dir/kube-scheduler.kubeconfig" \
+  --leader-elect=false --secure-port=0 \
+  --profiling=false
+
+# KWOK stages, taken from the kwok module's kustomize/stage directory.
+# (go mod download runs outside any module, so the project's go.mod/go.sum are untouched.)
+kwok_mod="$(go env GOMODCACHE)/sigs.k8s.io/kwok@v$KWOK_VERSION"
+[ -d "$kwok_mod/kustomize/stage" ] ||
+  kwok_mod=$(cd /tmp && GOWORK=off GOFLAGS= go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" | jq -r .Dir)
+[ -d "$kwok_mod/kustomize/stage" ] || die "kwok module source not found (go mod download sigs.k8s.io/kwok@v$KWOK_VERSION)"
+{
+  for stage in node/fast node/heartbeat-with-lease pod/fast; do
+    for f in $(awk '/^resources:/ {r=1; next} r && /^- / {print $2} r && !/^- / {r=0}' "$kwok_mod/kustomize/stage/$stage/kustomization.yaml"); do
+      echo "---"
+      cat "$kwok_mod/kustomize/stage/$stage/$f"
+    done
+  done
+} > "$dir/kwok-stages.yaml"
+grep -q '^kind: Stage' "$dir/kwok-stages.yaml" || die "no stages found in $kwok_mod/kustomize/stage"
+KWOK_WORKDIR="$dir/kwok" start kwok \
+  --config="$dir/kwok-stages.yaml" \
+  --kubeconfig="$dir/kwok.kubeconfig" \
+  --manage-all-nodes=false \
+  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --cidr=10.244.0.0/16 \
+  --node-ip=10.255.0.1 \
+  --node-lease-duration-seconds=40
+
+# --- the fake node
+node='{
+  "apiVersion": "v1", "kind": "Node",
+  "metadata": {
+    "name": "kwok-node-0",
+    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+    "labels": {"type": "kwok", "kubernetes.io/hostname": "kwok-node-0", "kubernetes.io/os": "linux",
+               "kubernetes.io/arch": "amd64", "kubernetes.io/role": "agent", "node-role.kubernetes.io/agent": ""}
+  },
+  "status": {
+    "capacity":    {"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"},
+    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"}
+  }
+}'
+kube_api "$dir" POST /api/v1/nodes "$node" >/dev/null || die "could not create the fake node"
+node_ready() {
+  kube_api "$dir" GET /api/v1/nodes/kwok-node-0 \
+    | jq -e '.status.conditions // [] | any(.type == "Ready" and .status == "True")'
+}
+wait_alive "node kwok-node-0 Ready" 60 node_ready
+say "node kwok-node-0 Ready ($(elapsed)s)"
+default_sa() { kube_api "$dir" GET /api/v1/namespaces/default/serviceaccounts/default; }
+wait_alive "service account default/default" 60 default_sa
+for p in "${KUBE_PROCS[@]}"; do alive "$p"; done
+
+up_ok=1
+say "control plane up in $(elapsed)s, RSS $(kube_rss_mib "$dir") MiB; stop with scripts/kube/down.sh $dir"
+echo "$dir/kubeconfig"
