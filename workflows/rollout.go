@@ -137,7 +137,11 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	r.snapshot = prep.Snapshot
 	r.st.FreshInstall = prep.Snapshot.Empty()
 	r.st.ImageFrom = strings.Join(prep.Snapshot.Images(), ",")
-	r.plan, err = plan.Build(r.spec, r.spec.Platform.Docker.Replicas, len(prep.Snapshot.Instances))
+	total := r.spec.Replicas()
+	if total == 0 {
+		total = prep.Snapshot.Count() // keep the count that runs now
+	}
+	r.plan, err = plan.Build(r.spec, total, prep.Snapshot.Count())
 	if err != nil {
 		return r.finish(ctx, OutcomeRejected, err.Error())
 	}
@@ -359,7 +363,7 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 	r.st.Paused = false
 	rb := &RollbackRecord{Reason: reason, StartedAt: workflow.Now(ctx)}
 	r.st.Rollback = rb
-	restore := plan.Desired{New: 0, Old: len(r.snapshot.Instances), Traffic: plan.TrafficOld, Order: plan.Surge}
+	restore := plan.Desired{New: 0, Old: r.snapshot.Count(), Traffic: plan.TrafficOld, Order: plan.Surge}
 	var res platform.ConvergeResult
 	req := platform.ConvergeRequest{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot, Desired: restore}
 	err := workflow.ExecuteActivity(rollbackOptions(ctx), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)

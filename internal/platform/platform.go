@@ -5,6 +5,7 @@
 package platform
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -31,15 +32,41 @@ const (
 // exactly. Rollback is converging to it.
 type Snapshot struct {
 	Service string `json:"service"`
-	// Instances are the running instances in a stable order.
+	// Instances are the running instances in a stable order (Docker).
 	Instances []Instance `json:"instances"`
+	// Kubernetes holds the objects as they were (Kubernetes).
+	Kubernetes *KubernetesSnapshot `json:"kubernetes,omitempty"`
+}
+
+// KubernetesSnapshot is a Deployment and its Service as they were, complete
+// enough to restore them exactly.
+type KubernetesSnapshot struct {
+	// Deployment is the apps/v1 Deployment object as read (JSON).
+	Deployment json.RawMessage `json:"deployment"`
+	// Service is the v1 Service object as read (JSON), if the spec names one.
+	Service json.RawMessage `json:"service,omitempty"`
+	// Replicas is the Deployment's spec.replicas.
+	Replicas int `json:"replicas"`
+	// Image is the target container's image.
+	Image string `json:"image"`
+}
+
+// Count is the number of instances that ran.
+func (s Snapshot) Count() int {
+	if s.Kubernetes != nil {
+		return s.Kubernetes.Replicas
+	}
+	return len(s.Instances)
 }
 
 // Empty reports whether nothing ran: the rollout is a fresh install.
-func (s Snapshot) Empty() bool { return len(s.Instances) == 0 }
+func (s Snapshot) Empty() bool { return s.Count() == 0 }
 
 // Images returns the distinct images of the snapshot, in order.
 func (s Snapshot) Images() []string {
+	if s.Kubernetes != nil {
+		return []string{s.Kubernetes.Image}
+	}
 	var out []string
 	seen := map[string]bool{}
 	for _, in := range s.Instances {

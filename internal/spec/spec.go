@@ -35,6 +35,7 @@ var (
 	DefaultDockerNetwork    = "stagecraft"
 	DefaultDockerReplicas   = 1
 	DefaultHTTPExpectStatus = 200
+	DefaultProgressDeadline = 10 * time.Minute
 )
 
 // Spec is one rollout request: a service, the image to roll out, where it runs,
@@ -59,7 +60,28 @@ type Spec struct {
 
 // Platform holds exactly one platform's target.
 type Platform struct {
-	Docker *Docker `json:"docker,omitempty"`
+	Docker     *Docker     `json:"docker,omitempty"`
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
+}
+
+// Kubernetes is a Deployment (and, where traffic moves, its Service) in a
+// cluster reached through a kubeconfig or in-cluster configuration.
+type Kubernetes struct {
+	// Namespace of the Deployment and Service (default "default").
+	Namespace string `json:"namespace,omitempty"`
+	// Deployment is the existing Deployment to roll out.
+	Deployment string `json:"deployment"`
+	// Container is the container whose image changes; default the only one.
+	Container string `json:"container,omitempty"`
+	// Service selects the pods that serve traffic; required for blue-green.
+	Service string `json:"service,omitempty"`
+	// Replicas at the end; default the Deployment's current replicas.
+	Replicas int `json:"replicas,omitempty"`
+	// Kubeconfig path and Context; default $KUBECONFIG or in-cluster.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Context    string `json:"context,omitempty"`
+	// ProgressDeadline bounds how long a stage waits for pods to be ready.
+	ProgressDeadline Duration `json:"progressDeadline,omitempty"`
 }
 
 // Docker is a service made of containers on one Docker engine.
@@ -220,6 +242,16 @@ func (s Spec) WithDefaults() Spec {
 		}
 		s.Platform.Docker = &dc
 	}
+	if k := s.Platform.Kubernetes; k != nil {
+		kc := *k
+		if kc.Namespace == "" {
+			kc.Namespace = "default"
+		}
+		if kc.ProgressDeadline == 0 {
+			kc.ProgressDeadline = Duration(DefaultProgressDeadline)
+		}
+		s.Platform.Kubernetes = &kc
+	}
 	checks := make([]Check, len(s.Health.Checks))
 	for i, c := range s.Health.Checks {
 		if c.HTTP != nil {
@@ -247,17 +279,47 @@ func (s Spec) WithDefaults() Spec {
 	return s
 }
 
-// PlatformName is "docker" (or "" when none is set).
+// Platform names.
+const (
+	PlatformDocker     = "docker"
+	PlatformKubernetes = "kubernetes"
+)
+
+// PlatformName is "docker" or "kubernetes" (or "" when none is set).
 func (s Spec) PlatformName() string {
-	if s.Platform.Docker != nil {
-		return "docker"
+	switch {
+	case s.Platform.Docker != nil:
+		return PlatformDocker
+	case s.Platform.Kubernetes != nil:
+		return PlatformKubernetes
 	}
 	return ""
 }
 
+// Replicas is the instance count the spec asks for at the end, or 0 when
+// it keeps what runs (a Kubernetes Deployment's current replicas).
+func (s Spec) Replicas() int {
+	switch {
+	case s.Platform.Docker != nil:
+		return s.Platform.Docker.Replicas
+	case s.Platform.Kubernetes != nil:
+		return s.Platform.Kubernetes.Replicas
+	}
+	return 0
+}
+
 // TargetKey names the target one rollout at a time may change, e.g.
-// "docker:hello". Workflow IDs are derived from it.
-func (s Spec) TargetKey() string { return s.PlatformName() + ":" + s.Service }
+// "docker:hello" or "k8s:prod/payment". Workflow IDs are derived from it.
+func (s Spec) TargetKey() string {
+	if k := s.Platform.Kubernetes; k != nil {
+		ns := k.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		return "k8s:" + ns + "/" + k.Deployment
+	}
+	return s.PlatformName() + ":" + s.Service
+}
 
 // WorkflowID is the ID of the one open rollout a target may have.
 func (s Spec) WorkflowID() string { return "deploy:" + s.TargetKey() }

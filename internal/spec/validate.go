@@ -38,6 +38,8 @@ var (
 	// imageRE is a permissive reference check: [registry/]name[:tag][@digest].
 	imageRE = regexp.MustCompile(`^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	// dnsLabelRE is an RFC 1123 label, as Kubernetes names most objects.
+	dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
 // MaxReplicas bounds a target's instance count.
@@ -70,9 +72,10 @@ func (s Spec) Validate() error {
 		add("timeout", "must not be negative")
 	}
 
-	if s.Platform.Docker == nil {
-		add("platform", "exactly one platform is required (platform.docker)")
-	} else {
+	switch {
+	case s.Platform.Docker != nil && s.Platform.Kubernetes != nil:
+		add("platform", "only one of platform.docker and platform.kubernetes may be set")
+	case s.Platform.Docker != nil:
 		d := s.Platform.Docker
 		if d.Replicas < 1 || d.Replicas > MaxReplicas {
 			add("platform.docker.replicas", "must be between 1 and %d, got %d", MaxReplicas, d.Replicas)
@@ -93,6 +96,30 @@ func (s Spec) Validate() error {
 		if !nameRE.MatchString(d.Network) {
 			add("platform.docker.network", "%q is not a valid network name", d.Network)
 		}
+	case s.Platform.Kubernetes != nil:
+		k := s.Platform.Kubernetes
+		for _, f := range [][2]string{{"namespace", k.Namespace}, {"deployment", k.Deployment}} {
+			field, v := f[0], f[1]
+			if v == "" {
+				add("platform.kubernetes."+field, "is required")
+			} else if !dnsLabelRE.MatchString(v) {
+				add("platform.kubernetes."+field, "%q is not a valid Kubernetes name", v)
+			}
+		}
+		if k.Service != "" && !dnsLabelRE.MatchString(k.Service) {
+			add("platform.kubernetes.service", "%q is not a valid Kubernetes name", k.Service)
+		}
+		if k.Replicas < 0 || k.Replicas > MaxReplicas {
+			add("platform.kubernetes.replicas", "must be between 1 and %d (or unset to keep the current count), got %d", MaxReplicas, k.Replicas)
+		}
+		if k.ProgressDeadline < 0 {
+			add("platform.kubernetes.progressDeadline", "must not be negative")
+		}
+		if s.Strategy.Type == BlueGreen && k.Service == "" {
+			add("platform.kubernetes.service", "is required for blue-green: its selector is what switches traffic")
+		}
+	default:
+		add("platform", "exactly one platform is required (platform.docker or platform.kubernetes)")
 	}
 
 	st := s.Strategy
