@@ -218,8 +218,12 @@ func (a *Activities) logger(ctx context.Context) *zap.Logger {
 // named types workflows list in their retry policies.
 func classify(err error) error {
 	var nf *platform.ImageNotFoundError
-	if errors.As(err, &nf) {
+	var tnf *platform.TargetNotFoundError
+	switch {
+	case errors.As(err, &nf):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeImageNotFound, err)
+	case errors.As(err, &tnf):
+		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeTargetNotFound, err)
 	}
 	return err
 }

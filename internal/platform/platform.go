@@ -165,3 +165,9 @@ func IsImageNotFound(err error) bool {
 	var e *ImageNotFoundError
 	return errors.As(err, &e)
 }
+
+// TargetNotFoundError says an object the rollout must change does not exist
+// (a Deployment, a Service, a container in a pod template).
+type TargetNotFoundError struct{ What string }
+
+func (e *TargetNotFoundError) Error() string { return e.What + " not found" }
