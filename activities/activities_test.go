@@ -19,6 +19,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"image", fmt.Errorf("check: %w", &platform.ImageNotFoundError{Image: "x:1"}), true, platform.ErrTypeImageNotFound},
 		{"target", fmt.Errorf("snapshot: %w", &platform.TargetNotFoundError{What: `deployment "prod/x"`}), true, platform.ErrTypeTargetNotFound},
+		{"stuck", fmt.Errorf("converge: %w", platform.ErrProgressDeadline), true, platform.ErrTypeProgressStuck},
 		{"transient", errors.New("connection refused"), false, ""},
 	}
 	for _, c := range cases {

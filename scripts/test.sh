@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make test: builds the pinned Temporal CLI (cached), makes sure a Docker
+# make test: builds the pinned Temporal CLI and the Kubernetes control plane
+# binaries (both cached outside the repo), makes sure a Docker
 # engine runs (installing and starting one as root if needed), builds the
 # demo images, then runs vet and every test: unit, replay, and integration
-# against a real Temporal dev server and the real Docker engine. Stops the
+# against a real Temporal dev server, the real Docker engine and a real
+# Kubernetes control plane (started and stopped by the tests themselves). Stops the
 # Docker engine again if it started it.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -16,6 +18,8 @@ bash scripts/docker.sh
 if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
   trap 'bash scripts/docker.sh stop' EXIT
 fi
+say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
+bash scripts/kube/build.sh
 say "demo images"
 bash scripts/build-demo.sh
 say "go vet and gofmt"

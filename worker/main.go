@@ -20,6 +20,8 @@ import (
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
+	"github.com/stagecraft/stagecraft/internal/platform/kubernetes"
+	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
@@ -74,9 +76,12 @@ func run(cfg config) error {
 	w := worker.New(c, workflows.TaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: cfg.maxActivities})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
-		Platforms: map[string]activities.Platform{"docker": docker.New(dc, log)},
-		Checker:   &health.Checker{},
-		Log:       log,
+		Platforms: map[string]activities.Platform{
+			spec.PlatformDocker:     docker.New(dc, log),
+			spec.PlatformKubernetes: kubernetes.New(log),
+		},
+		Checker: &health.Checker{},
+		Log:     log,
 	})
 	log.Info("worker starting", zap.String("address", cfg.address), zap.String("namespace", cfg.namespace),
 		zap.String("taskQueue", workflows.TaskQueue))

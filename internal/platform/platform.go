@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -151,7 +152,13 @@ const (
 	ErrTypeImageNotFound  = "ImageNotFound"
 	ErrTypeInvalidSpec    = "InvalidSpec"
 	ErrTypeTargetNotFound = "TargetNotFound"
+	ErrTypeProgressStuck  = "ProgressDeadlineExceeded"
 )
+
+// ErrProgressDeadline is wrapped by errors that say the platform gave up
+// bringing instances up (Kubernetes' ProgressDeadlineExceeded). Retrying the
+// same converge would wait again, so the stage fails.
+var ErrProgressDeadline = errors.New("progress deadline exceeded")
 
 // ImageNotFoundError says an image is not present and cannot be pulled.
 type ImageNotFoundError struct{ Image string }
@@ -170,4 +177,9 @@ func IsImageNotFound(err error) bool {
 // (a Deployment, a Service, a container in a pod template).
 type TargetNotFoundError struct{ What string }
 
-func (e *TargetNotFoundError) Error() string { return e.What + " not found" }
+func (e *TargetNotFoundError) Error() string {
+	if strings.HasSuffix(e.What, "not found") || strings.Contains(e.What, " not found ") {
+		return e.What
+	}
+	return e.What + " not found"
+}

@@ -1,0 +1,487 @@
+// Package kubernetes converges a Deployment (and the Service in front of it)
+// in a Kubernetes cluster through client-go.
+//
+// The target is an existing Deployment, the "stable" one, and optionally the
+// Service selecting its pods. A rollout adds at most one Deployment of its
+// own beside it, named after the stable one:
+//
+//   - "<deployment>-canary" for shared traffic (canary, rolling): its pods
+//     carry the stable template's labels, so the Service sends them their
+//     share of requests, plus stagecraft.track=canary so its selector is its
+//     own;
+//   - "<deployment>-green" for blue-green: its pods lack the labels the
+//     Service selects on and carry stagecraft.color=green instead, so they get
+//     no traffic until the Service's selector is switched to them.
+//
+// Both carry the stagecraft.service, stagecraft.rollout and stagecraft.role
+// labels. When the rollout ends, the stable Deployment carries the new image
+// and the rollout's Deployment is gone, so the cluster looks as if the
+// Deployment had been edited by hand: nothing of Stagecraft's is left behind.
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// Labels this package adds to the pods of the Deployments it creates.
+const (
+	// LabelTrack tells a rollout's pods from the stable Deployment's:
+	// "canary" or "green".
+	LabelTrack = "stagecraft.track"
+	// LabelColor marks blue-green's new pods; the Service selects on it after
+	// the switch.
+	LabelColor = "stagecraft.color"
+)
+
+const (
+	trackCanary = "canary"
+	trackGreen  = "green"
+	colorGreen  = "green"
+)
+
+// TargetNotFoundError says the target the spec names does not exist or
+// cannot be used as named: a missing Deployment or Service, or a container
+// that the pod template does not have. Retrying does not help.
+type TargetNotFoundError struct {
+	// Kind is "deployment", "service" or "container".
+	Kind string
+	// Namespace and Name name the object; Namespace is empty for a container.
+	Namespace string
+	Name      string
+	// In names the object a container was looked for in, e.g. `deployment "prod/payment"`.
+	In string
+	// Detail says why, when the object exists but is ambiguous.
+	Detail string
+}
+
+func (e *TargetNotFoundError) Error() string {
+	name := e.Name
+	if e.Namespace != "" {
+		name = e.Namespace + "/" + e.Name
+	}
+	msg := fmt.Sprintf("%s %q not found", e.Kind, name)
+	if e.In != "" {
+		msg += " in " + e.In
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Unwrap lets the activities layer classify it as the platform-wide
+// non-retryable TargetNotFound.
+func (e *TargetNotFoundError) Unwrap() error { return &platform.TargetNotFoundError{What: e.Error()} }
+
+// IsTargetNotFound reports whether err is or wraps a *TargetNotFoundError.
+func IsTargetNotFound(err error) bool {
+	var e *TargetNotFoundError
+	return errors.As(err, &e)
+}
+
+// ProgressDeadlineError says a Deployment's controller gave up waiting for
+// its pods: condition Progressing=False, reason ProgressDeadlineExceeded.
+type ProgressDeadlineError struct {
+	Namespace, Deployment string
+	// Message is the condition's message, as the controller wrote it.
+	Message string
+}
+
+func (e *ProgressDeadlineError) Error() string {
+	return fmt.Sprintf("deployment %q: ProgressDeadlineExceeded: %s", e.Namespace+"/"+e.Deployment, e.Message)
+}
+
+// Unwrap marks it as a platform-wide stalled rollout: the stage fails.
+func (e *ProgressDeadlineError) Unwrap() error { return platform.ErrProgressDeadline }
+
+// Platform converges Deployments through client-go.
+type Platform struct {
+	log *zap.Logger
+	// fixed, when set, serves every spec (tests).
+	fixed kubernetes.Interface
+
+	mu      sync.Mutex
+	clients map[clientKey]kubernetes.Interface
+}
+
+type clientKey struct{ kubeconfig, context string }
+
+// New returns a Platform that builds a client per spec from its kubeconfig
+// and context (default $KUBECONFIG, then the in-cluster configuration) and
+// keeps it for later calls. A nil log discards logs.
+func New(log *zap.Logger) *Platform {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Platform{log: log, clients: map[clientKey]kubernetes.Interface{}}
+}
+
+// NewForClient returns a Platform that uses cs for every spec, whatever its
+// kubeconfig says.
+func NewForClient(cs kubernetes.Interface, log *zap.Logger) *Platform {
+	p := New(log)
+	p.fixed = cs
+	return p
+}
+
+// client returns the clientset for k's cluster.
+func (p *Platform) client(k *spec.Kubernetes) (kubernetes.Interface, error) {
+	if p.fixed != nil {
+		return p.fixed, nil
+	}
+	key := clientKey{kubeconfig: k.Kubeconfig, context: k.Context}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cs, ok := p.clients[key]; ok {
+		return cs, nil
+	}
+	cfg, err := restConfig(k.Kubeconfig, k.Context)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	p.clients[key] = cs
+	return cs, nil
+}
+
+// restConfig loads the kubeconfig at path (or the files $KUBECONFIG lists)
+// with context as current context; with neither, the in-cluster configuration.
+func restConfig(path, context string) (*rest.Config, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+	if path == "" {
+		env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar)
+		if env == "" {
+			cfg, err := rest.InClusterConfig()
+			if err != nil {
+				return nil, fmt.Errorf("kubernetes config: no kubeconfig in the spec, $KUBECONFIG unset, and not in a cluster: %w", err)
+			}
+			return cfg, nil
+		}
+		rules.Precedence = filepath.SplitList(env)
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+		&clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config (kubeconfig %q, context %q): %w", path, context, err)
+	}
+	return cfg, nil
+}
+
+// CheckImage returns nil. Images are pulled by the kubelets, with the node's
+// and the pod's pull secrets; nothing here can tell whether they will
+// succeed. A wrong image shows up as pods that never become ready, which the
+// rollout's progress deadline turns into an error.
+func (p *Platform) CheckImage(ctx context.Context, image string) error {
+	if image == "" {
+		return &platform.ImageNotFoundError{Image: image}
+	}
+	return nil
+}
+
+// Snapshot reads the spec's Deployment and Service and records them,
+// stripped of server-managed fields, so that a rollback can restore them.
+func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot, error) {
+	snap := platform.Snapshot{Service: s.Service}
+	k := s.Platform.Kubernetes
+	if k == nil {
+		return snap, fmt.Errorf("snapshot %q: spec has no kubernetes platform", s.Service)
+	}
+	cs, err := p.client(k)
+	if err != nil {
+		return snap, err
+	}
+	ns := namespace(k)
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, k.Deployment, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return snap, &TargetNotFoundError{Kind: "deployment", Namespace: ns, Name: k.Deployment}
+	}
+	if err != nil {
+		return snap, fmt.Errorf("get deployment %q: %w", ns+"/"+k.Deployment, err)
+	}
+	ci, err := containerIndex(d, k.Container)
+	if err != nil {
+		return snap, err
+	}
+	ks := &platform.KubernetesSnapshot{
+		Replicas: int(replicas(d)),
+		Image:    d.Spec.Template.Spec.Containers[ci].Image,
+	}
+	d = cleanDeployment(d)
+	if ks.Deployment, err = json.Marshal(d); err != nil {
+		return snap, fmt.Errorf("encode deployment %q: %w", ns+"/"+k.Deployment, err)
+	}
+	if k.Service != "" {
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, k.Service, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return snap, &TargetNotFoundError{Kind: "service", Namespace: ns, Name: k.Service}
+		}
+		if err != nil {
+			return snap, fmt.Errorf("get service %q: %w", ns+"/"+k.Service, err)
+		}
+		if ks.Service, err = json.Marshal(cleanService(svc)); err != nil {
+			return snap, fmt.Errorf("encode service %q: %w", ns+"/"+k.Service, err)
+		}
+	}
+	snap.Kubernetes = ks
+	return snap, nil
+}
+
+// cleanDeployment returns a copy of d without status and the metadata the
+// server owns, ready to be written back.
+func cleanDeployment(d *appsv1.Deployment) *appsv1.Deployment {
+	d = d.DeepCopy()
+	d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+	cleanMeta(&d.ObjectMeta)
+	d.Status = appsv1.DeploymentStatus{}
+	return d
+}
+
+// cleanService is cleanDeployment for a Service.
+func cleanService(s *corev1.Service) *corev1.Service {
+	s = s.DeepCopy()
+	s.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}
+	cleanMeta(&s.ObjectMeta)
+	s.Status = corev1.ServiceStatus{}
+	return s
+}
+
+func cleanMeta(m *metav1.ObjectMeta) {
+	m.ResourceVersion = ""
+	m.UID = ""
+	m.ManagedFields = nil
+	m.CreationTimestamp = metav1.Time{}
+	m.Generation = 0
+	m.SelfLink = ""
+}
+
+// containerIndex finds the target container in d's pod template: the one
+// named, or the only one when name is empty.
+func containerIndex(d *appsv1.Deployment, name string) (int, error) {
+	cs := d.Spec.Template.Spec.Containers
+	in := fmt.Sprintf("deployment %q", d.Namespace+"/"+d.Name)
+	if name == "" {
+		if len(cs) != 1 {
+			return 0, &TargetNotFoundError{Kind: "container", In: in,
+				Detail: fmt.Sprintf("the pod template has %d containers; name one in platform.kubernetes.container", len(cs))}
+		}
+		return 0, nil
+	}
+	for i, c := range cs {
+		if c.Name == name {
+			return i, nil
+		}
+	}
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+	}
+	return 0, &TargetNotFoundError{Kind: "container", Name: name, In: in,
+		Detail: fmt.Sprintf("the pod template has %v", names)}
+}
+
+// decodeSnapshot returns the snapshot's Deployment and Service (nil when the
+// spec names none).
+func decodeSnapshot(snap platform.Snapshot) (*appsv1.Deployment, *corev1.Service, error) {
+	ks := snap.Kubernetes
+	if ks == nil || len(ks.Deployment) == 0 {
+		return nil, nil, errors.New("snapshot holds no kubernetes deployment")
+	}
+	var d appsv1.Deployment
+	if err := json.Unmarshal(ks.Deployment, &d); err != nil {
+		return nil, nil, fmt.Errorf("decode snapshot deployment: %w", err)
+	}
+	if len(ks.Service) == 0 {
+		return &d, nil, nil
+	}
+	var svc corev1.Service
+	if err := json.Unmarshal(ks.Service, &svc); err != nil {
+		return nil, nil, fmt.Errorf("decode snapshot service: %w", err)
+	}
+	return &d, &svc, nil
+}
+
+// Endpoints returns "<pod IP>:<container port>" of the ready pods selected
+// by which, sorted: the new version's (the rollout's Deployment, and the
+// stable Deployment's pods once they run the new image) or the old's (the
+// stable Deployment's pods still on the snapshot's image). The port is the
+// target container's first declared port. The addresses are pod IPs: only
+// a worker inside the cluster network can dial them.
+func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, snap platform.Snapshot, which platform.Which) ([]string, error) {
+	k := s.Platform.Kubernetes
+	if k == nil {
+		return nil, fmt.Errorf("endpoints of %q: spec has no kubernetes platform", s.Service)
+	}
+	if which != platform.WhichNew && which != platform.WhichOld {
+		return nil, fmt.Errorf("endpoints of %q: unknown selection %q", s.Service, which)
+	}
+	cs, err := p.client(k)
+	if err != nil {
+		return nil, err
+	}
+	orig, _, err := decodeSnapshot(snap)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
+	}
+	ci, err := containerIndex(orig, k.Container)
+	if err != nil {
+		return nil, err
+	}
+	container := orig.Spec.Template.Spec.Containers[ci].Name
+	newPods, oldPods, err := classify(ctx, cs, namespace(k), k.Deployment, container, snap.Kubernetes.Image)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
+	}
+	pods := oldPods
+	if which == platform.WhichNew {
+		pods = newPods
+	}
+	out := make([]string, 0, len(pods))
+	for _, pod := range pods {
+		port, ok := containerPort(pod, container)
+		if !ok {
+			return nil, fmt.Errorf("endpoints of %q: container %q of pod %q declares no port", s.Service, container, pod.Name)
+		}
+		if pod.Status.PodIP == "" {
+			continue
+		}
+		out = append(out, net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port))))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func containerPort(pod corev1.Pod, container string) (int32, bool) {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == container && len(c.Ports) > 0 {
+			return c.Ports[0].ContainerPort, true
+		}
+	}
+	return 0, false
+}
+
+// classify returns the ready pods of the target's Deployments, new and old.
+// The rollout's canary and green Deployments hold new pods; the stable
+// Deployment's pods are old while their container runs oldImage and new
+// once it runs anything else (so a rollout of the very image that already
+// runs counts the stable pods as old, even after the last step). Pods belong to a Deployment through their
+// ReplicaSet's controller reference, not its selector: the canary's pods
+// also match the stable Deployment's selector.
+func classify(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string) (newPods, oldPods []corev1.Pod, err error) {
+	for _, name := range []string{stable, canaryName(stable), greenName(stable)} {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("get deployment %q: %w", ns+"/"+name, err)
+		}
+		pods, err := ownedPods(ctx, cs, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, pod := range pods {
+			if !podReady(pod) {
+				continue
+			}
+			if name != stable || podImage(pod, container) != oldImage {
+				newPods = append(newPods, pod)
+			} else {
+				oldPods = append(oldPods, pod)
+			}
+		}
+	}
+	return newPods, oldPods, nil
+}
+
+// ownedPods lists the pods of d's ReplicaSets.
+func ownedPods(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) ([]corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of deployment %q: %w", d.Namespace+"/"+d.Name, err)
+	}
+	opts := metav1.ListOptions{LabelSelector: sel.String()}
+	rss, err := cs.AppsV1().ReplicaSets(d.Namespace).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("list replicasets of %q: %w", d.Namespace+"/"+d.Name, err)
+	}
+	owned := map[types.UID]bool{}
+	for _, rs := range rss.Items {
+		if ref := metav1.GetControllerOf(&rs); ref != nil && ref.UID == d.UID {
+			owned[rs.UID] = true
+		}
+	}
+	pods, err := cs.CoreV1().Pods(d.Namespace).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("list pods of %q: %w", d.Namespace+"/"+d.Name, err)
+	}
+	var out []corev1.Pod
+	for _, pod := range pods.Items {
+		if ref := metav1.GetControllerOf(&pod); ref != nil && owned[ref.UID] {
+			out = append(out, pod)
+		}
+	}
+	return out, nil
+}
+
+func podReady(pod corev1.Pod) bool {
+	if pod.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podImage(pod corev1.Pod, container string) string {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+func namespace(k *spec.Kubernetes) string {
+	if k.Namespace == "" {
+		return "default"
+	}
+	return k.Namespace
+}
+
+func canaryName(stable string) string { return stable + "-" + trackCanary }
+func greenName(stable string) string  { return stable + "-" + trackGreen }
+
+func replicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}
