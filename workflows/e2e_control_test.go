@@ -364,3 +364,7 @@ func TestHistoryBudget(t *testing.T) {
 	require.LessOrEqual(t, counts[0], 300)
 	t.Logf("seed-default canary history: %d events (budget 300)", counts[0])
 }
+
+func statusOf(workflowID string) (workflows.Status, error) {
+	return control.Status(context.Background(), tc, workflowID)
+}

@@ -34,6 +34,8 @@ var (
 	binDir  string
 	workerB string
 	starter string
+	// kubeconfig is the admin kubeconfig of the real control plane.
+	kubeconfig string
 )
 
 func TestMain(m *testing.M) {
@@ -50,6 +52,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "docker:", err)
 			return 1
 		}
+		var stopKube func()
+		if kubeconfig, stopKube, err = itest.KubePlane(); err != nil {
+			fmt.Fprintln(os.Stderr, "kubernetes:", err)
+			return 1
+		}
+		defer stopKube()
 		binDir, _ = os.MkdirTemp("", "stagecraft-e2e")
 		defer os.RemoveAll(binDir)
 		for _, cmd := range []string{"worker", "starter"} {

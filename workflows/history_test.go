@@ -39,7 +39,11 @@ func fetchHistory(t *testing.T, workflowID, runID string) *historypb.History {
 // testdata/histories for the replay tests every run performs.
 func recordHistory(t *testing.T, started control.Started, s spec.Spec, res workflows.Result) {
 	t.Helper()
-	recordNamed(t, started.WorkflowID, started.RunID, s.Strategy.Type+"-"+string(res.Outcome))
+	name := s.Strategy.Type + "-" + string(res.Outcome)
+	if s.PlatformName() == spec.PlatformKubernetes {
+		name = "k8s-" + name
+	}
+	recordNamed(t, started.WorkflowID, started.RunID, name)
 }
 
 var (

@@ -26,6 +26,8 @@ import (
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
+	"github.com/stagecraft/stagecraft/internal/platform/kubernetes"
+	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
@@ -60,9 +62,12 @@ func StartWorker(t testing.TB, c tclient.Client, dc *client.Client) {
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
-		Platforms: map[string]activities.Platform{"docker": docker.New(dc, log)},
-		Checker:   &health.Checker{},
-		Log:       log,
+		Platforms: map[string]activities.Platform{
+			spec.PlatformDocker:     docker.New(dc, log),
+			spec.PlatformKubernetes: kubernetes.New(log),
+		},
+		Checker: &health.Checker{},
+		Log:     log,
 	})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
@@ -102,4 +107,26 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // Name returns a service name unique to this test run.
 func Name(prefix string) string {
 	return strings.ToLower(fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000))
+}
+
+// KubePlane starts a real Kubernetes control plane (etcd, kube-apiserver,
+// controller-manager, scheduler, a KWOK node) with scripts/kube/up.sh and
+// returns its admin kubeconfig and a function that stops it.
+func KubePlane() (kubeconfig string, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "stagecraft-kube-")
+	if err != nil {
+		return "", nil, err
+	}
+	up := exec.Command("bash", filepath.Join(Root(), "scripts", "kube", "up.sh"), dir)
+	up.Stdout, up.Stderr = os.Stderr, os.Stderr
+	if err := up.Run(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("scripts/kube/up.sh: %w", err)
+	}
+	stop = func() {
+		down := exec.Command("bash", filepath.Join(Root(), "scripts", "kube", "down.sh"), dir)
+		down.Stdout, down.Stderr = os.Stderr, os.Stderr
+		_ = down.Run()
+	}
+	return filepath.Join(dir, "kubeconfig"), stop, nil
 }

@@ -1,0 +1,254 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+func kubeClient(t *testing.T, path string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	require.NoError(t, err)
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return cs
+}
+
+// kubeTarget creates a namespace with a 4-replica Deployment "web" (v1) and
+// its Service, as an application team would have them.
+func kubeTarget(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := itest.Name("e2e")
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	itest.Eventually(t, 30*time.Second, "default service account", func() bool {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	})
+	labels := map[string]string{"app": "web"}
+	replicas := int32(4)
+	deadline := int32(30)
+	_, err = cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels, Annotations: map[string]string{"team": "payments"}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas, ProgressDeadlineSeconds: &deadline,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "demo:v1",
+					Env: []corev1.EnvVar{{Name: "GREETING", Value: "hello"}}, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	itest.Eventually(t, 60*time.Second, "web ready", func() bool {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas == 4
+	})
+	return ns
+}
+
+// healthServer is the service's health endpoint as the worker would reach
+// it (through an ingress in production). Pod IPs are fake here, so it
+// answers from the cluster's real state: failing while any ready pod of the
+// namespace's Deployments runs the bad image.
+func healthServer(t *testing.T, cs kubernetes.Interface, ns string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		list, err := cs.AppsV1().Deployments(ns).List(r.Context(), metav1.ListOptions{})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		for _, d := range list.Items {
+			if d.Spec.Template.Spec.Containers[0].Image == badImage && d.Status.ReadyReplicas > 0 {
+				http.Error(w, `{"status":"failing"}`, http.StatusInternalServerError)
+				return
+			}
+		}
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/healthz"
+}
+
+const badImage = "demo:v2-bad"
+
+func kubeSpec(ns, config, strategy, healthURL string) spec.Spec {
+	s := spec.Spec{
+		Service: "web",
+		Image:   "demo:v2",
+		Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: ns, Deployment: "web", Service: "web",
+			Kubeconfig: config, ProgressDeadline: spec.Duration(time.Minute)}},
+		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
+		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
+			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: healthURL}},
+		}},
+	}
+	switch strategy {
+	case spec.Canary:
+		s.Strategy.Steps = []int{25, 50, 100}
+	case spec.BlueGreen:
+		s.Strategy.Bake = 0
+		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
+		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
+	case spec.Rolling:
+		s.Strategy.BatchSize = 2
+	}
+	return s.WithDefaults()
+}
+
+// deployments lists the namespace's Deployments as name → image/replicas.
+func deployments(t *testing.T, cs kubernetes.Interface, ns string) map[string]string {
+	t.Helper()
+	list, err := cs.AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, d := range list.Items {
+		out[d.Name] = fmt.Sprintf("%s x%d ready %d", d.Spec.Template.Spec.Containers[0].Image, *d.Spec.Replicas, d.Status.ReadyReplicas)
+	}
+	return out
+}
+
+func TestKubernetesEveryStrategy(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	cs := kubeClient(t, kubeconfig)
+	for _, strategy := range strategies {
+		t.Run(strategy+"/succeeds", func(t *testing.T) {
+			t.Parallel()
+			ns := kubeTarget(t, cs)
+			res := deploy(t, kubeSpec(ns, kubeconfig, strategy, healthServer(t, cs, ns)))
+			require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+			require.Equal(t, "demo:v1", res.ImageFrom)
+			require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, ns),
+				"the original Deployment carries v2 at its replicas; nothing else is left")
+			svc, err := cs.CoreV1().Services(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			require.NoError(t, err)
+			require.Equal(t, map[string]string{"app": "web"}, svc.Spec.Selector)
+		})
+		t.Run(strategy+"/rolls-back", func(t *testing.T) {
+			t.Parallel()
+			ns := kubeTarget(t, cs)
+			before, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			require.NoError(t, err)
+			s := kubeSpec(ns, kubeconfig, strategy, healthServer(t, cs, ns))
+			s.Image = badImage
+			res := deploy(t, s)
+			require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+			require.Contains(t, res.Error, "status 500")
+			require.True(t, res.Rollback.Verified)
+			require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns))
+			after, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			require.NoError(t, err)
+			require.Equal(t, before.Spec.Template, after.Spec.Template, "pod template restored exactly")
+			require.Equal(t, before.Labels, after.Labels)
+			require.Equal(t, before.Annotations["team"], after.Annotations["team"])
+			svc, err := cs.CoreV1().Services(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			require.NoError(t, err)
+			require.Equal(t, map[string]string{"app": "web"}, svc.Spec.Selector)
+		})
+	}
+}
+
+func TestKubernetesMissingTargetIsRejected(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	cs := kubeClient(t, kubeconfig)
+	ns := kubeTarget(t, cs)
+	url := healthServer(t, cs, ns)
+	s := kubeSpec(ns, kubeconfig, spec.Canary, url)
+	s.Platform.Kubernetes.Deployment = "nope"
+	res := deploy(t, s)
+	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, `deployment "`+ns+`/nope" not found`)
+	s = kubeSpec(ns, kubeconfig, spec.Canary, url)
+	s.Platform.Kubernetes.Container = "sidecar"
+	res = deploy(t, s)
+	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, `container "sidecar" not found`)
+	require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns), "nothing changed")
+}
+
+// TestKubernetesLeastPrivilegeRBAC runs a canary as a service account bound
+// only to deployments/kubernetes/rbac.yaml's Role, and checks that the Role
+// grants nothing beyond it.
+func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	admin := kubeClient(t, kubeconfig)
+	ns := kubeTarget(t, admin)
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join(itest.Root(), "deployments", "kubernetes", "rbac.yaml"))
+	require.NoError(t, err)
+	var role rbacv1.Role
+	var binding rbacv1.RoleBinding
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		switch {
+		case strings.Contains(doc, "\nkind: RoleBinding\n"):
+			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &binding))
+		case strings.Contains(doc, "\nkind: Role\n"):
+			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &role))
+		}
+	}
+	require.NotEmpty(t, role.Rules)
+	role.Namespace, binding.Namespace = ns, ns
+	binding.Subjects[0].Namespace = ns
+	_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: binding.Subjects[0].Name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = admin.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &binding, metav1.CreateOptions{})
+	require.NoError(t, err)
+	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, binding.Subjects[0].Name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	// A kubeconfig that authenticates as the service account.
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	require.NoError(t, err)
+	for _, ai := range cfg.AuthInfos {
+		*ai = clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	}
+	limited := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*cfg, limited))
+	worker := kubeClient(t, limited)
+	_, err = worker.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "no secrets: %v", err)
+	_, err = worker.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "nothing cluster-wide: %v", err)
+	_, err = worker.AppsV1().Deployments("default").List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "only the bound namespace: %v", err)
+
+	res := deploy(t, kubeSpec(ns, limited, spec.Canary, healthServer(t, admin, ns)))
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, admin, ns))
+}
