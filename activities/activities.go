@@ -224,6 +224,8 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeImageNotFound, err)
 	case errors.As(err, &tnf):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeTargetNotFound, err)
+	case errors.Is(err, platform.ErrForbidden):
+		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeForbidden, err)
 	case errors.Is(err, platform.ErrProgressDeadline):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeProgressStuck, err)
 	}

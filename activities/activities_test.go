@@ -20,6 +20,7 @@ func TestClassify(t *testing.T) {
 		{"image", fmt.Errorf("check: %w", &platform.ImageNotFoundError{Image: "x:1"}), true, platform.ErrTypeImageNotFound},
 		{"target", fmt.Errorf("snapshot: %w", &platform.TargetNotFoundError{What: `deployment "prod/x"`}), true, platform.ErrTypeTargetNotFound},
 		{"stuck", fmt.Errorf("converge: %w", platform.ErrProgressDeadline), true, platform.ErrTypeProgressStuck},
+		{"forbidden", fmt.Errorf("update deployment: %w", platform.ErrForbidden), true, platform.ErrTypeForbidden},
 		{"transient", errors.New("connection refused"), false, ""},
 	}
 	for _, c := range cases {

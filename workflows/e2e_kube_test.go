@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -26,6 +29,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -42,7 +46,9 @@ func kubeClient(t *testing.T, path string) kubernetes.Interface {
 
 // kubeTarget creates a namespace with a 4-replica Deployment "web" (v1) and
 // its Service, as an application team would have them.
-func kubeTarget(t *testing.T, cs kubernetes.Interface) string {
+func kubeTarget(t *testing.T, cs kubernetes.Interface) string { return kubeTargetN(t, cs, 4) }
+
+func kubeTargetN(t *testing.T, cs kubernetes.Interface, n int32) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := itest.Name("e2e")
@@ -54,7 +60,7 @@ func kubeTarget(t *testing.T, cs kubernetes.Interface) string {
 		return err == nil
 	})
 	labels := map[string]string{"app": "web"}
-	replicas := int32(4)
+	replicas := n
 	deadline := int32(30)
 	_, err = cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels, Annotations: map[string]string{"team": "payments"}},
@@ -76,7 +82,7 @@ func kubeTarget(t *testing.T, cs kubernetes.Interface) string {
 	require.NoError(t, err)
 	itest.Eventually(t, 60*time.Second, "web ready", func() bool {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-		return err == nil && d.Status.ReadyReplicas == 4
+		return err == nil && d.Status.ReadyReplicas == n
 	})
 	return ns
 }
@@ -200,13 +206,11 @@ func TestKubernetesMissingTargetIsRejected(t *testing.T) {
 	require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns), "nothing changed")
 }
 
-// TestKubernetesLeastPrivilegeRBAC runs a canary as a service account bound
-// only to deployments/kubernetes/rbac.yaml's Role, and checks that the Role
-// grants nothing beyond it.
-func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
-	itest.StartWorker(t, tc, dc)
-	admin := kubeClient(t, kubeconfig)
-	ns := kubeTarget(t, admin)
+// rbacKubeconfig applies deployments/kubernetes/rbac.yaml to ns (minus any
+// verbs drop lists per resource) and returns a kubeconfig for its
+// ServiceAccount's token.
+func rbacKubeconfig(t *testing.T, admin kubernetes.Interface, ns string, drop map[string]string) string {
+	t.Helper()
 	ctx := context.Background()
 	raw, err := os.ReadFile(filepath.Join(itest.Root(), "deployments", "kubernetes", "rbac.yaml"))
 	require.NoError(t, err)
@@ -221,18 +225,23 @@ func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, role.Rules)
+	for i, r := range role.Rules {
+		if verb, ok := drop[r.Resources[0]]; ok {
+			require.Contains(t, r.Verbs, verb)
+			role.Rules[i].Verbs = slices.DeleteFunc(slices.Clone(r.Verbs), func(v string) bool { return v == verb })
+		}
+	}
 	role.Namespace, binding.Namespace = ns, ns
 	binding.Subjects[0].Namespace = ns
-	_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: binding.Subjects[0].Name}}, metav1.CreateOptions{})
+	sa := binding.Subjects[0].Name
+	_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	_, err = admin.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{})
 	require.NoError(t, err)
 	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &binding, metav1.CreateOptions{})
 	require.NoError(t, err)
-	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, binding.Subjects[0].Name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 	require.NoError(t, err)
-
-	// A kubeconfig that authenticates as the service account.
 	cfg, err := clientcmd.LoadFromFile(kubeconfig)
 	require.NoError(t, err)
 	for _, ai := range cfg.AuthInfos {
@@ -240,15 +249,135 @@ func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
 	}
 	limited := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, clientcmd.WriteToFile(*cfg, limited))
-	worker := kubeClient(t, limited)
-	_, err = worker.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
-	require.True(t, apierrors.IsForbidden(err), "no secrets: %v", err)
-	_, err = worker.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	require.True(t, apierrors.IsForbidden(err), "nothing cluster-wide: %v", err)
-	_, err = worker.AppsV1().Deployments("default").List(ctx, metav1.ListOptions{})
-	require.True(t, apierrors.IsForbidden(err), "only the bound namespace: %v", err)
+	return limited
+}
 
-	res := deploy(t, kubeSpec(ns, limited, spec.Canary, healthServer(t, admin, ns)))
+// TestKubernetesLeastPrivilegeRBAC runs a canary as a service account bound
+// only to deployments/kubernetes/rbac.yaml's Role, checks that the Role
+// grants nothing beyond it, and that without one of its verbs the rollout
+// cannot succeed.
+func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	admin := kubeClient(t, kubeconfig)
+	ctx := context.Background()
+	t.Run("sufficient", func(t *testing.T) {
+		ns := kubeTarget(t, admin)
+		limited := rbacKubeconfig(t, admin, ns, nil)
+		worker := kubeClient(t, limited)
+		_, err := worker.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		require.True(t, apierrors.IsForbidden(err), "no secrets: %v", err)
+		_, err = worker.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		require.True(t, apierrors.IsForbidden(err), "nothing cluster-wide: %v", err)
+		_, err = worker.AppsV1().Deployments("default").List(ctx, metav1.ListOptions{})
+		require.True(t, apierrors.IsForbidden(err), "only the bound namespace: %v", err)
+
+		res := deploy(t, kubeSpec(ns, limited, spec.Canary, healthServer(t, admin, ns)))
+		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, admin, ns))
+	})
+	for resource, verb := range map[string]string{"deployments": "update", "services": "get"} {
+		t.Run("without "+resource+" "+verb, func(t *testing.T) {
+			ns := kubeTarget(t, admin)
+			limited := rbacKubeconfig(t, admin, ns, map[string]string{resource: verb})
+			res := deploy(t, kubeSpec(ns, limited, spec.Canary, healthServer(t, admin, ns)))
+			require.NotEqual(t, workflows.OutcomeSucceeded, res.Outcome)
+			require.Contains(t, res.Error, "forbidden")
+		})
+	}
+}
+
+// TestKubernetesCanaryCountsAtEveryStage watches the canary and stable
+// Deployments through a seed-sized canary (20 replicas, 5/25/50/100) and
+// checks every count against the planner.
+func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	cs := kubeClient(t, kubeconfig)
+	ns := kubeTargetN(t, cs, 20)
+	s := kubeSpec(ns, kubeconfig, spec.Canary, healthServer(t, cs, ns))
+	s.Strategy.Steps = []int{5, 25, 50, 100}
+	var canary, stable []int32
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		add := func(seen *[]int32, v int32) {
+			if len(*seen) == 0 || (*seen)[len(*seen)-1] != v {
+				*seen = append(*seen, v)
+			}
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			list, err := cs.AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				continue
+			}
+			for _, d := range list.Items {
+				switch d.Name {
+				case "web-canary":
+					add(&canary, *d.Spec.Replicas)
+				case "web":
+					add(&stable, *d.Spec.Replicas)
+				}
+			}
+		}
+	}()
+	res := deploy(t, s)
+	close(stop)
+	<-done
 	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
-	require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, admin, ns))
+	var updated []int
+	for _, st := range res.Stages {
+		updated = append(updated, st.InstancesUpdated)
+	}
+	require.Equal(t, []int{1, 5, 10, 20}, updated, "ready new pods per stage, as planned")
+	require.Equal(t, []int32{1, 5, 10}, canary, "canary replicas observed; at 100%% the original carries v2")
+	require.Equal(t, []int32{20, 19, 15, 10, 20}, stable)
+	require.Equal(t, map[string]string{"web": "demo:v2 x20 ready 20"}, deployments(t, cs, ns))
+}
+
+// TestKubernetesWorkerKilledMidBake SIGKILLs the worker process in a bake;
+// a new worker finishes with no canary left behind.
+func TestKubernetesWorkerKilledMidBake(t *testing.T) {
+	cs := kubeClient(t, kubeconfig)
+	ns := kubeTarget(t, cs)
+	first := startWorkerProcess(t)
+	s := kubeSpec(ns, kubeconfig, spec.Canary, healthServer(t, cs, ns))
+	s.Strategy.Bake = spec.Duration(6 * time.Second)
+	ctx := context.Background()
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	waitForStage(t, started.WorkflowID, 1, workflows.StageValidating)
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_ = first.Wait()
+	startWorkerProcess(t)
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, ns), "no leftover canary")
+	recordNamed(t, started.WorkflowID, started.RunID, "k8s-canary-worker-killed")
+}
+
+// TestKubernetesProgressDeadlineRollsBack: a quota leaves no room for the
+// canary's pods, the Deployment reports ProgressDeadlineExceeded, the stage
+// fails with the condition and the rollout rolls back.
+func TestKubernetesProgressDeadlineRollsBack(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	cs := kubeClient(t, kubeconfig)
+	ns := kubeTarget(t, cs)
+	_, err := cs.CoreV1().ResourceQuotas(ns).Create(context.Background(), &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("4")}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	s := kubeSpec(ns, kubeconfig, spec.Canary, healthServer(t, cs, ns))
+	s.Platform.Kubernetes.ProgressDeadline = spec.Duration(5 * time.Second)
+	res := deploy(t, s)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Contains(t, res.Stages[0].Error, "ProgressDeadlineExceeded")
+	require.Equal(t, workflows.StageRolledBack, res.Stages[0].Status)
+	require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns))
 }

@@ -59,7 +59,7 @@ func WorkflowFor(strategy string) (string, error) {
 var acts *activities.Activities
 
 // Retry policies. Errors that retrying cannot fix are listed by type.
-var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInvalidSpec, platform.ErrTypeTargetNotFound, platform.ErrTypeProgressStuck}
+var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInvalidSpec, platform.ErrTypeTargetNotFound, platform.ErrTypeProgressStuck, platform.ErrTypeForbidden}
 
 // rollout is the workflow's whole state; its methods are the handlers.
 type rollout struct {

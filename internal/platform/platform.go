@@ -153,7 +153,12 @@ const (
 	ErrTypeInvalidSpec    = "InvalidSpec"
 	ErrTypeTargetNotFound = "TargetNotFound"
 	ErrTypeProgressStuck  = "ProgressDeadlineExceeded"
+	ErrTypeForbidden      = "Forbidden"
 )
+
+// ErrForbidden is wrapped by errors that say the platform refused the worker
+// an action (Kubernetes RBAC): retrying does not help.
+var ErrForbidden = errors.New("forbidden")
 
 // ErrProgressDeadline is wrapped by errors that say the platform gave up
 // bringing instances up (Kubernetes' ProgressDeadlineExceeded). Retrying the

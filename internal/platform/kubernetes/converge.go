@@ -79,6 +79,11 @@ type converge struct {
 //     stable one Old, both selected by the Service. With surge order the
 //     canary grows before the stable Deployment shrinks.
 func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (platform.ConvergeResult, error) {
+	res, err := p.converge(ctx, req)
+	return res, forbidden(err)
+}
+
+func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (platform.ConvergeResult, error) {
 	s := req.Spec
 	k := s.Platform.Kubernetes
 	if k == nil {
@@ -664,3 +669,12 @@ func appendOnce(s []string, v string) []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// forbidden marks an RBAC refusal as platform.ErrForbidden: permissions do
+// not change by retrying, so the stage (or the rollback) fails at once.
+func forbidden(err error) error {
+	if err != nil && apierrors.IsForbidden(err) {
+		return fmt.Errorf("%w: %w", platform.ErrForbidden, err)
+	}
+	return err
+}

@@ -206,6 +206,11 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 // Snapshot reads the spec's Deployment and Service and records them,
 // stripped of server-managed fields, so that a rollback can restore them.
 func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot, error) {
+	snap, err := p.snapshot(ctx, s)
+	return snap, forbidden(err)
+}
+
+func (p *Platform) snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot, error) {
 	snap := platform.Snapshot{Service: s.Service}
 	k := s.Platform.Kubernetes
 	if k == nil {
