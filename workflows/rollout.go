@@ -153,6 +153,9 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	// From here on a failure, an abort or a cancellation rolls back.
 	failure := r.runStages(ctx)
 	if failure == nil {
+		failure = r.keepBlue(ctx)
+	}
+	if failure == nil {
 		r.st.Phase = PhaseFinalizing
 		failure = r.inStage(ctx, func(sctx workflow.Context) error {
 			_, err := r.converge(sctx, r.plan.Final)
@@ -211,6 +214,39 @@ func (r *rollout) runStage(ctx workflow.Context, i int) error {
 	}
 	rec.Status = StageCompleted
 	return nil
+}
+
+// keepBlue holds a finished blue-green rollout with blue still running for
+// strategy.keepBlueFor, so an abort switches back at once; then finalizing
+// removes blue. Promote ends the wait.
+func (r *rollout) keepBlue(ctx workflow.Context) error {
+	d := r.spec.Strategy.KeepBlueFor.D()
+	if d <= 0 || r.promoted || workflow.GetVersion(ctx, "keep-blue-20261122", workflow.DefaultVersion, 1) != 1 {
+		return nil
+	}
+	r.st.Phase = PhaseKeepingBlue
+	return r.inStage(ctx, func(sctx workflow.Context) error {
+		ends := workflow.Now(sctx).Add(d)
+		r.st.BakeEndsAt, r.st.BakeRemaining = &ends, d
+		timer := workflow.NewTimerWithOptions(sctx, d, workflow.TimerOptions{Summary: "keep blue"})
+		for {
+			var err error
+			fired := false
+			sel := workflow.NewSelector(sctx)
+			sel.AddFuture(timer, func(f workflow.Future) { err = f.Get(sctx, nil); fired = err == nil })
+			sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil) })
+			sel.Select(sctx)
+			switch {
+			case r.aborted:
+				return errAborted{r.abortReason}
+			case err != nil:
+				return err
+			case fired || r.promoted:
+				r.st.BakeEndsAt, r.st.BakeRemaining = nil, 0
+				return nil
+			}
+		}
+	})
 }
 
 // inStage runs fn on a context that an abort cancels at once.

@@ -348,6 +348,28 @@ func TestCancelWhilePausedRollsBack(t *testing.T) {
 	require.Equal(t, restore, h.desired()[len(h.converges)-1])
 }
 
+func TestKeepBlueForThenRemoveBlue(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.BlueGreen)
+	s.Strategy.KeepBlueFor = spec.Duration(10 * time.Minute)
+	res := h.run(s)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	final := h.converges[len(h.converges)-1]
+	require.Equal(t, plan.Desired{New: 4, Traffic: plan.TrafficNew, Order: plan.Surge}, final.Desired)
+	require.Equal(t, 3*time.Minute+10*time.Minute, final.At.Sub(h.converges[1].At), "post-switch bake, then blue kept 10 min")
+}
+
+func TestAbortWhileKeepingBlueSwitchesBack(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.BlueGreen)
+	s.Strategy.KeepBlueFor = spec.Duration(time.Hour)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalAbort, ControlRequest{Reason: "errors after switch"}) }, 30*time.Minute)
+	res := h.run(s)
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, restore, h.desired()[len(h.converges)-1])
+	require.Len(t, h.converges, 3, "green up, switch, switch back")
+}
+
 func TestRolloutTimeoutRollsBack(t *testing.T) {
 	h := newHarness(t)
 	s := testSpec(spec.Canary)

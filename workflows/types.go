@@ -62,6 +62,7 @@ const (
 	PhaseDeploying   Phase = "deploying"
 	PhaseValidating  Phase = "validating"
 	PhasePaused      Phase = "paused"
+	PhaseKeepingBlue Phase = "keeping_blue"
 	PhaseFinalizing  Phase = "finalizing"
 	PhaseRollingBack Phase = "rolling_back"
 	PhaseVerifying   Phase = "verifying_rollback"

@@ -116,6 +116,9 @@ type Strategy struct {
 	BakeBeforeSwitch Duration `json:"bakeBeforeSwitch,omitempty"`
 	// BakeAfterSwitch is how long green is validated under traffic.
 	BakeAfterSwitch Duration `json:"bakeAfterSwitch,omitempty"`
+	// KeepBlueFor keeps blue running after the post-switch bake, for an
+	// instant switch-back by abort, before it is removed (blue-green).
+	KeepBlueFor Duration `json:"keepBlueFor,omitempty"`
 }
 
 // Health configures validation.

@@ -160,6 +160,12 @@ func (s Spec) Validate() error {
 	if st.Type != Canary && len(st.Steps) > 0 {
 		add("strategy.steps", "only applies to canary")
 	}
+	if st.KeepBlueFor < 0 {
+		add("strategy.keepBlueFor", "must not be negative")
+	}
+	if st.Type != BlueGreen && st.KeepBlueFor != 0 {
+		add("strategy.keepBlueFor", "only applies to blue-green")
+	}
 	if st.Type != Rolling && st.BatchSize != 0 {
 		add("strategy.batchSize", "only applies to rolling")
 	}
