@@ -12,7 +12,7 @@ help: ## list targets
 run: ## dev server + Web UI (127.0.0.1:8233), worker, Docker, demo canary v1 -> v2; Ctrl-C stops it all
 	@bash scripts/run.sh
 
-test: ## whole suite: vet, unit, replay, and integration on the real dev server and Docker engine
+test: ## whole suite: vet, unit, replay, and integration on the real dev server, Docker engine and Kubernetes control plane
 	@bash scripts/test.sh
 
 unit: ## unit and replay tests only (no engines)

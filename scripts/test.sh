@@ -27,7 +27,7 @@ go vet ./... && go vet -tags integration ./...
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 [ -z "$unformatted" ] || die "gofmt needed: $unformatted"
 
-say "tests: unit, replay and integration (real dev server + Docker)"
+say "tests: unit, replay and integration (real dev server, Docker engine, Kubernetes control plane)"
 run_flag=()
 [ -n "${STAGECRAFT_TEST_RUN:-}" ] && run_flag=(-run "$STAGECRAFT_TEST_RUN")
 STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -count=1 -timeout 30m "${run_flag[@]}" ./... 2>&1 \
