@@ -92,17 +92,32 @@ func kubeTargetN(t *testing.T, cs kubernetes.Interface, n int32) string {
 // answers from the cluster's real state: failing while any ready pod of the
 // namespace's Deployments runs the bad image.
 func healthServer(t *testing.T, cs kubernetes.Interface, ns string) string {
+	return healthServerWhen(t, cs, ns, func(readyBad int, switched bool) bool { return readyBad > 0 })
+}
+
+// healthServerWhen fails when fail says so, given the number of ready pods
+// of the bad image and whether the Service's selector has moved to green.
+func healthServerWhen(t *testing.T, cs kubernetes.Interface, ns string, fail func(readyBad int, switched bool) bool) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		list, err := cs.AppsV1().Deployments(ns).List(r.Context(), metav1.ListOptions{})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		readyBad := 0
 		for _, d := range list.Items {
-			if d.Spec.Template.Spec.Containers[0].Image == badImage && d.Status.ReadyReplicas > 0 {
-				http.Error(w, `{"status":"failing"}`, http.StatusInternalServerError)
-				return
+			if d.Spec.Template.Spec.Containers[0].Image == badImage {
+				readyBad += int(d.Status.ReadyReplicas)
 			}
+		}
+		svc, err := cs.CoreV1().Services(ns).Get(r.Context(), "web", metav1.GetOptions{})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if fail(readyBad, svc.Spec.Selector["app"] != "web") {
+			http.Error(w, `{"status":"failing"}`, http.StatusInternalServerError)
+			return
 		}
 		fmt.Fprint(w, `{"status":"ok"}`)
 	}))
@@ -164,26 +179,50 @@ func TestKubernetesEveryStrategy(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, map[string]string{"app": "web"}, svc.Spec.Selector)
 		})
-		t.Run(strategy+"/rolls-back", func(t *testing.T) {
+		t.Run(strategy+"/fails-mid-way-and-rolls-back", func(t *testing.T) {
 			t.Parallel()
 			ns := kubeTarget(t, cs)
-			before, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			ctx := context.Background()
+			before, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 			require.NoError(t, err)
-			s := kubeSpec(ns, kubeconfig, strategy, healthServer(t, cs, ns))
+			beforeSvc, err := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+			require.NoError(t, err)
+			// The bad version passes its first stage and fails in the next:
+			// at 2 ready pods for canary (1, 2, 4), at 3 for rolling in
+			// batches of 2 (2, 4), at the switch for blue-green. Recreate
+			// has one stage.
+			failStage, fail := 1, func(readyBad int, switched bool) bool { return readyBad >= 2 }
+			switch strategy {
+			case spec.Rolling:
+				fail = func(readyBad int, _ bool) bool { return readyBad >= 3 }
+			case spec.BlueGreen:
+				fail = func(_ int, switched bool) bool { return switched }
+			case spec.Recreate:
+				failStage, fail = 0, func(readyBad int, _ bool) bool { return readyBad > 0 }
+			}
+			s := kubeSpec(ns, kubeconfig, strategy, healthServerWhen(t, cs, ns, fail))
 			s.Image = badImage
 			res := deploy(t, s)
 			require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
 			require.Contains(t, res.Error, "status 500")
-			require.True(t, res.Rollback.Verified)
-			require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns))
-			after, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			require.Contains(t, res.Stages[failStage].Error, "status 500", "fails at stage %d", failStage)
+			for i := range failStage {
+				require.Empty(t, res.Stages[i].Error, "stage %d passed before", i)
+				require.Positive(t, res.Stages[i].ChecksPassed)
+			}
+			after, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			require.NoError(t, err)
+			afterSvc, err := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
 			require.NoError(t, err)
 			require.Equal(t, before.Spec.Template, after.Spec.Template, "pod template restored exactly")
+			require.Equal(t, before.Spec.Replicas, after.Spec.Replicas)
+			require.Equal(t, before.Spec.Strategy, after.Spec.Strategy)
+			require.Equal(t, beforeSvc.Spec, afterSvc.Spec, "Service restored exactly")
+			require.Equal(t, beforeSvc.Labels, afterSvc.Labels)
+			require.True(t, res.Rollback.Verified)
+			require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns))
 			require.Equal(t, before.Labels, after.Labels)
 			require.Equal(t, before.Annotations["team"], after.Annotations["team"])
-			svc, err := cs.CoreV1().Services(ns).Get(context.Background(), "web", metav1.GetOptions{})
-			require.NoError(t, err)
-			require.Equal(t, map[string]string{"app": "web"}, svc.Spec.Selector)
 		})
 	}
 }

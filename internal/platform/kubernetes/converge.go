@@ -589,6 +589,9 @@ func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
 			if done {
 				return nil
 			}
+			if err := c.imagePullFailure(ctx, written); err != nil {
+				return err
+			}
 		case ctx.Err() != nil:
 		case apierrors.IsNotFound(err):
 			return fmt.Errorf("deployment %q disappeared while waiting for it to roll out", c.ns+"/"+name)
@@ -600,6 +603,22 @@ func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
 		}
 		c.awaitChange(ctx, name, last)
 	}
+}
+
+// imagePullFailure lists the pods of the Deployment written and returns an
+// *ImagePullError when one of them cannot pull its image: the kubelet would
+// keep backing off until the progress deadline, so the stage fails now with
+// the kubelet's reason instead.
+func (c *converge) imagePullFailure(ctx context.Context, written *appsv1.Deployment) error {
+	sel, err := metav1.LabelSelectorAsSelector(written.Spec.Selector)
+	if err != nil {
+		return nil
+	}
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil // best effort: the rollout wait goes on
+	}
+	return findImagePullError(written, pods.Items)
 }
 
 // awaitChange returns on the next watch event about name, after recheck, or

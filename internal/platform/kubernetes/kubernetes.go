@@ -116,6 +116,39 @@ func (e *ProgressDeadlineError) Error() string {
 // Unwrap marks it as a platform-wide stalled rollout: the stage fails.
 func (e *ProgressDeadlineError) Unwrap() error { return platform.ErrProgressDeadline }
 
+// ImagePullError says a pod of a Deployment being rolled out cannot pull its
+// image (ErrImagePull, ImagePullBackOff, InvalidImageName).
+type ImagePullError struct {
+	Namespace, Pod, Image, Reason, Message string
+}
+
+func (e *ImagePullError) Error() string {
+	return fmt.Sprintf("pod %q cannot pull image %q: %s: %s", e.Namespace+"/"+e.Pod, e.Image, e.Reason, e.Message)
+}
+
+// Unwrap marks it as a stalled rollout: the stage fails without retrying.
+func (e *ImagePullError) Unwrap() error { return platform.ErrProgressDeadline }
+
+// imagePullReasons are the kubelet's waiting reasons for an image it cannot get.
+var imagePullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true}
+
+// findImagePullError returns the first pod of d's current template (same
+// images) whose container waits on an image it cannot pull.
+func findImagePullError(d *appsv1.Deployment, pods []corev1.Pod) error {
+	images := map[string]bool{}
+	for _, ctr := range d.Spec.Template.Spec.Containers {
+		images[ctr.Image] = true
+	}
+	for _, pod := range pods {
+		for _, cs := range pod.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] && images[cs.Image] {
+				return &ImagePullError{Namespace: pod.Namespace, Pod: pod.Name, Image: cs.Image, Reason: w.Reason, Message: w.Message}
+			}
+		}
+	}
+	return nil
+}
+
 // Platform converges Deployments through client-go.
 type Platform struct {
 	log *zap.Logger
