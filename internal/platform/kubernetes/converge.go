@@ -165,6 +165,12 @@ func (c *converge) restore(ctx context.Context) error {
 	}, want); err != nil {
 		return err
 	}
+	return c.onlyStable(ctx)
+}
+
+// onlyStable gives the Service its snapshot selector back and deletes the
+// rollout's canary and green Deployments, leaving the stable one alone.
+func (c *converge) onlyStable(ctx context.Context) error {
 	if err := c.restoreService(ctx); err != nil {
 		return err
 	}
@@ -196,10 +202,7 @@ func (c *converge) promote(ctx context.Context) error {
 	}, nil); err != nil {
 		return err
 	}
-	if err := c.restoreService(ctx); err != nil {
-		return err
-	}
-	return c.deleteRollout(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
+	return c.onlyStable(ctx)
 }
 
 // shared runs the canary beside the stable Deployment, both serving.
