@@ -33,7 +33,24 @@ type Platform interface {
 
 // Checker runs one round of health checks.
 type Checker interface {
-	Round(ctx context.Context, checks []spec.Check, addresses []string) health.Round
+	Round(ctx context.Context, checks, dependencies []spec.Check, addresses []string) health.Round
+	// Allowlist lists the executables command checks may run.
+	Allowlist() []string
+}
+
+// Recorder keeps every round's evidence (the audit store); nil keeps none.
+type Recorder interface {
+	RecordRound(ctx context.Context, rec RoundRecord) error
+}
+
+// RoundRecord is one round of checks as the audit trail keeps it.
+type RoundRecord struct {
+	WorkflowID string       `json:"workflowId"`
+	RunID      string       `json:"runId"`
+	Stage      string       `json:"stage"`
+	Which      string       `json:"which"`
+	Seq        int          `json:"seq"`
+	Round      health.Round `json:"round"`
 }
 
 // Activities holds the clients activities use. Register it with a worker.
@@ -41,7 +58,9 @@ type Activities struct {
 	// Platforms by name ("docker").
 	Platforms map[string]Platform
 	Checker   Checker
-	Log       *zap.Logger
+	// Recorder receives every round's evidence; may be nil.
+	Recorder Recorder
+	Log      *zap.Logger
 }
 
 // PrepareInput asks for a target's snapshot after checking the request.
@@ -62,6 +81,10 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (PrepareResul
 		return PrepareResult{}, err
 	}
 	if err := in.Spec.Validate(); err != nil {
+		return PrepareResult{}, temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
+	}
+	// Command checks run on this host: only what the worker allows.
+	if err := in.Spec.Health.CommandNotAllowed(a.Checker.Allowlist()); err != nil {
 		return PrepareResult{}, temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
 	}
 	if err := p.CheckImage(ctx, in.Spec.Image); err != nil {
@@ -100,36 +123,63 @@ func (a *Activities) Converge(ctx context.Context, in ConvergeInput) (platform.C
 type WatchMode string
 
 const (
-	// WatchRounds runs Rounds rounds, one every interval, and returns healthy,
-	// or returns at the first failing round.
+	// WatchRounds runs at least Rounds rounds, one every interval, and on
+	// until MinSamples rounds counted; it ends early when the policy fails
+	// the stage or pauses the rollout.
 	WatchRounds WatchMode = "rounds"
-	// WatchVerify runs rounds until one passes (healthy) or Rounds fail.
+	// WatchObserve runs until cancelled or until the policy fails the
+	// stage: a paused rollout keeps checking.
+	WatchObserve WatchMode = "observe"
+	// WatchVerify verifies a rollback: it waits up to Rounds rounds for the
+	// restored version's first passing round, then watches it for the
+	// spec's verifyWindow and minSamples under the same policy.
 	WatchVerify WatchMode = "verify"
 )
 
+// maxEvidence bounds the results a watch result carries.
+const maxEvidence = 16
+
 // WatchInput configures a health watch over a selection of instances.
 type WatchInput struct {
-	Spec     spec.Spec         `json:"spec"`
-	Rollout  string            `json:"rollout"`
-	Snapshot platform.Snapshot `json:"snapshot"`
-	Which    platform.Which    `json:"which"`
-	Mode     WatchMode         `json:"mode"`
-	Rounds   int               `json:"rounds"`
+	Spec       spec.Spec         `json:"spec"`
+	Rollout    string            `json:"rollout"`
+	Snapshot   platform.Snapshot `json:"snapshot"`
+	Which      platform.Which    `json:"which"`
+	Mode       WatchMode         `json:"mode"`
+	Rounds     int               `json:"rounds"`
+	MinSamples int               `json:"minSamples,omitempty"`
+	// AcceptDegraded is set once an operator resumed a rollout the policy
+	// paused: degraded rounds then continue.
+	AcceptDegraded bool `json:"acceptDegraded,omitempty"`
+	// Stage names the stage watched, for the evidence records.
+	Stage string `json:"stage,omitempty"`
 }
 
-// WatchResult summarises the rounds a watch ran. On failure it carries the
-// failing round as evidence; otherwise only counts, to keep history small.
+// WatchResult summarises the rounds a watch ran: counts, the policy's
+// state and the latest round's evidence (bounded), never raw rounds, so
+// history stays small.
 type WatchResult struct {
-	Healthy     bool          `json:"healthy"`
-	Rounds      int           `json:"rounds"`
-	Passed      int           `json:"passed"`
-	Failed      int           `json:"failed"`
+	// Healthy: the watch ended without the policy failing it.
+	Healthy bool `json:"healthy"`
+	// Paused: a degraded round ended it under onDegraded: pause.
+	Paused bool `json:"paused,omitempty"`
+	Rounds int  `json:"rounds"`
+	// Passed counts rounds that counted as samples; Failed counts rounds
+	// that counted toward the failure streak.
+	Passed int          `json:"passed"`
+	Failed int          `json:"failed"`
+	Tally  health.Tally `json:"tally"`
+	// LastFailure describes the latest round that was not healthy.
 	LastFailure string        `json:"lastFailure,omitempty"`
-	Evidence    *health.Round `json:"evidence,omitempty"`
+	Latest      *health.Round `json:"latest,omitempty"`
+	// Settled: a verify watch saw the restored version's first passing round.
+	Settled     bool `json:"settled,omitempty"`
+	SettleTries int  `json:"settleTries,omitempty"`
 }
 
 // Watch runs health-check rounds, one every interval (the first after one
-// interval, giving new instances time to start), heartbeating its summary.
+// interval, giving new instances time to start), applies the spec's policy
+// and heartbeats its summary, so the Web UI shows the latest round live.
 // Cancelled, it returns its summary as the cancellation's details. Retried
 // after a worker crash, it carries on from the last heartbeat's summary.
 func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, error) {
@@ -141,13 +191,27 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &sum)
 	}
-	log := a.logger(ctx).With(zap.String("service", in.Spec.Service), zap.String("which", string(in.Which)))
-	rounds := max(in.Rounds, 1)
-	next := time.NewTimer(in.Spec.Health.Interval.D())
+	h := in.Spec.Health
+	if in.AcceptDegraded && h.OnDegraded == spec.DegradedPause {
+		h.OnDegraded = spec.DegradedContinue
+	}
+	checks := h.Checks
+	if in.Mode == WatchVerify {
+		checks = nil
+		for _, c := range h.Checks {
+			if !c.SkipVerify {
+				checks = append(checks, c)
+			}
+		}
+	}
+	tracker := health.NewTracker(h, sum.Tally)
+	interval := h.Interval.D()
+	log := a.logger(ctx).With(zap.String("service", in.Spec.Service), zap.String("which", string(in.Which)), zap.String("mode", string(in.Mode)))
+	next := time.NewTimer(interval)
 	defer next.Stop()
 	beat := time.NewTicker(500 * time.Millisecond)
 	defer beat.Stop()
-	for sum.Rounds < rounds {
+	for {
 		select {
 		case <-ctx.Done():
 			return sum, temporal.NewCanceledError(sum)
@@ -156,39 +220,79 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 			continue
 		case <-next.C:
 		}
-		round := a.round(ctx, p, in)
+		round := a.round(ctx, p, in, checks)
 		if ctx.Err() != nil {
 			return sum, temporal.NewCanceledError(sum)
 		}
-		sum.Rounds++
-		if round.OK {
-			sum.Passed++
+		decision := health.Continue
+		if in.Mode == WatchVerify && !sum.Settled {
+			// Until the restored version first passes, failures are it
+			// starting up; after that the policy applies.
+			probe := health.NewTracker(h, health.Tally{})
+			probe.Observe(&round)
+			if probe.Tally.Samples > 0 {
+				sum.Settled, tracker = true, probe
+			} else {
+				sum.SettleTries++
+			}
 		} else {
-			sum.Failed++
-			sum.LastFailure = round.FirstFailure()
-			sum.Evidence = &round
+			decision = tracker.Observe(&round)
 		}
+		sum.Tally = tracker.Tally
+		sum.Rounds, sum.Passed, sum.Failed = sum.Tally.Rounds+sum.SettleTries, sum.Tally.Samples, sum.Tally.Failing
+		latest := round.Bounded(maxEvidence)
+		sum.Latest = &latest
+		if round.Verdict != health.Healthy {
+			sum.LastFailure = round.Problem()
+		}
+		a.record(ctx, in, sum.Rounds, round)
 		activity.RecordHeartbeat(ctx, sum)
+
 		switch {
-		case in.Mode == WatchVerify && round.OK:
+		case decision == health.Fail:
+			log.Warn("health policy failed the watch", zap.String("problem", sum.LastFailure), zap.Int("streak", sum.Tally.Streak))
+			return sum, nil
+		case decision == health.Pause && in.Mode == WatchRounds:
+			log.Warn("health degraded: pausing the rollout", zap.String("problem", sum.LastFailure))
+			sum.Healthy, sum.Paused = true, true
+			return sum, nil
+		case in.Mode == WatchVerify && !sum.Settled && sum.SettleTries >= max(in.Rounds, 1):
+			sum.LastFailure = fmt.Sprintf("no passing round in %d tries: %s", sum.SettleTries, sum.LastFailure)
+			return sum, nil
+		case in.Mode == WatchVerify && sum.Settled && tracker.Enough() &&
+			time.Duration(sum.Tally.Rounds)*interval >= h.VerifyWindow.D():
 			sum.Healthy = true
 			return sum, nil
-		case !round.OK && in.Mode != WatchVerify:
-			log.Warn("health round failed", zap.String("failure", sum.LastFailure))
+		case in.Mode == WatchRounds && sum.Rounds >= in.Rounds && sum.Tally.Samples >= in.MinSamples:
+			sum.Healthy = true
 			return sum, nil
 		}
-		next.Reset(in.Spec.Health.Interval.D())
+		next.Reset(interval)
 	}
-	sum.Healthy = in.Mode != WatchVerify
-	return sum, nil
 }
 
-func (a *Activities) round(ctx context.Context, p Platform, in WatchInput) health.Round {
+func (a *Activities) round(ctx context.Context, p Platform, in WatchInput, checks []spec.Check) health.Round {
 	addrs, err := p.Endpoints(ctx, in.Spec, in.Rollout, in.Snapshot, in.Which)
 	if err != nil {
-		return health.Round{At: time.Now(), Results: []health.Result{{Check: "endpoints", Error: err.Error()}}}
+		// Without addresses nothing was observed: no data, never healthy.
+		return health.Round{At: time.Now(), Verdict: health.NoData,
+			Results: []health.Result{{Check: "endpoints", Verdict: health.NoData, Error: err.Error()}}}
 	}
-	return a.Checker.Round(ctx, in.Spec.Health.Checks, addrs)
+	return a.Checker.Round(ctx, checks, in.Spec.Health.Dependencies, addrs)
+}
+
+// record hands a round's evidence to the recorder; a recorder failure is
+// logged, never fails the watch.
+func (a *Activities) record(ctx context.Context, in WatchInput, seq int, r health.Round) {
+	if a.Recorder == nil || !activity.IsActivity(ctx) {
+		return
+	}
+	info := activity.GetInfo(ctx)
+	rec := RoundRecord{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID,
+		Stage: in.Stage, Which: string(in.Which), Seq: seq, Round: r}
+	if err := a.Recorder.RecordRound(ctx, rec); err != nil {
+		a.logger(ctx).Warn("recording a health round failed", zap.Error(err))
+	}
 }
 
 func (a *Activities) platform(s spec.Spec) (Platform, error) {

@@ -18,6 +18,8 @@ bash scripts/docker.sh
 if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
   trap 'bash scripts/docker.sh stop' EXIT
 fi
+say "Prometheus (Debian's package; the tests start their own instances)"
+bash scripts/prometheus.sh install
 say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
 bash scripts/kube/build.sh
 say "demo images"

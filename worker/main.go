@@ -9,6 +9,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -29,6 +31,7 @@ type config struct {
 	address, namespace, logLevel string
 	console                      bool
 	maxActivities                int
+	allowCommands                []string
 }
 
 func main() {
@@ -49,6 +52,9 @@ func main() {
 	// Each rollout in a bake holds one watcher activity, so this bounds how
 	// many rollouts one worker can hold at once.
 	f.IntVar(&cfg.maxActivities, "max-concurrent-activities", 200, "activity slots (one per baking rollout, plus converges)")
+	// Command checks run executables on this host: none unless listed.
+	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
+		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
 	if err := cmd.Execute(); err != nil {
 		os.Exit(1)
 	}
@@ -61,6 +67,9 @@ func run(cfg config) error {
 	}
 	defer func() { _ = log.Sync() }()
 
+	if err := checkAllowlist(cfg.allowCommands); err != nil {
+		return err
+	}
 	c, err := tclient.Dial(tclient.Options{HostPort: cfg.address, Namespace: cfg.namespace, Logger: logging.Temporal(log)})
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", cfg.address, err)
@@ -80,11 +89,11 @@ func run(cfg config) error {
 			spec.PlatformDocker:     docker.New(dc, log),
 			spec.PlatformKubernetes: kubernetes.New(log),
 		},
-		Checker: &health.Checker{},
+		Checker: &health.Checker{Commands: cfg.allowCommands},
 		Log:     log,
 	})
 	log.Info("worker starting", zap.String("address", cfg.address), zap.String("namespace", cfg.namespace),
-		zap.String("taskQueue", workflows.TaskQueue))
+		zap.String("taskQueue", workflows.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))
 	return w.Run(worker.InterruptCh())
 }
 
@@ -93,4 +102,32 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkAllowlist refuses entries that are not absolute paths to executable
+// files, so a typo is found at start-up, not at a rollout.
+func checkAllowlist(paths []string) error {
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("--allow-command %q: must be an absolute path", p)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("--allow-command %q: %w", p, err)
+		}
+		if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("--allow-command %q: not an executable file", p)
+		}
+	}
+	return nil
 }

@@ -293,7 +293,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := good
 			s.Platform.Docker = &spec.Docker{Replicas: 2, Port: 8080}
-			s.Health.Checks = []spec.Check{{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: 200, Timeout: spec.Duration(time.Second)}}}
+			s.Health.Checks = []spec.Check{{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: spec.StatusSet{"200"}, Timeout: spec.Duration(time.Second)}}}
 			c.mutate(&s)
 			_, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, s))
 			require.Equal(t, 2, code, errOut)
@@ -345,7 +345,7 @@ func TestHistoryBudget(t *testing.T) {
 		s.Strategy.Bake = spec.Duration(timing.bake)
 		s.Health.Interval = spec.Duration(timing.interval)
 		s.Health.Checks = append(s.Health.Checks, spec.Check{Name: "root",
-			HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/", ExpectStatus: 200, Timeout: spec.Duration(time.Second)}})
+			HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/", ExpectStatus: spec.StatusSet{"200"}, Timeout: spec.Duration(time.Second)}})
 		ctx := context.Background()
 		started, err := control.Start(ctx, tc, s)
 		require.NoError(t, err)

@@ -155,7 +155,7 @@ func demoSpec(service, image, strategy string, replicas int) spec.Spec {
 			Env: map[string]string{"GREETING": "hi " + image}}},
 		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
 		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: 200}},
+			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: spec.StatusSet{"200"}}},
 			{Name: "tcp", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
 		}},
 	}

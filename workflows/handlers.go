@@ -94,6 +94,9 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 	case SignalResume:
 		r.paused = false
 		r.st.Paused = false
+		// Resuming a pause the health policy took accepts degradation
+		// for the rest of the stage.
+		r.acceptDegraded = r.acceptDegraded || r.healthPaused
 	case SignalPromote:
 		r.promoted, r.paused = true, false
 		r.st.Promoted, r.st.Paused = true, false

@@ -80,7 +80,20 @@ type rollout struct {
 	wake workflow.Channel
 	// bakeEndsAt is when the running bake timer fires.
 	bakeEndsAt time.Time
+	// healthV is the health-policy version this run follows (replay of
+	// runs recorded before it keeps the old command sequence).
+	healthV workflow.Version
+	// healthPaused: the policy paused this stage on a degraded round;
+	// acceptDegraded: an operator resumed it, so degraded rounds continue.
+	healthPaused, acceptDegraded bool
 }
+
+// Versions of the workflow's command sequence, for replay.
+const (
+	// healthPolicyVersion: minSamples may extend a stage past its bake, a
+	// paused stage keeps a watcher running, and a degraded round may pause.
+	healthPolicyVersion = "health-policy-20261122"
+)
 
 // errAborted is returned by a stage interrupted by an abort.
 type errAborted struct{ reason string }
@@ -173,6 +186,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 
 // runStages converges and validates each stage in order.
 func (r *rollout) runStages(ctx workflow.Context) error {
+	r.healthV = workflow.GetVersion(ctx, healthPolicyVersion, workflow.DefaultVersion, 1)
 	for i := range r.plan.Stages {
 		if err := workflow.Await(ctx, func() bool { return !r.paused || r.aborted || r.promoted }); err != nil {
 			return err
@@ -193,6 +207,7 @@ func (r *rollout) runStage(ctx workflow.Context, i int) error {
 	now := workflow.Now(ctx)
 	rec.Status, rec.StartedAt = StageInProgress, &now
 	r.st.CurrentStage = i
+	r.healthPaused, r.acceptDegraded = false, false
 	r.st.Phase = PhaseDeploying
 	err := r.inStage(ctx, func(sctx workflow.Context) error {
 		res, err := r.converge(sctx, stage.Desired())
@@ -275,28 +290,38 @@ func (r *rollout) converge(ctx workflow.Context, d plan.Desired) (platform.Conve
 }
 
 // bake holds a stage for its bake time on a durable timer while a watcher
-// activity runs one health round per interval. The stage passes when the
-// timer has fired and every round passed; a failing round ends it at once.
-// Pause freezes the remaining time (the watcher keeps checking); abort
-// cancels at once; promote skips the rest.
+// activity runs one health round per interval and applies the spec's
+// policy. The stage passes when the timer has fired and the watch counted
+// minSamples passing rounds (watching on past the bake until it has); the
+// policy failing a watch fails the stage at once. Pause freezes the
+// remaining time while a watcher keeps checking (a failure still fails the
+// stage); a degraded round may pause the rollout itself; abort cancels at
+// once; promote skips the rest.
 func (r *rollout) bake(ctx workflow.Context, i int) error {
 	stage := r.plan.Stages[i]
 	rec := &r.st.Stages[i]
 	remaining := stage.Bake
 	interval := r.spec.Health.Interval.D()
 	checks := len(r.spec.Health.Checks) > 0
+	v1 := r.healthV >= 1
 
 	var (
 		timer       workflow.Future
 		cancelTimer workflow.CancelFunc
 		watch       workflow.Future
 		cancelWatch workflow.CancelFunc
+		watchMode   activities.WatchMode
 	)
-	startWatch := func(d time.Duration) {
+	startWatch := func(d time.Duration, mode activities.WatchMode) {
 		wctx, cancel := workflow.WithCancel(ctx)
 		in := activities.WatchInput{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot,
-			Which: platform.WhichNew, Mode: activities.WatchRounds, Rounds: int(d / interval)}
-		watch, cancelWatch = workflow.ExecuteActivity(watchOptions(wctx, r.spec), acts.Watch, in), cancel
+			Which: platform.WhichNew, Mode: mode, Rounds: int(d / interval)}
+		if v1 {
+			in.MinSamples = max(r.spec.Health.MinSamples-rec.ChecksPassed, 0)
+			in.AcceptDegraded = r.acceptDegraded
+			in.Stage = stage.Name
+		}
+		watch, cancelWatch, watchMode = workflow.ExecuteActivity(watchOptions(wctx, r.spec), acts.Watch, in), cancel, mode
 	}
 	defer func() {
 		if watch != nil {
@@ -306,29 +331,49 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			cancelTimer()
 		}
 	}()
+	// short: the stage has not yet counted the passing rounds it needs.
+	short := func() bool { return v1 && checks && rec.ChecksPassed < r.spec.Health.MinSamples }
 
 	for {
 		if r.aborted {
 			return errAborted{r.abortReason}
 		}
-		if r.promoted || (remaining <= 0 && watch == nil) {
+		if r.promoted || (remaining <= 0 && watch == nil && !short()) {
 			return nil
 		}
 		now := workflow.Now(ctx)
 		switch {
 		case remaining <= 0:
+			if watch == nil && !r.paused {
+				startWatch(0, activities.WatchRounds)
+			}
 		case !r.paused && timer == nil:
 			r.bakeEndsAt = now.Add(remaining)
 			tctx, cancel := workflow.WithCancel(ctx)
 			timer = workflow.NewTimerWithOptions(tctx, remaining, workflow.TimerOptions{Summary: "bake " + stage.Name})
 			cancelTimer = cancel
-			if checks && watch == nil && remaining >= interval {
-				startWatch(remaining)
+			if checks && watch == nil && (remaining >= interval || v1) {
+				startWatch(remaining, activities.WatchRounds)
 			}
 		case r.paused && timer != nil:
 			cancelTimer()
 			timer = nil
 			remaining = r.bakeEndsAt.Sub(now)
+		}
+		if v1 && checks {
+			switch {
+			case r.paused && watch == nil:
+				// Paused, the rollout keeps checking: a failure still fails.
+				startWatch(0, activities.WatchObserve)
+			case !r.paused && watch != nil && watchMode == activities.WatchObserve:
+				cancelWatch()
+				watch = nil
+				if remaining > 0 {
+					startWatch(r.bakeEndsAt.Sub(now), activities.WatchRounds)
+				} else {
+					startWatch(0, activities.WatchRounds)
+				}
+			}
 		}
 		r.st.Paused = r.paused
 		r.st.BakeRemaining = remaining
@@ -375,18 +420,39 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			watch = nil
 			rec.ChecksPassed += res.Passed
 			rec.ChecksFailed += res.Failed
+			if v1 {
+				rec.Rounds = rec.Rounds.Add(res.Tally.Counts)
+				if res.Latest != nil {
+					r.st.LatestRound = res.Latest
+				}
+			}
 			switch {
 			case watchErr != nil:
 				return fmt.Errorf("health watch: %w", watchErr)
 			case !res.Healthy:
 				return fmt.Errorf("health check failed: %s", res.LastFailure)
+			case v1 && res.Paused:
+				r.pauseForHealth(ctx, res.LastFailure)
+				continue
 			}
 			// A pause moved the bake's end past the rounds watched so far:
 			// watch the rest.
-			if left := r.bakeEndsAt.Sub(workflow.Now(ctx)); timer != nil && !r.paused && left >= interval {
-				startWatch(left)
+			if left := r.bakeEndsAt.Sub(workflow.Now(ctx)); timer != nil && !r.paused && (left >= interval || short()) {
+				startWatch(left, activities.WatchRounds)
 			}
 		}
+	}
+}
+
+// pauseForHealth pauses the rollout because a round was degraded and the
+// policy says pause; it is recorded like an operator's pause.
+func (r *rollout) pauseForHealth(ctx workflow.Context, problem string) {
+	if r.paused || r.promoted {
+		return
+	}
+	req := ControlRequest{Reason: "health degraded (onDegraded: pause): " + problem, By: "stagecraft"}
+	if _, err := r.control(ctx, SignalPause, req, "health"); err == nil {
+		r.healthPaused = true
 	}
 }
 
@@ -408,8 +474,14 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 		return r.finish(ctx, OutcomeRollbackFailed, reason+"; rollback failed: "+rb.Error)
 	}
 	r.st.Phase = PhaseVerifying
+	verifiable := 0
+	for _, c := range r.spec.Health.Checks {
+		if !c.SkipVerify {
+			verifiable++
+		}
+	}
 	switch {
-	case r.snapshot.Empty() || len(r.spec.Health.Checks) == 0:
+	case r.snapshot.Empty() || verifiable == 0:
 		// Nothing ran before, or nothing to check: restored means converged.
 		rb.Verified = true
 	default:
@@ -418,6 +490,9 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 		var v activities.WatchResult
 		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec), acts.Watch, in).Get(ctx, &v)
 		rb.Verify = &v
+		if v.Latest != nil {
+			r.st.LatestRound = v.Latest
+		}
 		rb.Verified = err == nil && v.Healthy
 		if !rb.Verified {
 			msg := v.LastFailure

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -81,10 +82,13 @@ func newHarness(t *testing.T) *harness {
 	})).AfterFn(func() time.Duration {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.failing() {
+		switch {
+		case h.failing():
 			return h.failAfter
+		case h.pending.Mode == activities.WatchObserve:
+			return 1000 * time.Hour // until cancelled, like the real watcher
 		}
-		return time.Duration(h.pending.Rounds) * h.pending.Spec.Health.Interval.D()
+		return time.Duration(watchRounds(h.pending)) * h.pending.Spec.Health.Interval.D()
 	}).Return(func(ctx context.Context, in activities.WatchInput) (activities.WatchResult, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -97,10 +101,16 @@ func newHarness(t *testing.T) *harness {
 		case h.failing():
 			return activities.WatchResult{Rounds: 2, Passed: 1, Failed: 1, LastFailure: `check "healthz": status 500`}, nil
 		}
-		return activities.WatchResult{Healthy: true, Rounds: in.Rounds, Passed: in.Rounds}, nil
+		n := watchRounds(in)
+		return activities.WatchResult{Healthy: true, Rounds: n, Passed: n,
+			Tally: health.Tally{Counts: health.Counts{Healthy: n}, Rounds: n, Samples: n}}, nil
 	}).Maybe()
 	return h
 }
+
+// watchRounds is how many rounds a healthy watch runs: its rounds, and on
+// until it has its samples, at least one.
+func watchRounds(in activities.WatchInput) int { return max(in.Rounds, in.MinSamples, 1) }
 
 // failing reports whether the current stage's watch should fail (mu held).
 func (h *harness) failing() bool { return h.failAt >= 0 && len(h.converges)-1 == h.failAt }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
 )
 
@@ -86,14 +87,16 @@ const (
 // StageRecord is one stage's plan and what happened to it.
 type StageRecord struct {
 	plan.Stage
-	Status           StageStatus `json:"status"`
-	StartedAt        *time.Time  `json:"startedAt,omitempty"`
-	CompletedAt      *time.Time  `json:"completedAt,omitempty"`
-	ChecksPassed     int         `json:"checksPassed"`
-	ChecksFailed     int         `json:"checksFailed"`
-	InstancesUpdated int         `json:"instancesUpdated"`
-	InstancesTotal   int         `json:"instancesTotal"`
-	Error            string      `json:"error,omitempty"`
+	Status       StageStatus `json:"status"`
+	StartedAt    *time.Time  `json:"startedAt,omitempty"`
+	CompletedAt  *time.Time  `json:"completedAt,omitempty"`
+	ChecksPassed int         `json:"checksPassed"`
+	ChecksFailed int         `json:"checksFailed"`
+	// Rounds counts the stage's health rounds by verdict.
+	Rounds           health.Counts `json:"rounds"`
+	InstancesUpdated int           `json:"instancesUpdated"`
+	InstancesTotal   int           `json:"instancesTotal"`
+	Error            string        `json:"error,omitempty"`
 }
 
 // ControlRequest is the optional payload of a control signal or update.
@@ -105,7 +108,7 @@ type ControlRequest struct {
 // ControlRecord is one control action as the workflow received it.
 type ControlRecord struct {
 	Action   string    `json:"action"`
-	Via      string    `json:"via"` // signal | update | timeout
+	Via      string    `json:"via"` // signal | update | timeout | health
 	Reason   string    `json:"reason,omitempty"`
 	By       string    `json:"by,omitempty"`
 	At       time.Time `json:"at"`
@@ -147,11 +150,14 @@ type Status struct {
 	BakeEndsAt    *time.Time      `json:"bakeEndsAt,omitempty"`
 	Stages        []StageRecord   `json:"stages"`
 	Controls      []ControlRecord `json:"controls,omitempty"`
-	Rollback      *RollbackRecord `json:"rollback,omitempty"`
-	StartedAt     time.Time       `json:"startedAt"`
-	CompletedAt   *time.Time      `json:"completedAt,omitempty"`
-	Outcome       Outcome         `json:"outcome,omitempty"`
-	Error         string          `json:"error,omitempty"`
+	// LatestRound is the latest health round a watch reported (bounded
+	// evidence); live rounds are in the running watcher's heartbeat.
+	LatestRound *health.Round   `json:"latestRound,omitempty"`
+	Rollback    *RollbackRecord `json:"rollback,omitempty"`
+	StartedAt   time.Time       `json:"startedAt"`
+	CompletedAt *time.Time      `json:"completedAt,omitempty"`
+	Outcome     Outcome         `json:"outcome,omitempty"`
+	Error       string          `json:"error,omitempty"`
 	// Problems lists every spec problem when the outcome is rejected.
 	Problems []string `json:"problems,omitempty"`
 }

@@ -1,13 +1,19 @@
 // Command demo-app is the tiny HTTP service Stagecraft's demo and tests roll
 // out. GET /healthz reports its version; it can be told to start failing or
-// slowing down after a number of seconds, by environment or by its build.
+// slowing down after a number of seconds, by environment or by its build, and
+// to fail a fraction of its other requests. GET /metrics serves Prometheus
+// metrics: demo_http_requests_total and demo_http_request_duration_seconds,
+// both labelled path ("/" or "/healthz"), code and version.
 //
 //	VERSION       reported version (set at build time by -ldflags, or env)
 //	PORT          listen port (default 8080)
 //	GREETING      greeting returned by /
 //	FAIL_AFTER    seconds after start when /healthz starts answering 500
-//	SLOW_AFTER    seconds after start when every answer is delayed by SLOW_BY
+//	SLOW_AFTER    seconds after start when every answer but /metrics is delayed by SLOW_BY
 //	SLOW_BY       delay once slow (default 2s)
+//	ERROR_RATE    fraction (0 to 1, default 0) of requests to / answered with 500,
+//	              spread evenly: 0.5 fails every 2nd request, 1 fails all;
+//	              /healthz is not affected
 package main
 
 import (
@@ -15,12 +21,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Set by -ldflags "-X main.version=v2 -X main.failAfter=5".
@@ -45,6 +57,12 @@ func main() {
 	if err != nil {
 		log.Fatalf("SLOW_BY: %v", err)
 	}
+	errorRate, err := strconv.ParseFloat(getenv("ERROR_RATE", "0"), 64)
+	if err != nil || !(errorRate >= 0 && errorRate <= 1) {
+		log.Fatalf("ERROR_RATE: want a number from 0 to 1, got %q", os.Getenv("ERROR_RATE"))
+	}
+	failing := &failer{rate: errorRate}
+	m := newMetrics(version)
 
 	mux := http.NewServeMux()
 	slow := func(h http.HandlerFunc) http.HandlerFunc {
@@ -55,7 +73,7 @@ func main() {
 			h(w, r)
 		}
 	}
-	mux.HandleFunc("/healthz", slow(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/healthz", m.instrument("/healthz", slow(func(w http.ResponseWriter, r *http.Request) {
 		status, code := "ok", http.StatusOK
 		if !failAt.IsZero() && time.Now().After(failAt) {
 			status, code = "failing", http.StatusInternalServerError
@@ -63,11 +81,16 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(map[string]string{"status": status, "version": version})
-	}))
-	mux.HandleFunc("/", slow(func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("/", m.instrument("/", slow(func(w http.ResponseWriter, r *http.Request) {
 		host, _ := os.Hostname()
+		if failing.next() {
+			http.Error(w, fmt.Sprintf("injected error from %s (%s)", version, host), http.StatusInternalServerError)
+			return
+		}
 		fmt.Fprintf(w, "%s from %s (%s)\n", greeting, version, host)
-	}))
+	})))
+	mux.Handle("/metrics", m.handler)
 
 	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -100,4 +123,56 @@ func afterSeconds(start time.Time, s string) time.Time {
 		log.Fatalf("invalid seconds %q: %v", s, err)
 	}
 	return start.Add(time.Duration(n * float64(time.Second)))
+}
+
+// failer fails a fixed fraction of calls, spread evenly and deterministically:
+// call n fails when floor(n*rate) steps past floor((n-1)*rate).
+type failer struct {
+	rate float64
+	n    atomic.Uint64
+}
+
+func (f *failer) next() bool {
+	if f.rate <= 0 {
+		return false
+	}
+	n := float64(f.n.Add(1))
+	return math.Floor(n*f.rate) > math.Floor((n-1)*f.rate)
+}
+
+// metrics are the app's own Prometheus metrics, on a registry of their own so
+// /metrics shows only them and the Go runtime's.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	handler  http.Handler
+}
+
+func newMetrics(version string) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "demo_http_requests_total",
+			Help:        "HTTP requests answered, by path and status code.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, []string{"path", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "demo_http_request_duration_seconds",
+			Help:        "Time taken to answer HTTP requests, by path and status code.",
+			ConstLabels: prometheus.Labels{"version": version},
+			Buckets:     []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"path", "code"}),
+	}
+	reg.MustRegister(m.requests, m.duration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	return m
+}
+
+// instrument counts and times the requests h answers under path (the route,
+// not the request's URL, so the label's values stay few).
+func (m *metrics) instrument(path string, h http.HandlerFunc) http.Handler {
+	l := prometheus.Labels{"path": path}
+	return promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l),
+		promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l), h))
 }

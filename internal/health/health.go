@@ -1,13 +1,15 @@
-// Package health runs a spec's health checks against instances: one round is
-// every check against every address it applies to.
+// Package health runs a spec's health checks against instances and turns
+// rounds of results into verdicts. One round is every check against every
+// address it applies to; each result, and the round, is healthy, degraded,
+// failed or no-data. A Tracker applies the spec's policy to rounds.
 package health
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -16,63 +18,132 @@ import (
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
-// maxExcerpt bounds the evidence kept from a response body.
-const maxExcerpt = 256
+// Verdict is what a result or a round says about the service.
+type Verdict string
 
-// Result is one check against one address.
+// Verdicts, from best to worst.
+const (
+	Healthy  Verdict = "healthy"
+	Degraded Verdict = "degraded"
+	NoData   Verdict = "no-data"
+	Failed   Verdict = "failed"
+)
+
+func (v Verdict) rank() int {
+	switch v {
+	case Healthy:
+		return 0
+	case Degraded:
+		return 1
+	case NoData:
+		return 2
+	}
+	return 3
+}
+
+// Worse returns the worse of two verdicts.
+func Worse(a, b Verdict) Verdict {
+	if b.rank() > a.rank() {
+		return b
+	}
+	return a
+}
+
+// Result is one check against one target.
 type Result struct {
 	Check   string        `json:"check"`
-	Target  string        `json:"target"`
-	OK      bool          `json:"ok"`
+	Target  string        `json:"target,omitempty"`
+	Verdict Verdict       `json:"verdict"`
 	Latency time.Duration `json:"latency"`
-	Code    int           `json:"code,omitempty"`
-	Error   string        `json:"error,omitempty"`
+	// Code is the HTTP status, for HTTP checks.
+	Code int `json:"code,omitempty"`
+	// Exit is the exit code, for command checks.
+	Exit *int `json:"exit,omitempty"`
+	// Value is the sample that decided a Prometheus check.
+	Value *float64 `json:"value,omitempty"`
+	// Error says why the result is not healthy.
+	Error string `json:"error,omitempty"`
+	// Excerpt is a bounded piece of the body or output.
+	Excerpt string `json:"excerpt,omitempty"`
 }
 
 // Round is the outcome of one round of checks.
 type Round struct {
 	At      time.Time `json:"at"`
-	OK      bool      `json:"ok"`
+	Verdict Verdict   `json:"verdict"`
 	Results []Result  `json:"results"`
 }
 
-// FirstFailure describes the first failed result, or "".
-func (r Round) FirstFailure() string {
-	for _, res := range r.Results {
-		if !res.OK {
-			return fmt.Sprintf("check %q on %s: %s", res.Check, res.Target, res.Error)
+// Problem describes the round's worst result, or "" when it is healthy.
+func (r Round) Problem() string {
+	var worst *Result
+	for i := range r.Results {
+		if r.Results[i].Verdict != Healthy && (worst == nil || r.Results[i].Verdict.rank() > worst.Verdict.rank()) {
+			worst = &r.Results[i]
 		}
 	}
-	return ""
+	if worst == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%s: check %q", worst.Verdict, worst.Check)
+	if worst.Target != "" {
+		s += " on " + worst.Target
+	}
+	return s + ": " + worst.Error
 }
 
-// Checker runs check rounds. The zero value is ready to use.
+// Bounded returns the round with at most n results, the worst first, so
+// evidence kept in workflow history stays small.
+func (r Round) Bounded(n int) Round {
+	res := append([]Result(nil), r.Results...)
+	sort.SliceStable(res, func(i, j int) bool { return res[i].Verdict.rank() > res[j].Verdict.rank() })
+	if len(res) > n {
+		res = res[:n]
+	}
+	r.Results = res
+	return r
+}
+
+// Checker runs check rounds. The zero value runs HTTP and TCP checks and
+// Prometheus queries, and refuses every command.
 type Checker struct {
-	// Client is used for HTTP checks; nil means a client without keep-alives,
-	// so every round opens a fresh connection like a new caller would.
+	// Client is used for HTTP checks and Prometheus queries; nil means a
+	// client without keep-alives, so every round opens a fresh connection
+	// like a new caller would.
 	Client *http.Client
+	// Commands lists the executables (absolute paths) command checks may run.
+	Commands []string
 }
 
-// Round runs every check against every address in parallel. A check whose URL
-// or address holds {{.Address}} runs once per address; with no addresses it
-// fails, because no data is never healthy.
-func (c *Checker) Round(ctx context.Context, checks []spec.Check, addresses []string) Round {
-	type job struct {
-		check spec.Check
-		addr  string
-	}
+type job struct {
+	check spec.Check
+	addr  string
+	dep   bool
+}
+
+// Round runs every check against every address, and every dependency check,
+// in parallel. A check holding {{.Address}} runs once per address; with no
+// addresses it has no data. A dependency that is not healthy makes its
+// result degraded.
+func (c *Checker) Round(ctx context.Context, checks, dependencies []spec.Check, addresses []string) Round {
 	var jobs []job
-	for _, ch := range checks {
-		if usesAddress(ch) {
-			if len(addresses) == 0 {
-				jobs = append(jobs, job{check: ch})
-			}
-			for _, a := range addresses {
-				jobs = append(jobs, job{check: ch, addr: a})
-			}
-		} else {
-			jobs = append(jobs, job{check: ch})
+	add := func(ch spec.Check, dep bool) {
+		if !ch.PerInstance() {
+			jobs = append(jobs, job{check: ch, dep: dep})
+			return
 		}
+		if len(addresses) == 0 {
+			jobs = append(jobs, job{check: ch, dep: dep, addr: ""})
+		}
+		for _, a := range addresses {
+			jobs = append(jobs, job{check: ch, addr: a, dep: dep})
+		}
+	}
+	for _, ch := range checks {
+		add(ch, false)
+	}
+	for _, ch := range dependencies {
+		add(ch, true)
 	}
 	results := make([]Result, len(jobs))
 	var wg sync.WaitGroup
@@ -80,75 +151,55 @@ func (c *Checker) Round(ctx context.Context, checks []spec.Check, addresses []st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = c.run(ctx, j.check, j.addr)
+			results[i] = c.run(ctx, j)
 		}()
 	}
 	wg.Wait()
-	round := Round{At: time.Now(), OK: true, Results: results}
+	round := Round{At: time.Now(), Verdict: Healthy, Results: results}
 	for _, r := range results {
-		round.OK = round.OK && r.OK
+		round.Verdict = Worse(round.Verdict, r.Verdict)
 	}
 	return round
 }
 
-func usesAddress(ch spec.Check) bool {
-	return (ch.HTTP != nil && strings.Contains(ch.HTTP.URL, spec.AddressPlaceholder)) ||
-		(ch.TCP != nil && strings.Contains(ch.TCP.Address, spec.AddressPlaceholder))
-}
-
-func (c *Checker) run(ctx context.Context, ch spec.Check, addr string) Result {
+func (c *Checker) run(ctx context.Context, j job) Result {
 	start := time.Now()
 	var res Result
+	ch := j.check
 	switch {
-	case usesAddress(ch) && addr == "":
-		res = Result{Check: ch.Name, Target: spec.AddressPlaceholder, Error: "no instances to check"}
+	case ch.PerInstance() && j.addr == "":
+		res = Result{Check: ch.Name, Target: spec.AddressPlaceholder, Verdict: NoData, Error: "no instances to check"}
 	case ch.HTTP != nil:
-		res = c.http(ctx, ch.Name, ch.HTTP, addr)
+		res = c.http(ctx, ch.Name, ch.HTTP, j.addr)
 	case ch.TCP != nil:
-		res = tcp(ctx, ch.Name, ch.TCP, addr)
+		res = tcp(ctx, ch.Name, ch.TCP, j.addr)
+	case ch.Command != nil:
+		res = c.command(ctx, ch.Name, ch.Command, j.addr)
+	case ch.Prometheus != nil:
+		res = c.prometheus(ctx, ch.Name, ch.Prometheus)
 	default:
-		res = Result{Check: ch.Name, Error: "check has no kind"}
+		res = Result{Check: ch.Name, Verdict: Failed, Error: "check has no kind"}
 	}
-	res.Latency = time.Since(start)
+	if res.Latency == 0 {
+		res.Latency = time.Since(start)
+	}
+	if j.dep && res.Verdict != Healthy {
+		res.Error = fmt.Sprintf("dependency %s: %s", res.Verdict, res.Error)
+		res.Verdict = Degraded
+	}
 	return res
 }
 
-func (c *Checker) http(ctx context.Context, name string, h *spec.HTTPCheck, addr string) Result {
-	url := strings.ReplaceAll(h.URL, spec.AddressPlaceholder, addr)
-	res := Result{Check: name, Target: url}
-	ctx, cancel := context.WithTimeout(ctx, h.Timeout.D())
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		res.Error = err.Error()
-		return res
+func (c *Checker) client() *http.Client {
+	if c.Client != nil {
+		return c.Client
 	}
-	client := c.Client
-	if client == nil {
-		client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	res.Code = resp.StatusCode
-	switch {
-	case resp.StatusCode != h.ExpectStatus:
-		res.Error = fmt.Sprintf("status %d, want %d: %s", resp.StatusCode, h.ExpectStatus, excerpt(body))
-	case h.BodyContains != "" && !strings.Contains(string(body), h.BodyContains):
-		res.Error = fmt.Sprintf("body does not contain %q: %s", h.BodyContains, excerpt(body))
-	default:
-		res.OK = true
-	}
-	return res
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 }
 
 func tcp(ctx context.Context, name string, t *spec.TCPCheck, addr string) Result {
 	target := strings.ReplaceAll(t.Address, spec.AddressPlaceholder, addr)
-	res := Result{Check: name, Target: target}
+	res := Result{Check: name, Target: target, Verdict: Failed}
 	d := net.Dialer{Timeout: t.Timeout.D()}
 	conn, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
@@ -156,19 +207,19 @@ func tcp(ctx context.Context, name string, t *spec.TCPCheck, addr string) Result
 		return res
 	}
 	_ = conn.Close()
-	res.OK = true
+	res.Verdict = Healthy
 	return res
 }
 
+// excerpt bounds evidence to spec.MaxOutputExcerpt bytes of valid UTF-8.
 func excerpt(b []byte) string {
 	s := strings.TrimSpace(string(b))
-	if len(s) > maxExcerpt {
-		// Cut on a rune boundary so the evidence stays valid UTF-8.
-		n := maxExcerpt
+	if len(s) > spec.MaxOutputExcerpt {
+		n := spec.MaxOutputExcerpt
 		for n > 0 && !utf8.RuneStart(s[n]) {
 			n--
 		}
 		s = s[:n] + "…"
 	}
-	return s
+	return strings.ToValidUTF8(s, "�")
 }

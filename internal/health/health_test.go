@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -68,7 +69,7 @@ func listener(t *testing.T) string {
 }
 
 func httpCheck(name, url string, edit func(*spec.HTTPCheck)) spec.Check {
-	h := &spec.HTTPCheck{URL: url, ExpectStatus: 200, Timeout: spec.Duration(2 * time.Second)}
+	h := &spec.HTTPCheck{URL: url, ExpectStatus: spec.StatusSet{"200"}, Timeout: spec.Duration(2 * time.Second)}
 	if edit != nil {
 		edit(h)
 	}
@@ -81,11 +82,13 @@ func tcpCheck(name, addr string) spec.Check {
 
 // want is the expected outcome of one result.
 type want struct {
-	check  string
-	target string // exact, or "" to skip
-	ok     bool
-	code   int      // 0 to skip
-	errHas []string // substrings of Error when !ok
+	check   string
+	target  string   // exact, or "" to skip
+	ok      bool     // healthy
+	verdict Verdict  // when not ok: "" means failed
+	code    int      // 0 to skip
+	errHas  []string // substrings of Error when !ok
+	excerpt string   // substring of Excerpt, "" to skip
 }
 
 func TestRound(t *testing.T) {
@@ -105,7 +108,8 @@ func TestRound(t *testing.T) {
 		addresses []string
 		want      []want
 		wantOK    bool
-		failOn    string // check named by FirstFailure, "" when OK
+		verdict   Verdict // the round's, when not OK: "" means failed
+		failOn    string  // check named by Problem, "" when OK
 	}{
 		{
 			name:   "expected status passes",
@@ -115,7 +119,7 @@ func TestRound(t *testing.T) {
 		},
 		{
 			name:   "non-200 expected status passes",
-			checks: []spec.Check{httpCheck("nc", "http://"+noContent+"/", func(h *spec.HTTPCheck) { h.ExpectStatus = 204 })},
+			checks: []spec.Check{httpCheck("nc", "http://"+noContent+"/", func(h *spec.HTTPCheck) { h.ExpectStatus = spec.StatusSet{"204"} })},
 			want:   []want{{check: "nc", ok: true, code: 204}},
 			wantOK: true,
 		},
@@ -123,19 +127,19 @@ func TestRound(t *testing.T) {
 			name:   "wrong status fails with status and body",
 			checks: []spec.Check{httpCheck("healthz", "http://"+broken+"/healthz", nil)},
 			want: []want{{check: "healthz", ok: false, code: 503,
-				errHas: []string{"status 503, want 200", "database unreachable"}}},
+				errHas: []string{"status 503, want 200"}, excerpt: "database unreachable"}},
 			failOn: "healthz",
 		},
 		{
 			name:   "wrong status excerpt is bounded",
 			checks: []spec.Check{httpCheck("big", "http://"+huge+"/", nil)},
-			want:   []want{{check: "big", ok: false, code: 500, errHas: []string{"status 500", "…"}}},
+			want:   []want{{check: "big", ok: false, code: 500, errHas: []string{"status 500"}, excerpt: "…"}},
 			failOn: "big",
 		},
 		{
 			name:   "multibyte excerpt is bounded",
 			checks: []spec.Check{httpCheck("big8", "http://"+huge8+"/", nil)},
-			want:   []want{{check: "big8", ok: false, code: 500, errHas: []string{"status 500", "é…"}}},
+			want:   []want{{check: "big8", ok: false, code: 500, errHas: []string{"status 500"}, excerpt: "é…"}},
 			failOn: "big8",
 		},
 		{
@@ -151,7 +155,7 @@ func TestRound(t *testing.T) {
 			checks: []spec.Check{httpCheck("body", "http://"+ok+"/", func(h *spec.HTTPCheck) {
 				h.BodyContains = "ready"
 			})},
-			want:   []want{{check: "body", ok: false, code: 200, errHas: []string{`body does not contain "ready"`, "all good"}}},
+			want:   []want{{check: "body", ok: false, code: 200, errHas: []string{`body does not contain "ready"`}, excerpt: "all good"}},
 			failOn: "body",
 		},
 		{
@@ -189,17 +193,19 @@ func TestRound(t *testing.T) {
 			failOn: "healthz",
 		},
 		{
-			name:   "address without instances fails",
+			name:   "address without instances has no data",
 			checks: []spec.Check{httpCheck("healthz", "http://{{.Address}}/healthz", nil)},
-			want: []want{{check: "healthz", target: spec.AddressPlaceholder, ok: false,
+			want: []want{{check: "healthz", target: spec.AddressPlaceholder, ok: false, verdict: NoData,
 				errHas: []string{"no instances"}}},
-			failOn: "healthz",
+			verdict: NoData,
+			failOn:  "healthz",
 		},
 		{
-			name:   "tcp address without instances fails",
-			checks: []spec.Check{tcpCheck("port", spec.AddressPlaceholder)},
-			want:   []want{{check: "port", ok: false, errHas: []string{"no instances"}}},
-			failOn: "port",
+			name:    "tcp address without instances has no data",
+			checks:  []spec.Check{tcpCheck("port", spec.AddressPlaceholder)},
+			want:    []want{{check: "port", ok: false, verdict: NoData, errHas: []string{"no instances"}}},
+			verdict: NoData,
+			failOn:  "port",
 		},
 		{
 			name:      "fixed check runs once whatever the addresses",
@@ -274,7 +280,7 @@ func TestRound(t *testing.T) {
 			t.Parallel()
 			var c Checker
 			before := time.Now()
-			r := c.Round(context.Background(), tt.checks, tt.addresses)
+			r := c.Round(context.Background(), tt.checks, nil, tt.addresses)
 			if r.At.Before(before) {
 				t.Errorf("At = %v, before the round started", r.At)
 			}
@@ -289,16 +295,26 @@ func TestRound(t *testing.T) {
 				if w.target != "" && res.Target != w.target {
 					t.Errorf("result %d Target = %q, want %q", i, res.Target, w.target)
 				}
-				if res.OK != w.ok {
-					t.Errorf("result %d OK = %v, want %v (error %q)", i, res.OK, w.ok, res.Error)
+				wantVerdict := Healthy
+				if !w.ok {
+					wantVerdict = cmp.Or(w.verdict, Failed)
+				}
+				if res.Verdict != wantVerdict {
+					t.Errorf("result %d Verdict = %v, want %v (error %q)", i, res.Verdict, wantVerdict, res.Error)
+				}
+				if w.excerpt != "" && !strings.Contains(res.Excerpt, w.excerpt) {
+					t.Errorf("result %d Excerpt = %q, want it to contain %q", i, res.Excerpt, w.excerpt)
+				}
+				if len(res.Excerpt) > spec.MaxOutputExcerpt+len("…") {
+					t.Errorf("result %d Excerpt is %d bytes, want it bounded", i, len(res.Excerpt))
 				}
 				if w.code != 0 && res.Code != w.code {
 					t.Errorf("result %d Code = %d, want %d", i, res.Code, w.code)
 				}
-				if res.OK && res.Error != "" {
+				if w.ok && res.Error != "" {
 					t.Errorf("result %d passed with Error %q", i, res.Error)
 				}
-				if !res.OK && res.Error == "" {
+				if !w.ok && res.Error == "" {
 					t.Errorf("result %d failed without an Error", i)
 				}
 				for _, s := range w.errHas {
@@ -306,9 +322,7 @@ func TestRound(t *testing.T) {
 						t.Errorf("result %d Error = %q, want it to contain %q", i, res.Error, s)
 					}
 				}
-				// The excerpt is bounded: a status line plus at most
-				// maxExcerpt bytes of body and an ellipsis.
-				if len(res.Error) > maxExcerpt+100 {
+				if len(res.Error) > spec.MaxOutputExcerpt+100 {
 					t.Errorf("result %d Error is %d bytes, want it bounded", i, len(res.Error))
 				}
 				if !utf8.ValidString(res.Error) {
@@ -318,15 +332,19 @@ func TestRound(t *testing.T) {
 					t.Errorf("result %d Latency = %v", i, res.Latency)
 				}
 			}
-			if r.OK != tt.wantOK {
-				t.Errorf("Round.OK = %v, want %v", r.OK, tt.wantOK)
+			wantVerdict := Healthy
+			if !tt.wantOK {
+				wantVerdict = cmp.Or(tt.verdict, Failed)
 			}
-			ff := r.FirstFailure()
+			if r.Verdict != wantVerdict {
+				t.Errorf("Round.Verdict = %v, want %v", r.Verdict, wantVerdict)
+			}
+			ff := r.Problem()
 			switch {
 			case tt.failOn == "" && ff != "":
-				t.Errorf("FirstFailure = %q, want empty", ff)
-			case tt.failOn != "" && !strings.HasPrefix(ff, fmt.Sprintf("check %q on ", tt.failOn)):
-				t.Errorf("FirstFailure = %q, want it to name check %q", ff, tt.failOn)
+				t.Errorf("Problem = %q, want empty", ff)
+			case tt.failOn != "" && !strings.Contains(ff, fmt.Sprintf("check %q", tt.failOn)):
+				t.Errorf("Problem = %q, want it to name check %q", ff, tt.failOn)
 			}
 		})
 	}
@@ -340,13 +358,13 @@ func TestRoundCancelled(t *testing.T) {
 	r := c.Round(ctx, []spec.Check{
 		httpCheck("slow", "http://"+slow+"/", nil),
 		tcpCheck("port", listener(t)),
-	}, nil)
-	if r.OK {
+	}, nil, nil)
+	if r.Verdict == Healthy {
 		t.Fatalf("Round under a cancelled context passed: %+v", r.Results)
 	}
 	for _, res := range r.Results {
 		t.Run(res.Check, func(t *testing.T) {
-			if res.OK || !strings.Contains(res.Error, "canceled") {
+			if res.Verdict == Healthy || !strings.Contains(res.Error, "canceled") {
 				t.Errorf("result = %+v, want failed with context canceled", res)
 			}
 		})
@@ -361,9 +379,9 @@ func TestRoundCustomClient(t *testing.T) {
 		return http.DefaultTransport.RoundTrip(r)
 	})}
 	c := Checker{Client: client}
-	r := c.Round(context.Background(), []spec.Check{httpCheck("healthz", "http://"+ok+"/", nil)}, nil)
-	if !r.OK || calls != 1 {
-		t.Errorf("Round with a custom client: OK = %v, calls = %d; want true, 1", r.OK, calls)
+	r := c.Round(context.Background(), []spec.Check{httpCheck("healthz", "http://"+ok+"/", nil)}, nil, nil)
+	if r.Verdict != Healthy || calls != 1 {
+		t.Errorf("Round with a custom client: Verdict = %v, calls = %d; want healthy, 1", r.Verdict, calls)
 	}
 }
 
@@ -379,10 +397,10 @@ func TestExcerpt(t *testing.T) {
 	}{
 		{name: "short", in: "  hello \n", want: "hello"},
 		{name: "empty", in: "", want: ""},
-		{name: "exactly the limit", in: strings.Repeat("a", maxExcerpt), want: strings.Repeat("a", maxExcerpt)},
-		{name: "over the limit", in: strings.Repeat("a", maxExcerpt+1), want: strings.Repeat("a", maxExcerpt) + "…"},
+		{name: "exactly the limit", in: strings.Repeat("a", spec.MaxOutputExcerpt), want: strings.Repeat("a", spec.MaxOutputExcerpt)},
+		{name: "over the limit", in: strings.Repeat("a", spec.MaxOutputExcerpt+1), want: strings.Repeat("a", spec.MaxOutputExcerpt) + "…"},
 		// "é" is two bytes: the cut must not split it.
-		{name: "multibyte at the cut", in: "a" + strings.Repeat("é", maxExcerpt), want: "a" + strings.Repeat("é", (maxExcerpt-1)/2) + "…"},
+		{name: "multibyte at the cut", in: "a" + strings.Repeat("é", spec.MaxOutputExcerpt), want: "a" + strings.Repeat("é", (spec.MaxOutputExcerpt-1)/2) + "…"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -58,6 +58,18 @@ func Docker() (*client.Client, error) { return client.New(client.FromEnv) }
 // until the test ends.
 func StartWorker(t testing.TB, c tclient.Client, dc *client.Client) {
 	t.Helper()
+	StartWorkerWith(t, c, dc, WorkerConfig{})
+}
+
+// WorkerConfig holds the worker settings a test may change.
+type WorkerConfig struct {
+	// Commands is the command-check allowlist (--allow-command).
+	Commands []string
+}
+
+// StartWorkerWith is StartWorker with settings.
+func StartWorkerWith(t testing.TB, c tclient.Client, dc *client.Client, cfg WorkerConfig) {
+	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w)
@@ -66,7 +78,7 @@ func StartWorker(t testing.TB, c tclient.Client, dc *client.Client) {
 			spec.PlatformDocker:     docker.New(dc, log),
 			spec.PlatformKubernetes: kubernetes.New(log),
 		},
-		Checker: &health.Checker{},
+		Checker: &health.Checker{Commands: cfg.Commands},
 		Log:     log,
 	})
 	if err := w.Start(); err != nil {

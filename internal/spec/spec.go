@@ -121,40 +121,6 @@ type Strategy struct {
 	KeepBlueFor Duration `json:"keepBlueFor,omitempty"`
 }
 
-// Health configures validation.
-type Health struct {
-	// Interval between check rounds.
-	Interval Duration `json:"interval,omitempty"`
-	// Timeout is the default per-check timeout.
-	Timeout Duration `json:"timeout,omitempty"`
-	// Checks must all pass in every round.
-	Checks []Check `json:"checks,omitempty"`
-}
-
-// Check is one health check; exactly one kind is set.
-type Check struct {
-	Name string     `json:"name"`
-	HTTP *HTTPCheck `json:"http,omitempty"`
-	TCP  *TCPCheck  `json:"tcp,omitempty"`
-}
-
-// HTTPCheck passes when a GET returns the expected status (and body substring).
-type HTTPCheck struct {
-	// URL may contain {{.Address}}: the check then runs against every instance
-	// being validated.
-	URL          string   `json:"url"`
-	ExpectStatus int      `json:"expectStatus,omitempty"`
-	BodyContains string   `json:"bodyContains,omitempty"`
-	Timeout      Duration `json:"timeout,omitempty"`
-}
-
-// TCPCheck passes when a TCP connection opens within the timeout.
-type TCPCheck struct {
-	// Address is host:port or {{.Address}}.
-	Address string   `json:"address"`
-	Timeout Duration `json:"timeout,omitempty"`
-}
-
 // Duration is a time.Duration written as a Go duration string ("20s", "5m").
 type Duration time.Duration
 
@@ -226,12 +192,6 @@ func (s Spec) WithDefaults() Spec {
 			s.Strategy.Bake = Duration(DefaultRecreateBake)
 		}
 	}
-	if s.Health.Interval == 0 {
-		s.Health.Interval = Duration(DefaultHealthInterval)
-	}
-	if s.Health.Timeout == 0 {
-		s.Health.Timeout = Duration(DefaultCheckTimeout)
-	}
 	if s.Timeout == 0 {
 		s.Timeout = Duration(DefaultRolloutTimeout)
 	}
@@ -255,30 +215,7 @@ func (s Spec) WithDefaults() Spec {
 		}
 		s.Platform.Kubernetes = &kc
 	}
-	checks := make([]Check, len(s.Health.Checks))
-	for i, c := range s.Health.Checks {
-		if c.HTTP != nil {
-			h := *c.HTTP
-			if h.ExpectStatus == 0 {
-				h.ExpectStatus = DefaultHTTPExpectStatus
-			}
-			if h.Timeout == 0 {
-				h.Timeout = s.Health.Timeout
-			}
-			c.HTTP = &h
-		}
-		if c.TCP != nil {
-			t := *c.TCP
-			if t.Timeout == 0 {
-				t.Timeout = s.Health.Timeout
-			}
-			c.TCP = &t
-		}
-		checks[i] = c
-	}
-	if len(checks) > 0 {
-		s.Health.Checks = checks
-	}
+	s.Health = s.Health.withDefaults()
 	return s
 }
 

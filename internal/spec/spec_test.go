@@ -44,13 +44,17 @@ func seedWant() Spec {
 		}},
 		Strategy: Strategy{Type: Canary, Steps: []int{25, 50, 100}, Bake: Duration(20 * time.Second)},
 		Health: Health{
-			Interval: Duration(2 * time.Second),
-			Timeout:  Duration(10 * time.Second),
+			Interval:         Duration(2 * time.Second),
+			Timeout:          Duration(10 * time.Second),
+			FailureThreshold: 1,
+			MinSamples:       1,
+			OnNoData:         NoDataFail,
+			OnDegraded:       DegradedContinue,
 			Checks: []Check{{
 				Name: "healthz",
 				HTTP: &HTTPCheck{
 					URL:          "http://{{.Address}}/healthz",
-					ExpectStatus: 200,
+					ExpectStatus: StatusSet{"200"},
 					Timeout:      Duration(10 * time.Second),
 				},
 			}},
@@ -163,7 +167,7 @@ func TestWithDefaultsChecks(t *testing.T) {
 		Timeout: Duration(3 * time.Second),
 		Checks: []Check{
 			{Name: "a", HTTP: &HTTPCheck{URL: "http://x/"}},
-			{Name: "b", HTTP: &HTTPCheck{URL: "http://x/", ExpectStatus: 204, Timeout: Duration(time.Second)}},
+			{Name: "b", HTTP: &HTTPCheck{URL: "http://x/", ExpectStatus: StatusSet{"204"}, Timeout: Duration(time.Second)}},
 			{Name: "c", TCP: &TCPCheck{Address: AddressPlaceholder}},
 		},
 	}}
@@ -172,12 +176,12 @@ func TestWithDefaultsChecks(t *testing.T) {
 		name        string
 		gotTimeout  Duration
 		wantTimeout Duration
-		gotStatus   int
-		wantStatus  int
+		gotStatus   string
+		wantStatus  string
 	}{
-		{"http defaults", got.Health.Checks[0].HTTP.Timeout, Duration(3 * time.Second), got.Health.Checks[0].HTTP.ExpectStatus, 200},
-		{"http explicit", got.Health.Checks[1].HTTP.Timeout, Duration(time.Second), got.Health.Checks[1].HTTP.ExpectStatus, 204},
-		{"tcp defaults", got.Health.Checks[2].TCP.Timeout, Duration(3 * time.Second), 0, 0},
+		{"http defaults", got.Health.Checks[0].HTTP.Timeout, Duration(3 * time.Second), got.Health.Checks[0].HTTP.ExpectStatus.String(), "200"},
+		{"http explicit", got.Health.Checks[1].HTTP.Timeout, Duration(time.Second), got.Health.Checks[1].HTTP.ExpectStatus.String(), "204"},
+		{"tcp defaults", got.Health.Checks[2].TCP.Timeout, Duration(3 * time.Second), "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,12 +189,12 @@ func TestWithDefaultsChecks(t *testing.T) {
 				t.Errorf("timeout = %v, want %v", tt.gotTimeout.D(), tt.wantTimeout.D())
 			}
 			if tt.gotStatus != tt.wantStatus {
-				t.Errorf("expectStatus = %d, want %d", tt.gotStatus, tt.wantStatus)
+				t.Errorf("expectStatus = %s, want %s", tt.gotStatus, tt.wantStatus)
 			}
 		})
 	}
 	t.Run("input not mutated", func(t *testing.T) {
-		if s.Health.Checks[0].HTTP.ExpectStatus != 0 || s.Health.Checks[2].TCP.Timeout != 0 {
+		if s.Health.Checks[0].HTTP.ExpectStatus != nil || s.Health.Checks[2].TCP.Timeout != 0 {
 			t.Errorf("WithDefaults mutated its receiver's checks: %+v", s.Health.Checks)
 		}
 	})
@@ -257,7 +261,7 @@ func TestParseInvalid(t *testing.T) {
 			health(m)["checks"] = append(health(m)["checks"].([]any), map[string]any{
 				"name": "healthz", "tcp": map[string]any{"address": "{{.Address}}"}})
 		}, field: "health.checks[1].name", substr: "twice"},
-		{name: "check without kind", edit: func(m map[string]any) { delete(check(m, 0), "http") }, field: "health.checks[0]", substr: "one of http or tcp"},
+		{name: "check without kind", edit: func(m map[string]any) { delete(check(m, 0), "http") }, field: "health.checks[0]", substr: "one of http, tcp, command or prometheus"},
 		{name: "check with both kinds", edit: func(m map[string]any) {
 			check(m, 0)["tcp"] = map[string]any{"address": "{{.Address}}"}
 		}, field: "health.checks[0]", substr: "only one"},

@@ -3,12 +3,10 @@ package spec
 import (
 	"fmt"
 	"maps"
-	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 )
 
 // FieldError is one problem with one field, named by its path in the spec.
@@ -170,40 +168,7 @@ func (s Spec) Validate() error {
 		add("strategy.batchSize", "only applies to rolling")
 	}
 
-	if s.Health.Interval < Duration(100*time.Millisecond) {
-		add("health.interval", "must be at least 100ms")
-	}
-	positive(add, "health.timeout", s.Health.Timeout)
-	seen := map[string]bool{}
-	for i, c := range s.Health.Checks {
-		f := fmt.Sprintf("health.checks[%d]", i)
-		switch {
-		case c.Name == "":
-			add(f+".name", "is required")
-		case seen[c.Name]:
-			add(f+".name", "%q is used twice", c.Name)
-		}
-		seen[c.Name] = true
-		switch {
-		case c.HTTP == nil && c.TCP == nil:
-			add(f, "one of http or tcp is required")
-		case c.HTTP != nil && c.TCP != nil:
-			add(f, "only one of http or tcp may be set")
-		case c.HTTP != nil:
-			validateURL(add, f+".http.url", c.HTTP.URL)
-			if c.HTTP.ExpectStatus < 100 || c.HTTP.ExpectStatus > 599 {
-				add(f+".http.expectStatus", "must be an HTTP status (100-599), got %d", c.HTTP.ExpectStatus)
-			}
-			positive(add, f+".http.timeout", c.HTTP.Timeout)
-		case c.TCP != nil:
-			if c.TCP.Address != AddressPlaceholder {
-				if _, _, err := net.SplitHostPort(c.TCP.Address); err != nil {
-					add(f+".tcp.address", "%q must be host:port or %s", c.TCP.Address, AddressPlaceholder)
-				}
-			}
-			positive(add, f+".tcp.timeout", c.TCP.Timeout)
-		}
-	}
+	s.Health.validate(add)
 	if len(errs) > 0 {
 		return &ValidationError{Problems: errs}
 	}
