@@ -95,7 +95,7 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 		r.paused = false
 		r.st.Paused = false
 		// Resuming a pause the health policy took accepts degradation
-		// for the rest of the stage.
+		// for the rest of the rollout.
 		r.acceptDegraded = r.acceptDegraded || r.healthPaused
 	case SignalPromote:
 		r.promoted, r.paused = true, false

@@ -84,7 +84,8 @@ type rollout struct {
 	// runs recorded before it keeps the old command sequence).
 	healthV workflow.Version
 	// healthPaused: the policy paused this stage on a degraded round;
-	// acceptDegraded: an operator resumed it, so degraded rounds continue.
+	// acceptDegraded: an operator resumed such a pause, so degraded rounds
+	// continue for the rest of the rollout.
 	healthPaused, acceptDegraded bool
 }
 
@@ -207,7 +208,7 @@ func (r *rollout) runStage(ctx workflow.Context, i int) error {
 	now := workflow.Now(ctx)
 	rec.Status, rec.StartedAt = StageInProgress, &now
 	r.st.CurrentStage = i
-	r.healthPaused, r.acceptDegraded = false, false
+	r.healthPaused = false
 	r.st.Phase = PhaseDeploying
 	err := r.inStage(ctx, func(sctx workflow.Context) error {
 		res, err := r.converge(sctx, stage.Desired())

@@ -74,7 +74,8 @@ type Round struct {
 	Results []Result  `json:"results"`
 }
 
-// Problem describes the round's worst result, or "" when it is healthy.
+// Problem describes the round's worst result, or "" when it is healthy; a
+// result with no data or a degraded one says so first.
 func (r Round) Problem() string {
 	var worst *Result
 	for i := range r.Results {
@@ -85,7 +86,10 @@ func (r Round) Problem() string {
 	if worst == nil {
 		return ""
 	}
-	s := fmt.Sprintf("%s: check %q", worst.Verdict, worst.Check)
+	s := fmt.Sprintf("check %q", worst.Check)
+	if worst.Verdict != Failed {
+		s = string(worst.Verdict) + ": " + s
+	}
 	if worst.Target != "" {
 		s += " on " + worst.Target
 	}

@@ -1,0 +1,256 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// allowed is the command allowlist the health tests' worker runs with.
+var allowed = []string{"/usr/bin/printf"}
+
+// sloServer is an upstream check target on 127.0.0.1 whose nth answer
+// (counting from 0) is 503 when fail(n) says so, else 200.
+func sloServer(t *testing.T, fail func(n int64) bool) (url string, requests *atomic.Int64) {
+	t.Helper()
+	requests = new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail(requests.Add(1) - 1) {
+			http.Error(w, "slo burned", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/slo", requests
+}
+
+// run starts a rollout, waits for its end and replays (and, when recording,
+// saves) its history under name.
+func runNamed(t *testing.T, s spec.Spec, name string) workflows.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	recordNamed(t, started.WorkflowID, started.RunID, name)
+	return res
+}
+
+func imagesOf(in []instance) []string {
+	var out []string
+	for _, i := range in {
+		if i.Running {
+			out = append(out, i.Image)
+		}
+	}
+	return out
+}
+
+// TestFailureThreshold: with failureThreshold 2, a canary whose upstream
+// check fails every other round succeeds; two failures in a row roll it
+// back. A command check from the worker's allowlist runs in every round.
+func TestFailureThreshold(t *testing.T) {
+	itest.StartWorkerWith(t, tc, dc, itest.WorkerConfig{Commands: allowed})
+	tests := []struct {
+		name    string
+		fail    func(n int64) bool
+		outcome workflows.Outcome
+	}{
+		{"single failures pass", func(n int64) bool { return n%2 == 1 }, workflows.OutcomeSucceeded},
+		{"two in a row roll back", func(n int64) bool { return n == 5 || n == 6 }, workflows.OutcomeRolledBack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			service := itest.Name("e2e-flaky")
+			cleanup(t, service)
+			v1 := installV1(t, service)
+			url, requests := sloServer(t, tt.fail)
+			s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3)
+			s.Health.FailureThreshold = 2
+			s.Health.Checks = append(s.Health.Checks,
+				spec.Check{Name: "upstream-slo", HTTP: &spec.HTTPCheck{URL: url}},
+				spec.Check{Name: "printf", Command: &spec.CommandCheck{Argv: []string{"/usr/bin/printf", "ready %s", "{{.Address}}"}, OutputContains: "ready 127.0.0.1:"}})
+			s = s.WithDefaults()
+			res := runNamed(t, s, "canary-threshold-"+string(tt.outcome))
+			require.Equal(t, tt.outcome, res.Outcome, res.Error)
+
+			var rounds health.Counts
+			failed := 0
+			for _, st := range res.Stages {
+				rounds = rounds.Add(st.Rounds)
+				failed += st.ChecksFailed
+			}
+			t.Logf("%s: %d requests to the upstream check; rounds %+v; outcome %s %s", tt.name, requests.Load(), rounds, res.Outcome, res.Error)
+			require.NotNil(t, res.LatestRound, "the status carries the latest round's evidence")
+			if tt.outcome == workflows.OutcomeSucceeded {
+				require.Positive(t, rounds.Failed, "the flaky check failed some rounds")
+				require.Equal(t, rounds.Failed, failed)
+				require.Positive(t, rounds.Healthy)
+				for _, in := range instances(t, service) {
+					require.Equal(t, "stagecraft-demo:v2", in.Image)
+				}
+				return
+			}
+			require.Contains(t, res.Error, `check "upstream-slo"`)
+			require.Contains(t, res.Error, "status 503")
+			require.NotNil(t, res.Rollback)
+			require.True(t, res.Rollback.Verified)
+			require.Equal(t, imagesOf(v1), imagesOf(instances(t, service)), "v1 restored")
+		})
+	}
+}
+
+// TestPrometheusErrorRateRollsBack: a real Prometheus scrapes the demo
+// containers (Docker service discovery, published ports on 127.0.0.1) while
+// a bounded load generator calls them; v2 answers half its requests with
+// 500, the error-rate query crosses its threshold, and the canary rolls
+// back to v1.
+func TestPrometheusErrorRateRollsBack(t *testing.T) {
+	prom := itest.Prometheus(t)
+	itest.StartWorker(t, tc, dc)
+	service := itest.Name("e2e-prom")
+	cleanup(t, service)
+	v1 := installV1(t, service)
+
+	ctx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer stop()
+	itest.Load(ctx, t, func() []string {
+		var addrs []string
+		for _, in := range instances(t, service) {
+			if in.Running && in.Addr != "" {
+				addrs = append(addrs, in.Addr)
+			}
+		}
+		return addrs
+	}, 100*time.Millisecond)
+
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3)
+	s.Platform.Docker.Env["ERROR_RATE"] = "0.5"
+	s.Strategy.Bake = spec.Duration(30 * time.Second)
+	s.Health.Interval = spec.Duration(time.Second)
+	// Until Prometheus has scraped the new container twice there is no
+	// rate: hold, never pass.
+	s.Health.OnNoData = spec.NoDataHold
+	sel := fmt.Sprintf(`service=%q,version="stagecraft-demo:v2",path="/"`, service)
+	s.Health.Checks = append(s.Health.Checks, spec.Check{Name: "error-rate", SkipVerify: true, Prometheus: &spec.PrometheusCheck{
+		URL:       prom,
+		Query:     fmt.Sprintf(`(sum(rate(demo_http_requests_total{%s,code=~"5.."}[5s])) or vector(0)) / sum(rate(demo_http_requests_total{%s}[5s]))`, sel, sel),
+		Op:        "<",
+		Threshold: 0.1,
+	}})
+	s = s.WithDefaults()
+	start := time.Now()
+	res := runNamed(t, s, "canary-prometheus-rolled_back")
+	t.Logf("outcome %s after %s: %s", res.Outcome, time.Since(start).Round(time.Second), res.Error)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Contains(t, res.Error, `check "error-rate"`)
+	require.Contains(t, res.Error, "want < 0.1")
+	require.Equal(t, workflows.StageRolledBack, res.Stages[0].Status)
+	require.Contains(t, res.Stages[0].Error, "error-rate", "the first canary stage failed on the query")
+	require.True(t, res.Rollback.Verified, "v1 verified without the v2-only query")
+	require.Equal(t, imagesOf(v1), imagesOf(instances(t, service)), "v1 restored")
+}
+
+// TestCommandOutsideAllowlistIsRejected: a spec whose command check names an
+// executable the worker does not allow is rejected before anything changes.
+func TestCommandOutsideAllowlistIsRejected(t *testing.T) {
+	itest.StartWorkerWith(t, tc, dc, itest.WorkerConfig{Commands: allowed})
+	service := itest.Name("e2e-cmd")
+	cleanup(t, service)
+	v1 := installV1(t, service)
+
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3)
+	s.Health.Checks = append(s.Health.Checks, spec.Check{Name: "sneaky", Command: &spec.CommandCheck{Argv: []string{"/bin/rm", "-rf", "/tmp/stagecraft-nope"}}})
+	s = s.WithDefaults()
+	require.NoError(t, s.Validate(), "the spec itself is valid: only this worker refuses it")
+	res := runNamed(t, s, "canary-command-rejected")
+	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "health.checks[2].command.argv[0]")
+	require.Contains(t, res.Error, `"/bin/rm" is not on this worker's command allowlist`)
+	require.Empty(t, res.Stages, "nothing was planned")
+	require.Equal(t, v1, instances(t, service), "the running containers are untouched")
+	require.False(t, strings.Contains(res.Error, "rolled back"))
+}
+
+// TestDegradedPausesUntilResumed: v2 answers within its status but slower
+// than the check's maxLatency, so rounds are degraded; under onDegraded:
+// pause the rollout pauses itself, keeps checking while paused, and an
+// operator's resume accepts the degradation for the rest of the rollout. minSamples 4
+// with a 1 s bake makes every stage watch past its bake.
+func TestDegradedPausesUntilResumed(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	service := itest.Name("e2e-degraded")
+	cleanup(t, service)
+	installV1(t, service)
+
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3)
+	s.Platform.Docker.Env["SLOW_AFTER"] = "0"
+	s.Platform.Docker.Env["SLOW_BY"] = "300ms"
+	s.Strategy.Bake = spec.Duration(time.Second)
+	s.Health.MinSamples = 4
+	s.Health.OnDegraded = spec.DegradedPause
+	s.Health.Checks[0].HTTP.MaxLatency = spec.Duration(100 * time.Millisecond)
+	s = s.WithDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+
+	var st workflows.Status
+	itest.Eventually(t, time.Minute, "the policy pauses the rollout", func() bool {
+		st, err = control.Status(ctx, tc, started.WorkflowID)
+		return err == nil && st.Paused
+	})
+	require.Equal(t, workflows.PhasePaused, st.Phase)
+	last := st.Controls[len(st.Controls)-1]
+	require.Equal(t, "health", last.Via)
+	require.Equal(t, workflows.SignalPause, last.Action)
+	require.Contains(t, last.Reason, "over maxLatency 100ms")
+	require.NotNil(t, st.LatestRound)
+	require.Equal(t, health.Degraded, st.LatestRound.Verdict)
+	stage := st.CurrentStage
+
+	// Paused, the stage holds (the watcher keeps checking meanwhile).
+	time.Sleep(3 * time.Second)
+	st, err = control.Status(ctx, tc, started.WorkflowID)
+	require.NoError(t, err)
+	require.True(t, st.Paused)
+	require.Equal(t, stage, st.CurrentStage)
+	require.Equal(t, workflows.StageValidating, st.Stages[stage].Status)
+
+	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdateResume, workflows.ControlRequest{By: "oncall", Reason: "latency accepted"})
+	require.NoError(t, err)
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	recordNamed(t, started.WorkflowID, started.RunID, "canary-degraded-paused-succeeded")
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	pauses := 0
+	for _, c := range res.Controls {
+		if c.Action == workflows.SignalPause && c.Accepted {
+			pauses++
+		}
+	}
+	require.Equal(t, 1, pauses, "resumed, degraded rounds continue for the rest of the rollout: %+v", res.Controls)
+	for i, rec := range res.Stages {
+		require.GreaterOrEqual(t, rec.ChecksPassed, 4, "stage %d counted minSamples", i)
+		require.GreaterOrEqual(t, rec.CompletedAt.Sub(*rec.StartedAt), 2*time.Second, "stage %d watched past its 1 s bake", i)
+	}
+}
