@@ -38,6 +38,13 @@ type harness struct {
 	snapshot       platform.Snapshot
 	prepareErr     error
 	verifyFails    bool
+	// script, when set, answers bake and observe watches: the nth watch
+	// (from 0) returns res after `after` of workflow time; ok false falls
+	// back to the default behaviour.
+	script  func(in activities.WatchInput, n int) (res activities.WatchResult, after time.Duration, ok bool)
+	scripts int
+	// started lists every watch started, finished or not.
+	started []activities.WatchInput
 }
 
 type convergeCall struct {
@@ -82,6 +89,12 @@ func newHarness(t *testing.T) *harness {
 	})).AfterFn(func() time.Duration {
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		h.started = append(h.started, h.pending)
+		if h.script != nil && h.pending.Mode != activities.WatchVerify {
+			if _, after, ok := h.script(h.pending, h.scripts); ok {
+				return after
+			}
+		}
 		switch {
 		case h.failing():
 			return h.failAfter
@@ -93,6 +106,13 @@ func newHarness(t *testing.T) *harness {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.watches = append(h.watches, in)
+		if h.script != nil && in.Mode != activities.WatchVerify {
+			n := h.scripts
+			h.scripts++
+			if res, _, ok := h.script(in, n); ok {
+				return res, nil
+			}
+		}
 		switch {
 		case in.Mode == activities.WatchVerify && h.verifyFails:
 			return activities.WatchResult{Rounds: 5, Failed: 5, LastFailure: "still failing"}, nil
@@ -517,4 +537,101 @@ func (c *updateCallback) Complete(success interface{}, err error) {
 		return
 	}
 	c.done(success.(Status), nil)
+}
+
+func degradedRound() *health.Round {
+	return &health.Round{Verdict: health.Degraded, Results: []health.Result{{Check: "healthz", Verdict: health.Degraded,
+		Error: "latency 300ms over maxLatency 100ms"}}}
+}
+
+func TestDegradedPausesUntilResumed(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.Canary)
+	s.Health.OnDegraded = spec.DegradedPause
+	// The first watch reports a degraded round a minute in.
+	h.script = func(in activities.WatchInput, n int) (activities.WatchResult, time.Duration, bool) {
+		if n != 0 {
+			return activities.WatchResult{}, 0, false
+		}
+		return activities.WatchResult{Healthy: true, Paused: true, Rounds: 2, Passed: 2,
+			Tally:       health.Tally{Counts: health.Counts{Healthy: 1, Degraded: 1}, Rounds: 2, Samples: 2},
+			LastFailure: `degraded: check "healthz": latency 300ms over maxLatency 100ms`, Latest: degradedRound()}, time.Minute, true
+	}
+	var paused Status
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&paused))
+	}, 10*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(SignalResume, ControlRequest{By: "oncall", Reason: "latency accepted"})
+	}, 30*time.Minute)
+	res := h.run(s)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+
+	require.Equal(t, PhasePaused, paused.Phase)
+	require.True(t, paused.Paused)
+	require.Equal(t, health.Degraded, paused.LatestRound.Verdict)
+	require.Equal(t, 4*time.Minute, paused.BakeRemaining, "the bake froze with 4 of 5 minutes left")
+
+	require.Len(t, res.Controls, 2)
+	require.Equal(t, ControlRecord{Action: SignalPause, Via: "health", By: "stagecraft", Accepted: true,
+		Reason: `health degraded (onDegraded: pause): degraded: check "healthz": latency 300ms over maxLatency 100ms`,
+		At:     res.Controls[0].At}, res.Controls[0])
+	require.Equal(t, SignalResume, res.Controls[1].Action)
+	// 1 min baked, paused until minute 30, then the 4 minutes left.
+	require.Equal(t, 34*time.Minute, h.converges[1].At.Sub(h.converges[0].At))
+	var modes []string
+	for _, w := range h.started {
+		modes = append(modes, fmt.Sprintf("%s/%v", w.Mode, w.AcceptDegraded))
+	}
+	// While paused an observe watch keeps checking; after the resume every
+	// watch accepts degraded rounds.
+	require.Equal(t, []string{"rounds/false", "observe/false", "rounds/true", "rounds/true", "rounds/true"}, modes)
+	require.Equal(t, health.Counts{Healthy: 1 + 8, Degraded: 1}, res.Stages[0].Rounds, "2 rounds before the pause, 8 after the resume")
+}
+
+func TestFailureWhilePausedRollsBack(t *testing.T) {
+	h := newHarness(t)
+	// The operator pauses at 2 min; the bake's watch ends healthy at 5 min;
+	// the observe watch that keeps checking sees a failure 3 min later.
+	h.script = func(in activities.WatchInput, n int) (activities.WatchResult, time.Duration, bool) {
+		if in.Mode != activities.WatchObserve {
+			return activities.WatchResult{}, 0, false
+		}
+		return activities.WatchResult{Rounds: 6, Passed: 5, Failed: 1, LastFailure: `check "healthz" on 127.0.0.1:1: status 500, want 200`,
+			Tally: health.Tally{Counts: health.Counts{Healthy: 5, Failed: 1}, Rounds: 6, Samples: 5, Streak: 1, Failing: 1}}, 3 * time.Minute, true
+	}
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, 2*time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "status 500")
+	last := h.converges[len(h.converges)-1]
+	require.Equal(t, restore, last.Desired)
+	require.Equal(t, 8*time.Minute, last.At.Sub(h.converges[0].At), "rolled back when the paused watch failed")
+	require.Equal(t, health.Counts{Healthy: 15, Failed: 1}, res.Stages[0].Rounds, "10 bake rounds and the observe watch's 6")
+}
+
+func TestMinSamplesWatchesPastTheBake(t *testing.T) {
+	t.Run("bake shorter than minSamples rounds", func(t *testing.T) {
+		h := newHarness(t)
+		s := testSpec(spec.Canary)
+		s.Strategy.Bake = spec.Duration(time.Minute)
+		s.Health.MinSamples = 5
+		res := h.run(s)
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, 5*30*time.Second, h.converges[1].At.Sub(h.converges[0].At), "5 rounds of 30 s, not the 1 min bake")
+		for i, st := range res.Stages {
+			require.GreaterOrEqual(t, st.ChecksPassed, 5, "stage %d", i)
+		}
+	})
+	t.Run("bake shorter than one interval still checks", func(t *testing.T) {
+		h := newHarness(t)
+		s := testSpec(spec.Recreate)
+		s.Strategy.Bake = spec.Duration(10 * time.Second)
+		res := h.run(s)
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, 1, res.Stages[0].ChecksPassed)
+		require.Equal(t, 30*time.Second, h.converges[1].At.Sub(h.converges[0].At), "one round, after one interval")
+	})
 }
