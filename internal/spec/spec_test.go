@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -277,6 +278,55 @@ func TestParseInvalid(t *testing.T) {
 		{name: "tcp timeout negative", edit: func(m map[string]any) {
 			health(m)["checks"] = []any{map[string]any{"name": "port", "tcp": map[string]any{"address": "{{.Address}}", "timeout": "-1s"}}}
 		}, field: "health.checks[0].tcp.timeout"},
+		{name: "expect status class bad", edit: func(m map[string]any) { httpCheck(m)["expectStatus"] = "6xx" }, field: "health.checks[0].http.expectStatus"},
+		{name: "expect status not a status", edit: func(m map[string]any) { httpCheck(m)["expectStatus"] = true }, field: "spec", substr: "expectStatus"},
+		{name: "body regex", edit: func(m map[string]any) { httpCheck(m)["bodyRegex"] = "([a-z" }, field: "health.checks[0].http.bodyRegex", substr: "does not compile"},
+		{name: "json path missing", edit: func(m map[string]any) {
+			httpCheck(m)["json"] = []any{map[string]any{"equals": "ok"}}
+		}, field: "health.checks[0].http.json[0].path"},
+		{name: "header name", edit: func(m map[string]any) { httpCheck(m)["headers"] = map[string]any{"X Bad": "1"} }, field: "health.checks[0].http.headers"},
+		{name: "max latency negative", edit: func(m map[string]any) { httpCheck(m)["maxLatency"] = "-1s" }, field: "health.checks[0].http.maxLatency"},
+		{name: "failure threshold", edit: func(m map[string]any) { health(m)["failureThreshold"] = -1 }, field: "health.failureThreshold"},
+		{name: "min samples", edit: func(m map[string]any) { health(m)["minSamples"] = -2 }, field: "health.minSamples"},
+		{name: "on no data", edit: func(m map[string]any) { health(m)["onNoData"] = "ignore" }, field: "health.onNoData", substr: "fail, hold, pass"},
+		{name: "on degraded", edit: func(m map[string]any) { health(m)["onDegraded"] = "panic" }, field: "health.onDegraded", substr: "continue, pause, fail"},
+		{name: "verify window negative", edit: func(m map[string]any) { health(m)["verifyWindow"] = "-1m" }, field: "health.verifyWindow"},
+		{name: "command argv missing", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "cmd", "command": map[string]any{}}}
+		}, field: "health.checks[0].command.argv", substr: "required"},
+		{name: "command relative path", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "cmd", "command": map[string]any{"argv": []any{"curl", "-f", "x"}}}}
+		}, field: "health.checks[0].command.argv[0]", substr: "absolute path"},
+		{name: "command exit code", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "cmd", "command": map[string]any{"argv": []any{"/bin/true"}, "expectExit": 300}}}
+		}, field: "health.checks[0].command.expectExit"},
+		{name: "prometheus url", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "p", "prometheus": map[string]any{"url": "prom:9090", "query": "up", "op": "<", "threshold": 1}}}
+		}, field: "health.checks[0].prometheus.url"},
+		{name: "prometheus query", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "p", "prometheus": map[string]any{"url": "http://127.0.0.1:9090", "query": " ", "op": "<", "threshold": 1}}}
+		}, field: "health.checks[0].prometheus.query", substr: "required"},
+		{name: "prometheus op", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "p", "prometheus": map[string]any{"url": "http://127.0.0.1:9090", "query": "up", "op": "=<", "threshold": 1}}}
+		}, field: "health.checks[0].prometheus.op"},
+		{name: "prometheus on empty", edit: func(m map[string]any) {
+			health(m)["checks"] = []any{map[string]any{"name": "p", "prometheus": map[string]any{"url": "http://127.0.0.1:9090", "query": "up", "op": "<", "threshold": 1, "onEmpty": "hold"}}}
+		}, field: "health.checks[0].prometheus.onEmpty"},
+		{name: "dependency without kind", edit: func(m map[string]any) {
+			health(m)["dependencies"] = []any{map[string]any{"name": "db"}}
+		}, field: "health.dependencies[0]", substr: "one of"},
+		{name: "dependency name clashes with a check", edit: func(m map[string]any) {
+			health(m)["dependencies"] = []any{map[string]any{"name": "healthz", "tcp": map[string]any{"address": "127.0.0.1:5432"}}}
+		}, field: "health.dependencies[0].name", substr: "twice"},
+		{name: "baseline unknown check", edit: func(m map[string]any) {
+			health(m)["baselines"] = []any{map[string]any{"check": "nope", "max": "200ms"}}
+		}, field: "health.baselines[0].check", substr: "http check"},
+		{name: "baseline percentile", edit: func(m map[string]any) {
+			health(m)["baselines"] = []any{map[string]any{"check": "healthz", "max": "200ms", "percentile": 120}}
+		}, field: "health.baselines[0].percentile"},
+		{name: "baseline max", edit: func(m map[string]any) {
+			health(m)["baselines"] = []any{map[string]any{"check": "healthz"}}
+		}, field: "health.baselines[0].max"},
 		{name: "unknown top-level field", edit: func(m map[string]any) { m["replicas"] = 3 }, field: "spec", substr: "unknown field"},
 		{name: "unknown nested field", edit: func(m map[string]any) { httpCheck(m)["expect_status"] = 200 }, field: "spec", substr: "unknown field"},
 		{name: "bad duration string", edit: func(m map[string]any) { strategy(m)["bake"] = "twenty seconds" }, field: "spec", substr: "invalid duration"},
@@ -592,3 +642,52 @@ func mustJSONBytes(t *testing.T, v any) []byte {
 }
 
 func mustJSON(t *testing.T, v any) string { return string(mustJSONBytes(t, v)) }
+
+func TestExpectStatusForms(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		matches []int
+		misses  []int
+	}{
+		{`200`, `[200]`, []int{200}, []int{201}},
+		{`"2xx"`, `["2xx"]`, []int{200, 204, 299}, []int{300, 500}},
+		{`[200, "3XX", 404]`, `[200,"3xx",404]`, []int{200, 301, 404}, []int{201, 500}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var s StatusSet
+			if err := json.Unmarshal([]byte(tt.in), &s); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(s)
+			if string(b) != tt.want {
+				t.Errorf("round trip = %s, want %s", b, tt.want)
+			}
+			for _, c := range tt.matches {
+				if !s.Contains(c) {
+					t.Errorf("%v does not contain %d", s, c)
+				}
+			}
+			for _, c := range tt.misses {
+				if s.Contains(c) {
+					t.Errorf("%v contains %d", s, c)
+				}
+			}
+		})
+	}
+}
+
+func TestHealthDefaults(t *testing.T) {
+	s := Spec{Health: Health{
+		Checks:       []Check{{Name: "p", Prometheus: &PrometheusCheck{URL: "http://127.0.0.1:9090", Query: "up", Op: ">", Threshold: 0}}},
+		Dependencies: []Check{{Name: "c", Command: &CommandCheck{Argv: []string{"/bin/true"}}}},
+		Baselines:    []Baseline{{Check: "x", Max: Duration(time.Second)}},
+	}}.WithDefaults().Health
+	got := fmt.Sprintf("%d %d %s %s %s %s %s %g %d", s.FailureThreshold, s.MinSamples, s.OnNoData, s.OnDegraded,
+		s.Checks[0].Prometheus.OnEmpty, s.Checks[0].Prometheus.Timeout.D(), s.Dependencies[0].Command.Timeout.D(),
+		s.Baselines[0].Percentile, s.Baselines[0].Window)
+	if want := "1 1 fail continue no-data 10s 10s 95 20"; got != want {
+		t.Errorf("defaults = %q, want %q", got, want)
+	}
+}
