@@ -76,6 +76,9 @@ func TestFailureThreshold(t *testing.T) {
 	}{
 		{"single failures pass", func(n int64) bool { return n%2 == 1 }, workflows.OutcomeSucceeded},
 		{"two in a row roll back", func(n int64) bool { return n == 5 || n == 6 }, workflows.OutcomeRolledBack},
+		// Stage 2 fails on rounds 5 and 6; the restored v1 passes round 7,
+		// then relapses inside the 3 s verification window.
+		{"relapse in the verification window", func(n int64) bool { return n == 5 || n == 6 || n >= 9 }, workflows.OutcomeRollbackFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +88,7 @@ func TestFailureThreshold(t *testing.T) {
 			url, requests := sloServer(t, tt.fail)
 			s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3)
 			s.Health.FailureThreshold = 2
+			s.Health.VerifyWindow = spec.Duration(3 * time.Second)
 			s.Health.Checks = append(s.Health.Checks,
 				spec.Check{Name: "upstream-slo", HTTP: &spec.HTTPCheck{URL: url}},
 				spec.Check{Name: "printf", Command: &spec.CommandCheck{Argv: []string{"/usr/bin/printf", "ready %s", "{{.Address}}"}, OutputContains: "ready 127.0.0.1:"}})
@@ -112,8 +116,16 @@ func TestFailureThreshold(t *testing.T) {
 			require.Contains(t, res.Error, `check "upstream-slo"`)
 			require.Contains(t, res.Error, "status 503")
 			require.NotNil(t, res.Rollback)
-			require.True(t, res.Rollback.Verified)
 			require.Equal(t, imagesOf(v1), imagesOf(instances(t, service)), "v1 restored")
+			if tt.outcome == workflows.OutcomeRollbackFailed {
+				require.False(t, res.Rollback.Verified)
+				require.Contains(t, res.Rollback.Error, "verify restored service")
+				require.True(t, res.Rollback.Verify.Settled, "v1 answered healthy first")
+				require.Equal(t, 2, res.Rollback.Verify.Tally.Streak)
+				return
+			}
+			require.True(t, res.Rollback.Verified)
+			require.GreaterOrEqual(t, res.Rollback.Verify.Tally.Rounds, 6, "watched for the whole 3 s window")
 		})
 	}
 }
