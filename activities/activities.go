@@ -275,7 +275,7 @@ func (a *Activities) round(ctx context.Context, p Platform, in WatchInput, check
 	addrs, err := p.Endpoints(ctx, in.Spec, in.Rollout, in.Snapshot, in.Which)
 	if err != nil {
 		// Without addresses nothing was observed: no data, never healthy.
-		return health.Round{At: time.Now(), Verdict: health.NoData,
+		return health.Round{At: time.Now(), Verdict: health.NoData, Unobserved: true,
 			Results: []health.Result{{Check: "endpoints", Verdict: health.NoData, Error: err.Error()}}}
 	}
 	return a.Checker.Round(ctx, checks, in.Spec.Health.Dependencies, addrs)

@@ -72,6 +72,10 @@ type Round struct {
 	At      time.Time `json:"at"`
 	Verdict Verdict   `json:"verdict"`
 	Results []Result  `json:"results"`
+	// Unobserved: the instances to check could not be found (none run, or
+	// listing them failed). Such a round never counts as a sample, even
+	// under onNoData: pass.
+	Unobserved bool `json:"unobserved,omitempty"`
 }
 
 // Problem describes the round's worst result, or "" when it is healthy; a
@@ -160,8 +164,11 @@ func (c *Checker) Round(ctx context.Context, checks, dependencies []spec.Check, 
 	}
 	wg.Wait()
 	round := Round{At: time.Now(), Verdict: Healthy, Results: results}
-	for _, r := range results {
+	for i, r := range results {
 		round.Verdict = Worse(round.Verdict, r.Verdict)
+		if jobs[i].check.PerInstance() && jobs[i].addr == "" {
+			round.Unobserved = true
+		}
 	}
 	return round
 }

@@ -135,3 +135,25 @@ func TestBounded(t *testing.T) {
 		t.Errorf("Bounded changed its receiver")
 	}
 }
+
+func TestUnobserved(t *testing.T) {
+	up := server(t, 200, "ok", 0)
+	var c Checker
+	tests := []struct {
+		name  string
+		check spec.Check
+		addrs []string
+		want  bool
+	}{
+		{"per-instance check without instances", httpCheck("h", "http://{{.Address}}/", nil), nil, true},
+		{"per-instance check with instances", httpCheck("h", "http://{{.Address}}/", nil), []string{up}, false},
+		{"fixed check without instances", httpCheck("h", "http://"+up+"/", nil), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.Round(context.Background(), []spec.Check{tt.check}, nil, tt.addrs).Unobserved; got != tt.want {
+				t.Errorf("Unobserved = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

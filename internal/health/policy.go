@@ -88,10 +88,12 @@ func (t *Tracker) Observe(r *Round) Decision {
 		}
 	case NoData:
 		t.Tally.NoData++
-		switch t.h.OnNoData {
-		case spec.NoDataHold:
-			return Continue // neither a sample nor a failure; the streak stands
-		case spec.NoDataPass:
+		switch {
+		case t.h.OnNoData == spec.NoDataHold || (t.h.OnNoData == spec.NoDataPass && r.Unobserved):
+			// Neither a sample nor a failure; the streak stands. Not even
+			// "pass" makes a round that found no instance a sample.
+			return Continue
+		case t.h.OnNoData == spec.NoDataPass:
 			t.Tally.Samples++
 		default:
 			failing = true

@@ -66,6 +66,13 @@ func TestTracker(t *testing.T) {
 			}
 		})
 	}
+	t.Run("pass never counts a round that found no instance", func(t *testing.T) {
+		tr := NewTracker(policy(1, 1, spec.NoDataPass, spec.DegradedContinue), Tally{})
+		r := Round{Verdict: N, Unobserved: true}
+		if d := tr.Observe(&r); d != Continue || tr.Tally.Samples != 0 || tr.Tally.NoData != 1 {
+			t.Errorf("decision %s, tally %+v; want continue with no sample", d, tr.Tally)
+		}
+	})
 	t.Run("a tally carried in a heartbeat goes on", func(t *testing.T) {
 		tr := NewTracker(policy(2, 1, spec.NoDataFail, spec.DegradedContinue), Tally{Rounds: 5, Samples: 4, Streak: 1})
 		r := Round{Verdict: F}

@@ -1,0 +1,564 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// watchInterval keeps rounds fast; no test asserts on elapsed time.
+const watchInterval = 10 * time.Millisecond
+
+// fakePlatform answers Endpoints with fixed addresses or an error; the
+// other methods are not used by Watch.
+type fakePlatform struct {
+	addrs []string
+	err   error
+
+	mu    sync.Mutex
+	calls int
+}
+
+func (p *fakePlatform) CheckImage(context.Context, string) error { return nil }
+
+func (p *fakePlatform) Snapshot(context.Context, spec.Spec) (platform.Snapshot, error) {
+	return platform.Snapshot{}, nil
+}
+
+func (p *fakePlatform) Converge(context.Context, platform.ConvergeRequest) (platform.ConvergeResult, error) {
+	return platform.ConvergeResult{}, nil
+}
+
+func (p *fakePlatform) Endpoints(context.Context, spec.Spec, string, platform.Snapshot, platform.Which) ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	return p.addrs, p.err
+}
+
+// scriptChecker answers each round with the next verdict of its script
+// (H healthy, D degraded, F failed, N no data) and records what it was given.
+type scriptChecker struct {
+	t      *testing.T
+	script string
+	// onRound, if set, runs before round n (1-based) answers.
+	onRound func(n int)
+
+	mu     sync.Mutex
+	n      int
+	checks [][]string
+	deps   [][]string
+	addrs  [][]string
+}
+
+var scriptVerdicts = map[byte]health.Verdict{
+	'H': health.Healthy, 'D': health.Degraded, 'F': health.Failed, 'N': health.NoData,
+}
+
+func (c *scriptChecker) Round(_ context.Context, checks, dependencies []spec.Check, addresses []string) health.Round {
+	c.mu.Lock()
+	c.n++
+	n := c.n
+	c.checks = append(c.checks, checkNames(checks))
+	c.deps = append(c.deps, checkNames(dependencies))
+	c.addrs = append(c.addrs, slices.Clone(addresses))
+	c.mu.Unlock()
+	if c.onRound != nil {
+		c.onRound(n)
+	}
+	if n > len(c.script) {
+		// A watch that outlives its script is a test failure; a failed
+		// round ends it under any policy the tests use.
+		c.t.Errorf("round %d asked for, script %q has %d", n, c.script, len(c.script))
+		return health.Round{At: time.Now(), Verdict: health.Failed,
+			Results: []health.Result{{Check: "script", Verdict: health.Failed, Error: "script exhausted"}}}
+	}
+	v, ok := scriptVerdicts[c.script[n-1]]
+	if !ok {
+		c.t.Errorf("script %q: unknown verdict %q", c.script, c.script[n-1])
+	}
+	r := health.Round{At: time.Now(), Verdict: v}
+	for _, ch := range checks {
+		res := health.Result{Check: ch.Name, Target: "127.0.0.1:8080", Verdict: v}
+		if v != health.Healthy {
+			res.Error = "boom"
+		}
+		r.Results = append(r.Results, res)
+	}
+	return r
+}
+
+func (c *scriptChecker) Allowlist() []string { return nil }
+
+func (c *scriptChecker) rounds() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func checkNames(cs []spec.Check) []string {
+	names := []string{}
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+// fakeRecorder keeps every record it is given.
+type fakeRecorder struct {
+	mu   sync.Mutex
+	recs []RoundRecord
+}
+
+func (r *fakeRecorder) RecordRound(_ context.Context, rec RoundRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+
+func (r *fakeRecorder) records() []RoundRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.recs)
+}
+
+// watchSpec is a docker spec with one HTTP check "web" and a policy already
+// defaulted (Watch applies the policy as given); edit adjusts it.
+func watchSpec(edit func(h *spec.Health)) spec.Spec {
+	h := spec.Health{
+		Interval:         spec.Duration(watchInterval),
+		Timeout:          spec.Duration(time.Second),
+		FailureThreshold: 1,
+		MinSamples:       1,
+		OnNoData:         spec.NoDataFail,
+		OnDegraded:       spec.DegradedContinue,
+		Checks:           []spec.Check{{Name: "web", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz"}}},
+	}
+	if edit != nil {
+		edit(&h)
+	}
+	return spec.Spec{Service: "web", Image: "web:2",
+		Platform: spec.Platform{Docker: &spec.Docker{Replicas: 1, Port: 8080}}, Health: h}
+}
+
+// watchFixture is one Watch run's fakes.
+type watchFixture struct {
+	plat    *fakePlatform
+	checker *scriptChecker
+	rec     *fakeRecorder
+	acts    *Activities
+	env     *testsuite.TestActivityEnvironment
+}
+
+func newWatchFixture(t *testing.T, script string) *watchFixture {
+	t.Helper()
+	f := &watchFixture{
+		plat:    &fakePlatform{addrs: []string{"127.0.0.1:8080"}},
+		checker: &scriptChecker{t: t, script: script},
+		rec:     &fakeRecorder{},
+	}
+	f.acts = &Activities{Platforms: map[string]Platform{spec.PlatformDocker: f.plat}, Checker: f.checker, Recorder: f.rec}
+	var s testsuite.WorkflowTestSuite
+	f.env = s.NewTestActivityEnvironment()
+	f.env.RegisterActivity(f.acts)
+	return f
+}
+
+// run executes Watch and decodes its result; an activity error fails the test.
+func (f *watchFixture) run(t *testing.T, in WatchInput) WatchResult {
+	t.Helper()
+	val, err := f.env.ExecuteActivity(f.acts.Watch, in)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	var res WatchResult
+	if err := val.Get(&res); err != nil {
+		t.Fatalf("decode WatchResult: %v", err)
+	}
+	return res
+}
+
+// watchWant is what a table case expects of a WatchResult; LastFailure is
+// matched as a substring ("" expects none at all).
+type watchWant struct {
+	healthy, paused bool
+	rounds, passed  int
+	failed          int
+	tally           health.Tally
+	lastFailure     string
+	settled         bool
+	settleTries     int
+}
+
+func checkWatch(t *testing.T, got WatchResult, want watchWant) {
+	t.Helper()
+	if got.Healthy != want.healthy || got.Paused != want.paused {
+		t.Errorf("Healthy, Paused = %v, %v; want %v, %v (lastFailure %q)", got.Healthy, got.Paused, want.healthy, want.paused, got.LastFailure)
+	}
+	if got.Rounds != want.rounds || got.Passed != want.passed || got.Failed != want.failed {
+		t.Errorf("Rounds, Passed, Failed = %d, %d, %d; want %d, %d, %d", got.Rounds, got.Passed, got.Failed, want.rounds, want.passed, want.failed)
+	}
+	if got.Tally != want.tally {
+		t.Errorf("Tally = %+v; want %+v", got.Tally, want.tally)
+	}
+	switch {
+	case want.lastFailure == "" && got.LastFailure != "":
+		t.Errorf("LastFailure = %q; want none", got.LastFailure)
+	case !strings.Contains(got.LastFailure, want.lastFailure):
+		t.Errorf("LastFailure = %q; want it to contain %q", got.LastFailure, want.lastFailure)
+	}
+	if got.Settled != want.settled || got.SettleTries != want.settleTries {
+		t.Errorf("Settled, SettleTries = %v, %d; want %v, %d", got.Settled, got.SettleTries, want.settled, want.settleTries)
+	}
+	if got.Latest == nil {
+		t.Errorf("Latest is nil after %d rounds", got.Rounds)
+	}
+}
+
+// tally builds a Tally from verdict counts and the streak figures.
+func tally(healthy, degraded, failed, noData, samples, streak, failing int) health.Tally {
+	return health.Tally{
+		Counts: health.Counts{Healthy: healthy, Degraded: degraded, Failed: failed, NoData: noData},
+		Rounds: healthy + degraded + failed + noData, Samples: samples, Streak: streak, Failing: failing,
+	}
+}
+
+func TestWatchPolicy(t *testing.T) {
+	cases := []struct {
+		name   string
+		script string
+		edit   func(h *spec.Health)
+		in     WatchInput
+		want   watchWant
+	}{
+		{
+			name: "rounds all healthy", script: "HHH",
+			in:   WatchInput{Mode: WatchRounds, Rounds: 3},
+			want: watchWant{healthy: true, rounds: 3, passed: 3, tally: tally(3, 0, 0, 0, 3, 0, 0)},
+		},
+		{
+			name: "threshold 2 absorbs isolated failures", script: "HFHFH",
+			edit: func(h *spec.Health) { h.FailureThreshold = 2 },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 5},
+			want: watchWant{healthy: true, rounds: 5, passed: 3, failed: 2, tally: tally(3, 0, 2, 0, 3, 0, 2),
+				lastFailure: `check "web" on 127.0.0.1:8080: boom`},
+		},
+		{
+			name: "threshold 2 fails on two in a row", script: "HFF",
+			edit: func(h *spec.Health) { h.FailureThreshold = 2 },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 5},
+			want: watchWant{rounds: 3, passed: 1, failed: 2, tally: tally(1, 0, 2, 0, 1, 2, 2),
+				lastFailure: `check "web" on 127.0.0.1:8080: boom`},
+		},
+		{
+			name: "minSamples outlasts rounds", script: "HHH",
+			in:   WatchInput{Mode: WatchRounds, Rounds: 1, MinSamples: 3},
+			want: watchWant{healthy: true, rounds: 3, passed: 3, tally: tally(3, 0, 0, 0, 3, 0, 0)},
+		},
+		{
+			name: "onNoData hold waits for samples", script: "NNHHH",
+			edit: func(h *spec.Health) { h.OnNoData = spec.NoDataHold },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 2, MinSamples: 3},
+			want: watchWant{healthy: true, rounds: 5, passed: 3, tally: tally(3, 0, 0, 2, 3, 0, 0),
+				lastFailure: `no-data: check "web"`},
+		},
+		{
+			name: "onNoData hold keeps the streak", script: "FNF",
+			edit: func(h *spec.Health) { h.OnNoData, h.FailureThreshold = spec.NoDataHold, 2 },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 5},
+			want: watchWant{rounds: 3, failed: 2, tally: tally(0, 0, 2, 1, 0, 2, 2), lastFailure: `check "web"`},
+		},
+		{
+			name: "onNoData fail by default", script: "N",
+			edit: func(h *spec.Health) { h.OnNoData = "" },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 3},
+			want: watchWant{rounds: 1, failed: 1, tally: tally(0, 0, 0, 1, 0, 1, 1), lastFailure: `no-data: check "web"`},
+		},
+		{
+			name: "onNoData pass counts a sample", script: "NN",
+			edit: func(h *spec.Health) { h.OnNoData = spec.NoDataPass },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 2, MinSamples: 2},
+			want: watchWant{healthy: true, rounds: 2, passed: 2, tally: tally(0, 0, 0, 2, 2, 0, 0), lastFailure: `no-data: check "web"`},
+		},
+		{
+			name: "onDegraded continue by default", script: "DHD",
+			edit: func(h *spec.Health) { h.OnDegraded = "" },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 3},
+			want: watchWant{healthy: true, rounds: 3, passed: 3, tally: tally(1, 2, 0, 0, 3, 0, 0), lastFailure: `degraded: check "web"`},
+		},
+		{
+			name: "onDegraded pause pauses a rounds watch", script: "HD",
+			edit: func(h *spec.Health) { h.OnDegraded = spec.DegradedPause },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 5},
+			want: watchWant{healthy: true, paused: true, rounds: 2, passed: 2, tally: tally(1, 1, 0, 0, 2, 0, 0),
+				lastFailure: `degraded: check "web"`},
+		},
+		{
+			name: "onDegraded pause after the operator resumed", script: "DHD",
+			edit: func(h *spec.Health) { h.OnDegraded = spec.DegradedPause },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 3, AcceptDegraded: true},
+			want: watchWant{healthy: true, rounds: 3, passed: 3, tally: tally(1, 2, 0, 0, 3, 0, 0), lastFailure: `degraded: check "web"`},
+		},
+		{
+			name: "onDegraded pause keeps observing", script: "DDHF",
+			edit: func(h *spec.Health) { h.OnDegraded = spec.DegradedPause },
+			in:   WatchInput{Mode: WatchObserve},
+			want: watchWant{rounds: 4, passed: 3, failed: 1, tally: tally(1, 2, 1, 0, 3, 1, 1), lastFailure: `check "web"`},
+		},
+		{
+			name: "observe ends only on failure", script: "HHF",
+			in:   WatchInput{Mode: WatchObserve, Rounds: 1},
+			want: watchWant{rounds: 3, passed: 2, failed: 1, tally: tally(2, 0, 1, 0, 2, 1, 1), lastFailure: `check "web"`},
+		},
+		{
+			name: "onDegraded fail counts toward the streak", script: "DHDD",
+			edit: func(h *spec.Health) { h.OnDegraded, h.FailureThreshold = spec.DegradedFail, 2 },
+			in:   WatchInput{Mode: WatchRounds, Rounds: 5},
+			want: watchWant{rounds: 4, passed: 1, failed: 3, tally: tally(1, 3, 0, 0, 1, 2, 3), lastFailure: `degraded: check "web"`},
+		},
+		{
+			name: "verify settles then watches the window", script: "FFHHH",
+			edit: func(h *spec.Health) { h.VerifyWindow = spec.Duration(3 * watchInterval) },
+			in:   WatchInput{Mode: WatchVerify, Rounds: 5},
+			want: watchWant{healthy: true, rounds: 5, passed: 3, tally: tally(3, 0, 0, 0, 3, 0, 0),
+				lastFailure: `check "web"`, settled: true, settleTries: 2},
+		},
+		{
+			name: "verify window zero ends at minSamples", script: "FHH",
+			edit: func(h *spec.Health) { h.MinSamples = 2 },
+			in:   WatchInput{Mode: WatchVerify, Rounds: 5},
+			want: watchWant{healthy: true, rounds: 3, passed: 2, tally: tally(2, 0, 0, 0, 2, 0, 0),
+				lastFailure: `check "web"`, settled: true, settleTries: 1},
+		},
+		{
+			name: "verify never settles", script: "FFFFF",
+			edit: func(h *spec.Health) { h.VerifyWindow = spec.Duration(3 * watchInterval) },
+			in:   WatchInput{Mode: WatchVerify, Rounds: 5},
+			want: watchWant{rounds: 5, lastFailure: `no passing round in 5 tries: check "web"`, settleTries: 5},
+		},
+		{
+			name: "verify relapse after settling", script: "FHFF",
+			edit: func(h *spec.Health) { h.FailureThreshold, h.VerifyWindow = 2, spec.Duration(time.Hour) },
+			in:   WatchInput{Mode: WatchVerify, Rounds: 5},
+			want: watchWant{rounds: 4, passed: 1, failed: 2, tally: tally(1, 0, 2, 0, 1, 2, 2),
+				lastFailure: `check "web"`, settled: true, settleTries: 1},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newWatchFixture(t, c.script)
+			in := c.in
+			in.Spec, in.Which, in.Stage = watchSpec(c.edit), platform.WhichNew, "canary"
+			got := f.run(t, in)
+			checkWatch(t, got, c.want)
+			if n := f.checker.rounds(); n != len(c.script) {
+				t.Errorf("checker ran %d rounds; script has %d", n, len(c.script))
+			}
+			if got.Latest != nil && got.Latest.Verdict != scriptVerdicts[c.script[len(c.script)-1]] {
+				t.Errorf("Latest verdict %q; want the last round's %q", got.Latest.Verdict, c.script[len(c.script)-1:])
+			}
+		})
+	}
+}
+
+func TestWatchVerifySkipsChecks(t *testing.T) {
+	edit := func(h *spec.Health) {
+		h.Checks = []spec.Check{
+			{Name: "web", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz"}},
+			{Name: "version", SkipVerify: true, HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/version"}},
+			{Name: "port", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
+		}
+		h.Dependencies = []spec.Check{{Name: "db", TCP: &spec.TCPCheck{Address: "127.0.0.1:5432"}}}
+	}
+	cases := []struct {
+		mode WatchMode
+		want []string
+	}{
+		{WatchVerify, []string{"web", "port"}},
+		{WatchRounds, []string{"web", "version", "port"}},
+	}
+	for _, c := range cases {
+		t.Run(string(c.mode), func(t *testing.T) {
+			f := newWatchFixture(t, "HH")
+			f.plat.addrs = []string{"127.0.0.1:8080", "127.0.0.1:8081"}
+			got := f.run(t, WatchInput{Spec: watchSpec(edit), Which: platform.WhichOld, Mode: c.mode, Rounds: 2})
+			if !got.Healthy {
+				t.Fatalf("unhealthy: %+v", got)
+			}
+			for i := range f.checker.checks {
+				if !slices.Equal(f.checker.checks[i], c.want) {
+					t.Errorf("round %d checks %v; want %v", i+1, f.checker.checks[i], c.want)
+				}
+				if !slices.Equal(f.checker.deps[i], []string{"db"}) {
+					t.Errorf("round %d dependencies %v; want [db]", i+1, f.checker.deps[i])
+				}
+				if !slices.Equal(f.checker.addrs[i], f.plat.addrs) {
+					t.Errorf("round %d addresses %v; want %v", i+1, f.checker.addrs[i], f.plat.addrs)
+				}
+			}
+		})
+	}
+}
+
+func TestWatchEndpointsError(t *testing.T) {
+	f := newWatchFixture(t, "")
+	f.plat.err = errors.New("list containers: connection refused")
+	got := f.run(t, WatchInput{Spec: watchSpec(nil), Which: platform.WhichNew, Mode: WatchRounds, Rounds: 3})
+	checkWatch(t, got, watchWant{rounds: 1, failed: 1, tally: tally(0, 0, 0, 1, 0, 1, 1),
+		lastFailure: `no-data: check "endpoints": list containers: connection refused`})
+	if n := f.checker.rounds(); n != 0 {
+		t.Errorf("checker ran %d rounds without addresses", n)
+	}
+	if got.Latest == nil || got.Latest.Verdict != health.NoData {
+		t.Errorf("Latest = %+v; want a no-data round", got.Latest)
+	}
+}
+
+func TestWatchRecordsRounds(t *testing.T) {
+	f := newWatchFixture(t, "FHHH")
+	in := WatchInput{Spec: watchSpec(nil), Which: platform.WhichOld, Mode: WatchVerify, Rounds: 5, Stage: "rollback"}
+	in.Spec.Health.MinSamples = 3
+	got := f.run(t, in)
+	if !got.Healthy {
+		t.Fatalf("unhealthy: %+v", got)
+	}
+	recs := f.rec.records()
+	if len(recs) != got.Rounds {
+		t.Fatalf("%d records for %d rounds", len(recs), got.Rounds)
+	}
+	for i, r := range recs {
+		if r.Seq != i+1 {
+			t.Errorf("record %d: Seq %d; want %d", i, r.Seq, i+1)
+		}
+		if r.Stage != "rollback" || r.Which != string(platform.WhichOld) {
+			t.Errorf("record %d: Stage %q Which %q", i, r.Stage, r.Which)
+		}
+		if r.WorkflowID == "" || r.RunID == "" {
+			t.Errorf("record %d: no workflow ID or run ID: %+v", i, r)
+		}
+		if want := scriptVerdicts[f.checker.script[i]]; r.Round.Verdict != want {
+			t.Errorf("record %d: verdict %q; want %q", i, r.Round.Verdict, want)
+		}
+	}
+}
+
+func TestWatchCancelled(t *testing.T) {
+	f := newWatchFixture(t, "HFHH")
+	bg, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	f.env.SetWorkerOptions(worker.Options{BackgroundActivityContext: bg})
+	// Cancelled while the third round runs: that round is not counted.
+	f.checker.onRound = func(n int) {
+		if n == 3 {
+			cancel(temporal.NewCanceledError())
+		}
+	}
+	in := WatchInput{Spec: watchSpec(nil), Which: platform.WhichNew, Mode: WatchObserve}
+	in.Spec.Health.FailureThreshold = 2
+	_, err := f.env.ExecuteActivity(f.acts.Watch, in)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("Watch returned %v; want a CanceledError", err)
+	}
+	if !canceled.HasDetails() {
+		t.Fatal("CanceledError carries no details")
+	}
+	var sum WatchResult
+	if err := canceled.Details(&sum); err != nil {
+		t.Fatalf("decode details: %v", err)
+	}
+	checkWatch(t, sum, watchWant{rounds: 2, passed: 1, failed: 1, tally: tally(1, 0, 1, 0, 1, 1, 1), lastFailure: `check "web"`})
+	if n := len(f.rec.records()); n != 2 {
+		t.Errorf("%d rounds recorded; want 2", n)
+	}
+}
+
+func TestWatchResumesFromHeartbeat(t *testing.T) {
+	cases := []struct {
+		name   string
+		prev   WatchResult
+		mode   WatchMode
+		rounds int
+		script string
+		want   watchWant
+	}{
+		{
+			name: "streak carries over",
+			prev: WatchResult{Rounds: 2, Passed: 1, Failed: 1, Tally: tally(1, 0, 1, 0, 1, 1, 1), LastFailure: "earlier"},
+			mode: WatchRounds, rounds: 5, script: "F",
+			want: watchWant{rounds: 3, passed: 1, failed: 2, tally: tally(1, 0, 2, 0, 1, 2, 2), lastFailure: `check "web"`},
+		},
+		{
+			name: "rounds count from the previous attempt",
+			prev: WatchResult{Rounds: 2, Passed: 2, Tally: tally(2, 0, 0, 0, 2, 0, 0)},
+			mode: WatchRounds, rounds: 3, script: "H",
+			want: watchWant{healthy: true, rounds: 3, passed: 3, tally: tally(3, 0, 0, 0, 3, 0, 0)},
+		},
+		{
+			name: "settled verify stays settled",
+			prev: WatchResult{Rounds: 3, Passed: 1, Tally: tally(1, 0, 0, 0, 1, 0, 0), LastFailure: "earlier", Settled: true, SettleTries: 2},
+			mode: WatchVerify, rounds: 5, script: "H",
+			want: watchWant{healthy: true, rounds: 4, passed: 2, tally: tally(2, 0, 0, 0, 2, 0, 0),
+				lastFailure: "earlier", settled: true, settleTries: 2},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newWatchFixture(t, c.script)
+			f.env.SetHeartbeatDetails(c.prev)
+			s := watchSpec(func(h *spec.Health) { h.FailureThreshold, h.MinSamples = 2, 2 })
+			got := f.run(t, WatchInput{Spec: s, Which: platform.WhichNew, Mode: c.mode, Rounds: c.rounds})
+			checkWatch(t, got, c.want)
+			if n := f.checker.rounds(); n != len(c.script) {
+				t.Errorf("checker ran %d rounds; want %d", n, len(c.script))
+			}
+			recs := f.rec.records()
+			if len(recs) != 1 || recs[0].Seq != c.prev.Rounds+1 {
+				t.Errorf("records %+v; want one with Seq %d", recs, c.prev.Rounds+1)
+			}
+		})
+	}
+}
+
+func TestWatchUnknownPlatform(t *testing.T) {
+	f := newWatchFixture(t, "")
+	s := watchSpec(nil)
+	s.Platform = spec.Platform{Kubernetes: &spec.Kubernetes{}}
+	_, err := f.env.ExecuteActivity(f.acts.Watch, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1})
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != platform.ErrTypeInvalidSpec {
+		t.Fatalf("Watch = %v; want a non-retryable %s error", err, platform.ErrTypeInvalidSpec)
+	}
+	if f.checker.rounds() != 0 {
+		t.Error("checker ran without a platform")
+	}
+}
+
+// Under onNoData: pass a round that found no instance is still no sample:
+// a rollback whose restored instances cannot be listed is never verified.
+func TestWatchEndpointsErrorUnderPass(t *testing.T) {
+	f := newWatchFixture(t, "")
+	f.plat.err = errors.New("list containers: connection refused")
+	s := watchSpec(nil)
+	s.Health.OnNoData = spec.NoDataPass
+	got := f.run(t, WatchInput{Spec: s, Which: platform.WhichOld, Mode: WatchVerify, Rounds: 3})
+	if got.Healthy || got.Settled || got.Passed != 0 {
+		t.Fatalf("verified a rollback without instances: %+v", got)
+	}
+	if !strings.Contains(got.LastFailure, "no passing round in 3 tries") {
+		t.Errorf("LastFailure = %q", got.LastFailure)
+	}
+}
