@@ -224,6 +224,13 @@ func statusCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
 			printStatus(cmd.OutOrStdout(), st)
+			if st.Phase != workflows.PhaseDone {
+				// Rounds between the workflow's records, live from the watcher.
+				if live, err := control.LiveRound(ctx, c, id); err == nil && live != nil &&
+					(st.LatestRound == nil || live.At.After(st.LatestRound.At)) {
+					printRound(cmd.OutOrStdout(), "live round (running watcher)", live)
+				}
+			}
 			return nil
 		},
 	}

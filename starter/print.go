@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
@@ -36,7 +38,12 @@ func (p *progress) print(w io.Writer, st workflows.Status) {
 		}
 	}
 	if st.Paused {
-		emit(fmt.Sprintf("paused-%d", len(st.Controls)), fmt.Sprintf("paused (bake time left %s)", st.BakeRemaining.Round(time.Second)))
+		why := ""
+		if n := len(st.Controls); n > 0 && st.Controls[n-1].Action == workflows.SignalPause {
+			c := st.Controls[n-1]
+			why = fmt.Sprintf(" by %s via %s: %s", orNone(c.By), c.Via, c.Reason)
+		}
+		emit(fmt.Sprintf("paused-%d", len(st.Controls)), fmt.Sprintf("paused%s (bake time left %s)", why, st.BakeRemaining.Round(time.Second)))
 	}
 	switch st.Phase {
 	case workflows.PhaseRollingBack, workflows.PhaseVerifying:
@@ -70,12 +77,16 @@ func printStatus(w io.Writer, st workflows.Status) {
 	}
 	fmt.Fprintln(w, "stages:")
 	for _, s := range st.Stages {
-		fmt.Fprintf(w, "  %d. %-12s %-11s new %d/%d  checks %d passed %d failed", s.Index+1, s.Name, s.Status,
-			s.InstancesUpdated, s.InstancesTotal, s.ChecksPassed, s.ChecksFailed)
+		r := s.Rounds
+		fmt.Fprintf(w, "  %d. %-12s %-11s new %d/%d  rounds %d passed %d failed (%d healthy, %d degraded, %d failed, %d no-data)", s.Index+1, s.Name, s.Status,
+			s.InstancesUpdated, s.InstancesTotal, s.ChecksPassed, s.ChecksFailed, r.Healthy, r.Degraded, r.Failed, r.NoData)
 		if s.Error != "" {
 			fmt.Fprintf(w, "  error: %s", s.Error)
 		}
 		fmt.Fprintln(w)
+	}
+	if st.LatestRound != nil {
+		printRound(w, "latest round", st.LatestRound)
 	}
 	if len(st.Controls) > 0 {
 		fmt.Fprintln(w, "controls:")
@@ -94,4 +105,27 @@ func orNone(s string) string {
 		return "(nothing)"
 	}
 	return s
+}
+
+// printRound prints a round's verdict and each result's evidence.
+func printRound(w io.Writer, title string, r *health.Round) {
+	fmt.Fprintf(w, "%s: %s at %s\n", title, r.Verdict, r.At.Format(time.RFC3339))
+	for _, res := range r.Results {
+		fmt.Fprintf(w, "  %-9s %-16s %-28s %6s", res.Verdict, res.Check, res.Target, res.Latency.Round(time.Millisecond))
+		switch {
+		case res.Code != 0:
+			fmt.Fprintf(w, "  status %d", res.Code)
+		case res.Exit != nil:
+			fmt.Fprintf(w, "  exit %d", *res.Exit)
+		case res.Value != nil:
+			fmt.Fprintf(w, "  value %g", *res.Value)
+		}
+		if res.Error != "" {
+			fmt.Fprintf(w, "  %s", res.Error)
+		}
+		if res.Excerpt != "" {
+			fmt.Fprintf(w, "  | %s", strings.ReplaceAll(res.Excerpt, "\n", " "))
+		}
+		fmt.Fprintln(w)
+	}
 }

@@ -247,6 +247,17 @@ func TestDegradedPausesUntilResumed(t *testing.T) {
 	require.True(t, st.Paused)
 	require.Equal(t, stage, st.CurrentStage)
 	require.Equal(t, workflows.StageValidating, st.Stages[stage].Status)
+	// The watcher keeps checking while paused; its rounds are live in its
+	// heartbeat, and the CLI shows them with the recorded evidence.
+	live, err := control.LiveRound(ctx, tc, started.WorkflowID)
+	require.NoError(t, err)
+	require.NotNil(t, live, "a watcher runs while paused")
+	require.True(t, live.At.After(st.LatestRound.At), "live round %s after the recorded one %s", live.At, st.LatestRound.At)
+	out, _, code := runCLI(t, "status", started.WorkflowID)
+	require.Equal(t, 0, code)
+	for _, want := range []string{"phase     paused", "via health by stagecraft \"health degraded (onDegraded: pause)", "latest round: degraded", "live round (running watcher): degraded", "over maxLatency 100ms"} {
+		require.Contains(t, out, want)
+	}
 
 	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdateResume, workflows.ControlRequest{By: "oncall", Reason: "latency accepted"})
 	require.NoError(t, err)

@@ -544,7 +544,7 @@ func degradedRound() *health.Round {
 		Error: "latency 300ms over maxLatency 100ms"}}}
 }
 
-func TestDegradedPausesUntilResumed(t *testing.T) {
+func TestPolicyPausesOnDegradedUntilResumed(t *testing.T) {
 	h := newHarness(t)
 	s := testSpec(spec.Canary)
 	s.Health.OnDegraded = spec.DegradedPause

@@ -17,6 +17,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
@@ -129,6 +131,26 @@ func Status(ctx context.Context, c client.Client, workflowID string) (workflows.
 		return st, fmt.Errorf("query %s: %w", workflowID, err)
 	}
 	return st, v.Get(&st)
+}
+
+// LiveRound returns the latest round the rollout's running health watcher
+// heartbeated (it runs between the workflow's records, and while the
+// rollout is paused), or nil when no watcher runs.
+func LiveRound(ctx context.Context, c client.Client, workflowID string) (*health.Round, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	for _, pa := range d.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != "Watch" || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var sum activities.WatchResult
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil && sum.Latest != nil {
+			return sum.Latest, nil
+		}
+	}
+	return nil, nil
 }
 
 // Act sends a control action as an update and returns the new status. An
