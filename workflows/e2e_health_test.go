@@ -40,16 +40,11 @@ func sloServer(t *testing.T, fail func(n int64) bool) (url string, requests *ato
 	return srv.URL + "/slo", requests
 }
 
-// run starts a rollout, waits for its end and replays (and, when recording,
-// saves) its history under name.
+// runNamed starts a rollout, waits for its end and replays (and, when
+// recording, saves) its history under name.
 func runNamed(t *testing.T, s spec.Spec, name string) workflows.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	started, err := control.Start(ctx, tc, s)
-	require.NoError(t, err)
-	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
-	require.NoError(t, err)
+	started, res := startAndWait(t, s)
 	recordNamed(t, started.WorkflowID, started.RunID, name)
 	return res
 }

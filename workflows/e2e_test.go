@@ -174,14 +174,21 @@ func demoSpec(service, image, strategy string, replicas int) spec.Spec {
 
 func deploy(t *testing.T, s spec.Spec) workflows.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	started, res := startAndWait(t, s)
+	recordHistory(t, started, s, res)
+	return res
+}
+
+// startAndWait starts a rollout and waits (up to 4 minutes) for its end.
+func startAndWait(t *testing.T, s spec.Spec) (control.Started, workflows.Result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	recordHistory(t, started, s, res)
-	return res
+	return started, res
 }
 
 // installV1 puts 3 instances of v1 in place with a recreate rollout.

@@ -299,27 +299,19 @@ func checksWithDefaults(in []Check, timeout Duration) []Check {
 			if len(h.ExpectStatus) == 0 {
 				h.ExpectStatus = StatusSet{strconv.Itoa(DefaultHTTPExpectStatus)}
 			}
-			if h.Timeout == 0 {
-				h.Timeout = timeout
-			}
+			orDefault(&h.Timeout, timeout)
 			c.HTTP = &h
 		case c.TCP != nil:
 			t := *c.TCP
-			if t.Timeout == 0 {
-				t.Timeout = timeout
-			}
+			orDefault(&t.Timeout, timeout)
 			c.TCP = &t
 		case c.Command != nil:
 			cmd := *c.Command
-			if cmd.Timeout == 0 {
-				cmd.Timeout = timeout
-			}
+			orDefault(&cmd.Timeout, timeout)
 			c.Command = &cmd
 		case c.Prometheus != nil:
 			p := *c.Prometheus
-			if p.Timeout == 0 {
-				p.Timeout = timeout
-			}
+			orDefault(&p.Timeout, timeout)
 			if p.OnEmpty == "" {
 				p.OnEmpty = EmptyNoData
 			}
@@ -328,6 +320,13 @@ func checksWithDefaults(in []Check, timeout Duration) []Check {
 		out[i] = c
 	}
 	return out
+}
+
+// orDefault sets an unset duration.
+func orDefault(d *Duration, def Duration) {
+	if *d == 0 {
+		*d = def
+	}
 }
 
 func (h Health) validate(add func(field, format string, args ...any)) {
