@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -38,19 +39,10 @@ type Checker interface {
 	Allowlist() []string
 }
 
-// Recorder keeps every round's evidence (the audit store); nil keeps none.
-type Recorder interface {
-	RecordRound(ctx context.Context, rec RoundRecord) error
-}
-
-// RoundRecord is one round of checks as the audit trail keeps it.
-type RoundRecord struct {
-	WorkflowID string       `json:"workflowId"`
-	RunID      string       `json:"runId"`
-	Stage      string       `json:"stage"`
-	Which      string       `json:"which"`
-	Seq        int          `json:"seq"`
-	Round      health.Round `json:"round"`
+// Store is the audit store seam (internal/store): it writes a batch of
+// records idempotently. Nil means the audit trail is off.
+type Store interface {
+	Write(ctx context.Context, b audit.Batch) error
 }
 
 // Activities holds the clients activities use. Register it with a worker.
@@ -58,9 +50,9 @@ type Activities struct {
 	// Platforms by name ("docker").
 	Platforms map[string]Platform
 	Checker   Checker
-	// Recorder receives every round's evidence; may be nil.
-	Recorder Recorder
-	Log      *zap.Logger
+	// Store keeps the audit trail; nil turns it off.
+	Store Store
+	Log   *zap.Logger
 }
 
 // PrepareInput asks for a target's snapshot after checking the request.
@@ -175,6 +167,12 @@ type WatchResult struct {
 	// Settled: a verify watch saw the restored version's first passing round.
 	Settled     bool `json:"settled,omitempty"`
 	SettleTries int  `json:"settleTries,omitempty"`
+	// Unwritten holds rounds the audit store could not take yet (it was
+	// down): carried in heartbeats and in the result, so the workflow's
+	// audit writer stores them once it can. Dropped counts rounds beyond
+	// maxUnwritten that could not be kept.
+	Unwritten []audit.Round `json:"unwritten,omitempty"`
+	Dropped   int           `json:"dropped,omitempty"`
 }
 
 // Watch runs health-check rounds, one every interval (the first after one
@@ -245,7 +243,7 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		if round.Verdict != health.Healthy {
 			sum.LastFailure = round.Problem()
 		}
-		a.record(ctx, in, sum.Rounds, round)
+		a.record(ctx, in, &sum, round)
 		activity.RecordHeartbeat(ctx, sum)
 
 		switch {
@@ -281,18 +279,55 @@ func (a *Activities) round(ctx context.Context, p Platform, in WatchInput, check
 	return a.Checker.Round(ctx, checks, in.Spec.Health.Dependencies, addrs)
 }
 
-// record hands a round's evidence to the recorder; a recorder failure is
-// logged, never fails the watch.
-func (a *Activities) record(ctx context.Context, in WatchInput, seq int, r health.Round) {
-	if a.Recorder == nil || !activity.IsActivity(ctx) {
+// maxUnwritten bounds the rounds a watch keeps for the audit store while it
+// is down (about 8 minutes of rounds at a 1 s interval).
+const maxUnwritten = 500
+
+// storeAttempt bounds one write from a watch: a slow or absent database must
+// never hold the checks up.
+const storeAttempt = 2 * time.Second
+
+// record queues a round's evidence for the audit store and tries to write
+// what is queued, once and briefly. What the store cannot take now stays in
+// the summary (heartbeats, result) for a later round or for the workflow's
+// audit writer, which retries without limit.
+func (a *Activities) record(ctx context.Context, in WatchInput, sum *WatchResult, r health.Round) {
+	if a.Store == nil || !activity.IsActivity(ctx) {
 		return
 	}
 	info := activity.GetInfo(ctx)
-	rec := RoundRecord{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID,
-		Stage: in.Stage, Which: string(in.Which), Seq: seq, Round: r}
-	if err := a.Recorder.RecordRound(ctx, rec); err != nil {
-		a.logger(ctx).Warn("recording a health round failed", zap.Error(err))
+	bounded := r.Bounded(maxEvidence)
+	sum.Unwritten = append(sum.Unwritten, audit.Round{ActivityID: info.ActivityID, Seq: sum.Rounds, Stage: in.Stage,
+		Which: string(in.Which), At: r.At, Verdict: r.Verdict, Results: bounded.Results})
+	if n := len(sum.Unwritten) - maxUnwritten; n > 0 {
+		sum.Unwritten, sum.Dropped = sum.Unwritten[n:], sum.Dropped+n
 	}
+	wctx, cancel := context.WithTimeout(ctx, storeAttempt)
+	defer cancel()
+	err := a.Store.Write(wctx, audit.Batch{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Rounds: sum.Unwritten})
+	if err != nil {
+		if len(sum.Unwritten) == 1 || len(sum.Unwritten)%30 == 0 {
+			a.logger(ctx).Warn("audit store unavailable: keeping health rounds to write later",
+				zap.Int("waiting", len(sum.Unwritten)), zap.Error(err))
+		}
+		return
+	}
+	sum.Unwritten = nil
+}
+
+// Audit writes a batch of a rollout's audit trail. The workflow's audit
+// writer retries it without limit, in order, off the rollout's path. With
+// no store configured it does nothing.
+func (a *Activities) Audit(ctx context.Context, b audit.Batch) error {
+	if a.Store == nil {
+		return nil
+	}
+	if err := a.Store.Write(ctx, b); err != nil {
+		a.logger(ctx).Warn("audit write failed; retrying", zap.Error(err),
+			zap.Int("events", len(b.Events)), zap.Int("rounds", len(b.Rounds)))
+		return err
+	}
+	return nil
 }
 
 func (a *Activities) platform(s spec.Spec) (Platform, error) {

@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/stagecraft/stagecraft/internal/audit"
 	"slices"
 	"strings"
 	"sync"
@@ -116,20 +118,40 @@ func checkNames(cs []spec.Check) []string {
 	return names
 }
 
-// fakeRecorder keeps every record it is given.
-type fakeRecorder struct {
-	mu   sync.Mutex
-	recs []RoundRecord
+// storedRound is a round as the fake store received it.
+type storedRound struct {
+	WorkflowID, RunID string
+	audit.Round
 }
 
-func (r *fakeRecorder) RecordRound(_ context.Context, rec RoundRecord) error {
+// fakeStore keeps every round it is given, or refuses writes while down.
+type fakeStore struct {
+	mu     sync.Mutex
+	down   bool
+	writes int
+	recs   []storedRound
+}
+
+func (r *fakeStore) Write(_ context.Context, b audit.Batch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.recs = append(r.recs, rec)
+	r.writes++
+	if r.down {
+		return errors.New("connect: connection refused")
+	}
+	for _, rd := range b.Rounds {
+		r.recs = append(r.recs, storedRound{WorkflowID: b.WorkflowID, RunID: b.RunID, Round: rd})
+	}
 	return nil
 }
 
-func (r *fakeRecorder) records() []RoundRecord {
+func (r *fakeStore) setDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
+}
+
+func (r *fakeStore) records() []storedRound {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.recs)
@@ -158,7 +180,7 @@ func watchSpec(edit func(h *spec.Health)) spec.Spec {
 type watchFixture struct {
 	plat    *fakePlatform
 	checker *scriptChecker
-	rec     *fakeRecorder
+	rec     *fakeStore
 	acts    *Activities
 	env     *testsuite.TestActivityEnvironment
 }
@@ -168,9 +190,9 @@ func newWatchFixture(t *testing.T, script string) *watchFixture {
 	f := &watchFixture{
 		plat:    &fakePlatform{addrs: []string{"127.0.0.1:8080"}},
 		checker: &scriptChecker{t: t, script: script},
-		rec:     &fakeRecorder{},
+		rec:     &fakeStore{},
 	}
-	f.acts = &Activities{Platforms: map[string]Platform{spec.PlatformDocker: f.plat}, Checker: f.checker, Recorder: f.rec}
+	f.acts = &Activities{Platforms: map[string]Platform{spec.PlatformDocker: f.plat}, Checker: f.checker, Store: f.rec}
 	var s testsuite.WorkflowTestSuite
 	f.env = s.NewTestActivityEnvironment()
 	f.env.RegisterActivity(f.acts)
@@ -449,8 +471,8 @@ func TestWatchRecordsRounds(t *testing.T) {
 		if r.WorkflowID == "" || r.RunID == "" {
 			t.Errorf("record %d: no workflow ID or run ID: %+v", i, r)
 		}
-		if want := scriptVerdicts[f.checker.script[i]]; r.Round.Verdict != want {
-			t.Errorf("record %d: verdict %q; want %q", i, r.Round.Verdict, want)
+		if want := scriptVerdicts[f.checker.script[i]]; r.Verdict != want {
+			t.Errorf("record %d: verdict %q; want %q", i, r.Verdict, want)
 		}
 	}
 }
@@ -561,4 +583,40 @@ func TestWatchEndpointsErrorUnderPass(t *testing.T) {
 	if !strings.Contains(got.LastFailure, "no passing round in 3 tries") {
 		t.Errorf("LastFailure = %q", got.LastFailure)
 	}
+}
+
+// While the audit store is down, rounds wait in the summary and are written,
+// in order and once each, when it is back; never holding up the checks.
+func TestWatchKeepsRoundsWhileTheStoreIsDown(t *testing.T) {
+	t.Run("store back mid-watch", func(t *testing.T) {
+		f := newWatchFixture(t, "HHHHH")
+		f.rec.setDown(true)
+		f.checker.onRound = func(n int) {
+			if n == 4 {
+				f.rec.setDown(false)
+			}
+		}
+		got := f.run(t, WatchInput{Spec: watchSpec(nil), Which: platform.WhichNew, Mode: WatchRounds, Rounds: 5})
+		if !got.Healthy || len(got.Unwritten) != 0 {
+			t.Fatalf("healthy %v, %d unwritten; want healthy with everything written", got.Healthy, len(got.Unwritten))
+		}
+		var seqs []int
+		for _, r := range f.rec.records() {
+			seqs = append(seqs, r.Seq)
+		}
+		if fmt.Sprint(seqs) != "[1 2 3 4 5]" {
+			t.Errorf("stored rounds %v, want [1 2 3 4 5] once each", seqs)
+		}
+	})
+	t.Run("store down throughout", func(t *testing.T) {
+		f := newWatchFixture(t, "HHH")
+		f.rec.setDown(true)
+		got := f.run(t, WatchInput{Spec: watchSpec(nil), Which: platform.WhichNew, Mode: WatchRounds, Rounds: 3, Stage: "canary 5%"})
+		if !got.Healthy || len(got.Unwritten) != 3 || got.Unwritten[2].Seq != 3 || got.Unwritten[0].Stage != "canary 5%" {
+			t.Fatalf("result %+v; want healthy with rounds 1-3 left for the workflow's audit writer", got)
+		}
+		if got.Unwritten[0].ActivityID == "" || len(got.Unwritten[0].Results) == 0 {
+			t.Errorf("unwritten round lacks its key or evidence: %+v", got.Unwritten[0])
+		}
+	})
 }

@@ -20,6 +20,8 @@ if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
 fi
 say "Prometheus (Debian's package; the tests start their own instances)"
 bash scripts/prometheus.sh install
+say "PostgreSQL server binaries (Debian's postgresql, for the audit store tests)"
+bash scripts/postgres.sh install
 say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
 bash scripts/kube/build.sh
 say "demo images"

@@ -87,6 +87,8 @@ type rollout struct {
 	// acceptDegraded: an operator resumed such a pause, so degraded rounds
 	// continue for the rest of the rollout.
 	healthPaused, acceptDegraded bool
+	// au writes the audit trail.
+	au auditor
 }
 
 // Versions of the workflow's command sequence, for replay.
@@ -116,6 +118,7 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 			RequestID:   s.RequestID(),
 			Service:     s.Service,
 			Platform:    s.PlatformName(),
+			Target:      s.TargetKey(),
 			Strategy:    strategy,
 			ImageTo:     s.Image,
 			Phase:       PhasePending,
@@ -125,7 +128,10 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	if err := r.register(ctx); err != nil {
 		return Result{}, err
 	}
-	return r.execute(ctx, strategy), nil
+	r.startAudit(ctx)
+	res := r.execute(ctx, strategy)
+	r.closeAudit(ctx)
+	return res, nil
 }
 
 func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
@@ -421,6 +427,7 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			watch = nil
 			rec.ChecksPassed += res.Passed
 			rec.ChecksFailed += res.Failed
+			r.keepRounds(res.Unwritten)
 			if v1 {
 				rec.Rounds = rec.Rounds.Add(res.Tally.Counts)
 				if res.Latest != nil {
@@ -491,6 +498,7 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 		var v activities.WatchResult
 		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec), acts.Watch, in).Get(ctx, &v)
 		rb.Verify = &v
+		r.keepRounds(v.Unwritten)
 		if v.Latest != nil {
 			r.st.LatestRound = v.Latest
 		}

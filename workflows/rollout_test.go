@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -45,6 +47,11 @@ type harness struct {
 	scripts int
 	// started lists every watch started, finished or not.
 	started []activities.WatchInput
+	// batches holds the audit batches written; auditFails fails that many
+	// audit writes first (a database outage).
+	batches    []audit.Batch
+	auditFails int
+	auditCalls int
 }
 
 type convergeCall struct {
@@ -79,6 +86,16 @@ func newHarness(t *testing.T) *harness {
 			d := in.Request.Desired
 			return platform.ConvergeResult{NewCount: d.New, OldCount: d.Old, Total: d.New + d.Old}, nil
 		}).Maybe()
+	h.env.OnActivity(acts.Audit, mock.Anything, mock.Anything).Return(func(ctx context.Context, b audit.Batch) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.auditCalls++
+		if h.auditCalls <= h.auditFails {
+			return errors.New("connect: connection refused")
+		}
+		h.batches = append(h.batches, b)
+		return nil
+	}).Maybe()
 	// A bake watch returns healthy after its rounds on the workflow clock, or
 	// fails early in the stage chosen by failAt. A verify watch passes.
 	h.env.OnActivity(acts.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool {

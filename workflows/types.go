@@ -135,9 +135,11 @@ type Status struct {
 	RequestID   string `json:"requestId"`
 	Service     string `json:"service"`
 	Platform    string `json:"platform"`
-	Strategy    string `json:"strategy"`
-	ImageFrom   string `json:"imageFrom,omitempty"`
-	ImageTo     string `json:"imageTo"`
+	// Target names the platform target ("docker:hello", "k8s:prod/payment").
+	Target    string `json:"target,omitempty"`
+	Strategy  string `json:"strategy"`
+	ImageFrom string `json:"imageFrom,omitempty"`
+	ImageTo   string `json:"imageTo"`
 	// FreshInstall is true when nothing ran before the rollout.
 	FreshInstall bool  `json:"freshInstall"`
 	Phase        Phase `json:"phase"`

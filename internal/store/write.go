@@ -1,0 +1,240 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagecraft/stagecraft/internal/audit"
+)
+
+// Bounds on the text the store keeps, in characters.
+const (
+	// maxError bounds error messages and reasons.
+	maxError = 2000
+	// maxExcerpt bounds evidence excerpts, which health already bounds to
+	// spec.MaxOutputExcerpt bytes; this only guards the table.
+	maxExcerpt = 1024
+	// maxText bounds every other free-text column (names, targets, images).
+	maxText = 1000
+)
+
+// Write stores a batch in one transaction, idempotently: the plan and its
+// stages are upserted by their keys with the batch's values, events and
+// check rows are inserted once. Writing the same batch again changes
+// nothing; the plan may come before, with or after its children.
+func (s *Store) Write(ctx context.Context, b audit.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	if b.WorkflowID == "" || b.RunID == "" {
+		return fmt.Errorf("audit store: batch without workflow ID (%q) or run ID (%q)", b.WorkflowID, b.RunID)
+	}
+	batch := writeBatch(b)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return tx.SendBatch(ctx, batch).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("audit store: write %s run %s (%d stages, %d events, %d rounds): %w",
+			b.WorkflowID, b.RunID, len(b.Stages), len(b.Events), len(b.Rounds), err)
+	}
+	return nil
+}
+
+// writeBatch queues a batch's statements: plan, stages, events, check rows,
+// each in key order, so two transactions writing overlapping rows lock them
+// in the same order and cannot deadlock.
+func writeBatch(b audit.Batch) *pgx.Batch {
+	batch := &pgx.Batch{}
+	if b.Plan != nil {
+		p := b.Plan
+		var created *time.Time
+		if !p.CreatedAt.IsZero() {
+			created = &p.CreatedAt
+		}
+		batch.Queue(upsertPlan, b.WorkflowID, b.RunID, text(p.ExecutionID, maxText), text(p.RequestID, maxText),
+			text(p.Service, maxText), text(p.Platform, maxText), text(p.Strategy, maxText), text(p.Target, maxText),
+			text(p.ImageFrom, maxText), text(p.ImageTo, maxText), text(p.Status, maxText), p.Success, p.RolledBack,
+			text(p.Error, maxError), p.Stages, created, p.StartedAt, p.CompletedAt)
+	}
+	for _, st := range sortedStages(b.Stages) {
+		batch.Queue(upsertStage, b.WorkflowID, b.RunID, st.Index, text(st.Name, maxText), text(st.Strategy, maxText),
+			st.Percent, st.TargetNew, st.TargetTotal, text(st.Status, maxText), st.ChecksPassed, st.ChecksFailed,
+			st.Rounds.Healthy, st.Rounds.Degraded, st.Rounds.Failed, st.Rounds.NoData,
+			st.InstancesUpdated, st.InstancesTotal, text(st.Error, maxError), st.StartedAt, st.CompletedAt)
+	}
+	for _, e := range sortedEvents(b.Events) {
+		batch.Queue(insertEvent, b.WorkflowID, b.RunID, e.Seq, e.At, text(e.Kind, maxText), e.Stage,
+			text(e.Action, maxText), text(e.From, maxText), text(e.To, maxText), text(e.Via, maxText),
+			text(e.By, maxText), text(e.Reason, maxError), e.Accepted, text(e.Error, maxError))
+	}
+	for _, r := range checkRows(b.Rounds) {
+		batch.Queue(insertCheck, b.WorkflowID, b.RunID, r.ActivityID, r.RoundSeq, r.ResultIndex, r.Stage, r.Which,
+			r.At, r.RoundVerdict, r.Check, r.Target, r.Verdict, r.LatencyMS, r.StatusCode, r.ExitCode, r.Value,
+			r.Error, r.Excerpt)
+	}
+	return batch
+}
+
+// The plan and stage upserts skip rows whose values are unchanged, so a
+// repeated batch leaves updated_at and the table alone. A plan without
+// created_at ($16 NULL) keeps the one stored, or gets now() when new.
+const (
+	upsertPlan = `
+INSERT INTO deployment_plans AS p (workflow_id, run_id, execution_id, request_id, service, platform, strategy,
+    target, image_from, image_to, status, success, rolled_back, error, stage_count, created_at, started_at,
+    completed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($16, now()), $17, $18)
+ON CONFLICT (workflow_id, run_id) DO UPDATE SET
+    execution_id = EXCLUDED.execution_id, request_id = EXCLUDED.request_id, service = EXCLUDED.service,
+    platform = EXCLUDED.platform, strategy = EXCLUDED.strategy, target = EXCLUDED.target,
+    image_from = EXCLUDED.image_from, image_to = EXCLUDED.image_to, status = EXCLUDED.status,
+    success = EXCLUDED.success, rolled_back = EXCLUDED.rolled_back, error = EXCLUDED.error,
+    stage_count = EXCLUDED.stage_count, created_at = COALESCE($16, p.created_at),
+    started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, updated_at = now()
+WHERE (p.execution_id, p.request_id, p.service, p.platform, p.strategy, p.target, p.image_from, p.image_to,
+       p.status, p.success, p.rolled_back, p.error, p.stage_count, p.created_at, p.started_at, p.completed_at)
+    IS DISTINCT FROM
+      (EXCLUDED.execution_id, EXCLUDED.request_id, EXCLUDED.service, EXCLUDED.platform, EXCLUDED.strategy,
+       EXCLUDED.target, EXCLUDED.image_from, EXCLUDED.image_to, EXCLUDED.status, EXCLUDED.success,
+       EXCLUDED.rolled_back, EXCLUDED.error, EXCLUDED.stage_count, COALESCE($16, p.created_at),
+       EXCLUDED.started_at, EXCLUDED.completed_at)`
+
+	upsertStage = `
+INSERT INTO deployment_stages AS s (workflow_id, run_id, stage_index, name, strategy, target_percent, target_new,
+    target_total, status, checks_passed, checks_failed, rounds_healthy, rounds_degraded, rounds_failed,
+    rounds_no_data, instances_updated, instances_total, error, started_at, completed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (workflow_id, run_id, stage_index) DO UPDATE SET
+    name = EXCLUDED.name, strategy = EXCLUDED.strategy, target_percent = EXCLUDED.target_percent,
+    target_new = EXCLUDED.target_new, target_total = EXCLUDED.target_total, status = EXCLUDED.status,
+    checks_passed = EXCLUDED.checks_passed, checks_failed = EXCLUDED.checks_failed,
+    rounds_healthy = EXCLUDED.rounds_healthy, rounds_degraded = EXCLUDED.rounds_degraded,
+    rounds_failed = EXCLUDED.rounds_failed, rounds_no_data = EXCLUDED.rounds_no_data,
+    instances_updated = EXCLUDED.instances_updated, instances_total = EXCLUDED.instances_total,
+    error = EXCLUDED.error, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at
+WHERE (s.name, s.strategy, s.target_percent, s.target_new, s.target_total, s.status, s.checks_passed,
+       s.checks_failed, s.rounds_healthy, s.rounds_degraded, s.rounds_failed, s.rounds_no_data,
+       s.instances_updated, s.instances_total, s.error, s.started_at, s.completed_at)
+    IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.strategy, EXCLUDED.target_percent, EXCLUDED.target_new, EXCLUDED.target_total,
+       EXCLUDED.status, EXCLUDED.checks_passed, EXCLUDED.checks_failed, EXCLUDED.rounds_healthy,
+       EXCLUDED.rounds_degraded, EXCLUDED.rounds_failed, EXCLUDED.rounds_no_data, EXCLUDED.instances_updated,
+       EXCLUDED.instances_total, EXCLUDED.error, EXCLUDED.started_at, EXCLUDED.completed_at)`
+
+	insertEvent = `
+INSERT INTO deployment_events (workflow_id, run_id, seq, at, kind, stage_index, action, from_state, to_state, via,
+    by_whom, reason, accepted, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (workflow_id, run_id, seq) DO NOTHING`
+
+	insertCheck = `
+INSERT INTO check_rounds (workflow_id, run_id, activity_id, round_seq, result_index, stage, which, at,
+    round_verdict, check_name, target, verdict, latency_ms, status_code, exit_code, value, error, excerpt)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+ON CONFLICT (workflow_id, run_id, activity_id, round_seq, result_index) DO NOTHING`
+)
+
+// sortedStages returns the stages by index. The sort is stable, so of two
+// records of one stage the later one in the batch is written last and wins.
+func sortedStages(in []audit.Stage) []audit.Stage {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b audit.Stage) int { return cmp.Compare(a.Index, b.Index) })
+	return out
+}
+
+// sortedEvents returns the events by sequence number (stable: of two events
+// with one number, the first one in the batch is kept).
+func sortedEvents(in []audit.Event) []audit.Event {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b audit.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out
+}
+
+// checkRow is one row of check_rounds: one result of a round, or the
+// placeholder (ResultIndex -1) of a round without results.
+type checkRow struct {
+	ActivityID   string
+	RoundSeq     int
+	ResultIndex  int
+	Stage        string
+	Which        string
+	At           time.Time
+	RoundVerdict string
+	Check        string
+	Target       string
+	Verdict      string
+	LatencyMS    float64
+	StatusCode   *int
+	ExitCode     *int
+	Value        *float64
+	Error        string
+	Excerpt      string
+}
+
+// checkRows flattens rounds into rows, in key order, with their text
+// bounded.
+func checkRows(rounds []audit.Round) []checkRow {
+	var rows []checkRow
+	for _, r := range rounds {
+		row := checkRow{
+			ActivityID: r.ActivityID, RoundSeq: r.Seq, ResultIndex: -1, Stage: text(r.Stage, maxText),
+			Which: text(r.Which, maxText), At: r.At, RoundVerdict: text(string(r.Verdict), maxText),
+		}
+		if len(r.Results) == 0 {
+			rows = append(rows, row)
+			continue
+		}
+		for i, res := range r.Results {
+			row := row
+			row.ResultIndex = i
+			row.Check = text(res.Check, maxText)
+			row.Target = text(res.Target, maxText)
+			row.Verdict = text(string(res.Verdict), maxText)
+			row.LatencyMS = float64(res.Latency) / float64(time.Millisecond)
+			if res.Code != 0 {
+				code := res.Code
+				row.StatusCode = &code
+			}
+			row.ExitCode = res.Exit
+			row.Value = res.Value
+			row.Error = text(res.Error, maxError)
+			row.Excerpt = text(res.Excerpt, maxExcerpt)
+			rows = append(rows, row)
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b checkRow) int {
+		return cmp.Or(cmp.Compare(a.ActivityID, b.ActivityID), cmp.Compare(a.RoundSeq, b.RoundSeq),
+			cmp.Compare(a.ResultIndex, b.ResultIndex))
+	})
+	return rows
+}
+
+// text makes s storable and bounded: valid UTF-8 (PostgreSQL refuses
+// anything else), no NUL characters (text cannot hold them) and at most max
+// characters, cut with a trailing "…".
+func text(s string, limit int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	if len(s) <= limit || utf8.RuneCountInString(s) <= limit {
+		return s
+	}
+	n, i := 0, 0
+	for i = range s {
+		if n == limit-1 {
+			break
+		}
+		n++
+	}
+	return s[:i] + "…"
+}
