@@ -39,6 +39,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 
 type globals struct {
 	address, namespace, uiURL string
+	databaseURL               string
 	jsonOut                   bool
 }
 
@@ -59,8 +60,9 @@ func main() {
 	pf.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
 	pf.StringVar(&g.uiURL, "ui", envOr("TEMPORAL_UI", "http://127.0.0.1:8233"), "Temporal Web UI base URL, for links (env TEMPORAL_UI)")
 	pf.BoolVar(&g.jsonOut, "json", false, "print JSON")
+	pf.StringVar(&g.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL of the audit trail, for history and list (env DATABASE_URL)")
 
-	root.AddCommand(deployCmd(g), validateCmd(g), statusCmd(g))
+	root.AddCommand(deployCmd(g), validateCmd(g), statusCmd(g), historyCmd(g), listCmd(g))
 	for _, action := range []string{workflows.SignalPause, workflows.SignalResume, workflows.SignalAbort, workflows.SignalPromote} {
 		root.AddCommand(controlCmd(g, action))
 	}

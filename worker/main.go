@@ -4,9 +4,12 @@
 //	TEMPORAL_ADDRESS    Temporal frontend (default 127.0.0.1:7233)
 //	TEMPORAL_NAMESPACE  namespace (default "default")
 //	DOCKER_HOST         Docker engine (default the local socket)
+//	DATABASE_URL        PostgreSQL for the audit trail (unset: the trail is off)
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +27,7 @@ import (
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	"github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/internal/store"
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
@@ -32,6 +36,8 @@ type config struct {
 	console                      bool
 	maxActivities                int
 	allowCommands                []string
+	databaseURL                  string
+	skipMigrations               bool
 }
 
 func main() {
@@ -55,9 +61,49 @@ func main() {
 	// Command checks run executables on this host: none unless listed.
 	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
 		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
+	f.StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
+	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
+	cmd.AddCommand(&cobra.Command{
+		Use:          "migrate",
+		Short:        "Apply the audit store's migrations to DATABASE_URL and exit",
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.databaseURL == "" {
+				return errors.New("migrate: set DATABASE_URL or --database-url")
+			}
+			applied, err := store.Migrate(c.Context(), cfg.databaseURL)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "audit store migrated: %d migration(s) applied %v\n", len(applied), applied)
+			return nil
+		},
+	})
 	if err := cmd.Execute(); err != nil {
 		os.Exit(1)
 	}
+}
+
+// openStore connects the audit store, applying migrations unless told not
+// to. Without a URL the worker runs and says the trail is off.
+func openStore(ctx context.Context, cfg config, log *zap.Logger) (*store.Store, error) {
+	if cfg.databaseURL == "" {
+		log.Warn("DATABASE_URL is not set: the audit trail is OFF (rollouts run, but nothing is written to PostgreSQL)")
+		return nil, nil
+	}
+	if !cfg.skipMigrations {
+		applied, err := store.Migrate(ctx, cfg.databaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("audit store migrations: %w", err)
+		}
+		log.Info("audit store migrated", zap.Int("applied", len(applied)))
+	}
+	st, err := store.Open(ctx, cfg.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("audit store: %w", err)
+	}
+	log.Info("audit trail on (PostgreSQL)")
+	return st, nil
 }
 
 func run(cfg config) error {
@@ -69,6 +115,15 @@ func run(cfg config) error {
 
 	if err := checkAllowlist(cfg.allowCommands); err != nil {
 		return err
+	}
+	st, err := openStore(context.Background(), cfg, log)
+	if err != nil {
+		return err
+	}
+	var auditStore activities.Store
+	if st != nil {
+		defer st.Close()
+		auditStore = st
 	}
 	c, err := tclient.Dial(tclient.Options{HostPort: cfg.address, Namespace: cfg.namespace, Logger: logging.Temporal(log)})
 	if err != nil {
@@ -90,6 +145,7 @@ func run(cfg config) error {
 			spec.PlatformKubernetes: kubernetes.New(log),
 		},
 		Checker: &health.Checker{Commands: cfg.allowCommands},
+		Store:   auditStore,
 		Log:     log,
 	})
 	log.Info("worker starting", zap.String("address", cfg.address), zap.String("namespace", cfg.namespace),

@@ -65,6 +65,8 @@ func StartWorker(t testing.TB, c tclient.Client, dc *client.Client) {
 type WorkerConfig struct {
 	// Commands is the command-check allowlist (--allow-command).
 	Commands []string
+	// Store is the audit store; nil leaves the trail off.
+	Store activities.Store
 }
 
 // StartWorkerWith is StartWorker with settings.
@@ -79,6 +81,7 @@ func StartWorkerWith(t testing.TB, c tclient.Client, dc *client.Client, cfg Work
 			spec.PlatformKubernetes: kubernetes.New(log),
 		},
 		Checker: &health.Checker{Commands: cfg.Commands},
+		Store:   cfg.Store,
 		Log:     log,
 	})
 	if err := w.Start(); err != nil {

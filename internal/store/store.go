@@ -70,8 +70,9 @@ const migrationLockID int64 = 0x5ca9ec7af7a0d17
 
 // Migrate applies every pending migration to the database named by dsn and
 // returns the versions it applied, in order; on a migrated database it
-// applies nothing and returns none. Concurrent callers wait for each other
-// on an advisory lock.
+// applies nothing and returns none. Each migration runs in a transaction;
+// when one fails, Migrate returns the versions applied before it with the
+// error. Concurrent callers wait for each other on an advisory lock.
 func Migrate(ctx context.Context, dsn string) ([]int64, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -84,11 +85,12 @@ func Migrate(ctx context.Context, dsn string) ([]int64, error) {
 		return nil, fmt.Errorf("audit store: migrations: %w", err)
 	}
 	results, err := p.Up(ctx)
+	if pe := (*goose.PartialError)(nil); errors.As(err, &pe) {
+		results = pe.Applied
+	}
 	var applied []int64
 	for _, r := range results {
-		if r.Error == nil {
-			applied = append(applied, r.Source.Version)
-		}
+		applied = append(applied, r.Source.Version)
 	}
 	if err != nil {
 		return applied, fmt.Errorf("audit store: migrate %s: %w", where(cfg), err)

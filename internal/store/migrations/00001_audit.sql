@@ -32,8 +32,7 @@ CREATE TABLE deployment_plans (
 CREATE INDEX deployment_plans_created_idx ON deployment_plans (created_at DESC, id DESC);
 CREATE INDEX deployment_plans_service_created_idx ON deployment_plans (service, created_at DESC, id DESC);
 CREATE INDEX deployment_plans_status_created_idx ON deployment_plans (status, created_at DESC, id DESC);
-CREATE INDEX deployment_plans_execution_idx ON deployment_plans (execution_id, created_at DESC)
-    WHERE execution_id <> '';
+CREATE INDEX deployment_plans_execution_idx ON deployment_plans (execution_id, created_at DESC);
 
 CREATE TABLE deployment_stages (
     workflow_id       text        NOT NULL,
