@@ -152,7 +152,7 @@ func deployCmd(g *globals) *cobra.Command {
 					started.WorkflowID, g.link(started.WorkflowID, started.RunID))
 			}
 			var p progress
-			res, err := control.Wait(ctx, c, started.WorkflowID, started.RunID, time.Second, func(st workflows.Status) {
+			res, err := control.WaitOutcome(ctx, c, started.WorkflowID, started.RunID, time.Second, func(st workflows.Status) {
 				if !g.jsonOut {
 					p.print(out, st)
 				}

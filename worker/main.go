@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -22,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
@@ -61,7 +64,7 @@ func main() {
 	// Command checks run executables on this host: none unless listed.
 	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
 		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
-	f.StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
+	cmd.PersistentFlags().StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
 	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
 	cmd.AddCommand(&cobra.Command{
 		Use:          "migrate",
@@ -84,26 +87,62 @@ func main() {
 	}
 }
 
-// openStore connects the audit store, applying migrations unless told not
-// to. Without a URL the worker runs and says the trail is off.
-func openStore(ctx context.Context, cfg config, log *zap.Logger) (*store.Store, error) {
-	if cfg.databaseURL == "" {
-		log.Warn("DATABASE_URL is not set: the audit trail is OFF (rollouts run, but nothing is written to PostgreSQL)")
-		return nil, nil
+// auditStore is the worker's audit store. It connects (and migrates) in
+// the background, so a worker starting while PostgreSQL is down still runs
+// rollouts: until it is connected, writes fail and are retried (the
+// workflow's audit writer without limit; watchers keep their rounds).
+type auditStore struct {
+	st atomic.Pointer[store.Store]
+}
+
+var errNotConnected = errors.New("audit store: not connected to PostgreSQL yet")
+
+func (a *auditStore) Write(ctx context.Context, b audit.Batch) error {
+	st := a.st.Load()
+	if st == nil {
+		return errNotConnected
 	}
-	if !cfg.skipMigrations {
-		applied, err := store.Migrate(ctx, cfg.databaseURL)
-		if err != nil {
-			return nil, fmt.Errorf("audit store migrations: %w", err)
+	return st.Write(ctx, b)
+}
+
+// connect migrates (unless skipped) and opens the store, retrying with
+// backoff until it succeeds or ctx ends.
+func (a *auditStore) connect(ctx context.Context, cfg config, log *zap.Logger) {
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := func() error {
+			if !cfg.skipMigrations {
+				applied, err := store.Migrate(ctx, cfg.databaseURL)
+				if err != nil {
+					return fmt.Errorf("migrations: %w", err)
+				}
+				log.Info("audit store migrated", zap.Int("applied", len(applied)))
+			}
+			st, err := store.Open(ctx, cfg.databaseURL)
+			if err != nil {
+				return err
+			}
+			a.st.Store(st)
+			return nil
+		}()
+		if err == nil {
+			log.Info("audit trail on (PostgreSQL)")
+			return
 		}
-		log.Info("audit store migrated", zap.Int("applied", len(applied)))
+		log.Warn("audit store unavailable; rollouts run, audit writes wait for it", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
 	}
-	st, err := store.Open(ctx, cfg.databaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("audit store: %w", err)
+}
+
+func (a *auditStore) close() {
+	if st := a.st.Load(); st != nil {
+		st.Close()
 	}
-	log.Info("audit trail on (PostgreSQL)")
-	return st, nil
 }
 
 func run(cfg config) error {
@@ -116,14 +155,27 @@ func run(cfg config) error {
 	if err := checkAllowlist(cfg.allowCommands); err != nil {
 		return err
 	}
-	st, err := openStore(context.Background(), cfg, log)
-	if err != nil {
-		return err
-	}
-	var auditStore activities.Store
-	if st != nil {
-		defer st.Close()
-		auditStore = st
+	var trail activities.Store
+	if cfg.databaseURL == "" {
+		log.Warn("DATABASE_URL is not set: the audit trail is OFF (rollouts run, but nothing is written to PostgreSQL)")
+	} else {
+		as := &auditStore{}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		defer as.close()
+		// Connected before the worker polls when the database is up;
+		// otherwise in the background.
+		connected := make(chan struct{})
+		go func() {
+			as.connect(ctx, cfg, log)
+			close(connected)
+		}()
+		select {
+		case <-connected:
+		case <-time.After(10 * time.Second):
+			log.Warn("starting without the audit store; it connects when PostgreSQL answers")
+		}
+		trail = as
 	}
 	c, err := tclient.Dial(tclient.Options{HostPort: cfg.address, Namespace: cfg.namespace, Logger: logging.Temporal(log)})
 	if err != nil {
@@ -145,7 +197,7 @@ func run(cfg config) error {
 			spec.PlatformKubernetes: kubernetes.New(log),
 		},
 		Checker: &health.Checker{Commands: cfg.allowCommands},
-		Store:   auditStore,
+		Store:   trail,
 		Log:     log,
 	})
 	log.Info("worker starting", zap.String("address", cfg.address), zap.String("namespace", cfg.namespace),

@@ -3,8 +3,10 @@
 package workflows_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -206,4 +208,50 @@ func TestAuditSurvivesAPostgresOutage(t *testing.T) {
 	}
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-audit-outage-succeeded")
 	checkTrail(t, st, started, res)
+}
+
+// TestWorkerMigratesAndRunsWhilePostgresIsDown: `worker migrate` applies the
+// schema once; a worker started while PostgreSQL is down still runs a
+// rollout to its outcome, and the trail is written once PostgreSQL is back.
+func TestWorkerMigratesAndRunsWhilePostgresIsDown(t *testing.T) {
+	pg := itest.StartPostgres(t)
+	for _, want := range []string{"1 migration(s) applied [1]", "0 migration(s) applied"} {
+		out, err := exec.Command(workerB, "migrate", "--database-url", pg.DSN).CombinedOutput()
+		require.NoError(t, err, string(out))
+		require.Contains(t, string(out), want)
+	}
+	pg.Stop(t)
+
+	var logs bytes.Buffer
+	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "warn", "--database-url", pg.DSN)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	service := itest.Name("e2e-pgdown")
+	cleanup(t, service)
+	s := demoSpec(service, "stagecraft-demo:v1", spec.Recreate, 2)
+	s.Strategy.Bake = spec.Duration(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	outcome, err := control.WaitOutcome(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeSucceeded, outcome.Outcome, outcome.Error)
+	d, err := tc.DescribeWorkflowExecution(ctx, started.WorkflowID, started.RunID)
+	require.NoError(t, err)
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, d.GetWorkflowExecutionInfo().GetStatus(),
+		"decided, but open until its trail is written")
+
+	pg.Start(t)
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	st, err := store.Open(ctx, pg.DSN)
+	require.NoError(t, err)
+	defer st.Close()
+	checkTrail(t, st, started, res)
+	require.Contains(t, logs.String(), "audit store unavailable")
 }

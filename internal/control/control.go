@@ -176,9 +176,21 @@ func Act(ctx context.Context, c client.Client, workflowID, action string, req wo
 	return st, nil
 }
 
-// Wait blocks until the rollout ends and returns its result. Every poll
-// interval it calls progress (if set) with the current status.
+// Wait waits until the rollout's workflow has closed (its outcome decided
+// and its audit trail written) and returns its result, calling progress
+// with the status every poll when progress is not nil.
 func Wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status)) (workflows.Result, error) {
+	return wait(ctx, c, workflowID, runID, poll, progress, false)
+}
+
+// WaitOutcome is Wait that returns as soon as the status query reports the
+// outcome, without waiting for the audit trail to be written (which waits
+// out a database outage).
+func WaitOutcome(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status)) (workflows.Result, error) {
+	return wait(ctx, c, workflowID, runID, poll, progress, true)
+}
+
+func wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status), early bool) (workflows.Result, error) {
 	run := c.GetWorkflow(ctx, workflowID, runID)
 	done := make(chan error, 1)
 	var res workflows.Result
@@ -193,11 +205,18 @@ func Wait(ctx context.Context, c client.Client, workflowID, runID string, poll t
 			}
 			return res, nil
 		case <-t.C:
-			if progress == nil {
+			if progress == nil && !early {
 				continue
 			}
-			if st, err := Status(ctx, c, workflowID); err == nil {
+			st, err := Status(ctx, c, workflowID)
+			if err != nil || (runID != "" && st.RunID != runID) {
+				continue
+			}
+			if progress != nil {
 				progress(st)
+			}
+			if early && st.Phase == workflows.PhaseDone && st.Outcome != "" {
+				return st, nil
 			}
 		}
 	}
