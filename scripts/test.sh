@@ -34,9 +34,14 @@ unformatted=$(gofmt -l $(git ls-files '*.go'))
 say "tests: unit, replay and integration (real dev server, Docker engine, Kubernetes control plane)"
 run_flag=()
 [ -n "${STAGECRAFT_TEST_RUN:-}" ] && run_flag=(-run "$STAGECRAFT_TEST_RUN")
+# The pipeline's statuses are read before anything else runs: go test's is
+# the one that counts (grep finding nothing must not hide it, nor may a
+# "|| true" replace it).
+set +e
 STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -count=1 -timeout 30m "${run_flag[@]}" ./... 2>&1 \
-  | tee "$DATA/test.log" | grep -E '^(ok|FAIL|---|panic|\s+--- FAIL|.*_test.go:[0-9]+:)' || true
+  | tee "$DATA/test.log" | grep -E '^(ok|FAIL|---|panic|\s+--- FAIL|.*_test.go:[0-9]+:)'
 status=${PIPESTATUS[0]}
+set -e
 summary=$(grep -cE '^\s*--- PASS' "$DATA/test.log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$DATA/test.log" || true)
 if [ "$status" != 0 ]; then

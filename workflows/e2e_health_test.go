@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
@@ -139,15 +141,7 @@ func TestPrometheusErrorRateRollsBack(t *testing.T) {
 
 	ctx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer stop()
-	itest.Load(ctx, t, func() []string {
-		var addrs []string
-		for _, in := range instances(t, service) {
-			if in.Running && in.Addr != "" {
-				addrs = append(addrs, in.Addr)
-			}
-		}
-		return addrs
-	}, 100*time.Millisecond)
+	itest.Load(ctx, t, func() []string { return publishedAddrs(ctx, service) }, 100*time.Millisecond)
 
 	s := demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3)
 	s.Platform.Docker.Env["ERROR_RATE"] = "0.5"
@@ -163,6 +157,8 @@ func TestPrometheusErrorRateRollsBack(t *testing.T) {
 		Op:        "<",
 		Threshold: 0.1,
 	}})
+	// Bounded: a rollout that never gets data rolls back at its timeout.
+	s.Timeout = spec.Duration(2 * time.Minute)
 	s = s.WithDefaults()
 	start := time.Now()
 	res := runNamed(t, s, "canary-prometheus-rolled_back")
@@ -271,4 +267,24 @@ func TestDegradedPausesUntilResumed(t *testing.T) {
 		require.GreaterOrEqual(t, rec.ChecksPassed, 4, "stage %d counted minSamples", i)
 		require.GreaterOrEqual(t, rec.CompletedAt.Sub(*rec.StartedAt), 2*time.Second, "stage %d watched past its 1 s bake", i)
 	}
+}
+
+// publishedAddrs lists the 127.0.0.1 addresses of a service's running
+// containers from one list call, tolerating containers that come and go
+// (the load generator calls it while the rollout replaces them).
+func publishedAddrs(ctx context.Context, service string) []string {
+	list, err := dc.ContainerList(ctx, client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", platform.LabelService+"="+service)})
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	for _, c := range list.Items {
+		for _, p := range c.Ports {
+			if p.PublicPort != 0 {
+				addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p.PublicPort))
+			}
+		}
+	}
+	return addrs
 }
