@@ -56,6 +56,10 @@ type Spec struct {
 	Health Health `json:"health"`
 	// Timeout bounds the whole rollout; past it the rollout rolls back.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Release is set by a Release workflow on the rollouts it starts: the
+	// release's workflow ID. Such a rollout, once its stages pass, reports
+	// to the release and holds until the release commits or rolls it back.
+	Release string `json:"release,omitempty"`
 }
 
 // Platform holds exactly one platform's target.

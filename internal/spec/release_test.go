@@ -1,0 +1,106 @@
+package spec
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func svc(name string, deps ...string) ReleaseService {
+	return ReleaseService{Name: name, DependsOn: deps, Deploy: Spec{Service: name, Image: "stagecraft-demo:v2",
+		Platform: Platform{Docker: &Docker{Replicas: 1, Port: 8080}}, Strategy: Strategy{Type: Recreate}}}
+}
+
+func TestWaves(t *testing.T) {
+	tests := []struct {
+		name     string
+		services []ReleaseService
+		want     string
+		err      string
+	}{
+		{"chain", []ReleaseService{svc("web", "api"), svc("api", "db"), svc("db")}, "[[db] [api] [web]]", ""},
+		{"independent services share a wave", []ReleaseService{svc("a"), svc("b"), svc("c")}, "[[a b c]]", ""},
+		{"diamond", []ReleaseService{svc("db"), svc("cache"), svc("api", "db", "cache"), svc("worker", "db"), svc("web", "api")}, "[[db cache] [api worker] [web]]", ""},
+		{"listing order kept within a wave", []ReleaseService{svc("z"), svc("y"), svc("x", "z")}, "[[z y] [x]]", ""},
+		{"cycle named", []ReleaseService{svc("a", "c"), svc("b", "a"), svc("c", "b")}, "", "dependency cycle: a → c → b → a"},
+		{"self cycle", []ReleaseService{svc("a", "a")}, "", "dependency cycle: a → a"},
+		{"unknown dependency", []ReleaseService{svc("api", "db")}, "", `"api" depends on "db", which is not a service`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			waves, err := Release{Services: tt.services}.Waves()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(waves) != tt.want {
+				t.Fatalf("waves = %v, %v; want %s", waves, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReleaseValidate(t *testing.T) {
+	base := func() Release {
+		return Release{Name: "shop", Environment: "prod", Services: []ReleaseService{svc("db"), svc("api", "db"), svc("web", "api")}}
+	}
+	tests := []struct {
+		name  string
+		edit  func(r *Release)
+		field string
+		msg   string
+	}{
+		{"valid", func(r *Release) {}, "", ""},
+		{"name", func(r *Release) { r.Name = "" }, "name", "required"},
+		{"environment", func(r *Release) { r.Environment = "Prod" }, "environment", "lowercase"},
+		{"mode", func(r *Release) { r.Mode = "all-at-once" }, "mode", "parallel, sequential"},
+		{"no services", func(r *Release) { r.Services = nil }, "services", "at least one"},
+		{"duplicate service", func(r *Release) { r.Services = append(r.Services, svc("db")) }, "services[3].name", "twice"},
+		{"cycle", func(r *Release) { r.Services[0].DependsOn = []string{"web"} }, "services", "dependency cycle: db → web → api → db"},
+		{"bad deploy spec", func(r *Release) { r.Services[1].Deploy.Image = "" }, "services[1].deploy.image", "required"},
+		{"same target twice", func(r *Release) { r.Services[2].Deploy.Service = "api" }, "services[2].deploy", "targets docker:api"},
+		{"release field reserved", func(r *Release) { r.Services[0].Deploy.Release = "x" }, "services[0].deploy.release", "set by the release"},
+		{"stage before its dependency", func(r *Release) {
+			r.Stages = []ReleaseStage{{Services: []string{"db", "api"}}, {Services: []string{"web"}}}
+		}, "stages[0]", `"api" starts before "db"`},
+		{"sequential stage in dependency order", func(r *Release) {
+			r.Stages = []ReleaseStage{{Services: []string{"db", "api", "web"}, Mode: Sequential}}
+		}, "", ""},
+		{"service in no stage", func(r *Release) { r.Stages = []ReleaseStage{{Services: []string{"db"}}} }, "stages", `"api" is in no stage`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base()
+			tt.edit(&r)
+			err := r.WithDefaults().Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("unexpected: %v", err)
+				}
+				return
+			}
+			ve, ok := err.(*ValidationError)
+			if !ok {
+				t.Fatalf("err = %v, want a *ValidationError", err)
+			}
+			for _, p := range ve.Problems {
+				if p.Field == tt.field && strings.Contains(p.Message, tt.msg) {
+					return
+				}
+			}
+			t.Fatalf("no problem %s: %q in %v", tt.field, tt.msg, ve.Problems)
+		})
+	}
+}
+
+func TestReleaseDefaults(t *testing.T) {
+	r := Release{Name: "shop", Environment: "prod", Services: []ReleaseService{svc("web", "api"), svc("api")}}.WithDefaults()
+	if got := fmt.Sprint(r.Stages); got != "[{wave 1 [api] parallel 3600000000000} {wave 2 [web] parallel 3600000000000}]" {
+		t.Errorf("stages = %s", got)
+	}
+	if r.WorkflowID() != "release:prod/shop" || r.Services[0].Deploy.Timeout == 0 {
+		t.Errorf("workflow ID %q, deploy defaults %v", r.WorkflowID(), r.Services[0].Deploy.Timeout)
+	}
+}
