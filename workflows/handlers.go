@@ -142,4 +142,5 @@ func Register(w interface {
 	w.RegisterWorkflowWithOptions(BlueGreenDeployment, workflow.RegisterOptions{Name: BlueGreenWorkflow})
 	w.RegisterWorkflowWithOptions(RollingDeployment, workflow.RegisterOptions{Name: RollingWorkflow})
 	w.RegisterWorkflowWithOptions(RecreateDeployment, workflow.RegisterOptions{Name: RecreateWorkflow})
+	w.RegisterWorkflowWithOptions(ReleaseDeployment, workflow.RegisterOptions{Name: ReleaseWorkflow})
 }

@@ -175,6 +175,9 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	if failure == nil {
 		failure = r.keepBlue(ctx)
 	}
+	if failure == nil && r.spec.Release != "" {
+		failure = r.awaitRelease(ctx)
+	}
 	if failure == nil {
 		r.st.Phase = PhaseFinalizing
 		failure = r.inStage(ctx, func(sctx workflow.Context) error {
@@ -268,6 +271,39 @@ func (r *rollout) keepBlue(ctx workflow.Context) error {
 				return nil
 			}
 		}
+	})
+}
+
+// awaitRelease reports to the release that started this rollout that every
+// stage passed, then holds it, converged and with its snapshot, until the
+// release commits it (it then finalizes) or rolls it back (an abort).
+func (r *rollout) awaitRelease(ctx workflow.Context) error {
+	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+	if parent == nil {
+		return nil
+	}
+	r.st.Phase = PhaseAwaitingRelease
+	ready := ServiceReady{WorkflowID: r.st.WorkflowID, RunID: r.st.RunID}
+	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalServiceReady, ready).Get(ctx, nil); err != nil {
+		return fmt.Errorf("report to release %s: %w", parent.ID, err)
+	}
+	commit := workflow.GetSignalChannel(ctx, SignalCommit)
+	return r.inStage(ctx, func(sctx workflow.Context) error {
+		committed := false
+		for !committed {
+			sel := workflow.NewSelector(sctx)
+			sel.AddReceive(commit, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil); committed = true })
+			sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil) })
+			sel.AddReceive(sctx.Done(), func(workflow.ReceiveChannel, bool) {})
+			sel.Select(sctx)
+			switch {
+			case r.aborted:
+				return errAborted{r.abortReason}
+			case sctx.Err() != nil:
+				return sctx.Err()
+			}
+		}
+		return nil
 	})
 }
 

@@ -52,9 +52,12 @@ type harness struct {
 	batches    []audit.Batch
 	auditFails int
 	auditCalls int
+	// failService makes every bake watch of that service fail after failAfter.
+	failService string
 }
 
 type convergeCall struct {
+	Service string
 	Desired plan.Desired
 	At      time.Time
 }
@@ -79,7 +82,7 @@ func newHarness(t *testing.T) *harness {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			n := len(h.converges)
-			h.converges = append(h.converges, convergeCall{Desired: in.Request.Desired, At: h.env.Now()})
+			h.converges = append(h.converges, convergeCall{Service: in.Request.Spec.Service, Desired: in.Request.Desired, At: h.env.Now()})
 			if n == h.convergeFailAt {
 				return platform.ConvergeResult{}, temporal.NewNonRetryableApplicationError("container exited", "ContainerExited", nil)
 			}
@@ -135,7 +138,8 @@ func newHarness(t *testing.T) *harness {
 			return activities.WatchResult{Rounds: 5, Failed: 5, LastFailure: "still failing"}, nil
 		case in.Mode == activities.WatchVerify:
 			return activities.WatchResult{Healthy: true, Rounds: 1, Passed: 1}, nil
-		case h.failing():
+		case h.failAt >= 0 && len(h.converges)-1 == h.failAt,
+			h.failService != "" && in.Spec.Service == h.failService && in.Mode == activities.WatchRounds:
 			return activities.WatchResult{Rounds: 2, Passed: 1, Failed: 1, LastFailure: `check "healthz": status 500`}, nil
 		}
 		n := watchRounds(in)
@@ -150,7 +154,10 @@ func newHarness(t *testing.T) *harness {
 func watchRounds(in activities.WatchInput) int { return max(in.Rounds, in.MinSamples, 1) }
 
 // failing reports whether the current stage's watch should fail (mu held).
-func (h *harness) failing() bool { return h.failAt >= 0 && len(h.converges)-1 == h.failAt }
+func (h *harness) failing() bool {
+	return (h.failAt >= 0 && len(h.converges)-1 == h.failAt) ||
+		(h.failService != "" && h.pending.Spec.Service == h.failService && h.pending.Mode == activities.WatchRounds)
+}
 
 func (h *harness) run(s spec.Spec) Result {
 	h.t.Helper()

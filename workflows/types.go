@@ -64,10 +64,13 @@ const (
 	PhaseValidating  Phase = "validating"
 	PhasePaused      Phase = "paused"
 	PhaseKeepingBlue Phase = "keeping_blue"
-	PhaseFinalizing  Phase = "finalizing"
-	PhaseRollingBack Phase = "rolling_back"
-	PhaseVerifying   Phase = "verifying_rollback"
-	PhaseDone        Phase = "done"
+	// PhaseAwaitingRelease: a release's rollout passed every stage and
+	// waits for the release to commit or roll it back.
+	PhaseAwaitingRelease Phase = "awaiting_release"
+	PhaseFinalizing      Phase = "finalizing"
+	PhaseRollingBack     Phase = "rolling_back"
+	PhaseVerifying       Phase = "verifying_rollback"
+	PhaseDone            Phase = "done"
 )
 
 // StageStatus follows the seed: PENDING → IN_PROGRESS → VALIDATING →

@@ -1,0 +1,161 @@
+package workflows
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+func releaseService(name string, deps ...string) spec.ReleaseService {
+	s := testSpec(spec.Recreate)
+	s.Service = name
+	s.Strategy.Bake = spec.Duration(2 * time.Minute)
+	return spec.ReleaseService{Name: name, DependsOn: deps, Deploy: s}
+}
+
+func threeTier() spec.Release {
+	return spec.Release{Name: "shop", Environment: "prod", Services: []spec.ReleaseService{
+		releaseService("db-migrator"), releaseService("api", "db-migrator"), releaseService("web", "api")}}
+}
+
+func (h *harness) runRelease(r spec.Release) ReleaseStatus {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(ReleaseWorkflow, r)
+	require.True(h.t, h.env.IsWorkflowCompleted())
+	require.NoError(h.t, h.env.GetWorkflowError())
+	var res ReleaseStatus
+	require.NoError(h.t, h.env.GetWorkflowResult(&res))
+	return res
+}
+
+// firsts returns, per service, when its first converge happened, and the
+// services whose last converge restored the snapshot, in order.
+func (h *harness) byService() (started map[string]time.Time, restored []string) {
+	started = map[string]time.Time{}
+	for _, c := range h.converges {
+		if _, ok := started[c.Service]; !ok {
+			started[c.Service] = c.At
+		}
+		if c.Desired == restore {
+			restored = append(restored, c.Service)
+		}
+	}
+	return started, restored
+}
+
+func states(st ReleaseStatus) string {
+	var out []string
+	for _, s := range st.Services {
+		out = append(out, s.Name+"="+s.State)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestReleaseSucceedsInDependencyOrder(t *testing.T) {
+	h := newHarness(t)
+	res := h.runRelease(threeTier())
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, "db-migrator=succeeded api=succeeded web=succeeded", states(res))
+	started, restored := h.byService()
+	require.Empty(t, restored)
+	// Each waits for its dependency's bake (2 min) to pass.
+	require.Equal(t, 2*time.Minute, started["api"].Sub(started["db-migrator"]))
+	require.Equal(t, 2*time.Minute, started["web"].Sub(started["api"]))
+	// Finalization (each rollout's last converge) happens only after the
+	// last service passed: the release commits all at once.
+	finals := map[string]time.Time{}
+	for _, c := range h.converges {
+		finals[c.Service] = c.At
+	}
+	require.Equal(t, finals["web"], finals["db-migrator"])
+	require.Equal(t, started["web"].Add(2*time.Minute), finals["db-migrator"])
+	for _, s := range res.Services {
+		require.NotEmpty(t, s.RunID)
+		require.Equal(t, "deploy:docker:"+s.Name, s.WorkflowID)
+	}
+}
+
+func TestReleaseFailureRollsBackInReverseDependencyOrder(t *testing.T) {
+	release := func() spec.Release {
+		return spec.Release{Name: "shop", Environment: "prod", Services: []spec.ReleaseService{
+			releaseService("db"), releaseService("cache"),
+			releaseService("api", "db", "cache"), releaseService("worker", "db"),
+			releaseService("web", "api")}}
+	}
+	tests := []struct {
+		fail       string
+		rollback   []string // by the release, in order
+		states     string
+		notStarted []string
+	}{
+		{"db", []string{"cache"}, "db=failed cache=rolled_back api=not_started worker=not_started web=not_started", []string{"api", "worker", "web"}},
+		{"worker", []string{"api", "cache", "db"}, "db=rolled_back cache=rolled_back api=rolled_back worker=failed web=not_started", []string{"web"}},
+		{"web", []string{"worker", "api", "cache", "db"}, "db=rolled_back cache=rolled_back api=rolled_back worker=rolled_back web=failed", nil},
+	}
+	for _, tt := range tests {
+		t.Run("failing "+tt.fail, func(t *testing.T) {
+			h := newHarness(t)
+			h.failService, h.failAfter = tt.fail, time.Minute
+			res := h.runRelease(release())
+			require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+			require.Contains(t, res.Error, "service "+tt.fail+": health check failed")
+			require.Equal(t, tt.states, states(res))
+			require.Equal(t, tt.rollback, res.RollbackOrder)
+			started, restored := h.byService()
+			// The failing service rolled itself back first; then the release,
+			// dependents before their dependencies.
+			require.Equal(t, append([]string{tt.fail}, tt.rollback...), restored)
+			for _, n := range tt.notStarted {
+				_, ok := started[n]
+				require.False(t, ok, "%s never started", n)
+			}
+		})
+	}
+}
+
+func TestReleaseParallelAndSequentialStages(t *testing.T) {
+	for _, mode := range []string{spec.Parallel, spec.Sequential} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t)
+			r := spec.Release{Name: "shop", Environment: "prod", Mode: mode, Services: []spec.ReleaseService{
+				releaseService("a"), releaseService("b"), releaseService("c", "a", "b")}}
+			res := h.runRelease(r)
+			require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+			started, _ := h.byService()
+			gap := started["b"].Sub(started["a"])
+			if mode == spec.Parallel {
+				require.Zero(t, gap, "a and b start together")
+			} else {
+				require.Equal(t, 2*time.Minute, gap, "b starts when a has passed")
+			}
+			require.Equal(t, started["b"].Add(2*time.Minute), started["c"])
+		})
+	}
+}
+
+func TestReleaseCycleIsRejectedWithNothingStarted(t *testing.T) {
+	h := newHarness(t)
+	r := threeTier()
+	r.Services[0].DependsOn = []string{"web"}
+	res := h.runRelease(r)
+	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Error, "dependency cycle: db-migrator → web → api → db-migrator")
+	require.Empty(t, h.converges)
+	require.Equal(t, "db-migrator=not_started api=not_started web=not_started", states(res))
+}
+
+func TestReleaseActivationTimeoutRollsBack(t *testing.T) {
+	h := newHarness(t)
+	r := threeTier()
+	r.Stages = []spec.ReleaseStage{{Services: []string{"db-migrator"}}, {Services: []string{"api"}, Timeout: spec.Duration(time.Minute)}, {Services: []string{"web"}}}
+	res := h.runRelease(r)
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "did not pass within its activation timeout 1m0s")
+	require.Equal(t, "db-migrator=rolled_back api=failed web=not_started", states(res))
+	_, restored := h.byService()
+	require.Equal(t, []string{"api", "db-migrator"}, restored, "the running api is cancelled (it rolls back), then db-migrator")
+}
