@@ -62,7 +62,7 @@ func main() {
 	pf.BoolVar(&g.jsonOut, "json", false, "print JSON")
 	pf.StringVar(&g.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL of the audit trail, for history and list (env DATABASE_URL)")
 
-	root.AddCommand(deployCmd(g), validateCmd(g), statusCmd(g), historyCmd(g), listCmd(g))
+	root.AddCommand(deployCmd(g), validateCmd(g), statusCmd(g), historyCmd(g), listCmd(g), releaseCmd(g))
 	for _, action := range []string{workflows.SignalPause, workflows.SignalResume, workflows.SignalAbort, workflows.SignalPromote} {
 		root.AddCommand(controlCmd(g, action))
 	}
@@ -185,10 +185,17 @@ func validateCmd(g *globals) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:     "validate -f SPEC",
-		Short:   "Check a spec in full and print it with defaults applied; starts nothing",
+		Short:   "Check a spec or a release in full and print it with defaults applied (a release's stages derived); starts nothing",
 		Example: `  starter validate -f deployments/examples/canary.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if data, err := readFile(file); err == nil && file != "-" && isRelease(data) {
+				r, err := readRelease(file)
+				if err != nil {
+					return err
+				}
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
 			s, err := readSpec(file)
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package spec
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -17,6 +18,12 @@ func TestExamplesParse(t *testing.T) {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if strings.HasPrefix(filepath.Base(f), "release") {
+				if _, err := ParseRelease(b); err != nil {
+					t.Fatal(err)
+				}
+				return
 			}
 			if _, err := Parse(b); err != nil {
 				t.Fatal(err)

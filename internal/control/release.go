@@ -1,0 +1,73 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// StartRelease starts a release's workflow. The release is validated in
+// full first; the workflow validates it again and rejects it with every
+// problem before starting anything. One release of a name runs per
+// environment at a time.
+func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started, error) {
+	r = r.WithDefaults()
+	if err := r.Validate(); err != nil {
+		return Started{}, err
+	}
+	opts := client.StartWorkflowOptions{
+		ID:                                       r.WorkflowID(),
+		TaskQueue:                                workflows.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("release %s to %s: %d services", r.Name, r.Environment, len(r.Services)),
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflow, r)
+	if err != nil {
+		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
+	}
+	return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: workflows.ReleaseWorkflow}, nil
+}
+
+// ReleaseStatus queries a release's status.
+func ReleaseStatus(ctx context.Context, c client.Client, workflowID string) (workflows.ReleaseStatus, error) {
+	var st workflows.ReleaseStatus
+	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	if err != nil {
+		return st, fmt.Errorf("query %s: %w", workflowID, err)
+	}
+	return st, v.Get(&st)
+}
+
+// WaitRelease waits for a release to end, calling progress every poll.
+func WaitRelease(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.ReleaseStatus)) (workflows.ReleaseStatus, error) {
+	run := c.GetWorkflow(ctx, workflowID, runID)
+	done := make(chan error, 1)
+	var res workflows.ReleaseStatus
+	go func() { done <- run.Get(ctx, &res) }()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return res, fmt.Errorf("release %s: %w", workflowID, err)
+			}
+			return res, nil
+		case <-t.C:
+			if progress == nil {
+				continue
+			}
+			if st, err := ReleaseStatus(ctx, c, workflowID); err == nil {
+				progress(st)
+			}
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// isRelease tells a release file (top-level "services") from a rollout spec.
+func isRelease(data []byte) bool {
+	var top map[string]any
+	if yaml.Unmarshal(data, &top) != nil {
+		return false
+	}
+	_, ok := top["services"]
+	return ok
+}
+
+func readRelease(path string) (spec.Release, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return spec.Release{}, &exitError{exitInvalid, fmt.Errorf("read release: %w", err)}
+	}
+	r, err := spec.ParseRelease(data)
+	if err != nil {
+		return spec.Release{}, &exitError{exitInvalid, fmt.Errorf("%s: %w", path, err)}
+	}
+	return r, nil
+}
+
+func readFile(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}
+
+func releaseCmd(g *globals) *cobra.Command {
+	var file string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "release -f RELEASE",
+		Short: "Start a multi-service release: services in dependency order, rolled back in reverse on failure",
+		Example: `  starter release -f deployments/examples/release.yaml --wait
+  starter validate -f deployments/examples/release.yaml   # the effective release, stages included`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := readRelease(file)
+			if err != nil {
+				return err
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			started, err := control.StartRelease(ctx, c, r)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if g.jsonOut && !wait {
+				return writeJSON(w, started)
+			}
+			fmt.Fprintf(w, "Release %s to %s\n  workflowId: %s\n  web UI:     %s\n", r.Name, r.Environment, started.WorkflowID, g.link(started.WorkflowID, started.RunID))
+			if !wait {
+				return nil
+			}
+			seen := map[string]string{}
+			res, err := control.WaitRelease(ctx, c, started.WorkflowID, started.RunID, time.Second, func(st workflows.ReleaseStatus) {
+				for _, s := range st.Services {
+					if seen[s.Name] != s.State {
+						seen[s.Name] = s.State
+						fmt.Fprintf(w, "  %s  %-16s %s\n", time.Now().Format("15:04:05"), s.Name, s.State)
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if g.jsonOut {
+				return writeJSON(w, res)
+			}
+			printRelease(w, res)
+			if res.Outcome != workflows.OutcomeSucceeded {
+				return &exitError{exitNotSuccess, fmt.Errorf("release %s: %s", res.Outcome, res.Error)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (- for stdin)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the outcome, printing each service's state")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func printRelease(w io.Writer, st workflows.ReleaseStatus) {
+	fmt.Fprintf(w, "release %s (%s): %s", st.WorkflowID, st.Phase, st.Outcome)
+	if st.CompletedAt != nil {
+		fmt.Fprintf(w, " after %s", st.CompletedAt.Sub(st.StartedAt).Round(time.Second))
+	}
+	fmt.Fprintln(w)
+	if st.Error != "" {
+		fmt.Fprintf(w, "reason: %s\n", st.Error)
+	}
+	for i, stage := range st.Stages {
+		fmt.Fprintf(w, "  %s (%s): %s\n", stage.Name, stage.Mode, strings.Join(stage.Services, ", "))
+		for _, s := range st.Services {
+			if s.Stage != i {
+				continue
+			}
+			fmt.Fprintf(w, "    %-16s %-26s %s", s.Name, s.State, s.WorkflowID)
+			if len(s.DependsOn) > 0 {
+				fmt.Fprintf(w, "  after %s", strings.Join(s.DependsOn, ", "))
+			}
+			if s.Error != "" {
+				fmt.Fprintf(w, "  (%s)", s.Error)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if len(st.RollbackOrder) > 0 {
+		fmt.Fprintf(w, "rolled back, in order: %s\n", strings.Join(st.RollbackOrder, ", "))
+	}
+}
