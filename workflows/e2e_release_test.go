@@ -1,0 +1,115 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// threeTierRelease is db-migrator → api → web on Docker, each installed at
+// v1 first, moving to image (web and db-migrator to v2 always; api to
+// apiImage).
+func threeTierRelease(t *testing.T, apiImage string) (spec.Release, map[string][]instance) {
+	t.Helper()
+	name := itest.Name("rel")
+	r := spec.Release{Name: name, Environment: "e2e"}
+	before := map[string][]instance{}
+	for _, svc := range []struct {
+		name, image, strategy string
+		deps                  []string
+	}{
+		{"db-migrator", "stagecraft-demo:v2", spec.Recreate, nil},
+		{"api", apiImage, spec.Rolling, []string{"db-migrator"}},
+		{"web", "stagecraft-demo:v2", spec.Canary, []string{"api"}},
+	} {
+		service := name + "-" + svc.name
+		cleanup(t, service)
+		before[svc.name] = installV1(t, service)
+		d := demoSpec(service, svc.image, svc.strategy, 3)
+		r.Services = append(r.Services, spec.ReleaseService{Name: svc.name, DependsOn: svc.deps, Deploy: d})
+	}
+	return r.WithDefaults(), before
+}
+
+func runRelease(t *testing.T, r spec.Release) workflows.ReleaseStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	started, err := control.StartRelease(ctx, tc, r)
+	require.NoError(t, err)
+	res, err := control.WaitRelease(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	recordNamed(t, started.WorkflowID, started.RunID, "release-"+string(res.Outcome))
+	return res
+}
+
+// TestReleaseOnDocker: db-migrator → api → web succeeds; with a failing api,
+// web never starts and db-migrator is restored to v1.
+func TestReleaseOnDocker(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	t.Run("succeeds", func(t *testing.T) {
+		r, _ := threeTierRelease(t, "stagecraft-demo:v2")
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		for _, s := range res.Services {
+			require.Equal(t, workflows.ServiceSucceeded, s.State, s.Name)
+			// Each child's history (held for the release, then committed) replays.
+			recordNamed(t, s.WorkflowID, s.RunID, "release-child-"+s.Name+"-succeeded")
+			for _, in := range instances(t, r.Name+"-"+s.Name) {
+				require.Equal(t, "stagecraft-demo:v2", in.Image, s.Name)
+			}
+		}
+	})
+	t.Run("a failing api never starts web and restores db-migrator", func(t *testing.T) {
+		r, before := threeTierRelease(t, "stagecraft-demo:v2-bad")
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Contains(t, res.Error, "service api")
+		states := map[string]string{}
+		for _, s := range res.Services {
+			states[s.Name] = s.State
+		}
+		require.Equal(t, map[string]string{"db-migrator": workflows.ServiceRolledBack, "api": workflows.ServiceFailed, "web": workflows.ServiceNotStarted}, states)
+		require.Equal(t, []string{"db-migrator"}, res.RollbackOrder)
+		for _, s := range res.Services {
+			if s.RunID != "" {
+				recordNamed(t, s.WorkflowID, s.RunID, "release-child-"+s.Name+"-"+s.State)
+			}
+		}
+		for _, name := range []string{"db-migrator", "api", "web"} {
+			require.Equal(t, imagesOf(before[name]), imagesOf(instances(t, r.Name+"-"+name)), "%s back at v1", name)
+		}
+		// web was never touched: the same containers as before.
+		require.Equal(t, before["web"], instances(t, r.Name+"-web"))
+	})
+	t.Run("a cyclic release is rejected with nothing started", func(t *testing.T) {
+		name := itest.Name("rel")
+		d := demoSpec(name+"-a", "stagecraft-demo:v2", spec.Recreate, 1)
+		e := demoSpec(name+"-b", "stagecraft-demo:v2", spec.Recreate, 1)
+		cleanup(t, d.Service)
+		cleanup(t, e.Service)
+		r := spec.Release{Name: name, Environment: "e2e", Services: []spec.ReleaseService{
+			{Name: "a", DependsOn: []string{"b"}, Deploy: d}, {Name: "b", DependsOn: []string{"a"}, Deploy: e}}}
+		_, err := control.StartRelease(context.Background(), tc, r)
+		require.ErrorContains(t, err, "dependency cycle: a → b → a", "the client refuses it")
+		// Started anyway (any Temporal client can), the workflow rejects it.
+		ctx := context.Background()
+		run, err := tc.ExecuteWorkflow(ctx, clientStart(r.WithDefaults().WorkflowID()), workflows.ReleaseWorkflow, r)
+		require.NoError(t, err)
+		var res workflows.ReleaseStatus
+		require.NoError(t, run.Get(ctx, &res))
+		require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+		require.Contains(t, res.Error, "dependency cycle")
+		require.Empty(t, instances(t, d.Service))
+		require.Empty(t, instances(t, e.Service))
+	})
+}
