@@ -159,3 +159,26 @@ func TestReleaseActivationTimeoutRollsBack(t *testing.T) {
 	_, restored := h.byService()
 	require.Equal(t, []string{"api", "db-migrator"}, restored, "the running api is cancelled (it rolls back), then db-migrator")
 }
+
+func TestReleasePauseAndAbortReachTheRollouts(t *testing.T) {
+	t.Run("pause and resume", func(t *testing.T) {
+		h := newHarness(t)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, time.Minute)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 31*time.Minute)
+		res := h.runRelease(threeTier())
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		started, _ := h.byService()
+		require.Equal(t, 32*time.Minute, started["api"].Sub(started["db-migrator"]), "db-migrator's bake froze for the 30 min pause")
+		require.Len(t, res.Controls, 2)
+	})
+	t.Run("abort", func(t *testing.T) {
+		h := newHarness(t)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalAbort, ControlRequest{By: "bob", Reason: "bad day"}) }, 3*time.Minute)
+		res := h.runRelease(threeTier())
+		require.Equal(t, OutcomeRolledBack, res.Outcome)
+		require.Contains(t, res.Error, "aborted: requested by bob: bad day")
+		require.Equal(t, "db-migrator=rolled_back api=failed web=not_started", states(res))
+		_, restored := h.byService()
+		require.Equal(t, []string{"api", "db-migrator"}, restored)
+	})
+}
