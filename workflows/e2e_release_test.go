@@ -58,8 +58,20 @@ func TestReleaseOnDocker(t *testing.T) {
 	itest.StartWorker(t, tc, dc)
 	t.Run("succeeds", func(t *testing.T) {
 		r, _ := threeTierRelease(t, "stagecraft-demo:v2")
+		// Integration: a cross-service endpoint answers; readiness: the
+		// monitoring criterion holds, the documentation one (a warning) not.
+		flow, _ := sloServer(t, func(int64) bool { return false })
+		docs, _ := sloServer(t, func(int64) bool { return true })
+		r.Integration = &spec.Integration{Checks: []spec.Check{{Name: "checkout-flow", HTTP: &spec.HTTPCheck{URL: flow}}}}
+		r.Readiness = []spec.Criterion{
+			{Check: spec.Check{Name: "dashboards", HTTP: &spec.HTTPCheck{URL: flow}}, Category: "monitoring", Severity: spec.SeverityCritical},
+			{Check: spec.Check{Name: "runbook", HTTP: &spec.HTTPCheck{URL: docs}}, Category: "documentation", Severity: spec.SeverityWarning},
+		}
+		r = r.WithDefaults()
 		res := runRelease(t, r)
 		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, workflows.ReadyWithWarnings, res.Readiness)
+		require.NotNil(t, res.Integration)
 		for _, s := range res.Services {
 			require.Equal(t, workflows.ServiceSucceeded, s.State, s.Name)
 			// Each child's history (held for the release, then committed) replays.
@@ -90,6 +102,17 @@ func TestReleaseOnDocker(t *testing.T) {
 		}
 		// web was never touched: the same containers as before.
 		require.Equal(t, before["web"], instances(t, r.Name+"-web"))
+	})
+	t.Run("a missing image is found before anything starts", func(t *testing.T) {
+		r, before := threeTierRelease(t, "stagecraft-demo:v9-missing")
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+		require.Len(t, res.Problems, 1)
+		require.Contains(t, res.Problems[0], "service api:")
+		require.Contains(t, res.Problems[0], "stagecraft-demo:v9-missing")
+		for _, name := range []string{"db-migrator", "api", "web"} {
+			require.Equal(t, before[name], instances(t, r.Name+"-"+name), "%s untouched", name)
+		}
 	})
 	t.Run("a cyclic release is rejected with nothing started", func(t *testing.T) {
 		name := itest.Name("rel")

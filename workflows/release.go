@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -31,11 +34,14 @@ type ServiceReady struct {
 
 // Release phases and service states.
 const (
-	ReleaseValidating  = "validating"
-	ReleaseActivating  = "activating"
-	ReleaseCommitting  = "committing"
-	ReleaseRollingBack = "rolling_back"
-	ReleaseDone        = "done"
+	ReleaseValidating    = "validating"
+	ReleasePrerequisites = "prerequisites"
+	ReleaseActivating    = "activating"
+	ReleaseIntegrating   = "integration_validation"
+	ReleaseReadiness     = "production_readiness"
+	ReleaseCommitting    = "committing"
+	ReleaseRollingBack   = "rolling_back"
+	ReleaseDone          = "done"
 
 	ServicePending    = "pending"     // not started yet
 	ServiceRunning    = "running"     // its rollout runs its stages
@@ -70,6 +76,12 @@ type ReleaseStatus struct {
 	Stage       int                 `json:"stage"`
 	Stages      []spec.ReleaseStage `json:"stages"`
 	Services    []ServiceState      `json:"services"`
+	// Integration is the last round of the integration checks.
+	Integration *health.Round `json:"integration,omitempty"`
+	// Readiness is ready, ready_with_warnings or not_ready, with each
+	// criterion's result.
+	Readiness        string            `json:"readiness,omitempty"`
+	ReadinessResults []ReadinessResult `json:"readinessResults,omitempty"`
 	// RollbackOrder lists the services the release rolled back, in order.
 	RollbackOrder []string        `json:"rollbackOrder,omitempty"`
 	Controls      []ControlRecord `json:"controls,omitempty"`
@@ -78,6 +90,22 @@ type ReleaseStatus struct {
 	Outcome       Outcome         `json:"outcome,omitempty"`
 	Error         string          `json:"error,omitempty"`
 	Problems      []string        `json:"problems,omitempty"`
+}
+
+// Readiness verdicts.
+const (
+	Ready             = "ready"
+	ReadyWithWarnings = "ready_with_warnings"
+	NotReady          = "not_ready"
+)
+
+// ReadinessResult is one readiness criterion's result.
+type ReadinessResult struct {
+	Name     string         `json:"name"`
+	Category string         `json:"category"`
+	Severity string         `json:"severity"`
+	Verdict  health.Verdict `json:"verdict"`
+	Error    string         `json:"error,omitempty"`
 }
 
 type release struct {
@@ -124,6 +152,19 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		}
 		return rel.finish(ctx, OutcomeRejected, "invalid release: "+err.Error()), nil
 	}
+	if problems, err := rel.prerequisites(ctx); err != nil || len(problems) > 0 {
+		msg := "prerequisites: "
+		if err != nil {
+			msg += errorMessage(err)
+		} else {
+			msg += strings.Join(problems, "; ")
+		}
+		rel.st.Problems = problems
+		for i := range rel.st.Services {
+			rel.st.Services[i].State = ServiceNotStarted
+		}
+		return rel.finish(ctx, OutcomeRejected, msg), nil
+	}
 	ready := workflow.GetSignalChannel(ctx, SignalServiceReady)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		for {
@@ -150,12 +191,97 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 			break
 		}
 	}
+	if failure == "" {
+		failure = rel.validate(launch)
+	}
 	stopLaunching()
 	if failure == "" {
 		return rel.commit(ctx), nil
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	return rel.rollback(dctx, failure), nil
+}
+
+// prerequisites checks, before anything changes, that every service can be
+// rolled out: its platform, image and target (the Preflight activity).
+func (rel *release) prerequisites(ctx workflow.Context) ([]string, error) {
+	rel.st.Phase = ReleasePrerequisites
+	in := activities.PreflightInput{Checks: rel.spec.ReleaseChecks()}
+	for _, s := range rel.spec.Services {
+		in.Specs, in.Names = append(in.Specs, s.Deploy), append(in.Names, s.Name)
+	}
+	actx := retried(ctx, "prerequisites", 5*time.Minute, 10*time.Second, 5)
+	opts := workflow.GetActivityOptions(actx)
+	opts.HeartbeatTimeout = time.Minute
+	var res activities.PreflightResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), acts.Preflight, in).Get(ctx, &res)
+	return res.Problems, err
+}
+
+// validate runs the integration checks and the production-readiness
+// criteria once every service has passed, returning why the release must
+// roll back, or "".
+func (rel *release) validate(ctx workflow.Context) string {
+	probe := func(checks []spec.Check, attempts int, interval time.Duration) (health.Round, error) {
+		var round health.Round
+		err := workflow.ExecuteActivity(retried(ctx, "probe", 10*time.Minute, 10*time.Second, 5), acts.Probe,
+			activities.ProbeInput{Checks: checks, Attempts: attempts, Interval: interval}).Get(ctx, &round)
+		return round, err
+	}
+	if in := rel.spec.Integration; in != nil {
+		rel.st.Phase = ReleaseIntegrating
+		round, err := probe(in.Checks, in.Attempts, in.Interval.D())
+		switch {
+		case rel.aborted:
+			return rel.reason
+		case err != nil:
+			return "integration validation: " + errorMessage(err)
+		}
+		rel.st.Integration = &round
+		if round.Verdict != health.Healthy && round.Verdict != health.Degraded {
+			return "integration validation: " + round.Problem()
+		}
+	}
+	if len(rel.spec.Readiness) == 0 {
+		return ""
+	}
+	rel.st.Phase = ReleaseReadiness
+	var checks []spec.Check
+	for _, c := range rel.spec.Readiness {
+		checks = append(checks, c.Check)
+	}
+	round, err := probe(checks, 1, 0)
+	switch {
+	case rel.aborted:
+		return rel.reason
+	case err != nil:
+		return "production readiness: " + errorMessage(err)
+	}
+	rel.st.Readiness = Ready
+	var critical []string
+	for _, c := range rel.spec.Readiness {
+		r := ReadinessResult{Name: c.Name, Category: c.Category, Severity: c.Severity, Verdict: health.NoData, Error: "no result"}
+		for _, res := range round.Results {
+			if res.Check == c.Name {
+				r.Verdict, r.Error = res.Verdict, res.Error
+			}
+		}
+		rel.st.ReadinessResults = append(rel.st.ReadinessResults, r)
+		switch {
+		case r.Verdict == health.Healthy:
+		case c.Severity == spec.SeverityCritical && r.Verdict != health.Degraded:
+			critical = append(critical, fmt.Sprintf("%s (%s): %s", c.Name, c.Category, r.Error))
+		default:
+			if rel.st.Readiness == Ready {
+				rel.st.Readiness = ReadyWithWarnings
+			}
+		}
+	}
+	if len(critical) > 0 {
+		rel.st.Readiness = NotReady
+		return "production readiness: not_ready: " + strings.Join(critical, "; ")
+	}
+	return ""
 }
 
 // runStage starts a stage's rollouts and waits until each has passed (is

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -181,4 +182,53 @@ func TestReleasePauseAndAbortReachTheRollouts(t *testing.T) {
 		_, restored := h.byService()
 		require.Equal(t, []string{"api", "db-migrator"}, restored)
 	})
+}
+
+func TestReleasePrerequisitesRejectWithEveryProblem(t *testing.T) {
+	h := newHarness(t)
+	h.preflight = []string{"service api: image stagecraft-demo:v9 not found", "service web: target k8s:prod/web: not found"}
+	res := h.runRelease(threeTier())
+	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, h.preflight, res.Problems)
+	require.Contains(t, res.Error, "image stagecraft-demo:v9 not found; service web")
+	require.Empty(t, h.converges, "nothing changed")
+}
+
+func TestReleaseIntegrationAndReadiness(t *testing.T) {
+	withChecks := func() spec.Release {
+		r := threeTier()
+		r.Integration = &spec.Integration{Checks: []spec.Check{{Name: "checkout-flow", HTTP: &spec.HTTPCheck{URL: "http://127.0.0.1:1/checkout"}}}}
+		r.Readiness = []spec.Criterion{
+			{Check: spec.Check{Name: "p99-latency", TCP: &spec.TCPCheck{Address: "127.0.0.1:2"}}, Category: "performance", Severity: spec.SeverityCritical},
+			{Check: spec.Check{Name: "runbook", TCP: &spec.TCPCheck{Address: "127.0.0.1:3"}}, Category: "documentation", Severity: spec.SeverityWarning},
+		}
+		return r
+	}
+	tests := []struct {
+		name      string
+		verdicts  map[string]health.Verdict
+		outcome   Outcome
+		readiness string
+		errHas    string
+	}{
+		{"all ready", nil, OutcomeSucceeded, Ready, ""},
+		{"a warning", map[string]health.Verdict{"runbook": health.Failed}, OutcomeSucceeded, ReadyWithWarnings, ""},
+		{"a degraded critical is a warning", map[string]health.Verdict{"p99-latency": health.Degraded}, OutcomeSucceeded, ReadyWithWarnings, ""},
+		{"a critical failure rolls back", map[string]health.Verdict{"p99-latency": health.Failed}, OutcomeRolledBack, NotReady, "production readiness: not_ready: p99-latency (performance)"},
+		{"integration failure rolls back", map[string]health.Verdict{"checkout-flow": health.Failed}, OutcomeRolledBack, "", `integration validation: check "checkout-flow"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.verdicts = tt.verdicts
+			res := h.runRelease(withChecks())
+			require.Equal(t, tt.outcome, res.Outcome, res.Error)
+			require.Equal(t, tt.readiness, res.Readiness)
+			require.Contains(t, res.Error, tt.errHas)
+			if tt.outcome == OutcomeRolledBack {
+				require.Equal(t, []string{"web", "api", "db-migrator"}, res.RollbackOrder)
+				require.Equal(t, "db-migrator=rolled_back api=rolled_back web=rolled_back", states(res))
+			}
+		})
+	}
 }

@@ -54,6 +54,11 @@ type harness struct {
 	auditCalls int
 	// failService makes every bake watch of that service fail after failAfter.
 	failService string
+	// preflight is what the release's Preflight finds; verdicts maps a
+	// probed check's name to its verdict (healthy when absent).
+	preflight []string
+	verdicts  map[string]health.Verdict
+	probes    int
 }
 
 type convergeCall struct {
@@ -88,6 +93,30 @@ func newHarness(t *testing.T) *harness {
 			}
 			d := in.Request.Desired
 			return platform.ConvergeResult{NewCount: d.New, OldCount: d.Old, Total: d.New + d.Old}, nil
+		}).Maybe()
+	h.env.OnActivity(acts.Preflight, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.PreflightInput) (activities.PreflightResult, error) {
+			return activities.PreflightResult{Problems: h.preflight}, nil
+		}).Maybe()
+	h.env.OnActivity(acts.Probe, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.ProbeInput) (health.Round, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.probes++
+			round := health.Round{Verdict: health.Healthy}
+			for _, c := range in.Checks {
+				v := h.verdicts[c.Name]
+				if v == "" {
+					v = health.Healthy
+				}
+				res := health.Result{Check: c.Name, Verdict: v}
+				if v != health.Healthy {
+					res.Error = "probe " + string(v)
+				}
+				round.Results = append(round.Results, res)
+				round.Verdict = health.Worse(round.Verdict, v)
+			}
+			return round, nil
 		}).Maybe()
 	h.env.OnActivity(acts.Audit, mock.Anything, mock.Anything).Return(func(ctx context.Context, b audit.Batch) error {
 		h.mu.Lock()

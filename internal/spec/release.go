@@ -39,6 +39,46 @@ type Release struct {
 	ActivationTimeout Duration `json:"activationTimeout,omitempty"`
 	// Timeout bounds the whole release (default 6h).
 	Timeout Duration `json:"timeout,omitempty"`
+	// Policy holds the security rules every service's spec must meet.
+	Policy ReleasePolicy `json:"policy,omitempty"`
+	// Integration checks run across services once every stage has passed.
+	Integration *Integration `json:"integration,omitempty"`
+	// Readiness criteria decide production readiness at the end.
+	Readiness []Criterion `json:"readiness,omitempty"`
+}
+
+// ReleasePolicy holds security rules checked before anything starts.
+type ReleasePolicy struct {
+	// ForbidLatest refuses images without a tag or tagged :latest.
+	ForbidLatest bool `json:"forbidLatest,omitempty"`
+	// RequireLabels lists labels every Docker service must carry.
+	RequireLabels []string `json:"requireLabels,omitempty"`
+}
+
+// Integration is a set of cross-service checks (fixed targets, no
+// {{.Address}}), passed when one round of them is healthy within Attempts
+// rounds, Interval apart.
+type Integration struct {
+	Checks   []Check  `json:"checks"`
+	Attempts int      `json:"attempts,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
+}
+
+// Readiness categories and severities.
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+)
+
+var readinessCategories = []string{"performance", "security", "operational", "monitoring", "documentation"}
+
+// Criterion is a production-readiness criterion: a check with a category
+// and a severity. A critical one failing makes the release not ready (it
+// rolls back); a warning one makes it ready with warnings.
+type Criterion struct {
+	Check
+	Category string `json:"category"`
+	Severity string `json:"severity"`
 }
 
 // ReleaseService is one service of a release.
@@ -85,6 +125,26 @@ func (r Release) WithDefaults() Release {
 	}
 	orDefault(&r.ActivationTimeout, Duration(DefaultActivationTimeout))
 	orDefault(&r.Timeout, Duration(DefaultReleaseTimeout))
+	if r.Integration != nil {
+		in := *r.Integration
+		if in.Attempts == 0 {
+			in.Attempts = 3
+		}
+		orDefault(&in.Interval, Duration(5*time.Second))
+		in.Checks = checksWithDefaults(in.Checks, Duration(DefaultCheckTimeout))
+		r.Integration = &in
+	}
+	if len(r.Readiness) > 0 {
+		crit := make([]Criterion, len(r.Readiness))
+		for i, c := range r.Readiness {
+			c.Check = checksWithDefaults([]Check{c.Check}, Duration(DefaultCheckTimeout))[0]
+			if c.Severity == "" {
+				c.Severity = SeverityCritical
+			}
+			crit[i] = c
+		}
+		r.Readiness = crit
+	}
 	svcs := make([]ReleaseService, len(r.Services))
 	for i, s := range r.Services {
 		s.Deploy = s.Deploy.WithDefaults()
@@ -247,6 +307,14 @@ func (r Release) Validate() error {
 				}
 			}
 		}
+		if r.Policy.ForbidLatest && usesLatest(s.Deploy.Image) {
+			add(f+".deploy.image", "%q is untagged or :latest, which policy.forbidLatest forbids", s.Deploy.Image)
+		}
+		for _, l := range r.Policy.RequireLabels {
+			if d := s.Deploy.Platform.Docker; d != nil && d.Labels[l] == "" {
+				add(f+".deploy.platform.docker.labels", "label %q is required by policy.requireLabels", l)
+			}
+		}
 		if s.Deploy.Release != "" {
 			add(f+".deploy.release", "is set by the release itself")
 		}
@@ -258,6 +326,7 @@ func (r Release) Validate() error {
 			targets[key] = s.Name
 		}
 	}
+	validateReleaseChecks(add, r)
 	if err := r.graphError(); err != nil {
 		add("services", "%v", err)
 	} else if len(r.Stages) > 0 {
@@ -318,4 +387,58 @@ func (r Release) Service(name string) (ReleaseService, bool) {
 		}
 	}
 	return ReleaseService{}, false
+}
+
+// usesLatest reports whether an image reference has no tag (and no digest)
+// or the tag latest.
+func usesLatest(image string) bool {
+	if strings.Contains(image, "@") {
+		return false
+	}
+	name := image[strings.LastIndex(image, "/")+1:]
+	i := strings.LastIndex(name, ":")
+	return i < 0 || name[i+1:] == "latest"
+}
+
+// validateReleaseChecks checks the integration checks and readiness
+// criteria: valid checks, unique names, fixed targets.
+func validateReleaseChecks(add func(string, string, ...any), r Release) {
+	seen := map[string]string{}
+	check := func(f string, c Check) {
+		validateCheck(add, f, c, seen)
+		if c.PerInstance() {
+			add(f, "must name a fixed target: %s applies only to a service's own checks", AddressPlaceholder)
+		}
+	}
+	if in := r.Integration; in != nil {
+		if len(in.Checks) == 0 {
+			add("integration.checks", "at least one check is required")
+		}
+		for i, c := range in.Checks {
+			check(fmt.Sprintf("integration.checks[%d]", i), c)
+		}
+		if in.Attempts < 1 || in.Attempts > 100 {
+			add("integration.attempts", "must be 1-100, got %d", in.Attempts)
+		}
+		positive(add, "integration.interval", in.Interval)
+	}
+	for i, c := range r.Readiness {
+		f := fmt.Sprintf("readiness[%d]", i)
+		check(f, c.Check)
+		oneOf(add, f+".category", c.Category, readinessCategories...)
+		oneOf(add, f+".severity", c.Severity, SeverityCritical, SeverityWarning)
+	}
+}
+
+// ReleaseChecks lists the integration checks and readiness criteria'
+// checks, for the worker's command allowlist.
+func (r Release) ReleaseChecks() Health {
+	var h Health
+	if r.Integration != nil {
+		h.Checks = append(h.Checks, r.Integration.Checks...)
+	}
+	for _, c := range r.Readiness {
+		h.Checks = append(h.Checks, c.Check)
+	}
+	return h
 }

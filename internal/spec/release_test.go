@@ -68,6 +68,21 @@ func TestReleaseValidate(t *testing.T) {
 		{"sequential stage in dependency order", func(r *Release) {
 			r.Stages = []ReleaseStage{{Services: []string{"db", "api", "web"}, Mode: Sequential}}
 		}, "", ""},
+		{"latest forbidden", func(r *Release) { r.Policy.ForbidLatest = true; r.Services[1].Deploy.Image = "shop/api" }, "services[1].deploy.image", "policy.forbidLatest"},
+		{"latest allowed by digest", func(r *Release) {
+			r.Policy.ForbidLatest = true
+			r.Services[1].Deploy.Image = "shop/api@sha256:" + strings.Repeat("a", 64)
+		}, "", ""},
+		{"required label", func(r *Release) { r.Policy.RequireLabels = []string{"team"} }, "services[0].deploy.platform.docker.labels", `label "team" is required`},
+		{"integration per instance", func(r *Release) {
+			r.Integration = &Integration{Checks: []Check{{Name: "e2e", HTTP: &HTTPCheck{URL: "http://{{.Address}}/"}}}}
+		}, "integration.checks[0]", "fixed target"},
+		{"readiness severity", func(r *Release) {
+			r.Readiness = []Criterion{{Check: Check{Name: "slo", TCP: &TCPCheck{Address: "127.0.0.1:1"}}, Category: "performance", Severity: "fatal"}}
+		}, "readiness[0].severity", "critical, warning"},
+		{"readiness category", func(r *Release) {
+			r.Readiness = []Criterion{{Check: Check{Name: "slo", TCP: &TCPCheck{Address: "127.0.0.1:1"}}, Category: "vibes"}}
+		}, "readiness[0].category", "performance"},
 		{"service in no stage", func(r *Release) { r.Stages = []ReleaseStage{{Services: []string{"db"}}} }, "stages", `"api" is in no stage`},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,97 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// PreflightInput holds what a release is about to roll out.
+type PreflightInput struct {
+	// Specs are the services' rollout specs, in release order.
+	Specs []spec.Spec `json:"specs"`
+	// Names name the services, for the problems.
+	Names []string `json:"names"`
+	// Checks are the release's own checks (integration, readiness).
+	Checks spec.Health `json:"checks"`
+}
+
+// PreflightResult lists every problem found; empty means go.
+type PreflightResult struct {
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Preflight checks a release's prerequisites before anything changes: each
+// service's platform is configured here, its command checks are allowed,
+// its image is present or pullable and its target is reachable (a
+// Kubernetes Deployment exists and may be read). It changes nothing. A
+// transient error is returned (and retried); what retrying cannot fix is a
+// problem in the result.
+func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
+	var res PreflightResult
+	problem := func(name, format string, args ...any) {
+		res.Problems = append(res.Problems, fmt.Sprintf("service %s: ", name)+fmt.Sprintf(format, args...))
+	}
+	if err := in.Checks.CommandNotAllowed(a.Checker.Allowlist()); err != nil {
+		res.Problems = append(res.Problems, "release checks: "+err.Error())
+	}
+	for i, s := range in.Specs {
+		name := in.Names[i]
+		activity.RecordHeartbeat(ctx, i)
+		p, err := a.platform(s)
+		if err != nil {
+			problem(name, "%v", err)
+			continue
+		}
+		if err := s.Health.CommandNotAllowed(a.Checker.Allowlist()); err != nil {
+			problem(name, "%v", err)
+		}
+		var nf *platform.ImageNotFoundError
+		if err := p.CheckImage(ctx, s.Image); errors.As(err, &nf) {
+			problem(name, "%v", err)
+		} else if err != nil {
+			return res, fmt.Errorf("service %s: check image: %w", name, err)
+		}
+		var tnf *platform.TargetNotFoundError
+		switch _, err := p.Snapshot(ctx, s); {
+		case errors.As(err, &tnf), errors.Is(err, platform.ErrForbidden):
+			problem(name, "target %s: %v", s.TargetKey(), err)
+		case err != nil:
+			return res, fmt.Errorf("service %s: reach target %s: %w", name, s.TargetKey(), err)
+		}
+	}
+	return res, nil
+}
+
+// ProbeInput is a set of fixed checks run as rounds until one is healthy.
+type ProbeInput struct {
+	Checks   []spec.Check  `json:"checks"`
+	Attempts int           `json:"attempts"`
+	Interval time.Duration `json:"interval"`
+}
+
+// Probe runs rounds of fixed checks (no instances) until one is healthy or
+// the attempts are spent, and returns the last round, bounded.
+func (a *Activities) Probe(ctx context.Context, in ProbeInput) (health.Round, error) {
+	var round health.Round
+	for attempt := 1; attempt <= max(in.Attempts, 1); attempt++ {
+		round = a.Checker.Round(ctx, in.Checks, nil, nil)
+		activity.RecordHeartbeat(ctx, attempt)
+		if round.Verdict == health.Healthy || attempt == max(in.Attempts, 1) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return round.Bounded(maxEvidence), ctx.Err()
+		case <-time.After(in.Interval):
+		}
+	}
+	return round.Bounded(maxEvidence), nil
+}
