@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -39,12 +40,25 @@ type Release struct {
 	ActivationTimeout Duration `json:"activationTimeout,omitempty"`
 	// Timeout bounds the whole release (default 6h).
 	Timeout Duration `json:"timeout,omitempty"`
+	// Config is the base configuration: environment variables for every
+	// Docker service. Profiles override it per environment; see Effective.
+	Config map[string]string `json:"config,omitempty"`
+	// Profiles holds per-environment overrides, applied when the release's
+	// environment names one.
+	Profiles map[string]Profile `json:"profiles,omitempty"`
 	// Policy holds the security rules every service's spec must meet.
 	Policy ReleasePolicy `json:"policy,omitempty"`
 	// Integration checks run across services once every stage has passed.
 	Integration *Integration `json:"integration,omitempty"`
 	// Readiness criteria decide production readiness at the end.
 	Readiness []Criterion `json:"readiness,omitempty"`
+}
+
+// Profile overrides configuration for one environment: for every service,
+// and per service.
+type Profile struct {
+	Config   map[string]string            `json:"config,omitempty"`
+	Services map[string]map[string]string `json:"services,omitempty"`
 }
 
 // ReleasePolicy holds security rules checked before anything starts.
@@ -147,7 +161,7 @@ func (r Release) WithDefaults() Release {
 	}
 	svcs := make([]ReleaseService, len(r.Services))
 	for i, s := range r.Services {
-		s.Deploy = s.Deploy.WithDefaults()
+		s.Deploy = r.configure(s).WithDefaults()
 		svcs[i] = s
 	}
 	r.Services = svcs
@@ -172,6 +186,30 @@ func (r Release) WithDefaults() Release {
 		r.Stages = stages
 	}
 	return r
+}
+
+// configure returns a service's rollout spec with the release's
+// configuration merged into its Docker environment, in this order, later
+// winning: the release's config, the service's own env, the environment's
+// profile config, the profile's entry for the service.
+func (r Release) configure(s ReleaseService) Spec {
+	d := s.Deploy
+	p := r.Profiles[r.Environment]
+	layers := []map[string]string{r.Config, nil, p.Config, p.Services[s.Name]}
+	if d.Platform.Docker == nil || (len(r.Config) == 0 && len(p.Config) == 0 && len(p.Services[s.Name]) == 0) {
+		return d
+	}
+	dc := *d.Platform.Docker
+	layers[1] = dc.Env
+	env := map[string]string{}
+	for _, l := range layers {
+		for k, v := range l {
+			env[k] = v
+		}
+	}
+	dc.Env = env
+	d.Platform.Docker = &dc
+	return d
 }
 
 // Waves orders the services by dependency: wave 1 holds those that depend
@@ -327,6 +365,7 @@ func (r Release) Validate() error {
 		}
 	}
 	validateReleaseChecks(add, r)
+	validateConfig(add, r)
 	if err := r.graphError(); err != nil {
 		add("services", "%v", err)
 	} else if len(r.Stages) > 0 {
@@ -441,4 +480,32 @@ func (r Release) ReleaseChecks() Health {
 		h.Checks = append(h.Checks, c.Check)
 	}
 	return h
+}
+
+// validateConfig checks configuration names and where it can apply.
+func validateConfig(add func(string, string, ...any), r Release) {
+	names := func(field string, m map[string]string) {
+		for _, k := range sortedKeys(m) {
+			if !envKeyRE.MatchString(k) {
+				add(field+"."+k, "is not an environment variable name")
+			}
+		}
+	}
+	names("config", r.Config)
+	for _, env := range slices.Sorted(maps.Keys(r.Profiles)) {
+		p := r.Profiles[env]
+		names("profiles."+env+".config", p.Config)
+		for _, svc := range slices.Sorted(maps.Keys(p.Services)) {
+			if _, ok := r.Service(svc); !ok {
+				add("profiles."+env+".services."+svc, "is not a service of this release")
+			}
+			names("profiles."+env+".services."+svc, p.Services[svc])
+		}
+	}
+	p := r.Profiles[r.Environment]
+	for i, s := range r.Services {
+		if s.Deploy.Platform.Kubernetes != nil && (len(r.Config) > 0 || len(p.Config) > 0 || len(p.Services[s.Name]) > 0) {
+			add(fmt.Sprintf("services[%d]", i), "release configuration applies to Docker services; Kubernetes ConfigMaps are not supported yet")
+		}
+	}
 }

@@ -119,3 +119,43 @@ func TestReleaseDefaults(t *testing.T) {
 		t.Errorf("workflow ID %q, deploy defaults %v", r.WorkflowID(), r.Services[0].Deploy.Timeout)
 	}
 }
+
+func TestReleaseConfigProfiles(t *testing.T) {
+	r := Release{Name: "shop", Environment: "prod",
+		Config: map[string]string{"LOG_LEVEL": "info", "REGION": "eu", "FEATURE_X": "off"},
+		Profiles: map[string]Profile{
+			"prod":    {Config: map[string]string{"LOG_LEVEL": "warn"}, Services: map[string]map[string]string{"api": {"FEATURE_X": "on"}}},
+			"staging": {Config: map[string]string{"LOG_LEVEL": "debug"}},
+		},
+		Services: []ReleaseService{svc("db"), svc("api", "db")}}
+	r.Services[1].Deploy.Platform.Docker.Env = map[string]string{"REGION": "us", "PORT": "8080"}
+	got := r.WithDefaults()
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		service string
+		want    string
+	}{
+		// base < service env < profile < profile's service entry
+		{"db", "map[FEATURE_X:off LOG_LEVEL:warn REGION:eu]"},
+		{"api", "map[FEATURE_X:on LOG_LEVEL:warn PORT:8080 REGION:us]"},
+	}
+	for _, tt := range tests {
+		s, _ := got.Service(tt.service)
+		if env := fmt.Sprint(s.Deploy.Platform.Docker.Env); env != tt.want {
+			t.Errorf("%s env = %s, want %s", tt.service, env, tt.want)
+		}
+	}
+	if r.Services[1].Deploy.Platform.Docker.Env["LOG_LEVEL"] != "" {
+		t.Error("WithDefaults changed its receiver's env")
+	}
+	bad := r
+	bad.Profiles = map[string]Profile{"prod": {Services: map[string]map[string]string{"cart": {"X": "1"}, "api": {"1X": "y"}}}}
+	err := bad.WithDefaults().Validate()
+	for _, want := range []string{`profiles.prod.services.cart: is not a service`, `profiles.prod.services.api.1X: is not an environment variable name`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+}
