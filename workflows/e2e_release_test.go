@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
@@ -134,5 +135,52 @@ func TestReleaseOnDocker(t *testing.T) {
 		require.Contains(t, res.Error, "dependency cycle")
 		require.Empty(t, instances(t, d.Service))
 		require.Empty(t, instances(t, e.Service))
+	})
+}
+
+// TestReleaseAcrossDockerAndKubernetes: db-migrator on Docker, api and web
+// on the real Kubernetes control plane. The release succeeds; with a bad api
+// image, web's Deployment is never touched and db-migrator is restored.
+func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	cs := kubeClient(t, kubeconfig)
+	build := func(t *testing.T, apiImage string) (spec.Release, string, string, []instance) {
+		name := itest.Name("relk")
+		dbService := name + "-db-migrator"
+		cleanup(t, dbService)
+		dbBefore := installV1(t, dbService)
+		apiNS, webNS := kubeTarget(t, cs), kubeTarget(t, cs)
+		api := kubeSpec(apiNS, kubeconfig, spec.Canary, healthServer(t, cs, apiNS))
+		api.Image = apiImage
+		web := kubeSpec(webNS, kubeconfig, spec.Rolling, healthServer(t, cs, webNS))
+		r := spec.Release{Name: name, Environment: "e2e", Services: []spec.ReleaseService{
+			{Name: "db-migrator", Deploy: demoSpec(dbService, "stagecraft-demo:v2", spec.Recreate, 3)},
+			{Name: "api", DependsOn: []string{"db-migrator"}, Deploy: api},
+			{Name: "web", DependsOn: []string{"api"}, Deploy: web},
+		}}
+		return r.WithDefaults(), apiNS, webNS, dbBefore
+	}
+	t.Run("succeeds", func(t *testing.T) {
+		r, apiNS, webNS, _ := build(t, "demo:v2")
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, apiNS))
+		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, webNS))
+		for _, in := range instances(t, r.Name+"-db-migrator") {
+			require.Equal(t, "stagecraft-demo:v2", in.Image)
+		}
+	})
+	t.Run("a failing api rolls db-migrator back and never touches web", func(t *testing.T) {
+		r, apiNS, webNS, dbBefore := build(t, badImage)
+		webBefore, err := cs.AppsV1().Deployments(webNS).Get(context.Background(), "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(t, []string{"db-migrator"}, res.RollbackOrder)
+		require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, apiNS), "api restored")
+		webAfter, err := cs.AppsV1().Deployments(webNS).Get(context.Background(), "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, webBefore.Generation, webAfter.Generation, "web's Deployment never changed")
+		require.Equal(t, imagesOf(dbBefore), imagesOf(instances(t, r.Name+"-db-migrator")), "db-migrator back at v1")
 	})
 }
