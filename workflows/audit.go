@@ -95,14 +95,16 @@ func (r *rollout) keepRounds(rounds []audit.Round) {
 	}
 }
 
+// auditDirty reports whether the state differs from what was last
+// recorded. It runs on every workflow event, so it reads the state in place.
 func (r *rollout) auditDirty() bool {
-	st := r.status()
-	if st.Phase != r.au.phase || st.Outcome != r.au.outcome || len(st.Controls) != r.au.controls ||
+	st := &r.st
+	if r.phase() != r.au.phase || st.Outcome != r.au.outcome || len(st.Controls) != r.au.controls ||
 		len(st.Stages) != len(r.au.stages) || len(r.au.rounds) > 0 {
 		return true
 	}
-	for i, s := range st.Stages {
-		if s.Status != r.au.stages[i] {
+	for i := range st.Stages {
+		if st.Stages[i].Status != r.au.stages[i] {
 			return true
 		}
 	}

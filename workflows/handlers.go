@@ -115,12 +115,18 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 // status is the state as callers see it: a paused rollout says so.
 func (r *rollout) status() Status {
 	st := r.st
-	if r.paused && (st.Phase == PhaseDeploying || st.Phase == PhaseValidating) {
-		st.Phase = PhasePaused
-	}
+	st.Phase = r.phase()
 	st.Stages = append([]StageRecord(nil), r.st.Stages...)
 	st.Controls = append([]ControlRecord(nil), r.st.Controls...)
 	return st
+}
+
+// phase is the phase callers see: a paused rollout says so.
+func (r *rollout) phase() Phase {
+	if r.paused && (r.st.Phase == PhaseDeploying || r.st.Phase == PhaseValidating) {
+		return PhasePaused
+	}
+	return r.st.Phase
 }
 
 func describe(req ControlRequest) string {

@@ -191,9 +191,27 @@ func WaitOutcome(ctx context.Context, c client.Client, workflowID, runID string,
 }
 
 func wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status), early bool) (workflows.Result, error) {
+	return waitRun(ctx, c, "rollout", workflowID, runID, poll, func() (bool, workflows.Status) {
+		if progress == nil && !early {
+			return false, workflows.Status{}
+		}
+		st, err := Status(ctx, c, workflowID)
+		if err != nil || (runID != "" && st.RunID != runID) {
+			return false, st
+		}
+		if progress != nil {
+			progress(st)
+		}
+		return early && st.Phase == workflows.PhaseDone && st.Outcome != "", st
+	})
+}
+
+// waitRun waits for a workflow run's result (what names it in errors), calling tick every poll; when
+// tick says done, its value is returned without waiting for the run to close.
+func waitRun[T any](ctx context.Context, c client.Client, what, workflowID, runID string, poll time.Duration, tick func() (bool, T)) (T, error) {
 	run := c.GetWorkflow(ctx, workflowID, runID)
 	done := make(chan error, 1)
-	var res workflows.Result
+	var res T
 	go func() { done <- run.Get(ctx, &res) }()
 	t := time.NewTicker(poll)
 	defer t.Stop()
@@ -201,22 +219,12 @@ func wait(ctx context.Context, c client.Client, workflowID, runID string, poll t
 		select {
 		case err := <-done:
 			if err != nil {
-				return res, fmt.Errorf("rollout %s: %w", workflowID, err)
+				return res, fmt.Errorf("%s %s: %w", what, workflowID, err)
 			}
 			return res, nil
 		case <-t.C:
-			if progress == nil && !early {
-				continue
-			}
-			st, err := Status(ctx, c, workflowID)
-			if err != nil || (runID != "" && st.RunID != runID) {
-				continue
-			}
-			if progress != nil {
-				progress(st)
-			}
-			if early && st.Phase == workflows.PhaseDone && st.Outcome != "" {
-				return st, nil
+			if ok, v := tick(); ok {
+				return v, nil
 			}
 		}
 	}

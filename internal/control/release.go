@@ -48,26 +48,12 @@ func ReleaseStatus(ctx context.Context, c client.Client, workflowID string) (wor
 
 // WaitRelease waits for a release to end, calling progress every poll.
 func WaitRelease(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.ReleaseStatus)) (workflows.ReleaseStatus, error) {
-	run := c.GetWorkflow(ctx, workflowID, runID)
-	done := make(chan error, 1)
-	var res workflows.ReleaseStatus
-	go func() { done <- run.Get(ctx, &res) }()
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return res, fmt.Errorf("release %s: %w", workflowID, err)
-			}
-			return res, nil
-		case <-t.C:
-			if progress == nil {
-				continue
-			}
+	return waitRun(ctx, c, "release", workflowID, runID, poll, func() (bool, workflows.ReleaseStatus) {
+		if progress != nil {
 			if st, err := ReleaseStatus(ctx, c, workflowID); err == nil {
 				progress(st)
 			}
 		}
-	}
+		return false, workflows.ReleaseStatus{}
+	})
 }
