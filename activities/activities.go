@@ -52,7 +52,9 @@ type Activities struct {
 	Checker   Checker
 	// Store keeps the audit trail; nil turns it off.
 	Store Store
-	Log   *zap.Logger
+	// Notifier delivers notifications; nil means a notify.Sender.
+	Notifier Notifier
+	Log      *zap.Logger
 }
 
 // PrepareInput asks for a target's snapshot after checking the request.
@@ -367,6 +369,8 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeForbidden, err)
 	case errors.Is(err, platform.ErrProgressDeadline):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeProgressStuck, err)
+	case errors.Is(err, platform.ErrConfigConflict):
+		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeConfigConflict, err)
 	}
 	return err
 }
