@@ -97,6 +97,9 @@ type DockerInstance struct {
 	Ports         []PortBinding     `json:"ports,omitempty"`
 	Networks      []NetworkAttach   `json:"networks,omitempty"`
 	RestartPolicy string            `json:"restartPolicy,omitempty"`
+	// NanoCPUs and Memory are the container's limits (0: none).
+	NanoCPUs int64 `json:"nanoCPUs,omitempty"`
+	Memory   int64 `json:"memory,omitempty"`
 }
 
 // PortBinding publishes a container port on a host address.
@@ -187,4 +190,31 @@ func (e *TargetNotFoundError) Error() string {
 		return e.What
 	}
 	return e.What + " not found"
+}
+
+// Resource names a capacity report uses, as Kubernetes names them.
+const (
+	ResourceCPU    = "cpu"
+	ResourceMemory = "memory"
+	ResourcePods   = "pods"
+)
+
+// CapacityReport says whether a rollout's extra instances fit in what a
+// platform has left. Quantities are written as Kubernetes writes them
+// ("1500m", "2Gi"), by resource name.
+type CapacityReport struct {
+	// Instances is how many instances beyond the current ones must fit.
+	Instances int `json:"instances"`
+	// PerInstance is what one instance declares; a resource it declares
+	// nothing of is absent.
+	PerInstance map[string]string `json:"perInstance,omitempty"`
+	// Need is PerInstance times Instances.
+	Need map[string]string `json:"need,omitempty"`
+	// Free is what the platform reports as left, for the same resources.
+	Free map[string]string `json:"free,omitempty"`
+	// Fits: Need fits in Free, and one instance fits where instances run
+	// (a node, the engine's host).
+	Fits bool `json:"fits"`
+	// Detail says why it does not fit, or what was not counted.
+	Detail string `json:"detail,omitempty"`
 }

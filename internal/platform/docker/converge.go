@@ -48,6 +48,7 @@ type converge struct {
 	docker  spec.Docker
 	rollout string
 	traffic plan.Traffic
+	limits  container.Resources // the new instances' CPU and memory limits
 	res     platform.ConvergeResult
 	started map[string]bool // containers this call created or started
 }
@@ -69,6 +70,10 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 	if d.New > 0 && req.Rollout == "" {
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: new instances need a rollout token", s.Service)
 	}
+	nanoCPUs, memory, err := s.Platform.Docker.Resources.Limits()
+	if err != nil {
+		return platform.ConvergeResult{}, fmt.Errorf("converge %q: platform.docker.resources: %w", s.Service, err)
+	}
 	c := &converge{
 		p:       p,
 		log:     p.log.With(zap.String("service", s.Service), zap.String("rollout", req.Rollout)),
@@ -76,6 +81,7 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 		docker:  *s.Platform.Docker,
 		rollout: req.Rollout,
 		traffic: cmp.Or(d.Traffic, plan.TrafficShared),
+		limits:  container.Resources{NanoCPUs: nanoCPUs, Memory: memory},
 		started: map[string]bool{},
 	}
 	if err := c.run(ctx, req.Snapshot, d); err != nil {
@@ -279,6 +285,7 @@ func (c *converge) newContainer(w want) client.ContainerCreateOptions {
 	hc := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(d.Network),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		Resources:     c.limits,
 	}
 	if d.Port > 0 {
 		port := network.MustParsePort(strconv.Itoa(d.Port) + "/tcp")
@@ -318,7 +325,8 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 		User:         di.User,
 		ExposedPorts: exposed,
 	}
-	hc := &container.HostConfig{PortBindings: bindings, RestartPolicy: restart}
+	hc := &container.HostConfig{PortBindings: bindings, RestartPolicy: restart,
+		Resources: container.Resources{NanoCPUs: di.NanoCPUs, Memory: di.Memory}}
 	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: hc}
 	if len(nets) == 0 {
 		return opts, nil, nil

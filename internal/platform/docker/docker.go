@@ -120,6 +120,8 @@ func record(c container.InspectResponse) (platform.Instance, error) {
 			User:          c.Config.User,
 			Ports:         recordPorts(c.HostConfig.PortBindings),
 			RestartPolicy: formatRestart(c.HostConfig.RestartPolicy),
+			NanoCPUs:      c.HostConfig.NanoCPUs,
+			Memory:        c.HostConfig.Memory,
 		},
 	}
 	if c.NetworkSettings != nil {
