@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -21,6 +22,8 @@ type PreflightInput struct {
 	Names []string `json:"names"`
 	// Checks are the release's own checks (integration, readiness).
 	Checks spec.Health `json:"checks"`
+	// Requires holds each service's requirements, in release order.
+	Requires [][]spec.Requirement `json:"requires,omitempty"`
 }
 
 // PreflightResult lists every problem found; empty means go.
@@ -66,6 +69,15 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 		case err != nil:
 			return res, fmt.Errorf("service %s: reach target %s: %w", name, s.TargetKey(), err)
 		}
+		var rs []spec.Requirement
+		if i < len(in.Requires) {
+			rs = in.Requires[i]
+		}
+		more, err := a.prerequisiteProblems(ctx, name, s, rs)
+		if err != nil {
+			return res, err
+		}
+		res.Problems = append(res.Problems, more...)
 	}
 	return res, nil
 }
@@ -94,4 +106,68 @@ func (a *Activities) Probe(ctx context.Context, in ProbeInput) (health.Round, er
 		}
 	}
 	return round.Bounded(maxEvidence), nil
+}
+
+// Configurer is a platform that holds configuration of its own
+// (Kubernetes: ConfigMaps) that a release prepares before its rollouts.
+type Configurer interface {
+	WriteConfig(ctx context.Context, s spec.Spec, data map[string]string, owner string) (platform.ConfigResult, error)
+	RemoveConfig(ctx context.Context, s spec.Spec, owner string) (platform.ConfigResult, error)
+}
+
+// ConfigItem is one service's configuration.
+type ConfigItem struct {
+	// Name is the service's name in the release, which the results carry.
+	Name string            `json:"name"`
+	Spec spec.Spec         `json:"spec"`
+	Data map[string]string `json:"data"`
+}
+
+// ConfigInput is a release's configuration for its services; Owner (the
+// release's workflow ID) marks what it wrote.
+type ConfigInput struct {
+	Owner string       `json:"owner"`
+	Items []ConfigItem `json:"items"`
+}
+
+// PrepareConfig writes each service's configuration, reporting for each
+// what it wrote and what the pods used before. Writing again is a no-op.
+func (a *Activities) PrepareConfig(ctx context.Context, in ConfigInput) ([]platform.ConfigResult, error) {
+	return a.eachConfig(ctx, in, func(c Configurer, it ConfigItem) (platform.ConfigResult, error) {
+		return c.WriteConfig(ctx, it.Spec, it.Data, in.Owner)
+	})
+}
+
+// RestoreConfig removes the configuration the release wrote, once no pod
+// template refers to it: the preparation's rollback, run after the
+// services rolled back. What the pods used before was never changed.
+func (a *Activities) RestoreConfig(ctx context.Context, in ConfigInput) ([]platform.ConfigResult, error) {
+	return a.eachConfig(ctx, in, func(c Configurer, it ConfigItem) (platform.ConfigResult, error) {
+		return c.RemoveConfig(ctx, it.Spec, in.Owner)
+	})
+}
+
+func (a *Activities) eachConfig(ctx context.Context, in ConfigInput, do func(Configurer, ConfigItem) (platform.ConfigResult, error)) ([]platform.ConfigResult, error) {
+	out := make([]platform.ConfigResult, 0, len(in.Items))
+	for i, it := range in.Items {
+		activity.RecordHeartbeat(ctx, i)
+		p, err := a.platform(it.Spec)
+		if err != nil {
+			return out, err
+		}
+		c, ok := p.(Configurer)
+		if !ok {
+			return out, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("service %s: platform %s holds no configuration of its own", it.Spec.Service, it.Spec.PlatformName()), platform.ErrTypeInvalidSpec, nil)
+		}
+		res, err := do(c, it)
+		if it.Name != "" {
+			res.Service = it.Name
+		}
+		if err != nil {
+			return out, classify(fmt.Errorf("service %s: configuration %s: %w", it.Spec.Service, res.Name, err))
+		}
+		out = append(out, res)
+	}
+	return out, nil
 }

@@ -256,7 +256,7 @@ func controlCmd(g *globals, action string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     action + " ID",
 		Short:   help[action],
-		Example: fmt.Sprintf("  starter %s deploy:docker:hello --reason \"...\"", action),
+		Example: fmt.Sprintf("  starter %s deploy:docker:hello --reason \"...\"\n  starter %s release:prod/shop --reason \"...\"", action, action),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
@@ -272,6 +272,20 @@ func controlCmd(g *globals, action string) *cobra.Command {
 			}
 			if req.By == "" {
 				req.By = defaultIdentity()
+			}
+			if control.IsRelease(id) {
+				if action == workflows.SignalPromote {
+					return fmt.Errorf("promote %s: a release has no bakes of its own to skip; promote its rollouts", id)
+				}
+				st, err := control.ActRelease(ctx, c, id, action, req)
+				if err != nil {
+					return err
+				}
+				if g.jsonOut {
+					return writeJSON(cmd.OutOrStdout(), st)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s accepted: %s is %s\n", action, id, st.Phase)
+				return nil
 			}
 			st, err := control.Act(ctx, c, id, action, req)
 			if err != nil {

@@ -13,36 +13,26 @@ import (
 // activity. Runs recorded before it write none.
 const auditVersion = "audit-20261122"
 
-// auditor turns the rollout's state into audit records. A collector
-// goroutine wakes whenever the state differs from what it last recorded and
-// queues the difference (events in order, changed stages, the plan, rounds
-// the watchers could not store); a writer goroutine writes what is queued
-// as one batch with the Audit activity, retried without limit, while the
-// next changes queue up behind it. Both run beside the rollout, never in its
-// way: a database outage delays the trail, not a stage or a rollback. The
-// workflow ends only once every batch is written, so none is lost.
-type auditor struct {
+// auditWriter writes a workflow's audit trail beside it: a collector
+// goroutine wakes whenever the state differs from what it last recorded
+// (dirty) and queues the difference as records (collect); a writer
+// goroutine writes what is queued as one batch with the Audit activity,
+// retried without limit, while the next changes queue up behind it. Both
+// run beside the workflow, never in its way: a database outage delays the
+// trail, not a stage or a rollback. The workflow ends only once every batch
+// is written (close), so none is lost.
+type auditWriter struct {
 	on  bool
 	seq int64
-	// last is what the writer last handed over.
-	phase    Phase
-	outcome  Outcome
-	controls int
-	stages   []StageStatus
-	// rounds are rounds the watchers could not store, waiting for a batch.
-	rounds []audit.Round
 	// queue holds what is recorded and not yet being written.
 	queue         audit.Batch
 	closing, done bool
 }
 
-// startAudit starts the audit writer on a disconnected context, so a
-// cancelled rollout still writes its trail.
-func (r *rollout) startAudit(ctx workflow.Context) {
-	if workflow.GetVersion(ctx, auditVersion, workflow.DefaultVersion, 1) < 1 {
-		return
-	}
-	r.au.on = true
+// start runs the collector and the writer on a disconnected context, so a
+// cancelled workflow still writes its trail.
+func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect func(workflow.Context)) {
+	w.on = true
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.Go(dctx, func(gctx workflow.Context) {
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
@@ -54,23 +44,23 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 		// The collector records every change as it happens.
 		workflow.Go(gctx, func(cctx workflow.Context) {
 			for {
-				_ = workflow.Await(cctx, r.auditDirty)
-				r.auditCollect(cctx)
+				_ = workflow.Await(cctx, dirty)
+				collect(cctx)
 			}
 		})
 		for {
-			_ = workflow.Await(gctx, func() bool { return r.au.closing || !r.au.queue.Empty() })
-			if r.au.queue.Empty() {
+			_ = workflow.Await(gctx, func() bool { return w.closing || !w.queue.Empty() })
+			if w.queue.Empty() {
 				// Closing, and the collector has recorded the end.
-				if !r.auditDirty() {
-					r.au.done = true
+				if !dirty() {
+					w.done = true
 					return
 				}
-				r.auditCollect(gctx)
+				collect(gctx)
 				continue
 			}
-			b := r.au.queue
-			r.au.queue = audit.Batch{}
+			b := w.queue
+			w.queue = audit.Batch{}
 			if err := workflow.ExecuteActivity(actx, acts.Audit, b).Get(gctx, nil); err != nil {
 				workflow.GetLogger(gctx).Error("audit write abandoned", "error", err)
 			}
@@ -78,15 +68,60 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 	})
 }
 
-// closeAudit waits until the writer has written everything.
-func (r *rollout) closeAudit(ctx workflow.Context) {
-	if !r.au.on {
+// close waits until the writer has written everything.
+func (w *auditWriter) close(ctx workflow.Context) {
+	if !w.on {
 		return
 	}
-	r.au.closing = true
+	w.closing = true
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	_ = workflow.Await(dctx, func() bool { return r.au.done })
+	_ = workflow.Await(dctx, func() bool { return w.done })
 }
+
+// event queues one event with the next sequence number, at now unless it
+// has its own time.
+func (w *auditWriter) event(now time.Time, e audit.Event) {
+	w.seq++
+	e.Seq = w.seq
+	if e.At.IsZero() {
+		e.At = now
+	}
+	w.queue.Events = append(w.queue.Events, e)
+}
+
+// stage queues a stage row, replacing one of the same index still queued.
+func (w *auditWriter) stage(row audit.Stage) {
+	for j := range w.queue.Stages {
+		if w.queue.Stages[j].Index == row.Index {
+			w.queue.Stages[j] = row
+			return
+		}
+	}
+	w.queue.Stages = append(w.queue.Stages, row)
+}
+
+// auditor turns the rollout's state into audit records for its writer.
+type auditor struct {
+	auditWriter
+	// last is what the collector last recorded.
+	phase    Phase
+	outcome  Outcome
+	controls int
+	stages   []StageStatus
+	// rounds are rounds the watchers could not store, waiting for a batch.
+	rounds []audit.Round
+}
+
+// startAudit starts the rollout's audit writer.
+func (r *rollout) startAudit(ctx workflow.Context) {
+	if workflow.GetVersion(ctx, auditVersion, workflow.DefaultVersion, 1) < 1 {
+		return
+	}
+	r.au.start(ctx, r.auditDirty, r.auditCollect)
+}
+
+// closeAudit waits until the writer has written everything.
+func (r *rollout) closeAudit(ctx workflow.Context) { r.au.close(ctx) }
 
 // keepRounds queues rounds a watcher could not store.
 func (r *rollout) keepRounds(rounds []audit.Round) {
@@ -117,14 +152,7 @@ func (r *rollout) auditCollect(ctx workflow.Context) {
 	q := &r.au.queue
 	q.WorkflowID, q.RunID = st.WorkflowID, st.RunID
 	now := workflow.Now(ctx)
-	event := func(e audit.Event) {
-		r.au.seq++
-		e.Seq = r.au.seq
-		if e.At.IsZero() {
-			e.At = now
-		}
-		q.Events = append(q.Events, e)
-	}
+	event := func(e audit.Event) { r.au.event(now, e) }
 	// Control actions first: they cause the phase changes that follow.
 	for _, c := range st.Controls[r.au.controls:] {
 		event(audit.Event{Kind: audit.KindControl, At: c.At, Action: c.Action, Via: c.Via, By: c.By,
@@ -145,16 +173,7 @@ func (r *rollout) auditCollect(ctx workflow.Context) {
 		}
 		idx := i
 		event(audit.Event{Kind: audit.KindStage, Stage: &idx, Action: s.Name, From: string(prev), To: string(s.Status), Error: s.Error})
-		row := auditStage(st.Strategy, s)
-		replaced := false
-		for j := range q.Stages {
-			if q.Stages[j].Index == row.Index {
-				q.Stages[j], replaced = row, true
-			}
-		}
-		if !replaced {
-			q.Stages = append(q.Stages, row)
-		}
+		r.au.stage(auditStage(st.Strategy, s))
 	}
 	r.au.stages = r.au.stages[:0]
 	for _, s := range st.Stages {

@@ -4,14 +4,22 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
@@ -157,11 +165,36 @@ func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
 			{Name: "db-migrator", Deploy: demoSpec(dbService, "stagecraft-demo:v2", spec.Recreate, 3)},
 			{Name: "api", DependsOn: []string{"db-migrator"}, Deploy: api},
 			{Name: "web", DependsOn: []string{"api"}, Deploy: web},
-		}}
+		},
+			Config:   map[string]string{"GREETING": "hello", "LOG_LEVEL": "info"},
+			Profiles: map[string]spec.Profile{"e2e": {Services: map[string]map[string]string{"web": {"LOG_LEVEL": "debug"}}}},
+		}
 		return r.WithDefaults(), apiNS, webNS, dbBefore
+	}
+	configMaps := func(t *testing.T, ns string) map[string]map[string]string {
+		list, err := cs.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{})
+		require.NoError(t, err)
+		out := map[string]map[string]string{}
+		for _, cm := range list.Items {
+			if strings.HasPrefix(cm.Name, "web-config-") {
+				out[cm.Name] = cm.Data
+			}
+		}
+		return out
+	}
+	envFrom := func(t *testing.T, ns string) []string {
+		d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		var out []string
+		for _, e := range d.Spec.Template.Spec.Containers[0].EnvFrom {
+			out = append(out, e.ConfigMapRef.Name)
+		}
+		return out
 	}
 	t.Run("succeeds", func(t *testing.T) {
 		r, apiNS, webNS, _ := build(t, "demo:v2")
+		apiConfig := map[string]string{"GREETING": "hello", "LOG_LEVEL": "info"}
+		webConfig := map[string]string{"GREETING": "hello", "LOG_LEVEL": "debug"}
 		res := runRelease(t, r)
 		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, apiNS))
@@ -169,6 +202,40 @@ func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
 		for _, in := range instances(t, r.Name+"-db-migrator") {
 			require.Equal(t, "stagecraft-demo:v2", in.Image)
 		}
+		// Preparation wrote each Kubernetes service's configuration as an
+		// immutable ConfigMap, and the new version's pods take it.
+		apiCM, webCM := spec.ConfigMapName("web", apiConfig), spec.ConfigMapName("web", webConfig)
+		require.Equal(t, map[string]map[string]string{apiCM: apiConfig}, configMaps(t, apiNS))
+		require.Equal(t, map[string]map[string]string{webCM: webConfig}, configMaps(t, webNS))
+		require.Equal(t, []string{apiCM}, envFrom(t, apiNS))
+		require.Equal(t, []string{webCM}, envFrom(t, webNS))
+		cm, err := cs.CoreV1().ConfigMaps(webNS).Get(context.Background(), webCM, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.True(t, *cm.Immutable)
+		require.Equal(t, r.WorkflowID(), cm.Annotations["stagecraft.io/release"])
+		require.Len(t, res.Config, 2)
+		require.True(t, res.Config[0].Created)
+		require.Empty(t, res.Config[0].Previous, "the pods used no release configuration before")
+	})
+	t.Run("a failed preparation removes what it wrote and starts nothing", func(t *testing.T) {
+		r, apiNS, webNS, dbBefore := build(t, "demo:v2")
+		// A hand-made object holds web's ConfigMap name with other data.
+		webCM := spec.ConfigMapName("web", map[string]string{"GREETING": "hello", "LOG_LEVEL": "debug"})
+		_, err := cs.CoreV1().ConfigMaps(webNS).Create(context.Background(), &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: webCM}, Data: map[string]string{"SOMETHING": "else"}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		apiBefore, err := cs.AppsV1().Deployments(apiNS).Get(context.Background(), "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+		require.Contains(t, res.Error, "preparation: ")
+		require.Contains(t, res.Error, "exists with other data")
+		require.Empty(t, configMaps(t, apiNS), "api's ConfigMap, written first, is removed again")
+		require.Equal(t, map[string]map[string]string{webCM: {"SOMETHING": "else"}}, configMaps(t, webNS), "the hand-made one is left alone")
+		apiAfter, err := cs.AppsV1().Deployments(apiNS).Get(context.Background(), "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, apiBefore.Generation, apiAfter.Generation, "no service started")
+		require.Equal(t, dbBefore, instances(t, r.Name+"-db-migrator"))
 	})
 	t.Run("a failing api rolls db-migrator back and never touches web", func(t *testing.T) {
 		r, apiNS, webNS, dbBefore := build(t, badImage)
@@ -182,5 +249,89 @@ func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, webBefore.Generation, webAfter.Generation, "web's Deployment never changed")
 		require.Equal(t, imagesOf(dbBefore), imagesOf(instances(t, r.Name+"-db-migrator")), "db-migrator back at v1")
+		// The configuration the release prepared is gone, after the services.
+		require.Empty(t, configMaps(t, apiNS))
+		require.Empty(t, configMaps(t, webNS))
+		require.Empty(t, envFrom(t, apiNS), "api's pods are back on their old environment")
+		for _, c := range res.Config {
+			require.True(t, c.Removed, c.Service)
+		}
 	})
+}
+
+// TestReleaseAuditedAndNotified: a release whose api fails, on a worker
+// with a real PostgreSQL audit store, tells a webhook receiver on 127.0.0.1
+// exactly once per event and leaves its own trail beside its rollouts'.
+func TestReleaseAuditedAndNotified(t *testing.T) {
+	_, st := auditStore(t)
+	itest.StartWorkerWith(t, tc, dc, itest.WorkerConfig{Store: st})
+	var mu sync.Mutex
+	var got []notify.Event
+	keys := map[string]int{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var ev notify.Event
+		if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, ev)
+		keys[req.Header.Get("Idempotency-Key")]++
+	}))
+	t.Cleanup(hook.Close)
+
+	r, before := threeTierRelease(t, "stagecraft-demo:v2-bad")
+	r.Notifications = []spec.Notification{{Name: "ops", Webhook: hook.URL + "/stagecraft"}}
+	res := runRelease(t, r)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, imagesOf(before["db-migrator"]), imagesOf(instances(t, r.Name+"-db-migrator")))
+
+	mu.Lock()
+	var kinds []string
+	for _, ev := range got {
+		kinds = append(kinds, ev.Kind)
+	}
+	require.Equal(t, []string{spec.EventStarted, spec.EventRolledBack}, kinds, "one message per event, none per check round")
+	for k, n := range keys {
+		require.Equal(t, 1, n, k)
+	}
+	last := got[len(got)-1]
+	mu.Unlock()
+	require.Equal(t, r.WorkflowID(), last.WorkflowID)
+	require.Equal(t, res.Error, last.Reason)
+	require.Len(t, last.Services, 3)
+	require.Equal(t, notify.ServiceOutcome{Name: "web", State: workflows.ServiceNotStarted}, last.Services[2])
+
+	tr, err := st.Trail(context.Background(), res.WorkflowID, res.RunID)
+	require.NoError(t, err)
+	require.Equal(t, "release", tr.Plan.Strategy)
+	require.Equal(t, "rolled_back", tr.Plan.Status)
+	require.True(t, tr.Plan.RolledBack)
+	require.Len(t, tr.Stages, 3)
+	var trail []string
+	for i, e := range tr.Events {
+		require.Equal(t, int64(i+1), e.Seq, "events are numbered without gaps")
+		switch e.Kind {
+		case audit.KindService:
+			trail = append(trail, e.Action+" "+e.From+"→"+e.To)
+		case audit.KindPhase, audit.KindOutcome:
+			trail = append(trail, e.Kind+" "+e.To)
+		}
+	}
+	t.Logf("release trail: %d events, %d stages", len(tr.Events), len(tr.Stages))
+	joined := strings.Join(trail, "\n")
+	for _, want := range []string{"phase prerequisites", "phase activating", "db-migrator running→ready", "api running→failed",
+		"phase rolling_back", "db-migrator ready→rolled_back", "web pending→not_started", "outcome rolled_back"} {
+		require.Contains(t, joined, want)
+	}
+	// Each service's rollout keeps its own trail too.
+	for _, s := range res.Services {
+		if s.RunID == "" {
+			continue
+		}
+		child, err := st.Trail(context.Background(), s.WorkflowID, s.RunID)
+		require.NoError(t, err, s.Name)
+		require.NotEmpty(t, child.Events, s.Name)
+	}
 }

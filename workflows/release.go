@@ -12,6 +12,7 @@ import (
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -69,6 +70,7 @@ type ServiceState struct {
 // ReleaseStatus is a release's state; the final one is its result.
 type ReleaseStatus struct {
 	WorkflowID  string              `json:"workflowId"`
+	RunID       string              `json:"runId,omitempty"`
 	Name        string              `json:"name"`
 	Environment string              `json:"environment"`
 	Phase       string              `json:"phase"`
@@ -82,6 +84,11 @@ type ReleaseStatus struct {
 	// criterion's result.
 	Readiness        string            `json:"readiness,omitempty"`
 	ReadinessResults []ReadinessResult `json:"readinessResults,omitempty"`
+	// Config is the configuration the release prepared, per service: the
+	// ConfigMap it wrote, the ones the pods used before, and on rollback
+	// whether it was removed. ConfigError says why restoring it failed.
+	Config      []platform.ConfigResult `json:"config,omitempty"`
+	ConfigError string                  `json:"configError,omitempty"`
 	// RollbackOrder lists the services the release rolled back, in order.
 	RollbackOrder []string        `json:"rollbackOrder,omitempty"`
 	Controls      []ControlRecord `json:"controls,omitempty"`
@@ -118,6 +125,11 @@ type release struct {
 	cancels map[string]workflow.CancelFunc
 	aborted bool
 	reason  string
+	// version is releaseVersion's: 1 for runs with preparation, audit,
+	// notifications and control updates.
+	version workflow.Version
+	au      releaseAudit
+	nt      notifier
 }
 
 // ReleaseDeployment runs a multi-service release: each stage's services as
@@ -130,12 +142,17 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	r := in.WithDefaults()
 	info := workflow.GetInfo(ctx)
 	rel := &release{root: ctx, spec: r, futures: map[string]workflow.ChildWorkflowFuture{}, cancels: map[string]workflow.CancelFunc{},
-		st: ReleaseStatus{WorkflowID: info.WorkflowExecution.ID, Name: r.Name, Environment: r.Environment,
+		nt: notifier{targets: r.Notifications},
+		st: ReleaseStatus{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Name: r.Name, Environment: r.Environment,
 			Phase: ReleaseValidating, Stages: r.Stages, StartedAt: workflow.Now(ctx)}}
 	for i, s := range r.Services {
 		wf, _ := WorkflowFor(s.Deploy.Strategy.Type)
 		rel.st.Services = append(rel.st.Services, ServiceState{Name: s.Name, DependsOn: s.DependsOn, Stage: stageOf(r, s.Name),
 			Workflow: wf, WorkflowID: r.Services[i].Deploy.WorkflowID(), State: ServicePending})
+	}
+	rel.version = workflow.GetVersion(ctx, releaseVersion, workflow.DefaultVersion, 1)
+	if rel.version >= 1 {
+		rel.au.start(ctx, rel.auditDirty, rel.auditCollect)
 	}
 	if err := rel.register(ctx); err != nil {
 		return ReleaseStatus{}, err
@@ -165,6 +182,16 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		}
 		return rel.finish(ctx, OutcomeRejected, msg), nil
 	}
+	if rel.version >= 1 {
+		if failure := rel.prepare(ctx); failure != "" {
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			rel.restoreConfig(dctx)
+			for i := range rel.st.Services {
+				rel.st.Services[i].State = ServiceNotStarted
+			}
+			return rel.finish(dctx, OutcomeRolledBack, failure), nil
+		}
+	}
 	ready := workflow.GetSignalChannel(ctx, SignalServiceReady)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		for {
@@ -184,6 +211,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	})
 
 	rel.st.Phase = ReleaseActivating
+	rel.notify(ctx, spec.EventStarted, "")
 	failure := ""
 	for i, stage := range r.Stages {
 		rel.st.Stage = i
@@ -209,6 +237,7 @@ func (rel *release) prerequisites(ctx workflow.Context) ([]string, error) {
 	in := activities.PreflightInput{Checks: rel.spec.ReleaseChecks()}
 	for _, s := range rel.spec.Services {
 		in.Specs, in.Names = append(in.Specs, s.Deploy), append(in.Names, s.Name)
+		in.Requires = append(in.Requires, s.Requires)
 	}
 	actx := retried(ctx, "prerequisites", 5*time.Minute, 10*time.Second, 5)
 	opts := workflow.GetActivityOptions(actx)
@@ -428,6 +457,9 @@ func (rel *release) rollback(ctx workflow.Context, reason string) ReleaseStatus 
 			s.State = ServiceRolledBack
 		}
 	}
+	if rel.version >= 1 && !rel.restoreConfig(ctx) {
+		manual = true
+	}
 	if manual || slices.ContainsFunc(rel.st.Services, func(s ServiceState) bool { return s.Outcome == OutcomeRollbackFailed }) {
 		return rel.finish(ctx, OutcomeRollbackFailed, reason+"; some services need manual intervention")
 	}
@@ -438,13 +470,19 @@ func (rel *release) finish(ctx workflow.Context, o Outcome, msg string) ReleaseS
 	now := workflow.Now(ctx)
 	rel.st.Phase, rel.st.Outcome, rel.st.Error, rel.st.CompletedAt = ReleaseDone, o, msg, &now
 	workflow.GetLogger(ctx).Info("release finished", "release", rel.st.WorkflowID, "outcome", string(o), "error", msg)
+	rel.notify(ctx, string(o), msg)
+	rel.nt.flush(ctx)
+	rel.au.close(ctx)
 	return rel.status()
 }
 
 // register installs the status query and the pause, resume and abort
-// signals, which pause and resume go on to the running rollouts.
+// controls, which pause and resume pass on to the running rollouts. Each is
+// a signal and (from releaseVersion) an update of the same name, whose
+// validator rejects an illegal transition before it reaches the history.
 func (rel *release) register(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ReleaseStatus, error) { return rel.status(), nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (ReleaseStatus, error) { return rel.status(), nil },
+		workflow.QueryHandlerOptions{Description: "The release's services with their states, its phase and the control log"}); err != nil {
 		return err
 	}
 	for _, action := range []string{SignalPause, SignalResume, SignalAbort} {
@@ -453,15 +491,47 @@ func (rel *release) register(ctx workflow.Context) error {
 			for {
 				var req ControlRequest
 				ch.Receive(gctx, &req)
-				rel.control(gctx, action, req)
+				rel.control(gctx, action, req, "signal")
 			}
 		})
+		if rel.version < 1 {
+			continue
+		}
+		err := workflow.SetUpdateHandlerWithOptions(ctx, action,
+			func(uctx workflow.Context, req ControlRequest) (ReleaseStatus, error) {
+				rel.control(uctx, action, req, "update")
+				return rel.status(), nil
+			},
+			workflow.UpdateHandlerOptions{
+				Validator:   func(req ControlRequest) error { return rel.check(action) },
+				Description: fmt.Sprintf("%s the release and its running rollouts; rejected when the transition is illegal", action),
+			})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (rel *release) control(ctx workflow.Context, action string, req ControlRequest) {
-	rec := ControlRecord{Action: action, Via: "signal", By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
+// check says whether action is legal now.
+func (rel *release) check(action string) error {
+	switch {
+	case rel.st.Phase == ReleaseDone:
+		return fmt.Errorf("cannot %s: release %s is finished (%s)", action, rel.st.WorkflowID, rel.st.Outcome)
+	case rel.st.Phase == ReleaseRollingBack:
+		return fmt.Errorf("cannot %s: release %s is rolling back", action, rel.st.WorkflowID)
+	case rel.aborted:
+		return fmt.Errorf("cannot %s: release %s is already aborting", action, rel.st.WorkflowID)
+	case action == SignalPause && rel.st.Paused:
+		return fmt.Errorf("cannot pause: release %s is already paused", rel.st.WorkflowID)
+	case action == SignalResume && !rel.st.Paused:
+		return fmt.Errorf("cannot resume: release %s is not paused", rel.st.WorkflowID)
+	}
+	return nil
+}
+
+func (rel *release) control(ctx workflow.Context, action string, req ControlRequest, via string) {
+	rec := ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
 	switch {
 	case rel.st.Phase == ReleaseDone || rel.st.Phase == ReleaseRollingBack:
 		rec.Accepted, rec.Error = false, "the release is "+rel.st.Phase
@@ -473,6 +543,9 @@ func (rel *release) control(ctx workflow.Context, action string, req ControlRequ
 			if s.State == ServiceRunning {
 				workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", action, req)
 			}
+		}
+		if action == SignalPause {
+			rel.notify(ctx, spec.EventPaused, describe(req))
 		}
 	}
 	rel.st.Controls = append(rel.st.Controls, rec)
@@ -489,6 +562,7 @@ func (rel *release) status() ReleaseStatus {
 	st.Services = slices.Clone(rel.st.Services)
 	st.Controls = slices.Clone(rel.st.Controls)
 	st.RollbackOrder = slices.Clone(rel.st.RollbackOrder)
+	st.Config = slices.Clone(rel.st.Config)
 	return st
 }
 

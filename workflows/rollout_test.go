@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -59,6 +61,17 @@ type harness struct {
 	preflight []string
 	verdicts  map[string]health.Verdict
 	probes    int
+	// configs logs the release's configuration calls, with the converges,
+	// in order ("prepare", "restore", "converge <service> [restore]");
+	// prepareConfigErr fails the preparation; notified holds the
+	// notifications sent.
+	configs          []string
+	prepared         []activities.ConfigItem
+	prepareConfigErr error
+	inUse            []string
+	notified         []notify.Event
+	notifyErr        error
+	specs            map[string]spec.Spec
 }
 
 type convergeCall struct {
@@ -88,6 +101,15 @@ func newHarness(t *testing.T) *harness {
 			defer h.mu.Unlock()
 			n := len(h.converges)
 			h.converges = append(h.converges, convergeCall{Service: in.Request.Spec.Service, Desired: in.Request.Desired, At: h.env.Now()})
+			if in.Request.Desired == restore {
+				h.configs = append(h.configs, "converge "+in.Request.Spec.Service+" restore")
+			} else {
+				h.configs = append(h.configs, "converge "+in.Request.Spec.Service)
+			}
+			if h.specs == nil {
+				h.specs = map[string]spec.Spec{}
+			}
+			h.specs[in.Request.Spec.Service] = in.Request.Spec
 			if n == h.convergeFailAt {
 				return platform.ConvergeResult{}, temporal.NewNonRetryableApplicationError("container exited", "ContainerExited", nil)
 			}
@@ -118,6 +140,43 @@ func newHarness(t *testing.T) *harness {
 			}
 			return round, nil
 		}).Maybe()
+	config := func(what string) func(ctx context.Context, in activities.ConfigInput) ([]platform.ConfigResult, error) {
+		return func(ctx context.Context, in activities.ConfigInput) ([]platform.ConfigResult, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.configs = append(h.configs, what)
+			var out []platform.ConfigResult
+			for _, it := range in.Items {
+				k := it.Spec.Platform.Kubernetes
+				r := platform.ConfigResult{Service: it.Name, Name: k.ConfigMap, Keys: len(it.Data), Created: true, Previous: []string{k.Deployment + "-config-0000000000"}}
+				if what == "restore" {
+					r = platform.ConfigResult{Service: it.Name, Name: k.ConfigMap, Removed: !slices.Contains(h.inUse, it.Name)}
+					if !r.Removed {
+						r.InUse = []string{k.Deployment}
+					}
+				}
+				out = append(out, r)
+			}
+			if what == "prepare" {
+				h.prepared = in.Items
+				if h.prepareConfigErr != nil {
+					return nil, h.prepareConfigErr
+				}
+			}
+			return out, nil
+		}
+	}
+	h.env.OnActivity(acts.PrepareConfig, mock.Anything, mock.Anything).Return(config("prepare")).Maybe()
+	h.env.OnActivity(acts.RestoreConfig, mock.Anything, mock.Anything).Return(config("restore")).Maybe()
+	h.env.OnActivity(acts.Notify, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.NotifyInput) (activities.NotifyResult, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.notified = append(h.notified, in.Event)
+		if h.notifyErr != nil {
+			return activities.NotifyResult{}, h.notifyErr
+		}
+		return activities.NotifyResult{Delivered: []string{"hook"}}, nil
+	}).Maybe()
 	h.env.OnActivity(acts.Audit, mock.Anything, mock.Anything).Return(func(ctx context.Context, b audit.Batch) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -61,6 +61,7 @@ const (
 	KindStage   = "stage"   // a stage's status changed
 	KindControl = "control" // a control action, accepted or rejected
 	KindOutcome = "outcome" // the rollout ended
+	KindService = "service" // a release's service changed state (Action names it)
 )
 
 // Event is one transition or control action. Keyed by run and Seq, which

@@ -156,7 +156,13 @@ func LiveRound(ctx context.Context, c client.Client, workflowID string) (*health
 // Act sends a control action as an update and returns the new status. An
 // illegal transition is rejected with the workflow's reason.
 func Act(ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (workflows.Status, error) {
-	var st workflows.Status
+	return act[workflows.Status](ctx, c, "rollout", workflowID, action, req)
+}
+
+// act sends a control action as an update and returns the status it
+// answers with; the update's validator rejects an illegal transition.
+func act[S any](ctx context.Context, c client.Client, kind, workflowID, action string, req workflows.ControlRequest) (S, error) {
+	var st S
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
 		UpdateName:   action,
@@ -166,7 +172,7 @@ func Act(ctx context.Context, c client.Client, workflowID, action string, req wo
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
-			return st, fmt.Errorf("%s %s: no open rollout with that ID (finished or never started)", action, workflowID)
+			return st, fmt.Errorf("%s %s: no open %s with that ID (finished or never started)", action, workflowID, kind)
 		}
 		return st, fmt.Errorf("%s %s: %w", action, workflowID, err)
 	}

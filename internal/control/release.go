@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -57,3 +58,13 @@ func WaitRelease(ctx context.Context, c client.Client, workflowID, runID string,
 		return false, workflows.ReleaseStatus{}
 	})
 }
+
+// ActRelease pauses, resumes or aborts a release (an update; pause and
+// resume reach its running rollouts, abort rolls it back) and returns its
+// status after the action.
+func ActRelease(ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (workflows.ReleaseStatus, error) {
+	return act[workflows.ReleaseStatus](ctx, c, "release", workflowID, action, req)
+}
+
+// IsRelease reports whether a workflow ID names a release.
+func IsRelease(workflowID string) bool { return strings.HasPrefix(workflowID, "release:") }

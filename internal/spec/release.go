@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -52,6 +54,8 @@ type Release struct {
 	Integration *Integration `json:"integration,omitempty"`
 	// Readiness criteria decide production readiness at the end.
 	Readiness []Criterion `json:"readiness,omitempty"`
+	// Notifications say where to tell about the release's events.
+	Notifications []Notification `json:"notifications,omitempty"`
 }
 
 // Profile overrides configuration for one environment: for every service,
@@ -99,6 +103,8 @@ type Criterion struct {
 type ReleaseService struct {
 	Name      string   `json:"name"`
 	DependsOn []string `json:"dependsOn,omitempty"`
+	// Requires lists version constraints on services this one needs.
+	Requires []Requirement `json:"requires,omitempty"`
 	// Deploy is the service's rollout spec (any strategy, any platform).
 	Deploy Spec `json:"deploy"`
 }
@@ -189,27 +195,91 @@ func (r Release) WithDefaults() Release {
 }
 
 // configure returns a service's rollout spec with the release's
-// configuration merged into its Docker environment, in this order, later
-// winning: the release's config, the service's own env, the environment's
-// profile config, the profile's entry for the service.
+// configuration applied. A Docker service gets it merged into its
+// environment, in this order, later winning: the release's config, the
+// service's own env, the environment's profile config, the profile's entry
+// for the service. A Kubernetes service gets the ConfigMap its preparation
+// writes (ConfigMapName), which the new version's pods take their
+// environment from.
 func (r Release) configure(s ReleaseService) Spec {
 	d := s.Deploy
-	p := r.Profiles[r.Environment]
-	layers := []map[string]string{r.Config, nil, p.Config, p.Services[s.Name]}
-	if d.Platform.Docker == nil || (len(r.Config) == 0 && len(p.Config) == 0 && len(p.Services[s.Name]) == 0) {
+	config := r.ServiceConfig(s.Name)
+	if len(config) == 0 {
 		return d
 	}
-	dc := *d.Platform.Docker
-	layers[1] = dc.Env
-	env := map[string]string{}
-	for _, l := range layers {
+	switch {
+	case d.Platform.Docker != nil:
+		dc := *d.Platform.Docker
+		env := maps.Clone(config)
+		for k, v := range dc.Env {
+			if _, ok := env[k]; !ok || !r.profileSets(s.Name, k) {
+				env[k] = v
+			}
+		}
+		dc.Env = env
+		d.Platform.Docker = &dc
+	case d.Platform.Kubernetes != nil:
+		k := *d.Platform.Kubernetes
+		if k.ConfigMap == "" || strings.HasPrefix(k.ConfigMap, configMapPrefix(k.Deployment)) {
+			k.ConfigMap = ConfigMapName(k.Deployment, config)
+		}
+		d.Platform.Kubernetes = &k
+	}
+	return d
+}
+
+// ServiceConfig is the release's configuration for one service, before a
+// Docker service's own env: the base config, then the environment's
+// profile config, then the profile's entry for the service, later winning.
+// Nil when there is none.
+func (r Release) ServiceConfig(name string) map[string]string {
+	p := r.Profiles[r.Environment]
+	var out map[string]string
+	for _, l := range []map[string]string{r.Config, p.Config, p.Services[name]} {
 		for k, v := range l {
-			env[k] = v
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
 		}
 	}
-	dc.Env = env
-	d.Platform.Docker = &dc
-	return d
+	return out
+}
+
+// profileSets reports whether the environment's profile sets key for the
+// service, which then wins over the service's own env.
+func (r Release) profileSets(name, key string) bool {
+	p := r.Profiles[r.Environment]
+	_, a := p.Config[key]
+	_, b := p.Services[name][key]
+	return a || b
+}
+
+// ConfigMapName names the ConfigMap holding a Kubernetes service's release
+// configuration: the Deployment's name, "-config-" and a hash of the
+// content, so a change of configuration is a new, immutable ConfigMap and
+// a rollback returns to the old one untouched.
+func ConfigMapName(deployment string, config map[string]string) string {
+	h := sha256.New()
+	for _, k := range sortedKeys(config) {
+		fmt.Fprintf(h, "%s=%s\n", k, config[k])
+	}
+	return configMapPrefix(deployment) + hex.EncodeToString(h.Sum(nil))[:10]
+}
+
+// configMapPrefix is how every release ConfigMap of a Deployment begins,
+// within the 63 characters of a name.
+func configMapPrefix(deployment string) string {
+	if len(deployment) > 45 {
+		deployment = strings.TrimRight(deployment[:45], "-")
+	}
+	return deployment + "-config-"
+}
+
+// IsReleaseConfigMap reports whether name is one of the ConfigMaps a
+// release writes for deployment.
+func IsReleaseConfigMap(deployment, name string) bool {
+	return strings.HasPrefix(name, configMapPrefix(deployment))
 }
 
 // Waves orders the services by dependency: wave 1 holds those that depend
@@ -353,6 +423,7 @@ func (r Release) Validate() error {
 				add(f+".deploy.platform.docker.labels", "label %q is required by policy.requireLabels", l)
 			}
 		}
+		r.validateRequires(add, f+".requires", s.Requires)
 		if s.Deploy.Release != "" {
 			add(f+".deploy.release", "is set by the release itself")
 		}
@@ -366,6 +437,7 @@ func (r Release) Validate() error {
 	}
 	validateReleaseChecks(add, r)
 	validateConfig(add, r)
+	ValidateNotifications(add, "notifications", r.Notifications)
 	if err := r.graphError(); err != nil {
 		add("services", "%v", err)
 	} else if len(r.Stages) > 0 {
@@ -502,10 +574,10 @@ func validateConfig(add func(string, string, ...any), r Release) {
 			names("profiles."+env+".services."+svc, p.Services[svc])
 		}
 	}
-	p := r.Profiles[r.Environment]
 	for i, s := range r.Services {
-		if s.Deploy.Platform.Kubernetes != nil && (len(r.Config) > 0 || len(p.Config) > 0 || len(p.Services[s.Name]) > 0) {
-			add(fmt.Sprintf("services[%d]", i), "release configuration applies to Docker services; Kubernetes ConfigMaps are not supported yet")
+		k := s.Deploy.Platform.Kubernetes
+		if config := r.ServiceConfig(s.Name); k != nil && len(config) > 0 && k.ConfigMap != ConfigMapName(k.Deployment, config) {
+			add(fmt.Sprintf("services[%d].deploy.platform.kubernetes.configMap", i), "%q: the release's configuration sets it (to %s)", k.ConfigMap, ConfigMapName(k.Deployment, config))
 		}
 	}
 }

@@ -159,3 +159,50 @@ func TestReleaseConfigProfiles(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseConfigForKubernetes(t *testing.T) {
+	r := Release{Name: "shop", Environment: "prod",
+		Config:   map[string]string{"LOG_LEVEL": "info"},
+		Profiles: map[string]Profile{"prod": {Services: map[string]map[string]string{"api": {"FEATURE_X": "on"}}}},
+		Services: []ReleaseService{svc("db"), svc("api", "db")}}
+	r.Services[1].Deploy.Platform = Platform{Kubernetes: &Kubernetes{Namespace: "prod", Deployment: "api"}}
+	got := r.WithDefaults()
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	api, _ := got.Service("api")
+	want := ConfigMapName("api", map[string]string{"LOG_LEVEL": "info", "FEATURE_X": "on"})
+	if cm := api.Deploy.Platform.Kubernetes.ConfigMap; cm != want {
+		t.Errorf("api's ConfigMap = %q, want %q", cm, want)
+	}
+	if !strings.HasPrefix(want, "api-config-") || len(want) != len("api-config-")+10 {
+		t.Errorf("ConfigMapName = %q", want)
+	}
+	if again := got.WithDefaults(); again.Services[1].Deploy.Platform.Kubernetes.ConfigMap != want {
+		t.Error("WithDefaults is not idempotent for a Kubernetes service's ConfigMap")
+	}
+	if r.Services[1].Deploy.Platform.Kubernetes.ConfigMap != "" {
+		t.Error("WithDefaults changed its receiver")
+	}
+	// The name follows the content, not the order it was written in.
+	if ConfigMapName("api", map[string]string{"A": "1", "B": "2"}) == ConfigMapName("api", map[string]string{"A": "1", "B": "3"}) {
+		t.Error("different content, same name")
+	}
+	long := strings.Repeat("a", 63)
+	if n := ConfigMapName(long, map[string]string{"A": "1"}); len(n) > 63 || !IsReleaseConfigMap(long, n) {
+		t.Errorf("ConfigMapName(63 chars) = %q (%d)", n, len(n))
+	}
+	// A ConfigMap of the caller's own conflicts with the release's.
+	bad := r
+	bad.Services = []ReleaseService{svc("db"), svc("api", "db")}
+	bad.Services[1].Deploy.Platform = Platform{Kubernetes: &Kubernetes{Namespace: "prod", Deployment: "api", ConfigMap: "mine"}}
+	err := bad.WithDefaults().Validate()
+	if err == nil || !strings.Contains(err.Error(), `services[1].deploy.platform.kubernetes.configMap: "mine": the release's configuration sets it`) {
+		t.Errorf("error %v", err)
+	}
+	// Without release configuration, the caller's ConfigMap stays.
+	own := Release{Name: "shop", Environment: "prod", Services: bad.Services}
+	if err := own.WithDefaults().Validate(); err != nil {
+		t.Error(err)
+	}
+}

@@ -86,6 +86,10 @@ type Kubernetes struct {
 	Context    string `json:"context,omitempty"`
 	// ProgressDeadline bounds how long a stage waits for pods to be ready.
 	ProgressDeadline Duration `json:"progressDeadline,omitempty"`
+	// ConfigMap names a ConfigMap the new version's container takes its
+	// environment from (envFrom), in place of one an earlier release set.
+	// A release sets it to the ConfigMap its preparation writes.
+	ConfigMap string `json:"configMap,omitempty"`
 }
 
 // Docker is a service made of containers on one Docker engine.
@@ -103,6 +107,9 @@ type Docker struct {
 	// Network is the user-defined network the containers join, with the
 	// service name as their alias while they serve traffic.
 	Network string `json:"network,omitempty"`
+	// Resources limits each container (CPU and memory); a release checks
+	// that its services' containers fit on the engine before starting.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // Strategy configures the rollout strategy.

@@ -75,6 +75,7 @@ func (s Spec) Validate() error {
 		add("platform", "only one of platform.docker and platform.kubernetes may be set")
 	case s.Platform.Docker != nil:
 		d := s.Platform.Docker
+		ValidateResources(add, "platform.docker.resources", d.Resources)
 		if d.Replicas < 1 || d.Replicas > MaxReplicas {
 			add("platform.docker.replicas", "must be between 1 and %d, got %d", MaxReplicas, d.Replicas)
 		}
@@ -103,6 +104,9 @@ func (s Spec) Validate() error {
 			} else if !dnsLabelRE.MatchString(v) {
 				add("platform.kubernetes."+field, "%q is not a valid Kubernetes name", v)
 			}
+		}
+		if k.ConfigMap != "" && !dnsLabelRE.MatchString(k.ConfigMap) {
+			add("platform.kubernetes.configMap", "%q is not a valid Kubernetes name", k.ConfigMap)
 		}
 		if k.Service != "" && !dnsLabelRE.MatchString(k.Service) {
 			add("platform.kubernetes.service", "%q is not a valid Kubernetes name", k.Service)

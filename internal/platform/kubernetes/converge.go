@@ -257,11 +257,38 @@ func (c *converge) scaleStable(ctx context.Context) error {
 	return c.writeStable(ctx, func(d *appsv1.Deployment) { d.Spec.Replicas = &n }, nil)
 }
 
-// newTemplate is the snapshot's pod template with the new image.
+// newTemplate is the snapshot's pod template with the new image and, when
+// the spec names one, the new configuration: the container's environment
+// comes from that ConfigMap in place of one an earlier release wrote.
 func (c *converge) newTemplate() corev1.PodTemplateSpec {
 	tpl := *c.orig.Spec.Template.DeepCopy()
-	tpl.Spec.Containers[c.ci].Image = c.spec.Image
+	ctr := &tpl.Spec.Containers[c.ci]
+	ctr.Image = c.spec.Image
+	if k := c.spec.Platform.Kubernetes; k.ConfigMap != "" {
+		ctr.EnvFrom = withConfigMap(ctr.EnvFrom, k.Deployment, k.ConfigMap)
+	}
 	return tpl
+}
+
+// withConfigMap returns envFrom with name in it, and without the other
+// ConfigMaps releases wrote for deployment.
+func withConfigMap(envFrom []corev1.EnvFromSource, deployment, name string) []corev1.EnvFromSource {
+	out := make([]corev1.EnvFromSource, 0, len(envFrom)+1)
+	found := false
+	for _, e := range envFrom {
+		if ref := e.ConfigMapRef; ref != nil {
+			if ref.Name == name {
+				found = true
+			} else if spec.IsReleaseConfigMap(deployment, ref.Name) {
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	if !found {
+		out = append(out, corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}})
+	}
+	return out
 }
 
 // rolloutLabels returns the labels every object this rollout creates carries.

@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -97,5 +98,38 @@ func TestRolledOut(t *testing.T) {
 				t.Fatalf("got %v, %v; want %v, error %v", got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestWithConfigMap(t *testing.T) {
+	ref := func(name string) corev1.EnvFromSource {
+		return corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}
+	}
+	secret := corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "api-secrets"}}}
+	names := func(es []corev1.EnvFromSource) []string {
+		var out []string
+		for _, e := range es {
+			if e.ConfigMapRef != nil {
+				out = append(out, e.ConfigMapRef.Name)
+			} else {
+				out = append(out, "secret:"+e.SecretRef.Name)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		in   []corev1.EnvFromSource
+		want []string
+	}{
+		{"none before", nil, []string{"api-config-new"}},
+		{"replaces an earlier release's", []corev1.EnvFromSource{ref("shared"), ref("api-config-old"), secret},
+			[]string{"shared", "secret:api-secrets", "api-config-new"}},
+		{"already there", []corev1.EnvFromSource{ref("api-config-new")}, []string{"api-config-new"}},
+	}
+	for _, tt := range tests {
+		if got := names(withConfigMap(tt.in, "api", "api-config-new")); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

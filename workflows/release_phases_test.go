@@ -1,0 +1,223 @@
+package workflows
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// configured is the three-tier release with api and web on Kubernetes and
+// configuration for every service, overridden for prod.
+func configured() spec.Release {
+	r := threeTier()
+	for i := 1; i < 3; i++ {
+		s := &r.Services[i].Deploy
+		s.Platform = spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: "prod", Deployment: s.Service}}
+	}
+	r.Config = map[string]string{"LOG_LEVEL": "info", "FEATURE_X": "off"}
+	r.Profiles = map[string]spec.Profile{"prod": {Config: map[string]string{"LOG_LEVEL": "warn"},
+		Services: map[string]map[string]string{"web": {"FEATURE_X": "on"}}}}
+	return r
+}
+
+func TestReleasePreparesConfigurationBeforeActivating(t *testing.T) {
+	h := newHarness(t)
+	res := h.runRelease(configured())
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, "prepare", h.configs[0], "configuration is written before any service changes")
+	require.NotContains(t, h.configs, "restore")
+	require.Len(t, h.prepared, 2, "the Kubernetes services; db-migrator's configuration is its containers' environment")
+	require.Equal(t, map[string]string{"LOG_LEVEL": "warn", "FEATURE_X": "off"}, h.prepared[0].Data)
+	require.Equal(t, map[string]string{"LOG_LEVEL": "warn", "FEATURE_X": "on"}, h.prepared[1].Data)
+	api := h.specs["api"].Platform.Kubernetes.ConfigMap
+	require.Equal(t, spec.ConfigMapName("api", h.prepared[0].Data), api, "api's rollout takes its environment from the prepared ConfigMap")
+	require.Equal(t, "warn", h.specs["db-migrator"].Platform.Docker.Env["LOG_LEVEL"])
+	require.Len(t, res.Config, 2)
+	require.Equal(t, api, res.Config[0].Name)
+	require.Equal(t, []string{"api-config-0000000000"}, res.Config[0].Previous, "the status keeps what the pods used before")
+}
+
+func TestReleasePreparationFailureChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.prepareConfigErr = temporal.NewNonRetryableApplicationError("configmap prod/api-config-x exists with other data", "ConfigConflict", nil)
+	res := h.runRelease(configured())
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "preparation: configmap prod/api-config-x exists with other data")
+	require.Equal(t, []string{"prepare", "restore"}, h.configs, "no service started; what was written is removed")
+	require.Equal(t, "db-migrator=not_started api=not_started web=not_started", states(res))
+}
+
+func TestReleaseRollbackRestoresConfigurationAfterTheServices(t *testing.T) {
+	h := newHarness(t)
+	h.failService, h.failAfter = "web", time.Minute
+	res := h.runRelease(configured())
+	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, []string{"api", "db-migrator"}, res.RollbackOrder)
+	n := len(h.configs)
+	require.Equal(t, []string{"converge web restore", "converge api restore", "converge db-migrator restore", "restore"}, h.configs[n-4:],
+		"services roll back in reverse dependency order, then their configuration")
+	for _, c := range res.Config {
+		require.True(t, c.Removed, c.Service)
+	}
+
+	t.Run("a ConfigMap still in use needs manual intervention", func(t *testing.T) {
+		h := newHarness(t)
+		h.failService, h.failAfter = "web", time.Minute
+		h.inUse = []string{"api"}
+		res := h.runRelease(configured())
+		require.Equal(t, OutcomeRollbackFailed, res.Outcome)
+		require.Equal(t, "db-migrator=rolled_back api=needs_manual_intervention web=failed", states(res))
+		require.Contains(t, res.Services[1].Error, "is still used by [api]")
+	})
+}
+
+func TestReleaseNotifiesOncePerEvent(t *testing.T) {
+	hook := []spec.Notification{{Name: "hook", Webhook: "http://127.0.0.1:1/hook"}}
+	tests := []struct {
+		name   string
+		setup  func(*harness, *spec.Release)
+		events []string
+	}{
+		{"succeeded", func(*harness, *spec.Release) {}, []string{"started", "succeeded"}},
+		{"rolled back", func(h *harness, _ *spec.Release) { h.failService, h.failAfter = "api", time.Minute }, []string{"started", "rolled_back"}},
+		{"rejected", func(h *harness, _ *spec.Release) { h.preflight = []string{"service api: image not found"} }, []string{"rejected"}},
+		{"paused, then succeeded", func(h *harness, _ *spec.Release) {
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, time.Minute)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 5*time.Minute)
+		}, []string{"started", "paused", "succeeded"}},
+		{"only what the target asks for", func(_ *harness, r *spec.Release) {
+			r.Notifications[0].Events = []string{spec.EventSucceeded}
+		}, []string{"succeeded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			r := threeTier()
+			r.Notifications = append([]spec.Notification(nil), hook...)
+			tt.setup(h, &r)
+			res := h.runRelease(r)
+			var got []string
+			for _, e := range h.notified {
+				got = append(got, e.Kind)
+				require.Equal(t, "release", e.Subject)
+				require.Equal(t, res.WorkflowID, e.WorkflowID)
+				require.Equal(t, res.WorkflowID+"/"+res.RunID+"/"+e.Kind, e.Key)
+				require.Len(t, e.Services, 3)
+			}
+			require.Equal(t, tt.events, got)
+			last := h.notified[len(h.notified)-1]
+			require.Equal(t, string(res.Outcome), last.Kind)
+			require.Equal(t, res.Error, last.Reason)
+		})
+	}
+
+	t.Run("a failed delivery does not fail the release", func(t *testing.T) {
+		h := newHarness(t)
+		h.notifyErr = errors.New("connect: connection refused")
+		r := threeTier()
+		r.Notifications = hook
+		res := h.runRelease(r)
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Len(t, h.notified, 16, "each of the two events tried 8 times, then given up")
+	})
+}
+
+func TestReleaseAuditTrail(t *testing.T) {
+	h := newHarness(t)
+	h.failService, h.failAfter = "web", time.Minute
+	res := h.runRelease(threeTier())
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	var plan *audit.Plan
+	var events []audit.Event
+	stages := map[int]audit.Stage{}
+	for _, b := range h.batches {
+		if b.WorkflowID != res.WorkflowID {
+			continue
+		}
+		require.Equal(t, res.RunID, b.RunID)
+		if b.Plan != nil {
+			plan = b.Plan
+		}
+		events = append(events, b.Events...)
+		for _, s := range b.Stages {
+			stages[s.Index] = s
+		}
+	}
+	require.NotNil(t, plan)
+	require.Equal(t, "release", plan.Strategy)
+	require.Equal(t, "rolled_back", plan.Status)
+	require.True(t, plan.RolledBack)
+	require.Equal(t, 3, plan.Stages)
+	var lines []string
+	for i, e := range events {
+		require.Equal(t, int64(i+1), e.Seq)
+		switch e.Kind {
+		case audit.KindService:
+			lines = append(lines, e.Action+" "+e.From+"→"+e.To)
+		case audit.KindPhase, audit.KindOutcome:
+			lines = append(lines, e.Kind+" "+e.To)
+		}
+	}
+	trail := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"db-migrator →pending", "phase activating", "db-migrator pending→running", "db-migrator running→ready",
+		"web running→failed", "phase rolling_back", "api ready→rolled_back", "db-migrator ready→rolled_back", "outcome rolled_back",
+	} {
+		require.Contains(t, trail, want)
+	}
+	require.Less(t, strings.Index(trail, "api ready→rolled_back"), strings.Index(trail, "db-migrator ready→rolled_back"))
+	require.Equal(t, "rolled_back", stages[0].Status)
+	require.Equal(t, "failed", stages[2].Status)
+}
+
+func TestReleaseControlUpdates(t *testing.T) {
+	h := newHarness(t)
+	var rejected []string
+	var accepted []ReleaseStatus
+	update := func(action, by string, after time.Duration) {
+		h.env.RegisterDelayedCallback(func() {
+			h.env.UpdateWorkflow(action, action+after.String(), &releaseUpdate{done: func(st ReleaseStatus, err error) {
+				if err != nil {
+					rejected = append(rejected, action+": "+err.Error())
+					return
+				}
+				accepted = append(accepted, st)
+			}}, ControlRequest{By: by})
+		}, after)
+	}
+	update(SignalResume, "alice", 30*time.Second)
+	update(SignalPause, "alice", time.Minute)
+	update(SignalPause, "bob", 2*time.Minute)
+	update(SignalResume, "alice", 10*time.Minute)
+	res := h.runRelease(threeTier())
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, []string{
+		"resume: cannot resume: release default-test-workflow-id is not paused",
+		"pause: cannot pause: release default-test-workflow-id is already paused",
+	}, rejected)
+	require.Len(t, accepted, 2)
+	require.True(t, accepted[0].Paused)
+	require.Len(t, res.Controls, 2, "rejected updates never reach the history")
+	require.Equal(t, "update", res.Controls[0].Via)
+	started, _ := h.byService()
+	require.Equal(t, 11*time.Minute, started["api"].Sub(started["db-migrator"]), "db-migrator's bake froze for the 9 min pause")
+}
+
+type releaseUpdate struct{ done func(ReleaseStatus, error) }
+
+func (c *releaseUpdate) Accept()          {}
+func (c *releaseUpdate) Reject(err error) { c.done(ReleaseStatus{}, err) }
+func (c *releaseUpdate) Complete(v interface{}, err error) {
+	if err != nil {
+		c.done(ReleaseStatus{}, err)
+		return
+	}
+	c.done(v.(ReleaseStatus), nil)
+}
