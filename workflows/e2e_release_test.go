@@ -123,6 +123,27 @@ func TestReleaseOnDocker(t *testing.T) {
 			require.Equal(t, before[name], instances(t, r.Name+"-"+name), "%s untouched", name)
 		}
 	})
+	t.Run("an old running dependency and a service that does not fit are found before anything starts", func(t *testing.T) {
+		r, before := threeTierRelease(t, "stagecraft-demo:v2")
+		// api requires a service outside the release, running v1.
+		external := itest.Name("rel-ext")
+		cleanup(t, external)
+		installV1(t, external)
+		r.Services[1].Requires = []spec.Requirement{{Service: external, Version: ">= 2", Platform: &spec.Platform{Docker: &spec.Docker{}}}}
+		// web's containers would each take more memory than the engine has.
+		r.Services[2].Deploy.Platform.Docker.Resources = &spec.Resources{Memory: "4Ti"}
+		res := runRelease(t, r)
+		require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+		require.Len(t, res.Problems, 2, "%q", res.Problems)
+		require.Contains(t, res.Problems[0], "service api: ")
+		require.Contains(t, res.Problems[0], `does not satisfy ">= 2"`)
+		require.Contains(t, res.Problems[1], "service web: ")
+		require.Contains(t, res.Problems[1], "memory")
+		t.Logf("problems: %q", res.Problems)
+		for _, name := range []string{"db-migrator", "api", "web"} {
+			require.Equal(t, before[name], instances(t, r.Name+"-"+name), "%s untouched", name)
+		}
+	})
 	t.Run("a cyclic release is rejected with nothing started", func(t *testing.T) {
 		name := itest.Name("rel")
 		d := demoSpec(name+"-a", "stagecraft-demo:v2", spec.Recreate, 1)
