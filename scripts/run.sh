@@ -54,7 +54,10 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
 fi
 "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$UI_PORT" \
   --db-filename "$DATA/temporal.db" --log-level warn \
-  --search-attribute StagecraftExecutionId=Keyword >"$DATA/temporal.log" 2>&1 &
+  --search-attribute StagecraftExecutionId=Keyword --search-attribute StagecraftService=Keyword \
+  --search-attribute StagecraftEnvironment=Keyword --search-attribute StagecraftStrategy=Keyword \
+  --search-attribute StagecraftPlatform=Keyword --search-attribute StagecraftStatus=Keyword \
+  --search-attribute StagecraftImage=Keyword >"$DATA/temporal.log" 2>&1 &
 echo $! >"$DATA/temporal.pid"
 wait_for "the Temporal dev server (see .data/temporal.log)" 60 "$TEMPORAL" operator cluster health --address "$TEMPORAL_ADDRESS"
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
@@ -182,6 +183,15 @@ func run(cfg config) error {
 		return fmt.Errorf("connect to Temporal at %s: %w", cfg.address, err)
 	}
 	defer c.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	added, err := control.EnsureSearchAttributes(sctx, c, cfg.namespace)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if len(added) > 0 {
+		log.Info("registered search attributes", zap.Strings("names", added), zap.String("namespace", cfg.namespace))
+	}
 
 	dc, err := client.New(client.FromEnv)
 	if err != nil {

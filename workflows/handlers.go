@@ -5,11 +5,13 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // controls are the actions an operator may take, each as a signal and as an
 // update of the same name; both go through rollout.control.
-var controls = []string{SignalPause, SignalResume, SignalAbort, SignalPromote}
+var controls = []string{SignalPause, SignalResume, SignalAbort, SignalPromote, SignalApprove}
 
 // register installs the status query and the control signals and updates.
 func (r *rollout) register(ctx workflow.Context) error {
@@ -69,6 +71,10 @@ func (r *rollout) check(action string) error {
 			return errors.New("cannot promote: rollout is already promoted")
 		}
 	case SignalAbort:
+	case SignalApprove:
+		if r.openApproval() == nil {
+			return fmt.Errorf("cannot approve: rollout %s is not waiting for approval", r.st.WorkflowID)
+		}
 	default:
 		return fmt.Errorf("unknown action %q", action)
 	}
@@ -91,6 +97,7 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 	case SignalPause:
 		r.paused = true
 		r.st.Paused = true
+		r.notify(ctx, spec.EventPaused, describe(req))
 	case SignalResume:
 		r.paused = false
 		r.st.Paused = false
@@ -100,6 +107,8 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 	case SignalPromote:
 		r.promoted, r.paused = true, false
 		r.st.Promoted, r.st.Paused = true, false
+	case SignalApprove:
+		r.approve(ctx, req)
 	case SignalAbort:
 		r.aborted = true
 		r.abortReason = describe(req)

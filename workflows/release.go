@@ -128,6 +128,7 @@ type release struct {
 	// version is releaseVersion's: 1 for runs with preparation, audit,
 	// notifications and control updates.
 	version workflow.Version
+	searchV workflow.Version
 	au      releaseAudit
 	nt      notifier
 }
@@ -154,6 +155,8 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	if rel.version >= 1 {
 		rel.au.start(ctx, rel.auditDirty, rel.auditCollect)
 	}
+	rel.searchV = workflow.GetVersion(ctx, searchVersion, workflow.DefaultVersion, 1)
+	rel.startSearch(ctx)
 	if err := rel.register(ctx); err != nil {
 		return ReleaseStatus{}, err
 	}
@@ -355,6 +358,9 @@ func (rel *release) start(ctx workflow.Context, name string) {
 	s := rel.service(name)
 	d := svc.Deploy
 	d.Release = rel.st.WorkflowID
+	if d.Environment == "" && rel.searchV >= 1 {
+		d.Environment = rel.spec.Environment
+	}
 	cctx, cancel := workflow.WithCancel(rel.root)
 	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
 		WorkflowID:          s.WorkflowID,

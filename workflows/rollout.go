@@ -89,6 +89,10 @@ type rollout struct {
 	healthPaused, acceptDegraded bool
 	// au writes the audit trail.
 	au auditor
+	// approved: an operator approved the open approval gate.
+	approved bool
+	// nt sends the spec's notifications.
+	nt notifier
 }
 
 // Versions of the workflow's command sequence, for replay.
@@ -129,7 +133,11 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 		return Result{}, err
 	}
 	r.startAudit(ctx)
+	r.startNotify(ctx)
+	r.startSearch(ctx)
+	r.keepDetails(ctx)
 	res := r.execute(ctx, strategy)
+	r.nt.flush(ctx)
 	r.closeAudit(ctx)
 	return res, nil
 }
@@ -169,6 +177,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 		r.st.Stages = append(r.st.Stages, StageRecord{Stage: st, Status: StagePending})
 	}
 	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", len(prep.Snapshot.Instances))
+	r.notify(ctx, spec.EventStarted, "")
 
 	// From here on a failure, an abort or a cancellation rolls back.
 	failure := r.runStages(ctx)
@@ -190,6 +199,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	}
 	reason := r.stopReason(failure)
 	logger.Warn("rolling back", "service", r.spec.Service, "reason", reason)
+	r.notify(ctx, spec.EventFailed, reason)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	return r.rollback(dctx, reason)
 }
@@ -203,6 +213,13 @@ func (r *rollout) runStages(ctx workflow.Context) error {
 		}
 		if r.aborted {
 			return errAborted{r.abortReason}
+		}
+		// An approval gate holds the stage until approved; promote has
+		// already approved what is left.
+		if r.spec.Approval.Gates(r.plan.Stages[i].Percent) && !r.promoted {
+			if err := r.awaitApproval(ctx, i); err != nil {
+				return err
+			}
 		}
 		if err := r.runStage(ctx, i); err != nil {
 			return err
@@ -566,6 +583,7 @@ func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
 	r.st.Phase, r.st.CompletedAt = PhaseDone, &now
 	r.st.Paused, r.st.BakeRemaining, r.st.BakeEndsAt = false, 0, nil
 	workflow.GetLogger(ctx).Info("rollout finished", "service", r.spec.Service, "outcome", string(o), "error", msg)
+	r.notify(ctx, string(o), msg)
 	return r.st
 }
 

@@ -26,12 +26,15 @@ const (
 	SignalResume  = "resume"
 	SignalAbort   = "abort"
 	SignalPromote = "promote"
+	// SignalApprove lets a stage that waits for approval start.
+	SignalApprove = "approve"
 	// The updates carry the same names as the signals and behave the same,
 	// but validate the transition first and return the new status.
 	UpdatePause   = SignalPause
 	UpdateResume  = SignalResume
 	UpdateAbort   = SignalAbort
 	UpdatePromote = SignalPromote
+	UpdateApprove = SignalApprove
 
 	QueryStatus = "status"
 
@@ -58,12 +61,14 @@ type Phase string
 
 // Phases.
 const (
-	PhasePending     Phase = "pending"
-	PhaseSnapshot    Phase = "snapshot"
-	PhaseDeploying   Phase = "deploying"
-	PhaseValidating  Phase = "validating"
-	PhasePaused      Phase = "paused"
-	PhaseKeepingBlue Phase = "keeping_blue"
+	PhasePending    Phase = "pending"
+	PhaseSnapshot   Phase = "snapshot"
+	PhaseDeploying  Phase = "deploying"
+	PhaseValidating Phase = "validating"
+	PhasePaused     Phase = "paused"
+	// PhaseAwaitingApproval: the next stage waits for an operator's approve.
+	PhaseAwaitingApproval Phase = "awaiting_approval"
+	PhaseKeepingBlue      Phase = "keeping_blue"
 	// PhaseAwaitingRelease: a release's rollout passed every stage and
 	// waits for the release to commit or roll it back.
 	PhaseAwaitingRelease Phase = "awaiting_release"
@@ -165,7 +170,27 @@ type Status struct {
 	Error       string          `json:"error,omitempty"`
 	// Problems lists every spec problem when the outcome is rejected.
 	Problems []string `json:"problems,omitempty"`
+	// Approvals lists the approval gates reached, the open one last.
+	Approvals []ApprovalRecord `json:"approvals,omitempty"`
 }
+
+// ApprovalRecord is one approval gate: the stage that waits, until when,
+// and who approved it and why (or that its timeout passed).
+type ApprovalRecord struct {
+	Stage       int       `json:"stage"`
+	Name        string    `json:"name"`
+	RequestedAt time.Time `json:"requestedAt"`
+	Deadline    time.Time `json:"deadline"`
+	// OnTimeout is abort or proceed.
+	OnTimeout  string     `json:"onTimeout"`
+	ApprovedBy string     `json:"approvedBy,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	ApprovedAt *time.Time `json:"approvedAt,omitempty"`
+	TimedOut   bool       `json:"timedOut,omitempty"`
+}
+
+// Open reports whether the gate still waits.
+func (a ApprovalRecord) Open() bool { return a.ApprovedAt == nil && !a.TimedOut }
 
 // Result is a rollout's final status.
 type Result = Status

@@ -70,6 +70,7 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Memo:                                     map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID},
 		StaticSummary:                            fmt.Sprintf("%s %s → %s", s.Strategy.Type, s.Service, s.Image),
+		StaticDetails:                            staticDetails(s),
 	}
 	if s.ExecutionID != "" {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(executionIDKey.ValueSet(s.ExecutionID))
@@ -89,9 +90,15 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 }
 
 func join(ctx context.Context, c client.Client, s spec.Spec, name string) (Started, error) {
-	desc, err := c.DescribeWorkflowExecution(ctx, s.WorkflowID(), "")
+	return joinRun(ctx, c, s.WorkflowID(), name, s.RequestID())
+}
+
+// joinRun returns the open run of workflowID when it serves the same
+// request (its memo's request ID and its type match), else a *BusyError.
+func joinRun(ctx context.Context, c client.Client, workflowID, name, requestID string) (Started, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
-		return Started{}, fmt.Errorf("describe running rollout %s: %w", s.WorkflowID(), err)
+		return Started{}, fmt.Errorf("describe running %s: %w", workflowID, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	runID := info.GetExecution().GetRunId()
@@ -100,10 +107,10 @@ func join(ctx context.Context, c client.Client, s spec.Spec, name string) (Start
 		// An unreadable memo just means a different request.
 		_ = converter.GetDefaultDataConverter().FromPayload(f, &running)
 	}
-	if running != s.RequestID() || info.GetType().GetName() != name {
-		return Started{}, &BusyError{WorkflowID: s.WorkflowID(), RunID: runID, RequestID: running}
+	if running != requestID || info.GetType().GetName() != name {
+		return Started{}, &BusyError{WorkflowID: workflowID, RunID: runID, RequestID: running}
 	}
-	return Started{WorkflowID: s.WorkflowID(), RunID: runID, Workflow: name, Joined: true}, nil
+	return Started{WorkflowID: workflowID, RunID: runID, Workflow: name, Joined: true}, nil
 }
 
 // Resolve turns a workflow ID or a caller's execution ID into a workflow ID.
@@ -242,4 +249,34 @@ func unwrap(err error) error {
 		return errors.New(app.Message())
 	}
 	return err
+}
+
+// staticDetails describes a rollout for the Web UI: where, how and how it is
+// checked.
+func staticDetails(s spec.Spec) string {
+	lines := []string{
+		fmt.Sprintf("**%s** of `%s` to `%s` (%s)", s.Strategy.Type, s.Service, s.Image, s.TargetKey()),
+	}
+	switch s.Strategy.Type {
+	case spec.Canary:
+		lines = append(lines, fmt.Sprintf("steps %v%%, bake %s each", s.Strategy.Steps, s.Strategy.Bake.D()))
+	case spec.BlueGreen:
+		lines = append(lines, fmt.Sprintf("bake %s before the switch, %s after", s.Strategy.BakeBeforeSwitch.D(), s.Strategy.BakeAfterSwitch.D()))
+	case spec.Rolling:
+		lines = append(lines, fmt.Sprintf("batches of %d, bake %s each", s.Strategy.BatchSize, s.Strategy.Bake.D()))
+	default:
+		lines = append(lines, fmt.Sprintf("bake %s", s.Strategy.Bake.D()))
+	}
+	var checks []string
+	for _, c := range s.Health.Checks {
+		checks = append(checks, c.Name)
+	}
+	lines = append(lines, fmt.Sprintf("health every %s: %s", s.Health.Interval.D(), strings.Join(checks, ", ")))
+	if s.Approval != nil {
+		lines = append(lines, fmt.Sprintf("approval before %v%% (timeout %s, then %s)", s.Approval.Before, s.Approval.Timeout.D(), s.Approval.OnTimeout))
+	}
+	if s.Environment != "" {
+		lines = append(lines, "environment "+s.Environment)
+	}
+	return strings.Join(lines, "\n\n")
 }

@@ -2,11 +2,13 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -28,10 +30,15 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		Memo:                                     map[string]any{workflows.MemoRequestID: r.RequestID()},
 		StaticSummary:                            fmt.Sprintf("release %s to %s: %d services", r.Name, r.Environment, len(r.Services)),
 	}
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflow, r)
-	if err != nil {
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &started):
+		return joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID())
+	case err != nil:
 		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
 	}
 	return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: workflows.ReleaseWorkflow}, nil

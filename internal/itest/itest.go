@@ -47,7 +47,7 @@ func DevServer(ctx context.Context) (*testsuite.DevServer, error) {
 		ClientOptions: &tclient.Options{
 			Logger: logging.Temporal(zap.NewNop()),
 		},
-		ExtraArgs: []string{"--search-attribute", control.SearchAttrExecutionID + "=Keyword", "--ip", "127.0.0.1"},
+		ExtraArgs: append(control.DevServerSearchAttributeArgs(), "--ip", "127.0.0.1"),
 	})
 }
 

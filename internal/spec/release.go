@@ -3,6 +3,7 @@ package spec
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -135,6 +136,14 @@ func ParseRelease(data []byte) (Release, error) {
 // WorkflowID names the release's workflow.
 func (r Release) WorkflowID() string {
 	return "release:" + r.Environment + "/" + r.Name
+}
+
+// RequestID identifies the request: a hash of the release with defaults
+// applied, so starting the same release again joins the running one.
+func (r Release) RequestID() string {
+	b, _ := json.Marshal(r.WithDefaults())
+	sum := sha256.Sum256(b)
+	return "release-" + hex.EncodeToString(sum[:8])
 }
 
 // WithDefaults returns a copy with every unset field given its default, and

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -56,6 +57,14 @@ type Spec struct {
 	Health Health `json:"health"`
 	// Timeout bounds the whole rollout; past it the rollout rolls back.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Approval names the stages that wait for an operator's approval
+	// before they start.
+	Approval *Approval `json:"approval,omitempty"`
+	// Notifications say where to tell about the rollout's events.
+	Notifications []Notification `json:"notifications,omitempty"`
+	// Environment names where the rollout deploys ("prod"), for search
+	// and notifications; a release sets its own.
+	Environment string `json:"environment,omitempty"`
 	// Release is set by a Release workflow on the rollouts it starts: the
 	// release's workflow ID. Such a rollout, once its stages pass, reports
 	// to the release and holds until the release commits or rolls it back.
@@ -206,6 +215,14 @@ func (s Spec) WithDefaults() Spec {
 	if s.Timeout == 0 {
 		s.Timeout = Duration(DefaultRolloutTimeout)
 	}
+	if s.Approval != nil {
+		a := *s.Approval
+		orDefault(&a.Timeout, Duration(DefaultApprovalTimeout))
+		if a.OnTimeout == "" {
+			a.OnTimeout = OnTimeoutAbort
+		}
+		s.Approval = &a
+	}
 	if d := s.Platform.Docker; d != nil {
 		dc := *d
 		if dc.Replicas == 0 {
@@ -285,4 +302,33 @@ func (s Spec) RequestID() string {
 	b, _ := json.Marshal(s.WithDefaults())
 	sum := sha256.Sum256(b)
 	return "spec-" + hex.EncodeToString(sum[:8])
+}
+
+// Approval outcomes when nobody approves in time.
+const (
+	OnTimeoutAbort   = "abort"
+	OnTimeoutProceed = "proceed"
+)
+
+// DefaultApprovalTimeout is how long a stage waits for approval.
+const DefaultApprovalTimeout = 24 * time.Hour
+
+// Approval gates stages behind an operator's approve: a stage whose
+// percentage (the share of the new version it brings: a canary step,
+// blue-green's switch is 100, green up 0, a rolling batch its share, recreate
+// 100) is listed waits, on a durable timer, for approve before it starts.
+type Approval struct {
+	// Before lists the percentages whose stages need approval, e.g. [100].
+	Before []int `json:"before"`
+	// Timeout bounds the wait (default 24h).
+	Timeout Duration `json:"timeout,omitempty"`
+	// OnTimeout is what happens when it passes: abort (roll back, the
+	// default) or proceed.
+	OnTimeout string `json:"onTimeout,omitempty"`
+}
+
+// Gates reports whether a stage bringing the new version to percent needs
+// approval.
+func (a *Approval) Gates(percent int) bool {
+	return a != nil && slices.Contains(a.Before, percent)
 }

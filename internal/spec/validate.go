@@ -173,10 +173,44 @@ func (s Spec) Validate() error {
 	}
 
 	s.Health.validate(add)
+	validateApproval(add, s.Strategy, s.Approval)
+	ValidateNotifications(add, "notifications", s.Notifications)
 	if len(errs) > 0 {
 		return &ValidationError{Problems: errs}
 	}
 	return nil
+}
+
+// validateApproval checks the approval gates against the strategy's stages.
+func validateApproval(add func(string, string, ...any), st Strategy, a *Approval) {
+	if a == nil {
+		return
+	}
+	if len(a.Before) == 0 {
+		add("approval.before", "lists no stage; give the percentages whose stages need approval, e.g. [100]")
+	}
+	for i, p := range a.Before {
+		f := fmt.Sprintf("approval.before[%d]", i)
+		switch {
+		case p < 0 || p > 100:
+			add(f, "%d is not a percentage", p)
+		case st.Type == Canary && !slices.Contains(st.Steps, p):
+			add(f, "%d%% is not one of the canary's steps %v", p, st.Steps)
+		case st.Type == BlueGreen && p != 0 && p != 100:
+			add(f, "blue-green has two stages: 0 (green up) and 100 (switch), not %d", p)
+		case st.Type == Recreate && p != 100:
+			add(f, "recreate has one stage, 100, not %d", p)
+		}
+		if slices.Contains(a.Before[:i], p) {
+			add(f, "%d is listed twice", p)
+		}
+	}
+	if a.Timeout < 0 {
+		add("approval.timeout", "must not be negative")
+	}
+	if a.OnTimeout != OnTimeoutAbort && a.OnTimeout != OnTimeoutProceed {
+		add("approval.onTimeout", "%q is not one of abort, proceed", a.OnTimeout)
+	}
 }
 
 // AddressPlaceholder in a check URL or address stands for each instance's

@@ -1,0 +1,96 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/internal/notify"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// awaitApproval holds stage i, before it starts, until an operator
+// approves it (the approve update or signal), an abort, or the approval
+// timeout: then the spec's onTimeout aborts (the rollout rolls back) or
+// proceeds. The wait is a durable timer, so it survives restarts.
+func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
+	a := r.spec.Approval
+	stage := r.plan.Stages[i]
+	now := workflow.Now(ctx)
+	r.st.Approvals = append(r.st.Approvals, ApprovalRecord{Stage: i, Name: stage.Name, RequestedAt: now,
+		Deadline: now.Add(a.Timeout.D()), OnTimeout: a.OnTimeout})
+	r.approved = false
+	prev := r.st.Phase
+	r.st.Phase, r.st.CurrentStage = PhaseAwaitingApproval, i
+	r.notify(ctx, spec.EventApprovalNeeded, fmt.Sprintf("%s waits for approval until %s, then %s",
+		stage.Name, now.Add(a.Timeout.D()).UTC().Format("2006-01-02 15:04:05 UTC"), a.OnTimeout))
+	err := r.inStage(ctx, func(sctx workflow.Context) error {
+		timer := workflow.NewTimerWithOptions(sctx, a.Timeout.D(), workflow.TimerOptions{Summary: "approval " + stage.Name})
+		for {
+			fired := false
+			var err error
+			sel := workflow.NewSelector(sctx)
+			sel.AddFuture(timer, func(f workflow.Future) { err = f.Get(sctx, nil); fired = err == nil })
+			sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil) })
+			sel.Select(sctx)
+			switch {
+			case r.aborted:
+				return errAborted{r.abortReason}
+			case r.approved:
+				return nil
+			case err != nil:
+				return err
+			case fired:
+				rec := &r.st.Approvals[len(r.st.Approvals)-1]
+				rec.TimedOut = true
+				if a.OnTimeout == spec.OnTimeoutProceed {
+					return nil
+				}
+				return fmt.Errorf("approval of %s not given within %s", stage.Name, a.Timeout.D())
+			}
+		}
+	})
+	if r.st.Phase == PhaseAwaitingApproval {
+		r.st.Phase = prev
+	}
+	return err
+}
+
+// openApproval is the approval gate that waits now, or nil.
+func (r *rollout) openApproval() *ApprovalRecord {
+	if n := len(r.st.Approvals); n > 0 && r.st.Approvals[n-1].Open() && r.st.Phase == PhaseAwaitingApproval {
+		return &r.st.Approvals[n-1]
+	}
+	return nil
+}
+
+// approve records who approved the open gate and why.
+func (r *rollout) approve(ctx workflow.Context, req ControlRequest) {
+	a := r.openApproval()
+	now := workflow.Now(ctx)
+	a.ApprovedBy, a.Reason, a.ApprovedAt = req.By, req.Reason, &now
+	r.approved = true
+}
+
+// notifyVersion: a rollout with notifications sends them. Runs recorded
+// before it have none.
+const notifyVersion = "notify-20261122"
+
+// startNotify turns notifications on for a rollout whose spec has targets.
+func (r *rollout) startNotify(ctx workflow.Context) {
+	if len(r.spec.Notifications) == 0 || workflow.GetVersion(ctx, notifyVersion, workflow.DefaultVersion, 1) < 1 {
+		return
+	}
+	r.nt.targets = r.spec.Notifications
+}
+
+// notify sends a rollout event to the spec's targets that want it.
+func (r *rollout) notify(ctx workflow.Context, kind, reason string) {
+	if len(r.nt.targets) == 0 {
+		return
+	}
+	st := &r.st
+	r.nt.send(ctx, notify.Event{Kind: kind, Key: st.WorkflowID + "/" + st.RunID + "/" + kind, Subject: "rollout",
+		WorkflowID: st.WorkflowID, RunID: st.RunID, Name: st.Service, Environment: r.spec.Environment,
+		Strategy: st.Strategy, Platform: st.Platform, ImageFrom: st.ImageFrom, ImageTo: st.ImageTo, Reason: reason})
+}
