@@ -28,7 +28,7 @@ func historyCmd(g *globals) *cobra.Command {
 		Short: "Show a rollout's audit trail from PostgreSQL: plan, stages, rounds and every transition and control action (ID: workflow ID or execution ID)",
 		Example: `  starter history deploy:docker:hello
   starter history deploy:docker:hello --run 01a2... --json`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.openStore(cmd.Context())
 			if err != nil {
@@ -59,7 +59,7 @@ func listCmd(g *globals) *cobra.Command {
 		Use:     "list",
 		Short:   "List recent rollouts from the audit trail in PostgreSQL",
 		Example: `  starter list --service hello --status rolled_back`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := g.openStore(cmd.Context())
 			if err != nil {

@@ -10,47 +10,6 @@ import (
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
-// progress prints a line whenever a stage or the phase changes.
-type progress struct {
-	last map[string]bool
-}
-
-func (p *progress) print(w io.Writer, st workflows.Status) {
-	if p.last == nil {
-		p.last = map[string]bool{}
-	}
-	emit := func(key, line string) {
-		if !p.last[key] {
-			p.last[key] = true
-			fmt.Fprintf(w, "  %s  %s\n", time.Now().Format("15:04:05"), line)
-		}
-	}
-	for _, s := range st.Stages {
-		switch s.Status {
-		case workflows.StageValidating:
-			emit(fmt.Sprintf("%d-validating", s.Index), fmt.Sprintf("stage %d %-12s deployed %d new / %d total, baking %s", s.Index+1, s.Name, s.InstancesUpdated, s.InstancesTotal, s.Bake))
-		case workflows.StageCompleted:
-			emit(fmt.Sprintf("%d-done", s.Index), fmt.Sprintf("stage %d %-12s completed: %d check rounds passed", s.Index+1, s.Name, s.ChecksPassed))
-		case workflows.StageFailed, workflows.StageRolledBack:
-			if s.Error != "" {
-				emit(fmt.Sprintf("%d-failed", s.Index), fmt.Sprintf("stage %d %-12s FAILED: %s", s.Index+1, s.Name, s.Error))
-			}
-		}
-	}
-	if st.Paused {
-		why := ""
-		if n := len(st.Controls); n > 0 && st.Controls[n-1].Action == workflows.SignalPause {
-			c := st.Controls[n-1]
-			why = fmt.Sprintf(" by %s via %s: %s", orNone(c.By), c.Via, c.Reason)
-		}
-		emit(fmt.Sprintf("paused-%d", len(st.Controls)), fmt.Sprintf("paused%s (bake time left %s)", why, st.BakeRemaining.Round(time.Second)))
-	}
-	switch st.Phase {
-	case workflows.PhaseRollingBack, workflows.PhaseVerifying:
-		emit(string(st.Phase), fmt.Sprintf("%s: %s", st.Phase, st.Rollback.Reason))
-	}
-}
-
 func printResult(w io.Writer, res workflows.Result) {
 	fmt.Fprintf(w, "outcome: %s", res.Outcome)
 	if res.CompletedAt != nil {
@@ -62,7 +21,8 @@ func printResult(w io.Writer, res workflows.Result) {
 	}
 }
 
-func printStatus(w io.Writer, st workflows.Status) {
+// printStatus prints a rollout's status once; now dates the approval gates.
+func printStatus(w io.Writer, st workflows.Status, now time.Time) {
 	fmt.Fprintf(w, "rollout   %s (run %s)\n", st.WorkflowID, st.RunID)
 	fmt.Fprintf(w, "service   %s on %s, %s: %s → %s\n", st.Service, st.Platform, st.Strategy, orNone(st.ImageFrom), st.ImageTo)
 	fmt.Fprintf(w, "phase     %s", st.Phase)
@@ -87,6 +47,20 @@ func printStatus(w io.Writer, st workflows.Status) {
 	}
 	if st.LatestRound != nil {
 		printRound(w, "latest round", st.LatestRound)
+	}
+	if len(st.Approvals) > 0 {
+		fmt.Fprintln(w, "approvals:")
+		for _, a := range st.Approvals {
+			fmt.Fprintf(w, "  %d. %-12s ", a.Stage+1, a.Name)
+			switch {
+			case a.ApprovedAt != nil:
+				fmt.Fprintf(w, "approved %s by %s %q\n", a.ApprovedAt.Format(time.RFC3339), orNone(a.ApprovedBy), a.Reason)
+			case a.TimedOut:
+				fmt.Fprintf(w, "timed out at %s, then %s\n", a.Deadline.Format(time.RFC3339), a.OnTimeout)
+			default:
+				fmt.Fprintf(w, "%s (starter approve %s --reason ...)\n", gateText(&a, now), st.WorkflowID)
+			}
+		}
 	}
 	if len(st.Controls) > 0 {
 		fmt.Fprintln(w, "controls:")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
 	"time"
 
@@ -37,13 +38,6 @@ func readRelease(path string) (spec.Release, error) {
 	return r, nil
 }
 
-func readFile(path string) ([]byte, error) {
-	if path == "-" {
-		return io.ReadAll(os.Stdin)
-	}
-	return os.ReadFile(path)
-}
-
 func releaseCmd(g *globals) *cobra.Command {
 	var file string
 	var wait bool
@@ -52,7 +46,7 @@ func releaseCmd(g *globals) *cobra.Command {
 		Short: "Start a multi-service release: services in dependency order, rolled back in reverse on failure",
 		Example: `  starter release -f deployments/examples/release.yaml --wait
   starter validate -f deployments/examples/release.yaml   # the effective release, stages included`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := readRelease(file)
 			if err != nil {
@@ -63,7 +57,8 @@ func releaseCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ctx := cmd.Context()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
 			started, err := control.StartRelease(ctx, c, r)
 			if err != nil {
 				return err
@@ -72,34 +67,33 @@ func releaseCmd(g *globals) *cobra.Command {
 			if g.jsonOut && !wait {
 				return writeJSON(w, started)
 			}
-			fmt.Fprintf(w, "Release %s to %s\n  workflowId: %s\n  web UI:     %s\n", r.Name, r.Environment, started.WorkflowID, g.link(started.WorkflowID, started.RunID))
+			if !g.jsonOut {
+				fmt.Fprintf(w, "Release %s to %s\n  workflowId: %s\n  web UI:     %s\n", r.Name, r.Environment, started.WorkflowID, g.link(started.WorkflowID, started.RunID))
+			}
 			if !wait {
+				fmt.Fprintf(w, "  follow:     starter watch %s\n", started.WorkflowID)
 				return nil
 			}
-			seen := map[string]string{}
-			res, err := control.WaitRelease(ctx, c, started.WorkflowID, started.RunID, time.Second, func(st workflows.ReleaseStatus) {
-				for _, s := range st.Services {
-					if seen[s.Name] != s.State {
-						seen[s.Name] = s.State
-						fmt.Fprintf(w, "  %s  %-16s %s\n", time.Now().Format("15:04:05"), s.Name, s.State)
-					}
-				}
-			})
+			d := newDisplay(w, false)
+			if g.jsonOut {
+				d.mode = modeQuiet
+			}
+			res, err := followRelease(ctx, c, started.WorkflowID, started.RunID, time.Second, d)
 			if err != nil {
 				return err
 			}
 			if g.jsonOut {
-				return writeJSON(w, res)
+				if err := writeJSON(w, res); err != nil {
+					return err
+				}
+			} else {
+				printRelease(w, res)
 			}
-			printRelease(w, res)
-			if res.Outcome != workflows.OutcomeSucceeded {
-				return &exitError{exitNotSuccess, fmt.Errorf("release %s: %s", res.Outcome, res.Error)}
-			}
-			return nil
+			return outcomeError("release", res.WorkflowID, res.Outcome, res.Error)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (- for stdin)")
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the outcome, printing each service's state")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release to its end (as watch does); exit with its outcome's code")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }

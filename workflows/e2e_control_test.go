@@ -320,7 +320,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	// A missing image is rejected before any change.
 	missing := demoSpec(service, "stagecraft-demo:does-not-exist", spec.Canary, 2)
 	out, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, missing), "--wait", "--json")
-	require.Equal(t, 3, code, errOut)
+	require.Equal(t, 5, code, errOut) // rejected
 	require.NoError(t, json.Unmarshal([]byte(out), &res))
 	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "does-not-exist")

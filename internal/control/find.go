@@ -1,0 +1,208 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// IDForms says what the IDs of rollouts and releases look like, for
+// messages about an ID that names nothing.
+const IDForms = "rollout IDs look like deploy:docker:SERVICE or deploy:k8s:NAMESPACE/DEPLOYMENT, " +
+	"release IDs like release:ENVIRONMENT/NAME; the execution ID a rollout was started with works too"
+
+// NotFoundError says that no rollout or release has the ID.
+type NotFoundError struct {
+	ID string
+}
+
+func (e *NotFoundError) Error() string {
+	if IsRelease(e.ID) || strings.HasPrefix(e.ID, "deploy:") {
+		return fmt.Sprintf("no %s %s: nothing with this ID has run (%s)", Kind(e.ID), e.ID, IDForms)
+	}
+	return fmt.Sprintf("no rollout %s: neither a workflow ID nor the execution ID of a rollout (%s)", e.ID, IDForms)
+}
+
+// FinishedError says that an action came after the rollout or release had
+// closed: how it ended is all there is to know.
+type FinishedError struct {
+	Action, WorkflowID string
+	// Outcome is how it ended; Ended says how its run closed when it ended
+	// without an outcome (terminated, timed_out, failed, canceled).
+	Outcome workflows.Outcome
+	Ended   string
+}
+
+func (e *FinishedError) Error() string {
+	how := "outcome " + string(e.Outcome)
+	if e.Outcome == "" {
+		how = e.Ended
+	}
+	kind := Kind(e.WorkflowID)
+	return fmt.Sprintf("cannot %s: %s %s is finished (%s); no open %s to %s", e.Action, kind, e.WorkflowID, how, kind, e.Action)
+}
+
+// RefusedError is the workflow's refusal of an action (an illegal
+// transition), with the workflow's own reason.
+type RefusedError struct {
+	Action, WorkflowID, Reason string
+}
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("%s (%s)", e.Reason, e.WorkflowID) }
+
+// Kind says "release" for a release's workflow ID and "rollout" otherwise.
+func Kind(workflowID string) string {
+	if IsRelease(workflowID) {
+		return "release"
+	}
+	return "rollout"
+}
+
+// Execution is what the server says about the latest run of a rollout or
+// a release.
+type Execution struct {
+	WorkflowID string
+	RunID      string
+	Type       string
+	Status     enumspb.WorkflowExecutionStatus
+	// Watch is the running health watcher's latest heartbeat (its round
+	// counts and latest round), or nil when no watcher runs.
+	Watch *activities.WatchResult
+}
+
+// Open reports whether the run is still running.
+func (e Execution) Open() bool {
+	return e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// Ended names how a closed run ended: completed, failed, canceled,
+// terminated, continued_as_new or timed_out.
+func (e Execution) Ended() string {
+	s := strings.TrimPrefix(e.Status.String(), "WORKFLOW_EXECUTION_STATUS_")
+	return strings.ToLower(s)
+}
+
+// Describe describes a run of a rollout or release (runID "": the latest);
+// an ID that never ran is a *NotFoundError.
+func Describe(ctx context.Context, c client.Client, workflowID, runID string) (Execution, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, workflowID, runID)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return Execution{}, &NotFoundError{ID: workflowID}
+		}
+		return Execution{}, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	ex := Execution{WorkflowID: workflowID, RunID: info.GetExecution().GetRunId(),
+		Type: info.GetType().GetName(), Status: info.GetStatus()}
+	for _, pa := range d.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != "Watch" || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var sum activities.WatchResult
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil {
+			ex.Watch = &sum
+		}
+	}
+	return ex, nil
+}
+
+// Find finds a rollout or release by its workflow ID (deploy:…, release:…)
+// or a rollout by the execution ID it was started with, and describes its
+// latest run. An ID that names nothing is a *NotFoundError.
+func Find(ctx context.Context, c client.Client, id string) (Execution, error) {
+	if strings.HasPrefix(id, "deploy:") || IsRelease(id) {
+		return Describe(ctx, c, id, "")
+	}
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)})
+	// An unregistered search attribute just means no rollout has one.
+	if err != nil || len(resp.GetExecutions()) == 0 {
+		return Execution{}, &NotFoundError{ID: id}
+	}
+	return Describe(ctx, c, resp.GetExecutions()[0].GetExecution().GetWorkflowId(), "")
+}
+
+// Final returns the result of a closed run: a rollout's final
+// workflows.Status or a release's final workflows.ReleaseStatus.
+func Final[T any](ctx context.Context, c client.Client, ex Execution) (T, error) {
+	var v T
+	if err := c.GetWorkflow(ctx, ex.WorkflowID, ex.RunID).Get(ctx, &v); err != nil {
+		return v, fmt.Errorf("%s %s ended %s: %w", Kind(ex.WorkflowID), ex.WorkflowID, ex.Ended(), unwrap(err))
+	}
+	return v, nil
+}
+
+// Steer sends a control action as an update to a rollout or a release and
+// returns the status it answers with (workflows.Status for a rollout,
+// workflows.ReleaseStatus for a release). Unlike Act, each way it can be
+// refused is its own error: *NotFoundError (no such ID), *FinishedError
+// (closed, with its outcome), *RefusedError (the workflow's reason why the
+// action is illegal now).
+func Steer[S any](ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (S, error) {
+	var st S
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflowID,
+		UpdateName:   action,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &st)
+	}
+	if err == nil {
+		return st, nil
+	}
+	var (
+		nf      *serviceerror.NotFound
+		app     *temporal.ApplicationError
+		timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	)
+	switch {
+	case errors.As(err, &nf):
+		// The update API says NotFound for a closed run too.
+		return st, closedOrMissing(ctx, c, workflowID, action)
+	case errors.As(err, &app):
+		reason := app.Message()
+		if strings.HasPrefix(reason, "unknown update") {
+			reason = fmt.Sprintf("cannot %s: this %s does not take %s (its worker predates it)", action, Kind(workflowID), action)
+		}
+		return st, &RefusedError{Action: action, WorkflowID: workflowID, Reason: reason}
+	case errors.As(err, &timeout) || ctx.Err() != nil:
+		return st, fmt.Errorf("cannot %s %s: no answer in time; is a worker polling task queue %q?", action, workflowID, workflows.TaskQueue)
+	}
+	return st, fmt.Errorf("%s %s: %w", action, workflowID, err)
+}
+
+// closedOrMissing explains why an update found no open workflow.
+func closedOrMissing(ctx context.Context, c client.Client, workflowID, action string) error {
+	ex, err := Describe(ctx, c, workflowID, "")
+	if err != nil {
+		return err
+	}
+	if ex.Open() {
+		return fmt.Errorf("cannot %s %s: the server found no run to update, yet one is open; try again", action, workflowID)
+	}
+	fin := &FinishedError{Action: action, WorkflowID: workflowID, Ended: ex.Ended()}
+	if ex.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		var res struct {
+			Outcome workflows.Outcome `json:"outcome"`
+		}
+		if err := c.GetWorkflow(ctx, workflowID, ex.RunID).Get(ctx, &res); err == nil {
+			fin.Outcome = res.Outcome
+		}
+	}
+	return fin
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/health"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// queryTimeout bounds one status query: a rollout with no worker to answer
+// it is shown as such, and the watch goes on.
+const queryTimeout = 5 * time.Second
+
+func watchCmd(g *globals) *cobra.Command {
+	var poll time.Duration
+	cmd := &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow a rollout (or a release) live until it ends; exit with its outcome's code",
+		Long: `Follow a rollout live: each stage with its progress (instances updated/total),
+bake time left (frozen while paused), check rounds passed and failed, the latest failing
+evidence, the phase, a pause, an open approval gate; at the end the outcome and its error.
+A release (release:ENV/NAME) shows its services, their states and their rollouts' stages.
+
+On a terminal the view is redrawn in place; piped, a line is printed whenever something
+changed; with --json, the status is printed as one JSON object per line whenever it changed.
+A finished rollout is shown once. The exit code is the outcome's (see starter --help).`,
+		Example: `  starter watch deploy:docker:hello
+  starter watch release:prod/shop
+  starter watch deploy:docker:hello --json | jq -c '{phase, currentStage}'
+  starter watch my-execution-id --poll 5s > rollout.log`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if poll <= 0 {
+				return &exitError{exitInvalid, fmt.Errorf("--poll must be positive, got %s", poll)}
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			ex, err := control.Find(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			d := newDisplay(cmd.OutOrStdout(), g.jsonOut)
+			return follow(ctx, c, ex, poll, d)
+		},
+	}
+	cmd.Flags().DurationVar(&poll, "poll", time.Second, "how often to look")
+	return cmd
+}
+
+// follow shows a rollout or release on d until it ends, and returns its
+// outcome as an error carrying the exit code (nil when it succeeded).
+func follow(ctx context.Context, c client.Client, ex control.Execution, poll time.Duration, d *display) error {
+	var (
+		o      workflows.Outcome
+		reason string
+		err    error
+	)
+	if control.IsRelease(ex.WorkflowID) {
+		var st workflows.ReleaseStatus
+		st, err = followRelease(ctx, c, ex.WorkflowID, ex.RunID, poll, d)
+		o, reason = st.Outcome, st.Error
+	} else {
+		var st workflows.Status
+		st, err = followRollout(ctx, c, ex.WorkflowID, ex.RunID, poll, d)
+		o, reason = st.Outcome, st.Error
+	}
+	if err != nil {
+		return err
+	}
+	return outcomeError(control.Kind(ex.WorkflowID), ex.WorkflowID, o, reason)
+}
+
+// interrupted says that the watch stopped, not the rollout.
+func interrupted(ctx context.Context, id string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("stopped watching; %s goes on (starter watch %s to follow it again)", id, id)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// followRollout shows a rollout (runID: the run to follow, "" the latest)
+// until it has an outcome, and returns its final status.
+func followRollout(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (workflows.Status, error) {
+	var bad *health.Round
+	unanswered := 0
+	for {
+		v, done, err := lookRollout(ctx, c, id, runID)
+		if err != nil {
+			if e := interrupted(ctx, id); e != nil {
+				return workflows.Status{}, e
+			}
+			return workflows.Status{}, err
+		}
+		if quiet(v.warn, &unanswered) {
+			sleep(ctx, poll)
+			continue
+		}
+		bad = newestBad(bad, v.st.LatestRound)
+		if v.live != nil {
+			bad = newestBad(bad, v.live.Latest)
+		}
+		v.bad, v.now = bad, time.Now()
+		d.final = done
+		if err := d.show(v, v.now); err != nil {
+			return v.st, err
+		}
+		if done {
+			return v.st, nil
+		}
+		sleep(ctx, poll)
+		if e := interrupted(ctx, id); e != nil {
+			return v.st, e
+		}
+	}
+}
+
+// lookRollout takes one look at a rollout: its status (the result once
+// closed) and the running watcher's heartbeat. done says it has ended.
+func lookRollout(ctx context.Context, c client.Client, id, runID string) (rolloutView, bool, error) {
+	ex, err := describeRun(ctx, c, id, runID)
+	if err != nil {
+		return rolloutView{}, false, err
+	}
+	if !ex.Open() {
+		st, err := control.Final[workflows.Status](ctx, c, ex)
+		return rolloutView{st: st}, true, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	st, err := control.Status(qctx, c, id)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return rolloutView{}, false, ctx.Err()
+		}
+		return rolloutView{warn: noAnswer(id, err)}, false, nil
+	}
+	v := rolloutView{st: st}
+	if st.Phase == workflows.PhaseDone && st.Outcome != "" {
+		return v, true, nil
+	}
+	// Describe again after the query: a watcher that is still pending now
+	// had not reported to the status queried, so its counts add up.
+	if st.Phase == workflows.PhaseValidating || st.Phase == workflows.PhasePaused {
+		if ex, err := control.Describe(ctx, c, id, ex.RunID); err == nil && ex.Open() {
+			v.live = ex.Watch
+		}
+	}
+	return v, false, nil
+}
+
+// quiet reports whether to skip a look: the first unanswered status query
+// in a row is usual (a rollout just started has not run its first workflow
+// task yet); from the second on, the look says so.
+func quiet(warn string, unanswered *int) bool {
+	if warn == "" {
+		*unanswered = 0
+		return false
+	}
+	*unanswered++
+	return *unanswered < 2
+}
+
+// noAnswer says why a look found no status: a workflow answers queries
+// only through a worker, once its first task has run.
+func noAnswer(id string, err error) string {
+	return fmt.Sprintf("waiting for %s to answer its status query (is a worker polling task queue %q?): %v", id, workflows.TaskQueue, err)
+}
+
+// describeRun describes the run followed; once it has continued as new,
+// the run it continued as.
+func describeRun(ctx context.Context, c client.Client, id, runID string) (control.Execution, error) {
+	ex, err := control.Describe(ctx, c, id, runID)
+	if err == nil && runID != "" && ex.Ended() == "continued_as_new" {
+		return control.Describe(ctx, c, id, "")
+	}
+	return ex, err
+}
+
+// newestBad returns the newer of two rounds that were not healthy.
+func newestBad(bad, r *health.Round) *health.Round {
+	if r == nil || r.Verdict == health.Healthy {
+		return bad
+	}
+	if bad == nil || r.At.After(bad.At) {
+		return r
+	}
+	return bad
+}
+
+// followRelease shows a release until it has an outcome, and returns its
+// final status.
+func followRelease(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (workflows.ReleaseStatus, error) {
+	unanswered := 0
+	for {
+		v, done, err := lookRelease(ctx, c, id, runID)
+		if err != nil {
+			if e := interrupted(ctx, id); e != nil {
+				return workflows.ReleaseStatus{}, e
+			}
+			return workflows.ReleaseStatus{}, err
+		}
+		if quiet(v.warn, &unanswered) {
+			sleep(ctx, poll)
+			continue
+		}
+		v.now = time.Now()
+		d.final = done
+		if err := d.show(v, v.now); err != nil {
+			return v.st, err
+		}
+		if done {
+			return v.st, nil
+		}
+		sleep(ctx, poll)
+		if e := interrupted(ctx, id); e != nil {
+			return v.st, e
+		}
+	}
+}
+
+func lookRelease(ctx context.Context, c client.Client, id, runID string) (releaseView, bool, error) {
+	ex, err := describeRun(ctx, c, id, runID)
+	if err != nil {
+		return releaseView{}, false, err
+	}
+	if !ex.Open() {
+		st, err := control.Final[workflows.ReleaseStatus](ctx, c, ex)
+		return releaseView{st: st}, true, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	st, err := control.ReleaseStatus(qctx, c, id)
+	if err != nil {
+		if ctx.Err() != nil {
+			return releaseView{}, false, ctx.Err()
+		}
+		return releaseView{warn: noAnswer(id, err)}, false, nil
+	}
+	v := releaseView{st: st, rollouts: map[string]workflows.Status{}}
+	for _, s := range st.Services {
+		if s.State != workflows.ServiceRunning || s.WorkflowID == "" {
+			continue
+		}
+		// A rollout that does not answer just shows no stage.
+		if ro, err := control.Status(qctx, c, s.WorkflowID); err == nil {
+			v.rollouts[s.WorkflowID] = ro
+		}
+	}
+	return v, st.Phase == workflows.ReleaseDone && st.Outcome != "", nil
+}
