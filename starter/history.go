@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/store"
 )
 
@@ -54,41 +55,107 @@ func historyCmd(g *globals) *cobra.Command {
 }
 
 func listCmd(g *globals) *cobra.Command {
-	var f store.Filter
+	var f control.ListFilter
+	source := "auto"
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List recent rollouts from the audit trail in PostgreSQL",
-		Example: `  starter list --service hello --status rolled_back`,
-		Args:    noArgs,
+		Use:   "list",
+		Short: "List recent rollouts and releases, filtered on their search attributes (Temporal) or from the audit trail (PostgreSQL)",
+		Long: `List recent rollouts and releases, newest first.
+
+With --source temporal (the default without a database) the list comes from Temporal's
+visibility and filters on the search attributes every rollout keeps current; with
+--source store (the default when DATABASE_URL is set) from the audit trail in PostgreSQL,
+which filters on service and status.`,
+		Example: `  starter list --service hello --status rolled_back
+  starter list --source temporal --environment prod --strategy canary --json
+  starter list --source temporal --query 'StartTime > "2026-11-01T00:00:00Z"'`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := g.openStore(cmd.Context())
-			if err != nil {
-				return err
+			if source == "auto" {
+				source = "temporal"
+				if g.databaseURL != "" {
+					source = "store"
+				}
 			}
-			defer st.Close()
-			rows, err := st.List(cmd.Context(), f)
-			if err != nil {
-				return err
+			switch source {
+			case "temporal":
+				return listTemporal(cmd, g, f)
+			case "store":
+				if f.Environment != "" || f.Strategy != "" || f.Platform != "" || f.Image != "" || f.Query != "" {
+					return &exitError{code: exitInvalid, err: errors.New("--environment, --strategy, --platform, --image and --query filter Temporal's list: use --source temporal")}
+				}
+				return listStore(cmd, g, store.Filter{Service: f.Service, Status: f.Status, Limit: f.Limit})
 			}
-			if g.jsonOut {
-				return writeJSON(cmd.OutOrStdout(), rows)
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%-20s  %-16s  %-10s  %-16s  %-28s  %s\n", "STARTED", "SERVICE", "STRATEGY", "STATUS", "IMAGE", "WORKFLOW ID / RUN ID")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%-20s  %-16s  %-10s  %-16s  %-28s  %s / %s\n", r.CreatedAt.Format(time.DateTime), r.Service, r.Strategy,
-					r.Status, r.ImageTo, r.WorkflowID, r.RunID)
-			}
-			if len(rows) == 0 {
-				fmt.Fprintln(w, "(no rollouts recorded)")
-			}
-			return nil
+			return &exitError{code: exitInvalid, err: fmt.Errorf("--source %q: want auto, temporal or store", source)}
 		},
 	}
-	cmd.Flags().StringVar(&f.Service, "service", "", "only this service")
+	cmd.Flags().StringVar(&source, "source", source, "auto (store when DATABASE_URL is set, else temporal), temporal or store")
+	cmd.Flags().StringVar(&f.Service, "service", "", "only this service (a release: its name)")
 	cmd.Flags().StringVar(&f.Status, "status", "", "only this status (succeeded, rolled_back, rollback_failed, rejected, or a phase)")
+	cmd.Flags().StringVar(&f.Environment, "environment", "", "only this environment (temporal)")
+	cmd.Flags().StringVar(&f.Strategy, "strategy", "", "only this strategy: canary, blue-green, rolling, recreate, release (temporal)")
+	cmd.Flags().StringVar(&f.Platform, "platform", "", "only this platform: docker, kubernetes, release (temporal)")
+	cmd.Flags().StringVar(&f.Image, "image", "", "only rollouts to this image (temporal)")
+	cmd.Flags().StringVar(&f.Query, "query", "", "a visibility query ANDed with the filters (temporal)")
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many")
 	return cmd
+}
+
+func listTemporal(cmd *cobra.Command, g *globals, f control.ListFilter) error {
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rows, err := control.List(cmd.Context(), c, f)
+	if err != nil {
+		return err
+	}
+	if g.jsonOut {
+		return writeJSON(cmd.OutOrStdout(), rows)
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%-20s  %-16s  %-8s  %-10s  %-18s  %-28s  %s\n", "STARTED", "SERVICE", "ENV", "STRATEGY", "STATUS", "IMAGE", "WORKFLOW ID / RUN ID")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-20s  %-16s  %-8s  %-10s  %-18s  %-28s  %s / %s\n", r.StartedAt.Format(time.DateTime), r.Service, orDash(r.Environment),
+			r.Strategy, r.Status, orDash(r.Image), r.WorkflowID, r.RunID)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "(none match "+f.VisibilityQuery()+")")
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func listStore(cmd *cobra.Command, g *globals, f store.Filter) error {
+	st, err := g.openStore(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rows, err := st.List(cmd.Context(), f)
+	if err != nil {
+		return err
+	}
+	if g.jsonOut {
+		return writeJSON(cmd.OutOrStdout(), rows)
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%-20s  %-16s  %-10s  %-16s  %-28s  %s\n", "STARTED", "SERVICE", "STRATEGY", "STATUS", "IMAGE", "WORKFLOW ID / RUN ID")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-20s  %-16s  %-10s  %-16s  %-28s  %s / %s\n", r.CreatedAt.Format(time.DateTime), r.Service, r.Strategy,
+			r.Status, r.ImageTo, r.WorkflowID, r.RunID)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "(no rollouts recorded)")
+	}
+	return nil
 }
 
 func printTrail(w io.Writer, tr audit.Trail) {

@@ -120,6 +120,21 @@ func TestRolloutNotificationsAndSearchAttributes(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, resp.GetExecutions(), 1, "the v1 install, not the rolled-back canary")
 	require.NotEqual(t, started.RunID, resp.GetExecutions()[0].GetExecution().GetRunId())
+
+	// starter list filters on them too.
+	out, errOut, code := runCLI(t, "list", "--source", "temporal", "--service", service, "--environment", "e2e",
+		"--status", "rolled_back", "--json")
+	require.Equal(t, 0, code, errOut)
+	var listed []control.Listed
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Len(t, listed, 1)
+	require.Equal(t, control.Listed{WorkflowID: started.WorkflowID, RunID: started.RunID, Workflow: workflows.CanaryWorkflow,
+		Service: service, Environment: "e2e", Strategy: "canary", Platform: "docker", Status: "rolled_back",
+		Image: "stagecraft-demo:v2-bad", StartedAt: listed[0].StartedAt, ClosedAt: listed[0].ClosedAt}, listed[0])
+	require.NotNil(t, listed[0].ClosedAt)
+	out, _, code = runCLI(t, "list", "--source", "temporal", "--service", service)
+	require.Equal(t, 0, code)
+	require.Equal(t, 3, strings.Count(out, "\n"), "a header, the v1 install and the canary:\n%s", out)
 }
 
 // TestApprovalGate: a canary's 100% stage waits for approve, on the real
