@@ -406,7 +406,7 @@ func (rel *release) start(ctx workflow.Context, name string) {
 func (rel *release) commit(ctx workflow.Context) ReleaseStatus {
 	rel.st.Phase = ReleaseCommitting
 	for _, s := range rel.st.Services {
-		_ = workflow.SignalExternalWorkflow(ctx, s.WorkflowID, s.RunID, SignalCommit, nil).Get(ctx, nil)
+		_ = workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", SignalCommit, nil).Get(ctx, nil)
 	}
 	_ = workflow.Await(ctx, func() bool { return rel.allDone() })
 	for _, s := range rel.st.Services {
@@ -446,7 +446,8 @@ func (rel *release) rollback(ctx workflow.Context, reason string) ReleaseStatus 
 			}
 			rel.st.RollbackOrder = append(rel.st.RollbackOrder, s.Name)
 			req := ControlRequest{By: rel.st.WorkflowID, Reason: "release rolled back: " + reason}
-			err := workflow.SignalExternalWorkflow(ctx, s.WorkflowID, s.RunID, SignalAbort, req).Get(ctx, nil)
+			// The latest run: a long rollout may have continued as new.
+			err := workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", SignalAbort, req).Get(ctx, nil)
 			var res Result
 			if err == nil {
 				err = rel.futures[s.Name].Get(ctx, &res)

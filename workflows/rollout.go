@@ -93,6 +93,13 @@ type rollout struct {
 	approved bool
 	// nt sends the spec's notifications.
 	nt notifier
+	// deadlineAt is when the rollout timeout aborts it; runs counts the
+	// runs before this one (continue-as-new).
+	deadlineAt time.Time
+	runs       int
+	// continueV is continueVersion's, asked at the first stage boundary.
+	continueV     workflow.Version
+	continueAsked bool
 }
 
 // Versions of the workflow's command sequence, for replay.
@@ -109,7 +116,7 @@ func (e errAborted) Error() string { return "aborted: " + e.reason }
 
 func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	info := workflow.GetInfo(ctx)
-	s := in.WithDefaults()
+	s, resume := stripResume(in.WithDefaults())
 	sum := sha256.Sum256([]byte(info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID))
 	r := &rollout{
 		spec:  s,
@@ -136,18 +143,32 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	r.startNotify(ctx)
 	r.startSearch(ctx)
 	r.keepDetails(ctx)
-	res := r.execute(ctx, strategy)
+	res, err := r.execute(ctx, strategy, resume)
+	if err != nil {
+		return Result{}, err // continue as new
+	}
 	r.nt.flush(ctx)
 	r.closeAudit(ctx)
 	return res, nil
 }
 
-func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
+// execute runs the rollout to its result, or returns the error that
+// continues it as new.
+func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) (Result, error) {
 	logger := workflow.GetLogger(ctx)
 	if problems := checkSpec(r.spec, strategy); len(problems) > 0 {
 		r.st.Problems = problems
-		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; "))
+		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; ")), nil
 	}
+	if resume != nil {
+		next, err := r.resume(ctx, resume)
+		if err != nil {
+			return r.finish(ctx, OutcomeRejected, "invalid spec: "+err.Error()), nil
+		}
+		r.startDeadline(ctx)
+		return r.from(ctx, strategy, next)
+	}
+	r.deadlineAt = r.st.StartedAt.Add(r.spec.Timeout.D())
 	r.startDeadline(ctx)
 
 	// Snapshot: nothing has changed yet, so a failure here rejects the rollout.
@@ -158,9 +179,9 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	})
 	if err != nil {
 		if r.aborted || temporal.IsCanceledError(err) {
-			return r.finish(ctx, OutcomeRolledBack, "stopped before any change: "+r.stopReason(err))
+			return r.finish(ctx, OutcomeRolledBack, "stopped before any change: "+r.stopReason(err)), nil
 		}
-		return r.finish(ctx, OutcomeRejected, errorMessage(err))
+		return r.finish(ctx, OutcomeRejected, errorMessage(err)), nil
 	}
 	r.snapshot = prep.Snapshot
 	r.st.FreshInstall = prep.Snapshot.Empty()
@@ -171,7 +192,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	}
 	r.plan, err = plan.Build(r.spec, total, prep.Snapshot.Count())
 	if err != nil {
-		return r.finish(ctx, OutcomeRejected, err.Error())
+		return r.finish(ctx, OutcomeRejected, err.Error()), nil
 	}
 	for _, st := range r.plan.Stages {
 		r.st.Stages = append(r.st.Stages, StageRecord{Stage: st, Status: StagePending})
@@ -179,8 +200,18 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", len(prep.Snapshot.Instances))
 	r.notify(ctx, spec.EventStarted, "")
 
-	// From here on a failure, an abort or a cancellation rolls back.
-	failure := r.runStages(ctx)
+	return r.from(ctx, strategy, 0)
+}
+
+// from runs the stages from stage next on, then holds, finalizes or rolls
+// back. From here on a failure, an abort or a cancellation rolls back.
+func (r *rollout) from(ctx workflow.Context, strategy string, next int) (Result, error) {
+	logger := workflow.GetLogger(ctx)
+	failure := r.runStages(ctx, strategy, next)
+	var can *workflow.ContinueAsNewError
+	if errors.As(failure, &can) {
+		return Result{}, failure
+	}
 	if failure == nil {
 		failure = r.keepBlue(ctx)
 	}
@@ -194,20 +225,24 @@ func (r *rollout) execute(ctx workflow.Context, strategy string) Result {
 			return err
 		})
 		if failure == nil {
-			return r.finish(ctx, OutcomeSucceeded, "")
+			return r.finish(ctx, OutcomeSucceeded, ""), nil
 		}
 	}
 	reason := r.stopReason(failure)
 	logger.Warn("rolling back", "service", r.spec.Service, "reason", reason)
 	r.notify(ctx, spec.EventFailed, reason)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	return r.rollback(dctx, reason)
+	return r.rollback(dctx, reason), nil
 }
 
-// runStages converges and validates each stage in order.
-func (r *rollout) runStages(ctx workflow.Context) error {
+// runStages converges and validates each stage in order, from stage next;
+// a long rollout continues as new between two stages.
+func (r *rollout) runStages(ctx workflow.Context, strategy string, next int) error {
 	r.healthV = workflow.GetVersion(ctx, healthPolicyVersion, workflow.DefaultVersion, 1)
-	for i := range r.plan.Stages {
+	for i := next; i < len(r.plan.Stages); i++ {
+		if i > next && r.shouldContinue(ctx, i) {
+			return r.continueAsNew(ctx, strategy, i)
+		}
 		if err := workflow.Await(ctx, func() bool { return !r.paused || r.aborted || r.promoted }); err != nil {
 			return err
 		}
@@ -590,7 +625,7 @@ func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
 // startDeadline aborts the rollout when its total timeout passes.
 func (r *rollout) startDeadline(ctx workflow.Context) {
 	workflow.Go(ctx, func(gctx workflow.Context) {
-		t := workflow.NewTimerWithOptions(gctx, r.spec.Timeout.D(), workflow.TimerOptions{Summary: "rollout timeout"})
+		t := workflow.NewTimerWithOptions(gctx, max(r.deadlineAt.Sub(workflow.Now(gctx)), time.Millisecond), workflow.TimerOptions{Summary: "rollout timeout"})
 		if t.Get(gctx, nil) == nil && r.st.Phase != PhaseDone {
 			_, _ = r.control(gctx, SignalAbort, ControlRequest{Reason: "rollout timeout " + r.spec.Timeout.D().String() + " passed", By: "stagecraft"}, "timeout")
 		}

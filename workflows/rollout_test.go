@@ -71,7 +71,9 @@ type harness struct {
 	inUse            []string
 	notified         []notify.Event
 	notifyErr        error
-	specs            map[string]spec.Spec
+	// onConverge, when set, runs on every converge (mu held).
+	onConverge func(n int)
+	specs      map[string]spec.Spec
 }
 
 type convergeCall struct {
@@ -101,6 +103,9 @@ func newHarness(t *testing.T) *harness {
 			defer h.mu.Unlock()
 			n := len(h.converges)
 			h.converges = append(h.converges, convergeCall{Service: in.Request.Spec.Service, Desired: in.Request.Desired, At: h.env.Now()})
+			if h.onConverge != nil {
+				h.onConverge(n + 1)
+			}
 			if in.Request.Desired == restore {
 				h.configs = append(h.configs, "converge "+in.Request.Spec.Service+" restore")
 			} else {

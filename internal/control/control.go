@@ -16,6 +16,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/health"
@@ -129,7 +131,7 @@ func Resolve(ctx context.Context, c client.Client, id string) (string, error) {
 // Status queries a rollout's status.
 func Status(ctx context.Context, c client.Client, workflowID string) (workflows.Status, error) {
 	var st workflows.Status
-	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	v, err := query(ctx, c, workflowID)
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
@@ -138,6 +140,20 @@ func Status(ctx context.Context, c client.Client, workflowID string) (workflows.
 		return st, fmt.Errorf("query %s: %w", workflowID, err)
 	}
 	return st, v.Get(&st)
+}
+
+// query asks a workflow for its status. A query waits for a worker to
+// answer it; one that a busy worker did not answer in time (the server's
+// deadline) is asked again, while ctx allows.
+func query(ctx context.Context, c client.Client, workflowID string) (converter.EncodedValue, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+		var dl *serviceerror.DeadlineExceeded
+		if err == nil || attempt == 3 || ctx.Err() != nil ||
+			!(errors.As(err, &dl) || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded) {
+			return v, err
+		}
+	}
 }
 
 // LiveRound returns the latest round the rollout's running health watcher

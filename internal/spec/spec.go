@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -69,6 +70,9 @@ type Spec struct {
 	// release's workflow ID. Such a rollout, once its stages pass, reports
 	// to the release and holds until the release commits or rolls it back.
 	Release string `json:"release,omitempty"`
+	// Resume is set by the rollout itself when it continues as new: the
+	// state the next run takes over. Callers never set it.
+	Resume json.RawMessage `json:"resume,omitempty"`
 }
 
 // Platform holds exactly one platform's target.
@@ -165,7 +169,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &secs); err != nil {
 		return fmt.Errorf("invalid duration %s (want e.g. \"30s\")", string(b))
 	}
-	*d = Duration(time.Duration(secs * float64(time.Second)))
+	ns := secs * float64(time.Second)
+	if math.Abs(ns) >= 1<<63 { // converting it would give an arbitrary, platform-dependent value
+		return fmt.Errorf("invalid duration %s: out of range (at most %v)", string(b), time.Duration(math.MaxInt64))
+	}
+	*d = Duration(ns)
 	return nil
 }
 
@@ -173,7 +181,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // defaults and validates it in full.
 func Parse(data []byte) (Spec, error) {
 	var s Spec
-	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+	if err := yaml.UnmarshalStrict(yamlReadable(data), &s); err != nil {
 		return Spec{}, &ValidationError{Problems: []FieldError{{Field: "spec", Message: err.Error()}}}
 	}
 	s = s.WithDefaults()

@@ -173,6 +173,9 @@ func (s Spec) Validate() error {
 	}
 
 	s.Health.validate(add)
+	if len(s.Resume) > 0 {
+		add("resume", "is set by the rollout itself when it continues as new")
+	}
 	validateApproval(add, s.Strategy, s.Approval)
 	ValidateNotifications(add, "notifications", s.Notifications)
 	if len(errs) > 0 {

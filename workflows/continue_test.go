@@ -1,0 +1,97 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// TestLongRollingContinuesAsNew: a rolling update of 1,000 batches
+// continues as new whenever its history grows long (simulated here by the
+// server's suggestion after 250 stages of a run), carrying its state: every
+// batch runs once and in order, the pause a run received holds in the next,
+// the audit trail numbers its events on across runs, and the result covers
+// all 1,000 stages.
+func TestLongRollingContinuesAsNew(t *testing.T) {
+	s := testSpec(spec.Rolling)
+	s.Platform.Docker.Replicas = 1000
+	s.Strategy.BatchSize = 1
+	s.Strategy.Bake = spec.Duration(2 * time.Second)
+	s.Health.Interval = spec.Duration(time.Second)
+	input := s.WithDefaults()
+
+	var (
+		desired []int // the New count of every converge, across runs
+		events  []audit.Event
+		res     Result
+		runs    int
+	)
+	for runs = 1; runs <= 10; runs++ {
+		h := newHarness(t)
+		h.snapshot = snapshotOf(1000, "stagecraft-demo:v1")
+		h.env.SetTestTimeout(2 * time.Minute)
+		if runs > 1 {
+			h.env.SetContinuedExecutionRunID(fmt.Sprintf("run-%d", runs-1))
+		}
+		h.onConverge = func(n int) {
+			if n == 250 {
+				h.env.SetContinueAsNewSuggested(true)
+			}
+		}
+		if runs == 2 {
+			// A pause and a resume in the second run: its control log
+			// goes on in the later runs.
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "ops"}) }, 101*time.Second)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "ops"}) }, time.Hour)
+		}
+		h.env.ExecuteWorkflow(RollingWorkflow, input)
+		require.True(t, h.env.IsWorkflowCompleted())
+		for _, c := range h.converges {
+			desired = append(desired, c.Desired.New)
+		}
+		for _, b := range h.batches {
+			events = append(events, b.Events...)
+		}
+		err := h.env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if errors.As(err, &can) {
+			require.Equal(t, RollingWorkflow, can.WorkflowType.Name)
+			input = spec.Spec{}
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &input))
+			require.NotEmpty(t, input.Resume)
+			continue
+		}
+		require.NoError(t, err)
+		require.NoError(t, h.env.GetWorkflowResult(&res))
+		break
+	}
+	t.Logf("runs %d, converges %d, outcome %s: %s", runs, len(desired), res.Outcome, res.Error)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, 4, runs, "250 stages a run")
+	require.Len(t, res.Stages, 1000)
+	for i, st := range res.Stages {
+		require.Equal(t, StageCompleted, st.Status, "stage %d", i)
+	}
+	// Every batch converged once, in order, then the final state.
+	require.Len(t, desired, 1001)
+	for i := 0; i < 1000; i++ {
+		require.Equal(t, i+1, desired[i], "converge %d", i)
+	}
+	// The pause and resume of run 2 are in the final control log.
+	require.Len(t, res.Controls, 2)
+	require.Equal(t, []string{"pause", "resume"}, []string{res.Controls[0].Action, res.Controls[1].Action})
+	// The audit trail goes on numbering its events, none twice.
+	for i, e := range events {
+		require.Equal(t, int64(i+1), e.Seq, "event %d (%s %s)", i, e.Kind, e.To)
+	}
+	require.NotEqual(t, time.Time{}, res.StartedAt)
+	require.Empty(t, res.Rollback)
+}
