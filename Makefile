@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: run test unit build vet fmt images record-histories clean help
+.PHONY: run test unit build vet fmt images record-histories fuzz bench clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,17 @@ images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad
 
 record-histories: ## re-record the replay histories in workflows/testdata from the real dev server
 	@STAGECRAFT_RECORD_HISTORIES=1 bash scripts/test.sh
+
+FUZZTIME ?= 30s
+FUZZ_TARGETS := internal/spec:FuzzParseSpec internal/spec:FuzzParseRelease internal/spec:FuzzValidate internal/spec:FuzzDuration internal/plan:FuzzBuild
+
+fuzz: ## run each fuzz target in turn for FUZZTIME (default 30s; the figures in docs/BENCHMARKS.md used 10m)
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "==> $$fn ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 1 ./$$pkg; done
+
+bench: ## benchmarks against the real engines (set up as make test does); prints a table (docs/BENCHMARKS.md)
+	@bash scripts/bench.sh
 
 clean: ## remove built binaries and local state (.data)
 	rm -rf $(BIN) .data

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -360,7 +361,7 @@ func (h Health) validate(add func(field, format string, args ...any)) {
 		case seen[b.Check] != "http":
 			add(f+".check", "%q must name an http check", b.Check)
 		}
-		if b.Percentile <= 0 || b.Percentile > 100 {
+		if !(b.Percentile > 0 && b.Percentile <= 100) { // NaN too
 			add(f+".percentile", "must be in (0, 100], got %g", b.Percentile)
 		}
 		positive(add, f+".max", b.Max)
@@ -418,7 +419,7 @@ func validateCheck(add func(string, string, ...any), f string, c Check, seen map
 				add(fmt.Sprintf("%s.http.json[%d].path", f, j), "is required")
 			}
 		}
-		for k := range h.Headers {
+		for _, k := range sortedKeys(h.Headers) { // in order: Validate is deterministic
 			if k == "" || strings.ContainsAny(k, " :\r\n") {
 				add(f+".http.headers", "%q is not a header name", k)
 			}
@@ -451,6 +452,9 @@ func validateCheck(add func(string, string, ...any), f string, c Check, seen map
 		validateURL(add, f+".prometheus.url", p.URL)
 		if strings.TrimSpace(p.Query) == "" {
 			add(f+".prometheus.query", "is required")
+		}
+		if math.IsNaN(p.Threshold) || math.IsInf(p.Threshold, 0) { // JSON cannot carry them
+			add(f+".prometheus.threshold", "must be a finite number, got %g", p.Threshold)
 		}
 		oneOf(add, f+".prometheus.op", p.Op, promOps...)
 		oneOf(add, f+".prometheus.onEmpty", p.OnEmpty, EmptyNoData, EmptyFail, EmptyPass)

@@ -123,7 +123,7 @@ type ReleaseStage struct {
 // validates it in full.
 func ParseRelease(data []byte) (Release, error) {
 	var r Release
-	if err := yaml.UnmarshalStrict(data, &r); err != nil {
+	if err := yaml.UnmarshalStrict(yamlReadable(data), &r); err != nil {
 		return Release{}, &ValidationError{Problems: []FieldError{{Field: "release", Message: err.Error()}}}
 	}
 	r = r.WithDefaults()
@@ -488,7 +488,7 @@ func validateStages(add func(string, string, ...any), r Release) {
 			}
 		}
 	}
-	for n := range stageOf {
+	for _, n := range slices.Sorted(maps.Keys(stageOf)) { // in order: Validate is deterministic
 		if !slices.ContainsFunc(r.Services, func(s ReleaseService) bool { return s.Name == n }) {
 			add("stages", "%q is not a service of this release", n)
 		}
