@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks of workflows/bench_test.go against the real
+# engines (the pinned Temporal dev server, the Docker engine, a Kubernetes
+# control plane with KWOK nodes), set up as `make test` sets them up, then one
+# table of figures: median, p99 and sample count of each, beside its anchor.
+# Benchmarks report; they assert no speed. docs/BENCHMARKS.md has the method.
+#
+#   scripts/bench.sh              set up, run every benchmark, print the table
+#   scripts/bench.sh table [LOG]  print the table of an earlier run's log
+#                                 (default .data/bench.log)
+#
+# Environment:
+#   STAGECRAFT_BENCH              benchmarks to run (go test -bench regexp; default P[0-9])
+#   STAGECRAFT_BENCH_N            P1 and P2 samples per platform (default 20)
+#   STAGECRAFT_BENCH_P3_N         P3 runs of each canary shape (default 3)
+#   STAGECRAFT_BENCH_P5_N         P5 3 × 30 s canaries per platform, ~95 s each (default 3)
+#   STAGECRAFT_BENCH_P5_DIRECT_N  P5 zero-bake workflow/direct pairs per platform (default 5)
+#   STAGECRAFT_BENCH_P6_N         P6 timed runs of the workflow tests (default 5)
+#   STAGECRAFT_BENCH_DENSITY      P4 rollouts held at once, comma-separated (default 100; 0 skips)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+LOG="$DATA/bench.log"
+
+# Figures in table order: key|what|anchor.
+FIGURES='p1-k8s-restored|P1 abort → restored (new gone, old ready), Kubernetes/KWOK|median < 0.09 s, p99 ≤ 0.25 s
+p1-k8s-first-call|P1 abort → rollback'"'"'s first platform call, Kubernetes|—
+p1-docker-restored|P1 abort → restored (new gone, old ready), Docker|median ≤ 0.5 s
+p1-docker-first-call|P1 abort → rollback'"'"'s first platform call, Docker|—
+p2-k8s-detect|P2 health fails → first failing check, Kubernetes (0.5 s interval)|≤ 1 interval (0.5 s)
+p2-k8s-restored|P2 first failing check → restored, Kubernetes|—
+p2-docker-detect|P2 v2-bad fails → first failing check, Docker (0.5 s interval)|≤ 1 interval (0.5 s)
+p2-docker-restored|P2 first failing check → restored, Docker|—
+p3-seed-canary|P3 history events, seed-shaped canary 5/25/50/100|≤ 300
+p3-per-stage|P3 history events per extra stage|—
+p5-docker-overhead|P5 3-step canary, 3 × 30 s bakes: total − bakes, Docker|≤ 1.5 s
+p5-k8s-overhead|P5 3-step canary, 3 × 30 s bakes: total − bakes, Kubernetes|≤ 1.0 s
+p5-docker-orchestration|P5 of that, outside Prepare/Converge activities, Docker|—
+p5-k8s-orchestration|P5 of that, outside Prepare/Converge activities, Kubernetes|—
+p5-docker-zero-bake-workflow|P5 zero-bake 4-step canary through the workflow, Docker|—
+p5-docker-zero-bake-direct|P5 same platform calls made directly from Go, Docker|—
+p5-docker-zero-bake-ratio|P5 workflow ÷ direct, Docker|—
+p5-k8s-zero-bake-workflow|P5 zero-bake 4-step canary through the workflow, Kubernetes|—
+p5-k8s-zero-bake-direct|P5 same platform calls made directly from Go, Kubernetes|—
+p5-k8s-zero-bake-ratio|P5 workflow ÷ direct, Kubernetes|—
+p6-workflow-tests|P6 go test -count=1 -run . ./workflows (wall)|≤ 30 s'
+
+table() {
+  local log=$1
+  [ -f "$log" ] || die "no benchmark log at $log: run scripts/bench.sh first"
+  # Benchmark result lines: "BenchmarkX-2  1  v unit  v unit ...", units
+  # "<figure>.med.<u>", "<figure>.p99.<u>", "<figure>.n".
+  awk -v figures="$FIGURES" '
+    function fmt(v, u) {
+      if (u == "s") return sprintf("%.3f s", v)
+      if (u == "MiB") return sprintf("%.0f MiB", v)
+      if (u == "x") return sprintf("%.2f×", v)
+      if (u == "events") return (v == int(v)) ? sprintf("%d", v) : sprintf("%.1f", v)
+      return sprintf("%g %s", v, u)
+    }
+    # pad: left-aligned to w display columns (awk counts bytes; UTF-8
+    # continuation bytes take no column).
+    function pad(s, w,   t) {
+      t = s; gsub(/[\200-\277]/, "", t)
+      while (length(t) < w) { s = s " "; t = t " " }
+      return s
+    }
+    function line(a, b, c, d, e) {
+      printf "| %s | %12s | %12s | %4s | %s |\n", pad(a, 64), b, c, d, pad(e, 28)
+    }
+    function row(what, key, anchor) {
+      line(what, fmt(med[key], unit[key]), fmt(p99[key], unit[key]), sprintf("%d", n[key]), anchor)
+    }
+    /^Benchmark[^ \t]+[ \t]+[0-9]+[ \t]/ {
+      for (i = 3; i < NF; i += 2) {
+        v = $i; u = $(i + 1)
+        k = split(u, p, ".")
+        if (k == 2 && p[2] == "n") { n[p[1]] = v; if (!(p[1] in order)) { order[p[1]] = ++seen; keys[seen] = p[1] } }
+        else if (k == 3 && p[2] == "med") { med[p[1]] = v; unit[p[1]] = p[3] }
+        else if (k == 3 && p[2] == "p99") { p99[p[1]] = v }
+      }
+    }
+    /^--- FAIL/ || /^FAIL/ { failed = failed "\n  " $0 }
+    END {
+      line("figure", "median", "p99", "n", "anchor")
+      printf "|%s|%s|%s|%s|%s|\n", "------------------------------------------------------------------", "--------------", "--------------", "------", "------------------------------"
+      m = split(figures, lines, "\n")
+      for (j = 1; j <= m; j++) {
+        split(lines[j], f, "|")
+        known[f[1]] = 1
+        if (f[1] in n) row(f[2], f[1], f[3])
+      }
+      for (j = 1; j <= seen; j++) {
+        key = keys[j]
+        if (key in known) continue
+        what = key
+        if (match(key, /^p4-n[0-9]+-lag$/)) what = "P4 check-schedule lag, " substr(key, 5, RLENGTH - 8) " rollouts baking, 30 s checks"
+        else if (match(key, /^p4-n[0-9]+-rss$/)) what = "P4 worker RSS, " substr(key, 5, RLENGTH - 8) " rollouts baking"
+        row(what, key, "—")
+      }
+      if (failed != "") printf "\nfailed:%s\n", failed
+    }' "$log"
+}
+
+machine() {
+  local mem kube docker_v temporal_v
+  mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  kube=$("$CACHE/kube-v1.33.13/kube-apiserver" --version 2>/dev/null || echo "kube-apiserver ?")
+  docker_v=$(docker version --format '{{.Server.Version}}' 2>/dev/null || echo "?")
+  temporal_v=$("$TEMPORAL_BIN" --version 2>/dev/null | head -1 || echo "?")
+  printf 'machine: %s cores, %s, kernel %s, %s\n' "$(nproc)" "$mem" "$(uname -r)" "$(go version | awk '{ print $3 }')"
+  printf 'engines: %s (dev server), dockerd %s, %s control plane + KWOK fake nodes\n' "$temporal_v" "$docker_v" "$kube"
+}
+
+if [ "${1:-}" = table ]; then
+  table "${2:-$LOG}"
+  exit 0
+fi
+
+say "Temporal CLI"
+TEMPORAL=$(bash scripts/temporal.sh)
+say "Docker engine"
+started_docker=0
+[ -f "$DATA/dockerd.pid" ] || started_docker=1
+bash scripts/docker.sh
+if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
+  trap 'bash scripts/docker.sh stop' EXIT
+fi
+say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
+bash scripts/kube/build.sh >/dev/null
+say "demo images"
+bash scripts/build-demo.sh
+
+say "benchmarks (about 35 minutes; full log: .data/bench.log)"
+machine | tee "$LOG.machine"
+set +e
+STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -run '^$' -bench "${STAGECRAFT_BENCH:-P[0-9]}" \
+  -benchtime 1x -count 1 -timeout 150m ./workflows 2>&1 \
+  | tee "$LOG" | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok|panic)|bench_test\.go:[0-9]+:'
+status=${PIPESTATUS[0]}
+set -e
+say "figures (median and p99 over n runs; p99 is nearest-rank, the largest when n < 100)"
+cat "$LOG.machine"
+table "$LOG"
+[ "$status" = 0 ] || say "FAILED (full log: .data/bench.log)"
+exit "$status"
