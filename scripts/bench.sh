@@ -16,7 +16,8 @@
 #   STAGECRAFT_BENCH_P5_N         P5 3 × 30 s canaries per platform, ~95 s each (default 3)
 #   STAGECRAFT_BENCH_P5_DIRECT_N  P5 zero-bake workflow/direct pairs per platform (default 5)
 #   STAGECRAFT_BENCH_P6_N         P6 timed runs of the workflow tests (default 5)
-#   STAGECRAFT_BENCH_DENSITY      P4 rollouts held at once, comma-separated (default 100; 0 skips)
+#   STAGECRAFT_BENCH_DENSITY      P4 rollouts held at once, comma-separated: 100 (one kubeconfig,
+#                                 so one client), 100:own (a kubeconfig each) (default 100,100:own; 0 skips)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -94,8 +95,11 @@ table() {
         key = keys[j]
         if (key in known) continue
         what = key
-        if (match(key, /^p4-n[0-9]+-lag$/)) what = "P4 check-schedule lag, " substr(key, 5, RLENGTH - 8) " rollouts baking, 30 s checks"
-        else if (match(key, /^p4-n[0-9]+-rss$/)) what = "P4 worker RSS, " substr(key, 5, RLENGTH - 8) " rollouts baking"
+        if (key ~ /^p4-n[0-9]+(-own)?-(lag|rss)$/) {
+          k = split(key, p, "-"); size = substr(p[2], 2)
+          how = (p[3] == "own") ? ", a kubeconfig each" : ", one kubeconfig"
+          what = (p[k] == "lag") ? "P4 check-schedule lag, " size " rollouts baking" how : "P4 worker RSS, " size " rollouts baking" how
+        }
         row(what, key, "—")
       }
       if (failed != "") printf "\nfailed:%s\n", failed
@@ -108,7 +112,8 @@ machine() {
   kube=$("$CACHE/kube-v1.33.13/kube-apiserver" --version 2>/dev/null || echo "kube-apiserver ?")
   docker_v=$(docker version --format '{{.Server.Version}}' 2>/dev/null || echo "?")
   temporal_v=$("$TEMPORAL_BIN" --version 2>/dev/null | head -1 || echo "?")
-  printf 'machine: %s cores, %s, kernel %s, %s\n' "$(nproc)" "$mem" "$(uname -r)" "$(go version | awk '{ print $3 }')"
+  printf 'machine: %s cores (%s), %s, kernel %s, %s\n' "$(nproc)" \
+    "$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$mem" "$(uname -r)" "$(go version | awk '{ print $3 }')"
   printf 'engines: %s (dev server), dockerd %s, %s control plane + KWOK fake nodes\n' "$temporal_v" "$docker_v" "$kube"
 }
 
@@ -131,11 +136,12 @@ bash scripts/kube/build.sh >/dev/null
 say "demo images"
 bash scripts/build-demo.sh
 
-say "benchmarks (about 35 minutes; full log: .data/bench.log)"
+say "benchmarks (about 50 minutes; full log with every sample: .data/bench.log)"
 machine | tee "$LOG.machine"
 set +e
+# -v prints every sample's log line (without it go test keeps 10 lines per benchmark).
 STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -run '^$' -bench "${STAGECRAFT_BENCH:-P[0-9]}" \
-  -benchtime 1x -count 1 -timeout 150m ./workflows 2>&1 \
+  -benchtime 1x -count 1 -timeout 150m -v ./workflows 2>&1 \
   | tee "$LOG" | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok|panic)|bench_test\.go:[0-9]+:'
 status=${PIPESTATUS[0]}
 set -e

@@ -20,11 +20,12 @@ import (
 )
 
 // The fuzz targets below hold the spec package to what callers rely on:
-// nothing panics, anything invalid is refused with a path to the bad field,
-// and anything valid is a fixed point of its defaults, validates the same
-// way every time, survives a JSON round trip and keeps its request ID.
-// Seeds: the example specs in deployments/examples (added here) and the
-// edge cases under testdata/fuzz/<Target>. Run one with
+// nothing panics, anything invalid is refused with a path to the bad field
+// (before any platform is called), and anything valid is a fixed point of
+// its defaults, validates the same way every time, survives a JSON round
+// trip and keeps its request ID. Seeds: the example specs in
+// deployments/examples (added by exampleSeeds) and the edge cases and
+// past failures under testdata/fuzz/<Target>. Run one with
 //
 //	go test -run '^$' -fuzz '^FuzzParseSpec$' -fuzztime 30s ./internal/spec
 
@@ -43,6 +44,7 @@ func exampleSeeds(f *testing.F) {
 	}
 }
 
+// FuzzParseSpec parses any bytes as a spec, YAML or JSON.
 func FuzzParseSpec(f *testing.F) {
 	exampleSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -98,6 +100,8 @@ func wantJSONReading(t *testing.T, data []byte, s Spec, err error) {
 	}
 }
 
+// FuzzParseRelease parses any bytes as a release, YAML or JSON; a
+// release's services' specs are validated with it.
 func FuzzParseRelease(f *testing.F) {
 	exampleSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -224,8 +228,8 @@ func FuzzDuration(f *testing.F) {
 			}
 		}
 
-		q, _ := json.Marshal(s) // JSON holds valid UTF-8 only: s as it arrives
-		_ = json.Unmarshal(q, &s)
+		q, _ := json.Marshal(s)
+		_ = json.Unmarshal(q, &s) // s as JSON carries it: valid UTF-8
 		want, perr := time.ParseDuration(s)
 		d = 0
 		err = d.UnmarshalJSON(q)
