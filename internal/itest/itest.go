@@ -97,9 +97,12 @@ func Root() string {
 }
 
 // Build builds ./cmdDir (e.g. "worker") into dir and returns the binary.
-func Build(dir, cmdDir string) (string, error) {
+func Build(dir, cmdDir string) (string, error) { return BuildTags(dir, cmdDir, "") }
+
+// BuildTags is Build with build tags (comma-separated; "" for none).
+func BuildTags(dir, cmdDir, tags string) (string, error) {
 	out := filepath.Join(dir, filepath.Base(cmdDir))
-	cmd := exec.Command("go", "build", "-o", out, "./"+cmdDir)
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", out, "./"+cmdDir)
 	cmd.Dir = Root()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", cmdDir, err, b)
