@@ -70,6 +70,8 @@ type PrepareResult struct {
 // Prepare validates the request against the platform (the image exists) and
 // snapshots the target. It changes nothing.
 func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (PrepareResult, error) {
+	_, stop := keepAlive(ctx)
+	defer stop()
 	p, err := a.platform(in.Spec)
 	if err != nil {
 		return PrepareResult{}, err
@@ -99,6 +101,8 @@ type ConvergeInput struct {
 
 // Converge brings the target to the requested desired state.
 func (a *Activities) Converge(ctx context.Context, in ConvergeInput) (platform.ConvergeResult, error) {
+	_, stop := keepAlive(ctx)
+	defer stop()
 	p, err := a.platform(in.Request.Spec)
 	if err != nil {
 		return platform.ConvergeResult{}, err
@@ -324,6 +328,8 @@ func (a *Activities) Audit(ctx context.Context, b audit.Batch) error {
 	if a.Store == nil {
 		return nil
 	}
+	_, stop := keepAlive(ctx)
+	defer stop()
 	if err := a.Store.Write(ctx, b); err != nil {
 		a.logger(ctx).Warn("audit write failed; retrying", zap.Error(err),
 			zap.Int("events", len(b.Events)), zap.Int("rounds", len(b.Rounds)))

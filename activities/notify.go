@@ -45,6 +45,8 @@ func (a *Activities) Notify(ctx context.Context, in NotifyInput) (NotifyResult, 
 		// by the idempotency key.
 		_ = activity.GetHeartbeatDetails(ctx, &done)
 	}
+	record, stop := keepAlive(ctx)
+	defer stop()
 	var sender Notifier = &notify.Sender{}
 	if a.Notifier != nil {
 		sender = a.Notifier
@@ -72,7 +74,7 @@ func (a *Activities) Notify(ctx context.Context, in NotifyInput) (NotifyResult, 
 		case err == nil:
 			done = append(done, i)
 			if inActivity {
-				activity.RecordHeartbeat(ctx, done)
+				record(slices.Clone(done))
 			}
 			res.Delivered = append(res.Delivered, name)
 			log.Info("notification delivered", zap.String("target", name))

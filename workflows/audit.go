@@ -37,6 +37,7 @@ func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect fun
 	workflow.Go(dctx, func(gctx workflow.Context) {
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
 			StartToCloseTimeout: time.Minute,
+			HeartbeatTimeout:    keepAliveTimeout,
 			// Unlimited attempts: the trail waits for the database.
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 			Summary:     "audit",

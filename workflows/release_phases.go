@@ -120,6 +120,7 @@ func (n *notifier) send(ctx workflow.Context, ev notify.Event) {
 		defer func() { n.pending-- }()
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
 			StartToCloseTimeout: time.Minute,
+			HeartbeatTimeout:    keepAliveTimeout,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2,
 				MaximumInterval: time.Minute, MaximumAttempts: 8},
 			Summary: "notify " + ev.Kind,

@@ -683,17 +683,31 @@ func retried(ctx workflow.Context, summary string, startToClose, maxInterval tim
 	})
 }
 
+// keepAliveTimeout is the heartbeat timeout of the activities that block in
+// one platform or database call and heartbeat from the side while they do
+// (activities.keepAlive): a worker that dies in one is noticed within it,
+// and the activity retried elsewhere, instead of after its start-to-close
+// timeout.
+const keepAliveTimeout = 10 * time.Second
+
+// beating sets the keep-alive heartbeat timeout on ctx's activity options.
+func beating(ctx workflow.Context) workflow.Context {
+	opts := workflow.GetActivityOptions(ctx)
+	opts.HeartbeatTimeout = keepAliveTimeout
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
 func prepareOptions(ctx workflow.Context) workflow.Context {
-	return retried(ctx, "snapshot", 2*time.Minute, 10*time.Second, 10)
+	return beating(retried(ctx, "snapshot", 2*time.Minute, 10*time.Second, 10))
 }
 
 func convergeOptions(ctx workflow.Context) workflow.Context {
-	return retried(ctx, "converge", 10*time.Minute, 10*time.Second, 10)
+	return beating(retried(ctx, "converge", 10*time.Minute, 10*time.Second, 10))
 }
 
 // rollbackOptions retries longer: restoring is worth waiting for.
 func rollbackOptions(ctx workflow.Context) workflow.Context {
-	return retried(ctx, "rollback", 10*time.Minute, 30*time.Second, 20)
+	return beating(retried(ctx, "rollback", 10*time.Minute, 30*time.Second, 20))
 }
 
 // watchOptions: a watcher lives for a whole bake, heartbeating; a worker
