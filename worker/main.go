@@ -199,7 +199,7 @@ func run(cfg config) error {
 	}
 	defer dc.Close()
 
-	w := worker.New(c, workflows.TaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: cfg.maxActivities})
+	w := worker.New(c, workflows.TaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: cfg.maxActivities, Interceptors: failpoints(log)})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{
