@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -275,7 +276,13 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	}
 }
 
+// round runs one round of checks. The instances' addresses are looked up
+// only when a check runs per instance ({{.Address}}): a round of checks on
+// fixed targets costs the platform nothing.
 func (a *Activities) round(ctx context.Context, p Platform, in WatchInput, checks []spec.Check) health.Round {
+	if !slices.ContainsFunc(checks, spec.Check.PerInstance) && !slices.ContainsFunc(in.Spec.Health.Dependencies, spec.Check.PerInstance) {
+		return a.Checker.Round(ctx, checks, in.Spec.Health.Dependencies, nil)
+	}
 	addrs, err := p.Endpoints(ctx, in.Spec, in.Rollout, in.Snapshot, in.Which)
 	if err != nil {
 		// Without addresses nothing was observed: no data, never healthy.

@@ -42,6 +42,8 @@ type config struct {
 	allowCommands                []string
 	databaseURL                  string
 	skipMigrations               bool
+	kubeQPS                      float32
+	kubeBurst                    int
 }
 
 func main() {
@@ -66,6 +68,8 @@ func main() {
 	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
 		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
 	cmd.PersistentFlags().StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
+	f.Float32Var(&cfg.kubeQPS, "kube-qps", kubernetes.DefaultQPS, "requests per second to each Kubernetes cluster (one client per kubeconfig and context, shared by its rollouts)")
+	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
 	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
 	cmd.AddCommand(&cobra.Command{
 		Use:          "migrate",
@@ -201,10 +205,12 @@ func run(cfg config) error {
 
 	w := worker.New(c, workflows.TaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: cfg.maxActivities, Interceptors: failpoints(log)})
 	workflows.Register(w)
+	kube := kubernetes.New(log)
+	kube.QPS, kube.Burst = cfg.kubeQPS, cfg.kubeBurst
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{
 			spec.PlatformDocker:     docker.New(dc, log),
-			spec.PlatformKubernetes: kubernetes.New(log),
+			spec.PlatformKubernetes: kube,
 		},
 		Checker: &health.Checker{Commands: cfg.allowCommands},
 		Store:   trail,

@@ -154,12 +154,27 @@ type Platform struct {
 	log *zap.Logger
 	// fixed, when set, serves every spec (tests).
 	fixed kubernetes.Interface
+	// QPS and Burst limit each cluster's client (one per kubeconfig and
+	// context, shared by every rollout on that cluster). client-go's own
+	// defaults (5/s, burst 10) starve a worker holding many rollouts: New
+	// sets DefaultQPS and DefaultBurst.
+	QPS   float32
+	Burst int
 
 	mu      sync.Mutex
 	clients map[clientKey]kubernetes.Interface
 }
 
 type clientKey struct{ kubeconfig, context string }
+
+// The default client rate limit per cluster: enough for a few hundred
+// rollouts baking with per-instance checks (a round reads about six
+// objects), well under what an API server's priority and fairness gives one
+// client by default.
+const (
+	DefaultQPS   = 100
+	DefaultBurst = 200
+)
 
 // New returns a Platform that builds a client per spec from its kubeconfig
 // and context (default $KUBECONFIG, then the in-cluster configuration) and
@@ -168,7 +183,7 @@ func New(log *zap.Logger) *Platform {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Platform{log: log, clients: map[clientKey]kubernetes.Interface{}}
+	return &Platform{log: log, clients: map[clientKey]kubernetes.Interface{}, QPS: DefaultQPS, Burst: DefaultBurst}
 }
 
 // NewForClient returns a Platform that uses cs for every spec, whatever its
@@ -194,6 +209,7 @@ func (p *Platform) client(k *spec.Kubernetes) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.QPS, cfg.Burst = p.QPS, p.Burst
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
