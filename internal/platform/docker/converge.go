@@ -178,12 +178,29 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		}
 		return nil
 	}
-	steps := []func() error{up, down}
-	if d.Order == plan.StopFirst {
-		steps = []func() error{down, up}
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
+	switch {
+	case d.Order == plan.StopFirst:
+		if err := down(); err != nil {
+			return err
+		}
+		if err := up(); err != nil {
+			return err
+		}
+	case d.New == 0:
+		// A rollback: the new instances go while the snapshot's come back,
+		// not after (up writes Created, Rewired and started; down only
+		// Removed).
+		removed := make(chan error, 1)
+		go func() { removed <- down() }()
+		err := up()
+		if err := cmp.Or(<-removed, err); err != nil {
+			return err
+		}
+	default:
+		if err := up(); err != nil {
+			return err
+		}
+		if err := down(); err != nil {
 			return err
 		}
 	}
