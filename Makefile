@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: run test unit build vet fmt images record-histories fuzz bench clean help
+.PHONY: run test unit build vet fmt images record-histories fuzz bench faults clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -12,7 +12,7 @@ help: ## list targets
 run: ## dev server + Web UI (127.0.0.1:8233), worker, Docker, demo canary v1 -> v2; Ctrl-C stops it all
 	@bash scripts/run.sh
 
-test: ## whole suite: vet, unit, replay, and integration on the real dev server, Docker engine and Kubernetes control plane
+test: ## whole suite: vet, unit, replay, integration on the real dev server, Docker engine and Kubernetes control plane, bounded fault suite
 	@bash scripts/test.sh
 
 unit: ## unit and replay tests only (no engines)
@@ -23,7 +23,7 @@ build: ## build bin/worker and bin/starter
 	$(GO) build -o $(BIN)/starter ./starter
 
 vet: ## go vet (with and without the integration tag) and gofmt
-	$(GO) vet ./... && $(GO) vet -tags integration ./...
+	$(GO) vet ./... && $(GO) vet -tags integration ./... && $(GO) vet -tags faults ./internal/faults && $(GO) vet -tags failpoints ./worker
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad
@@ -42,6 +42,9 @@ fuzz: ## run each fuzz target in turn for FUZZTIME (default 30s; the figures in 
 
 bench: ## benchmarks against the real engines (set up as make test does); prints a table (docs/BENCHMARKS.md)
 	@bash scripts/bench.sh
+
+faults: ## the fault suite's whole matrix against the real engines (set up as make test does; docs/RELIABILITY.md)
+	@bash scripts/faults.sh
 
 clean: ## remove built binaries and local state (.data)
 	rm -rf $(BIN) .data

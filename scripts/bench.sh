@@ -122,19 +122,7 @@ if [ "${1:-}" = table ]; then
   exit 0
 fi
 
-say "Temporal CLI"
-TEMPORAL=$(bash scripts/temporal.sh)
-say "Docker engine"
-started_docker=0
-[ -f "$DATA/dockerd.pid" ] || started_docker=1
-bash scripts/docker.sh
-if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
-  trap 'bash scripts/docker.sh stop' EXIT
-fi
-say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
-bash scripts/kube/build.sh >/dev/null
-say "demo images"
-bash scripts/build-demo.sh
+engines
 
 say "benchmarks (about 50 minutes; full log with every sample: .data/bench.log)"
 machine | tee "$LOG.machine"

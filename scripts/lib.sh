@@ -33,3 +33,31 @@ stop_pidfile() {
   fi
   rm -f "$f"
 }
+
+# engines [all]: makes sure the engines the integration tests, benchmarks
+# and fault suite run against are here: the pinned Temporal CLI (sets
+# TEMPORAL), a Docker engine (stopped again when the script exits if this
+# started it), the Kubernetes control plane binaries and the demo images;
+# with "all", also Debian's prometheus and postgresql packages (the tests
+# start their own instances).
+engines() {
+  say "Temporal CLI"
+  TEMPORAL=$(bash "$ROOT/scripts/temporal.sh")
+  say "Docker engine"
+  local started_docker=0
+  [ -f "$DATA/dockerd.pid" ] || started_docker=1
+  bash "$ROOT/scripts/docker.sh"
+  if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
+    trap 'bash "$ROOT/scripts/docker.sh" stop' EXIT
+  fi
+  if [ "${1:-}" = all ]; then
+    say "Prometheus (Debian's package; the tests start their own instances)"
+    bash "$ROOT/scripts/prometheus.sh" install
+    say "PostgreSQL server binaries (Debian's postgresql, for the audit store tests)"
+    bash "$ROOT/scripts/postgres.sh" install
+  fi
+  say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
+  bash "$ROOT/scripts/kube/build.sh" >/dev/null
+  say "demo images"
+  bash "$ROOT/scripts/build-demo.sh"
+}

@@ -4,30 +4,16 @@
 # engine runs (installing and starting one as root if needed), builds the
 # demo images, then runs vet and every test: unit, replay, and integration
 # against a real Temporal dev server, the real Docker engine and a real
-# Kubernetes control plane (started and stopped by the tests themselves). Stops the
-# Docker engine again if it started it.
+# Kubernetes control plane (started and stopped by the tests themselves),
+# then the fault suite's bounded form on its own (it restarts dockerd, so
+# nothing else may run beside it). Stops the Docker engine again if it
+# started it.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-say "Temporal CLI"
-TEMPORAL=$(bash scripts/temporal.sh)
-say "Docker engine"
-started_docker=0
-[ -f "$DATA/dockerd.pid" ] || started_docker=1
-bash scripts/docker.sh
-if [ $started_docker = 1 ] && [ -f "$DATA/dockerd.pid" ]; then
-  trap 'bash scripts/docker.sh stop' EXIT
-fi
-say "Prometheus (Debian's package; the tests start their own instances)"
-bash scripts/prometheus.sh install
-say "PostgreSQL server binaries (Debian's postgresql, for the audit store tests)"
-bash scripts/postgres.sh install
-say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
-bash scripts/kube/build.sh
-say "demo images"
-bash scripts/build-demo.sh
+engines all
 say "go vet and gofmt"
-go vet ./... && go vet -tags integration ./...
+go vet ./... && go vet -tags integration ./... && go vet -tags faults ./internal/faults && go vet -tags failpoints ./worker
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 [ -z "$unformatted" ] || die "gofmt needed: $unformatted"
 
@@ -42,11 +28,23 @@ STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -count=1 -timeout 
   | tee "$DATA/test.log" | grep -E '^(ok|FAIL|---|panic|\s+--- FAIL|.*_test.go:[0-9]+:)'
 status=${PIPESTATUS[0]}
 set -e
-summary=$(grep -cE '^\s*--- PASS' "$DATA/test.log" || true)
-failed=$(grep -cE '^\s*--- FAIL' "$DATA/test.log" || true)
 if [ "$status" != 0 ]; then
   say "FAILED (full log: .data/test.log)"
   grep -E -A30 -- '--- FAIL' "$DATA/test.log" | head -200
   exit "$status"
 fi
-say "all tests passed (full log: .data/test.log)"
+
+if [ -z "${STAGECRAFT_TEST_RUN:-}" ]; then
+  say "fault suite, bounded form (worker kills, dev server restart, PostgreSQL and dockerd outages, apiserver faults; make faults runs the whole matrix)"
+  set +e
+  STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags faults -count=1 -timeout 30m -v ./internal/faults 2>&1 \
+    | tee "$DATA/faults.log" | grep -E '^(ok|FAIL|---|panic|\s+--- FAIL|.*_test.go:[0-9]+:)'
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" != 0 ]; then
+    say "FAILED (full log: .data/faults.log)"
+    grep -E -A30 -- '--- FAIL' "$DATA/faults.log" | head -200
+    exit "$status"
+  fi
+fi
+say "all tests passed (full logs: .data/test.log, .data/faults.log)"
