@@ -31,6 +31,10 @@ const (
 	// recheck is how often a waiter re-reads the Deployment when its watch
 	// is quiet or cannot be opened.
 	recheck = 2 * time.Second
+	// deletePoll is how often a deleted Deployment is looked for until it
+	// is gone (a foreground deletion takes its pods first: well under a
+	// second on a responsive cluster).
+	deletePoll = 100 * time.Millisecond
 )
 
 // revisionAnnotation is the Deployment controller's own bookkeeping; a
@@ -145,13 +149,47 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	return c.res, nil
 }
 
-// restore brings back the snapshot: stable Deployment first (so capacity
-// returns before anything is removed), then the Service, then the rollout's
-// Deployments are deleted.
+// restore brings back the snapshot at once: the stable Deployment is
+// written, the Service given its snapshot selector and the rollout's
+// Deployments deleted, one request after the other, and only then does it
+// wait, for the stable Deployment to roll out and the rollout's to be gone
+// together. A rollback takes the new version away as fast as it brings the
+// old one back.
 func (c *converge) restore(ctx context.Context) error {
 	want := cleanDeployment(c.orig)
 	want.Spec.Replicas = ptr(int32(c.desired.Old))
-	if err := c.writeStable(ctx, func(d *appsv1.Deployment) {
+	written, err := c.updateStable(ctx, c.restoreStable(want), want)
+	if err != nil {
+		return err
+	}
+	if err := c.restoreService(ctx); err != nil {
+		return err
+	}
+	deleting, err := c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
+	if err != nil {
+		return err
+	}
+	stable := make(chan error, 1)
+	go func() { stable <- c.wait(ctx, written) }()
+	gone := c.waitDeleted(ctx, deleting)
+	if err := <-stable; err != nil {
+		return err
+	}
+	if gone != nil {
+		return gone
+	}
+	for _, d := range deleting {
+		c.res.Removed = append(c.res.Removed, "deployment/"+d.Name)
+		c.log.Info("deleted deployment", zap.String("name", d.Name))
+	}
+	return nil
+}
+
+// restoreStable returns the mutation that gives the stable Deployment the
+// snapshot's labels, annotations (keeping the controller's revision) and
+// spec.
+func (c *converge) restoreStable(want *appsv1.Deployment) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
 		d.Labels = want.Labels
 		ann := maps.Clone(want.Annotations)
 		if rev, ok := d.Annotations[revisionAnnotation]; ok {
@@ -162,10 +200,7 @@ func (c *converge) restore(ctx context.Context) error {
 		}
 		d.Annotations = ann
 		d.Spec = want.Spec
-	}, want); err != nil {
-		return err
 	}
-	return c.onlyStable(ctx)
 }
 
 // onlyStable gives the Service its snapshot selector back and deletes the
@@ -445,6 +480,16 @@ func (c *converge) getStable(ctx context.Context) (*appsv1.Deployment, error) {
 // is gone, recreate (if not nil) is created in its place; otherwise that is
 // a TargetNotFoundError.
 func (c *converge) writeStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) error {
+	written, err := c.updateStable(ctx, mutate, recreate)
+	if err != nil {
+		return err
+	}
+	return c.wait(ctx, written)
+}
+
+// updateStable is writeStable without the wait: it returns the Deployment
+// as written (or as found, when nothing changed).
+func (c *converge) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	var written *appsv1.Deployment
 	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
@@ -478,9 +523,9 @@ func (c *converge) writeStable(ctx context.Context, mutate func(*appsv1.Deployme
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
+		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
-	return c.wait(ctx, written)
+	return written, nil
 }
 
 // restoreService gives the Service its snapshot labels, annotations and
@@ -556,20 +601,67 @@ func (c *converge) deleteRollout(ctx context.Context, names ...string) error {
 	return nil
 }
 
-// deleteAndWait deletes d in the foreground (its pods go first) and waits
-// until it is gone.
-func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) error {
+// startDeletes deletes the named Deployments of this service that exist, in
+// the foreground, without waiting: it returns those it deleted.
+func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
-	err := api.Delete(ctx, d.Name, metav1.DeleteOptions{
+	var out []*appsv1.Deployment
+	for _, name := range names {
+		cur, err := api.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
+		}
+		if err := c.ownedByUs(cur.Labels, "deployment", name); err != nil {
+			return out, err
+		}
+		if err := c.delete(ctx, cur); err != nil {
+			return out, err
+		}
+		out = append(out, cur)
+	}
+	return out, nil
+}
+
+// waitDeleted waits until every Deployment of ds is gone.
+func (c *converge) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
+	for _, d := range ds {
+		if err := c.waitGone(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// delete deletes d in the foreground (its pods go first, then it).
+func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
+	err := c.cs.AppsV1().Deployments(c.ns).Delete(ctx, d.Name, metav1.DeleteOptions{
 		PropagationPolicy: ptr(metav1.DeletePropagationForeground),
 		Preconditions:     &metav1.Preconditions{UID: &d.UID},
 	})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("delete deployment %q: %w", c.ns+"/"+d.Name, err)
 	}
+	return nil
+}
+
+// deleteAndWait deletes d in the foreground (its pods go first) and waits
+// until it is gone.
+func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) error {
+	if err := c.delete(ctx, d); err != nil {
+		return err
+	}
+	return c.waitGone(ctx, d)
+}
+
+// waitGone polls until d (by UID) is gone.
+func (c *converge) waitGone(ctx context.Context, d *appsv1.Deployment) error {
+	api := c.cs.AppsV1().Deployments(c.ns)
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(deletePoll)
 	defer t.Stop()
 	for {
 		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
