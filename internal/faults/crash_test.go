@@ -76,12 +76,15 @@ func (f crashFigures) line() string {
 
 // boundedCrashCases cover the four strategies across the two platforms,
 // each platform with a crash after Converge did its work but before
-// Temporal heard of it, and a mid-bake kill.
+// Temporal heard of it, a mid-bake kill, and one more activity type (a
+// snapshot taken again, a notification delivered again).
 var boundedCrashCases = []crashCase{
 	{Platform: spec.PlatformDocker, Strategy: spec.Canary, Point: "Converge:2:after"},
 	{Platform: spec.PlatformDocker, Strategy: spec.Recreate, Point: midBake},
+	{Platform: spec.PlatformDocker, Strategy: spec.Rolling, Point: "Notify:1:after"},
 	{Platform: spec.PlatformKubernetes, Strategy: spec.Rolling, Point: "Converge:2:after"},
 	{Platform: spec.PlatformKubernetes, Strategy: spec.BlueGreen, Point: midBake},
+	{Platform: spec.PlatformKubernetes, Strategy: spec.Canary, Point: "Prepare:1:after"},
 }
 
 var crashStrategies = []string{spec.Canary, spec.BlueGreen, spec.Rolling, spec.Recreate}
