@@ -15,13 +15,15 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
 type globals struct {
-	address, namespace, uiURL string
-	databaseURL               string
-	jsonOut                   bool
+	temporal         conn.Temporal
+	namespace, uiURL string
+	databaseURL      string
+	jsonOut          bool
 }
 
 func main() {
@@ -77,8 +79,7 @@ func newRoot(g *globals) *cobra.Command {
 		return &exitError{exitInvalid, fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())}
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	pf.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	g.temporal.AddFlags(pf)
 	pf.StringVar(&g.uiURL, "ui", envOr("TEMPORAL_UI", "http://127.0.0.1:8233"), "Temporal Web UI base URL, for links (env TEMPORAL_UI)")
 	pf.BoolVar(&g.jsonOut, "json", false, "print JSON (watch: one status object per line, whenever it changed)")
 	pf.StringVar(&g.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL of the audit trail, for history and list (env DATABASE_URL)")
@@ -102,10 +103,16 @@ func exactArgs(n int) cobra.PositionalArgs {
 }
 
 func (g *globals) dial() (client.Client, error) {
-	c, err := client.Dial(client.Options{HostPort: g.address, Namespace: g.namespace, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	opts, err := g.temporal.Options()
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w", g.address, err)
+		return nil, &exitError{exitInvalid, err}
 	}
+	opts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := client.Dial(opts)
+	if err != nil {
+		return nil, conn.DialError(opts, err)
+	}
+	g.namespace = opts.Namespace
 	return c, nil
 }
 

@@ -3,6 +3,7 @@
 //
 //	TEMPORAL_ADDRESS    Temporal frontend (default 127.0.0.1:7233)
 //	TEMPORAL_NAMESPACE  namespace (default "default")
+//	TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_*  TLS, mTLS and API key, as the temporal CLI reads them
 //	DOCKER_HOST         Docker engine (default the local socket)
 //	DATABASE_URL        PostgreSQL for the audit trail (unset: the trail is off)
 package main
@@ -25,6 +26,7 @@ import (
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
@@ -36,14 +38,15 @@ import (
 )
 
 type config struct {
-	address, namespace, logLevel string
-	console                      bool
-	maxActivities                int
-	allowCommands                []string
-	databaseURL                  string
-	skipMigrations               bool
-	kubeQPS                      float32
-	kubeBurst                    int
+	temporal       conn.Temporal
+	logLevel       string
+	console        bool
+	maxActivities  int
+	allowCommands  []string
+	databaseURL    string
+	skipMigrations bool
+	kubeQPS        float32
+	kubeBurst      int
 }
 
 func main() {
@@ -57,8 +60,7 @@ func main() {
 		RunE:         func(*cobra.Command, []string) error { return run(cfg) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	f.StringVar(&cfg.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	cfg.temporal.AddFlags(f)
 	f.StringVar(&cfg.logLevel, "log-level", envOr("STAGECRAFT_LOG_LEVEL", "info"), "debug, info, warn or error")
 	f.BoolVar(&cfg.console, "log-console", os.Getenv("STAGECRAFT_LOG_CONSOLE") != "", "human-readable logs instead of JSON")
 	// Each rollout in a bake holds one watcher activity, so this bounds how
@@ -182,19 +184,25 @@ func run(cfg config) error {
 		}
 		trail = as
 	}
-	c, err := tclient.Dial(tclient.Options{HostPort: cfg.address, Namespace: cfg.namespace, Logger: logging.Temporal(log)})
+	opts, err := cfg.temporal.Options()
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", cfg.address, err)
+		return err
+	}
+	opts.Logger = logging.Temporal(log)
+	c, err := tclient.Dial(opts)
+	if err != nil {
+		return conn.DialError(opts, err)
 	}
 	defer c.Close()
+	log.Info("connected to Temporal", zap.String("connection", conn.Describe(opts)))
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	added, err := control.EnsureSearchAttributes(sctx, c, cfg.namespace)
+	added, err := control.EnsureSearchAttributes(sctx, c, opts.Namespace)
 	cancel()
 	if err != nil {
 		return err
 	}
 	if len(added) > 0 {
-		log.Info("registered search attributes", zap.Strings("names", added), zap.String("namespace", cfg.namespace))
+		log.Info("registered search attributes", zap.Strings("names", added), zap.String("namespace", opts.Namespace))
 	}
 
 	dc, err := client.New(client.FromEnv)
@@ -216,7 +224,7 @@ func run(cfg config) error {
 		Store:   trail,
 		Log:     log,
 	})
-	log.Info("worker starting", zap.String("address", cfg.address), zap.String("namespace", cfg.namespace),
+	log.Info("worker starting", zap.String("address", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", workflows.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))
 	return w.Run(worker.InterruptCh())
 }
