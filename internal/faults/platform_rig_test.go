@@ -332,15 +332,15 @@ func newPlatHooks(t *testing.T) *platHooks {
 	return h
 }
 
-// of returns the events received about workflowID, checking each
+// of returns the events received about the run, checking each
 // idempotency key arrived once.
-func (h *platHooks) of(t *testing.T, workflowID string) []notify.Event {
+func (h *platHooks) of(t *testing.T, run control.Started) []notify.Event {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []notify.Event
 	for _, e := range h.events {
-		if e.WorkflowID == workflowID {
+		if e.WorkflowID == run.WorkflowID && e.RunID == run.RunID {
 			out = append(out, e)
 		}
 	}

@@ -304,7 +304,7 @@ func TestMissingImageRejectedBeforeAnyChange(t *testing.T) {
 				require.Equal(t, workflows.StagePending, st.Status, "no stage started")
 			}
 			require.Nil(t, res.Rollback)
-			require.Equal(t, []string{spec.EventRejected}, platKinds(hooks.of(t, started.WorkflowID)))
+			require.Equal(t, []string{spec.EventRejected}, platKinds(hooks.of(t, started)))
 			if target == service {
 				require.Equal(t, v1, platBoxes(t, service), "untouched: the same containers, never restarted")
 			} else {
@@ -367,7 +367,7 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 			require.Equal(t, platBad, b.Image, b.Name)
 			require.True(t, b.Running, b.Name)
 		}
-		evs := hooks.of(t, started.WorkflowID)
+		evs := hooks.of(t, started)
 		require.Equal(t, []string{spec.EventStarted, spec.EventFailed, spec.EventRollbackFailed}, platKinds(evs))
 		require.Equal(t, res.Error, evs[2].Reason)
 		t.Logf("restore image removed: outcome %s (%s); notifications %v; containers after: 3 v2-bad, orphans %d; total %s",
@@ -410,7 +410,7 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 		after := platBoxes(t, service)
 		require.Equal(t, platRestorable(v1), platRestorable(after))
 		orphans := len(after) - len(v1) + platRequireServing(t, service, platV1, "v1", 3)
-		evs := hooks.of(t, started.WorkflowID)
+		evs := hooks.of(t, started)
 		require.Equal(t, []string{spec.EventStarted, spec.EventFailed, spec.EventRollbackFailed}, platKinds(evs))
 		require.Equal(t, res.Error, evs[2].Reason)
 		t.Logf("dependency stays broken: outcome %s (%s); %d dependency calls; notifications %v; v1 restored, orphans %d; total %s",
