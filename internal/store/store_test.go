@@ -37,6 +37,7 @@ func TestStore(t *testing.T) {
 	t.Run("BoundedText", func(t *testing.T) { testBoundedText(t, pg) })
 	t.Run("List", func(t *testing.T) { testList(t, pg) })
 	t.Run("Trail", func(t *testing.T) { testTrail(t, pg) })
+	t.Run("Roles", func(t *testing.T) { testRoles(t, pg) })
 	// Last: it stops and starts the cluster every subtest shares.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, pg) })
 }
