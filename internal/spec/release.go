@@ -220,6 +220,9 @@ func (r Release) configure(s ReleaseService) Spec {
 	case d.Platform.Docker != nil:
 		dc := *d.Platform.Docker
 		env := maps.Clone(config)
+		for k := range dc.SecretEnv {
+			delete(env, k) // the service's secret wins over shared config
+		}
 		for k, v := range dc.Env {
 			if _, ok := env[k]; !ok || !r.profileSets(s.Name, k) {
 				env[k] = v

@@ -103,6 +103,10 @@ type Kubernetes struct {
 	// environment from (envFrom), in place of one an earlier release set.
 	// A release sets it to the ConfigMap its preparation writes.
 	ConfigMap string `json:"configMap,omitempty"`
+	// SecretEnv sets environment variables of the new version's container
+	// from keys of Secrets (secretKeyRef), as env valueFrom entries of the
+	// pod template: the values never leave the cluster.
+	SecretEnv map[string]SecretRef `json:"secretEnv,omitempty"`
 }
 
 // Docker is a service made of containers on one Docker engine.
@@ -113,6 +117,10 @@ type Docker struct {
 	Port int `json:"port"`
 	// Env is the containers' environment.
 	Env map[string]string `json:"env,omitempty"`
+	// SecretEnv sets environment variables from references the worker
+	// resolves when it creates a container (fromEnv, fromFile), so values
+	// never enter the spec, the workflow history or the audit trail.
+	SecretEnv map[string]SecretRef `json:"secretEnv,omitempty"`
 	// Command overrides the image's command.
 	Command []string `json:"command,omitempty"`
 	// Labels are extra container labels.

@@ -87,6 +87,7 @@ func (s Spec) Validate() error {
 				add("platform.docker.env."+k, "is not a valid environment variable name")
 			}
 		}
+		validateSecretEnv(add, "platform.docker", true, d.SecretEnv, d.Env)
 		for _, k := range sortedKeys(d.Labels) {
 			if strings.HasPrefix(k, "stagecraft.") {
 				add("platform.docker.labels."+k, "the stagecraft.* label prefix is reserved")
@@ -108,6 +109,7 @@ func (s Spec) Validate() error {
 		if k.ConfigMap != "" && !dnsLabelRE.MatchString(k.ConfigMap) {
 			add("platform.kubernetes.configMap", "%q is not a valid Kubernetes name", k.ConfigMap)
 		}
+		validateSecretEnv(add, "platform.kubernetes", false, k.SecretEnv, nil)
 		if k.Service != "" && !dnsLabelRE.MatchString(k.Service) {
 			add("platform.kubernetes.service", "%q is not a valid Kubernetes name", k.Service)
 		}
@@ -237,4 +239,4 @@ func positive(add func(string, string, ...any), field string, d Duration) {
 	}
 }
 
-func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
