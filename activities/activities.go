@@ -229,6 +229,7 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		if ctx.Err() != nil {
 			return sum, temporal.NewCanceledError(sum)
 		}
+		countRound(ctx, in, round.Verdict)
 		decision := health.Continue
 		if in.Mode == WatchVerify && !sum.Settled {
 			// Until the restored version first passes, failures are it

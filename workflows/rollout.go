@@ -143,6 +143,7 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	r.startNotify(ctx)
 	r.startSearch(ctx)
 	r.keepDetails(ctx)
+	r.countStarted(ctx)
 	res, err := r.execute(ctx, strategy, resume)
 	if err != nil {
 		return Result{}, err // continue as new
@@ -284,6 +285,7 @@ func (r *rollout) runStage(ctx workflow.Context, i int) error {
 	done := workflow.Now(ctx)
 	rec.CompletedAt = &done
 	r.st.BakeRemaining, r.st.BakeEndsAt = 0, nil
+	r.timeStage(ctx, i, err)
 	if err != nil {
 		rec.Status = StageFailed
 		rec.Error = r.stopReason(err)
@@ -557,6 +559,7 @@ func (r *rollout) pauseForHealth(ctx workflow.Context, problem string) {
 // workflow still restores.
 func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 	r.rollingBack = true
+	r.countRollback(ctx, reason)
 	r.st.Phase = PhaseRollingBack
 	r.st.Paused = false
 	rb := &RollbackRecord{Reason: reason, StartedAt: workflow.Now(ctx)}
@@ -617,6 +620,7 @@ func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
 	r.st.Outcome, r.st.Error = o, msg
 	r.st.Phase, r.st.CompletedAt = PhaseDone, &now
 	r.st.Paused, r.st.BakeRemaining, r.st.BakeEndsAt = false, 0, nil
+	r.countFinished(ctx, o)
 	workflow.GetLogger(ctx).Info("rollout finished", "service", r.spec.Service, "outcome", string(o), "error", msg)
 	r.notify(ctx, string(o), msg)
 	return r.st

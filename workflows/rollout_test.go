@@ -82,8 +82,10 @@ type convergeCall struct {
 	At      time.Time
 }
 
-func newHarness(t *testing.T) *harness {
-	var suite testsuite.WorkflowTestSuite
+func newHarness(t *testing.T) *harness { return newHarnessOn(t, &testsuite.WorkflowTestSuite{}) }
+
+// newHarnessOn is newHarness on a suite set up by the test (a metrics handler).
+func newHarnessOn(t *testing.T, suite *testsuite.WorkflowTestSuite) *harness {
 	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), failAt: -1, convergeFailAt: -1,
 		snapshot: snapshotOf(4, "stagecraft-demo:v1")}
 	Register(h.env)
