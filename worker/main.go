@@ -6,6 +6,7 @@
 //	TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_*  TLS, mTLS and API key, as the temporal CLI reads them
 //	DOCKER_HOST         Docker engine (default the local socket)
 //	DATABASE_URL        PostgreSQL for the audit trail (unset: the trail is off)
+//	STAGECRAFT_METRICS_ADDRESS  host:port of the Prometheus /metrics endpoint (unset: off)
 package main
 
 import (
@@ -47,6 +48,7 @@ type config struct {
 	skipMigrations bool
 	kubeQPS        float32
 	kubeBurst      int
+	metricsAddress string
 }
 
 func main() {
@@ -73,6 +75,7 @@ func main() {
 	f.Float32Var(&cfg.kubeQPS, "kube-qps", kubernetes.DefaultQPS, "requests per second to each Kubernetes cluster (one client per kubeconfig and context, shared by its rollouts)")
 	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
 	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
+	f.StringVar(&cfg.metricsAddress, "metrics-address", os.Getenv("STAGECRAFT_METRICS_ADDRESS"), "host:port to serve Prometheus metrics on at /metrics, e.g. 127.0.0.1:9464 (env STAGECRAFT_METRICS_ADDRESS); empty, the default, serves none")
 	cmd.AddCommand(&cobra.Command{
 		Use:          "migrate",
 		Short:        "Apply the audit store's migrations to DATABASE_URL and exit",
@@ -162,6 +165,11 @@ func run(cfg config) error {
 	if err := checkAllowlist(cfg.allowCommands); err != nil {
 		return err
 	}
+	metricsHandler, stopMetrics, err := serveMetrics(cfg.metricsAddress, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	var trail activities.Store
 	if cfg.databaseURL == "" {
 		log.Warn("DATABASE_URL is not set: the audit trail is OFF (rollouts run, but nothing is written to PostgreSQL)")
@@ -189,6 +197,7 @@ func run(cfg config) error {
 		return err
 	}
 	opts.Logger = logging.Temporal(log)
+	opts.MetricsHandler = metricsHandler
 	c, err := tclient.Dial(opts)
 	if err != nil {
 		return conn.DialError(opts, err)
