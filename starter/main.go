@@ -108,6 +108,9 @@ func (g *globals) dial() (client.Client, error) {
 		return nil, &exitError{exitInvalid, err}
 	}
 	opts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// Temporal records the caller's identity on every start, signal and
+	// update it sends, beside the --by the control log keeps.
+	opts.Identity = "stagecraft-starter " + defaultIdentity()
 	c, err := client.Dial(opts)
 	if err != nil {
 		return nil, conn.DialError(opts, err)

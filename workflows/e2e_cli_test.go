@@ -312,6 +312,18 @@ func TestCLIControlsWithReasons(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.Equal(t, []workflows.ControlRecord{{Action: "abort", Via: "update", By: "carol", Reason: "error rate up", Accepted: true}}, withoutTimes(st.Controls))
 	require.Contains(t, st.Error, "by carol: error rate up")
+
+	// Temporal itself records who sent the abort: the starter's identity.
+	var identities []string
+	for _, ev := range fetchHistory(t, id, "").GetEvents() {
+		if a := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil {
+			identities = append(identities, a.GetAcceptedRequest().GetMeta().GetIdentity())
+		}
+	}
+	require.NotEmpty(t, identities)
+	for _, who := range identities {
+		require.True(t, strings.HasPrefix(who, "stagecraft-starter "), "update sent by %q", who)
+	}
 }
 
 func withoutTimes(cs []workflows.ControlRecord) []workflows.ControlRecord {
