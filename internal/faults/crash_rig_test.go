@@ -465,6 +465,27 @@ func retriedAt(events []*historypb.HistoryEvent, since time.Time) time.Time {
 	return time.Time{}
 }
 
+// stickyTimeouts counts workflow tasks that timed out before a worker
+// started them: after a crash the first one waits out the dead worker's
+// sticky queue (worker.Options.StickyScheduleToStartTimeout, 5 s).
+func stickyTimeouts(events []*historypb.HistoryEvent) int {
+	n := 0
+	for _, ev := range events {
+		if a := ev.GetWorkflowTaskTimedOutEventAttributes(); a != nil && a.GetTimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+			n++
+		}
+	}
+	return n
+}
+
+// closedAt is when the history's run closed (its last event).
+func closedAt(events []*historypb.HistoryEvent) time.Time {
+	if len(events) == 0 {
+		return time.Time{}
+	}
+	return events[len(events)-1].GetEventTime().AsTime()
+}
+
 // stageBake is one stage's validation as the history and the result tell
 // it: from its bake timer's start to the stage's completion.
 type stageBake struct {

@@ -56,12 +56,15 @@ type crashFigures struct {
 	Case    crashCase
 	Outcome workflows.Outcome
 	// Recovery: from the crash to the first retried activity starting on
-	// the new worker; Finish: from the crash to the rollout's end.
+	// the new worker; Finish: from the crash to the workflow's close.
 	Recovery, Finish time.Duration
 	Orphans, Dups    int
 	Drift            time.Duration
 	Notified         int
 	Renotified       int
+	// Sticky counts workflow tasks that waited out the dead worker's
+	// sticky queue.
+	Sticky int
 }
 
 func (f crashFigures) line() string {
@@ -69,9 +72,9 @@ func (f crashFigures) line() string {
 	if f.Recovery > 0 {
 		rec = f.Recovery.Round(100 * time.Millisecond).String()
 	}
-	return fmt.Sprintf("%-11s %-10s %-19s rollback=%-5v outcome=%-11s recovery=%-6s finish=%-6s orphans=%d dups=%d bake-drift=%-6s notified=%d repeats=%d",
+	return fmt.Sprintf("%-11s %-10s %-19s rollback=%-5v outcome=%-11s recovery=%-6s finish=%-6s orphans=%d dups=%d bake-drift=%-6s sticky-timeouts=%d notified=%d repeats=%d",
 		f.Case.Platform, f.Case.Strategy, f.Case.Point, f.Case.Bad, f.Outcome, rec, f.Finish.Round(100*time.Millisecond),
-		f.Orphans, f.Dups, f.Drift.Round(10*time.Millisecond), f.Notified, f.Renotified)
+		f.Orphans, f.Dups, f.Drift.Round(10*time.Millisecond), f.Sticky, f.Notified, f.Renotified)
 }
 
 // boundedCrashCases cover the four strategies across the two platforms,
@@ -293,12 +296,9 @@ func runCrashCase(t *testing.T, cc crashCase) crashFigures {
 	res := waitCrashRollout(t, c, started)
 
 	events := history(t, c, started.WorkflowID, started.RunID)
-	f := crashFigures{Case: cc, Outcome: res.Outcome, Finish: time.Since(crashed)}
+	f := crashFigures{Case: cc, Outcome: res.Outcome, Finish: closedAt(events).Sub(crashed), Sticky: stickyTimeouts(events)}
 	if at := retriedAt(events, crashed.Add(-time.Second)); !at.IsZero() {
 		f.Recovery = at.Sub(crashed)
-	}
-	if res.CompletedAt != nil {
-		f.Finish = res.CompletedAt.Sub(crashed)
 	}
 	end := x.check(t, s, res)
 	f.Orphans, f.Dups = end.Orphans, end.Duplicates
