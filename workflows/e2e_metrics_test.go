@@ -50,30 +50,30 @@ func TestMetricsOfAWorkerProcess(t *testing.T) {
 		ok     func(float64) bool
 		says   string
 	}{
-		{"stagecraft_rollouts_started_total", canary, eq(2), "= 2"},
-		{"stagecraft_rollouts_finished_total", with(`outcome="succeeded"`), eq(1), "= 1"},
-		{"stagecraft_rollouts_finished_total", with(`outcome="rolled_back"`), eq(1), "= 1"},
-		{"stagecraft_rollouts_started_total", []string{`strategy="recreate"`, `platform="docker"`}, eq(1), "= 1"},
-		{"stagecraft_rollbacks_total", with(`cause="health"`), eq(1), "= 1"},
+		{"stagecraft_rollouts_started_total", canary, metricEq(2), "= 2"},
+		{"stagecraft_rollouts_finished_total", with(`outcome="succeeded"`), metricEq(1), "= 1"},
+		{"stagecraft_rollouts_finished_total", with(`outcome="rolled_back"`), metricEq(1), "= 1"},
+		{"stagecraft_rollouts_started_total", []string{`strategy="recreate"`, `platform="docker"`}, metricEq(1), "= 1"},
+		{"stagecraft_rollbacks_total", with(`cause="health"`), metricEq(1), "= 1"},
 		// The good rollout's three stages, and the bad one's first.
-		{"stagecraft_stage_duration_seconds_count", with(`stage="canary"`, `result="completed"`), eq(3), "= 3"},
-		{"stagecraft_stage_duration_seconds_count", with(`stage="canary"`, `result="failed"`), eq(1), "= 1"},
+		{"stagecraft_stage_duration_seconds_count", with(`stage="canary"`, `result="completed"`), metricEq(3), "= 3"},
+		{"stagecraft_stage_duration_seconds_count", with(`stage="canary"`, `result="failed"`), metricEq(1), "= 1"},
 		// Each of 3 stages bakes 2 s.
-		{"stagecraft_stage_duration_seconds_sum", with(`stage="canary"`, `result="completed"`), gt(6), "> 6"},
-		{"stagecraft_rollout_duration_seconds_count", with(`outcome="succeeded"`), eq(1), "= 1"},
-		{"stagecraft_health_rounds_total", with(`verdict="healthy"`, `mode="rounds"`), gt(0), "> 0"},
-		{"stagecraft_health_rounds_total", with(`verdict="failed"`, `mode="rounds"`), gt(0), "> 0"},
-		{"stagecraft_health_rounds_total", with(`verdict="healthy"`, `mode="verify"`), gt(0), "> 0"},
+		{"stagecraft_stage_duration_seconds_sum", with(`stage="canary"`, `result="completed"`), metricGt(6), "> 6"},
+		{"stagecraft_rollout_duration_seconds_count", with(`outcome="succeeded"`), metricEq(1), "= 1"},
+		{"stagecraft_health_rounds_total", with(`verdict="healthy"`, `mode="rounds"`), metricGt(0), "> 0"},
+		{"stagecraft_health_rounds_total", with(`verdict="failed"`, `mode="rounds"`), metricGt(0), "> 0"},
+		{"stagecraft_health_rounds_total", with(`verdict="healthy"`, `mode="verify"`), metricGt(0), "> 0"},
 		// The SDK's own, through its tally integration.
-		{"temporal_workflow_completed_total", []string{`workflow_type="CanaryDeployment"`}, eq(2), "= 2"},
-		{"temporal_activity_execution_latency_seconds_count", []string{`activity_type="Watch"`}, gt(0), "> 0"},
-		{"temporal_worker_start_total", nil, gt(0), "> 0"},
+		{"temporal_workflow_completed_total", []string{`workflow_type="CanaryDeployment"`}, metricEq(2), "= 2"},
+		{"temporal_activity_execution_latency_seconds_count", []string{`activity_type="Watch"`}, metricGt(0), "> 0"},
+		{"temporal_worker_start_total", nil, metricGt(0), "> 0"},
 	}
 	var body, missing string
 	itest.Eventually(t, 20*time.Second, "the metrics in /metrics", func() bool {
 		body, missing = scrapeMetrics(t, addr), ""
 		for _, w := range want {
-			if v, found := sample(body, w.name, w.labels...); !found || !w.ok(v) {
+			if v, found := metricSample(body, w.name, w.labels...); !found || !w.ok(v) {
 				missing = fmt.Sprintf("%s%v %s (found %v: %v)", w.name, w.labels, w.says, found, v)
 				t.Log("waiting for", missing)
 				return false
@@ -136,9 +136,9 @@ func scrapeMetrics(t *testing.T, addr string) string {
 	return string(b)
 }
 
-// sample sums the samples of name whose labels include every one given
+// metricSample sums the samples of name whose labels include every one given
 // (`key="value"`), in the Prometheus text format.
-func sample(body, name string, labels ...string) (float64, bool) {
+func metricSample(body, name string, labels ...string) (float64, bool) {
 	var sum float64
 	found := false
 	for _, line := range strings.Split(body, "\n") {
@@ -172,5 +172,5 @@ func sample(body, name string, labels ...string) (float64, bool) {
 	return sum, found
 }
 
-func eq(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
-func gt(min float64) func(float64) bool  { return func(v float64) bool { return v > min } }
+func metricEq(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
+func metricGt(min float64) func(float64) bool  { return func(v float64) bool { return v > min } }
