@@ -100,6 +100,10 @@ type DockerInstance struct {
 	// NanoCPUs and Memory are the container's limits (0: none).
 	NanoCPUs int64 `json:"nanoCPUs,omitempty"`
 	Memory   int64 `json:"memory,omitempty"`
+	// SecretEnv holds the variables Stagecraft set from secret references
+	// (spec secretEnv): the reference, never the value, which Env then
+	// leaves out. A recreate resolves the reference again.
+	SecretEnv map[string]spec.SecretRef `json:"secretEnv,omitempty"`
 }
 
 // PortBinding publishes a container port on a host address.

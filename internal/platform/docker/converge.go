@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,13 @@ type converge struct {
 	limits  container.Resources // the new instances' CPU and memory limits
 	res     platform.ConvergeResult
 	started map[string]bool // containers this call created or started
+	// secrets are the spec's secretEnv values, resolved when a new
+	// instance is to be created; oldSecrets a snapshot instance's, by
+	// container, when it is to be recreated. values lists them all, to cut
+	// out of errors.
+	secrets    map[string]string
+	oldSecrets map[string]map[string]string
+	values     []string
 }
 
 // Converge brings the service to req.Desired: this rollout's new instances
@@ -85,7 +93,8 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 		started: map[string]bool{},
 	}
 	if err := c.run(ctx, req.Snapshot, d); err != nil {
-		return c.res, err
+		// An engine's error may quote a container's config back.
+		return c.res, redact(err, c.values)
 	}
 	return c.res, nil
 }
@@ -138,7 +147,16 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 	}
 	nets := []string{c.docker.Network}
 	for _, w := range wants {
-		if _, ok := existing[w.name]; ok || w.isNew {
+		if _, ok := existing[w.name]; ok {
+			continue
+		}
+		if w.isNew {
+			if c.secrets == nil && len(c.docker.SecretEnv) > 0 {
+				if c.secrets, err = resolveAll(c.docker.SecretEnv, specField); err != nil {
+					return err
+				}
+				c.values = append(c.values, slices.Collect(maps.Values(c.secrets))...)
+			}
 			continue
 		}
 		if w.inst.Docker == nil {
@@ -146,6 +164,17 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		}
 		if err := c.p.CheckImage(ctx, w.inst.Image); err != nil {
 			return fmt.Errorf("recreate container %q: %w", w.name, err)
+		}
+		if refs := w.inst.Docker.SecretEnv; len(refs) > 0 {
+			vals, err := resolveAll(refs, snapshotField(w.name))
+			if err != nil {
+				return fmt.Errorf("recreate container %q: %w", w.name, err)
+			}
+			if c.oldSecrets == nil {
+				c.oldSecrets = map[string]map[string]string{}
+			}
+			c.oldSecrets[w.name] = vals
+			c.values = append(c.values, slices.Collect(maps.Values(vals))...)
 		}
 		for _, n := range w.inst.Docker.Networks {
 			nets = append(nets, n.Network)
@@ -293,11 +322,20 @@ func (c *converge) start(ctx context.Context, name string, log *zap.Logger) erro
 // newContainer is the create request for a new instance, from the spec.
 func (c *converge) newContainer(w want) client.ContainerCreateOptions {
 	d := c.docker
+	env := maps.Clone(d.Env)
+	if len(c.secrets) > 0 {
+		if env == nil {
+			env = map[string]string{}
+		}
+		maps.Copy(env, c.secrets)
+	}
+	labels := newLabels(d.Labels, c.spec.Service, c.spec.Image, c.rollout, w.slot)
+	maps.Copy(labels, secretLabels(d.SecretEnv))
 	cfg := &container.Config{
 		Image:  c.spec.Image,
-		Env:    renderEnv(d.Env),
+		Env:    renderEnv(env),
 		Cmd:    d.Command,
-		Labels: newLabels(d.Labels, c.spec.Service, c.spec.Image, c.rollout, w.slot),
+		Labels: labels,
 	}
 	hc := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(d.Network),
@@ -334,7 +372,7 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 	nets := c.oldNetworks(*w.inst)
 	cfg := &container.Config{
 		Image:        w.inst.Image,
-		Env:          di.Env,
+		Env:          append(slices.Clone(di.Env), renderEnv(c.oldSecrets[w.name])...),
 		Cmd:          di.Cmd,
 		Entrypoint:   di.Entrypoint,
 		Labels:       di.Labels,

@@ -78,7 +78,11 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 }
 
 // Snapshot returns the service's running containers, sorted by name, each
-// recorded completely enough to be recreated exactly.
+// recorded completely enough to be recreated exactly. A variable set from a
+// secret reference is recorded as its reference, never its value. Every
+// reference the rollout may resolve (the spec's, and the snapshot's for a
+// rollback) must resolve on this worker, or the snapshot fails before
+// anything changes; the values read are dropped.
 func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot, error) {
 	snap := platform.Snapshot{Service: s.Service}
 	items, err := p.list(ctx, s.Service, false)
@@ -100,6 +104,20 @@ func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 		}
 		snap.Instances = append(snap.Instances, in)
 	}
+	var errs []error
+	if d := s.Platform.Docker; d != nil {
+		if _, err := resolveAll(d.SecretEnv, specField); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, in := range snap.Instances {
+		if _, err := resolveAll(in.Docker.SecretEnv, snapshotField(in.Name)); err != nil {
+			errs = append(errs, fmt.Errorf("a rollback could not recreate it: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return snap, errors.Join(errs...)
+	}
 	return snap, nil
 }
 
@@ -108,11 +126,13 @@ func record(c container.InspectResponse) (platform.Instance, error) {
 	if c.Config == nil || c.HostConfig == nil {
 		return platform.Instance{}, errors.New("engine returned no config")
 	}
+	env, secretEnv := splitSecretEnv(c.Config.Env, c.Config.Labels)
 	in := platform.Instance{
 		Name:  strings.TrimPrefix(c.Name, "/"),
 		Image: c.Config.Image,
 		Docker: &platform.DockerInstance{
-			Env:           slices.Clone(c.Config.Env),
+			Env:           env,
+			SecretEnv:     secretEnv,
 			Cmd:           slices.Clone(c.Config.Cmd),
 			Entrypoint:    slices.Clone(c.Config.Entrypoint),
 			Labels:        c.Config.Labels,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -302,7 +303,44 @@ func (c *converge) newTemplate() corev1.PodTemplateSpec {
 	if k := c.spec.Platform.Kubernetes; k.ConfigMap != "" {
 		ctr.EnvFrom = withConfigMap(ctr.EnvFrom, k.Deployment, k.ConfigMap)
 	}
+	ctr.Env = withSecretEnv(ctr.Env, c.spec.Platform.Kubernetes.SecretEnv)
 	return tpl
+}
+
+// withSecretEnv returns env with each of refs as a valueFrom.secretKeyRef
+// entry: one of the same name is replaced where it stands (a later entry
+// may refer to it as $(NAME)), new ones follow in name order. Only the
+// reference goes into the template, so neither the Deployment nor the
+// snapshot, and so no workflow history, holds a value.
+func withSecretEnv(env []corev1.EnvVar, refs map[string]spec.SecretRef) []corev1.EnvVar {
+	if len(refs) == 0 {
+		return env
+	}
+	entry := func(name string) corev1.EnvVar {
+		r := refs[name].SecretKeyRef
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: r.Name},
+			Key:                  r.Key,
+		}}}
+	}
+	out := make([]corev1.EnvVar, 0, len(env)+len(refs))
+	done := map[string]bool{}
+	for _, e := range env {
+		if ref, ok := refs[e.Name]; ok && ref.SecretKeyRef != nil {
+			if !done[e.Name] {
+				out = append(out, entry(e.Name))
+				done[e.Name] = true
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	for _, name := range slices.Sorted(maps.Keys(refs)) {
+		if !done[name] && refs[name].SecretKeyRef != nil {
+			out = append(out, entry(name))
+		}
+	}
+	return out
 }
 
 // withConfigMap returns envFrom with name in it, and without the other
