@@ -20,8 +20,8 @@ import (
 // (schema validation, interpolation, consistency checks) and checks the
 // stack's shape: each service has a healthcheck, starts after what it
 // needs is healthy, publishes on 127.0.0.1 only; the worker is built from
-// the repo's Dockerfile and has the Docker socket, the audit database and
-// Temporal's address.
+// the repo's Dockerfile, shares the host's network and has the Docker
+// socket, the audit database and Temporal's address.
 func TestComposeFile(t *testing.T) {
 	root := itest.Root()
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
@@ -75,8 +75,14 @@ func TestComposeFile(t *testing.T) {
 	require.Equal(t, "Dockerfile", w.Build.Dockerfile)
 	require.FileExists(t, filepath.Join(w.Build.Context, w.Build.Dockerfile))
 	env := w.Environment
-	require.Equal(t, "temporal:7233", *env["TEMPORAL_ADDRESS"])
-	require.Contains(t, *env["DATABASE_URL"], "@postgresql:5432/stagecraft")
+	// The Docker platform health-checks what it rolls out on the host's
+	// 127.0.0.1, so the worker shares the host's network and reaches the
+	// others through their published ports.
+	require.Equal(t, "host", w.NetworkMode)
+	require.Equal(t, "127.0.0.1:7233", *env["TEMPORAL_ADDRESS"])
+	require.Equal(t, "postgres://stagecraft:stagecraft@127.0.0.1:5432/stagecraft?sslmode=disable", *env["DATABASE_URL"])
+	require.Contains(t, project.Services["temporal"].Ports, types.ServicePortConfig{Mode: "ingress", HostIP: "127.0.0.1", Target: 7233, Published: "7233", Protocol: "tcp"})
+	require.Contains(t, project.Services["postgresql"].Ports, types.ServicePortConfig{Mode: "ingress", HostIP: "127.0.0.1", Target: 5432, Published: "5432", Protocol: "tcp"})
 	require.Contains(t, w.Volumes, types.ServiceVolumeConfig{
 		Type: types.VolumeTypeBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock",
 		Bind: &types.ServiceVolumeBind{CreateHostPath: true},
