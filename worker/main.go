@@ -92,6 +92,7 @@ func main() {
 			return nil
 		},
 	})
+	cmd.AddCommand(replayCmd())
 	if err := cmd.Execute(); err != nil {
 		os.Exit(1)
 	}
