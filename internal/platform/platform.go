@@ -101,8 +101,8 @@ type DockerInstance struct {
 	NanoCPUs int64 `json:"nanoCPUs,omitempty"`
 	Memory   int64 `json:"memory,omitempty"`
 	// SecretEnv holds the variables Stagecraft set from secret references
-	// (spec secretEnv): the reference, never the value, which Env then
-	// leaves out. A recreate resolves the reference again.
+	// (spec secretEnv): the reference, never the value. Env keeps each one's
+	// place as its bare name; a recreate resolves the reference again.
 	SecretEnv map[string]spec.SecretRef `json:"secretEnv,omitempty"`
 }
 

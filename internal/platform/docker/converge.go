@@ -372,7 +372,7 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 	nets := c.oldNetworks(*w.inst)
 	cfg := &container.Config{
 		Image:        w.inst.Image,
-		Env:          append(slices.Clone(di.Env), renderEnv(c.oldSecrets[w.name])...),
+		Env:          joinSecretEnv(di.Env, c.oldSecrets[w.name]),
 		Cmd:          di.Cmd,
 		Entrypoint:   di.Entrypoint,
 		Labels:       di.Labels,

@@ -49,11 +49,12 @@ func parseSecretLabel(v string) (spec.SecretRef, bool) {
 	return spec.SecretRef{}, false
 }
 
-// splitSecretEnv separates a container's environment into the plain entries
-// and, for the variables its labels mark as set from a reference, those
-// references: what a snapshot may record without holding a secret.
+// splitSecretEnv is what a snapshot may record of a container's environment
+// without holding a secret: each variable its labels mark as set from a
+// reference keeps its place as its bare name, and its reference is returned
+// by name.
 func splitSecretEnv(env []string, labels map[string]string) ([]string, map[string]spec.SecretRef) {
-	var plain []string
+	var out []string
 	var refs map[string]spec.SecretRef
 	for _, e := range env {
 		name, _, _ := strings.Cut(e, "=")
@@ -63,12 +64,38 @@ func splitSecretEnv(env []string, labels map[string]string) ([]string, map[strin
 					refs = map[string]spec.SecretRef{}
 				}
 				refs[name] = ref
+				out = append(out, name)
 				continue
 			}
 		}
-		plain = append(plain, e)
+		out = append(out, e)
 	}
-	return plain, refs
+	return out, refs
+}
+
+// joinSecretEnv is the inverse of splitSecretEnv: each bare name in env
+// with a resolved value becomes NAME=value where it stands, so the
+// environment comes back in its order; a value without a place follows.
+func joinSecretEnv(env []string, values map[string]string) []string {
+	if len(values) == 0 {
+		return slices.Clone(env)
+	}
+	out := make([]string, 0, len(env)+len(values))
+	placed := map[string]bool{}
+	for _, e := range env {
+		if v, ok := values[e]; ok && !placed[e] {
+			out = append(out, e+"="+v)
+			placed[e] = true
+			continue
+		}
+		out = append(out, e)
+	}
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		if !placed[name] {
+			out = append(out, name+"="+values[name])
+		}
+	}
+	return out
 }
 
 // SecretUnresolvedError says a secret reference could not be resolved on

@@ -58,14 +58,23 @@ func TestSplitSecretEnv(t *testing.T) {
 	}{
 		{"no labels", []string{"A=1", "DB_PASSWORD=s3cr3t"}, nil, []string{"A=1", "DB_PASSWORD=s3cr3t"}, nil},
 		{"secret taken out", []string{"PATH=/bin", "DB_PASSWORD=s3cr3t", "ODD=x"}, labels,
-			[]string{"PATH=/bin", "ODD=x"}, map[string]spec.SecretRef{"DB_PASSWORD": {FromEnv: "APP_DB_PASSWORD"}}},
-		{"value with equals", []string{"DB_PASSWORD=a=b"}, labels, nil, map[string]spec.SecretRef{"DB_PASSWORD": {FromEnv: "APP_DB_PASSWORD"}}},
+			[]string{"PATH=/bin", "DB_PASSWORD", "ODD=x"}, map[string]spec.SecretRef{"DB_PASSWORD": {FromEnv: "APP_DB_PASSWORD"}}},
+		{"value with equals", []string{"DB_PASSWORD=a=b"}, labels, []string{"DB_PASSWORD"}, map[string]spec.SecretRef{"DB_PASSWORD": {FromEnv: "APP_DB_PASSWORD"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			plain, refs := splitSecretEnv(tt.env, tt.labels)
 			if !slices.Equal(plain, tt.wantPlain) || !reflect.DeepEqual(refs, tt.wantRefs) {
 				t.Errorf("splitSecretEnv = %q, %v; want %q, %v", plain, refs, tt.wantPlain, tt.wantRefs)
+			}
+			values := map[string]string{}
+			for _, e := range tt.env {
+				if name, v, _ := strings.Cut(e, "="); tt.wantRefs[name] != (spec.SecretRef{}) {
+					values[name] = v
+				}
+			}
+			if back := joinSecretEnv(plain, values); !slices.Equal(back, tt.env) {
+				t.Errorf("joinSecretEnv = %q, want the original %q", back, tt.env)
 			}
 		})
 	}
@@ -88,7 +97,7 @@ func TestRecordKeepsReferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(in.Docker.Env, []string{"GREETING=hi"}) || !reflect.DeepEqual(in.Docker.SecretEnv, refs) {
+	if !slices.Equal(in.Docker.Env, []string{"GREETING=hi", "DB_PASSWORD"}) || !reflect.DeepEqual(in.Docker.SecretEnv, refs) {
 		t.Errorf("env %q secretEnv %v", in.Docker.Env, in.Docker.SecretEnv)
 	}
 	b, _ := json.Marshal(platform.Snapshot{Service: "hello", Instances: []platform.Instance{in}})
@@ -176,16 +185,16 @@ func TestContainersGetValues(t *testing.T) {
 		t.Errorf("new label = %q", got)
 	}
 	old := &platform.Instance{Name: "hello-old", Image: "img:v1", Docker: &platform.DockerInstance{
-		Env: []string{"GREETING=hi"}, SecretEnv: refs, Labels: secretLabels(refs),
+		Env: []string{"DB_PASSWORD", "GREETING=hi"}, SecretEnv: refs, Labels: secretLabels(refs),
 	}}
 	opts, _, err := c.oldContainer(want{name: "hello-old", inst: old})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(opts.Config.Env, []string{"GREETING=hi", "DB_PASSWORD=old-s3cr3t"}) {
+	if !slices.Equal(opts.Config.Env, []string{"DB_PASSWORD=old-s3cr3t", "GREETING=hi"}) {
 		t.Errorf("recreated env = %q", opts.Config.Env)
 	}
-	if !slices.Equal(old.Docker.Env, []string{"GREETING=hi"}) {
+	if !slices.Equal(old.Docker.Env, []string{"DB_PASSWORD", "GREETING=hi"}) {
 		t.Errorf("the snapshot record changed: %q", old.Docker.Env)
 	}
 }
