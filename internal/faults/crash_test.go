@@ -110,15 +110,16 @@ func TestWorkerCrash(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.String(), func(t *testing.T) {
 				t.Parallel()
-				f := runCrashCase(t, c)
-				mu.Lock()
-				figs = append(figs, f)
-				mu.Unlock()
+				runCrashCase(t, c, func(f crashFigures) {
+					mu.Lock()
+					defer mu.Unlock()
+					figs = append(figs, f)
+				})
 			})
 		}
 	})
 	sort.Slice(figs, func(i, j int) bool { return figs[i].Case.String() < figs[j].Case.String() })
-	t.Logf("worker crash matrix: %d of %d cases finished", len(figs), len(cases))
+	t.Logf("worker crash matrix: %d of %d cases ran to the end (failed checks included)", len(figs), len(cases))
 	for _, f := range figs {
 		t.Logf("%s", f.line())
 	}
@@ -257,8 +258,9 @@ func waitCrashRollout(t *testing.T, c tclient.Client, started control.Started) w
 	return res
 }
 
-// runCrashCase runs one case and checks it; it returns its figures.
-func runCrashCase(t *testing.T, cc crashCase) crashFigures {
+// runCrashCase runs one case, reports its figures (before checking them,
+// so a failing case is in the summary too) and checks it.
+func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 	c, ns := crashNamespace(t)
 	x := newCrashTarget(t, cc.Platform, cc.Strategy)
 	hooks := newCrashHooks(t)
@@ -306,6 +308,7 @@ func runCrashCase(t *testing.T, cc crashCase) crashFigures {
 	f.Drift = maxDrift(bs)
 	f.Notified, f.Renotified = hooks.delivered()
 	t.Logf("%s", f.line())
+	report(f)
 
 	want := workflows.OutcomeSucceeded
 	if cc.Bad {
@@ -321,7 +324,6 @@ func runCrashCase(t *testing.T, cc crashCase) crashFigures {
 		require.Len(t, bs, len(res.Stages), "every stage baked: %+v", bs)
 	}
 	require.GreaterOrEqual(t, f.Notified, 2, "started and the outcome were notified")
-	return f
 }
 
 func waitStageStatus(t *testing.T, c tclient.Client, workflowID string, stage int, status workflows.StageStatus) {
