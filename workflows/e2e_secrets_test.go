@@ -95,13 +95,23 @@ func TestSecretsStayOutOfHistoryLogsAndAudit(t *testing.T) {
 	}
 	require.True(t, recreated, "the rollback recreated no container, so it never resolved a reference again")
 
+	// A reference the worker cannot resolve rejects the rollout before any
+	// change, naming the field and the variable.
+	missing := withSecret(demoSpec(service, "stagecraft-demo:v2", spec.Recreate, 2))
+	missing.Platform.Docker.SecretEnv["API_TOKEN"] = spec.SecretRef{FromEnv: variable + "_UNSET"}
+	started3, res := startAndWait(t, missing)
+	require.Equal(t, workflows.OutcomeRejected, res.Outcome, res.Error)
+	t.Logf("rejected: %s", res.Error)
+	require.Contains(t, res.Error, `platform.docker.secretEnv.API_TOKEN: environment variable "`+variable+`_UNSET" not found on the worker`)
+	require.Equal(t, restorable(after), restorable(instances(t, service)), "a rejected rollout changed the containers")
+
 	// The histories: every event as protojson (what the Web UI and the CLI
 	// show) and in its wire form, where payloads are not base64.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var events int
 	var history bytes.Buffer
-	for _, st := range []control.Started{started1, started2} {
+	for _, st := range []control.Started{started1, started2, started3} {
 		for runID := st.RunID; runID != ""; {
 			it := tc.GetWorkflowHistory(ctx, st.WorkflowID, runID, false, 0)
 			runID = ""
@@ -156,5 +166,5 @@ func TestSecretsStayOutOfHistoryLogsAndAudit(t *testing.T) {
 	require.Contains(t, out, "snapshot taken", "the worker logged its work")
 	require.NotContains(t, out, secret, "the worker logged the secret")
 	t.Logf("secret %s (in %s) found in neither %d history events of %d runs, %d audit rows in %d tables, nor %d bytes of debug logs",
-		secret[:7]+"…", variable, events, 2, rows, len(names), len(out))
+		secret[:7]+"…", variable, events, 3, rows, len(names), len(out))
 }
