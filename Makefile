@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: run test unit build vet fmt images record-histories fuzz bench faults clean help
+.PHONY: run test unit build vet fmt images image record-histories fuzz bench faults clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ vet: ## go vet (with and without the integration tag) and gofmt
 
 images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad
 	@bash scripts/docker.sh && bash scripts/build-demo.sh
+
+image: ## build the worker image stagecraft-worker:dev (static binaries, FROM scratch, no registry)
+	@bash scripts/docker.sh && bash scripts/image.sh
 
 record-histories: ## re-record the replay histories in workflows/testdata from the real dev server
 	@STAGECRAFT_RECORD_HISTORIES=1 bash scripts/test.sh

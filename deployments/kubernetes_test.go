@@ -119,7 +119,12 @@ func TestKubernetesOverlaysRender(t *testing.T) {
 			}, c.EnvFrom)
 			require.False(t, c.Resources.Requests.Memory().IsZero())
 			require.False(t, c.Resources.Limits.Memory().IsZero())
-			require.Nil(t, c.LivenessProbe, "the worker serves no health endpoint to probe")
+			// The liveness probe is the metrics endpoint the ConfigMap turns on.
+			require.NotNil(t, c.LivenessProbe)
+			require.Equal(t, "/metrics", c.LivenessProbe.HTTPGet.Path)
+			require.Equal(t, "metrics", c.LivenessProbe.HTTPGet.Port.String())
+			require.Contains(t, c.Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: 9464})
+			require.Equal(t, "0.0.0.0:9464", cm.Data["STAGECRAFT_METRICS_ADDRESS"])
 			if ov.name == "production" {
 				require.Equal(t, "/etc/stagecraft/temporal-tls/tls.crt", cm.Data["TEMPORAL_TLS_CLIENT_CERT_PATH"])
 				require.Contains(t, c.VolumeMounts, corev1.VolumeMount{Name: "temporal-tls", MountPath: "/etc/stagecraft/temporal-tls", ReadOnly: true})
