@@ -191,9 +191,13 @@ func TestDockerdRestartMidStage(t *testing.T) {
 			default:
 				t.Fatalf("outcome %s: %s", res.Outcome, res.Error)
 			}
-			t.Logf("dockerd restarted at stage %d %s (stop took %s, down to up %s); outcome %s %s; orphans %d; total %s",
+			outcome := string(res.Outcome)
+			if res.Error != "" {
+				outcome += " (" + res.Error + ")"
+			}
+			t.Logf("dockerd restarted at stage %d %s (stop took %s, down to up %s); outcome %s; orphans %d; total %s",
 				c.stage+1, seen, stopped.Round(100*time.Millisecond), restart.Round(100*time.Millisecond),
-				res.Outcome, res.Error, orphans, time.Since(began).Round(time.Second))
+				outcome, orphans, time.Since(began).Round(time.Second))
 		})
 	}
 }
