@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -210,6 +211,7 @@ func (p *Platform) client(k *spec.Kubernetes) (kubernetes.Interface, error) {
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = p.QPS, p.Burst
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return retryTransient{next: rt} })
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
