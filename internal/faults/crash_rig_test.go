@@ -40,17 +40,53 @@ import (
 
 // A crash case runs in a Temporal namespace of its own on the shared dev
 // server: its workers (one with a failpoint) poll only its rollouts, and
-// no other test's worker takes its tasks.
-func crashNamespace(t *testing.T) (tclient.Client, string) {
+// no other test's worker takes its tasks. The dev server limits how many
+// namespaces it registers, so a case whose rollout closed hands its
+// namespace on to a later case; one that did not is not used again.
+var crashNamespaces struct {
+	sync.Mutex
+	free []string
+}
+
+// crashNS is a case's namespace; the case sets closed once its rollout
+// has closed, which frees the namespace for the next case.
+type crashNS struct {
+	name   string
+	closed bool
+}
+
+func crashNamespace(t *testing.T) (tclient.Client, *crashNS) {
 	t.Helper()
-	ns := itest.Name("faults")
-	_, err := tc.WorkflowService().RegisterNamespace(context.Background(), &workflowservice.RegisterNamespaceRequest{
-		Namespace: ns, WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)})
-	require.NoError(t, err, "register namespace %s", ns)
+	crashNamespaces.Lock()
+	var ns string
+	if n := len(crashNamespaces.free); n > 0 {
+		ns, crashNamespaces.free = crashNamespaces.free[n-1], crashNamespaces.free[:n-1]
+	}
+	crashNamespaces.Unlock()
+	if ns == "" {
+		ns = itest.Name("faults")
+		itest.Eventually(t, 2*time.Minute, "register namespace "+ns, func() bool {
+			_, err := tc.WorkflowService().RegisterNamespace(context.Background(), &workflowservice.RegisterNamespaceRequest{
+				Namespace: ns, WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)})
+			if err != nil {
+				t.Logf("register namespace %s: %v (retrying)", ns, err)
+				time.Sleep(time.Second)
+			}
+			return err == nil
+		})
+	}
 	c, err := tclient.NewClientFromExisting(tc, tclient.Options{Namespace: ns})
 	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	return c, ns
+	held := &crashNS{name: ns}
+	t.Cleanup(func() {
+		c.Close()
+		if held.closed {
+			crashNamespaces.Lock()
+			crashNamespaces.free = append(crashNamespaces.free, ns)
+			crashNamespaces.Unlock()
+		}
+	})
+	return c, held
 }
 
 // crashTarget is the service a crash case rolls out, on one platform.

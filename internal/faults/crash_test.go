@@ -201,10 +201,11 @@ func baselineCounts(t *testing.T, p, strategy string, bad bool) map[string]int {
 	c, ns := crashNamespace(t)
 	x := newCrashTarget(t, p, strategy)
 	s := crashSpec(x, crashCase{Platform: p, Strategy: strategy, Bad: bad}, newCrashHooks(t))
-	startWorker(t, "", nil, "--namespace", ns)
+	startWorker(t, "", nil, "--namespace", ns.name)
 	started, err := control.Start(context.Background(), c, s)
 	require.NoError(t, err)
 	res := waitCrashRollout(t, c, started)
+	ns.closed = true
 	want := workflows.OutcomeSucceeded
 	if bad {
 		want = workflows.OutcomeRolledBack
@@ -271,7 +272,7 @@ func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 	if cc.Point != midBake {
 		env = []string{"STAGECRAFT_FAILPOINT=" + cc.Point}
 	}
-	first := startWorker(t, "", env, "--namespace", ns)
+	first := startWorker(t, "", env, "--namespace", ns.name)
 	started, err := control.Start(ctx, c, s)
 	require.NoError(t, err)
 
@@ -294,8 +295,9 @@ func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 		crashed = time.Now()
 		require.Contains(t, first.Log(), "failpoint: SIGKILL", "the worker ended by its failpoint")
 	}
-	startWorker(t, "", nil, "--namespace", ns)
+	startWorker(t, "", nil, "--namespace", ns.name)
 	res := waitCrashRollout(t, c, started)
+	ns.closed = true
 
 	events := history(t, c, started.WorkflowID, started.RunID)
 	f := crashFigures{Case: cc, Outcome: res.Outcome, Finish: closedAt(events).Sub(crashed), Sticky: stickyTimeouts(events)}
