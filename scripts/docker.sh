@@ -32,7 +32,9 @@ if ! command -v dockerd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
 fi
 say "starting dockerd in the background (log: .data/dockerd.log)"
-nohup dockerd --host unix:///var/run/docker.sock >"$DATA/dockerd.log" 2>&1 &
+# Its own session: a caller whose process group is killed (a test that
+# restarted the engine, a CI step) does not take the engine with it.
+setsid nohup dockerd --host unix:///var/run/docker.sock >"$DATA/dockerd.log" 2>&1 </dev/null &
 echo $! >"$PIDFILE"
 wait_for "the Docker engine (see .data/dockerd.log)" 60 engine_up
 say "Docker engine $(docker version --format '{{.Server.Version}}') is up"
