@@ -152,6 +152,11 @@ type WatchInput struct {
 	AcceptDegraded bool `json:"acceptDegraded,omitempty"`
 	// Stage names the stage watched, for the evidence records.
 	Stage string `json:"stage,omitempty"`
+	// Until is the bake's deadline (rounds mode): once it passes, the
+	// watch ends as soon as it has its MinSamples, even short of Rounds, so
+	// rounds a dead worker missed do not stretch the bake. Zero: no
+	// deadline (runs recorded before it).
+	Until time.Time `json:"until,omitzero"`
 }
 
 // WatchResult summarises the rounds a watch ran: counts, the policy's
@@ -216,12 +221,25 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	defer next.Stop()
 	beat := time.NewTicker(500 * time.Millisecond)
 	defer beat.Stop()
+	var deadline <-chan time.Time
+	if in.Mode == WatchRounds && !in.Until.IsZero() {
+		dt := time.NewTimer(time.Until(in.Until))
+		defer dt.Stop()
+		deadline = dt.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return sum, temporal.NewCanceledError(sum)
 		case <-beat.C:
 			activity.RecordHeartbeat(ctx, sum)
+			continue
+		case <-deadline:
+			deadline = nil
+			if sum.Tally.Samples >= in.MinSamples {
+				sum.Healthy = true
+				return sum, nil
+			}
 			continue
 		case <-next.C:
 		}
@@ -269,7 +287,8 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 			time.Duration(sum.Tally.Rounds)*interval >= h.VerifyWindow.D():
 			sum.Healthy = true
 			return sum, nil
-		case in.Mode == WatchRounds && sum.Rounds >= in.Rounds && sum.Tally.Samples >= in.MinSamples:
+		case in.Mode == WatchRounds && sum.Tally.Samples >= in.MinSamples &&
+			(sum.Rounds >= in.Rounds || (!in.Until.IsZero() && !time.Now().Before(in.Until))):
 			sum.Healthy = true
 			return sum, nil
 		}

@@ -46,6 +46,7 @@ type config struct {
 	allowCommands  []string
 	databaseURL    string
 	skipMigrations bool
+	stickyTimeout  time.Duration
 	kubeQPS        float32
 	kubeBurst      int
 	metricsAddress string
@@ -72,6 +73,12 @@ func main() {
 	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
 		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
 	cmd.PersistentFlags().StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
+	// After a worker dies, a run's next workflow task waits this long on the
+	// dead worker's sticky queue before any worker may take it: it bounds
+	// how late a bake's end (a durable timer) takes effect. The SDK's
+	// default is 5 s.
+	f.DurationVar(&cfg.stickyTimeout, "sticky-schedule-to-start-timeout", time.Second,
+		"how long a workflow task waits for the worker that has its run cached before another worker takes it (after a crash, how late a bake's end can act)")
 	f.Float32Var(&cfg.kubeQPS, "kube-qps", kubernetes.DefaultQPS, "requests per second to each Kubernetes cluster (one client per kubeconfig and context, shared by its rollouts)")
 	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
 	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
@@ -221,7 +228,11 @@ func run(cfg config) error {
 	}
 	defer dc.Close()
 
-	w := worker.New(c, workflows.TaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: cfg.maxActivities, Interceptors: failpoints(log)})
+	w := worker.New(c, workflows.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.maxActivities,
+		StickyScheduleToStartTimeout:       cfg.stickyTimeout,
+		Interceptors:                       failpoints(log),
+	})
 	workflows.Register(w)
 	kube := kubernetes.New(log)
 	kube.QPS, kube.Burst = cfg.kubeQPS, cfg.kubeBurst

@@ -418,6 +418,11 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			in.AcceptDegraded = r.acceptDegraded
 			in.Stage = stage.Name
 		}
+		if mode == activities.WatchRounds && d > 0 {
+			// The bake's deadline: a watcher retried after a worker
+			// crash does not make up the rounds it missed past it.
+			in.Until = workflow.Now(ctx).Add(d)
+		}
 		watch, cancelWatch, watchMode = workflow.ExecuteActivity(watchOptions(wctx, r.spec), acts.Watch, in), cancel, mode
 	}
 	defer func() {

@@ -73,7 +73,7 @@ type WorkerConfig struct {
 func StartWorkerWith(t testing.TB, c tclient.Client, dc *client.Client, cfg WorkerConfig) {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	w := worker.New(c, workflows.TaskQueue, worker.Options{StickyScheduleToStartTimeout: time.Second})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{
