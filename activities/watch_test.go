@@ -620,3 +620,24 @@ func TestWatchKeepsRoundsWhileTheStoreIsDown(t *testing.T) {
 		}
 	})
 }
+
+// A watch given the bake's deadline ends once it passes (with its
+// samples), however many rounds it was asked for: a watcher retried after
+// a worker crash does not stretch the bake to make up missed rounds. Short
+// of its samples at the deadline, it goes on until it has them.
+func TestWatchEndsAtTheBakeDeadline(t *testing.T) {
+	f := newWatchFixture(t, "HHHHHHHHHH")
+	s := watchSpec(nil)
+	start := time.Now()
+	res := f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1000, MinSamples: 1, Until: start.Add(3 * watchInterval)})
+	if !res.Healthy || res.Rounds > 3 || time.Since(start) > 10*watchInterval {
+		t.Errorf("with a deadline 3 intervals away: healthy=%v after %d rounds and %s", res.Healthy, res.Rounds, time.Since(start))
+	}
+
+	f = newWatchFixture(t, "FFHHH")
+	s = watchSpec(func(h *spec.Health) { h.FailureThreshold = 3 })
+	res = f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1000, MinSamples: 2, Until: time.Now().Add(-time.Second)})
+	if !res.Healthy || res.Rounds != 4 || res.Passed != 2 {
+		t.Errorf("past its deadline without samples: healthy=%v rounds=%d passed=%d; want the 4 rounds that give 2 samples", res.Healthy, res.Rounds, res.Passed)
+	}
+}
