@@ -108,16 +108,16 @@ func waitServing(t *testing.T, c tclient.Client) {
 	})
 }
 
+// pollBackoffCap is the Go SDK's cap on the backoff of a worker's pollers
+// after failed polls (retryPollOperationMaxInterval).
+const pollBackoffCap = 10 * time.Second
+
 // TestDevServerRestartMidBake stops the Temporal dev server (file-backed)
 // while a Docker canary's stage validates, keeps it down about 5 s,
 // starts it again on the same port and file, and checks the rollout
 // resumes and succeeds with the platform exactly as the spec says, and no
 // bake ends early (one may end late by the outage and the SDK's poll
 // backoff).
-// pollBackoffCap is the Go SDK's cap on the backoff of a worker's pollers
-// after failed polls (retryPollOperationMaxInterval).
-const pollBackoffCap = 10 * time.Second
-
 func TestDevServerRestartMidBake(t *testing.T) {
 	const down = 5 * time.Second
 	d, address := newFileDevServer(t)
