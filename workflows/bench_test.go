@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -1278,4 +1279,11 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 	activityErrors := strings.Count(string(logText), `"msg":"Activity error."`)
 	b.Logf("%s: promoted, %.1f s later: outcomes %v; worker log: %d activity errors, %d failed heartbeats",
 		figure, benchSeconds(time.Since(end)), outcomes, activityErrors, heartbeat)
+	if outcomes[string(workflows.OutcomeSucceeded)] != n {
+		// Keep the worker's log to find out why.
+		keep := filepath.Join(itest.Root(), ".data", "bench-worker-"+figure+".log")
+		if err := os.WriteFile(keep, logText, 0o644); err == nil {
+			b.Logf("%s: not every rollout succeeded; the worker's log is kept in %s", figure, keep)
+		}
+	}
 }

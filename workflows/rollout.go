@@ -696,8 +696,10 @@ func retried(ctx workflow.Context, summary string, startToClose, maxInterval tim
 // one platform or database call and heartbeat from the side while they do
 // (activities.keepAlive): a worker that dies in one is noticed within it,
 // and the activity retried elsewhere, instead of after its start-to-close
-// timeout.
-const keepAliveTimeout = 10 * time.Second
+// timeout. 30 s rather than 10: fewer heartbeat calls and more room for a
+// loaded worker (a promotion of 500 rollouts at once on one 2-core machine
+// went badly with 10 s, cause not established: docs/BENCHMARKS.md, P4).
+const keepAliveTimeout = 30 * time.Second
 
 // beating sets the keep-alive heartbeat timeout on ctx's activity options.
 func beating(ctx workflow.Context) workflow.Context {

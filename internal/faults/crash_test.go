@@ -234,6 +234,18 @@ func crashSpec(x *crashTarget, c crashCase, h *crashHooks) spec.Spec {
 		s.Strategy.BakeBeforeSwitch = spec.Duration(midBakeFor)
 	case c.Point == midBake:
 		s.Strategy.Bake = spec.Duration(midBakeFor)
+	case strings.HasPrefix(c.Point, "Watch:"):
+		// A dead watcher is noticed after its 5 s heartbeat timeout and
+		// retried after 1 s; the stage still needs its minSamples passing
+		// rounds, which are evidence, not padding. A bake shorter than
+		// that ends late by design, so these cases bake long enough for
+		// the retried watcher to count its samples before the deadline.
+		if c.Strategy == spec.BlueGreen {
+			s.Strategy.BakeBeforeSwitch = spec.Duration(midBakeFor)
+			s.Strategy.BakeAfterSwitch = spec.Duration(midBakeFor)
+		} else {
+			s.Strategy.Bake = spec.Duration(midBakeFor)
+		}
 	}
 	return s.WithDefaults()
 }
