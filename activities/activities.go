@@ -152,10 +152,10 @@ type WatchInput struct {
 	AcceptDegraded bool `json:"acceptDegraded,omitempty"`
 	// Stage names the stage watched, for the evidence records.
 	Stage string `json:"stage,omitempty"`
-	// Until is the bake's deadline (rounds mode): once it passes, the
-	// watch ends as soon as it has its MinSamples, even short of Rounds, so
-	// rounds a dead worker missed do not stretch the bake. Zero: no
-	// deadline (runs recorded before it).
+	// Until is the bake's deadline (rounds mode): once it passes, a
+	// retried watch (its worker died) ends as soon as it has its
+	// MinSamples, even short of Rounds, so rounds a dead worker missed do
+	// not stretch the bake. Zero: no deadline (runs recorded before it).
 	Until time.Time `json:"until,omitzero"`
 }
 
@@ -221,9 +221,16 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	defer next.Stop()
 	beat := time.NewTicker(500 * time.Millisecond)
 	defer beat.Stop()
+	// A retried watch (its worker died) stops at the bake's deadline
+	// instead of making up the rounds it missed; a first attempt runs its
+	// rounds as asked.
+	until := time.Time{}
+	if activity.IsActivity(ctx) && (activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx)) {
+		until = in.Until
+	}
 	var deadline <-chan time.Time
-	if in.Mode == WatchRounds && !in.Until.IsZero() {
-		dt := time.NewTimer(time.Until(in.Until))
+	if in.Mode == WatchRounds && !until.IsZero() {
+		dt := time.NewTimer(time.Until(until))
 		defer dt.Stop()
 		deadline = dt.C
 	}
@@ -288,7 +295,7 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 			sum.Healthy = true
 			return sum, nil
 		case in.Mode == WatchRounds && sum.Tally.Samples >= in.MinSamples &&
-			(sum.Rounds >= in.Rounds || (!in.Until.IsZero() && !time.Now().Before(in.Until))):
+			(sum.Rounds >= in.Rounds || (!until.IsZero() && !time.Now().Before(until))):
 			sum.Healthy = true
 			return sum, nil
 		}

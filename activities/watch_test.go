@@ -621,20 +621,31 @@ func TestWatchKeepsRoundsWhileTheStoreIsDown(t *testing.T) {
 	})
 }
 
-// A watch given the bake's deadline ends once it passes (with its
+// A retried watch given the bake's deadline ends once it passes (with its
 // samples), however many rounds it was asked for: a watcher retried after
 // a worker crash does not stretch the bake to make up missed rounds. Short
-// of its samples at the deadline, it goes on until it has them.
+// of its samples at the deadline, it goes on until it has them. A first
+// attempt runs the rounds it was asked for.
 func TestWatchEndsAtTheBakeDeadline(t *testing.T) {
-	f := newWatchFixture(t, "HHHHHHHHHH")
+	// A first attempt runs its rounds as asked, deadline or not.
+	f := newWatchFixture(t, "HHHH")
 	s := watchSpec(nil)
+	res := f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 4, MinSamples: 1, Until: time.Now()})
+	if !res.Healthy || res.Rounds != 4 {
+		t.Errorf("first attempt: healthy=%v after %d rounds; want its 4 rounds", res.Healthy, res.Rounds)
+	}
+
+	// A retried one (it resumes from a heartbeat) stops at the deadline.
+	f = newWatchFixture(t, "HHHHHHHHHH")
+	f.env.SetHeartbeatDetails(WatchResult{})
 	start := time.Now()
-	res := f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1000, MinSamples: 1, Until: start.Add(3 * watchInterval)})
+	res = f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1000, MinSamples: 1, Until: start.Add(3 * watchInterval)})
 	if !res.Healthy || res.Rounds > 3 || time.Since(start) > 10*watchInterval {
 		t.Errorf("with a deadline 3 intervals away: healthy=%v after %d rounds and %s", res.Healthy, res.Rounds, time.Since(start))
 	}
 
 	f = newWatchFixture(t, "FFHHH")
+	f.env.SetHeartbeatDetails(WatchResult{})
 	s = watchSpec(func(h *spec.Health) { h.FailureThreshold = 3 })
 	res = f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1000, MinSamples: 2, Until: time.Now().Add(-time.Second)})
 	if !res.Healthy || res.Rounds != 4 || res.Passed != 2 {
