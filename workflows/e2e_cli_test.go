@@ -436,5 +436,10 @@ func TestCLIWatchRelease(t *testing.T) {
 
 	_, errOut, code = cli(t, "pause", id, "--reason", "freeze")
 	require.Equal(t, 1, code)
-	require.Equal(t, "error: cannot pause: release "+id+" is finished (outcome succeeded); no open release to pause\n", errOut)
+	// The release may still be open for a moment after its outcome (its
+	// trail and notifications flush): then its own validator refuses, in
+	// its words; once closed, the starter says so. Either way: finished,
+	// with the outcome.
+	require.Contains(t, errOut, "error: cannot pause: release "+id+" is finished (")
+	require.Contains(t, errOut, "succeeded)")
 }
