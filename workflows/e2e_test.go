@@ -148,28 +148,7 @@ func cleanup(t *testing.T, service string) {
 }
 
 func demoSpec(service, image, strategy string, replicas int) spec.Spec {
-	s := spec.Spec{
-		Service: service,
-		Image:   image,
-		Platform: spec.Platform{Docker: &spec.Docker{Replicas: replicas, Port: 8080,
-			Env: map[string]string{"GREETING": "hi " + image}}},
-		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
-		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: spec.StatusSet{"200"}}},
-			{Name: "tcp", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
-		}},
-	}
-	switch strategy {
-	case spec.Canary:
-		s.Strategy.Steps = []int{34, 67, 100}
-	case spec.BlueGreen:
-		s.Strategy.Bake = 0
-		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
-		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
-	case spec.Rolling:
-		s.Strategy.BatchSize = 1
-	}
-	return s.WithDefaults()
+	return itest.DemoSpec(service, image, strategy, replicas)
 }
 
 func deploy(t *testing.T, s spec.Spec) workflows.Result {

@@ -129,7 +129,7 @@ func newCrashTarget(t *testing.T, platformName, strategy string) *crashTarget {
 	})
 	// v1 is installed by the platform directly (as a recreate rollout's
 	// final converge would), so the case's workers see only its rollout.
-	s := crashDemoSpec(service, crashV1, spec.Recreate, 3)
+	s := itest.DemoSpec(service, crashV1, spec.Recreate, 3)
 	_, err := docker.New(dc, zap.NewNop()).Converge(context.Background(), platform.ConvergeRequest{
 		Spec: s, Rollout: "install", Desired: plan.Desired{New: 3, Traffic: plan.TrafficNew, Order: plan.Surge}})
 	require.NoError(t, err, "install v1")
@@ -171,34 +171,7 @@ func (x *crashTarget) spec(strategy string, bad bool) spec.Spec {
 	if bad {
 		image = crashBad
 	}
-	return crashDemoSpec(x.service, image, strategy, crashReplicas)
-}
-
-// crashDemoSpec is a Docker rollout of the demo app checked on /healthz and
-// TCP, as the workflows' end-to-end tests run it.
-func crashDemoSpec(service, image, strategy string, replicas int) spec.Spec {
-	s := spec.Spec{
-		Service: service,
-		Image:   image,
-		Platform: spec.Platform{Docker: &spec.Docker{Replicas: replicas, Port: 8080,
-			Env: map[string]string{"GREETING": "hi " + image}}},
-		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
-		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: spec.StatusSet{"200"}}},
-			{Name: "tcp", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
-		}},
-	}
-	switch strategy {
-	case spec.Canary:
-		s.Strategy.Steps = []int{34, 67, 100}
-	case spec.BlueGreen:
-		s.Strategy.Bake = 0
-		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
-		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
-	case spec.Rolling:
-		s.Strategy.BatchSize = 1
-	}
-	return s.WithDefaults()
+	return itest.DemoSpec(x.service, image, strategy, crashReplicas)
 }
 
 func newKubeCrashTarget(t *testing.T) *crashTarget {

@@ -254,32 +254,6 @@ func platRequireServing(t *testing.T, service, image, version string, n int) int
 	return orphans
 }
 
-// demoSpec is a Docker rollout of the demo app checked on /healthz and TCP.
-func platDemoSpec(service, image, strategy string, replicas int) spec.Spec {
-	s := spec.Spec{
-		Service: service,
-		Image:   image,
-		Platform: spec.Platform{Docker: &spec.Docker{Replicas: replicas, Port: 8080,
-			Env: map[string]string{"GREETING": "hi " + image}}},
-		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
-		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/healthz", ExpectStatus: spec.StatusSet{"200"}}},
-			{Name: "tcp", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
-		}},
-	}
-	switch strategy {
-	case spec.Canary:
-		s.Strategy.Steps = []int{34, 67, 100}
-	case spec.BlueGreen:
-		s.Strategy.Bake = 0
-		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
-		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
-	case spec.Rolling:
-		s.Strategy.BatchSize = 1
-	}
-	return s.WithDefaults()
-}
-
 const (
 	platV1  = "stagecraft-demo:v1"
 	platV2  = "stagecraft-demo:v2"
@@ -296,7 +270,7 @@ type platRun struct {
 // rollout and returns it and the containers.
 func (r *platRig) installV1(t *testing.T, service, image string) (platRun, []platBox) {
 	t.Helper()
-	s := platDemoSpec(service, image, spec.Recreate, 3)
+	s := itest.DemoSpec(service, image, spec.Recreate, 3)
 	s.Strategy.Bake = spec.Duration(time.Second)
 	started, res := r.run(t, s)
 	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)

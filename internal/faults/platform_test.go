@@ -56,9 +56,9 @@ func TestPostgresOutageMidRollout(t *testing.T) {
 	installGood, _ := r.installV1(t, good, platV1)
 	installBad, v1Bad := r.installV1(t, bad, platV1)
 
-	canary := platDemoSpec(good, platV2, spec.Canary, 3)
+	canary := itest.DemoSpec(good, platV2, spec.Canary, 3)
 	canary.Strategy.Bake = spec.Duration(bake)
-	rolling := platDemoSpec(bad, platBad, spec.Rolling, 3)
+	rolling := itest.DemoSpec(bad, platBad, spec.Rolling, 3)
 	rolling.Strategy.Bake = spec.Duration(6 * time.Second)
 	c := r.start(t, canary)
 	r.waitStage(t, c.WorkflowID, 0, workflows.StageValidating)
@@ -169,7 +169,7 @@ func TestDockerdRestartMidStage(t *testing.T) {
 			service := itest.Name("pf-dockerd")
 			platRemoveService(t, service)
 			_, v1 := r.installV1(t, service, platV1)
-			s := platDemoSpec(service, platV2, c.strategy, 3)
+			s := itest.DemoSpec(service, platV2, c.strategy, 3)
 			s.Strategy.Bake = spec.Duration(6 * time.Second)
 			if c.strategy == spec.BlueGreen {
 				s.Strategy.Bake = 0
@@ -297,7 +297,7 @@ func TestMissingImageRejectedBeforeAnyChange(t *testing.T) {
 	var example string
 	for _, target := range []string{service, fresh} {
 		for _, strategy := range []string{spec.Canary, spec.BlueGreen, spec.Rolling, spec.Recreate} {
-			s := platDemoSpec(target, missing, strategy, 3)
+			s := itest.DemoSpec(target, missing, strategy, 3)
 			s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
 			t0 := time.Now()
 			started, res := r.run(t, s)
@@ -348,7 +348,7 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 		platRemoveService(t, service)
 		r.installV1(t, service, private)
 
-		s := platDemoSpec(service, platBad, spec.Recreate, 3)
+		s := itest.DemoSpec(service, platBad, spec.Recreate, 3)
 		s.Strategy.Bake = spec.Duration(10 * time.Second)
 		s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
 		started := r.start(t, s)
@@ -396,7 +396,7 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 		platRemoveService(t, service)
 		_, v1 := r.installV1(t, service, platV1)
 
-		s := platDemoSpec(service, platV2, spec.Canary, 3)
+		s := itest.DemoSpec(service, platV2, spec.Canary, 3)
 		s.Strategy.Bake = spec.Duration(5 * time.Second)
 		s.Health.Checks = append(s.Health.Checks, spec.Check{Name: "orders", HTTP: &spec.HTTPCheck{URL: dep.URL + "/orders"}})
 		s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
