@@ -382,7 +382,7 @@ func (r *rollout) inStage(ctx workflow.Context, fn func(workflow.Context) error)
 func (r *rollout) converge(ctx workflow.Context, d plan.Desired) (platform.ConvergeResult, error) {
 	var res platform.ConvergeResult
 	req := platform.ConvergeRequest{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot, Desired: d}
-	err := workflow.ExecuteActivity(convergeOptions(ctx), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(convergeOptions(ctx, r.spec), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
 	return res, err
 }
 
@@ -572,7 +572,7 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 	restore := plan.Desired{New: 0, Old: r.snapshot.Count(), Traffic: plan.TrafficOld, Order: plan.Surge}
 	var res platform.ConvergeResult
 	req := platform.ConvergeRequest{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot, Desired: restore}
-	err := workflow.ExecuteActivity(rollbackOptions(ctx), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(rollbackOptions(ctx, r.spec), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
 	if err != nil {
 		rb.Error = "restore snapshot: " + errorMessage(err)
 		return r.finish(ctx, OutcomeRollbackFailed, reason+"; rollback failed: "+rb.Error)
@@ -696,9 +696,7 @@ func retried(ctx workflow.Context, summary string, startToClose, maxInterval tim
 // one platform or database call and heartbeat from the side while they do
 // (activities.keepAlive): a worker that dies in one is noticed within it,
 // and the activity retried elsewhere, instead of after its start-to-close
-// timeout. 30 s rather than 10: fewer heartbeat calls and more room for a
-// loaded worker (a promotion of 500 rollouts at once on one 2-core machine
-// went badly with 10 s, cause not established: docs/BENCHMARKS.md, P4).
+// timeout. 30 s: few heartbeat calls, and room for a loaded worker.
 const keepAliveTimeout = 30 * time.Second
 
 // beating sets the keep-alive heartbeat timeout on ctx's activity options.
@@ -712,13 +710,27 @@ func prepareOptions(ctx workflow.Context) workflow.Context {
 	return beating(retried(ctx, "snapshot", 2*time.Minute, 10*time.Second, 10))
 }
 
-func convergeOptions(ctx workflow.Context) workflow.Context {
-	return beating(retried(ctx, "converge", 10*time.Minute, 10*time.Second, 10))
+func convergeOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
+	return beating(retried(ctx, "converge", convergeTimeout(s), 10*time.Second, 10))
 }
 
 // rollbackOptions retries longer: restoring is worth waiting for.
-func rollbackOptions(ctx workflow.Context) workflow.Context {
-	return beating(retried(ctx, "rollback", 10*time.Minute, 30*time.Second, 20))
+func rollbackOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
+	return beating(retried(ctx, "rollback", convergeTimeout(s), 30*time.Second, 20))
+}
+
+// convergeTimeout is a Converge attempt's start-to-close timeout: at least
+// 10 minutes, and on Kubernetes room for the waits one converge can make in
+// turn (up to four, each bounded by the spec's progress deadline plus a
+// grace), so a slow but progressing control plane is waited for, as the
+// spec's deadline says, rather than cut off and retried. A dead worker is
+// noticed by the heartbeat timeout long before.
+func convergeTimeout(s spec.Spec) time.Duration {
+	d := 10 * time.Minute
+	if k := s.Platform.Kubernetes; k != nil {
+		d = max(d, 4*(k.ProgressDeadline.D()+time.Minute))
+	}
+	return d
 }
 
 // watchOptions: a watcher lives for a whole bake, heartbeating; a worker

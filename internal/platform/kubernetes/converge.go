@@ -728,12 +728,14 @@ func (c *converge) ownedByUs(labels map[string]string, kind, name string) error 
 }
 
 // wait blocks until the Deployment written (at written.Generation) has rolled
-// out, its controller reports ProgressDeadlineExceeded, or the spec's
-// progress deadline (plus a grace) passes. It watches the Deployment and
+// out, its controller reports ProgressDeadlineExceeded (when its deadline is
+// not shorter than the spec's: ownDeadline), or the spec's progress deadline
+// (plus a grace) passes. It watches the Deployment and
 // re-reads it every few seconds in case the watch misses or cannot open.
 func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
 	api := c.cs.AppsV1().Deployments(c.ns)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
 	var last *appsv1.Deployment
@@ -743,7 +745,7 @@ func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
 		case err == nil:
 			last = d
 			done, err := rolledOut(d, written.Generation)
-			if err != nil {
+			if err != nil && c.ownDeadline(d) {
 				return err
 			}
 			if done {
@@ -759,10 +761,26 @@ func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
 			c.log.Warn("reading deployment while waiting", zap.String("name", name), zap.Error(err))
 		}
 		if ctx.Err() != nil {
-			return notReady(ctx, c.ns, name, last, c.deadline)
+			if parent.Err() != nil {
+				return fmt.Errorf("deployment %q: waiting to roll out: %w", c.ns+"/"+name, parent.Err())
+			}
+			return notReady(c.ns, name, last, c.deadline)
 		}
 		c.awaitChange(ctx, name, last)
 	}
+}
+
+// ownDeadline says whether d's controller judges progress by a deadline at
+// least the spec's (the rollout's own Deployments carry the spec's), so its
+// ProgressDeadlineExceeded is the stage's verdict. A Deployment of the
+// user's with a shorter progressDeadlineSeconds is still waited for until
+// the spec's deadline: the controller only reports a stall and keeps
+// rolling out, and a stage (or a rollback, which restores that field with
+// the snapshot) must not fail because a busy control plane was slower than
+// a deadline the spec did not set.
+func (c *converge) ownDeadline(d *appsv1.Deployment) bool {
+	own := d.Spec.ProgressDeadlineSeconds
+	return own == nil || time.Duration(*own)*time.Second >= c.deadline
 }
 
 // imagePullFailure lists the pods of the Deployment written and returns an
@@ -824,13 +842,19 @@ func rolledOut(d *appsv1.Deployment, generation int64) (bool, error) {
 	return st.UpdatedReplicas == want && st.ReadyReplicas == want && st.AvailableReplicas == want && st.Replicas == want, nil
 }
 
-func notReady(ctx context.Context, ns, name string, last *appsv1.Deployment, deadline time.Duration) error {
+func notReady(ns, name string, last *appsv1.Deployment, deadline time.Duration) error {
 	if last == nil {
-		return fmt.Errorf("deployment %q not rolled out: %w", ns+"/"+name, ctx.Err())
+		return fmt.Errorf("deployment %q not read within the progress deadline %s (+%s): %w", ns+"/"+name, deadline, waitGrace, platform.ErrProgressDeadline)
 	}
 	st := last.Status
-	return fmt.Errorf("deployment %q not rolled out within the progress deadline %s (+%s): %d wanted, %d updated, %d ready, %d available, %d total: %w",
-		ns+"/"+name, deadline, waitGrace, replicas(last), st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, st.Replicas, ctx.Err())
+	stalled := ""
+	for _, cond := range st.Conditions {
+		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse {
+			stalled = fmt.Sprintf(" (its controller: %s: %s)", cond.Reason, cond.Message)
+		}
+	}
+	return fmt.Errorf("deployment %q not rolled out within the progress deadline %s (+%s): %d wanted, %d updated, %d ready, %d available, %d total%s: %w",
+		ns+"/"+name, deadline, waitGrace, replicas(last), st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, st.Replicas, stalled, platform.ErrProgressDeadline)
 }
 
 // conflictOrExists says a write lost a race: read again and retry.

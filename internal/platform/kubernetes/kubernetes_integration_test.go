@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -575,6 +576,80 @@ func TestProgressDeadline(t *testing.T) {
 		t.Fatalf("want ProgressDeadlineExceeded, got %v", err)
 	}
 	t.Logf("error: %v", err)
+}
+
+// TestShortUserDeadline: the stable Deployment's own progressDeadlineSeconds
+// (1 s) is shorter than the spec's, and its node, cordoned, holds its new pods
+// back for a moment, so its controller reports ProgressDeadlineExceeded
+// and then, the quota gone, goes on rolling out. Promoting and then
+// restoring it both wait for the rollout, as the spec's deadline says,
+// instead of failing at the controller's first report of a stall (a busy
+// control plane made 292 of 500 promoted rollouts end rollback_failed that
+// way: docs/BENCHMARKS.md, P4).
+func TestShortUserDeadline(t *testing.T) {
+	e := newEnv(t, func(d *appsv1.Deployment) {
+		d.Spec.Replicas = ptr(int32(2))
+		d.Spec.ProgressDeadlineSeconds = ptr(int32(1))
+		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(1)), MaxUnavailable: ptr(intstr.FromInt32(0))}}
+	}, false)
+	e.waitReady(target, 2)
+	e.spec.Platform.Kubernetes.ProgressDeadline = spec.Duration(2 * time.Minute)
+	snap := e.snapshot()
+
+	// stall cordons the node (no test of this package runs in parallel),
+	// so new pods stay pending, until the controller has said
+	// ProgressDeadlineExceeded; then it uncordons it. It reports whether
+	// the stall was seen.
+	cordon := func(on bool) {
+		patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, on)
+		if _, err := cs.CoreV1().Nodes().Patch(context.Background(), "kwok-node-0", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Errorf("cordon %v: %v", on, err)
+		}
+	}
+	stall := func() (seen chan bool) {
+		cordon(true)
+		seen = make(chan bool, 1)
+		go func() {
+			defer cordon(false)
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				d, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, target, metav1.GetOptions{})
+				if err != nil {
+					continue
+				}
+				for _, c := range d.Status.Conditions {
+					if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+						seen <- true
+						return
+					}
+				}
+			}
+			seen <- false
+		}()
+		return seen
+	}
+	seen := stall()
+	res := e.converge(snap, plan.Desired{New: 2, Old: 0, Traffic: plan.TrafficNew, Order: plan.Surge})
+	if !<-seen {
+		t.Fatal("promoting: the controller never reported ProgressDeadlineExceeded, so the test exercised no stall")
+	}
+	if res.NewCount != 2 || res.OldCount != 0 {
+		t.Errorf("promoted: new %d old %d, want 2 and 0", res.NewCount, res.OldCount)
+	}
+	if got := e.deployment(target).Spec.Template.Spec.Containers[0].Image; got != imageV2 {
+		t.Errorf("promoted image %q, want %q", got, imageV2)
+	}
+	seen = stall()
+	res = e.converge(snap, plan.Desired{New: 0, Old: 2, Traffic: plan.TrafficOld, Order: plan.Surge})
+	if !<-seen {
+		t.Fatal("restoring: the controller never reported ProgressDeadlineExceeded, so the test exercised no stall")
+	}
+	if res.NewCount != 0 || res.OldCount != 2 {
+		t.Errorf("restored: new %d old %d, want 0 and 2", res.NewCount, res.OldCount)
+	}
+	if got := *e.deployment(target).Spec.ProgressDeadlineSeconds; got != 1 {
+		t.Errorf("the user's progressDeadlineSeconds is %d after the restore, want 1", got)
+	}
 }
 
 // TestPlans runs every strategy's planned stages and final state, as the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -96,6 +97,29 @@ func TestRolledOut(t *testing.T) {
 			var pde *ProgressDeadlineError
 			if got != tc.want || (err != nil) != tc.wantErr || (err != nil && !errors.As(err, &pde)) {
 				t.Fatalf("got %v, %v; want %v, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestOwnDeadline: the controller's ProgressDeadlineExceeded decides a wait
+// only for a Deployment whose own deadline is at least the spec's.
+func TestOwnDeadline(t *testing.T) {
+	c := &converge{deadline: 10 * time.Minute}
+	for _, tc := range []struct {
+		name string
+		own  *int32
+		want bool
+	}{
+		{"unset (the API defaults it)", nil, true},
+		{"the spec's, as on the rollout's own Deployments", ptr(int32(600)), true},
+		{"longer", ptr(int32(1200)), true},
+		{"shorter, the user's", ptr(int32(60)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{ProgressDeadlineSeconds: tc.own}}
+			if got := c.ownDeadline(d); got != tc.want {
+				t.Errorf("ownDeadline = %v, want %v", got, tc.want)
 			}
 		})
 	}
