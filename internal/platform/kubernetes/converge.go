@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -32,9 +33,9 @@ const (
 	// recheck is how often a waiter re-reads the Deployment when its watch
 	// is quiet or cannot be opened.
 	recheck = 2 * time.Second
-	// deletePoll is how often a deleted Deployment is looked for until it
-	// is gone (a foreground deletion takes its pods first: well under a
-	// second on a responsive cluster).
+	// deletePoll is how often a deleted Deployment, its ReplicaSets and
+	// pods are looked for until they are gone (well under a second on a
+	// responsive cluster).
 	deletePoll = 100 * time.Millisecond
 )
 
@@ -151,38 +152,43 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 }
 
 // restore brings back the snapshot at once: the stable Deployment is
-// written, the Service given its snapshot selector and the rollout's
-// Deployments deleted, one request after the other, and only then does it
-// wait, for the stable Deployment to roll out and the rollout's to be gone
-// together. A rollback takes the new version away as fast as it brings the
-// old one back.
+// written and waited for while, beside it, the Service gets its snapshot
+// selector back and then the rollout's Deployments are deleted and waited
+// for. A rollback takes the new version away as fast as it brings the old
+// one back; the Service is restored before anything it may select goes.
 func (c *converge) restore(ctx context.Context) error {
 	want := cleanDeployment(c.orig)
 	want.Spec.Replicas = ptr(int32(c.desired.Old))
-	written, err := c.updateStable(ctx, c.restoreStable(want), want)
-	if err != nil {
-		return err
-	}
-	if err := c.restoreService(ctx); err != nil {
-		return err
-	}
-	deleting, err := c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
-	if err != nil {
-		return err
-	}
+	// The stable side records what it did in its own copy of the result,
+	// merged below, so the two sides share nothing while they run.
+	side := *c
+	side.res = platform.ConvergeResult{}
 	stable := make(chan error, 1)
-	go func() { stable <- c.wait(ctx, written) }()
-	gone := c.waitDeleted(ctx, deleting)
-	if err := <-stable; err != nil {
+	go func() {
+		written, err := side.updateStable(ctx, side.restoreStable(want), want)
+		if err == nil {
+			err = side.wait(ctx, written)
+		}
+		stable <- err
+	}()
+	err := c.restoreService(ctx)
+	var deleting []deletion
+	if err == nil {
+		deleting, err = c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
+	}
+	if err == nil {
+		err = c.waitDeleted(ctx, deleting)
+	}
+	serr := <-stable
+	c.res.Created = append(side.res.Created, c.res.Created...)
+	c.res.Rewired = append(side.res.Rewired, c.res.Rewired...)
+	if serr != nil {
+		return serr
+	}
+	if err != nil {
 		return err
 	}
-	if gone != nil {
-		return gone
-	}
-	for _, d := range deleting {
-		c.res.Removed = append(c.res.Removed, "deployment/"+d.Name)
-		c.log.Info("deleted deployment", zap.String("name", d.Name))
-	}
+	c.noteRemoved(deleting)
 	return nil
 }
 
@@ -616,37 +622,36 @@ func (c *converge) writeService(ctx context.Context, mutate func(*corev1.Service
 }
 
 // deleteRollout deletes the named Deployments of this service, if present,
-// and waits until they and their pods are gone.
+// and waits until they, their ReplicaSets and their pods are gone.
 func (c *converge) deleteRollout(ctx context.Context, names ...string) error {
-	api := c.cs.AppsV1().Deployments(c.ns)
-	for _, name := range names {
-		cur, err := api.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
-		}
-		if err := c.ownedByUs(cur.Labels, "deployment", name); err != nil {
-			return err
-		}
-		if err := c.deleteAndWait(ctx, cur); err != nil {
-			return err
-		}
-		c.res.Removed = append(c.res.Removed, "deployment/"+name)
-		c.log.Info("deleted deployment", zap.String("name", name))
+	deleting, err := c.startDeletes(ctx, names...)
+	if err != nil {
+		return err
 	}
+	if err := c.waitDeleted(ctx, deleting); err != nil {
+		return err
+	}
+	c.noteRemoved(deleting)
 	return nil
 }
 
-// startDeletes deletes the named Deployments of this service that exist, in
-// the foreground, without waiting: it returns those it deleted.
-func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
+// deletion is a Deployment startDeletes deleted or, when it was gone
+// already, a ghost of it (a retried converge may have deleted it before
+// its pods were gone): what waitDeleted waits for.
+type deletion struct {
+	d       *appsv1.Deployment
+	deleted bool
+}
+
+// startDeletes deletes the named Deployments of this service that exist,
+// without waiting.
+func (c *converge) startDeletes(ctx context.Context, names ...string) ([]deletion, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
-	var out []*appsv1.Deployment
+	var out []deletion
 	for _, name := range names {
 		cur, err := api.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
+			out = append(out, deletion{d: c.ghost(name)})
 			continue
 		}
 		if err != nil {
@@ -658,25 +663,53 @@ func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1
 		if err := c.delete(ctx, cur); err != nil {
 			return out, err
 		}
-		out = append(out, cur)
+		out = append(out, deletion{d: cur, deleted: true})
 	}
 	return out, nil
 }
 
-// waitDeleted waits until every Deployment of ds is gone.
-func (c *converge) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
-	for _, d := range ds {
-		if err := c.waitGone(ctx, d); err != nil {
+// ghost stands for this rollout's Deployment name once it is gone: no UID,
+// and a selector of the pods this rollout gave it.
+func (c *converge) ghost(name string) *appsv1.Deployment {
+	track := trackCanary
+	if name == greenName(c.orig.Name) {
+		track = trackGreen
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
+			platform.LabelService: c.spec.Service, platform.LabelRollout: c.rollout, LabelTrack: track}}},
+	}
+}
+
+// waitDeleted waits until every deletion is gone.
+func (c *converge) waitDeleted(ctx context.Context, ds []deletion) error {
+	for _, x := range ds {
+		if err := c.waitGone(ctx, x.d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// delete deletes d in the foreground (its pods go first, then it).
+// noteRemoved records the Deployments deleted in the result.
+func (c *converge) noteRemoved(ds []deletion) {
+	for _, x := range ds {
+		if x.deleted {
+			c.res.Removed = append(c.res.Removed, "deployment/"+x.d.Name)
+			c.log.Info("deleted deployment", zap.String("name", x.d.Name))
+		}
+	}
+}
+
+// delete deletes d with background propagation: the object goes at once
+// (nothing can scale it up again) and the garbage collector takes its
+// ReplicaSets, then their pods; waitGone waits for those. A foreground
+// deletion keeps the object until its pods are gone, which only delays
+// the moment a watcher sees the new version's Deployment gone.
 func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
 	err := c.cs.AppsV1().Deployments(c.ns).Delete(ctx, d.Name, metav1.DeleteOptions{
-		PropagationPolicy: ptr(metav1.DeletePropagationForeground),
+		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
 		Preconditions:     &metav1.Preconditions{UID: &d.UID},
 	})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
@@ -685,8 +718,7 @@ func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
 	return nil
 }
 
-// deleteAndWait deletes d in the foreground (its pods go first) and waits
-// until it is gone.
+// deleteAndWait deletes d and waits until it and its pods are gone.
 func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) error {
 	if err := c.delete(ctx, d); err != nil {
 		return err
@@ -694,27 +726,66 @@ func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) erro
 	return c.waitGone(ctx, d)
 }
 
-// waitGone polls until d (by UID) is gone.
+// waitGone polls until d (by UID) is gone and nothing of it is left: no
+// ReplicaSet it controls, no pod its selector matches.
 func (c *converge) waitGone(ctx context.Context, d *appsv1.Deployment) error {
-	api := c.cs.AppsV1().Deployments(c.ns)
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
 	t := time.NewTicker(deletePoll)
 	defer t.Stop()
 	for {
-		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || (err == nil && cur.UID != d.UID) {
+		left, err := c.leftOf(ctx, d, sel)
+		if err == nil && left == "" {
 			return nil
 		}
 		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("get deployment %q: %w", c.ns+"/"+d.Name, err)
+			return fmt.Errorf("deployment %q being deleted: %w", c.ns+"/"+d.Name, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("deployment %q still present after deletion: %w", c.ns+"/"+d.Name, ctx.Err())
+			return fmt.Errorf("deployment %q: %s still present after deletion: %w", c.ns+"/"+d.Name, cmp.Or(left, "something"), ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// leftOf says what of the deleted Deployment d is still there ("" when
+// nothing): the object itself, a ReplicaSet it controls, pods sel matches.
+func (c *converge) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) (string, error) {
+	list := metav1.ListOptions{LabelSelector: sel.String()}
+	if d.UID != "" {
+		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, d.Name, metav1.GetOptions{})
+		switch {
+		case err == nil && cur.UID == d.UID:
+			return "the deployment", nil
+		case err != nil && !apierrors.IsNotFound(err):
+			return "", err
+		}
+		rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, list)
+		if err != nil {
+			return "", err
+		}
+		for i := range rss.Items {
+			if metav1.IsControlledBy(&rss.Items[i], d) {
+				return "replicaset " + rss.Items[i].Name, nil
+			}
+		}
+	}
+	if sel.Empty() {
+		return "", nil // it would match every pod of the namespace
+	}
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, list)
+	if err != nil {
+		return "", err
+	}
+	if n := len(pods.Items); n > 0 {
+		return fmt.Sprintf("%d pod(s)", n), nil
+	}
+	return "", nil
 }
 
 // ownedByUs refuses to touch an object of a name this package uses when it

@@ -426,6 +426,32 @@ func TestCanaryRollback(t *testing.T) {
 	}
 }
 
+// TestRollbackAfterADeletionItDidNotSee: a converge that died after
+// deleting the canary Deployment (background propagation: the object goes
+// at once, the garbage collector takes its ReplicaSet and pods after) is
+// retried; the retry finds no canary Deployment and still waits until the
+// canary's ReplicaSet and pods are gone before it says restored.
+func TestRollbackAfterADeletionItDidNotSee(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.converge(snap, plan.Desired{New: 2, Old: 2, Traffic: plan.TrafficShared, Order: plan.Surge})
+	err := cs.AppsV1().Deployments(e.ns).Delete(e.ctx, canaryName(target), metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
+	if err != nil {
+		t.Fatalf("delete the canary: %v", err)
+	}
+	counts(t, e.converge(snap, plan.Desired{New: 0, Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge}), 0, 4)
+	sel := LabelTrack + "=" + trackCanary
+	pods, err := cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil || len(pods.Items) > 0 {
+		t.Errorf("canary pods left when the restore returned: %d (%v)", len(pods.Items), err)
+	}
+	rss, err := cs.AppsV1().ReplicaSets(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil || len(rss.Items) > 0 {
+		t.Errorf("canary ReplicaSets left when the restore returned: %d (%v)", len(rss.Items), err)
+	}
+	e.assertRestored(snap, true)
+}
+
 func TestRollbackAfterPromote(t *testing.T) {
 	e := newEnv(t, nil, true)
 	snap := e.snapshot()
