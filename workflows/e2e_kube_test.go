@@ -5,8 +5,6 @@ package workflows_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,7 +21,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -35,56 +32,17 @@ import (
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
-func kubeClient(t *testing.T, path string) kubernetes.Interface {
-	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	require.NoError(t, err)
-	cs, err := kubernetes.NewForConfig(cfg)
-	require.NoError(t, err)
-	return cs
-}
+func kubeClient(t *testing.T, path string) kubernetes.Interface { return itest.KubeClient(t, path) }
 
 // kubeTarget creates a namespace with a 4-replica Deployment "web" (v1) and
 // its Service, as an application team would have them.
 func kubeTarget(t *testing.T, cs kubernetes.Interface) string { return kubeTargetN(t, cs, 4) }
 
 func kubeTargetN(t *testing.T, cs kubernetes.Interface, n int32) string {
-	t.Helper()
-	ctx := context.Background()
-	ns := itest.Name("e2e")
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
-	itest.Eventually(t, 30*time.Second, "default service account", func() bool {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
+	return itest.KubeWeb(t, cs, "e2e", "demo:v1", n, func(d *appsv1.Deployment) {
+		d.Annotations = map[string]string{"team": "payments"}
+		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "GREETING", Value: "hello"}}
 	})
-	labels := map[string]string{"app": "web"}
-	replicas := n
-	deadline := int32(30)
-	_, err = cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels, Annotations: map[string]string{"team": "payments"}},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas, ProgressDeadlineSeconds: &deadline,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "demo:v1",
-					Env: []corev1.EnvVar{{Name: "GREETING", Value: "hello"}}, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	itest.Eventually(t, 60*time.Second, "web ready", func() bool {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-		return err == nil && d.Status.ReadyReplicas == n
-	})
-	return ns
 }
 
 // healthServer is the service's health endpoint as the worker would reach
@@ -98,57 +56,13 @@ func healthServer(t *testing.T, cs kubernetes.Interface, ns string) string {
 // healthServerWhen fails when fail says so, given the number of ready pods
 // of the bad image and whether the Service's selector has moved to green.
 func healthServerWhen(t *testing.T, cs kubernetes.Interface, ns string, fail func(readyBad int, switched bool) bool) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		list, err := cs.AppsV1().Deployments(ns).List(r.Context(), metav1.ListOptions{})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		readyBad := 0
-		for _, d := range list.Items {
-			if d.Spec.Template.Spec.Containers[0].Image == badImage {
-				readyBad += int(d.Status.ReadyReplicas)
-			}
-		}
-		svc, err := cs.CoreV1().Services(ns).Get(r.Context(), "web", metav1.GetOptions{})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		if fail(readyBad, svc.Spec.Selector["app"] != "web") {
-			http.Error(w, `{"status":"failing"}`, http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprint(w, `{"status":"ok"}`)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/healthz"
+	return itest.KubeHealth(t, cs, ns, badImage, fail)
 }
 
 const badImage = "demo:v2-bad"
 
 func kubeSpec(ns, config, strategy, healthURL string) spec.Spec {
-	s := spec.Spec{
-		Service: "web",
-		Image:   "demo:v2",
-		Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: ns, Deployment: "web", Service: "web",
-			Kubeconfig: config, ProgressDeadline: spec.Duration(time.Minute)}},
-		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
-		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: healthURL}},
-		}},
-	}
-	switch strategy {
-	case spec.Canary:
-		s.Strategy.Steps = []int{25, 50, 100}
-	case spec.BlueGreen:
-		s.Strategy.Bake = 0
-		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
-		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
-	case spec.Rolling:
-		s.Strategy.BatchSize = 2
-	}
-	return s.WithDefaults()
+	return itest.KubeSpec(ns, config, strategy, "demo:v2", healthURL)
 }
 
 // deployments lists the namespace's Deployments as name → image/replicas.

@@ -23,12 +23,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/durationpb"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/plan"
@@ -145,27 +141,7 @@ func (x *crashTarget) spec(strategy string, bad bool) spec.Spec {
 		if bad {
 			image = kubeBad
 		}
-		s := spec.Spec{
-			Service: "web",
-			Image:   image,
-			Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: x.ns, Deployment: "web", Service: "web",
-				Kubeconfig: kubeconfig, ProgressDeadline: spec.Duration(time.Minute)}},
-			Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
-			Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-				{Name: "healthz", HTTP: &spec.HTTPCheck{URL: x.health}},
-			}},
-		}
-		switch strategy {
-		case spec.Canary:
-			s.Strategy.Steps = []int{25, 50, 100}
-		case spec.BlueGreen:
-			s.Strategy.Bake = 0
-			s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
-			s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
-		case spec.Rolling:
-			s.Strategy.BatchSize = 2
-		}
-		return s.WithDefaults()
+		return itest.KubeSpec(x.ns, kubeconfig, strategy, image, x.health)
 	}
 	image := crashV2
 	if bad {
@@ -176,61 +152,12 @@ func (x *crashTarget) spec(strategy string, bad bool) spec.Spec {
 
 func newKubeCrashTarget(t *testing.T) *crashTarget {
 	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	require.NoError(t, err)
-	cs, err := kubernetes.NewForConfig(cfg)
-	require.NoError(t, err)
-	ctx := context.Background()
-	ns := itest.Name("fx")
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
-	itest.Eventually(t, 30*time.Second, "default service account", func() bool {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	})
-	labels := map[string]string{"app": "web"}
-	replicas, deadline := int32(crashReplicas), int32(30)
-	_, err = cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas, ProgressDeadlineSeconds: &deadline,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: kubeV1,
-					Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	itest.Eventually(t, 60*time.Second, "web ready", func() bool {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-		return err == nil && d.Status.ReadyReplicas == crashReplicas
-	})
-	// Pod IPs are fake: the service's health, as an ingress would show it,
-	// answers from the cluster's state (failing while a bad pod is ready).
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		list, err := cs.AppsV1().Deployments(ns).List(r.Context(), metav1.ListOptions{})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		for _, d := range list.Items {
-			if d.Spec.Template.Spec.Containers[0].Image == kubeBad && d.Status.ReadyReplicas > 0 {
-				http.Error(w, `{"status":"failing"}`, http.StatusInternalServerError)
-				return
-			}
-		}
-		fmt.Fprint(w, `{"status":"ok"}`)
-	}))
-	t.Cleanup(srv.Close)
-	return &crashTarget{platform: spec.PlatformKubernetes, cs: cs, ns: ns, health: srv.URL + "/healthz"}
+	cs := itest.KubeClient(t, kubeconfig)
+	ns := itest.KubeWeb(t, cs, "fx", kubeV1, crashReplicas, nil)
+	// The service's health, as an ingress would show it: failing while a
+	// pod of the bad version is ready.
+	health := itest.KubeHealth(t, cs, ns, kubeBad, func(readyBad int, _ bool) bool { return readyBad > 0 })
+	return &crashTarget{platform: spec.PlatformKubernetes, cs: cs, ns: ns, health: health}
 }
 
 // crashBox is one container of the service, read from the engine.

@@ -20,19 +20,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // Kinds of fault the apiserver proxy injects.
@@ -172,106 +168,6 @@ func (p *faultProxy) report() (total int, summary string) {
 	}
 	sort.Strings(parts)
 	return total, fmt.Sprintf("%d requests, %d deployment writes; %s", p.requests, p.writes, strings.Join(parts, ", "))
-}
-
-func platKubeAdmin(t *testing.T) kubernetes.Interface {
-	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	require.NoError(t, err)
-	cs, err := kubernetes.NewForConfig(cfg)
-	require.NoError(t, err)
-	return cs
-}
-
-// platKubeApp creates a namespace with a 4-replica Deployment "web" (demo:v1)
-// and its Service, as an application team would have them.
-func platKubeApp(t *testing.T, cs kubernetes.Interface) string {
-	t.Helper()
-	ctx := context.Background()
-	ns := itest.Name("faults")
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
-	itest.Eventually(t, 30*time.Second, "default service account", func() bool {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	})
-	labels := map[string]string{"app": "web"}
-	replicas, deadline := int32(4), int32(30)
-	_, err = cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas, ProgressDeadlineSeconds: &deadline,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "demo:v1",
-					Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	itest.Eventually(t, time.Minute, "web ready", func() bool {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-		return err == nil && d.Status.ReadyReplicas == 4
-	})
-	return ns
-}
-
-// platKubeHealth is the service's health endpoint as the worker would reach it
-// (through an ingress in production; pod IPs are fake here). It answers
-// from the cluster's real state, read directly (not through the proxy):
-// failing while fail says so of the ready pods running image bad.
-func platKubeHealth(t *testing.T, cs kubernetes.Interface, ns, bad string, fail func(readyBad int) bool) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		list, err := cs.AppsV1().Deployments(ns).List(r.Context(), metav1.ListOptions{})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		readyBad := 0
-		for _, d := range list.Items {
-			if d.Spec.Template.Spec.Containers[0].Image == bad {
-				readyBad += int(d.Status.ReadyReplicas)
-			}
-		}
-		if fail(readyBad) {
-			http.Error(w, `{"status":"failing"}`, http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprint(w, `{"status":"ok"}`)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/healthz"
-}
-
-func platKubeSpec(ns, config, strategy, image, healthURL string) spec.Spec {
-	s := spec.Spec{
-		Service: "web",
-		Image:   image,
-		Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: ns, Deployment: "web", Service: "web",
-			Kubeconfig: config, ProgressDeadline: spec.Duration(time.Minute)}},
-		Strategy: spec.Strategy{Type: strategy, Bake: spec.Duration(2 * time.Second)},
-		Health: spec.Health{Interval: spec.Duration(500 * time.Millisecond), Checks: []spec.Check{
-			{Name: "healthz", HTTP: &spec.HTTPCheck{URL: healthURL}},
-		}},
-	}
-	switch strategy {
-	case spec.Canary:
-		s.Strategy.Steps = []int{25, 50, 100}
-	case spec.BlueGreen:
-		s.Strategy.Bake = 0
-		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
-		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
-	case spec.Rolling:
-		s.Strategy.BatchSize = 2
-	}
-	return s.WithDefaults()
 }
 
 // platKubeLeftovers checks that the namespace holds exactly the Deployment

@@ -212,7 +212,7 @@ func TestKubeAPIServerFaults(t *testing.T) {
 	t.Parallel()
 	r := newPlatRig(t)
 	r.worker(t)
-	cs := platKubeAdmin(t)
+	cs := itest.KubeClient(t, kubeconfig)
 	type kubeCase struct {
 		strategy string
 		bad      bool
@@ -230,7 +230,7 @@ func TestKubeAPIServerFaults(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			ns := platKubeApp(t, cs)
+			ns := itest.KubeWeb(t, cs, "faults", "demo:v1", 4, nil)
 			before, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 			require.NoError(t, err)
 			beforeSvc, err := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -241,13 +241,13 @@ func TestKubeAPIServerFaults(t *testing.T) {
 			if c.strategy == spec.Rolling {
 				failAt = 3
 			}
-			health := platKubeHealth(t, cs, ns, "demo:v2-bad", func(readyBad int) bool { return readyBad >= failAt })
+			health := itest.KubeHealth(t, cs, ns, "demo:v2-bad", func(readyBad int, _ bool) bool { return readyBad >= failAt })
 			image, want, end := "demo:v2", workflows.OutcomeSucceeded, "demo:v2"
 			if c.bad {
 				image, want, end = "demo:v2-bad", workflows.OutcomeRolledBack, "demo:v1"
 			}
 			proxy, config := newFaultProxy(t)
-			s := platKubeSpec(ns, config, c.strategy, image, health)
+			s := itest.KubeSpec(ns, config, c.strategy, image, health)
 			proxy.on.Store(true)
 			began := time.Now()
 			_, res := r.run(t, s)

@@ -23,15 +23,21 @@ func DemoSpec(service, image, strategy string, replicas int) spec.Spec {
 			{Name: "tcp", TCP: &spec.TCPCheck{Address: "{{.Address}}"}},
 		}},
 	}
-	switch strategy {
+	return shaped(s, []int{34, 67, 100}, 1)
+}
+
+// shaped gives s its strategy's usual test shape (canary steps; blue-green
+// 2 s before and after the switch, no bake; rolling batch) and defaults.
+func shaped(s spec.Spec, steps []int, batch int) spec.Spec {
+	switch s.Strategy.Type {
 	case spec.Canary:
-		s.Strategy.Steps = []int{34, 67, 100}
+		s.Strategy.Steps = steps
 	case spec.BlueGreen:
 		s.Strategy.Bake = 0
 		s.Strategy.BakeBeforeSwitch = spec.Duration(2 * time.Second)
 		s.Strategy.BakeAfterSwitch = spec.Duration(2 * time.Second)
 	case spec.Rolling:
-		s.Strategy.BatchSize = 1
+		s.Strategy.BatchSize = batch
 	}
 	return s.WithDefaults()
 }
