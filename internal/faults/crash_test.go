@@ -167,7 +167,7 @@ func fullCrashCases(t *testing.T) []crashCase {
 		// A -run pattern that skips the baselines leaves nothing to run,
 		// which must not pass as a crash matrix.
 		t.Fatal("no crash cases: no baseline ran; a -run pattern must let TestWorkerCrash/baselines run too, " +
-			"e.g. 'TestWorkerCrash/(baselines|cases/docker/canary/.*)'")
+			"e.g. 'TestWorkerCrash/(baselines|cases)/docker/canary'")
 	}
 	sort.Slice(cases, func(i, j int) bool { return cases[i].String() < cases[j].String() })
 	return cases
