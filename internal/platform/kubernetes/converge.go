@@ -172,7 +172,7 @@ func (c *converge) restore(ctx context.Context) error {
 		stable <- err
 	}()
 	err := c.restoreService(ctx)
-	var deleting []deletion
+	var deleting []*appsv1.Deployment
 	if err == nil {
 		deleting, err = c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
 	}
@@ -635,23 +635,17 @@ func (c *converge) deleteRollout(ctx context.Context, names ...string) error {
 	return nil
 }
 
-// deletion is a Deployment startDeletes deleted or, when it was gone
-// already, a ghost of it (a retried converge may have deleted it before
-// its pods were gone): what waitDeleted waits for.
-type deletion struct {
-	d       *appsv1.Deployment
-	deleted bool
-}
-
 // startDeletes deletes the named Deployments of this service that exist,
-// without waiting.
-func (c *converge) startDeletes(ctx context.Context, names ...string) ([]deletion, error) {
+// without waiting. It returns what waitDeleted is to wait for: each one it
+// deleted or, where one was gone already, its ghost (a retried converge may
+// have deleted it before its pods were gone).
+func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
-	var out []deletion
+	var out []*appsv1.Deployment
 	for _, name := range names {
 		cur, err := api.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			out = append(out, deletion{d: c.ghost(name)})
+			out = append(out, c.ghost(name))
 			continue
 		}
 		if err != nil {
@@ -663,13 +657,14 @@ func (c *converge) startDeletes(ctx context.Context, names ...string) ([]deletio
 		if err := c.delete(ctx, cur); err != nil {
 			return out, err
 		}
-		out = append(out, deletion{d: cur, deleted: true})
+		out = append(out, cur)
 	}
 	return out, nil
 }
 
-// ghost stands for this rollout's Deployment name once it is gone: no UID,
-// and a selector of the pods this rollout gave it.
+// ghost stands for this rollout's Deployment name once it is gone: no UID
+// (which tells it from one deleted now), and a selector of the pods this
+// rollout gave it.
 func (c *converge) ghost(name string) *appsv1.Deployment {
 	track := trackCanary
 	if name == greenName(c.orig.Name) {
@@ -682,22 +677,23 @@ func (c *converge) ghost(name string) *appsv1.Deployment {
 	}
 }
 
-// waitDeleted waits until every deletion is gone.
-func (c *converge) waitDeleted(ctx context.Context, ds []deletion) error {
-	for _, x := range ds {
-		if err := c.waitGone(ctx, x.d); err != nil {
+// waitDeleted waits until everything of ds is gone.
+func (c *converge) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
+	for _, d := range ds {
+		if err := c.waitGone(ctx, d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// noteRemoved records the Deployments deleted in the result.
-func (c *converge) noteRemoved(ds []deletion) {
-	for _, x := range ds {
-		if x.deleted {
-			c.res.Removed = append(c.res.Removed, "deployment/"+x.d.Name)
-			c.log.Info("deleted deployment", zap.String("name", x.d.Name))
+// noteRemoved records the Deployments of ds it deleted (not the ghosts)
+// in the result.
+func (c *converge) noteRemoved(ds []*appsv1.Deployment) {
+	for _, d := range ds {
+		if d.UID != "" {
+			c.res.Removed = append(c.res.Removed, "deployment/"+d.Name)
+			c.log.Info("deleted deployment", zap.String("name", d.Name))
 		}
 	}
 }
