@@ -1056,10 +1056,10 @@ func BenchmarkP6WorkflowTests(b *testing.B) {
 // process (the built worker binary, with an activity slot per watcher), on
 // N Deployments of one namespace of the Kubernetes plane, each checked every
 // 30 s against a health server on 127.0.0.1 that logs every check. Once all
-// N bake (or after 10 minutes, with those that do), it measures for four
-// intervals: the check-schedule lag and the worker's resident memory
-// (sampled every second). Then it promotes them all and waits, bounded, for
-// their end, and logs their outcomes.
+// N bake (or after the longer of 10 minutes and N × 0.45 s, with those that
+// do), it measures for four intervals: the check-schedule lag and the
+// worker's resident memory (sampled every second). Then it promotes them all
+// and waits, bounded, for their end, and logs their outcomes.
 //
 // The lag of a check is the gap since the rollout's previous check minus
 // the interval: how late the round started after the one before. A
@@ -1090,6 +1090,12 @@ func BenchmarkP4Density(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) { benchDensity(b, n, mode == "own") })
 	}
+}
+
+// benchBound is how long P4 waits for a phase with n rollouts: base, or
+// per rollout times n when that is longer (the controllers' pace).
+func benchBound(base time.Duration, n int, per time.Duration) time.Duration {
+	return max(base, time.Duration(n)*per)
 }
 
 func benchRSS(pid int) (float64, error) {
@@ -1139,7 +1145,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 	for err := range errs {
 		require.NoError(b, err)
 	}
-	benchDeploymentsReady(b, cs, ns, n, 10*time.Minute)
+	benchDeploymentsReady(b, cs, ns, n, benchBound(10*time.Minute, n, 450*time.Millisecond))
 
 	var mu sync.Mutex
 	checks := map[string][]time.Time{}
@@ -1197,7 +1203,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 		rollouts = append(rollouts, started)
 	}
 	// All baking: every rollout's first stage validating (bounded).
-	deadline := time.Now().Add(10 * time.Minute)
+	deadline := time.Now().Add(benchBound(10*time.Minute, n, 450*time.Millisecond))
 	baking := 0
 	for {
 		baking = 0
@@ -1262,8 +1268,10 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 		_, _ = control.Act(ctx, tc, r.WorkflowID, workflows.SignalPromote, workflows.ControlRequest{Reason: "benchmark done", By: "bench"})
 	}
 	// 500 promoted at once take about 10 minutes here: every one's
-	// Deployment rolls through one controller-manager (20 requests/s).
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	// Deployment rolls through one controller-manager (20 requests/s by
+	// default; STAGECRAFT_KUBE_API_QPS raises it).
+	bound := benchBound(20*time.Minute, n, 900*time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	outcomes := map[string]int{}
 	for _, r := range rollouts {
@@ -1271,7 +1279,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 		switch {
 		case err != nil:
 			outcomes["not finished"]++
-			_ = tc.TerminateWorkflow(ctx, r.WorkflowID, r.RunID, "benchmark: did not finish in 20 minutes")
+			_ = tc.TerminateWorkflow(ctx, r.WorkflowID, r.RunID, fmt.Sprintf("benchmark: did not finish in %s", bound))
 		default:
 			outcomes[string(res.Outcome)]++
 		}

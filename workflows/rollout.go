@@ -423,7 +423,7 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			// crash does not make up the rounds it missed past it.
 			in.Until = workflow.Now(ctx).Add(d)
 		}
-		watch, cancelWatch, watchMode = workflow.ExecuteActivity(watchOptions(wctx, r.spec), acts.Watch, in), cancel, mode
+		watch, cancelWatch, watchMode = workflow.ExecuteActivity(watchOptions(wctx, r.spec, bakeWatchAttempts), acts.Watch, in), cancel, mode
 	}
 	defer func() {
 		if watch != nil {
@@ -592,7 +592,7 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 		in := activities.WatchInput{Spec: r.spec, Rollout: r.token, Snapshot: r.snapshot,
 			Which: platform.WhichOld, Mode: activities.WatchVerify, Rounds: 5}
 		var v activities.WatchResult
-		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec), acts.Watch, in).Get(ctx, &v)
+		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec, verifyWatchAttempts), acts.Watch, in).Get(ctx, &v)
 		rb.Verify = &v
 		r.keepRounds(v.Unwritten)
 		if v.Latest != nil {
@@ -643,10 +643,18 @@ func (r *rollout) startDeadline(ctx workflow.Context) {
 
 // stopReason says why the rollout stopped, for records and results.
 func (r *rollout) stopReason(err error) string {
-	var ab errAborted
+	var (
+		ab      errAborted
+		timeout *temporal.TimeoutError
+	)
 	switch {
 	case errors.As(err, &ab):
 		return ab.Error()
+	case errors.As(err, &timeout):
+		// A timeout's cause is an earlier attempt's failure, which may be
+		// a cancellation the worker reported after a lost heartbeat: the
+		// workflow was not cancelled.
+		return err.Error()
 	case temporal.IsCanceledError(err):
 		return "workflow cancelled"
 	}
@@ -734,9 +742,22 @@ func convergeTimeout(s spec.Spec) time.Duration {
 }
 
 // watchOptions: a watcher lives for a whole bake, heartbeating; a worker
-// crash is noticed within the heartbeat timeout and the watch retried.
-func watchOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
-	ctx = retried(ctx, "health watch", s.Timeout.D()+10*time.Minute, 10*time.Second, 5)
+// crash is noticed within the heartbeat timeout and the watch retried from
+// its last heartbeat, up to attempts times (0: no limit).
+//
+// A bake's watch has no limit (bakeWatchAttempts): a lost heartbeat, from a
+// dead worker or one too loaded to heartbeat within 5 s, says nothing of
+// the new version, and the rollout's timeout bounds the whole. A limit of 5
+// rolled back 229 of 2,000 rollouts baking at once on one 2-core machine
+// (docs/BENCHMARKS.md, P4). The rollback's verify watch, which no rollout
+// timeout bounds, keeps a limit (verifyWatchAttempts).
+const (
+	bakeWatchAttempts   = 0
+	verifyWatchAttempts = 20
+)
+
+func watchOptions(ctx workflow.Context, s spec.Spec, attempts int32) workflow.Context {
+	ctx = retried(ctx, "health watch", s.Timeout.D()+10*time.Minute, 10*time.Second, attempts)
 	opts := workflow.GetActivityOptions(ctx)
 	opts.HeartbeatTimeout = 5 * time.Second
 	opts.WaitForCancellation = true

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -71,6 +72,9 @@ type harness struct {
 	inUse            []string
 	notified         []notify.Event
 	notifyErr        error
+	// lostWatches fails that many bake watch attempts first, with the
+	// retryable error a watch whose worker or heartbeats were lost gets.
+	lostWatches int
 	// onConverge, when set, runs on every converge (mu held).
 	onConverge func(n int)
 	specs      map[string]spec.Spec
@@ -221,6 +225,10 @@ func newHarnessOn(t *testing.T, suite *testsuite.WorkflowTestSuite) *harness {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.watches = append(h.watches, in)
+		if h.lostWatches > 0 && in.Mode == activities.WatchRounds {
+			h.lostWatches--
+			return activities.WatchResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)
+		}
 		if h.script != nil && in.Mode != activities.WatchVerify {
 			n := h.scripts
 			h.scripts++
@@ -394,6 +402,32 @@ func TestFailureAtEveryStageRollsBack(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestBakeWatchOutlivesLostHeartbeats: a bake's watch whose attempts keep
+// losing their worker or heartbeats is retried for as long as it takes,
+// past the 5 attempts that once rolled back 229 of 2,000 rollouts baking on
+// one loaded worker: a lost heartbeat is no verdict on the new version.
+func TestBakeWatchOutlivesLostHeartbeats(t *testing.T) {
+	h := newHarness(t)
+	h.lostWatches = 8
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Nil(t, res.Rollback)
+	require.Zero(t, h.lostWatches)
+	// The 3 stages' watches, 8 of their attempts lost.
+	require.Len(t, h.watches, 3+8)
+}
+
+// TestLostWatchIsNotACancellation: a watch that times out after an attempt
+// the worker reported as cancelled (it cancels an activity whose heartbeat
+// the server refused) is not the workflow being cancelled.
+func TestLostWatchIsNotACancellation(t *testing.T) {
+	r := &rollout{}
+	lost := fmt.Errorf("health watch: %w", temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, temporal.NewCanceledError()))
+	require.NotEqual(t, "workflow cancelled", r.stopReason(lost))
+	require.Contains(t, r.stopReason(lost), "Heartbeat")
+	require.Equal(t, "workflow cancelled", r.stopReason(temporal.NewCanceledError()))
 }
 
 func TestRollbackVerificationFailureIsReported(t *testing.T) {

@@ -6,6 +6,13 @@
 # Prints the admin kubeconfig path (DIR/kubeconfig) on stdout.
 # DIR/env holds KUBECONFIG, KUBE_API and KUBE_TOKEN for shell use.
 # Stop it with scripts/kube/down.sh [DIR].
+#
+# STAGECRAFT_KUBE_API_QPS (unset: the components' defaults, 20 requests/s
+# for the controller-manager and 50 for the scheduler): the request rate the
+# controller-manager and the scheduler may use against the apiserver, with
+# twice that as burst and more concurrent Deployment/ReplicaSet syncs. Only
+# the P4 benchmark at thousands of Deployments sets it, so that setting
+# them up and rolling them is not paced by the controllers' client.
 source "$(dirname "$0")/common.sh"
 
 dir=$(kube_dir "${1:-}")
@@ -173,14 +180,23 @@ wait_alive "kube-apiserver /readyz" 60 apiserver_ready
 say "kube-apiserver ready at $api_url ($(elapsed)s)"
 
 # --- controller-manager, scheduler, KWOK
-start kube-controller-manager \
+cm_tuning=() sched_tuning=()
+if [ -n "${STAGECRAFT_KUBE_API_QPS:-}" ]; then
+  qps=$STAGECRAFT_KUBE_API_QPS
+  [[ $qps =~ ^[1-9][0-9]*$ ]] || die "STAGECRAFT_KUBE_API_QPS: want a positive whole number of requests/s, got '$qps'"
+  cm_tuning=(--kube-api-qps="$qps" --kube-api-burst=$((qps * 2))
+    --concurrent-deployment-syncs=20 --concurrent-replicaset-syncs=20 --concurrent-gc-syncs=40)
+  sched_tuning=(--kube-api-qps="$qps" --kube-api-burst=$((qps * 2)))
+  say "controller-manager and scheduler at $qps requests/s (STAGECRAFT_KUBE_API_QPS)"
+fi
+start kube-controller-manager "${cm_tuning[@]}" \
   --kubeconfig="$dir/kube-controller-manager.kubeconfig" \
   --leader-elect=false --secure-port=0 \
   --service-account-private-key-file="$pki/sa.key" \
   --root-ca-file="$pki/ca.crt" \
   --cluster-name=stagecraft \
   --profiling=false
-start kube-scheduler \
+start kube-scheduler "${sched_tuning[@]}" \
   --kubeconfig="$dir/kube-scheduler.kubeconfig" \
   --leader-elect=false --secure-port=0 \
   --profiling=false
