@@ -188,7 +188,8 @@ type WatchResult struct {
 }
 
 // Watch runs health-check rounds, one every interval (the first after one
-// interval, giving new instances time to start), applies the spec's policy
+// interval, giving new instances time to start; retried, on the schedule of
+// the rounds before), applies the spec's policy
 // and heartbeats its summary, so the Web UI shows the latest round live.
 // Cancelled, it returns its summary as the cancellation's details. Retried
 // after a worker crash, it carries on from the last heartbeat's summary.
@@ -217,10 +218,6 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	tracker := health.NewTracker(h, sum.Tally)
 	interval := h.Interval.D()
 	log := a.logger(ctx).With(zap.String("service", in.Spec.Service), zap.String("which", string(in.Which)), zap.String("mode", string(in.Mode)))
-	next := time.NewTimer(interval)
-	defer next.Stop()
-	beat := time.NewTicker(500 * time.Millisecond)
-	defer beat.Stop()
 	// A retried watch (its worker died) stops at the bake's deadline
 	// instead of making up the rounds it missed; a first attempt runs its
 	// rounds as asked.
@@ -228,6 +225,19 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	if activity.IsActivity(ctx) && (activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx)) {
 		until = in.Until
 	}
+	// A retried watch keeps the schedule of the rounds before it: its first
+	// round is due an interval after the last one recorded (at once when
+	// that has passed), not an interval after the retry, so a lost worker
+	// costs one late round rather than a gap of its own. Past the bake's
+	// deadline it ends first (below).
+	first := interval
+	if sum.Latest != nil && !sum.Latest.At.IsZero() && (until.IsZero() || time.Now().Before(until)) {
+		first = max(time.Until(sum.Latest.At.Add(interval)), 0)
+	}
+	next := time.NewTimer(first)
+	defer next.Stop()
+	beat := time.NewTicker(500 * time.Millisecond)
+	defer beat.Stop()
 	var deadline <-chan time.Time
 	if in.Mode == WatchRounds && !until.IsZero() {
 		dt := time.NewTimer(time.Until(until))

@@ -555,6 +555,42 @@ func TestWatchResumesFromHeartbeat(t *testing.T) {
 	}
 }
 
+// A retried watch whose last recorded round is more than an interval ago
+// checks at once instead of an interval after the retry: a lost worker
+// (or lost heartbeats) delays one round, it does not open a gap.
+func TestWatchRetryKeepsTheSchedule(t *testing.T) {
+	const interval = 5 * time.Second
+	for _, c := range []struct {
+		name  string
+		until time.Time
+	}{
+		{name: "no deadline"},
+		{name: "before the bake's deadline", until: time.Now().Add(time.Hour)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newWatchFixture(t, "H")
+			last := time.Now().Add(-3 * interval)
+			f.env.SetHeartbeatDetails(WatchResult{Rounds: 1, Passed: 1, Tally: tally(1, 0, 0, 0, 1, 0, 0),
+				Latest: &health.Round{At: last, Verdict: health.Healthy}})
+			start := time.Now()
+			var firstAt time.Time
+			f.checker.onRound = func(n int) {
+				if n == 1 {
+					firstAt = time.Now()
+				}
+			}
+			s := watchSpec(func(h *spec.Health) { h.Interval = spec.Duration(interval) })
+			got := f.run(t, WatchInput{Spec: s, Which: platform.WhichNew, Mode: WatchRounds, Rounds: 2, Until: c.until})
+			if !got.Healthy || got.Rounds != 2 {
+				t.Fatalf("healthy=%v after %d rounds; want the 1 round left", got.Healthy, got.Rounds)
+			}
+			if wait := firstAt.Sub(start); wait > interval/2 {
+				t.Errorf("first round %s after the retry began; want it at once (the last was %s ago)", wait, start.Sub(last))
+			}
+		})
+	}
+}
+
 func TestWatchUnknownPlatform(t *testing.T) {
 	f := newWatchFixture(t, "")
 	s := watchSpec(nil)
