@@ -748,7 +748,7 @@ func convergeTimeout(s spec.Spec) time.Duration {
 // A bake's watch has no limit (bakeWatchAttempts): a lost heartbeat, from a
 // dead worker or one too loaded to heartbeat within 5 s, says nothing of
 // the new version, and the rollout's timeout bounds the whole. A limit of 5
-// rolled back 229 of 2,000 rollouts baking at once on one 2-core machine
+// rolled back 244 of 2,000 rollouts baking at once on one 2-core machine
 // (docs/BENCHMARKS.md, P4). The rollback's verify watch, which no rollout
 // timeout bounds, keeps a limit (verifyWatchAttempts).
 const (
