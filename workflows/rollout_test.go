@@ -406,7 +406,7 @@ func TestFailureAtEveryStageRollsBack(t *testing.T) {
 
 // TestBakeWatchOutlivesLostHeartbeats: a bake's watch whose attempts keep
 // losing their worker or heartbeats is retried for as long as it takes,
-// past the 5 attempts that once rolled back 229 of 2,000 rollouts baking on
+// past the 5 attempts that once rolled back 244 of 2,000 rollouts baking on
 // one loaded worker: a lost heartbeat is no verdict on the new version.
 func TestBakeWatchOutlivesLostHeartbeats(t *testing.T) {
 	h := newHarness(t)
