@@ -188,11 +188,11 @@ type WatchResult struct {
 }
 
 // Watch runs health-check rounds, one every interval (the first after one
-// interval, giving new instances time to start; retried, on the schedule of
-// the rounds before), applies the spec's policy and heartbeats its summary,
-// so the Web UI shows the latest round live.
+// interval, giving new instances time to start), applies the spec's policy
+// and heartbeats its summary, so the Web UI shows the latest round live.
 // Cancelled, it returns its summary as the cancellation's details. Retried
-// after a worker crash, it carries on from the last heartbeat's summary.
+// after a worker crash, it carries on from the last heartbeat's summary and
+// the schedule of the rounds before.
 func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, error) {
 	p, err := a.platform(in.Spec)
 	if err != nil {
