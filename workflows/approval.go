@@ -9,12 +9,18 @@ import (
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
+// gateVersion: a promote while a gate is open approves it (recorded as the
+// promoter's approval), and a pause taken while a gate waits holds the
+// stage after it is approved.
+const gateVersion = "approval-gate-20261203"
+
 // awaitApproval holds stage i, before it starts, until an operator
-// approves it (the approve update or signal), an abort, or the approval
-// timeout: then the spec's onTimeout aborts (the rollout rolls back) or
-// proceeds. The wait is a durable timer, so it survives restarts.
+// approves it (the approve update or signal, or a promote), an abort, or
+// the approval timeout: then the spec's onTimeout aborts (the rollout rolls
+// back) or proceeds. The wait is a durable timer, so it survives restarts.
 func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 	a := r.spec.Approval
+	r.gateV = workflow.GetVersion(ctx, gateVersion, workflow.DefaultVersion, 1)
 	stage := r.plan.Stages[i]
 	now := workflow.Now(ctx)
 	r.st.Approvals = append(r.st.Approvals, ApprovalRecord{Stage: i, Name: stage.Name, RequestedAt: now,
@@ -37,6 +43,12 @@ func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 			case r.aborted:
 				return errAborted{r.abortReason}
 			case r.approved:
+				return nil
+			case r.promoted && r.gateV >= 1:
+				// Promote approves what is left, the open gate too.
+				rec := &r.st.Approvals[len(r.st.Approvals)-1]
+				at := r.promotedAt
+				rec.ApprovedBy, rec.Reason, rec.ApprovedAt, rec.Via = r.promotedBy.By, r.promotedBy.Reason, &at, SignalPromote
 				return nil
 			case err != nil:
 				return err
@@ -68,7 +80,7 @@ func (r *rollout) openApproval() *ApprovalRecord {
 func (r *rollout) approve(ctx workflow.Context, req ControlRequest) {
 	a := r.openApproval()
 	now := workflow.Now(ctx)
-	a.ApprovedBy, a.Reason, a.ApprovedAt = req.By, req.Reason, &now
+	a.ApprovedBy, a.Reason, a.ApprovedAt, a.Via = req.By, req.Reason, &now, SignalApprove
 	r.approved = true
 }
 

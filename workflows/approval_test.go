@@ -189,3 +189,56 @@ func TestSearchAttributesAndDetails(t *testing.T) {
 	require.Regexp(t, `^canary 25% \(stage 1/3\): validating, bake ends \d\d:\d\d:\d\d UTC$`, details[0])
 	require.Equal(t, "canary 25% (stage 1/3): paused, 3m30s of bake left", details[1])
 }
+
+// TestPromoteWhileGateOpenApprovesIt: a promote accepted while the 100%
+// gate waits approves it, recorded as the promoter's approval, and the
+// rollout goes on at once (it once waited for the approval timeout and
+// rolled back: review finding 2).
+func TestPromoteWhileGateOpenApprovesIt(t *testing.T) {
+	h := newHarness(t)
+	var promoted Status
+	var promoteErr error
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(UpdatePromote, "p1", &updateCallback{done: func(st Status, err error) { promoted, promoteErr = st, err }},
+			ControlRequest{By: "dave", Reason: "ship it"})
+	}, 10*time.Minute)
+	res := h.run(gated(spec.OnTimeoutAbort))
+	require.NoError(t, promoteErr)
+	require.True(t, promoted.Promoted)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Len(t, res.Approvals, 1)
+	a := res.Approvals[0]
+	require.False(t, a.TimedOut)
+	require.Equal(t, "dave", a.ApprovedBy)
+	require.Equal(t, "ship it", a.Reason)
+	require.Equal(t, SignalPromote, a.Via)
+	require.NotNil(t, a.ApprovedAt)
+	require.Equal(t, 8*time.Minute, a.ApprovedAt.Sub(a.RequestedAt))
+	// The 100% stage converged at the promote, not after the hour.
+	last := h.converges[len(h.converges)-2]
+	require.Equal(t, 10*time.Minute, last.At.Sub(h.converges[0].At))
+}
+
+// TestPauseDuringGateHoldsApprovedStage: a pause taken while the gate
+// waits holds the stage once it is approved: nothing converges until the
+// resume (the 100% converge once ran at the approve, paused: review
+// finding 11).
+func TestPauseDuringGateHoldsApprovedStage(t *testing.T) {
+	h := newHarness(t)
+	var during Status
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, 5*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalApprove, ControlRequest{By: "carol"}) }, 6*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&during))
+	}, 7*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 30*time.Minute)
+	res := h.run(gated(spec.OnTimeoutAbort))
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.True(t, during.Paused)
+	require.Equal(t, StagePending, during.Stages[2].Status, "the approved stage waits for the resume")
+	require.Len(t, h.converges, 4)
+	require.Equal(t, 30*time.Minute, h.converges[2].At.Sub(h.converges[0].At), "100%% converged at the resume")
+	require.Equal(t, "carol", res.Approvals[0].ApprovedBy)
+}

@@ -107,6 +107,7 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 	case SignalPromote:
 		r.promoted, r.paused = true, false
 		r.st.Promoted, r.st.Paused = true, false
+		r.promotedBy, r.promotedAt = req, rec.At
 	case SignalApprove:
 		r.approve(ctx, req)
 	case SignalAbort:

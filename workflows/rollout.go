@@ -91,6 +91,11 @@ type rollout struct {
 	au auditor
 	// approved: an operator approved the open approval gate.
 	approved bool
+	// promotedBy and promotedAt: who promoted, why and when; a promote
+	// approves a gate that is open (gateV >= 1).
+	promotedBy ControlRequest
+	promotedAt time.Time
+	gateV      workflow.Version
 	// nt sends the spec's notifications.
 	nt notifier
 	// deadlineAt is when the rollout timeout aborts it; runs counts the
@@ -255,6 +260,16 @@ func (r *rollout) runStages(ctx workflow.Context, strategy string, next int) err
 		if r.spec.Approval.Gates(r.plan.Stages[i].Percent) && !r.promoted {
 			if err := r.awaitApproval(ctx, i); err != nil {
 				return err
+			}
+			// A pause taken while the gate waited holds the approved
+			// stage too: nothing converges while paused.
+			if r.gateV >= 1 {
+				if err := workflow.Await(ctx, func() bool { return !r.paused || r.aborted || r.promoted }); err != nil {
+					return err
+				}
+				if r.aborted {
+					return errAborted{r.abortReason}
+				}
 			}
 		}
 		if err := r.runStage(ctx, i); err != nil {

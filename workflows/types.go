@@ -186,7 +186,10 @@ type ApprovalRecord struct {
 	ApprovedBy string     `json:"approvedBy,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
 	ApprovedAt *time.Time `json:"approvedAt,omitempty"`
-	TimedOut   bool       `json:"timedOut,omitempty"`
+	// Via is the action that approved the gate: approve, or promote
+	// (which approves what is left).
+	Via      string `json:"via,omitempty"`
+	TimedOut bool   `json:"timedOut,omitempty"`
 }
 
 // Open reports whether the gate still waits.
