@@ -379,9 +379,12 @@ func (r Release) graphError() error {
 }
 
 // Validate checks the whole release (defaults applied), every service's
-// rollout spec included, and returns a *ValidationError naming every bad
-// field, or nil.
-func (r Release) Validate() error {
+// rollout spec included, under the current rules, and returns a
+// *ValidationError naming every bad field, or nil.
+func (r Release) Validate() error { return r.ValidateUnder(RulesCurrent) }
+
+// ValidateUnder is Validate under the given rules (see Rules).
+func (r Release) ValidateUnder(rules Rules) error {
 	var errs []FieldError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -420,7 +423,7 @@ func (r Release) Validate() error {
 				add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "%q depends on itself", d)
 			}
 		}
-		if err := s.Deploy.Validate(); err != nil {
+		if err := s.Deploy.ValidateUnder(rules); err != nil {
 			if ve, ok := err.(*ValidationError); ok {
 				for _, p := range ve.Problems {
 					add(f+".deploy."+p.Field, "%s", p.Message)
@@ -450,6 +453,9 @@ func (r Release) Validate() error {
 	validateReleaseChecks(add, r)
 	validateConfig(add, r)
 	ValidateNotifications(add, "notifications", r.Notifications)
+	if rules >= RulesBounded {
+		r.validateBounds(add)
+	}
 	if err := r.graphError(); err != nil {
 		add("services", "%v", err)
 	} else if len(r.Stages) > 0 {

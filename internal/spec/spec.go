@@ -45,10 +45,10 @@ var (
 type Spec struct {
 	// Service names the service; with the platform it identifies the target.
 	Service string `json:"service"`
-	// Image is the new version's image reference.
+	// Image is the new version's image reference, at most 512 bytes.
 	Image string `json:"image"`
 	// ExecutionID is an optional caller-chosen ID for this request, kept in the
-	// result and the memo.
+	// result and the memo: printable, at most 200 bytes.
 	ExecutionID string `json:"executionId,omitempty"`
 	// Platform says where the service runs. Exactly one platform is set.
 	Platform Platform `json:"platform"`
@@ -56,7 +56,9 @@ type Spec struct {
 	Strategy Strategy `json:"strategy"`
 	// Health lists the checks that validate every stage and the rollback.
 	Health Health `json:"health"`
-	// Timeout bounds the whole rollout; past it the rollout rolls back.
+	// Timeout bounds the whole rollout, approval waits included; past it
+	// the rollout rolls back. Default 2h; with approval gates, what the
+	// gates' windows and the bakes need plus 2h. At most 30 days.
 	Timeout Duration `json:"timeout,omitempty"`
 	// Approval names the stages that wait for an operator's approval
 	// before they start.
@@ -64,7 +66,8 @@ type Spec struct {
 	// Notifications say where to tell about the rollout's events.
 	Notifications []Notification `json:"notifications,omitempty"`
 	// Environment names where the rollout deploys ("prod"), for search
-	// and notifications; a release sets its own.
+	// and notifications; a release sets its own. Lowercase letters, digits
+	// and '-', at most 63 characters.
 	Environment string `json:"environment,omitempty"`
 	// Release is set by a Release workflow on the rollouts it starts: the
 	// release's workflow ID. Such a rollout, once its stages pass, reports
@@ -228,9 +231,6 @@ func (s Spec) WithDefaults() Spec {
 			s.Strategy.Bake = Duration(DefaultRecreateBake)
 		}
 	}
-	if s.Timeout == 0 {
-		s.Timeout = Duration(DefaultRolloutTimeout)
-	}
 	if s.Approval != nil {
 		a := *s.Approval
 		orDefault(&a.Timeout, Duration(DefaultApprovalTimeout))
@@ -260,7 +260,74 @@ func (s Spec) WithDefaults() Spec {
 		s.Platform.Kubernetes = &kc
 	}
 	s.Health = s.Health.withDefaults()
+	if s.Timeout == 0 {
+		s.Timeout = Duration(s.defaultTimeout())
+	}
 	return s
+}
+
+// defaultTimeout is the rollout timeout of a spec that gives none, the
+// rest of its defaults applied: DefaultRolloutTimeout, or for a spec with
+// approval gates what its gates' windows and its bakes need (ApprovalNeeds)
+// plus DefaultRolloutTimeout, so every gate can wait its whole window and
+// onTimeout applies. At most MaxTimeout.
+func (s Spec) defaultTimeout() time.Duration {
+	gates, need := s.ApprovalNeeds()
+	if gates == 0 {
+		return DefaultRolloutTimeout
+	}
+	return min(satAdd(need, DefaultRolloutTimeout), MaxTimeout)
+}
+
+// ApprovalNeeds counts the stages an approval gate holds and adds up the
+// time the rollout needs for them, one after another, at the least: every
+// gate's whole window (approval.timeout, the time after which onTimeout
+// applies), every stage's bake and, for blue-green, keepBlueFor. The
+// rollout's timeout runs through all of it, so a timeout shorter than the
+// need aborts a gate before its window ends. Where the stages depend on a
+// count the spec leaves to the platform (a rolling Kubernetes Deployment
+// keeping its replicas), it counts the one stage every rollout has, 100.
+// s must have its strategy's defaults applied; the sum saturates.
+func (s Spec) ApprovalNeeds() (gates int, need time.Duration) {
+	type stage struct {
+		percent int
+		bake    Duration
+	}
+	var stages []stage
+	st := s.Strategy
+	switch st.Type {
+	case Canary:
+		for _, p := range st.Steps {
+			stages = append(stages, stage{p, st.Bake})
+		}
+	case BlueGreen:
+		stages = []stage{{0, st.BakeBeforeSwitch}, {100, st.BakeAfterSwitch}}
+		need = satAdd(need, max(st.KeepBlueFor.D(), 0))
+	case Rolling:
+		total := s.Replicas()
+		if total < 1 || total > MaxReplicas || st.BatchSize < 1 {
+			stages = []stage{{100, st.Bake}}
+			break
+		}
+		// As plan.RollingBatches: n new instances after each batch.
+		for n := st.BatchSize; ; n += st.BatchSize {
+			if n >= total {
+				stages = append(stages, stage{100, st.Bake})
+				break
+			}
+			stages = append(stages, stage{n * 100 / total, st.Bake})
+		}
+	case Recreate:
+		stages = []stage{{100, st.Bake}}
+	}
+	for _, g := range stages {
+		need = satAdd(need, max(g.bake.D(), 0))
+		if s.Approval.Gates(g.percent) {
+			gates++
+			need = satAdd(need, max(s.Approval.Timeout.D(), 0))
+		}
+	}
+	return gates, need
 }
 
 // Platform names.
@@ -336,7 +403,9 @@ const DefaultApprovalTimeout = 24 * time.Hour
 type Approval struct {
 	// Before lists the percentages whose stages need approval, e.g. [100].
 	Before []int `json:"before"`
-	// Timeout bounds the wait (default 24h).
+	// Timeout bounds the wait (default 24h). Every gate's whole window
+	// and the bakes must fit in the rollout's timeout, or onTimeout could
+	// never apply.
 	Timeout Duration `json:"timeout,omitempty"`
 	// OnTimeout is what happens when it passes: abort (roll back, the
 	// default) or proceed.

@@ -43,13 +43,37 @@ var (
 // MaxReplicas bounds a target's instance count.
 const MaxReplicas = 1000
 
-// Validate checks the whole spec (defaults applied) and returns a
-// *ValidationError naming every bad field, or nil.
-func (s Spec) Validate() error {
+// Rules is a set of validation rules, named for what it brought. Validate
+// applies the current set. Workflow code, which validates the spec it
+// runs, validates a run that started under an older set with that set
+// (chosen by workflow.GetVersion), so a spec it accepted then is not
+// refused on replay, which would change the run's commands.
+type Rules int
+
+const (
+	// RulesUnbounded are the rules before upper bounds: a spec is checked
+	// for shape and lower bounds only.
+	RulesUnbounded Rules = iota
+	// RulesBounded (December 2026) adds an upper bound to every duration,
+	// count and length (limits.go), checks durations against the rollout's
+	// timeout, and requires the approval gates' windows and the bakes to
+	// fit in it.
+	RulesBounded
+	// RulesCurrent is what Validate applies.
+	RulesCurrent = RulesBounded
+)
+
+// Validate checks the whole spec (defaults applied) under the current
+// rules and returns a *ValidationError naming every bad field, or nil.
+func (s Spec) Validate() error { return s.ValidateUnder(RulesCurrent) }
+
+// ValidateUnder is Validate under the given rules.
+func (s Spec) ValidateUnder(rules Rules) error {
 	var errs []FieldError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
+	bounded := rules >= RulesBounded
 
 	switch {
 	case s.Service == "":
@@ -60,14 +84,28 @@ func (s Spec) Validate() error {
 	switch {
 	case s.Image == "":
 		add("image", "is required")
+	case bounded && len(s.Image) > MaxImageLength:
+		add("image", "is %d bytes long, more than the %d allowed", len(s.Image), MaxImageLength)
 	case !imageRE.MatchString(s.Image):
 		add("image", "%q is not a valid image reference", s.Image)
 	}
-	if len(s.ExecutionID) > 200 {
+	if bounded {
+		textAtMost(add, "executionId", s.ExecutionID, MaxExecutionIDLength, true)
+	} else if len(s.ExecutionID) > MaxExecutionIDLength {
 		add("executionId", "is longer than 200 characters")
 	}
-	if s.Timeout < 0 {
+	if bounded {
+		durationAtMost(add, "timeout", s.Timeout, MaxTimeout, "a rollout's timeout")
+	} else if s.Timeout < 0 {
 		add("timeout", "must not be negative")
+	}
+	if bounded && s.Environment != "" {
+		switch {
+		case len(s.Environment) > 63:
+			add("environment", "is %d bytes long, more than the 63 allowed", len(s.Environment))
+		case !serviceRE.MatchString(s.Environment):
+			add("environment", "%q must be lowercase letters, digits and '-', at most 63 characters", s.Environment)
+		}
 	}
 
 	switch {
@@ -180,6 +218,9 @@ func (s Spec) Validate() error {
 	}
 	validateApproval(add, s.Strategy, s.Approval)
 	ValidateNotifications(add, "notifications", s.Notifications)
+	if bounded {
+		s.validateBounds(add)
+	}
 	if len(errs) > 0 {
 		return &ValidationError{Problems: errs}
 	}
