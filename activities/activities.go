@@ -4,10 +4,12 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -185,21 +187,39 @@ type WatchResult struct {
 	// maxUnwritten that could not be kept.
 	Unwritten []audit.Round `json:"unwritten,omitempty"`
 	Dropped   int           `json:"dropped,omitempty"`
+	// Lost counts rounds lost with their attempts (each counted as a
+	// no-data round). RoundStarted marks, in heartbeats, a round that has
+	// run lostRoundGrace and not ended: a retried attempt that finds it
+	// knows that round was lost. RoundAttempt is the attempt that completed
+	// the latest round (maxLostAttempts).
+	Lost         int       `json:"lost,omitempty"`
+	RoundStarted time.Time `json:"roundStarted,omitzero"`
+	RoundAttempt int32     `json:"roundAttempt,omitempty"`
 }
 
 // Watch runs health-check rounds, one every interval (the first after one
 // interval, giving new instances time to start), applies the spec's policy
 // and heartbeats its summary, so the Web UI shows the latest round live.
 // Cancelled, it returns its summary as the cancellation's details. Retried
-// after a worker crash, it carries on from the last heartbeat's summary and
-// the schedule of the rounds before.
+// after a worker crash or a lost heartbeat, it carries on from the last
+// heartbeat's summary and the schedule of the rounds before.
+//
+// It heartbeats from the side for its whole life, rounds included, so a
+// round as long as its slowest check (10 s by default, twice the watch's
+// heartbeat timeout) never costs the attempt. What a lost attempt did cost
+// is counted, never dropped (docs/HEALTH.md, "A watcher's lost attempts"):
+// a round it lost while running counts as a no-data round under the spec's
+// policy, maxLostAttempts attempts in a row lost without a round fail the
+// watch, and past the bake's deadline a retried watch passes only on a
+// recent round that was not failing.
 func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, error) {
 	p, err := a.platform(in.Spec)
 	if err != nil {
 		return WatchResult{}, err
 	}
 	var sum WatchResult
-	if activity.HasHeartbeatDetails(ctx) {
+	resumed := activity.HasHeartbeatDetails(ctx)
+	if resumed {
 		_ = activity.GetHeartbeatDetails(ctx, &sum)
 	}
 	h := in.Spec.Health
@@ -218,52 +238,16 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	tracker := health.NewTracker(h, sum.Tally)
 	interval := h.Interval.D()
 	log := a.logger(ctx).With(zap.String("service", in.Spec.Service), zap.String("which", string(in.Which)), zap.String("mode", string(in.Mode)))
-	// A retried watch (its worker died) stops at the bake's deadline
-	// instead of making up the rounds it missed; a first attempt runs its
-	// rounds as asked.
-	until := time.Time{}
-	if activity.IsActivity(ctx) && (activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx)) {
-		until = in.Until
+	attempt := int32(1)
+	if activity.IsActivity(ctx) {
+		attempt = activity.GetInfo(ctx).Attempt
 	}
-	// A retried watch keeps the schedule of the rounds before it: its first
-	// round is due an interval after the last one recorded (at once when
-	// that has passed), not an interval after the retry, so a lost worker
-	// costs one late round rather than a gap of its own. Past the bake's
-	// deadline it ends first (below).
-	first := interval
-	if sum.Latest != nil && !sum.Latest.At.IsZero() && (until.IsZero() || time.Now().Before(until)) {
-		first = max(time.Until(sum.Latest.At.Add(interval)), 0)
-	}
-	next := time.NewTimer(first)
-	defer next.Stop()
-	beat := time.NewTicker(500 * time.Millisecond)
-	defer beat.Stop()
-	var deadline <-chan time.Time
-	if in.Mode == WatchRounds && !until.IsZero() {
-		dt := time.NewTimer(time.Until(until))
-		defer dt.Stop()
-		deadline = dt.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return sum, temporal.NewCanceledError(sum)
-		case <-beat.C:
-			activity.RecordHeartbeat(ctx, sum)
-			continue
-		case <-deadline:
-			deadline = nil
-			if sum.Tally.Samples >= in.MinSamples {
-				sum.Healthy = true
-				return sum, nil
-			}
-			continue
-		case <-next.C:
-		}
-		round := a.round(ctx, p, in, checks)
-		if ctx.Err() != nil {
-			return sum, temporal.NewCanceledError(sum)
-		}
+	beat, stop := keepAlive(ctx)
+	defer stop()
+
+	// observe applies the policy to a round (run or lost), records it and
+	// heartbeats the summary; done says the watch ends, with sum as it is.
+	observe := func(round health.Round) (done bool) {
 		countRound(ctx, in, round.Verdict)
 		decision := health.Continue
 		if in.Mode == WatchVerify && !sum.Settled {
@@ -283,34 +267,212 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		sum.Rounds, sum.Passed, sum.Failed = sum.Tally.Rounds+sum.SettleTries, sum.Tally.Samples, sum.Tally.Failing
 		latest := round.Bounded(maxEvidence)
 		sum.Latest = &latest
+		sum.RoundStarted = time.Time{}
 		if round.Verdict != health.Healthy {
 			sum.LastFailure = round.Problem()
 		}
-		a.record(ctx, in, &sum, round)
-		activity.RecordHeartbeat(ctx, sum)
+		// Queued and heartbeaten before the write is tried: an attempt
+		// lost while the store is slow keeps the round's evidence.
+		a.queue(ctx, in, &sum, round)
+		beat(sum)
+		if a.flush(ctx, &sum) {
+			beat(sum)
+		}
 
 		switch {
 		case decision == health.Fail:
 			log.Warn("health policy failed the watch", zap.String("problem", sum.LastFailure), zap.Int("streak", sum.Tally.Streak))
-			return sum, nil
+			return true
 		case decision == health.Pause && in.Mode == WatchRounds:
 			log.Warn("health degraded: pausing the rollout", zap.String("problem", sum.LastFailure))
 			sum.Healthy, sum.Paused = true, true
-			return sum, nil
+			return true
 		case in.Mode == WatchVerify && !sum.Settled && sum.SettleTries >= max(in.Rounds, 1):
 			sum.LastFailure = fmt.Sprintf("no passing round in %d tries: %s", sum.SettleTries, sum.LastFailure)
+			return true
+		}
+		return false
+	}
+
+	// A retried watch (its worker died) stops at the bake's deadline
+	// instead of making up the rounds it missed; a first attempt runs its
+	// rounds as asked.
+	until := time.Time{}
+	if attempt > 1 || resumed {
+		until = in.Until
+		if lost := lostAttempts(sum, attempt); lost >= maxLostAttempts {
+			sum.LastFailure = fmt.Sprintf("the watch lost %d attempts in a row without completing a round (its worker died or lost its heartbeat each time); last problem: %s",
+				lost, cmp.Or(sum.LastFailure, "none"))
+			log.Warn("health watch keeps losing its attempts: failing it", zap.Int("lost", lost))
+			beat(sum)
 			return sum, nil
+		}
+		if !sum.RoundStarted.IsZero() {
+			// The attempt before was lost with a round running: its
+			// verdict is unknown, so it counts as a round without data.
+			sum.Lost++
+			log.Warn("a health round was lost with its attempt", zap.Time("started", sum.RoundStarted))
+			if observe(lostRound(sum.RoundStarted)) {
+				return sum, nil
+			}
+		}
+	}
+	// A retried watch keeps the schedule of the rounds before it: its first
+	// round is due an interval after the last one recorded (at once when
+	// that has passed), not an interval after the retry, so a lost worker
+	// costs one late round rather than a gap of its own. Past the bake's
+	// deadline it ends first (below).
+	first := interval
+	if sum.Latest != nil && !sum.Latest.At.IsZero() && (until.IsZero() || time.Now().Before(until)) {
+		first = max(time.Until(sum.Latest.At.Add(interval)), 0)
+	}
+	next := time.NewTimer(first)
+	defer next.Stop()
+	var deadline <-chan time.Time
+	if in.Mode == WatchRounds && !until.IsZero() {
+		dt := time.NewTimer(time.Until(until))
+		defer dt.Stop()
+		deadline = dt.C
+	}
+	limit := roundLimit(h, checks)
+	for {
+		select {
+		case <-ctx.Done():
+			return sum, temporal.NewCanceledError(sum)
+		case <-deadline:
+			deadline = nil
+			if sum.Tally.Samples >= in.MinSamples && passing(sum, interval) {
+				sum.Healthy = true
+				return sum, nil
+			}
+			// Past the bake, with the latest round failing, lost or
+			// older than an interval: a round now decides.
+			next.Reset(0)
+			continue
+		case <-next.C:
+		}
+		round := a.timedRound(ctx, p, in, checks, &sum, beat, limit)
+		if ctx.Err() != nil {
+			return sum, temporal.NewCanceledError(sum)
+		}
+		sum.RoundAttempt = attempt
+		if observe(round) {
+			return sum, nil
+		}
+		switch {
 		case in.Mode == WatchVerify && sum.Settled && tracker.Enough() &&
 			time.Duration(sum.Tally.Rounds)*interval >= h.VerifyWindow.D():
 			sum.Healthy = true
 			return sum, nil
-		case in.Mode == WatchRounds && sum.Tally.Samples >= in.MinSamples &&
+		case in.Mode == WatchRounds && sum.Tally.Samples >= in.MinSamples && sum.Tally.Streak == 0 &&
 			(sum.Rounds >= in.Rounds || (!until.IsZero() && !time.Now().Before(until))):
+			// Never while the latest rounds fail: the next round decides.
 			sum.Healthy = true
 			return sum, nil
 		}
 		next.Reset(interval)
 	}
+}
+
+// maxLostAttempts is how many attempts in a row a watch may lose (each
+// ended by its worker's death or a heartbeat timeout) without completing a
+// round before the next attempt fails it: it then has no evidence of the
+// version at all, and a bake must not stall on it until the rollout's
+// timeout. A busy worker losing a heartbeat now and then (P4 in
+// docs/BENCHMARKS.md) completes rounds in between and never comes near.
+const maxLostAttempts = 5
+
+// lostRoundGrace is how long a round runs before the heartbeat marks it in
+// flight. One lost sooner is not counted: the next attempt runs it again
+// at once (it keeps the schedule), so it is late, not lost; and a healthy
+// round (milliseconds) never carries the mark, so a busy worker's lost
+// heartbeat never turns into a no-data round.
+const lostRoundGrace = time.Second
+
+// roundGrace is what a round may take beyond its slowest check's timeout
+// (a command check's children get a second to let go of its pipes) before
+// it is cut off.
+const roundGrace = 2 * time.Second
+
+// lostAttempts counts the attempts before this one that completed no
+// round: since the attempt that completed the latest round (RoundAttempt),
+// or since the first if none did.
+func lostAttempts(sum WatchResult, attempt int32) int {
+	last := sum.RoundAttempt
+	if last == 0 && sum.Rounds > 0 {
+		// A summary heartbeaten before RoundAttempt existed: count from
+		// the attempt before this one.
+		last = attempt - 1
+	}
+	return int(max(attempt-1-last, 0))
+}
+
+// lostRound stands for a round that was running when its attempt was lost.
+// It observed nothing the watch can use (Unobserved): onNoData decides what
+// it counts for, and not even "pass" makes it a sample.
+func lostRound(started time.Time) health.Round {
+	return health.Round{At: started, Verdict: health.NoData, Unobserved: true, Results: []health.Result{{
+		Check: "watch", Verdict: health.NoData,
+		Error: "round started " + started.UTC().Format(time.RFC3339) + " was lost with its attempt: the worker died or lost its heartbeat while it ran",
+	}}}
+}
+
+// passing reports whether a retried watch past its bake may end on the
+// summary it has: the latest round was not failing, not lost, and less than
+// an interval old (no round was missed since).
+func passing(sum WatchResult, interval time.Duration) bool {
+	l := sum.Latest
+	return l != nil && sum.Tally.Streak == 0 && l.Verdict != health.Failed && l.Verdict != health.NoData &&
+		time.Since(l.At) < interval
+}
+
+// timedRound runs one round, cut off at limit, and marks it in flight in
+// the heartbeat details once it has run lostRoundGrace, so the next
+// attempt knows it was lost if this one is.
+func (a *Activities) timedRound(ctx context.Context, p Platform, in WatchInput, checks []spec.Check,
+	sum *WatchResult, beat func(...any), limit time.Duration) health.Round {
+	inFlight := *sum
+	inFlight.RoundStarted = time.Now()
+	var mu sync.Mutex
+	ended := false
+	mark := time.AfterFunc(lostRoundGrace, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ended {
+			beat(inFlight)
+		}
+	})
+	defer func() {
+		mark.Stop()
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+	}()
+	rctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return a.round(rctx, p, in, checks)
+}
+
+// roundLimit bounds a round: its slowest check's timeout (a check without
+// one has the spec's, or the default) plus roundGrace.
+func roundLimit(h spec.Health, checks []spec.Check) time.Duration {
+	def := cmp.Or(h.Timeout.D(), spec.DefaultCheckTimeout)
+	longest := time.Duration(0)
+	for _, c := range slices.Concat(checks, h.Dependencies) {
+		var d spec.Duration
+		switch {
+		case c.HTTP != nil:
+			d = c.HTTP.Timeout
+		case c.TCP != nil:
+			d = c.TCP.Timeout
+		case c.Command != nil:
+			d = c.Command.Timeout
+		case c.Prometheus != nil:
+			d = c.Prometheus.Timeout
+		}
+		longest = max(longest, cmp.Or(d.D(), def))
+	}
+	return cmp.Or(longest, def) + roundGrace
 }
 
 // round runs one round of checks. The instances' addresses are looked up
@@ -337,21 +499,29 @@ const maxUnwritten = 500
 // never hold the checks up.
 const storeAttempt = 2 * time.Second
 
-// record queues a round's evidence for the audit store and tries to write
-// what is queued, once and briefly. What the store cannot take now stays in
-// the summary (heartbeats, result) for a later round or for the workflow's
-// audit writer, which retries without limit.
-func (a *Activities) record(ctx context.Context, in WatchInput, sum *WatchResult, r health.Round) {
+// queue adds a round's evidence to the rounds waiting for the audit store.
+// What the store cannot take now stays in the summary (heartbeats, result)
+// for a later round or for the workflow's audit writer, which retries
+// without limit.
+func (a *Activities) queue(ctx context.Context, in WatchInput, sum *WatchResult, r health.Round) {
 	if a.Store == nil || !activity.IsActivity(ctx) {
 		return
 	}
-	info := activity.GetInfo(ctx)
 	bounded := r.Bounded(maxEvidence)
-	sum.Unwritten = append(sum.Unwritten, audit.Round{ActivityID: info.ActivityID, Seq: sum.Rounds, Stage: in.Stage,
-		Which: string(in.Which), At: r.At, Verdict: r.Verdict, Results: bounded.Results})
+	sum.Unwritten = append(sum.Unwritten, audit.Round{ActivityID: activity.GetInfo(ctx).ActivityID, Seq: sum.Rounds,
+		Stage: in.Stage, Which: string(in.Which), At: r.At, Verdict: r.Verdict, Results: bounded.Results})
 	if n := len(sum.Unwritten) - maxUnwritten; n > 0 {
 		sum.Unwritten, sum.Dropped = sum.Unwritten[n:], sum.Dropped+n
 	}
+}
+
+// flush tries to write the queued rounds, once and briefly, and reports
+// whether it did.
+func (a *Activities) flush(ctx context.Context, sum *WatchResult) bool {
+	if a.Store == nil || !activity.IsActivity(ctx) || len(sum.Unwritten) == 0 {
+		return false
+	}
+	info := activity.GetInfo(ctx)
 	wctx, cancel := context.WithTimeout(ctx, storeAttempt)
 	defer cancel()
 	err := a.Store.Write(wctx, audit.Batch{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Rounds: sum.Unwritten})
@@ -360,9 +530,10 @@ func (a *Activities) record(ctx context.Context, in WatchInput, sum *WatchResult
 			a.logger(ctx).Warn("audit store unavailable: keeping health rounds to write later",
 				zap.Int("waiting", len(sum.Unwritten)), zap.Error(err))
 		}
-		return
+		return false
 	}
 	sum.Unwritten = nil
+	return true
 }
 
 // Audit writes a batch of a rollout's audit trail. The workflow's audit

@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -686,5 +689,166 @@ func TestWatchEndsAtTheBakeDeadline(t *testing.T) {
 	res = f.run(t, WatchInput{Spec: s, Mode: WatchRounds, Rounds: 1000, MinSamples: 2, Until: time.Now().Add(-time.Second)})
 	if !res.Healthy || res.Rounds != 4 || res.Passed != 2 {
 		t.Errorf("past its deadline without samples: healthy=%v rounds=%d passed=%d; want the 4 rounds that give 2 samples", res.Healthy, res.Rounds, res.Passed)
+	}
+}
+
+// A retried watch past the bake's deadline ends at once only on a recent
+// round that was not failing; otherwise a round now decides. Before, it
+// passed on its samples alone: a version that stopped answering after its
+// first samples passed the stage with no failed round recorded.
+func TestWatchPastTheDeadlineNeedsAPassingRound(t *testing.T) {
+	const interval = time.Second
+	failedAgo := func(d time.Duration) *health.Round {
+		return &health.Round{At: time.Now().Add(-d), Verdict: health.Failed}
+	}
+	healthyAgo := func(d time.Duration) *health.Round {
+		return &health.Round{At: time.Now().Add(-d), Verdict: health.Healthy}
+	}
+	for _, c := range []struct {
+		name       string
+		prev       WatchResult
+		threshold  int
+		minSamples int
+		script     string
+		healthy    bool
+	}{
+		{name: "samples but no latest round: the round now fails", prev: WatchResult{Rounds: 1, Passed: 1, Tally: tally(1, 0, 0, 0, 1, 0, 0)},
+			threshold: 1, minSamples: 1, script: "F"},
+		{name: "no sample needed, none taken: the round now fails", threshold: 1, script: "F"},
+		{name: "failing streak: the next failure fails", threshold: 2, minSamples: 1, script: "F",
+			prev: WatchResult{Rounds: 2, Passed: 1, Failed: 1, Tally: tally(1, 0, 1, 0, 1, 1, 1), Latest: failedAgo(10 * time.Millisecond)}},
+		{name: "failing streak: a passing round passes", threshold: 2, minSamples: 1, script: "H", healthy: true,
+			prev: WatchResult{Rounds: 2, Passed: 1, Failed: 1, Tally: tally(1, 0, 1, 0, 1, 1, 1), Latest: failedAgo(10 * time.Millisecond)}},
+		{name: "healthy but an interval old: the round now fails", threshold: 1, minSamples: 1, script: "F",
+			prev: WatchResult{Rounds: 1, Passed: 1, Tally: tally(1, 0, 0, 0, 1, 0, 0), Latest: healthyAgo(3 * interval)}},
+		{name: "recent healthy round: ends at once", threshold: 1, minSamples: 1, script: "", healthy: true,
+			prev: WatchResult{Rounds: 1, Passed: 1, Tally: tally(1, 0, 0, 0, 1, 0, 0), Latest: healthyAgo(10 * time.Millisecond)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newWatchFixture(t, c.script)
+			f.env.SetHeartbeatDetails(c.prev)
+			s := watchSpec(func(h *spec.Health) { h.Interval, h.FailureThreshold = spec.Duration(interval), c.threshold })
+			got := f.run(t, WatchInput{Spec: s, Which: platform.WhichNew, Mode: WatchRounds, Rounds: 10,
+				MinSamples: c.minSamples, Until: time.Now().Add(-time.Second)})
+			if got.Healthy != c.healthy || f.checker.rounds() != len(c.script) {
+				t.Errorf("healthy=%v after %d rounds of its own (rounds=%d passed=%d failed=%d); want healthy=%v after %d",
+					got.Healthy, f.checker.rounds(), got.Rounds, got.Passed, got.Failed, c.healthy, len(c.script))
+			}
+		})
+	}
+}
+
+// A round that was running when its attempt was lost (the heartbeat marked
+// it in flight) counts as a round without data under the spec's policy;
+// it never vanishes. Before, the retried attempt ignored it.
+func TestWatchCountsALostRound(t *testing.T) {
+	started := time.Now().Add(-2 * time.Second)
+	prev := WatchResult{Rounds: 2, Passed: 2, Tally: tally(2, 0, 0, 0, 2, 0, 0), RoundAttempt: 1,
+		Latest: &health.Round{At: started.Add(-time.Second), Verdict: health.Healthy}, RoundStarted: started}
+	for _, c := range []struct {
+		name   string
+		edit   func(h *spec.Health)
+		script string
+		want   watchWant
+	}{
+		{name: "onNoData fail (default) fails it", script: "",
+			want: watchWant{rounds: 3, passed: 2, failed: 1, tally: tally(2, 0, 0, 1, 2, 1, 1), lastFailure: "was lost with its attempt"}},
+		{name: "threshold 2: the next failure fails", script: "F", edit: func(h *spec.Health) { h.FailureThreshold = 2 },
+			want: watchWant{rounds: 4, passed: 2, failed: 2, tally: tally(2, 0, 1, 1, 2, 2, 2), lastFailure: `check "web"`}},
+		{name: "onNoData hold: neither sample nor failure", script: "H", edit: func(h *spec.Health) { h.OnNoData = spec.NoDataHold },
+			want: watchWant{healthy: true, rounds: 4, passed: 3, tally: tally(3, 0, 0, 1, 3, 0, 0), lastFailure: "was lost with its attempt"}},
+		{name: "onNoData pass: not a sample either", script: "H", edit: func(h *spec.Health) { h.OnNoData = spec.NoDataPass },
+			want: watchWant{healthy: true, rounds: 4, passed: 3, tally: tally(3, 0, 0, 1, 3, 0, 0), lastFailure: "was lost with its attempt"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newWatchFixture(t, c.script)
+			f.env.SetHeartbeatDetails(prev)
+			s := watchSpec(func(h *spec.Health) {
+				h.Interval = spec.Duration(time.Second)
+				if c.edit != nil {
+					c.edit(h)
+				}
+			})
+			got := f.run(t, WatchInput{Spec: s, Which: platform.WhichNew, Mode: WatchRounds, Rounds: 4, Stage: "canary 10%"})
+			checkWatch(t, got, c.want)
+			if got.Lost != 1 || !got.RoundStarted.IsZero() {
+				t.Errorf("Lost=%d RoundStarted=%v; want 1 and cleared", got.Lost, got.RoundStarted)
+			}
+			if n := f.checker.rounds(); n != len(c.script) {
+				t.Errorf("checker ran %d rounds; want %d", n, len(c.script))
+			}
+			recs := f.rec.records()
+			if len(recs) == 0 || recs[0].Seq != 3 || recs[0].Verdict != health.NoData || !recs[0].At.Equal(started) {
+				t.Fatalf("audit records %+v; want the lost round first, as round 3, no-data, at %s", recs, started)
+			}
+		})
+	}
+}
+
+// lostAttempts counts the attempts that completed no round since the one
+// that completed the latest; the watch fails at maxLostAttempts.
+func TestLostAttempts(t *testing.T) {
+	for _, c := range []struct {
+		sum     WatchResult
+		attempt int32
+		want    int
+	}{
+		{WatchResult{}, 1, 0},
+		{WatchResult{}, 3, 2},
+		{WatchResult{Rounds: 4, RoundAttempt: 2}, 3, 0},
+		{WatchResult{Rounds: 4, RoundAttempt: 2}, 8, 5},
+		// A summary from before RoundAttempt: its attempt did complete rounds.
+		{WatchResult{Rounds: 4}, 9, 0},
+	} {
+		if got := lostAttempts(c.sum, c.attempt); got != c.want {
+			t.Errorf("lostAttempts(rounds %d, roundAttempt %d; attempt %d) = %d; want %d",
+				c.sum.Rounds, c.sum.RoundAttempt, c.attempt, got, c.want)
+		}
+	}
+}
+
+// A round longer than the heartbeat timeout (a check that waits out its
+// timeout on a version that accepts and never answers) keeps beating: the
+// round is counted, failed, and the attempt is not lost. Before, the round
+// blocked the heartbeats and the attempt timed out with its round.
+func TestWatchHeartbeatsThroughALongRound(t *testing.T) {
+	const hb = time.Second
+	f := newWatchFixture(t, "F")
+	f.checker.onRound = func(int) { time.Sleep(3 * hb) }
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(time.Minute)
+	env.RegisterActivity(f.acts)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in WatchInput) (WatchResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			HeartbeatTimeout: hb, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+		var res WatchResult
+		err := workflow.ExecuteActivity(ctx, f.acts.Watch, in).Get(ctx, &res)
+		return res, err
+	}, workflow.RegisterOptions{Name: "watch"})
+	var mu sync.Mutex
+	var marked bool
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var d WatchResult
+		if details.HasValues() && details.Get(&d) == nil && !d.RoundStarted.IsZero() {
+			mu.Lock()
+			marked = true
+			mu.Unlock()
+		}
+	})
+	in := WatchInput{Spec: watchSpec(nil), Which: platform.WhichNew, Mode: WatchRounds, Rounds: 3}
+	env.ExecuteWorkflow("watch", in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("the watch lost its attempt to a %s round: %v", 3*hb, err)
+	}
+	var got WatchResult
+	if err := env.GetWorkflowResult(&got); err != nil {
+		t.Fatal(err)
+	}
+	checkWatch(t, got, watchWant{rounds: 1, failed: 1, tally: tally(0, 0, 1, 0, 0, 1, 1), lastFailure: `check "web"`})
+	mu.Lock()
+	defer mu.Unlock()
+	if !marked {
+		t.Error("no heartbeat marked the round in flight")
 	}
 }
