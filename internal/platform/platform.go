@@ -50,6 +50,12 @@ type KubernetesSnapshot struct {
 	Replicas int `json:"replicas"`
 	// Image is the target container's image.
 	Image string `json:"image"`
+	// ImageIDs are the distinct image IDs the target container of the
+	// Deployment's pods ran (status.containerStatuses[].imageID), sorted;
+	// empty when the nodes reported none. A restore writes Image back, which
+	// names these bytes again only if it is pinned by digest: the converge
+	// that restores compares and reports a difference in its result's Drift.
+	ImageIDs []string `json:"imageIDs,omitempty"`
 }
 
 // Count is the number of instances that ran.
@@ -81,9 +87,16 @@ func (s Snapshot) Images() []string {
 
 // Instance is one running instance as it was found.
 type Instance struct {
-	Name   string          `json:"name"`
-	Image  string          `json:"image"`
-	Docker *DockerInstance `json:"docker,omitempty"`
+	Name string `json:"name"`
+	// Image is the image as the instance was started from (a tag), for
+	// display and labels.
+	Image string `json:"image"`
+	// ImageID is the content ID of the image the instance ran
+	// ("sha256:..."): a recreate uses it, so a tag moved since does not
+	// change what comes back. Empty in snapshots recorded before it
+	// existed; a recreate then uses Image.
+	ImageID string          `json:"imageID,omitempty"`
+	Docker  *DockerInstance `json:"docker,omitempty"`
 }
 
 // DockerInstance is everything needed to recreate a container.
@@ -104,6 +117,31 @@ type DockerInstance struct {
 	// (spec secretEnv): the reference, never the value. Env keeps each one's
 	// place as its bare name; a recreate resolves the reference again.
 	SecretEnv map[string]spec.SecretRef `json:"secretEnv,omitempty"`
+	// Mounts are the container's bind mounts and volumes (named or
+	// anonymous, by the volume's name) and tmpfs mounts, as they ran, so a
+	// recreate comes back with its data. Tmpfs holds the --tmpfs form.
+	Mounts []DockerMount     `json:"mounts,omitempty"`
+	Tmpfs  map[string]string `json:"tmpfs,omitempty"`
+	// MemorySwap, ShmSize, Runtime and the log driver are recorded as the
+	// engine reports them (its defaults filled in), so a recreate does not
+	// depend on the engine's defaults of the day.
+	MemorySwap int64             `json:"memorySwap,omitempty"`
+	ShmSize    int64             `json:"shmSize,omitempty"`
+	Runtime    string            `json:"runtime,omitempty"`
+	LogDriver  string            `json:"logDriver,omitempty"`
+	LogOptions map[string]string `json:"logOptions,omitempty"`
+	TTY        bool              `json:"tty,omitempty"`
+	OpenStdin  bool              `json:"openStdin,omitempty"`
+}
+
+// DockerMount is one mount of a container: a host path (bind), a volume by
+// name (volume) or a tmpfs.
+type DockerMount struct {
+	Type        string `json:"type"`
+	Source      string `json:"source,omitempty"` // host path or volume name
+	Target      string `json:"target"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+	Propagation string `json:"propagation,omitempty"` // bind mounts
 }
 
 // PortBinding publishes a container port on a host address.
@@ -146,6 +184,10 @@ type ConvergeResult struct {
 	NewCount int      `json:"newCount"`
 	OldCount int      `json:"oldCount"`
 	Total    int      `json:"total"`
+	// Drift says where the target now differs from what it is converged to
+	// in a way converging cannot undo, one sentence each (Kubernetes: a
+	// restored tag now names other bytes than the snapshot's pods ran).
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Changed reports whether anything was done.
@@ -162,6 +204,12 @@ const (
 	ErrTypeProgressStuck  = "ProgressDeadlineExceeded"
 	ErrTypeForbidden      = "Forbidden"
 )
+
+// ErrUnrestorable is wrapped by errors that say a target runs something its
+// platform cannot record and recreate exactly (a Docker container using a
+// setting a recreate would drop). The rollout is refused before any change:
+// activities classify it as ErrTypeInvalidSpec.
+var ErrUnrestorable = errors.New("cannot be restored exactly")
 
 // ErrForbidden is wrapped by errors that say the platform refused the worker
 // an action (Kubernetes RBAC): retrying does not help.

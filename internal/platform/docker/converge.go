@@ -162,7 +162,7 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		if w.inst.Docker == nil {
 			return fmt.Errorf("recreate container %q: snapshot has no docker record", w.name)
 		}
-		if err := c.p.CheckImage(ctx, w.inst.Image); err != nil {
+		if err := c.p.checkRecreateImage(ctx, *w.inst); err != nil {
 			return fmt.Errorf("recreate container %q: %w", w.name, err)
 		}
 		if refs := w.inst.Docker.SecretEnv; len(refs) > 0 {
@@ -369,19 +369,27 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 	if err != nil {
 		return client.ContainerCreateOptions{}, nil, fmt.Errorf("recreate container %q: %w", w.name, err)
 	}
+	mounts, err := mountConfig(di.Mounts)
+	if err != nil {
+		return client.ContainerCreateOptions{}, nil, fmt.Errorf("recreate container %q: %w", w.name, err)
+	}
 	nets := c.oldNetworks(*w.inst)
 	cfg := &container.Config{
-		Image:        w.inst.Image,
+		Image:        imageRef(*w.inst),
 		Env:          joinSecretEnv(di.Env, c.oldSecrets[w.name]),
 		Cmd:          di.Cmd,
 		Entrypoint:   di.Entrypoint,
-		Labels:       di.Labels,
+		Labels:       recreateLabels(*w.inst, di.Labels),
 		WorkingDir:   di.WorkingDir,
 		User:         di.User,
 		ExposedPorts: exposed,
+		Tty:          di.TTY,
+		OpenStdin:    di.OpenStdin,
 	}
 	hc := &container.HostConfig{PortBindings: bindings, RestartPolicy: restart,
-		Resources: container.Resources{NanoCPUs: di.NanoCPUs, Memory: di.Memory}}
+		Resources: container.Resources{NanoCPUs: di.NanoCPUs, Memory: di.Memory, MemorySwap: di.MemorySwap},
+		Mounts:    mounts, Tmpfs: di.Tmpfs, ShmSize: di.ShmSize, Runtime: di.Runtime,
+		LogConfig: container.LogConfig{Type: di.LogDriver, Config: di.LogOptions}}
 	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: hc}
 	if len(nets) == 0 {
 		return opts, nil, nil
@@ -393,6 +401,26 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 		nets[0].Network: {Aliases: nets[0].Aliases},
 	}}
 	return opts, nets[1:], nil
+}
+
+// checkRecreateImage refuses, with a *platform.ImageNotFoundError, to
+// recreate a snapshot instance whose image is gone. With an image ID only
+// those bytes will do: the name may meanwhile name others, and an ID cannot
+// be pulled.
+func (p *Platform) checkRecreateImage(ctx context.Context, in platform.Instance) error {
+	if in.ImageID == "" {
+		return p.CheckImage(ctx, in.Image)
+	}
+	_, err := p.cli.ImageInspect(ctx, in.ImageID)
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("image %q as it ran (%s) is no longer on the engine: %w",
+			in.Image, in.ImageID, &platform.ImageNotFoundError{Image: in.ImageID})
+	default:
+		return fmt.Errorf("inspect image %s: %w", in.ImageID, err)
+	}
 }
 
 // oldNetworks is a snapshot instance's networks with its service-network

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -78,7 +79,11 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 }
 
 // Snapshot returns the service's running containers, sorted by name, each
-// recorded completely enough to be recreated exactly. A variable set from a
+// recorded completely enough to be recreated exactly: from the image ID it
+// ran, with its mounts. A container using a setting a recreate would not
+// reproduce (privileges, devices, extra hosts, DNS, ...: see unrestorable)
+// fails the snapshot with an error naming the container and the settings
+// that wraps platform.ErrUnrestorable, before anything changes. A variable set from a
 // secret reference is recorded as its reference, never its value. Every
 // reference the rollout may resolve (the spec's, and the snapshot's for a
 // rollback) must resolve on this worker, or the snapshot fails before
@@ -89,6 +94,8 @@ func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 	if err != nil {
 		return snap, err
 	}
+	images := map[string]*container.Config{}
+	var unrestorableErrs []error
 	for _, c := range items {
 		name := containerName(c)
 		res, err := p.cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
@@ -102,9 +109,16 @@ func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 		if err != nil {
 			return snap, fmt.Errorf("snapshot container %q: %w", name, err)
 		}
+		img, err := p.imageConfig(ctx, res.Container.Image, images)
+		if err != nil {
+			return snap, fmt.Errorf("snapshot container %q: %w", name, err)
+		}
+		if fields := unrestorable(res.Container, img); len(fields) > 0 {
+			unrestorableErrs = append(unrestorableErrs, &unrestorableError{Container: name, Fields: fields})
+		}
 		snap.Instances = append(snap.Instances, in)
 	}
-	var errs []error
+	errs := unrestorableErrs
 	if d := s.Platform.Docker; d != nil {
 		if _, err := resolveAll(d.SecretEnv, specField); err != nil {
 			errs = append(errs, err)
@@ -126,28 +140,70 @@ func record(c container.InspectResponse) (platform.Instance, error) {
 	if c.Config == nil || c.HostConfig == nil {
 		return platform.Instance{}, errors.New("engine returned no config")
 	}
-	env, secretEnv := splitSecretEnv(c.Config.Env, c.Config.Labels)
+	image, labels := recordedImage(c)
+	env, secretEnv := splitSecretEnv(c.Config.Env, labels)
+	hc := c.HostConfig
 	in := platform.Instance{
-		Name:  strings.TrimPrefix(c.Name, "/"),
-		Image: c.Config.Image,
+		Name:    strings.TrimPrefix(c.Name, "/"),
+		Image:   image,
+		ImageID: c.Image,
 		Docker: &platform.DockerInstance{
 			Env:           env,
 			SecretEnv:     secretEnv,
 			Cmd:           slices.Clone(c.Config.Cmd),
 			Entrypoint:    slices.Clone(c.Config.Entrypoint),
-			Labels:        c.Config.Labels,
+			Labels:        labels,
 			WorkingDir:    c.Config.WorkingDir,
 			User:          c.Config.User,
-			Ports:         recordPorts(c.HostConfig.PortBindings),
-			RestartPolicy: formatRestart(c.HostConfig.RestartPolicy),
-			NanoCPUs:      c.HostConfig.NanoCPUs,
-			Memory:        c.HostConfig.Memory,
+			Ports:         recordPorts(hc.PortBindings),
+			RestartPolicy: formatRestart(hc.RestartPolicy),
+			NanoCPUs:      hc.NanoCPUs,
+			Memory:        hc.Memory,
+			Mounts:        recordMounts(c.Mounts, hc.Tmpfs),
+			Tmpfs:         maps.Clone(hc.Tmpfs),
+			MemorySwap:    hc.MemorySwap,
+			ShmSize:       hc.ShmSize,
+			Runtime:       hc.Runtime,
+			LogDriver:     hc.LogConfig.Type,
+			LogOptions:    maps.Clone(hc.LogConfig.Config),
+			TTY:           c.Config.Tty,
+			OpenStdin:     c.Config.OpenStdin,
 		},
+	}
+	if len(in.Docker.Tmpfs) == 0 {
+		in.Docker.Tmpfs = nil
+	}
+	if len(in.Docker.LogOptions) == 0 {
+		in.Docker.LogOptions = nil
 	}
 	if c.NetworkSettings != nil {
 		in.Docker.Networks = recordNetworks(c.NetworkSettings.Networks, string(c.HostConfig.NetworkMode), c.ID)
 	}
 	return in, nil
+}
+
+// imageConfig returns the config of the image with the given ID, once per
+// ID (cache), or nil when the image is gone (nothing to compare with; the
+// recreate will then refuse the missing image).
+func (p *Platform) imageConfig(ctx context.Context, id string, cache map[string]*container.Config) (*container.Config, error) {
+	if cfg, ok := cache[id]; ok {
+		return cfg, nil
+	}
+	res, err := p.cli.ImageInspect(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		cache[id] = nil
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspect image %s: %w", id, err)
+	}
+	cfg := &container.Config{}
+	if ic := res.Config; ic != nil {
+		cfg.Healthcheck = ic.Healthcheck
+		cfg.StopSignal = ic.StopSignal
+	}
+	cache[id] = cfg
+	return cfg, nil
 }
 
 // Endpoints returns "127.0.0.1:<port>" for every running instance selected by
