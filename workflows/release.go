@@ -129,6 +129,8 @@ type release struct {
 	// notifications and control updates.
 	version workflow.Version
 	searchV workflow.Version
+	// commitV is commitVersion's, taken just before the commit.
+	commitV workflow.Version
 	au      releaseAudit
 	nt      notifier
 }
@@ -224,6 +226,13 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	}
 	if failure == "" {
 		failure = rel.validate(launch)
+	}
+	if failure == "" {
+		// An abort or a held service's failure may have arrived while the
+		// checks ran (or after the last stage's wait): never commit past one.
+		if rel.commitV = workflow.GetVersion(ctx, commitVersion, workflow.DefaultVersion, 1); rel.commitV >= 1 {
+			failure = rel.commitBlocked()
+		}
 	}
 	stopLaunching()
 	if failure == "" {
@@ -529,6 +538,8 @@ func (rel *release) check(action string) error {
 		return fmt.Errorf("cannot %s: release %s is rolling back", action, rel.st.WorkflowID)
 	case rel.aborted:
 		return fmt.Errorf("cannot %s: release %s is already aborting", action, rel.st.WorkflowID)
+	case action == SignalAbort && rel.st.Phase == ReleaseCommitting && rel.commitV >= 1:
+		return fmt.Errorf("cannot abort: release %s: %s", rel.st.WorkflowID, committingRefusal)
 	case action == SignalPause && rel.st.Paused:
 		return fmt.Errorf("cannot pause: release %s is already paused", rel.st.WorkflowID)
 	case action == SignalResume && !rel.st.Paused:
@@ -542,6 +553,8 @@ func (rel *release) control(ctx workflow.Context, action string, req ControlRequ
 	switch {
 	case rel.st.Phase == ReleaseDone || rel.st.Phase == ReleaseRollingBack:
 		rec.Accepted, rec.Error = false, "the release is "+rel.st.Phase
+	case action == SignalAbort && rel.st.Phase == ReleaseCommitting && rel.commitV >= 1:
+		rec.Accepted, rec.Error = false, committingRefusal
 	case action == SignalAbort:
 		rel.abort(describe(req))
 	default:

@@ -24,6 +24,30 @@ const releaseVersion = "release-phases-20261122"
 // ReleasePreparing is the phase that writes the services' configuration.
 const ReleasePreparing = "preparing"
 
+// commitVersion: just before it commits, the release looks again for an
+// abort or a service that failed while it validated (a held rollout that
+// timed out or was aborted directly), and rolls back instead; once it
+// commits, it refuses an abort with its reason instead of accepting one it
+// can no longer act on. Runs recorded before it commit regardless.
+const commitVersion = "release-commit-20261203"
+
+// committingRefusal is why an abort is refused once the release commits.
+const committingRefusal = "the release is committing; its services are finalizing"
+
+// commitBlocked says why the release must not commit now, or "": it was
+// aborted, or a service failed after passing its stages.
+func (rel *release) commitBlocked() string {
+	if rel.aborted {
+		return rel.reason
+	}
+	for _, s := range rel.st.Services {
+		if s.State == ServiceFailed {
+			return fmt.Sprintf("service %s: %s", s.Name, s.Error)
+		}
+	}
+	return ""
+}
+
 // configItems lists the services whose configuration the release writes
 // before activating them: Kubernetes services with release configuration
 // (a Docker service's configuration is its containers' environment, which

@@ -232,3 +232,63 @@ func TestReleaseIntegrationAndReadiness(t *testing.T) {
 		})
 	}
 }
+
+// An abort that reaches a committing release can no longer stop it: it is
+// refused with that reason (an update is rejected; a signal is logged as not
+// accepted) rather than reported accepted while the release commits anyway.
+func TestReleaseAbortWhileCommittingIsRefusedWithItsReason(t *testing.T) {
+	const finalize = 4 // three stage converges, then the first finalize
+	t.Run("signal", func(t *testing.T) {
+		h := newHarness(t)
+		h.onConverge = func(n int) {
+			if n == finalize {
+				h.env.SignalWorkflow(SignalAbort, ControlRequest{By: "bob", Reason: "too late"})
+			}
+		}
+		res := h.runRelease(threeTier())
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Len(t, res.Controls, 1)
+		c := res.Controls[0]
+		require.Equal(t, SignalAbort, c.Action)
+		require.False(t, c.Accepted, "an abort the release cannot act on is not accepted")
+		require.Equal(t, "the release is committing; its services are finalizing", c.Error)
+	})
+	t.Run("update", func(t *testing.T) {
+		h := newHarness(t)
+		var updateErr error
+		answered := false
+		h.onConverge = func(n int) {
+			if n == finalize {
+				h.env.UpdateWorkflow(SignalAbort, "abort-at-commit", &releaseUpdate{done: func(_ ReleaseStatus, err error) {
+					answered, updateErr = true, err
+				}}, ControlRequest{By: "bob", Reason: "too late"})
+			}
+		}
+		res := h.runRelease(threeTier())
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.True(t, answered)
+		require.EqualError(t, updateErr, "cannot abort: release default-test-workflow-id: the release is committing; its services are finalizing")
+		require.Empty(t, res.Controls, "a rejected update leaves no control record")
+	})
+}
+
+// A held service that fails after passing its stages, while the release
+// still validates (here an operator aborts its rollout directly), stops the
+// commit: the release rolls the others back instead of committing them.
+func TestReleaseHeldServiceFailingBeforeCommitRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.probeAfter = 10 * time.Minute
+	r := threeTier()
+	r.Integration = &spec.Integration{Checks: []spec.Check{{Name: "checkout-flow", HTTP: &spec.HTTPCheck{URL: "http://127.0.0.1:1/checkout"}}}}
+	// web passes at 6 min; the integration checks run until 16 min.
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflowByID("deploy:docker:db-migrator", SignalAbort, ControlRequest{By: "carol", Reason: "hotfix"})
+	}, 8*time.Minute)
+	res := h.runRelease(r)
+	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Contains(t, res.Error, "service db-migrator: aborted: requested by carol: hotfix")
+	require.Equal(t, "db-migrator=failed api=rolled_back web=rolled_back", states(res))
+	require.Equal(t, []string{"web", "api"}, res.RollbackOrder)
+	_, restored := h.byService()
+	require.Equal(t, []string{"db-migrator", "web", "api"}, restored, "nothing was finalized")
+}

@@ -62,6 +62,8 @@ type harness struct {
 	preflight []string
 	verdicts  map[string]health.Verdict
 	probes    int
+	// probeAfter is how long a probe takes on the workflow clock.
+	probeAfter time.Duration
 	// configs logs the release's configuration calls, with the converges,
 	// in order ("prepare", "restore", "converge <service> [restore]");
 	// prepareConfigErr fails the preparation; notified holds the
@@ -150,7 +152,11 @@ func newHarnessOn(t *testing.T, suite *testsuite.WorkflowTestSuite) *harness {
 				round.Verdict = health.Worse(round.Verdict, v)
 			}
 			return round, nil
-		}).Maybe()
+		}).AfterFn(func() time.Duration {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.probeAfter
+	}).Maybe()
 	config := func(what string) func(ctx context.Context, in activities.ConfigInput) ([]platform.ConfigResult, error) {
 		return func(ctx context.Context, in activities.ConfigInput) ([]platform.ConfigResult, error) {
 			h.mu.Lock()
