@@ -592,6 +592,8 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeProgressStuck, err)
 	case errors.Is(err, platform.ErrConfigConflict):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeConfigConflict, err)
+	case errors.Is(err, platform.ErrUnrestorable):
+		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
 	}
 	return err
 }
