@@ -11,6 +11,9 @@
 //	FAIL_AFTER    seconds after start when /healthz starts answering 500
 //	SLOW_AFTER    seconds after start when every answer but /metrics is delayed by SLOW_BY
 //	SLOW_BY       delay once slow (default 2s)
+//	HANG_AFTER    seconds after start when every request, /healthz and /metrics
+//	              included, is accepted and never answered (a hung process: the
+//	              port still takes connections); the client gives up, not the app
 //	ERROR_RATE    fraction (0 to 1, default 0) of requests to / answered with 500,
 //	              spread evenly: 0.5 fails every 2nd request, 1 fails all;
 //	              /healthz is not affected
@@ -35,10 +38,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Set by -ldflags "-X main.version=v2 -X main.failAfter=5".
+// Set by -ldflags "-X main.version=v2 -X main.failAfter=5 -X main.hangAfter=5".
 var (
 	version   = "dev"
 	failAfter = ""
+	hangAfter = ""
 )
 
 func main() {
@@ -48,11 +52,15 @@ func main() {
 	if v := os.Getenv("FAIL_AFTER"); v != "" {
 		failAfter = v
 	}
+	if v := os.Getenv("HANG_AFTER"); v != "" {
+		hangAfter = v
+	}
 	port := getenv("PORT", "8080")
 	greeting := getenv("GREETING", "hello")
 	start := time.Now()
 	failAt := afterSeconds(start, failAfter)
 	slowAt := afterSeconds(start, os.Getenv("SLOW_AFTER"))
+	hangAt := afterSeconds(start, hangAfter)
 	slowBy, err := time.ParseDuration(getenv("SLOW_BY", "2s"))
 	if err != nil {
 		log.Fatalf("SLOW_BY: %v", err)
@@ -92,19 +100,41 @@ func main() {
 	})))
 	mux.Handle("/metrics", m.handler)
 
-	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	srv := &http.Server{Addr: ":" + port, Handler: hang(hangAt, ctx.Done(), mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
+	if !hangAt.IsZero() {
+		log.Printf("demo-app %s stops answering at %s", version, hangAt.Format(time.RFC3339Nano))
+	}
 	log.Printf("demo-app %s listening on :%s", version, port)
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// hang holds every request that arrives after at without an answer, until
+// the client gives up or the app is stopped: what a deadlocked or wedged
+// process looks like from outside, since its listener still accepts.
+func hang(at time.Time, stopping <-chan struct{}, h http.Handler) http.Handler {
+	if at.IsZero() {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().After(at) {
+			select {
+			case <-r.Context().Done():
+			case <-stopping:
+			}
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func getenv(k, def string) string {
