@@ -27,6 +27,9 @@ type auditWriter struct {
 	// queue holds what is recorded and not yet being written.
 	queue         audit.Batch
 	closing, done bool
+	// collecting: the collector runs (it outlives a close; reopen does not
+	// start a second one).
+	collecting bool
 }
 
 // start runs the collector and the writer on a disconnected context, so a
@@ -43,12 +46,15 @@ func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect fun
 			Summary:     "audit",
 		})
 		// The collector records every change as it happens.
-		workflow.Go(gctx, func(cctx workflow.Context) {
-			for {
-				_ = workflow.Await(cctx, dirty)
-				collect(cctx)
-			}
-		})
+		if !w.collecting {
+			w.collecting = true
+			workflow.Go(gctx, func(cctx workflow.Context) {
+				for {
+					_ = workflow.Await(cctx, dirty)
+					collect(cctx)
+				}
+			})
+		}
 		for {
 			_ = workflow.Await(gctx, func() bool { return w.closing || !w.queue.Empty() })
 			if w.queue.Empty() {
@@ -77,6 +83,16 @@ func (w *auditWriter) close(ctx workflow.Context) {
 	w.closing = true
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	_ = workflow.Await(dctx, func() bool { return w.done })
+}
+
+// reopen restarts a closed writer: the run it was closed for goes on (an
+// abort during a continue-as-new handover rolls back instead).
+func (w *auditWriter) reopen(ctx workflow.Context, dirty func() bool, collect func(workflow.Context)) {
+	if !w.on || !w.done {
+		return
+	}
+	w.closing, w.done = false, false
+	w.start(ctx, dirty, collect)
 }
 
 // event queues one event with the next sequence number, at now unless it

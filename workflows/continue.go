@@ -31,6 +31,10 @@ type carried struct {
 	Next       int               `json:"next"`
 	Paused     bool              `json:"paused,omitempty"`
 	Promoted   bool              `json:"promoted,omitempty"`
+	// Aborted and AbortReason: an abort accepted during the handover
+	// (runs at handoverVersion roll back instead; this is belt and braces).
+	Aborted     bool   `json:"aborted,omitempty"`
+	AbortReason string `json:"abortReason,omitempty"`
 	Accept     bool              `json:"acceptDegraded,omitempty"`
 	DeadlineAt time.Time         `json:"deadlineAt"`
 	HealthV    workflow.Version  `json:"healthVersion"`
@@ -73,6 +77,11 @@ func (r *rollout) shouldContinue(ctx workflow.Context, next int) bool {
 	return err == nil && due
 }
 
+// handoverVersion: an abort accepted while a run hands over (its controls
+// drained, its notifications flushed, its audit trail closed, all of which
+// may wait) rolls the rollout back instead of continuing it as new.
+const handoverVersion = "abort-at-handover-20261203"
+
 // continueAsNew finishes this run's side work (notifications, the audit
 // trail, control handlers in flight) and returns the error that continues
 // the rollout in a new run from stage next.
@@ -91,8 +100,14 @@ func (r *rollout) continueAsNew(ctx workflow.Context, strategy string, next int)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	r.nt.flush(ctx)
 	r.au.close(ctx)
+	// An abort accepted while this run handed over takes effect here: the
+	// caller rolls back. (The audit trail, closed, reopens for the rest.)
+	if r.aborted && workflow.GetVersion(ctx, handoverVersion, workflow.DefaultVersion, 1) >= 1 {
+		r.au.reopen(ctx, r.auditDirty, r.auditCollect)
+		return errAborted{r.abortReason}
+	}
 	c := carried{Status: r.status(), Snapshot: r.snapshot, Plan: r.plan, Token: r.token, Next: next,
-		Paused: r.paused, Promoted: r.promoted, Accept: r.acceptDegraded, DeadlineAt: r.deadlineAt, HealthV: r.healthV,
+		Paused: r.paused, Promoted: r.promoted, Aborted: r.aborted, AbortReason: r.abortReason, Accept: r.acceptDegraded, DeadlineAt: r.deadlineAt, HealthV: r.healthV,
 		Audit:    carriedAudit{On: r.au.on, Seq: r.au.seq, Phase: r.au.phase, Controls: r.au.controls, Stages: r.au.stages},
 		Notified: r.nt.sent, Runs: r.runs + 1}
 	c.Status.Phase = r.st.Phase
@@ -119,6 +134,7 @@ func (r *rollout) resume(ctx workflow.Context, raw []byte) (int, error) {
 	}
 	r.st, r.snapshot, r.plan, r.token = c.Status, c.Snapshot, c.Plan, c.Token
 	r.paused, r.promoted, r.acceptDegraded, r.healthV = c.Paused, c.Promoted, c.Accept, c.HealthV
+	r.aborted, r.abortReason = c.Aborted, c.AbortReason
 	r.deadlineAt, r.runs = c.DeadlineAt, c.Runs
 	r.au.seq, r.au.phase, r.au.controls, r.au.stages = c.Audit.Seq, c.Audit.Phase, c.Audit.Controls, c.Audit.Stages
 	r.nt.sent = c.Notified

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -94,4 +96,88 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 	}
 	require.NotEqual(t, time.Time{}, res.StartedAt)
 	require.Empty(t, res.Rollback)
+}
+
+// TestAbortDuringContinueAsNewHandoverRollsBack: an abort accepted while a
+// run hands over to the next (here the audit trail waits minutes for its
+// database while the run closes it) rolls the rollout back in that run;
+// it once continued as new and the next run carried on to succeeded
+// (review finding 3). The audit trail, reopened, records the rollback.
+func TestAbortDuringContinueAsNewHandoverRollsBack(t *testing.T) {
+	s := testSpec(spec.Rolling)
+	s.Strategy.BatchSize = 1
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	h := newHarness(t)
+	h.auditFails = 12 // about 4 minutes of database outage
+	h.onConverge = func(n int) {
+		if n == 2 {
+			h.env.SetContinueAsNewSuggested(true)
+		}
+	}
+	var abortErr error
+	accepted := false
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(UpdateAbort, "a1", &updateCallback{done: func(_ Status, err error) { abortErr, accepted = err, true }},
+			ControlRequest{By: "oncall", Reason: "error rate up"})
+	}, 150*time.Second)
+	h.env.SetTestTimeout(time.Minute)
+	h.env.ExecuteWorkflow(RollingWorkflow, s)
+	require.True(t, h.env.IsWorkflowCompleted())
+	require.True(t, accepted)
+	require.NoError(t, abortErr)
+	require.NoError(t, h.env.GetWorkflowError(), "the run must not continue as new")
+	var res Result
+	require.NoError(t, h.env.GetWorkflowResult(&res))
+	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Contains(t, res.Error, "aborted: requested by oncall: error rate up")
+	// Two batches, then the restore; nothing after the abort.
+	d := h.desired()
+	require.Len(t, d, 3)
+	require.Equal(t, restore, d[2])
+	last := res.Controls[len(res.Controls)-1]
+	require.Equal(t, []any{"abort", true}, []any{last.Action, last.Accepted})
+	// The audit trail, closed for the handover, went on to the outcome.
+	var outcome string
+	for _, b := range h.batches {
+		for _, e := range b.Events {
+			if e.Kind == audit.KindOutcome {
+				outcome = e.To
+			}
+		}
+	}
+	require.Equal(t, string(OutcomeRolledBack), outcome)
+}
+
+// TestAbortCarriedAcrossContinueAsNew: a run that carries an accepted
+// abort (belt and braces: the handover itself rolls back now) rolls back
+// at once instead of running the next stage.
+func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
+	s := testSpec(spec.Rolling)
+	s.Strategy.BatchSize = 1
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	h := newHarness(t)
+	h.onConverge = func(n int) {
+		if n == 2 {
+			h.env.SetContinueAsNewSuggested(true)
+		}
+	}
+	h.env.ExecuteWorkflow(RollingWorkflow, s)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next spec.Spec
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	var c map[string]any
+	require.NoError(t, json.Unmarshal(next.Resume, &c))
+	c["aborted"], c["abortReason"] = true, "requested by oncall"
+	next.Resume, _ = json.Marshal(c)
+
+	h2 := newHarness(t)
+	h2.env.SetContinuedExecutionRunID("run-1")
+	h2.env.ExecuteWorkflow(RollingWorkflow, next)
+	require.NoError(t, h2.env.GetWorkflowError())
+	var res Result
+	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, "aborted: requested by oncall", res.Error)
+	require.Equal(t, []plan.Desired{restore}, h2.desired())
 }
