@@ -148,6 +148,12 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	}
 	c.res.NewCount, c.res.OldCount = len(newPods), len(oldPods)
 	c.res.Total = c.res.NewCount + c.res.OldCount
+	if d.New == 0 {
+		if drift := imageDrift(*req.Snapshot.Kubernetes, oldPods, container); drift != "" {
+			c.res.Drift = append(c.res.Drift, drift)
+			c.log.Warn("restored pods run other image bytes than the snapshot's", zap.String("drift", drift))
+		}
+	}
 	return c.res, nil
 }
 

@@ -255,7 +255,8 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 }
 
 // Snapshot reads the spec's Deployment and Service and records them,
-// stripped of server-managed fields, so that a rollback can restore them.
+// stripped of server-managed fields, so that a rollback can restore them,
+// with the image IDs the Deployment's pods ran (see imageDrift).
 func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot, error) {
 	snap, err := p.snapshot(ctx, s)
 	return snap, forbidden(err)
@@ -287,6 +288,11 @@ func (p *Platform) snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 		Replicas: int(replicas(d)),
 		Image:    d.Spec.Template.Spec.Containers[ci].Image,
 	}
+	pods, err := ownedPods(ctx, cs, d)
+	if err != nil {
+		return snap, err
+	}
+	ks.ImageIDs = imageIDs(pods, d.Spec.Template.Spec.Containers[ci].Name)
 	d = cleanDeployment(d)
 	if ks.Deployment, err = json.Marshal(d); err != nil {
 		return snap, fmt.Errorf("encode deployment %q: %w", ns+"/"+k.Deployment, err)
