@@ -50,7 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 const idsHelp = `IDs: a rollout's workflow ID is derived from its target (deploy:docker:SERVICE,
 deploy:k8s:NAMESPACE/DEPLOYMENT), a release's from its environment and name
-(release:ENVIRONMENT/NAME); a rollout is also found by the --execution-id it was started with.`
+(release:ENVIRONMENT/NAME); a rollout is also found by the --execution-id it was started with
+(refused, listing them, when that ID names several open rollouts).`
 
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{

@@ -35,7 +35,8 @@ func deployCmd(g *globals) *cobra.Command {
 		Use:   "deploy -f SPEC",
 		Short: "Start a rollout from a spec (YAML or JSON)",
 		Long: `Start a rollout from a spec (YAML or JSON). Starting the same request again joins the
-running rollout; another request for a busy target is refused with the running one's name.
+running rollout; another request for a busy target is refused with the running one's name, and
+so is the same --execution-id with a different spec (naming what differs).
 With --wait, follow it like watch does and exit with its outcome's code.`,
 		Example: `  starter deploy -f deployments/examples/canary.yaml
   starter deploy -f spec.yaml --wait --json

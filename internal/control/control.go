@@ -5,14 +5,17 @@ package control
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -30,6 +33,11 @@ import (
 const SearchAttrExecutionID = "StagecraftExecutionId"
 
 var executionIDKey = temporal.NewSearchAttributeKeyKeyword(SearchAttrExecutionID)
+
+// MemoSpec is the memo field that holds the fingerprint of the normalized
+// spec a rollout was started with (see Fingerprint), so that a start reusing
+// its execution ID with other parameters is refused rather than joined.
+const MemoSpec = "spec"
 
 // Started names a started (or joined) rollout.
 type Started struct {
@@ -50,9 +58,73 @@ func (e *BusyError) Error() string {
 		e.WorkflowID, e.RunID, e.RequestID)
 }
 
+// ReusedError says a start reused the execution ID of an open rollout of the
+// same target with a different spec: joining would deploy nothing new.
+type ReusedError struct {
+	ExecutionID, WorkflowID, RunID string
+	// Differences names what differs, the image with both values
+	// ("image a → b"), any other top-level field by name.
+	Differences []string
+}
+
+func (e *ReusedError) Error() string {
+	return fmt.Sprintf("execution ID %q is already in use by rollout %s (run %s) with a different spec (%s differs); "+
+		"start the new spec with a new execution ID, after that rollout has finished or been aborted",
+		e.ExecutionID, e.WorkflowID, e.RunID, strings.Join(e.Differences, "; "))
+}
+
+// Fingerprint is the identity of a normalized spec's parameters, kept in a
+// rollout's memo (MemoSpec): a short hash of each top-level field of the
+// spec with its defaults applied, and the image itself so that a refusal can
+// name it. The execution ID is not part of it.
+func Fingerprint(s spec.Spec) map[string]string {
+	s = s.WithDefaults()
+	s.ExecutionID = ""
+	b, _ := json.Marshal(s)
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(b, &fields)
+	fp := make(map[string]string, len(fields))
+	for k, v := range fields {
+		var image string
+		if k == "image" && json.Unmarshal(v, &image) == nil {
+			fp[k] = image
+			continue
+		}
+		sum := sha256.Sum256(v)
+		fp[k] = hex.EncodeToString(sum[:8])
+	}
+	return fp
+}
+
+// differences names the fields whose fingerprints differ, in order.
+func differences(was, now map[string]string) []string {
+	var keys []string
+	for k := range was {
+		keys = append(keys, k)
+	}
+	for k := range now {
+		if _, ok := was[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []string
+	for _, k := range keys {
+		switch {
+		case was[k] == now[k]:
+		case k == "image":
+			out = append(out, fmt.Sprintf("image %s → %s", was[k], now[k]))
+		default:
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Start starts a rollout of s (validated, defaults applied). If the target
 // already runs a rollout for the same request, Start returns that one; for
-// a different request it returns a *BusyError.
+// a different request it returns a *BusyError, and for the same execution ID
+// with a different spec a *ReusedError.
 func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 	s = s.WithDefaults()
 	if err := s.Validate(); err != nil {
@@ -62,6 +134,7 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 	if err != nil {
 		return Started{}, err
 	}
+	memo := map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID, MemoSpec: Fingerprint(s)}
 	opts := client.StartWorkflowOptions{
 		ID:                       s.WorkflowID(),
 		TaskQueue:                workflows.TaskQueue,
@@ -70,7 +143,7 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 		// Without this the SDK silently returns the running rollout even
 		// when it serves a different request.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		Memo:                                     map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID},
+		Memo:                                     memo,
 		StaticSummary:                            fmt.Sprintf("%s %s → %s", s.Strategy.Type, s.Service, s.Image),
 		StaticDetails:                            staticDetails(s),
 	}
@@ -92,12 +165,20 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 }
 
 func join(ctx context.Context, c client.Client, s spec.Spec, name string) (Started, error) {
-	return joinRun(ctx, c, s.WorkflowID(), name, s.RequestID())
+	st, err := joinRun(ctx, c, s.WorkflowID(), name, s.RequestID(), Fingerprint(s))
+	var reused *ReusedError
+	if errors.As(err, &reused) {
+		reused.ExecutionID = s.ExecutionID
+	}
+	return st, err
 }
 
 // joinRun returns the open run of workflowID when it serves the same
 // request (its memo's request ID and its type match), else a *BusyError.
-func joinRun(ctx context.Context, c client.Client, workflowID, name, requestID string) (Started, error) {
+// With a fingerprint, a run that recorded another one (same request ID,
+// other parameters: a reused execution ID) is a *ReusedError; a run
+// started before fingerprints were recorded is joined on its request ID.
+func joinRun(ctx context.Context, c client.Client, workflowID, name, requestID string, fp map[string]string) (Started, error) {
 	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
 		return Started{}, fmt.Errorf("describe running %s: %w", workflowID, err)
@@ -112,20 +193,32 @@ func joinRun(ctx context.Context, c client.Client, workflowID, name, requestID s
 	if running != requestID || info.GetType().GetName() != name {
 		return Started{}, &BusyError{WorkflowID: workflowID, RunID: runID, RequestID: running}
 	}
+	if f, ok := info.GetMemo().GetFields()[MemoSpec]; ok && fp != nil {
+		var was map[string]string
+		if err := converter.GetDefaultDataConverter().FromPayload(f, &was); err != nil {
+			return Started{}, fmt.Errorf("read the spec fingerprint of running %s: %w", workflowID, err)
+		}
+		if diff := differences(was, fp); len(diff) > 0 {
+			return Started{}, &ReusedError{WorkflowID: workflowID, RunID: runID, Differences: diff}
+		}
+	}
 	return Started{WorkflowID: workflowID, RunID: runID, Workflow: name, Joined: true}, nil
 }
 
-// Resolve turns a workflow ID or a caller's execution ID into a workflow ID.
+// Resolve turns a workflow ID or a caller's execution ID into a workflow ID;
+// an execution ID of several open rollouts is an *AmbiguousError.
 func Resolve(ctx context.Context, c client.Client, id string) (string, error) {
 	if strings.HasPrefix(id, "deploy:") {
 		return id, nil
 	}
-	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)})
-	if err == nil && len(resp.GetExecutions()) > 0 {
-		return resp.GetExecutions()[0].GetExecution().GetWorkflowId(), nil
+	wid, err := byExecutionID(ctx, c, id)
+	switch {
+	case err != nil:
+		return "", err
+	case wid == "":
+		return "", fmt.Errorf("no rollout with workflow ID or execution ID %q (workflow IDs look like deploy:docker:SERVICE)", id)
 	}
-	return "", fmt.Errorf("no rollout with workflow ID or execution ID %q (workflow IDs look like deploy:docker:SERVICE)", id)
+	return wid, nil
 }
 
 // Status queries a rollout's status.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -32,6 +33,62 @@ func (e *NotFoundError) Error() string {
 		return fmt.Sprintf("no %s %s: nothing with this ID has run (%s)", Kind(e.ID), e.ID, IDForms)
 	}
 	return fmt.Sprintf("no rollout %s: neither a workflow ID nor the execution ID of a rollout (%s)", e.ID, IDForms)
+}
+
+// AmbiguousError says that an execution ID names rollouts of several
+// targets (one execution ID, say a CI build number, used for several
+// services), so an action addressed by it would pick one at random.
+type AmbiguousError struct {
+	ID string
+	// WorkflowIDs are the rollouts it names, sorted: the open ones when
+	// Open, else every one.
+	WorkflowIDs []string
+	Open        bool
+}
+
+func (e *AmbiguousError) Error() string {
+	what := "rollouts"
+	if e.Open {
+		what = "open rollouts"
+	}
+	return fmt.Sprintf("execution ID %q names %d %s: %s; address one by its workflow ID",
+		e.ID, len(e.WorkflowIDs), what, strings.Join(e.WorkflowIDs, ", "))
+}
+
+// byExecutionID returns the workflow ID of the rollout started with
+// execution ID id: its open rollout, or when none is open, the one that ran
+// with it; "" when none did. Several open rollouts (or, none open, several
+// closed ones of different targets) are an *AmbiguousError.
+func byExecutionID(ctx context.Context, c client.Client, id string) (string, error) {
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)})
+	if err != nil {
+		// An unregistered search attribute just means no rollout has one.
+		return "", nil
+	}
+	var open, all []string
+	for _, ex := range resp.GetExecutions() {
+		wid := ex.GetExecution().GetWorkflowId()
+		if ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && !slices.Contains(open, wid) {
+			open = append(open, wid)
+		}
+		if !slices.Contains(all, wid) {
+			all = append(all, wid)
+		}
+	}
+	slices.Sort(open)
+	slices.Sort(all)
+	switch {
+	case len(open) == 1:
+		return open[0], nil
+	case len(open) > 1:
+		return "", &AmbiguousError{ID: id, WorkflowIDs: open, Open: true}
+	case len(all) > 1:
+		return "", &AmbiguousError{ID: id, WorkflowIDs: all}
+	case len(all) == 1:
+		return all[0], nil
+	}
+	return "", nil
 }
 
 // FinishedError says that an action came after the rollout or release had
@@ -121,18 +178,20 @@ func Describe(ctx context.Context, c client.Client, workflowID, runID string) (E
 
 // Find finds a rollout or release by its workflow ID (deploy:…, release:…)
 // or a rollout by the execution ID it was started with, and describes its
-// latest run. An ID that names nothing is a *NotFoundError.
+// latest run. An ID that names nothing is a *NotFoundError; an execution ID
+// of several open rollouts is an *AmbiguousError.
 func Find(ctx context.Context, c client.Client, id string) (Execution, error) {
 	if strings.HasPrefix(id, "deploy:") || IsRelease(id) {
 		return Describe(ctx, c, id, "")
 	}
-	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)})
-	// An unregistered search attribute just means no rollout has one.
-	if err != nil || len(resp.GetExecutions()) == 0 {
+	wid, err := byExecutionID(ctx, c, id)
+	switch {
+	case err != nil:
+		return Execution{}, err
+	case wid == "":
 		return Execution{}, &NotFoundError{ID: id}
 	}
-	return Describe(ctx, c, resp.GetExecutions()[0].GetExecution().GetWorkflowId(), "")
+	return Describe(ctx, c, wid, "")
 }
 
 // Final returns the result of a closed run: a rollout's final

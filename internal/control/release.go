@@ -37,7 +37,7 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
-		return joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID())
+		return joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID(), nil)
 	case err != nil:
 		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
 	}
