@@ -44,7 +44,7 @@ func TestApprovalGateWaitsForApprove(t *testing.T) {
 	approve(20*time.Minute, "carol")
 	res := h.run(gated(spec.OnTimeoutAbort))
 	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
-	require.Equal(t, []string{"cannot approve: rollout default-test-workflow-id is not waiting for approval"}, errs)
+	require.Equal(t, []string{"cannot approve: rollout deploy:docker:hello is not waiting for approval"}, errs)
 
 	// Two bakes (2 min), then the gate held 100% until the approve at 20 min.
 	require.Equal(t, PhaseAwaitingApproval, waiting.Phase)

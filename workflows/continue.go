@@ -24,20 +24,20 @@ var ContinueAfterEvents = 3000
 
 // carried is a rollout's state handed from one run to the next.
 type carried struct {
-	Status     Status            `json:"status"`
-	Snapshot   platform.Snapshot `json:"snapshot"`
-	Plan       plan.Plan         `json:"plan"`
-	Token      string            `json:"token"`
-	Next       int               `json:"next"`
-	Paused     bool              `json:"paused,omitempty"`
-	Promoted   bool              `json:"promoted,omitempty"`
+	Status   Status            `json:"status"`
+	Snapshot platform.Snapshot `json:"snapshot"`
+	Plan     plan.Plan         `json:"plan"`
+	Token    string            `json:"token"`
+	Next     int               `json:"next"`
+	Paused   bool              `json:"paused,omitempty"`
+	Promoted bool              `json:"promoted,omitempty"`
 	// Aborted and AbortReason: an abort accepted during the handover
 	// (runs at handoverVersion roll back instead; this is belt and braces).
-	Aborted     bool   `json:"aborted,omitempty"`
-	AbortReason string `json:"abortReason,omitempty"`
-	Accept     bool              `json:"acceptDegraded,omitempty"`
-	DeadlineAt time.Time         `json:"deadlineAt"`
-	HealthV    workflow.Version  `json:"healthVersion"`
+	Aborted     bool             `json:"aborted,omitempty"`
+	AbortReason string           `json:"abortReason,omitempty"`
+	Accept      bool             `json:"acceptDegraded,omitempty"`
+	DeadlineAt  time.Time        `json:"deadlineAt"`
+	HealthV     workflow.Version `json:"healthVersion"`
 	// Audit is what the audit trail last recorded, so the next run goes on
 	// numbering its events and writes no event twice.
 	Audit    carriedAudit   `json:"audit"`

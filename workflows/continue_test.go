@@ -54,7 +54,7 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "ops"}) }, 101*time.Second)
 			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "ops"}) }, time.Hour)
 		}
-		h.env.ExecuteWorkflow(RollingWorkflow, input)
+		h.execute(RollingWorkflow, input)
 		require.True(t, h.env.IsWorkflowCompleted())
 		for _, c := range h.converges {
 			desired = append(desired, c.Desired.New)
@@ -121,7 +121,7 @@ func TestAbortDuringContinueAsNewHandoverRollsBack(t *testing.T) {
 			ControlRequest{By: "oncall", Reason: "error rate up"})
 	}, 150*time.Second)
 	h.env.SetTestTimeout(time.Minute)
-	h.env.ExecuteWorkflow(RollingWorkflow, s)
+	h.execute(RollingWorkflow, s)
 	require.True(t, h.env.IsWorkflowCompleted())
 	require.True(t, accepted)
 	require.NoError(t, abortErr)
@@ -161,7 +161,7 @@ func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
 			h.env.SetContinueAsNewSuggested(true)
 		}
 	}
-	h.env.ExecuteWorkflow(RollingWorkflow, s)
+	h.execute(RollingWorkflow, s)
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
 	var next spec.Spec
@@ -173,7 +173,7 @@ func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
 
 	h2 := newHarness(t)
 	h2.env.SetContinuedExecutionRunID("run-1")
-	h2.env.ExecuteWorkflow(RollingWorkflow, next)
+	h2.execute(RollingWorkflow, next)
 	require.NoError(t, h2.env.GetWorkflowError())
 	var res Result
 	require.NoError(t, h2.env.GetWorkflowResult(&res))

@@ -174,6 +174,15 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		}
 		return rel.finish(ctx, OutcomeRejected, "invalid release: "+err.Error()), nil
 	}
+	// One owner per release, as per rollout target (see ownerVersion).
+	if id := rel.st.WorkflowID; id != r.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
+		msg := ownerProblem("release", r.Environment+"/"+r.Name, id, r.WorkflowID())
+		rel.st.Problems = []string{msg}
+		for i := range rel.st.Services {
+			rel.st.Services[i].State = ServiceNotStarted
+		}
+		return rel.finish(ctx, OutcomeRejected, msg), nil
+	}
 	if problems, err := rel.prerequisites(ctx); err != nil || len(problems) > 0 {
 		msg := "prerequisites: "
 		if err != nil {

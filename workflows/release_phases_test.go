@@ -199,8 +199,8 @@ func TestReleaseControlUpdates(t *testing.T) {
 	res := h.runRelease(threeTier())
 	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, []string{
-		"resume: cannot resume: release default-test-workflow-id is not paused",
-		"pause: cannot pause: release default-test-workflow-id is already paused",
+		"resume: cannot resume: release release:prod/shop is not paused",
+		"pause: cannot pause: release release:prod/shop is already paused",
 	}, rejected)
 	require.Len(t, accepted, 2)
 	require.True(t, accepted[0].Paused)

@@ -25,7 +25,7 @@ func threeTier() spec.Release {
 
 func (h *harness) runRelease(r spec.Release) ReleaseStatus {
 	h.t.Helper()
-	h.env.ExecuteWorkflow(ReleaseWorkflow, r)
+	h.execute(ReleaseWorkflow, r)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())
 	var res ReleaseStatus
@@ -267,7 +267,7 @@ func TestReleaseAbortWhileCommittingIsRefusedWithItsReason(t *testing.T) {
 		res := h.runRelease(threeTier())
 		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
 		require.True(t, answered)
-		require.EqualError(t, updateErr, "cannot abort: release default-test-workflow-id: the release is committing; its services are finalizing")
+		require.EqualError(t, updateErr, "cannot abort: release release:prod/shop: the release is committing; its services are finalizing")
 		require.Empty(t, res.Controls, "a rejected update leaves no control record")
 	})
 }

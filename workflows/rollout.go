@@ -114,6 +114,16 @@ const (
 	healthPolicyVersion = "health-policy-20261122"
 )
 
+// ownerVersion: a rollout or release runs only under its target's
+// canonical workflow ID.
+const ownerVersion = "owner-20261203"
+
+// ownerProblem says why a workflow under the wrong ID is refused, naming
+// both IDs.
+func ownerProblem(what, target, got, want string) string {
+	return fmt.Sprintf("workflow ID %q is not the %s ID of %s: it must run as %q, the one ID that makes it the target's only owner", got, what, target, want)
+}
+
 // errAborted is returned by a stage interrupted by an abort.
 type errAborted struct{ reason string }
 
@@ -165,6 +175,15 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	if problems := checkSpec(r.spec, strategy); len(problems) > 0 {
 		r.st.Problems = problems
 		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; ")), nil
+	}
+	// One target, one owner: the workflow ID is the target's lock, so a
+	// rollout under any other ID (a raw client, another SDK, a typo) would
+	// run beside the target's own rollout and undo its work. Refused before
+	// anything is looked at or changed, whoever started it.
+	if id := r.st.WorkflowID; id != r.spec.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
+		msg := ownerProblem("rollout", r.spec.TargetKey(), id, r.spec.WorkflowID())
+		r.st.Problems = []string{msg}
+		return r.finish(ctx, OutcomeRejected, msg), nil
 	}
 	if resume != nil {
 		next, err := r.resume(ctx, resume)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -80,6 +81,10 @@ type harness struct {
 	// onConverge, when set, runs on every converge (mu held).
 	onConverge func(n int)
 	specs      map[string]spec.Spec
+	prepares   int
+	// id, when set, is the workflow ID the test starts under; by default
+	// the target's own (what the starter uses).
+	id string
 }
 
 type convergeCall struct {
@@ -100,6 +105,9 @@ func newHarnessOn(t *testing.T, suite *testsuite.WorkflowTestSuite) *harness {
 
 	h.env.OnActivity(acts.Prepare, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.PrepareInput) (activities.PrepareResult, error) {
+			h.mu.Lock()
+			h.prepares++
+			h.mu.Unlock()
 			if h.prepareErr != nil {
 				return activities.PrepareResult{}, h.prepareErr
 			}
@@ -272,12 +280,28 @@ func (h *harness) run(s spec.Spec) Result {
 	h.t.Helper()
 	name, err := WorkflowFor(s.Strategy.Type)
 	require.NoError(h.t, err)
-	h.env.ExecuteWorkflow(name, s)
+	h.execute(name, s)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())
 	var res Result
 	require.NoError(h.t, h.env.GetWorkflowResult(&res))
 	return res
+}
+
+// execute starts the workflow under the ID the starter would give it (the
+// target's or the release's), or h.id.
+func (h *harness) execute(name string, in any) {
+	id := h.id
+	if id == "" {
+		switch in := in.(type) {
+		case spec.Spec:
+			id = in.WorkflowID()
+		case spec.Release:
+			id = in.WithDefaults().WorkflowID()
+		}
+	}
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue})
+	h.env.ExecuteWorkflow(name, in)
 }
 
 func (h *harness) desired() []plan.Desired {
@@ -584,7 +608,7 @@ func TestInvalidSpecIsRejectedWithoutActivities(t *testing.T) {
 
 func TestStrategyMismatchIsRejected(t *testing.T) {
 	h := newHarness(t)
-	h.env.ExecuteWorkflow(RollingWorkflow, testSpec(spec.Canary))
+	h.execute(RollingWorkflow, testSpec(spec.Canary))
 	var res Result
 	require.NoError(t, h.env.GetWorkflowResult(&res))
 	require.Equal(t, OutcomeRejected, res.Outcome)
@@ -792,5 +816,44 @@ func TestMinSamplesWatchesPastTheBake(t *testing.T) {
 		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
 		require.Equal(t, 1, res.Stages[0].ChecksPassed)
 		require.Equal(t, 30*time.Second, h.converges[1].At.Sub(h.converges[0].At), "one round, after one interval")
+	})
+}
+
+// TestRolloutUnderAnotherWorkflowIDIsRejected: a rollout started under any
+// workflow ID but its target's (a raw client, another SDK, a typo) is
+// rejected before anything is looked at or changed, naming both IDs; it
+// once ran to succeeded beside whatever the target's own rollout did
+// (review finding 4). A release likewise.
+func TestRolloutUnderAnotherWorkflowIDIsRejected(t *testing.T) {
+	t.Run("rollout", func(t *testing.T) {
+		h := newHarness(t)
+		h.id = "my-own-id-for-hello"
+		res := h.run(testSpec(spec.Canary))
+		require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+		require.Contains(t, res.Error, `"my-own-id-for-hello"`)
+		require.Contains(t, res.Error, `"deploy:docker:hello"`)
+		require.Equal(t, []string{res.Error}, res.Problems)
+		require.Zero(t, h.prepares, "nothing looked at")
+		require.Empty(t, h.converges, "nothing changed")
+		require.Empty(t, h.started)
+	})
+	t.Run("release", func(t *testing.T) {
+		h := newHarness(t)
+		h.id = "shop-prod"
+		res := h.runRelease(threeTier())
+		require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+		require.Contains(t, res.Error, `"shop-prod"`)
+		require.Contains(t, res.Error, `"release:prod/shop"`)
+		require.Zero(t, h.probes)
+		require.Empty(t, h.configs, "nothing prepared, no rollout started")
+		for _, s := range res.Services {
+			require.Equal(t, ServiceNotStarted, s.State, s.Name)
+		}
+	})
+	t.Run("the target's own ID runs", func(t *testing.T) {
+		h := newHarness(t)
+		h.id = "deploy:docker:hello"
+		res := h.run(testSpec(spec.Canary))
+		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
 	})
 }
