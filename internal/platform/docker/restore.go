@@ -51,7 +51,9 @@ func unrestorable(c container.InspectResponse, img *container.Config) []string {
 		}
 	}
 	cfg, hc := c.Config, c.HostConfig
-	add(cfg.Hostname != "" && !strings.HasPrefix(c.ID, cfg.Hostname), "Config.Hostname")
+	// The engine names a container after its ID, or after the host on the
+	// host's network.
+	add(cfg.Hostname != "" && !strings.HasPrefix(c.ID, cfg.Hostname) && !hc.NetworkMode.IsHost(), "Config.Hostname")
 	add(cfg.Domainname != "", "Config.Domainname")
 	add(cfg.StopTimeout != nil, "Config.StopTimeout")
 	add(cfg.NetworkDisabled, "Config.NetworkDisabled")

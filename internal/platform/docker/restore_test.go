@@ -48,6 +48,10 @@ func TestUnrestorable(t *testing.T) {
 			c.HostConfig.Tmpfs = map[string]string{"/t": ""}
 			c.Mounts = []container.MountPoint{{Type: mount.TypeVolume, Name: "vol", Destination: "/data", RW: true}}
 		}, nil},
+		{"on the host's network, named after it", func(c *container.InspectResponse) {
+			c.HostConfig.NetworkMode = "host"
+			c.Config.Hostname = "worker-7"
+		}, nil},
 		{"privileges", func(c *container.InspectResponse) {
 			c.HostConfig.Privileged = true
 			c.HostConfig.CapAdd = []string{"NET_ADMIN"}
