@@ -665,11 +665,21 @@ func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
 	return r.st
 }
 
-// startDeadline aborts the rollout when its total timeout passes.
+// heldDeadlineVersion: a rollout held for its release (awaiting_release)
+// no longer aborts when its own timeout passes.
+const heldDeadlineVersion = "held-deadline-20261203"
+
+// startDeadline aborts the rollout when its total timeout passes, unless
+// it is held for its release by then.
 func (r *rollout) startDeadline(ctx workflow.Context) {
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		t := workflow.NewTimerWithOptions(gctx, max(r.deadlineAt.Sub(workflow.Now(gctx)), time.Millisecond), workflow.TimerOptions{Summary: "rollout timeout"})
 		if t.Get(gctx, nil) == nil && r.st.Phase != PhaseDone {
+			// Held for its release, every stage passed: the release's
+			// timeout governs from here, not this rollout's.
+			if r.st.Phase == PhaseAwaitingRelease && workflow.GetVersion(gctx, heldDeadlineVersion, workflow.DefaultVersion, 1) >= 1 {
+				return
+			}
 			_, _ = r.control(gctx, SignalAbort, ControlRequest{Reason: "rollout timeout " + r.spec.Timeout.D().String() + " passed", By: "stagecraft"}, "timeout")
 		}
 	})
