@@ -44,6 +44,8 @@ type carried struct {
 	Notified map[string]int `json:"notified,omitempty"`
 	// Runs counts the runs before this one.
 	Runs int `json:"runs"`
+	// Rules are the spec validation rules the first run chose.
+	Rules spec.Rules `json:"specRules,omitempty"`
 }
 
 type carriedAudit struct {
@@ -109,7 +111,7 @@ func (r *rollout) continueAsNew(ctx workflow.Context, strategy string, next int)
 	c := carried{Status: r.status(), Snapshot: r.snapshot, Plan: r.plan, Token: r.token, Next: next,
 		Paused: r.paused, Promoted: r.promoted, Aborted: r.aborted, AbortReason: r.abortReason, Accept: r.acceptDegraded, DeadlineAt: r.deadlineAt, HealthV: r.healthV,
 		Audit:    carriedAudit{On: r.au.on, Seq: r.au.seq, Phase: r.au.phase, Controls: r.au.controls, Stages: r.au.stages},
-		Notified: r.nt.sent, Runs: r.runs + 1}
+		Notified: r.nt.sent, Runs: r.runs + 1, Rules: r.rules}
 	c.Status.Phase = r.st.Phase
 	b, err := json.Marshal(c)
 	if err != nil {

@@ -6,8 +6,10 @@ package workflows
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -96,6 +98,8 @@ type rollout struct {
 	promotedBy ControlRequest
 	promotedAt time.Time
 	gateV      workflow.Version
+	// rules are the spec validation rules of this rollout's first run.
+	rules spec.Rules
 	// nt sends the spec's notifications.
 	nt notifier
 	// deadlineAt is when the rollout timeout aborts it; runs counts the
@@ -172,7 +176,8 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 // continues it as new.
 func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) (Result, error) {
 	logger := workflow.GetLogger(ctx)
-	if problems := checkSpec(r.spec, strategy); len(problems) > 0 {
+	r.rules = r.specRules(ctx, resume)
+	if problems := checkSpec(r.spec, strategy, r.rules); len(problems) > 0 {
 		r.st.Problems = problems
 		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; ")), nil
 	}
@@ -714,10 +719,33 @@ func errorMessage(err error) string {
 	return err.Error()
 }
 
-// checkSpec validates the spec and that it asks for this workflow's strategy.
-func checkSpec(s spec.Spec, strategy string) []string {
+// specBoundsVersion: a rollout validates its spec under the bounded rules
+// (spec.RulesBounded: upper bounds on every duration, count and length).
+// Runs started before keep the rules they started under, so a spec
+// accepted then is not refused on replay or after a continue-as-new.
+const specBoundsVersion = "spec-bounds-20261203"
+
+// specRules are the validation rules this rollout runs under: those its
+// first run chose, carried across continue-as-new.
+func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
+	if resume != nil {
+		var c struct {
+			Rules spec.Rules `json:"specRules"`
+		}
+		_ = json.Unmarshal(resume, &c) // a bad carry is refused by resume
+		return c.Rules
+	}
+	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) >= 1 {
+		return spec.RulesBounded
+	}
+	return spec.RulesUnbounded
+}
+
+// checkSpec validates the spec under rules and that it asks for this
+// workflow's strategy.
+func checkSpec(s spec.Spec, strategy string, rules spec.Rules) []string {
 	var problems []string
-	if err := s.Validate(); err != nil {
+	if err := s.ValidateUnder(rules); err != nil {
 		var ve *spec.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {
@@ -780,7 +808,7 @@ func rollbackOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
 func convergeTimeout(s spec.Spec) time.Duration {
 	d := 10 * time.Minute
 	if k := s.Platform.Kubernetes; k != nil {
-		d = max(d, 4*(k.ProgressDeadline.D()+time.Minute))
+		d = max(d, mulSat(addSat(k.ProgressDeadline.D(), time.Minute), 4))
 	}
 	return d
 }
@@ -801,9 +829,33 @@ const (
 )
 
 func watchOptions(ctx workflow.Context, s spec.Spec, attempts int32) workflow.Context {
-	ctx = retried(ctx, "health watch", s.Timeout.D()+10*time.Minute, 10*time.Second, attempts)
+	ctx = retried(ctx, "health watch", addSat(s.Timeout.D(), 10*time.Minute), 10*time.Second, attempts)
 	opts := workflow.GetActivityOptions(ctx)
 	opts.HeartbeatTimeout = 5 * time.Second
 	opts.WaitForCancellation = true
 	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// Saturating duration arithmetic for every sum or product of spec
+// durations that becomes a timer or an activity timeout: held at the
+// largest duration rather than wrapping to a negative one, which Temporal
+// refuses ("A valid timeout may not be negative") after the target has
+// already changed. The spec bounds its durations far below this; these
+// hold whatever reaches the workflow (an older worker's spec rules, a
+// client that never validated).
+
+// addSat is a + b for non-negative durations, at most math.MaxInt64.
+func addSat(a, b time.Duration) time.Duration {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// mulSat is d * n for a non-negative d and n, at most math.MaxInt64.
+func mulSat(d time.Duration, n int64) time.Duration {
+	if n > 0 && d > math.MaxInt64/time.Duration(n) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(n)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/audit"
@@ -856,4 +858,32 @@ func TestRolloutUnderAnotherWorkflowIDIsRejected(t *testing.T) {
 		res := h.run(testSpec(spec.Canary))
 		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
 	})
+}
+
+// TestTimeoutArithmeticSaturates: a spec's durations reach Temporal only
+// through saturating sums and products, never as an overflowed negative
+// timeout. A run started before the spec's upper bounds
+// (spec-bounds-20261203) validates its spec without them and accepts a
+// timeout of 2562047h47m, just under time.Duration's limit: its watch's
+// start-to-close timeout (timeout + 10 min) once wrapped negative, every
+// watch failed at once and the rollout ended rollback_failed after the
+// first stage had changed the target (review finding 13). It now runs.
+func TestTimeoutArithmeticSaturates(t *testing.T) {
+	s := testSpec(spec.Canary)
+	require.NoError(t, (&s.Timeout).UnmarshalJSON([]byte(`"2562047h47m"`)))
+	require.NoError(t, s.ValidateUnder(spec.RulesUnbounded))
+	require.Error(t, s.Validate(), "the bounded rules refuse it")
+
+	h := newHarness(t)
+	h.env.OnGetVersion(specBoundsVersion, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	res := h.run(s)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Len(t, h.converges, 4)
+
+	// Four progress deadlines plus their grace, on Kubernetes, likewise.
+	k := testSpec(spec.Canary)
+	k.Platform = spec.Platform{Kubernetes: &spec.Kubernetes{Deployment: "hello", ProgressDeadline: spec.Duration(math.MaxInt64 / 2)}}
+	require.Equal(t, time.Duration(math.MaxInt64), convergeTimeout(k))
+	k.Platform.Kubernetes.ProgressDeadline = spec.Duration(10 * time.Minute)
+	require.Equal(t, 44*time.Minute, convergeTimeout(k))
 }
