@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -90,4 +91,27 @@ func TestComposeFile(t *testing.T) {
 	require.True(t, w.ReadOnly)
 	require.Equal(t, []string{"/usr/local/bin/starter", "list", "--source", "temporal", "--limit", "1"},
 		[]string(w.HealthCheck.Test[1:]), "the worker's healthcheck runs a binary the scratch image has")
+}
+
+// TestComposeWorkerGracePeriodOutlastsStopTimeout: docker compose stop
+// waits stop_grace_period before SIGKILL; it must outlast the time the
+// worker gives running activities after SIGTERM (STAGECRAFT_STOP_TIMEOUT,
+// set in the worker's environment so that it can be checked here).
+func TestComposeWorkerGracePeriodOutlastsStopTimeout(t *testing.T) {
+	root := itest.Root()
+	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  root,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
+		Environment: types.Mapping{},
+	}, func(o *loader.Options) { o.SetProjectName("stagecraft", true) })
+	require.NoError(t, err)
+	w := project.Services["worker"]
+	v := w.Environment["STAGECRAFT_STOP_TIMEOUT"]
+	require.NotNil(t, v, "the worker's environment sets STAGECRAFT_STOP_TIMEOUT")
+	stop, err := time.ParseDuration(*v)
+	require.NoError(t, err)
+	require.Positive(t, stop, "a zero stop timeout cancels running activities at once")
+	require.NotNil(t, w.StopGracePeriod, "stop_grace_period is set (docker's default is 10s)")
+	require.GreaterOrEqual(t, time.Duration(*w.StopGracePeriod), stop+5*time.Second,
+		"stop_grace_period %s must outlast STAGECRAFT_STOP_TIMEOUT %s by a few seconds", time.Duration(*w.StopGracePeriod), stop)
 }

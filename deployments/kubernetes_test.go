@@ -217,3 +217,33 @@ func (w *warningRecorder) take() []string {
 	w.seen = nil
 	return seen
 }
+
+// TestWorkerGracePeriodOutlastsStopTimeout checks, for each overlay, that
+// the pod's grace period is longer than the time the worker gives running
+// activities after SIGTERM (STAGECRAFT_STOP_TIMEOUT, which the ConfigMap
+// must set so that it can be checked here), with room for the worker to
+// report their results and exit; otherwise the kubelet's SIGKILL would cut
+// a converge off mid-change, as if no stop timeout were set.
+func TestWorkerGracePeriodOutlastsStopTimeout(t *testing.T) {
+	for _, ov := range overlays {
+		t.Run(ov.name, func(t *testing.T) {
+			objs := render(t, filepath.Join(itest.Root(), "deployments", "kubernetes", "overlays", ov.name))
+			cm := convert[corev1.ConfigMap](t, find(t, objs, "ConfigMap", "stagecraft-worker"))
+			v, ok := cm.Data["STAGECRAFT_STOP_TIMEOUT"]
+			require.True(t, ok, "the ConfigMap sets STAGECRAFT_STOP_TIMEOUT (without it the worker's default applies unchecked)")
+			stop, err := time.ParseDuration(v)
+			require.NoError(t, err)
+			require.Positive(t, stop, "a zero stop timeout cancels running activities at once")
+			d := convert[appsv1.Deployment](t, find(t, objs, "Deployment", "stagecraft-worker"))
+			for _, c := range d.Spec.Template.Spec.Containers {
+				for _, e := range c.Env {
+					require.NotEqual(t, "STAGECRAFT_STOP_TIMEOUT", e.Name, "set in the ConfigMap only")
+				}
+			}
+			grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds
+			require.NotNil(t, grace, "terminationGracePeriodSeconds is set")
+			require.GreaterOrEqual(t, time.Duration(*grace)*time.Second, stop+5*time.Second,
+				"terminationGracePeriodSeconds %d must outlast STAGECRAFT_STOP_TIMEOUT %s by a few seconds", *grace, stop)
+		})
+	}
+}

@@ -7,6 +7,7 @@
 //	DOCKER_HOST         Docker engine (default the local socket)
 //	DATABASE_URL        PostgreSQL for the audit trail (unset: the trail is off)
 //	STAGECRAFT_METRICS_ADDRESS  host:port of the Prometheus /metrics endpoint (unset: off)
+//	STAGECRAFT_STOP_TIMEOUT     how long running activities may finish after SIGTERM (default 50s)
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	tclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -50,7 +52,14 @@ type config struct {
 	kubeQPS        float32
 	kubeBurst      int
 	metricsAddress string
+	stopTimeout    time.Duration
 }
+
+// defaultStopTimeout is how long, after SIGTERM, the worker lets running
+// activities finish (a converge its change, a rollback its restore) before
+// it cancels them. The platform's grace period must be longer
+// (terminationGracePeriodSeconds 60, stop_grace_period 60s).
+const defaultStopTimeout = 50 * time.Second
 
 func main() {
 	var cfg config
@@ -60,7 +69,12 @@ func main() {
 		Example: `  # against the local dev server started by make run
   worker --address 127.0.0.1:7233`,
 		SilenceUsage: true,
-		RunE:         func(*cobra.Command, []string) error { return run(cfg) },
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := stopTimeoutFromEnv(c.Flags(), &cfg.stopTimeout); err != nil {
+				return err
+			}
+			return run(cfg)
+		},
 	}
 	f := cmd.Flags()
 	cfg.temporal.AddFlags(f)
@@ -81,6 +95,8 @@ func main() {
 		"how long a workflow task waits for the worker that has its run cached before another worker takes it (after a crash, how late a bake's end can act)")
 	f.Float32Var(&cfg.kubeQPS, "kube-qps", kubernetes.DefaultQPS, "requests per second to each Kubernetes cluster (one client per kubeconfig and context, shared by its rollouts)")
 	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
+	f.DurationVar(&cfg.stopTimeout, "stop-timeout", defaultStopTimeout,
+		"after SIGTERM, how long running activities may finish before they are cancelled (env STAGECRAFT_STOP_TIMEOUT); keep it below the platform's grace period")
 	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
 	f.StringVar(&cfg.metricsAddress, "metrics-address", os.Getenv("STAGECRAFT_METRICS_ADDRESS"), "host:port to serve Prometheus metrics on at /metrics, e.g. 127.0.0.1:9464 (env STAGECRAFT_METRICS_ADDRESS); empty, the default, serves none")
 	cmd.AddCommand(&cobra.Command{
@@ -228,11 +244,7 @@ func run(cfg config) error {
 	}
 	defer dc.Close()
 
-	w := worker.New(c, workflows.TaskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize: cfg.maxActivities,
-		StickyScheduleToStartTimeout:       cfg.stickyTimeout,
-		Interceptors:                       failpoints(log),
-	})
+	w := worker.New(c, workflows.TaskQueue, workerOptions(cfg, log))
 	workflows.Register(w)
 	kube := kubernetes.New(log)
 	kube.QPS, kube.Burst = cfg.kubeQPS, cfg.kubeBurst
@@ -248,6 +260,34 @@ func run(cfg config) error {
 	log.Info("worker starting", zap.String("address", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", workflows.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))
 	return w.Run(worker.InterruptCh())
+}
+
+// workerOptions are the SDK worker's options from the configuration.
+func workerOptions(cfg config, log *zap.Logger) worker.Options {
+	return worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.maxActivities,
+		StickyScheduleToStartTimeout:       cfg.stickyTimeout,
+		// Without it the SDK cancels running activities at once on SIGTERM:
+		// a converge is cut off mid-change and retried elsewhere only after
+		// its heartbeat timeout.
+		WorkerStopTimeout: cfg.stopTimeout,
+		Interceptors:      failpoints(log),
+	}
+}
+
+// stopTimeoutFromEnv sets *d from STAGECRAFT_STOP_TIMEOUT unless the flag
+// was given; a value that is no duration stops the worker at start.
+func stopTimeoutFromEnv(flags *pflag.FlagSet, d *time.Duration) error {
+	v := os.Getenv("STAGECRAFT_STOP_TIMEOUT")
+	if v == "" || flags.Changed("stop-timeout") {
+		return nil
+	}
+	parsed, err := time.ParseDuration(v)
+	if err != nil || parsed < 0 {
+		return fmt.Errorf("STAGECRAFT_STOP_TIMEOUT %q: not a duration like 50s", v)
+	}
+	*d = parsed
+	return nil
 }
 
 func envOr(k, def string) string {
