@@ -59,6 +59,9 @@ type converge struct {
 	secrets    map[string]string
 	oldSecrets map[string]map[string]string
 	values     []string
+	// oldImages is what each snapshot instance to be recreated is created
+	// from, by container: see recreateImage.
+	oldImages map[string]string
 }
 
 // Converge brings the service to req.Desired: this rollout's new instances
@@ -162,9 +165,14 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		if w.inst.Docker == nil {
 			return fmt.Errorf("recreate container %q: snapshot has no docker record", w.name)
 		}
-		if err := c.p.checkRecreateImage(ctx, *w.inst); err != nil {
+		ref, err := c.p.recreateImage(ctx, *w.inst)
+		if err != nil {
 			return fmt.Errorf("recreate container %q: %w", w.name, err)
 		}
+		if c.oldImages == nil {
+			c.oldImages = map[string]string{}
+		}
+		c.oldImages[w.name] = ref
 		if refs := w.inst.Docker.SecretEnv; len(refs) > 0 {
 			vals, err := resolveAll(refs, snapshotField(w.name))
 			if err != nil {
@@ -274,6 +282,11 @@ func (c *converge) ensure(ctx context.Context, w want, existing map[string]conta
 	case err == nil:
 		c.res.Created = append(c.res.Created, w.name)
 		log.Info("created container", zap.String("image", opts.Config.Image), zap.String("id", res.ID))
+		if !w.isNew {
+			if err := c.sameImage(ctx, *w.inst, w.name); err != nil {
+				return err
+			}
+		}
 	case cerrdefs.IsConflict(err):
 		// Created meanwhile, by a previous attempt or a racing one: accept it
 		// if it is ours.
@@ -374,12 +387,13 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 		return client.ContainerCreateOptions{}, nil, fmt.Errorf("recreate container %q: %w", w.name, err)
 	}
 	nets := c.oldNetworks(*w.inst)
+	image := cmp.Or(c.oldImages[w.name], imageRef(*w.inst))
 	cfg := &container.Config{
-		Image:        imageRef(*w.inst),
+		Image:        image,
 		Env:          joinSecretEnv(di.Env, c.oldSecrets[w.name]),
 		Cmd:          di.Cmd,
 		Entrypoint:   di.Entrypoint,
-		Labels:       recreateLabels(*w.inst, di.Labels),
+		Labels:       recreateLabels(*w.inst, image, di.Labels),
 		WorkingDir:   di.WorkingDir,
 		User:         di.User,
 		ExposedPorts: exposed,
@@ -403,24 +417,56 @@ func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platfo
 	return opts, nets[1:], nil
 }
 
-// checkRecreateImage refuses, with a *platform.ImageNotFoundError, to
-// recreate a snapshot instance whose image is gone. With an image ID only
-// those bytes will do: the name may meanwhile name others, and an ID cannot
-// be pulled.
-func (p *Platform) checkRecreateImage(ctx context.Context, in platform.Instance) error {
+// recreateImage returns what to create a snapshot instance from: its image
+// name while that still names the bytes it ran (so the engine keeps showing
+// the name), else the image ID. With an ID only those bytes will do: a
+// *platform.ImageNotFoundError when they are gone (an ID cannot be pulled).
+// A snapshot without an ID (recorded before IDs were) uses the name.
+func (p *Platform) recreateImage(ctx context.Context, in platform.Instance) (string, error) {
 	if in.ImageID == "" {
-		return p.CheckImage(ctx, in.Image)
+		return in.Image, p.CheckImage(ctx, in.Image)
+	}
+	if in.Image != "" && in.Image != in.ImageID {
+		res, err := p.cli.ImageInspect(ctx, in.Image)
+		if err == nil && res.ID == in.ImageID {
+			return in.Image, nil
+		}
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("inspect image %q: %w", in.Image, err)
+		}
 	}
 	_, err := p.cli.ImageInspect(ctx, in.ImageID)
 	switch {
 	case err == nil:
-		return nil
+		return in.ImageID, nil
 	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("image %q as it ran (%s) is no longer on the engine: %w",
+		return "", fmt.Errorf("image %q as it ran (%s) is no longer on the engine: %w",
 			in.Image, in.ImageID, &platform.ImageNotFoundError{Image: in.ImageID})
 	default:
-		return fmt.Errorf("inspect image %s: %w", in.ImageID, err)
+		return "", fmt.Errorf("inspect image %s: %w", in.ImageID, err)
 	}
+}
+
+// sameImage checks that a snapshot instance just created by its image name
+// runs the bytes it ran: the name may have moved since recreateImage looked.
+// If not, the container goes again and the error is retryable; the retry
+// creates it from the ID.
+func (c *converge) sameImage(ctx context.Context, in platform.Instance, name string) error {
+	if in.ImageID == "" {
+		return nil
+	}
+	got, err := c.p.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect container %q: %w", name, err)
+	}
+	if got.Container.Image == in.ImageID {
+		return nil
+	}
+	if err := c.remove(ctx, name); err != nil {
+		return err
+	}
+	return fmt.Errorf("recreate container %q: image %q moved to %s while it was created, not %s as it ran; removed it to create it again",
+		name, in.Image, got.Container.Image, in.ImageID)
 }
 
 // oldNetworks is a snapshot instance's networks with its service-network

@@ -195,17 +195,18 @@ func mountConfig(ms []platform.DockerMount) ([]mount.Mount, error) {
 	return out, nil
 }
 
-// imageRef is what a recreate starts a snapshot instance from: the image ID
-// it ran when the snapshot has one, else (older snapshots) the name.
+// imageRef is what a recreate starts a snapshot instance from when nothing
+// was looked up (see recreateImage): the image ID it ran when the snapshot
+// has one, else (older snapshots) the name.
 func imageRef(in platform.Instance) string {
 	return cmp.Or(in.ImageID, in.Image)
 }
 
-// recreateLabels are a snapshot instance's labels for its recreate: when it
-// is created from an image ID, labelImage keeps the name it was started
+// recreateLabels are a snapshot instance's labels for its recreate from
+// image: when that is the image ID, labelImage keeps the name it was started
 // from.
-func recreateLabels(in platform.Instance, labels map[string]string) map[string]string {
-	if in.ImageID == "" || in.Image == "" || in.Image == in.ImageID {
+func recreateLabels(in platform.Instance, image string, labels map[string]string) map[string]string {
+	if image != in.ImageID || in.Image == "" || in.Image == in.ImageID {
 		return labels
 	}
 	out := maps.Clone(labels)

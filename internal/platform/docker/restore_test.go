@@ -96,9 +96,10 @@ func TestUnrestorable(t *testing.T) {
 }
 
 // TestRecordRecreateRoundTrip checks that what a snapshot records of a
-// container is what its recreate asks for: the image by ID (its name kept
-// in a label the next snapshot drops again), its mounts, and the engine
-// settings recorded as the engine reported them.
+// container is what its recreate asks for: the image by ID when the name
+// moved (the name kept in a label the next snapshot drops again) or by name
+// when it did not, its mounts, and the engine settings recorded as the
+// engine reported them.
 func TestRecordRecreateRoundTrip(t *testing.T) {
 	c := inspected()
 	c.HostConfig.Tmpfs = map[string]string{"/scratch": "size=1m"}
@@ -146,6 +147,17 @@ func TestRecordRecreateRoundTrip(t *testing.T) {
 	}
 	if hc.ShmSize != 64<<20 || hc.Runtime != "runc" || hc.MemorySwap != 128<<20 || hc.LogConfig.Type != "json-file" {
 		t.Errorf("recreate host config %+v", hc)
+	}
+
+	// While the name still names the bytes it ran, the recreate uses the
+	// name, and no label is added.
+	cv.oldImages = map[string]string{in.Name: "demo:v1"}
+	byName, _, err := cv.oldContainer(want{name: in.Name, inst: &in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := byName.Config.Labels[labelImage]; byName.Config.Image != "demo:v1" || ok {
+		t.Errorf("recreate by name: image %q labels %v", byName.Config.Image, byName.Config.Labels)
 	}
 
 	// The recreated container, as the engine reports it, records the same.
