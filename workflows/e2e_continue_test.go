@@ -74,3 +74,53 @@ func TestLongRollingContinuesAsNewOnTheRealServer(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, runs, 3)
 }
+
+// TestAbortDuringHandoverOnTheRealServer: a Docker rolling update (3
+// batches) continues as new after its first batch (threshold 1 event),
+// while PostgreSQL is down, so the run's handover waits for its audit trail
+// to be written. An abort sent in that window is accepted; once PostgreSQL
+// is back, the run rolls back (it completes: no next run) and v1 is
+// restored. Before, the abort was accepted and lost: the next run rolled
+// out the remaining batches (review finding 3).
+func TestAbortDuringHandoverOnTheRealServer(t *testing.T) {
+	prev := workflows.ContinueAfterEvents
+	workflows.ContinueAfterEvents = 1
+	t.Cleanup(func() { workflows.ContinueAfterEvents = prev })
+	pg, st := auditStore(t)
+	itest.StartWorkerWith(t, tc, dc, itest.WorkerConfig{Store: st})
+	service := itest.Name("e2e-handover")
+	cleanup(t, service)
+	v1 := installV1(t, service)
+
+	s := demoSpec(service, "stagecraft-demo:v2", spec.Rolling, 3)
+	s.Strategy.Bake = spec.Duration(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	started, err := control.Start(ctx, tc, s)
+	require.NoError(t, err)
+	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	pg.Stop(t)
+	// Batch 1 passes; the first run then hands over, waiting for the trail.
+	waitForStage(t, started.WorkflowID, 0, workflows.StageCompleted)
+	time.Sleep(2 * time.Second)
+	d, err := tc.DescribeWorkflowExecution(ctx, started.WorkflowID, "")
+	require.NoError(t, err)
+	require.Equal(t, started.RunID, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "still the first run, handing over")
+	mid, err := control.Status(ctx, tc, started.WorkflowID)
+	require.NoError(t, err)
+	require.Equal(t, workflows.StagePending, mid.Stages[1].Status)
+
+	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.SignalAbort, workflows.ControlRequest{By: "oncall", Reason: "error rate up"})
+	require.NoError(t, err, "the abort is accepted")
+	pg.Start(t)
+
+	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Contains(t, res.Error, "aborted: requested by oncall: error rate up")
+	require.Equal(t, workflows.StagePending, res.Stages[1].Status, "no batch after the abort")
+	events := fetchHistory(t, started.WorkflowID, started.RunID).GetEvents()
+	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, events[len(events)-1].GetEventType(), "the first run rolled back itself")
+	require.Equal(t, restorable(v1), restorable(instances(t, service)), "v1 restored")
+	recordNamed(t, started.WorkflowID, started.RunID, "rolling-abort-at-handover")
+}
