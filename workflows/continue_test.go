@@ -181,3 +181,41 @@ func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
 	require.Equal(t, "aborted: requested by oncall", res.Error)
 	require.Equal(t, []plan.Desired{restore}, h2.desired())
 }
+
+// TestPauseDuringContinueAsNewHandoverHolds: a pause accepted while a run
+// hands over is carried: the next run starts paused and converges nothing
+// until the resume.
+func TestPauseDuringContinueAsNewHandoverHolds(t *testing.T) {
+	s := testSpec(spec.Rolling)
+	s.Strategy.BatchSize = 1
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	h := newHarness(t)
+	h.auditFails = 12
+	h.onConverge = func(n int) {
+		if n == 2 {
+			h.env.SetContinueAsNewSuggested(true)
+		}
+	}
+	var pauseErr error
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(UpdatePause, "p1", &updateCallback{done: func(_ Status, err error) { pauseErr = err }},
+			ControlRequest{By: "oncall"})
+	}, 150*time.Second)
+	h.execute(RollingWorkflow, s)
+	require.NoError(t, pauseErr)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next spec.Spec
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+
+	h2 := newHarness(t)
+	h2.env.SetContinuedExecutionRunID("run-1")
+	h2.env.RegisterDelayedCallback(func() { h2.env.SignalWorkflow(SignalResume, ControlRequest{By: "oncall"}) }, 10*time.Minute)
+	start := h2.env.Now()
+	h2.execute(RollingWorkflow, next)
+	require.NoError(t, h2.env.GetWorkflowError())
+	var res Result
+	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, 10*time.Minute, h2.converges[0].At.Sub(start), "the next run waited for the resume")
+}
