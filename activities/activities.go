@@ -190,11 +190,14 @@ type WatchResult struct {
 	// Lost counts rounds lost with their attempts (each counted as a
 	// no-data round). RoundStarted marks, in heartbeats, a round that has
 	// run lostRoundGrace and not ended: a retried attempt that finds it
-	// knows that round was lost. RoundAttempt is the attempt that completed
-	// the latest round (maxLostAttempts).
+	// knows that round was lost. Started is when the watch's first attempt
+	// that heartbeat began. OwedSince is the attempt after which lost attempts count
+	// (maxLostAttempts): the one that completed the latest round, or the
+	// one before an attempt that began with no round due yet.
 	Lost         int       `json:"lost,omitempty"`
 	RoundStarted time.Time `json:"roundStarted,omitzero"`
-	RoundAttempt int32     `json:"roundAttempt,omitempty"`
+	Started      time.Time `json:"started,omitzero"`
+	OwedSince    int32     `json:"owedSince,omitempty"`
 }
 
 // Watch runs health-check rounds, one every interval (the first after one
@@ -300,12 +303,17 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	until := time.Time{}
 	if attempt > 1 || resumed {
 		until = in.Until
-		if lost := lostAttempts(sum, attempt); lost >= maxLostAttempts {
-			sum.LastFailure = fmt.Sprintf("the watch lost %d attempts in a row without completing a round (its worker died or lost its heartbeat each time); last problem: %s",
+		lost := lostAttempts(sum, attempt, time.Now(), interval)
+		if lost >= maxLostAttempts {
+			sum.LastFailure = fmt.Sprintf("the watch lost %d attempts in a row with a round due and none completed (its worker died or lost its heartbeat each time); last problem: %s",
 				lost, cmp.Or(sum.LastFailure, "none"))
 			log.Warn("health watch keeps losing its attempts: failing it", zap.Int("lost", lost))
 			beat(sum)
 			return sum, nil
+		}
+		if lost == 0 {
+			// No round was owed yet: the attempts before cost nothing.
+			sum.OwedSince = max(sum.OwedSince, attempt-1)
 		}
 		if !sum.RoundStarted.IsZero() {
 			// The attempt before was lost with a round running: its
@@ -322,6 +330,12 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	// that has passed), not an interval after the retry, so a lost worker
 	// costs one late round rather than a gap of its own. Past the bake's
 	// deadline it ends first (below).
+	if sum.Started.IsZero() {
+		sum.Started = time.Now()
+	}
+	// Heartbeaten at once (an attempt's first heartbeat is not batched), so
+	// the next attempt counts from what this one found.
+	beat(sum)
 	first := interval
 	if sum.Latest != nil && !sum.Latest.At.IsZero() && (until.IsZero() || time.Now().Before(until)) {
 		first = max(time.Until(sum.Latest.At.Add(interval)), 0)
@@ -355,7 +369,7 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		if ctx.Err() != nil {
 			return sum, temporal.NewCanceledError(sum)
 		}
-		sum.RoundAttempt = attempt
+		sum.OwedSince = attempt
 		if observe(round) {
 			return sum, nil
 		}
@@ -375,11 +389,12 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 }
 
 // maxLostAttempts is how many attempts in a row a watch may lose (each
-// ended by its worker's death or a heartbeat timeout) without completing a
-// round before the next attempt fails it: it then has no evidence of the
-// version at all, and a bake must not stall on it until the rollout's
-// timeout. A busy worker losing a heartbeat now and then (P4 in
-// docs/BENCHMARKS.md) completes rounds in between and never comes near.
+// ended by its worker's death or a heartbeat timeout) with a round due and
+// none completed before the next attempt fails it: it then has no evidence
+// of the version at all, and a bake must not stall on it until the
+// rollout's timeout. A busy worker losing a heartbeat now and then (P4 in
+// docs/BENCHMARKS.md) completes rounds in between and never comes near;
+// attempts lost while waiting for a round are not counted at all.
 const maxLostAttempts = 5
 
 // lostRoundGrace is how long a round runs before the heartbeat marks it in
@@ -394,17 +409,25 @@ const lostRoundGrace = time.Second
 // it is cut off.
 const roundGrace = 2 * time.Second
 
-// lostAttempts counts the attempts before this one that completed no
-// round: since the attempt that completed the latest round (RoundAttempt),
-// or since the first if none did.
-func lostAttempts(sum WatchResult, attempt int32) int {
-	last := sum.RoundAttempt
-	if last == 0 && sum.Rounds > 0 {
-		// A summary heartbeaten before RoundAttempt existed: count from
-		// the attempt before this one.
-		last = attempt - 1
+// lostAttempts counts the attempts before this one that were lost with a
+// round owed and completed none: those after OwedSince. It is 0 when no
+// round is due yet (the last round, or the watch's start, is less than an
+// interval ago): attempts lost while waiting for a round cost nothing, so
+// a busy worker losing heartbeats between rounds is never counted. A
+// summary from before OwedSince existed counts from the attempt before.
+func lostAttempts(sum WatchResult, attempt int32, now time.Time, interval time.Duration) int {
+	last := sum.Started
+	if sum.Latest != nil && sum.Latest.At.After(last) {
+		last = sum.Latest.At
 	}
-	return int(max(attempt-1-last, 0))
+	if !last.IsZero() && now.Before(last.Add(interval)) {
+		return 0
+	}
+	since := sum.OwedSince
+	if since == 0 && sum.Rounds > 0 && sum.Started.IsZero() {
+		since = attempt - 1
+	}
+	return int(max(attempt-1-since, 0))
 }
 
 // lostRound stands for a round that was running when its attempt was lost.

@@ -743,7 +743,7 @@ func TestWatchPastTheDeadlineNeedsAPassingRound(t *testing.T) {
 // it never vanishes. Before, the retried attempt ignored it.
 func TestWatchCountsALostRound(t *testing.T) {
 	started := time.Now().Add(-2 * time.Second)
-	prev := WatchResult{Rounds: 2, Passed: 2, Tally: tally(2, 0, 0, 0, 2, 0, 0), RoundAttempt: 1,
+	prev := WatchResult{Rounds: 2, Passed: 2, Tally: tally(2, 0, 0, 0, 2, 0, 0), OwedSince: 1,
 		Latest: &health.Round{At: started.Add(-time.Second), Verdict: health.Healthy}, RoundStarted: started}
 	for _, c := range []struct {
 		name   string
@@ -785,24 +785,30 @@ func TestWatchCountsALostRound(t *testing.T) {
 	}
 }
 
-// lostAttempts counts the attempts that completed no round since the one
-// that completed the latest; the watch fails at maxLostAttempts.
+// lostAttempts counts the attempts lost with a round owed since the one
+// that completed the latest round; the watch fails at maxLostAttempts.
+// Attempts lost while no round was due yet are not counted.
 func TestLostAttempts(t *testing.T) {
+	const interval = 30 * time.Second
+	now := time.Now()
+	ago := func(d time.Duration) *health.Round { return &health.Round{At: now.Add(-d), Verdict: health.Healthy} }
 	for _, c := range []struct {
+		name    string
 		sum     WatchResult
 		attempt int32
 		want    int
 	}{
-		{WatchResult{}, 1, 0},
-		{WatchResult{}, 3, 2},
-		{WatchResult{Rounds: 4, RoundAttempt: 2}, 3, 0},
-		{WatchResult{Rounds: 4, RoundAttempt: 2}, 8, 5},
-		// A summary from before RoundAttempt: its attempt did complete rounds.
-		{WatchResult{Rounds: 4}, 9, 0},
+		{"first attempt", WatchResult{}, 1, 0},
+		{"no heartbeat ever reached the server", WatchResult{}, 3, 2},
+		{"started, no round yet, none due", WatchResult{Started: now.Add(-10 * time.Second)}, 4, 0},
+		{"started, no round completed, one due", WatchResult{Started: now.Add(-2 * interval)}, 4, 3},
+		{"the attempt before completed a round", WatchResult{Rounds: 4, OwedSince: 2, Started: now.Add(-time.Hour), Latest: ago(2 * interval)}, 3, 0},
+		{"five lost since the last round", WatchResult{Rounds: 4, OwedSince: 2, Started: now.Add(-time.Hour), Latest: ago(5 * interval)}, 8, 5},
+		{"lost while the next round was not due", WatchResult{Rounds: 4, OwedSince: 2, Started: now.Add(-time.Hour), Latest: ago(interval / 2)}, 8, 0},
+		{"a summary from before OwedSince", WatchResult{Rounds: 4, Latest: ago(2 * interval)}, 9, 0},
 	} {
-		if got := lostAttempts(c.sum, c.attempt); got != c.want {
-			t.Errorf("lostAttempts(rounds %d, roundAttempt %d; attempt %d) = %d; want %d",
-				c.sum.Rounds, c.sum.RoundAttempt, c.attempt, got, c.want)
+		if got := lostAttempts(c.sum, c.attempt, now, interval); got != c.want {
+			t.Errorf("%s: lostAttempts(attempt %d) = %d; want %d", c.name, c.attempt, got, c.want)
 		}
 	}
 }
