@@ -162,7 +162,13 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	if err := rel.register(ctx); err != nil {
 		return ReleaseStatus{}, err
 	}
-	if err := r.Validate(); err != nil {
+	// Validated under the rules the release started with (specBoundsVersion),
+	// so a release accepted before the bounds is not refused on replay.
+	rules := spec.RulesUnbounded
+	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) >= 1 {
+		rules = spec.RulesBounded
+	}
+	if err := r.ValidateUnder(rules); err != nil {
 		var ve *spec.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {

@@ -616,6 +616,9 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 		rb.Error = "restore snapshot: " + errorMessage(err)
 		return r.finish(ctx, OutcomeRollbackFailed, reason+"; rollback failed: "+rb.Error)
 	}
+	// Restored, but not to the same bytes everywhere (a tag that moved on a
+	// platform that can only pull by name): the outcome says so.
+	rb.Drift = res.Drift
 	r.st.Phase = PhaseVerifying
 	verifiable := 0
 	for _, c := range r.spec.Health.Checks {
@@ -655,6 +658,9 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 		if r.st.Stages[i].Status != StagePending {
 			r.st.Stages[i].Status = StageRolledBack
 		}
+	}
+	if len(rb.Drift) > 0 {
+		return r.finish(ctx, OutcomeRolledBack, reason+"; restored, but "+strings.Join(rb.Drift, "; "))
 	}
 	return r.finish(ctx, OutcomeRolledBack, reason)
 }

@@ -82,8 +82,10 @@ type harness struct {
 	lostWatches int
 	// onConverge, when set, runs on every converge (mu held).
 	onConverge func(n int)
-	specs      map[string]spec.Spec
-	prepares   int
+	// restoreDrift is what a restoring converge reports as drift.
+	restoreDrift []string
+	specs        map[string]spec.Spec
+	prepares     int
 	// id, when set, is the workflow ID the test starts under; by default
 	// the target's own (what the starter uses).
 	id string
@@ -137,7 +139,11 @@ func newHarnessOn(t *testing.T, suite *testsuite.WorkflowTestSuite) *harness {
 				return platform.ConvergeResult{}, temporal.NewNonRetryableApplicationError("container exited", "ContainerExited", nil)
 			}
 			d := in.Request.Desired
-			return platform.ConvergeResult{NewCount: d.New, OldCount: d.Old, Total: d.New + d.Old}, nil
+			res := platform.ConvergeResult{NewCount: d.New, OldCount: d.Old, Total: d.New + d.Old}
+			if d == restore {
+				res.Drift = h.restoreDrift
+			}
+			return res, nil
 		}).Maybe()
 	h.env.OnActivity(acts.Preflight, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.PreflightInput) (activities.PreflightResult, error) {
@@ -886,4 +892,18 @@ func TestTimeoutArithmeticSaturates(t *testing.T) {
 	require.Equal(t, time.Duration(math.MaxInt64), convergeTimeout(k))
 	k.Platform.Kubernetes.ProgressDeadline = spec.Duration(10 * time.Minute)
 	require.Equal(t, 44*time.Minute, convergeTimeout(k))
+}
+
+// TestRollbackSaysWhereTheRestoreDrifted: a restore that could not bring
+// back the same bytes everywhere (a tag moved on a platform that pulls by
+// name) is rolled_back, and its outcome and rollback record say so.
+func TestRollbackSaysWhereTheRestoreDrifted(t *testing.T) {
+	h := newHarness(t)
+	h.failAt = 1
+	h.restoreDrift = []string{"web: restored pods run sha256:bbb, the snapshot ran sha256:aaa (demo:v1)"}
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "restored, but web: restored pods run sha256:bbb")
+	require.NotNil(t, res.Rollback)
+	require.Equal(t, h.restoreDrift, res.Rollback.Drift)
 }

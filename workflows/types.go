@@ -132,6 +132,9 @@ type RollbackRecord struct {
 	Verified    bool                    `json:"verified"`
 	Verify      *activities.WatchResult `json:"verify,omitempty"`
 	Error       string                  `json:"error,omitempty"`
+	// Drift says where the restored target runs other bytes than the
+	// snapshot recorded (platform.ConvergeResult.Drift).
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Status is a rollout's state as the status query returns it; the final
