@@ -86,6 +86,11 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (PrepareResul
 	if err := in.Spec.Health.CommandNotAllowed(a.Checker.Allowlist()); err != nil {
 		return PrepareResult{}, temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
 	}
+	// A target whose last rollback failed may run mixed or broken
+	// versions: no rollout takes that as its baseline until it is cleared.
+	if err := a.checkHold(ctx, in.Spec); err != nil {
+		return PrepareResult{}, err
+	}
 	if err := p.CheckImage(ctx, in.Spec.Image); err != nil {
 		return PrepareResult{}, classify(err)
 	}

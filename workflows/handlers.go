@@ -150,7 +150,8 @@ func describe(req ControlRequest) string {
 	return s
 }
 
-// Register registers every strategy workflow by name.
+// Register registers every strategy workflow, the release workflow and
+// ClearHold by name.
 func Register(w interface {
 	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
 }) {
@@ -159,4 +160,5 @@ func Register(w interface {
 	w.RegisterWorkflowWithOptions(RollingDeployment, workflow.RegisterOptions{Name: RollingWorkflow})
 	w.RegisterWorkflowWithOptions(RecreateDeployment, workflow.RegisterOptions{Name: RecreateWorkflow})
 	w.RegisterWorkflowWithOptions(ReleaseDeployment, workflow.RegisterOptions{Name: ReleaseWorkflow})
+	w.RegisterWorkflowWithOptions(ClearHold, workflow.RegisterOptions{Name: ClearHoldWorkflow})
 }

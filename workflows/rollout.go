@@ -666,6 +666,9 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 }
 
 func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
+	if o == OutcomeRollbackFailed {
+		msg = r.hold(ctx, msg) // the next rollout must not take this state as its baseline
+	}
 	now := workflow.Now(ctx)
 	r.st.Outcome, r.st.Error = o, msg
 	r.st.Phase, r.st.CompletedAt = PhaseDone, &now

@@ -1,0 +1,91 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// holdVersion: a rollout that ends rollback_failed holds its target
+// (activities.Hold): the next rollout, whoever starts it, is refused by
+// Prepare until an operator clears the hold (ClearHoldWorkflow).
+const holdVersion = "hold-20261203"
+
+// ClearHoldWorkflow is the workflow that clears a target's hold. It runs
+// under the target's rollout workflow ID, so it never runs beside a rollout
+// of that target.
+const ClearHoldWorkflow = "ClearHold"
+
+// ClearHoldRequest asks to clear a target's hold: who and why, recorded in
+// the audit trail.
+type ClearHoldRequest struct {
+	// Spec names the target; only its platform and target fields matter.
+	Spec   spec.Spec `json:"spec"`
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+}
+
+// ClearHoldResult says which hold was cleared; Cleared is nil when the
+// target had none.
+type ClearHoldResult struct {
+	Target  string         `json:"target"`
+	Cleared *platform.Hold `json:"cleared,omitempty"`
+	By      string         `json:"by"`
+	Reason  string         `json:"reason"`
+}
+
+// hold marks the target held after the rollback failed. It runs on the
+// rollback's disconnected context and retries for a long while: a target
+// left unmarked is what this exists to prevent. If it still fails, the
+// outcome says so.
+func (r *rollout) hold(ctx workflow.Context, msg string) string {
+	if workflow.GetVersion(ctx, holdVersion, workflow.DefaultVersion, 1) < 1 {
+		return msg
+	}
+	in := activities.HoldInput{Spec: r.spec, Hold: platform.Hold{Target: r.spec.TargetKey(),
+		WorkflowID: r.st.WorkflowID, RunID: r.st.RunID, At: workflow.Now(ctx), Reason: msg}}
+	err := workflow.ExecuteActivity(beating(retried(ctx, "hold target", 2*time.Minute, time.Minute, 30)), acts.Hold, in).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("target not held after a failed rollback", "target", r.spec.TargetKey(), "error", err)
+		return msg + "; the target could not be marked held (" + errorMessage(err) + "): check it before the next rollout"
+	}
+	return msg + "; target held until cleared (starter clear " + r.spec.TargetKey() + ")"
+}
+
+// ClearHold clears the hold a failed rollback left on a target, recording
+// who cleared it and why in the audit trail.
+func ClearHold(ctx workflow.Context, req ClearHoldRequest) (ClearHoldResult, error) {
+	s := req.Spec
+	res := ClearHoldResult{Target: s.TargetKey(), By: req.By, Reason: req.Reason}
+	info := workflow.GetInfo(ctx)
+	st := Status{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Service: s.Service,
+		Platform: s.PlatformName(), Target: s.TargetKey(), Strategy: ClearHoldWorkflow, Phase: PhasePending,
+		StartedAt: workflow.Now(ctx)}
+	// status answers like a rollout's, so status and watch of the target's
+	// ID say what its latest run did.
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return st, nil }); err != nil {
+		return res, err
+	}
+	if id := info.WorkflowExecution.ID; id != s.WorkflowID() {
+		return res, fmt.Errorf("%s", ownerProblem("clear", s.TargetKey(), id, s.WorkflowID()))
+	}
+	if req.Reason == "" {
+		return res, fmt.Errorf("clear %s: a reason is required (it is kept in the audit trail)", s.TargetKey())
+	}
+	var out activities.ClearResult
+	in := activities.ClearInput{Spec: s, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
+	err := workflow.ExecuteActivity(beating(retried(ctx, "clear hold", 2*time.Minute, 10*time.Second, 10)), acts.ClearHold, in).Get(ctx, &out)
+	now := workflow.Now(ctx)
+	st.Phase, st.CompletedAt = PhaseDone, &now
+	if err != nil {
+		st.Error = errorMessage(err)
+		return res, err
+	}
+	res.Cleared = out.Cleared
+	return res, nil
+}
