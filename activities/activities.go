@@ -188,8 +188,9 @@ type WatchResult struct {
 	SettleTries int  `json:"settleTries,omitempty"`
 	// Unwritten holds rounds the audit store could not take yet (it was
 	// down): carried in heartbeats and in the result, so the workflow's
-	// audit writer stores them once it can. Dropped counts rounds beyond
-	// maxUnwritten that could not be kept.
+	// audit writer stores them once it can. Bounded by bytes
+	// (maxUnwrittenBytes, unwritten.go); Dropped counts rounds that could
+	// not be kept, and the round kept after them carries their count.
 	Unwritten []audit.Round `json:"unwritten,omitempty"`
 	Dropped   int           `json:"dropped,omitempty"`
 	// Lost counts rounds lost with their attempts (each counted as a
@@ -519,10 +520,6 @@ func (a *Activities) round(ctx context.Context, p Platform, in WatchInput, check
 	return a.Checker.Round(ctx, checks, in.Spec.Health.Dependencies, addrs)
 }
 
-// maxUnwritten bounds the rounds a watch keeps for the audit store while it
-// is down (about 8 minutes of rounds at a 1 s interval).
-const maxUnwritten = 500
-
 // storeAttempt bounds one write from a watch: a slow or absent database must
 // never hold the checks up.
 const storeAttempt = 2 * time.Second
@@ -536,23 +533,21 @@ func (a *Activities) queue(ctx context.Context, in WatchInput, sum *WatchResult,
 		return
 	}
 	bounded := r.Bounded(maxEvidence)
-	sum.Unwritten = append(sum.Unwritten, audit.Round{ActivityID: activity.GetInfo(ctx).ActivityID, Seq: sum.Rounds,
+	keepUnwritten(sum, audit.Round{ActivityID: activity.GetInfo(ctx).ActivityID, Seq: sum.Rounds,
 		Stage: in.Stage, Which: string(in.Which), At: r.At, Verdict: r.Verdict, Results: bounded.Results})
-	if n := len(sum.Unwritten) - maxUnwritten; n > 0 {
-		sum.Unwritten, sum.Dropped = sum.Unwritten[n:], sum.Dropped+n
-	}
 }
 
 // flush tries to write the queued rounds, once and briefly, and reports
 // whether it did.
 func (a *Activities) flush(ctx context.Context, sum *WatchResult) bool {
-	if a.Store == nil || !activity.IsActivity(ctx) || len(sum.Unwritten) == 0 {
+	rounds := evidence(sum.Unwritten)
+	if a.Store == nil || !activity.IsActivity(ctx) || len(rounds) == 0 {
 		return false
 	}
 	info := activity.GetInfo(ctx)
 	wctx, cancel := context.WithTimeout(ctx, storeAttempt)
 	defer cancel()
-	err := a.Store.Write(wctx, audit.Batch{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Rounds: sum.Unwritten})
+	err := a.Store.Write(wctx, audit.Batch{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Rounds: rounds})
 	if err != nil {
 		if len(sum.Unwritten) == 1 || len(sum.Unwritten)%30 == 0 {
 			a.logger(ctx).Warn("audit store unavailable: keeping health rounds to write later",
@@ -560,7 +555,7 @@ func (a *Activities) flush(ctx context.Context, sum *WatchResult) bool {
 		}
 		return false
 	}
-	sum.Unwritten = nil
+	written(sum)
 	return true
 }
 

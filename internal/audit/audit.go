@@ -62,6 +62,11 @@ const (
 	KindControl = "control" // a control action, accepted or rejected
 	KindOutcome = "outcome" // the rollout ended
 	KindService = "service" // a release's service changed state (Action names it)
+	// KindDropped: health rounds of a stage (Action names it) were not
+	// kept while the store was down; To holds how many, Reason says so in
+	// words. The trail says rounds are missing rather than silently
+	// lacking them.
+	KindDropped = "rounds_dropped"
 )
 
 // Event is one transition or control action. Keyed by run and Seq, which
@@ -92,7 +97,17 @@ type Round struct {
 	At         time.Time       `json:"at"`
 	Verdict    health.Verdict  `json:"verdict"`
 	Results    []health.Result `json:"results"`
+	// Dropped counts rounds of the same watch just before this one that
+	// could not be kept while the store was down (their buffer is bounded
+	// by bytes); the workflow records them as a KindDropped event. A round
+	// with a count and no Results is only that note: its own rows were
+	// written already.
+	Dropped int `json:"dropped,omitempty"`
 }
+
+// Note reports whether the round is only a note of dropped rounds, with no
+// evidence of its own to write.
+func (r Round) Note() bool { return len(r.Results) == 0 && r.Dropped > 0 }
 
 // Batch is one write of a run's records, in the order they happened.
 type Batch struct {
