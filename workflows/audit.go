@@ -1,6 +1,10 @@
 package workflows
 
 import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -12,6 +16,24 @@ import (
 // auditVersion: the rollout writes its audit trail through the Audit
 // activity. Runs recorded before it write none.
 const auditVersion = "audit-20261122"
+
+// auditBytesVersion: the writer sends its queue as Audit inputs bounded by
+// rounds and bytes, bounds the health rounds it keeps waiting, and records
+// rounds dropped (its own and the watchers') as events. Runs recorded
+// before it send the whole queue as one input.
+const auditBytesVersion = "audit-bytes-20261203"
+
+// The server refuses a payload over 2 MiB, and a ScheduleActivityTask
+// input over it terminates the workflow (no rollback), so no Audit input
+// may grow with an outage.
+const (
+	// maxAuditBatchBytes and maxAuditBatchRounds bound one Audit input.
+	maxAuditBatchBytes  = 512 << 10
+	maxAuditBatchRounds = 500
+	// maxAuditKeptBytes bounds the health rounds kept waiting in workflow
+	// state (eight inputs' worth); the oldest beyond it are dropped.
+	maxAuditKeptBytes = 4 << 20
+)
 
 // auditWriter writes a workflow's audit trail beside it: a collector
 // goroutine wakes whenever the state differs from what it last recorded
@@ -30,12 +52,15 @@ type auditWriter struct {
 	// collecting: the collector runs (it outlives a close; reopen does not
 	// start a second one).
 	collecting bool
+	// bytesV is auditBytesVersion's version for this run.
+	bytesV workflow.Version
 }
 
 // start runs the collector and the writer on a disconnected context, so a
 // cancelled workflow still writes its trail.
 func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect func(workflow.Context)) {
 	w.on = true
+	w.bytesV = workflow.GetVersion(ctx, auditBytesVersion, workflow.DefaultVersion, 1)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.Go(dctx, func(gctx workflow.Context) {
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
@@ -66,13 +91,56 @@ func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect fun
 				collect(gctx)
 				continue
 			}
-			b := w.queue
-			w.queue = audit.Batch{}
+			b := w.take()
 			if err := workflow.ExecuteActivity(actx, acts.Audit, b).Get(gctx, nil); err != nil {
 				workflow.GetLogger(gctx).Error("audit write abandoned", "error", err)
 			}
 		}
 	})
+}
+
+// take takes the next Audit input off the queue: all of it in runs recorded
+// before auditBytesVersion; else the plan and stages, then events and
+// rounds in order, up to maxAuditBatchBytes and maxAuditBatchRounds (at
+// least one record), leaving the rest queued for the next.
+func (w *auditWriter) take() audit.Batch {
+	q := w.queue
+	if w.bytesV < 1 {
+		w.queue = audit.Batch{}
+		return q
+	}
+	b := audit.Batch{WorkflowID: q.WorkflowID, RunID: q.RunID, Plan: q.Plan, Stages: q.Stages}
+	size := jsonBytes(b)
+	fits := func(n int) bool { return size+n+1 <= maxAuditBatchBytes || b.Empty() }
+	events := 0
+	for ; events < len(q.Events); events++ {
+		n := jsonBytes(q.Events[events])
+		if !fits(n) {
+			break
+		}
+		b.Events, size = append(b.Events, q.Events[events]), size+n+1
+	}
+	rounds := 0
+	for events == len(q.Events) && rounds < len(q.Rounds) && rounds < maxAuditBatchRounds {
+		n := jsonBytes(q.Rounds[rounds])
+		if !fits(n) {
+			break
+		}
+		b.Rounds, size = append(b.Rounds, q.Rounds[rounds]), size+n+1
+		rounds++
+	}
+	w.queue = audit.Batch{WorkflowID: q.WorkflowID, RunID: q.RunID,
+		Events: slices.Clone(q.Events[events:]), Rounds: slices.Clone(q.Rounds[rounds:])}
+	return b
+}
+
+// jsonBytes is v's JSON size, as the default data converter encodes it.
+func jsonBytes(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0
+	}
+	return len(b)
 }
 
 // close waits until the writer has written everything.
@@ -142,9 +210,72 @@ func (r *rollout) closeAudit(ctx workflow.Context) { r.au.close(ctx) }
 
 // keepRounds queues rounds a watcher could not store.
 func (r *rollout) keepRounds(rounds []audit.Round) {
-	if r.au.on {
+	switch {
+	case !r.au.on:
+	case r.au.bytesV < 1:
 		r.au.rounds = append(r.au.rounds, rounds...)
+	default:
+		r.au.keep(rounds)
 	}
+}
+
+// keep queues rounds a watcher could not store, recording as an event how
+// many it could not keep either (a round's Dropped), and drops the oldest
+// rounds waiting while they are over maxAuditKeptBytes, recording how many
+// of which stage, so the trail says rounds are missing.
+func (a *auditor) keep(rounds []audit.Round) {
+	for _, rd := range rounds {
+		if rd.Dropped > 0 {
+			a.dropped(rd.At, rd.Stage, rd.Which, rd.Dropped, "the watcher could not keep them while the audit store was down")
+		}
+		if rd.Note() {
+			continue
+		}
+		rd.Dropped = 0
+		a.rounds = append(a.rounds, rd)
+	}
+	// Oldest first: those being queued for a batch, then those waiting.
+	waiting := [][]audit.Round{a.queue.Rounds, a.rounds}
+	total := 0
+	for _, rs := range waiting {
+		for _, rd := range rs {
+			total += jsonBytes(rd) + 1
+		}
+	}
+	if total <= maxAuditKeptBytes {
+		return
+	}
+	type key struct{ stage, which string }
+	var order []key
+	counts := map[key]int{}
+	last := map[key]time.Time{}
+	for i, rs := range waiting {
+		n := 0
+		for ; n < len(rs) && total > maxAuditKeptBytes; n++ {
+			total -= jsonBytes(rs[n]) + 1
+			k := key{rs[n].Stage, rs[n].Which}
+			if counts[k] == 0 {
+				order = append(order, k)
+			}
+			counts[k]++
+			last[k] = rs[n].At
+		}
+		waiting[i] = slices.Clone(rs[n:])
+	}
+	a.queue.Rounds, a.rounds = waiting[0], waiting[1]
+	for _, k := range order {
+		a.dropped(last[k], k.stage, k.which, counts[k], "the audit store was down longer than the rollout keeps rounds for it")
+	}
+}
+
+// dropped records that n health rounds of a stage were not kept, and why.
+func (a *auditor) dropped(at time.Time, stage, which string, n int, why string) {
+	of := "of stage " + strconv.Quote(stage)
+	if stage == "" {
+		of = "of a watch" // a rollback's verification names no stage
+	}
+	a.event(at, audit.Event{Kind: audit.KindDropped, At: at, Action: stage, To: strconv.Itoa(n),
+		Reason: fmt.Sprintf("%d health rounds %s (%s instances) were not kept: %s", n, of, which, why)})
 }
 
 // auditDirty reports whether the state differs from what was last

@@ -2,13 +2,18 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -143,4 +148,90 @@ func TestAuditRejectedSpec(t *testing.T) {
 	require.Equal(t, "rejected", plan.Status)
 	require.Contains(t, plan.Error, "image")
 	require.Equal(t, audit.KindOutcome, events[len(events)-1].Kind)
+}
+
+// A long audit outage while watches hand the workflow their unwritten
+// rounds: no Audit input ever nears the server's 2 MiB limit (past it the
+// server terminates the workflow, with no rollback). The writer sends the
+// rounds in inputs bounded by bytes, keeps at most maxAuditKeptBytes of them
+// waiting, and once the store is back writes every round kept, in order and
+// once each, with events saying how many rounds of which stage were not
+// kept (by the watchers or by the workflow).
+func TestAuditBatchesBoundedByBytes(t *testing.T) {
+	const (
+		perWatch   = 400 // rounds a watch hands over, about 250 KiB
+		watcherCut = 7   // rounds each watcher reports it dropped
+	)
+	h := newHarness(t)
+	// The first write fails as often as the test environment retries it
+	// (10 attempts), 2.5 minutes in which every stage runs.
+	h.auditFails = 9
+	s := testSpec(spec.Canary)
+	s.Platform.Docker.Replicas = 20
+	s.Strategy.Steps = nil
+	s.Strategy.Bake = spec.Duration(5 * time.Second)
+	s.Health.Interval = spec.Duration(time.Second)
+	for p := 5; p <= 100; p += 5 {
+		s.Strategy.Steps = append(s.Strategy.Steps, p)
+	}
+	h.script = func(in activities.WatchInput, n int) (activities.WatchResult, time.Duration, bool) {
+		if in.Mode != activities.WatchRounds {
+			return activities.WatchResult{}, 0, false
+		}
+		rounds := watchRounds(in)
+		res := activities.WatchResult{Healthy: true, Rounds: rounds, Passed: rounds,
+			Tally: health.Tally{Counts: health.Counts{Healthy: rounds}, Rounds: rounds, Samples: rounds}}
+		for i := range perWatch {
+			res.Unwritten = append(res.Unwritten, audit.Round{ActivityID: fmt.Sprintf("watch-%02d", n), Seq: watcherCut + i + 1,
+				Stage: in.Stage, Which: string(in.Which), Verdict: health.Degraded,
+				Results: []health.Result{{Check: "healthz", Target: "10.0.0.1:8080", Verdict: health.Degraded,
+					Error: strings.Repeat("upstream reset; ", 36)}}})
+		}
+		res.Unwritten[0].Dropped = watcherCut
+		return res, 5 * time.Second, true
+	}
+	res := h.run(s)
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Greater(t, h.auditCalls, h.auditFails, "the store came back")
+
+	// A retried input is the one first scheduled: the inputs written are
+	// every input sent.
+	for i, b := range h.batches {
+		p, err := converter.GetDefaultDataConverter().ToPayload(b)
+		require.NoError(t, err)
+		require.LessOrEqual(t, p.Size(), maxAuditBatchBytes+1<<10, "Audit input %d: %d bytes, %d rounds", i, p.Size(), len(b.Rounds))
+	}
+	events, _, _ := trail(t, h.batches)
+	watches := h.scripts
+	require.Equal(t, 20, watches, "a watch per stage")
+	dropped, byWatcher := 0, 0
+	for _, e := range events {
+		if e.Kind != audit.KindDropped {
+			continue
+		}
+		n, err := strconv.Atoi(e.To)
+		require.NoError(t, err)
+		require.Contains(t, e.Reason, fmt.Sprintf("%d health rounds of stage %q", n, e.Action))
+		dropped += n
+		if strings.Contains(e.Reason, "watcher") {
+			byWatcher += n
+		}
+	}
+	require.Equal(t, watches*watcherCut, byWatcher, "every watcher's dropped count is recorded")
+	require.Greater(t, dropped, byWatcher, "the workflow dropped rounds too: it keeps at most maxAuditKeptBytes waiting")
+
+	// Every round kept is written once, in the order the watches ran them.
+	var written []string
+	seen := map[string]bool{}
+	for _, b := range h.batches {
+		for _, r := range b.Rounds {
+			k := fmt.Sprintf("%s/%04d", r.ActivityID, r.Seq)
+			require.False(t, seen[k], "round %s written twice", k)
+			seen[k] = true
+			written = append(written, k)
+		}
+	}
+	require.True(t, slices.IsSorted(written), "rounds written in order")
+	t.Logf("%d batches, %d rounds written, %d dropped (%d by watchers), last stage at %s", len(h.batches), len(written), dropped, byWatcher, h.converges[len(h.converges)-1].At.Sub(h.converges[0].At))
+	require.Equal(t, watches*(perWatch+watcherCut), len(written)+dropped, "every round written or counted as dropped")
 }
