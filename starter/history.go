@@ -209,6 +209,8 @@ func describeEvent(e audit.Event) string {
 			s += " REJECTED: " + e.Error
 		}
 		return s
+	case audit.KindDropped:
+		return "not kept: " + e.Reason
 	case audit.KindOutcome:
 		s := "outcome " + e.To
 		if e.Reason != "" {
