@@ -7,12 +7,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -185,4 +187,32 @@ func (b *beatOutbound) RecordHeartbeat(ctx context.Context, details ...any) {
 		b.record(details)
 	}
 	b.Next.RecordHeartbeat(ctx, details...)
+}
+
+// The buffer's accounting: a note of dropped rounds that is itself dropped
+// passes its count on without counting as a round, and cut error texts
+// stay valid UTF-8 within their bound.
+func TestKeepUnwrittenAccounting(t *testing.T) {
+	big := func(seq int) audit.Round {
+		return audit.Round{Seq: seq, Results: []health.Result{{Check: "c", Error: strings.Repeat("é", 200), Excerpt: "x"}}}
+	}
+	sum := WatchResult{Unwritten: []audit.Round{{Seq: 1, Dropped: 5}}} // a note left by a write
+	for seq := 2; sum.Dropped == 0; seq++ {
+		keepUnwritten(&sum, big(seq))
+	}
+	if got := sum.Unwritten[0].Dropped; got != 5+sum.Dropped {
+		t.Errorf("oldest kept round notes %d dropped; want the note's 5 plus the %d rounds dropped", got, sum.Dropped)
+	}
+	if sum.Dropped != 1 {
+		t.Errorf("Dropped = %d; want 1 (the note is no round)", sum.Dropped)
+	}
+	for _, u := range sum.Unwritten[:len(sum.Unwritten)-1] {
+		e := u.Results[0].Error
+		if len(e) > maxUnwrittenError || !utf8.ValidString(e) || u.Results[0].Excerpt != "" {
+			t.Fatalf("buffered error %q (%d bytes), excerpt %q", e, len(e), u.Results[0].Excerpt)
+		}
+	}
+	if last := sum.Unwritten[len(sum.Unwritten)-1]; last.Results[0].Excerpt == "" {
+		t.Error("the newest round lost its excerpt before the store was tried")
+	}
 }
