@@ -239,10 +239,14 @@ func TestDegradedPausesUntilResumed(t *testing.T) {
 	require.Equal(t, stage, st.CurrentStage)
 	require.Equal(t, workflows.StageValidating, st.Stages[stage].Status)
 	// The watcher keeps checking while paused; its rounds are live in its
-	// heartbeat, and the CLI shows them with the recorded evidence.
-	live, err := control.LiveRound(ctx, tc, started.WorkflowID)
-	require.NoError(t, err)
-	require.NotNil(t, live, "a watcher runs while paused")
+	// heartbeat, and the CLI shows them with the recorded evidence. The SDK
+	// sends heartbeat details at most every 0.8 x the heartbeat timeout
+	// (4 s), so the first live round may show that much after the pause.
+	var live *health.Round
+	itest.Eventually(t, 30*time.Second, "a watcher runs while paused and heartbeats its round", func() bool {
+		live, err = control.LiveRound(ctx, tc, started.WorkflowID)
+		return err == nil && live != nil
+	})
 	require.True(t, live.At.After(st.LatestRound.At), "live round %s after the recorded one %s", live.At, st.LatestRound.At)
 	out, _, code := runCLI(t, "status", started.WorkflowID)
 	require.Equal(t, 0, code)
