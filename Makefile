@@ -26,7 +26,7 @@ vet: ## go vet (with and without the integration tag) and gofmt
 	$(GO) vet ./... && $(GO) vet -tags integration ./... && $(GO) vet -tags faults ./internal/faults && $(GO) vet -tags failpoints ./worker
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad
+images: ## build the demo app images stagecraft-demo:v1, :v2, :v2-bad, :v2-hang
 	@bash scripts/docker.sh && bash scripts/build-demo.sh
 
 image: ## build the worker image stagecraft-worker:dev (static binaries, FROM scratch, no registry)
