@@ -153,6 +153,20 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		rel.st.Services = append(rel.st.Services, ServiceState{Name: s.Name, DependsOn: s.DependsOn, Stage: stageOf(r, s.Name),
 			Workflow: wf, WorkflowID: r.Services[i].Deploy.WorkflowID(), State: ServicePending})
 	}
+	// One owner per release, as per rollout target (see ownerVersion):
+	// refused before anything is recorded, notified or changed.
+	if id := rel.st.WorkflowID; id != r.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
+		msg := ownerProblem("release", r.Environment+"/"+r.Name, id, r.WorkflowID())
+		now := workflow.Now(ctx)
+		rel.st.Problems = []string{msg}
+		for i := range rel.st.Services {
+			rel.st.Services[i].State = ServiceNotStarted
+		}
+		rel.st.Outcome, rel.st.Error = OutcomeRejected, msg
+		rel.st.Phase, rel.st.CompletedAt = ReleaseDone, &now
+		workflow.GetLogger(ctx).Warn("release refused: not its owner", "error", msg)
+		return rel.status(), nil
+	}
 	rel.version = workflow.GetVersion(ctx, releaseVersion, workflow.DefaultVersion, 1)
 	if rel.version >= 1 {
 		rel.au.start(ctx, rel.auditDirty, rel.auditCollect)
@@ -179,15 +193,6 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 			rel.st.Services[i].State = ServiceNotStarted
 		}
 		return rel.finish(ctx, OutcomeRejected, "invalid release: "+err.Error()), nil
-	}
-	// One owner per release, as per rollout target (see ownerVersion).
-	if id := rel.st.WorkflowID; id != r.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
-		msg := ownerProblem("release", r.Environment+"/"+r.Name, id, r.WorkflowID())
-		rel.st.Problems = []string{msg}
-		for i := range rel.st.Services {
-			rel.st.Services[i].State = ServiceNotStarted
-		}
-		return rel.finish(ctx, OutcomeRejected, msg), nil
 	}
 	if problems, err := rel.prerequisites(ctx); err != nil || len(problems) > 0 {
 		msg := "prerequisites: "

@@ -158,6 +158,20 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	if err := r.register(ctx); err != nil {
 		return Result{}, err
 	}
+	// One target, one owner: the workflow ID is the target's lock, so a
+	// rollout under any other ID (a raw client, another SDK, a typo) would
+	// run beside the target's own rollout and undo its work. Refused before
+	// anything is looked at, changed, recorded or notified, whoever started
+	// it: the target's trail and the spec's receivers belong to its owner.
+	if id := r.st.WorkflowID; id != s.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
+		msg := ownerProblem("rollout", s.TargetKey(), id, s.WorkflowID())
+		now := workflow.Now(ctx)
+		r.st.Problems = []string{msg}
+		r.st.Outcome, r.st.Error = OutcomeRejected, msg
+		r.st.Phase, r.st.CompletedAt = PhaseDone, &now
+		workflow.GetLogger(ctx).Warn("rollout refused: not the target's owner", "error", msg)
+		return r.st, nil
+	}
 	r.startAudit(ctx)
 	r.startNotify(ctx)
 	r.startSearch(ctx)
@@ -180,15 +194,6 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	if problems := checkSpec(r.spec, strategy, r.rules); len(problems) > 0 {
 		r.st.Problems = problems
 		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; ")), nil
-	}
-	// One target, one owner: the workflow ID is the target's lock, so a
-	// rollout under any other ID (a raw client, another SDK, a typo) would
-	// run beside the target's own rollout and undo its work. Refused before
-	// anything is looked at or changed, whoever started it.
-	if id := r.st.WorkflowID; id != r.spec.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
-		msg := ownerProblem("rollout", r.spec.TargetKey(), id, r.spec.WorkflowID())
-		r.st.Problems = []string{msg}
-		return r.finish(ctx, OutcomeRejected, msg), nil
 	}
 	if resume != nil {
 		next, err := r.resume(ctx, resume)

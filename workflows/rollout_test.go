@@ -836,8 +836,12 @@ func TestRolloutUnderAnotherWorkflowIDIsRejected(t *testing.T) {
 	t.Run("rollout", func(t *testing.T) {
 		h := newHarness(t)
 		h.id = "my-own-id-for-hello"
-		res := h.run(testSpec(spec.Canary))
+		s := testSpec(spec.Canary)
+		s.Notifications = []spec.Notification{{Name: "ops", Webhook: "https://hooks.example.invalid/stagecraft"}}
+		res := h.run(s)
 		require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+		require.Zero(t, h.auditCalls, "nothing recorded in the target's trail")
+		require.Empty(t, h.notified, "the spec's receivers are not called for a run that is not the target's")
 		require.Contains(t, res.Error, `"my-own-id-for-hello"`)
 		require.Contains(t, res.Error, `"deploy:docker:hello"`)
 		require.Equal(t, []string{res.Error}, res.Problems)
@@ -848,7 +852,11 @@ func TestRolloutUnderAnotherWorkflowIDIsRejected(t *testing.T) {
 	t.Run("release", func(t *testing.T) {
 		h := newHarness(t)
 		h.id = "shop-prod"
-		res := h.runRelease(threeTier())
+		rs := threeTier()
+		rs.Notifications = []spec.Notification{{Name: "ops", Webhook: "https://hooks.example.invalid/stagecraft"}}
+		res := h.runRelease(rs)
+		require.Zero(t, h.auditCalls, "nothing recorded in the release's trail")
+		require.Empty(t, h.notified, "the release's receivers are not called for a run that is not its own")
 		require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
 		require.Contains(t, res.Error, `"shop-prod"`)
 		require.Contains(t, res.Error, `"release:prod/shop"`)
