@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -98,4 +99,30 @@ func TestPrepareRefusesHeldTarget(t *testing.T) {
 	_, err = a.Prepare(ctx, PrepareInput{Spec: s})
 	require.NoError(t, err)
 	require.Equal(t, 2, p.snapshots)
+}
+
+// TestPreflightFindsHeldService: a release whose service's target is held
+// is refused in preflight, before any wave changes anything, naming the
+// service, the failed rollout and how to clear it.
+func TestPreflightFindsHeldService(t *testing.T) {
+	p := &heldPlatform{}
+	a := &Activities{Platforms: map[string]Platform{spec.PlatformDocker: p}, Checker: noChecks{}}
+	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	s := holdSpec()
+	preflight := func() PreflightResult {
+		v, err := env.ExecuteActivity(a.Preflight, PreflightInput{Specs: []spec.Spec{s}, Names: []string{"hello"}})
+		require.NoError(t, err)
+		var res PreflightResult
+		require.NoError(t, v.Get(&res))
+		return res
+	}
+	require.Empty(t, preflight().Problems)
+
+	require.NoError(t, a.Hold(context.Background(), HoldInput{Spec: s, Hold: platform.Hold{WorkflowID: s.WorkflowID(), RunID: "run-1", Reason: "rollback failed"}}))
+	problems := preflight().Problems
+	require.Len(t, problems, 1)
+	for _, want := range []string{"service hello: ", "docker:hello is held", "starter clear docker:hello"} {
+		require.Contains(t, problems[0], want)
+	}
 }

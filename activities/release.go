@@ -56,6 +56,21 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 		if err := s.Health.CommandNotAllowed(a.Checker.Allowlist()); err != nil {
 			problem(name, "%v", err)
 		}
+		// A target held after a failed rollback would refuse this service's
+		// rollout mid-release, after the waves before it changed theirs.
+		if h, ok := p.(Holder); ok {
+			held, err := h.HeldBy(ctx, s)
+			if err != nil {
+				return res, fmt.Errorf("service %s: look for a hold on %s: %w", name, s.TargetKey(), err)
+			}
+			if held != nil {
+				if held.Target == "" {
+					held.Target = s.TargetKey()
+				}
+				problem(name, "%v", &platform.HeldError{Hold: *held})
+				continue
+			}
+		}
 		var nf *platform.ImageNotFoundError
 		if err := p.CheckImage(ctx, s.Image); errors.As(err, &nf) {
 			problem(name, "%v", err)
@@ -64,7 +79,7 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 		}
 		var tnf *platform.TargetNotFoundError
 		switch _, err := p.Snapshot(ctx, s); {
-		case errors.As(err, &tnf), errors.Is(err, platform.ErrForbidden):
+		case errors.As(err, &tnf), errors.Is(err, platform.ErrForbidden), errors.Is(err, platform.ErrUnrestorable):
 			problem(name, "target %s: %v", s.TargetKey(), err)
 		case err != nil:
 			return res, fmt.Errorf("service %s: reach target %s: %w", name, s.TargetKey(), err)
