@@ -29,6 +29,14 @@ func (p *Platform) Hold(ctx context.Context, s spec.Spec, h platform.Hold) error
 	if _, err := p.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Labels: labels}); err != nil {
 		return fmt.Errorf("write hold volume %q: %w", name, err)
 	}
+	// Read back: a volume of that name that is not a hold (made by hand or
+	// by another tool) would leave the target unmarked while the outcome
+	// says it is held.
+	if held, err := p.HeldBy(ctx, s); err != nil {
+		return err
+	} else if held == nil {
+		return fmt.Errorf("hold volume %q: a volume of that name exists and is not a Stagecraft hold: %w", name, platform.ErrConfigConflict)
+	}
 	p.log.Warn("target held", zap.String("service", s.Service), zap.String("volume", name), zap.String("rollout", h.WorkflowID))
 	return nil
 }

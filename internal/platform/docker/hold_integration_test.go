@@ -109,3 +109,25 @@ func TestHoldMarker(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestHoldRefusesAVolumeThatIsNotAHold: a volume already named like the
+// service's hold but made by something else (no hold labels) is not taken
+// for a hold: Hold fails, non-retryably, rather than report the target held
+// while nothing would refuse its next rollout.
+func TestHoldRefusesAVolumeThatIsNotAHold(t *testing.T) {
+	e := newEnv(t)
+	name := holdVolume(e.svc)
+	t.Cleanup(func() {
+		_, _ = e.cli.VolumeRemove(context.Background(), name, client.VolumeRemoveOptions{Force: true})
+	})
+	if _, err := e.cli.VolumeCreate(e.ctx, client.VolumeCreateOptions{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.spec(imageV1).WithDefaults()
+	a := &activities.Activities{Platforms: map[string]activities.Platform{spec.PlatformDocker: e.p}, Checker: noChecks{}}
+	err := a.Hold(e.ctx, activities.HoldInput{Spec: s, Hold: platform.Hold{WorkflowID: s.WorkflowID(), RunID: "run-1", Reason: "rollback failed"}})
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() || !strings.Contains(err.Error(), "is not a Stagecraft hold") {
+		t.Fatalf("hold over a volume that is not a hold = %v; want a non-retryable error saying so", err)
+	}
+}

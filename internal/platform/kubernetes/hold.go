@@ -44,6 +44,13 @@ func (p *Platform) hold(ctx context.Context, s spec.Spec, h platform.Hold) error
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("write hold configmap %q: %w", ns+"/"+name, err)
 	}
+	// Read back: a ConfigMap of that name that is not a hold would leave
+	// the target unmarked while the outcome says it is held.
+	if held, err := p.heldBy(ctx, s); err != nil {
+		return err
+	} else if held == nil {
+		return fmt.Errorf("hold configmap %q: a ConfigMap of that name exists and is not a Stagecraft hold: %w", ns+"/"+name, platform.ErrConfigConflict)
+	}
 	p.log.Warn("target held", zap.String("configmap", ns+"/"+name), zap.String("rollout", h.WorkflowID))
 	return nil
 }
