@@ -53,12 +53,12 @@ func (s Spec) validateBounds(add func(string, string, ...any)) {
 		for _, k := range sortedKeys(d.SecretEnv) {
 			if keyAtMost(add, f+".secretEnv", k) {
 				textAtMost(add, f+".secretEnv."+k+".fromEnv", d.SecretEnv[k].FromEnv, MaxNameLength, false)
-				textAtMost(add, f+".secretEnv."+k+".fromFile", d.SecretEnv[k].FromFile, MaxTextLength, false)
+				textAtMost(add, f+".secretEnv."+k+".fromFile", d.SecretEnv[k].FromFile, MaxPathLength, false)
 			}
 		}
 		entriesAtMost(add, f+".command", len(d.Command), MaxEntries)
 		for i, a := range d.Command {
-			textAtMost(add, fmt.Sprintf("%s.command[%d]", f, i), a, MaxTextLength, false)
+			textAtMost(add, fmt.Sprintf("%s.command[%d]", f, i), a, MaxValueLength, false)
 		}
 		boundMap(add, f+".labels", d.Labels)
 		textAtMost(add, f+".network", d.Network, MaxNameLength, false)
@@ -66,8 +66,8 @@ func (s Spec) validateBounds(add func(string, string, ...any)) {
 	if k := s.Platform.Kubernetes; k != nil {
 		const f = "platform.kubernetes"
 		textAtMost(add, f+".container", k.Container, MaxNameLength, true)
-		textAtMost(add, f+".kubeconfig", k.Kubeconfig, MaxTextLength, true)
-		textAtMost(add, f+".context", k.Context, MaxTextLength, true)
+		textAtMost(add, f+".kubeconfig", k.Kubeconfig, MaxPathLength, true)
+		textAtMost(add, f+".context", k.Context, MaxPathLength, true)
 		if k.ProgressDeadline > 0 {
 			durationAtMost(add, f+".progressDeadline", k.ProgressDeadline, MaxProgressDeadline, "a progress deadline")
 		}
@@ -94,6 +94,7 @@ func (s Spec) validateBounds(add func(string, string, ...any)) {
 		}
 	}
 	boundNotifications(add, "notifications", s.Notifications)
+	encodedAtMost(add, "spec", s, MaxSpecBytes, "the spec is the input of the rollout and of its activities")
 }
 
 // validateBounds reports every duration, count and length of h above its
@@ -154,11 +155,11 @@ func boundCheck(add func(string, string, ...any), f string, c Check) {
 		textAtMost(add, f+".http.url", h.URL, MaxURLLength, false)
 		boundMap(add, f+".http.headers", h.Headers)
 		entriesAtMost(add, f+".http.expectStatus", len(h.ExpectStatus), MaxEntries)
-		textAtMost(add, f+".http.bodyContains", h.BodyContains, MaxTextLength, false)
-		textAtMost(add, f+".http.bodyRegex", h.BodyRegex, MaxTextLength, false)
+		textAtMost(add, f+".http.bodyContains", h.BodyContains, MaxValueLength, false)
+		textAtMost(add, f+".http.bodyRegex", h.BodyRegex, MaxValueLength, false)
 		entriesAtMost(add, f+".http.json", len(h.JSON), MaxEntries)
 		for j, m := range h.JSON {
-			textAtMost(add, fmt.Sprintf("%s.http.json[%d].path", f, j), m.Path, MaxTextLength, false)
+			textAtMost(add, fmt.Sprintf("%s.http.json[%d].path", f, j), m.Path, MaxValueLength, false)
 		}
 		if h.MaxLatency > 0 {
 			durationAtMost(add, f+".http.maxLatency", h.MaxLatency, MaxCheckTimeout, "a latency limit")
@@ -171,14 +172,14 @@ func boundCheck(add func(string, string, ...any), f string, c Check) {
 		cmd := c.Command
 		entriesAtMost(add, f+".command.argv", len(cmd.Argv), MaxEntries)
 		for j, a := range cmd.Argv {
-			textAtMost(add, fmt.Sprintf("%s.command.argv[%d]", f, j), a, MaxTextLength, false)
+			textAtMost(add, fmt.Sprintf("%s.command.argv[%d]", f, j), a, MaxValueLength, false)
 		}
-		textAtMost(add, f+".command.outputContains", cmd.OutputContains, MaxTextLength, false)
+		textAtMost(add, f+".command.outputContains", cmd.OutputContains, MaxValueLength, false)
 		timeout(f+".command.timeout", cmd.Timeout)
 	case c.Prometheus != nil:
 		p := c.Prometheus
 		textAtMost(add, f+".prometheus.url", p.URL, MaxURLLength, false)
-		textAtMost(add, f+".prometheus.query", p.Query, MaxTextLength, false)
+		textAtMost(add, f+".prometheus.query", p.Query, MaxValueLength, false)
 		timeout(f+".prometheus.timeout", p.Timeout)
 	}
 }
@@ -256,6 +257,26 @@ func (r Release) validateBounds(add func(string, string, ...any)) {
 		boundCheck(add, fmt.Sprintf("readiness[%d]", i), c.Check)
 	}
 	boundNotifications(add, "notifications", r.Notifications)
+	encodedAtMost(add, "release", r, MaxReleaseBytes,
+		"the release, with its services' specs and their configuration, is the release workflow's input (Temporal refuses one over 2 MiB)")
+	// The configuration of Kubernetes services is written by one activity,
+	// whose input carries each service's spec and configuration.
+	type configItem struct {
+		Spec Spec
+		Data map[string]string
+	}
+	var items []configItem
+	for _, s := range r.Services {
+		if k := s.Deploy.Platform.Kubernetes; k != nil {
+			if data := r.ServiceConfig(s.Name); len(data) > 0 {
+				items = append(items, configItem{s.Deploy, data})
+			}
+		}
+	}
+	if len(items) > 0 {
+		encodedAtMost(add, "config", items, MaxReleaseBytes,
+			"each Kubernetes service's spec with its configuration, as the activity that writes the configuration takes them all")
+	}
 }
 
 // boundMap reports a map of names to texts (env, labels, headers, config)
@@ -265,7 +286,7 @@ func boundMap(add func(string, string, ...any), field string, m map[string]strin
 	entriesAtMost(add, field, len(m), MaxEntries)
 	for _, k := range sortedKeys(m) {
 		if keyAtMost(add, field, k) {
-			textAtMost(add, field+"."+k, m[k], MaxTextLength, false)
+			textAtMost(add, field+"."+k, m[k], MaxValueLength, false)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -16,11 +17,15 @@ import (
 // deadlines, every gate's window and bake in turn) can overflow.
 //
 // Lengths: every value that becomes a Temporal search attribute (service,
-// image, environment, execution ID: see workflows/search.go) is bounded
-// well under the server's 2 KiB per value
-// (frontend.searchAttributesSizeOfValueLimit), and every list and text a
-// spec carries into the workflow history is bounded, so a spec stays a
-// small payload in every activity input that carries it.
+// image, environment, execution ID: see workflows/search.go), a memo field
+// or a name shown in lists is bounded well under the server's 2 KiB per
+// value (frontend.searchAttributesSizeOfValueLimit). Everything else a
+// spec carries (env, label, header and config values, command arguments,
+// queries) is only given a generous bound, so a CA bundle or a JSON blob
+// fits: what keeps a spec a small payload is the bound on the whole
+// encoded spec (MaxSpecBytes), which goes into many activity inputs, and
+// on the whole encoded release (MaxReleaseBytes), the release workflow's
+// input, which carries its services' specs.
 const (
 	// MaxTimeout bounds a rollout's timeout, and with it an approval
 	// window, a bake, blue's keep time and the rollback's verify window.
@@ -50,13 +55,16 @@ const (
 	MaxNameLength = 128
 	// MaxURLLength bounds a check's or a notification's URL, in bytes.
 	MaxURLLength = 2048
-	// MaxTextLength bounds a free text a spec carries: an environment or
-	// label value, a header value, a command argument, a query, a body
+	// MaxPathLength bounds a file path (a kubeconfig, a secret's file)
+	// and a kubeconfig context's name, in bytes (PATH_MAX).
+	MaxPathLength = 4096
+	// MaxValueLength bounds one value a spec carries: an environment,
+	// label, header or config value, a command argument, a query, a body
 	// condition, in bytes.
-	MaxTextLength = 4096
+	MaxValueLength = 64 << 10
 	// MaxEntries bounds each map and list a spec gives: env, secretEnv,
-	// labels, command arguments, headers, JSON conditions.
-	MaxEntries = 100
+	// labels, command arguments, headers, JSON conditions, config.
+	MaxEntries = 1000
 	// MaxChecks bounds health.checks, health.dependencies, health.baselines,
 	// a release's integration checks and readiness criteria.
 	MaxChecks = 50
@@ -64,6 +72,16 @@ const (
 	MaxNotifications = 20
 	// MaxServices bounds a release's services.
 	MaxServices = 100
+
+	// MaxSpecBytes bounds a spec as it is encoded (JSON, defaults
+	// applied): it is the input of the rollout and of many of its
+	// activities, each recorded in the history.
+	MaxSpecBytes = 256 << 10
+	// MaxReleaseBytes bounds a release as it is encoded (JSON, defaults
+	// applied, so with its services' specs and their configuration): it
+	// is the release workflow's input, and the configuration it writes is
+	// one activity's input. Half Temporal's 2 MiB payload limit.
+	MaxReleaseBytes = 1 << 20
 )
 
 // satAdd is a + b, held at math.MaxInt64 (or MinInt64) rather than
@@ -112,6 +130,30 @@ func textAtMost(add func(string, string, ...any), field, s string, max int, prin
 	if printable && !isPrintable(s) {
 		add(field, "must be printable UTF-8 text, without control characters")
 	}
+}
+
+// encodedAtMost reports, through add, v encoded as JSON (as Temporal's
+// data converter encodes a workflow's or an activity's input) in more
+// than max bytes; field names it ("spec", "release").
+func encodedAtMost(add func(string, string, ...any), field string, v any, max int, why string) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return // a NaN or an infinity, which its own field reports
+	}
+	if len(b) > max {
+		add(field, "encodes to %d bytes, more than the %d bytes (%s) allowed: %s", len(b), max, humanBytes(max), why)
+	}
+}
+
+// humanBytes writes a whole number of KiB or MiB as such: "256 KiB".
+func humanBytes(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // entriesAtMost reports, through add, a map or list of more than max entries.

@@ -426,6 +426,10 @@ func (r Release) ValidateUnder(rules Rules) error {
 		if err := s.Deploy.ValidateUnder(rules); err != nil {
 			if ve, ok := err.(*ValidationError); ok {
 				for _, p := range ve.Problems {
+					if p.Field == "spec" { // the whole spec
+						add(f+".deploy", "%s", p.Message)
+						continue
+					}
 					add(f+".deploy."+p.Field, "%s", p.Message)
 				}
 			}

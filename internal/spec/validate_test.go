@@ -219,13 +219,20 @@ func TestBounds(t *testing.T) {
 		{"executionId at 200 bytes", func(s *Spec) { s.ExecutionID = long(MaxExecutionIDLength) }, "", ""},
 		{"executionId past 200 bytes", func(s *Spec) { s.ExecutionID = long(MaxExecutionIDLength + 1) }, "executionId", "more than the 200 allowed"},
 		{"executionId with a line break", func(s *Spec) { s.ExecutionID = "a\nb" }, "executionId", "printable"},
-		{"env at 100 entries", func(s *Spec) { s.Platform.Docker.Env = env(MaxEntries) }, "", ""},
-		{"env past 100 entries", func(s *Spec) { s.Platform.Docker.Env = env(MaxEntries + 1) }, "platform.docker.env", "101 entries, more than the 100 allowed"},
-		{"env value at 4096 bytes", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"A": long(MaxTextLength)} }, "", ""},
-		{"env value past 4096 bytes", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"A": long(MaxTextLength + 1)} }, "platform.docker.env.A", "more than the 4096 allowed"},
+		{"env at 1000 entries", func(s *Spec) { s.Platform.Docker.Env = env(MaxEntries) }, "", ""},
+		{"env past 1000 entries", func(s *Spec) { s.Platform.Docker.Env = env(MaxEntries + 1) }, "platform.docker.env", "1001 entries, more than the 1000 allowed"},
+		{"env value at 64 KiB", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"A": long(MaxValueLength)} }, "", ""},
+		{"env value past 64 KiB", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"A": long(MaxValueLength + 1)} }, "platform.docker.env.A", "more than the 65536 allowed"},
 		{"env name past 128 bytes", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"A" + long(MaxNameLength): "v"} }, "platform.docker.env", "name 129 bytes long"},
-		{"label value past 4096 bytes", func(s *Spec) { s.Platform.Docker.Labels = map[string]string{"team": long(MaxTextLength + 1)} }, "platform.docker.labels.team", "more than the 4096 allowed"},
-		{"labels past 100 entries", func(s *Spec) { s.Platform.Docker.Labels = env(MaxEntries + 1) }, "platform.docker.labels", "more than the 100 allowed"},
+		{"label value past 64 KiB", func(s *Spec) { s.Platform.Docker.Labels = map[string]string{"team": long(MaxValueLength + 1)} }, "platform.docker.labels.team", "more than the 65536 allowed"},
+		{"labels past 100 entries", func(s *Spec) { s.Platform.Docker.Labels = env(MaxEntries + 1) }, "platform.docker.labels", "more than the 1000 allowed"},
+		{"kubeconfig past 4096 bytes", func(s *Spec) {
+			s.Platform = Platform{Kubernetes: &Kubernetes{Deployment: "hello", Kubeconfig: "/" + long(MaxPathLength)}}
+		}, "platform.kubernetes.kubeconfig", "more than the 4096 allowed"},
+		{"header value past 64 KiB", func(s *Spec) { s.Health.Checks[0].HTTP.Headers = map[string]string{"X": long(MaxValueLength + 1)} }, "health.checks[0].http.headers.X", "more than the 65536 allowed"},
+		{"spec past 256 KiB", func(s *Spec) {
+			s.Platform.Docker.Env = map[string]string{"A": long(MaxValueLength), "B": long(MaxValueLength), "C": long(MaxValueLength), "D": long(MaxValueLength)}
+		}, "spec", "more than the 262144 bytes (256 KiB) allowed"},
 		{"network past 128 bytes", func(s *Spec) { s.Platform.Docker.Network = long(MaxNameLength + 1) }, "platform.docker.network", "more than the 128 allowed"},
 		{"checks at 50", func(s *Spec) { s.Health.Checks = checks(MaxChecks) }, "", ""},
 		{"checks past 50", func(s *Spec) { s.Health.Checks = checks(MaxChecks + 1) }, "health.checks", "51 entries, more than the 50 allowed"},
@@ -303,7 +310,7 @@ func TestReleaseBounds(t *testing.T) {
 		{"stage timeout past 30 days", func(r *Release) {
 			r.Stages = []ReleaseStage{{Services: []string{"db"}, Timeout: Duration(MaxReleaseTimeout + 1)}, {Services: []string{"api"}}}
 		}, "stages[0].timeout", "30 days"},
-		{"config value past 4096 bytes", func(r *Release) { r.Config = map[string]string{"A": strings.Repeat("x", MaxTextLength+1)} }, "config.A", "more than the 4096 allowed"},
+		{"config value past 64 KiB", func(r *Release) { r.Config = map[string]string{"A": strings.Repeat("x", MaxValueLength+1)} }, "config.A", "more than the 65536 allowed"},
 		{"integration interval past 1h", func(r *Release) {
 			r.Integration = &Integration{Checks: []Check{{Name: "up", TCP: &TCPCheck{Address: "127.0.0.1:80"}}}, Interval: Duration(time.Hour + 1)}
 		}, "integration.interval", "more than 1h0m0s"},
