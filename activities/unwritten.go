@@ -28,11 +28,17 @@ const (
 // store is up); the ones before it, still waiting, are slimmed. What is
 // dropped is counted, in sum.Dropped and on the oldest round kept (its
 // Dropped), so the workflow records how many rounds are missing.
+//
+// It never writes to the slice it was given, only to a new one: a copy of
+// sum (the one a heartbeat is sending, or a result already returned)
+// shares that slice and keeps what it held.
 func keepUnwritten(sum *WatchResult, r audit.Round) {
-	if n := len(sum.Unwritten); n > 0 {
-		sum.Unwritten[n-1].Results = slimResults(sum.Unwritten[n-1].Results)
+	kept := make([]audit.Round, len(sum.Unwritten), len(sum.Unwritten)+1)
+	copy(kept, sum.Unwritten)
+	if n := len(kept); n > 0 {
+		kept[n-1].Results = slimResults(kept[n-1].Results)
 	}
-	sum.Unwritten = append(sum.Unwritten, r)
+	sum.Unwritten = append(kept, r)
 	sizes := make([]int, len(sum.Unwritten))
 	total := 2 // the brackets
 	for i, u := range sum.Unwritten {

@@ -216,3 +216,24 @@ func TestKeepUnwrittenAccounting(t *testing.T) {
 		t.Error("the newest round lost its excerpt before the store was tried")
 	}
 }
+
+// keepUnwritten leaves the summary it was given as it was: a copy of it
+// (what a heartbeat is sending, as Watch's beat(sum) does) keeps the
+// newest round's evidence after the next round is kept. Before, it slimmed
+// that round in the shared slice, under the heartbeat encoding it.
+func TestKeepUnwrittenLeavesSnapshotsAlone(t *testing.T) {
+	round := func(seq int) audit.Round {
+		return audit.Round{Seq: seq, Results: []health.Result{{Check: "c", Error: strings.Repeat("e", 2*maxUnwrittenError), Excerpt: "body"}}}
+	}
+	var sum WatchResult
+	keepUnwritten(&sum, round(1))
+	snap := sum // what beat(sum) holds
+	before := fmt.Sprintf("%+v", snap.Unwritten)
+	keepUnwritten(&sum, round(2))
+	if after := fmt.Sprintf("%+v", snap.Unwritten); after != before {
+		t.Fatalf("the heartbeat's copy changed under it:\n  was %s\n  now %s", before, after)
+	}
+	if len(sum.Unwritten) != 2 || sum.Unwritten[0].Results[0].Excerpt != "" || sum.Unwritten[1].Results[0].Excerpt == "" {
+		t.Errorf("kept %+v; want round 1 slimmed and round 2 whole", sum.Unwritten)
+	}
+}

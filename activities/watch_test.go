@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -857,4 +859,194 @@ func TestWatchHeartbeatsThroughALongRound(t *testing.T) {
 	if !marked {
 		t.Error("no heartbeat marked the round in flight")
 	}
+}
+
+// runKeepAlive runs body as an activity with heartbeat timeout hb (its
+// keepAlive beats every 500 ms) and returns the details of every heartbeat
+// the server saw, decoded as strings (no details: "").
+func runKeepAlive(t *testing.T, hb time.Duration, opts worker.Options, body func(ctx context.Context) error) ([]string, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(time.Minute)
+	env.SetWorkerOptions(opts)
+	env.RegisterActivityWithOptions(body, activity.RegisterOptions{Name: "keep"})
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			HeartbeatTimeout: hb, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+		return workflow.ExecuteActivity(ctx, "keep").Get(ctx, nil)
+	}, workflow.RegisterOptions{Name: "keep"})
+	var mu sync.Mutex
+	var beats []string
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var d string
+		if details.HasValues() {
+			var v any
+			if err := details.Get(&v); err != nil {
+				d = "undecodable: " + err.Error()
+			} else {
+				d = fmt.Sprint(v)
+			}
+		}
+		mu.Lock()
+		beats = append(beats, d)
+		mu.Unlock()
+	})
+	env.ExecuteWorkflow("keep")
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(beats), env.GetWorkflowError()
+}
+
+// A heartbeat carries the details as they were when set was called: the
+// caller may change what it passed at once (Watch's summary shares its
+// slices with the copy it heartbeats, and keepUnwritten rewrites them),
+// and the ticker's beats never see it. Before, set kept the value and
+// every beat encoded it again, in the ticker's goroutine, racing with the
+// caller (go test -race reports it) and sending what the caller wrote.
+func TestKeepAliveBeatsASnapshot(t *testing.T) {
+	beats, err := runKeepAlive(t, time.Second, worker.Options{}, func(ctx context.Context) error {
+		set, stop := keepAlive(ctx)
+		defer stop()
+		words := []string{"set"}
+		set(words)
+		words[0] = "changed after set"
+		time.Sleep(1200 * time.Millisecond) // two beats of the ticker
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(beats) == 0 {
+		t.Fatal("no heartbeat")
+	}
+	for _, b := range beats {
+		if b != "[set]" {
+			t.Fatalf("heartbeats %q; want each to carry [set]", beats)
+		}
+	}
+}
+
+// A watch whose audit store is down keeps its unwritten rounds in the
+// summary it heartbeats while the ticker beats: run with -race, it must
+// report nothing. Before, the ticker encoded a copy of the summary whose
+// Unwritten shared memory with the loop's, which keepUnwritten rewrote.
+func TestWatchHeartbeatsWhileTheStoreIsDownRaceFree(t *testing.T) {
+	rec := &fakeStore{down: true}
+	acts := &Activities{Platforms: map[string]Platform{spec.PlatformDocker: &fakePlatform{addrs: []string{"127.0.0.1:8080"}}},
+		Checker: &wideChecker{}, Store: rec}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(time.Minute)
+	env.RegisterActivity(acts)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in WatchInput) (WatchResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			HeartbeatTimeout: time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+		var res WatchResult
+		err := workflow.ExecuteActivity(ctx, acts.Watch, in).Get(ctx, &res)
+		return res, err
+	}, workflow.RegisterOptions{Name: "watch"})
+	var mu sync.Mutex
+	beats := 0
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var d WatchResult
+		if details.HasValues() && details.Get(&d) == nil {
+			mu.Lock()
+			beats++
+			mu.Unlock()
+		}
+	})
+	sp := watchSpec(func(h *spec.Health) { h.Interval = spec.Duration(5 * time.Millisecond) })
+	// About 2 s of rounds: four beats of the ticker.
+	deadline := time.Now().Add(2 * time.Second)
+	acts.Checker.(*wideChecker).onRound = func(int) {
+		if time.Now().After(deadline) {
+			rec.setDown(false) // the rounds left are written at last
+		}
+	}
+	env.ExecuteWorkflow("watch", WatchInput{Spec: sp, Which: platform.WhichNew, Mode: WatchRounds, Rounds: 300})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var got WatchResult
+	if err := env.GetWorkflowResult(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Healthy || got.Rounds != 300 {
+		t.Fatalf("healthy %v after %d rounds; want healthy after 300", got.Healthy, got.Rounds)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if beats == 0 {
+		t.Error("no heartbeat decoded as a WatchResult")
+	}
+}
+
+// badDetails encode once, then their encoding panics (or fails): details
+// a beat cannot encode.
+type badDetails struct {
+	n     *atomic.Int32
+	panic bool
+}
+
+func (b badDetails) MarshalJSON() ([]byte, error) {
+	if b.n.Add(1) == 1 {
+		return []byte(`"good"`), nil
+	}
+	if b.panic {
+		panic("cannot encode")
+	}
+	return nil, errors.New("cannot encode")
+}
+
+// Details that cannot be encoded, or a heartbeat that panics, never end
+// the attempt or the worker: the failure is logged and the beats go on
+// with the last details that encoded. Before, the ticker's goroutine
+// encoded the details at every beat and a panic there (the SDK panics when
+// heartbeat details do not encode) was unrecovered: the process exited.
+func TestKeepAliveSurvivesDetailsThatDoNotEncode(t *testing.T) {
+	for _, panics := range []bool{false, true} {
+		t.Run(fmt.Sprintf("marshal panics %v", panics), func(t *testing.T) {
+			beats, err := runKeepAlive(t, time.Second, worker.Options{}, func(ctx context.Context) error {
+				set, stop := keepAlive(ctx)
+				defer stop()
+				set(badDetails{n: new(atomic.Int32), panic: panics}) // encodes once
+				time.Sleep(1200 * time.Millisecond)
+				set(badDetails{n: new(atomic.Int32), panic: panics}) // encodes once again
+				set(badDetails{n: func() *atomic.Int32 { n := new(atomic.Int32); n.Store(1); return n }(), panic: panics})
+				time.Sleep(600 * time.Millisecond)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("the attempt failed: %v", err)
+			}
+			if len(beats) < 3 || beats[len(beats)-1] != "good" {
+				t.Errorf("heartbeats %q; want some, the last carrying the last details that encoded", beats)
+			}
+		})
+	}
+	t.Run("heartbeat panics", func(t *testing.T) {
+		var calls atomic.Int32
+		opts := worker.Options{Interceptors: []interceptor.WorkerInterceptor{&beatSizes{record: func([]any) {
+			if calls.Add(1) > 1 {
+				panic("heartbeat exploded")
+			}
+		}}}}
+		// The panicking beats never reach the server: a heartbeat timeout
+		// of 3 s (beats every 750 ms) outlasts them.
+		_, err := runKeepAlive(t, 3*time.Second, opts, func(ctx context.Context) error {
+			set, stop := keepAlive(ctx)
+			defer stop()
+			set("first")
+			time.Sleep(1600 * time.Millisecond) // the ticker's beats panic
+			set("second")                       // and so does this one
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("the attempt failed: %v", err)
+		}
+		if calls.Load() < 3 {
+			t.Errorf("%d heartbeats; want the ticker to go on beating", calls.Load())
+		}
+	})
 }
