@@ -118,9 +118,12 @@ type ReadinessResult struct {
 type release struct {
 	// root is the workflow's context: rollouts run on it, not on the
 	// launching context that a failure cancels.
-	root    workflow.Context
-	st      ReleaseStatus
-	spec    spec.Release
+	root workflow.Context
+	st   ReleaseStatus
+	spec spec.Release
+	// rules are the spec rules the release validated under; its rollouts
+	// follow them (memoSpecRules).
+	rules   spec.Rules
 	futures map[string]workflow.ChildWorkflowFuture
 	cancels map[string]workflow.CancelFunc
 	aborted bool
@@ -182,6 +185,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) >= 1 {
 		rules = spec.RulesBounded
 	}
+	rel.rules = rules
 	if err := r.ValidateUnder(rules); err != nil {
 		var ve *spec.ValidationError
 		if errors.As(err, &ve) {
@@ -381,6 +385,16 @@ func (rel *release) runStage(ctx workflow.Context, stage spec.ReleaseStage) stri
 	return ""
 }
 
+// childMemo tells a rollout the release starts which spec rules to follow
+// when they are not the rollout's own: a release accepted before the
+// bounds (specBoundsVersion) must not see its services refused by them.
+func (rel *release) childMemo() map[string]any {
+	if rel.rules == spec.RulesBounded {
+		return nil
+	}
+	return map[string]any{memoSpecRules: rel.rules}
+}
+
 // start launches a service's rollout as a child workflow.
 func (rel *release) start(ctx workflow.Context, name string) {
 	svc, _ := rel.spec.Service(name)
@@ -397,6 +411,7 @@ func (rel *release) start(ctx workflow.Context, name string) {
 		ParentClosePolicy:   enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WaitForCancellation: true,
 		StaticSummary:       fmt.Sprintf("%s in release %s", name, rel.st.WorkflowID),
+		Memo:                rel.childMemo(),
 	})
 	f := workflow.ExecuteChildWorkflow(cctx, s.Workflow, d)
 	rel.futures[name], rel.cancels[name] = f, cancel

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -749,10 +750,36 @@ func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
 		_ = json.Unmarshal(resume, &c) // a bad carry is refused by resume
 		return c.Rules
 	}
+	if rules, ok := parentRules(ctx); ok {
+		return rules
+	}
 	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) >= 1 {
 		return spec.RulesBounded
 	}
 	return spec.RulesUnbounded
+}
+
+// memoSpecRules is the memo field in which a release tells the rollouts it
+// starts the spec rules it validated under (release.childMemo).
+const memoSpecRules = "stagecraftSpecRules"
+
+// parentRules are the rules a release passed this rollout in its memo.
+// Only a child honours them: a memo set by any other starter could
+// otherwise lower the bounds.
+func parentRules(ctx workflow.Context) (spec.Rules, bool) {
+	info := workflow.GetInfo(ctx)
+	if info.ParentWorkflowExecution == nil || info.Memo == nil {
+		return 0, false
+	}
+	p, ok := info.Memo.GetFields()[memoSpecRules]
+	if !ok {
+		return 0, false
+	}
+	var rules spec.Rules
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &rules); err != nil {
+		return 0, false
+	}
+	return rules, true
 }
 
 // checkSpec validates the spec under rules and that it asks for this

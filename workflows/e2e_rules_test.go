@@ -1,0 +1,44 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	tclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
+)
+
+// TestReleaseRulesReachItsRolloutsOnTheRealServer: a release validated
+// under the rules from before the bounds (started before
+// specBoundsVersion) has its rollouts follow those rules, so a service it
+// accepted is not refused by the bounds mid-release; a release under the
+// bounds passes nothing. The server hands the child the memo the release
+// set (the time-skipped environment does not).
+func TestReleaseRulesReachItsRolloutsOnTheRealServer(t *testing.T) {
+	queue := itest.Name("rules")
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflow(workflows.RulesParent)
+	w.RegisterWorkflow(workflows.RulesChild)
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc2 := range []struct {
+		rules spec.Rules
+		want  int
+	}{{spec.RulesUnbounded, int(spec.RulesUnbounded)}, {spec.RulesBounded, -1}} {
+		run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: itest.Name("rules-parent"), TaskQueue: queue}, workflows.RulesParent, tc2.rules, queue)
+		require.NoError(t, err)
+		var got int
+		require.NoError(t, run.Get(ctx, &got))
+		require.Equal(t, tc2.want, got, "release under rules %d", tc2.rules)
+	}
+}

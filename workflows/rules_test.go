@@ -1,0 +1,53 @@
+package workflows
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// rulesChild reports the rules a release passed it, -1 for none.
+func rulesChild(ctx workflow.Context) (int, error) {
+	if r, ok := parentRules(ctx); ok {
+		return int(r), nil
+	}
+	return -1, nil
+}
+
+// rulesParent starts rulesChild as a release with those rules would.
+func rulesParent(ctx workflow.Context, rules spec.Rules, queue string) (int, error) {
+	rel := &release{rules: rules}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "-child",
+		TaskQueue: queue, Memo: rel.childMemo()})
+	var got int
+	err := workflow.ExecuteChildWorkflow(cctx, rulesChild).Get(ctx, &got)
+	return got, err
+}
+
+// RulesParent and RulesChild are rulesParent and rulesChild for the test
+// on the real server (e2e_rules_test.go).
+var RulesParent, RulesChild = rulesParent, rulesChild
+
+// TestReleaseRulesReachItsRolloutsOnlyAsChildren: a release under the
+// bounds passes its rollouts nothing (they ask for themselves), and a memo
+// set by a starter that is not a release is ignored, so nobody can lower
+// the bounds that way. (That a release from before the bounds passes its
+// rules to its rollouts needs the real server, which hands a child its
+// memo: TestReleaseRulesReachItsRolloutsOnTheRealServer.)
+func TestReleaseRulesReachItsRolloutsOnlyAsChildren(t *testing.T) {
+	require.Nil(t, (&release{rules: spec.RulesBounded}).childMemo())
+	require.Equal(t, map[string]any{memoSpecRules: spec.RulesUnbounded}, (&release{rules: spec.RulesUnbounded}).childMemo())
+
+	env := (&testsuite.WorkflowTestSuite{}).NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(rulesChild)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "raw", Memo: map[string]any{memoSpecRules: spec.RulesUnbounded}})
+	env.ExecuteWorkflow(rulesChild)
+	var got int
+	require.NoError(t, env.GetWorkflowResult(&got))
+	require.Equal(t, -1, got, "a memo from a starter that is not a release is ignored")
+}
