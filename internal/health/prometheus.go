@@ -17,6 +17,9 @@ import (
 // prometheus runs an instant query. Every sample must satisfy the check's
 // comparison; an empty result follows onEmpty; a NaN sample or an
 // unreachable Prometheus is no data, and a query Prometheus refuses fails.
+// An infinite sample fails when it misses the comparison and is no data
+// when it meets it (it only does by a division by zero); either way the
+// result has no Value, which must stay JSON-encodable.
 func (c *Checker) prometheus(ctx context.Context, name string, p *spec.PrometheusCheck) Result {
 	res := Result{Check: name, Target: p.URL, Verdict: Failed}
 	cl, err := api.NewClient(api.Config{Address: p.URL, Client: c.client()})
@@ -69,6 +72,19 @@ func (c *Checker) prometheus(ctx context.Context, name string, p *spec.Prometheu
 		case math.IsNaN(f):
 			if res.Verdict == Healthy {
 				res.Verdict, res.Error = NoData, fmt.Sprintf("%s is NaN (no data in the window)", seriesName(s))
+			}
+		case math.IsInf(f, 0) && !p.Compare(f):
+			// Past any threshold on the wrong side (a latency quantile in
+			// the +Inf bucket): failed, with no Value (JSON has no Inf, and
+			// the result travels in heartbeats and the audit trail).
+			res.Verdict, res.Value = Failed, nil
+			res.Error = fmt.Sprintf("%s = %g (not finite), want %s %g", seriesName(s), f, p.Op, p.Threshold)
+			return res
+		case math.IsInf(f, 0):
+			// On the right side only by dividing by zero (an error ratio
+			// with no requests): no evidence either way, like NaN.
+			if res.Verdict == Healthy {
+				res.Verdict, res.Error = NoData, fmt.Sprintf("%s is %g (not finite: no data in the window)", seriesName(s), f)
 			}
 		case !p.Compare(f):
 			res.Verdict = Failed

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -45,12 +46,16 @@ func vector(values ...string) string {
 
 func TestPrometheus(t *testing.T) {
 	url := promServer(t, map[string]string{
-		"low":    vector("0.01"),
-		"high":   vector("0.01", "0.2"),
-		"empty":  vector(),
-		"nan":    vector("NaN"),
-		"scalar": `{"resultType":"scalar","result":[1700000000,"0.5"]}`,
-		"matrix": `{"resultType":"matrix","result":[]}`,
+		"low":           vector("0.01"),
+		"high":          vector("0.01", "0.2"),
+		"empty":         vector(),
+		"nan":           vector("NaN"),
+		"inf":           vector("+Inf"),
+		"-inf":          vector("-Inf"),
+		"ok,inf":        vector("0.01", "+Inf"),
+		"nan,-inf,high": vector("NaN", "-Inf", "0.2"),
+		"scalar":        `{"resultType":"scalar","result":[1700000000,"0.5"]}`,
+		"matrix":        `{"resultType":"matrix","result":[]}`,
 	})
 	check := func(query, op string, threshold float64, onEmpty string) spec.Check {
 		return spec.Check{Name: "errors", Prometheus: &spec.PrometheusCheck{URL: url, Query: query, Op: op,
@@ -71,6 +76,12 @@ func TestPrometheus(t *testing.T) {
 		{name: "empty may fail", check: check("empty", "<", 0.05, spec.EmptyFail), verdict: Failed, errHas: "onEmpty: fail"},
 		{name: "empty may pass", check: check("empty", "<", 0.05, spec.EmptyPass), verdict: Healthy},
 		{name: "NaN is no data", check: check("nan", "<", 0.05, spec.EmptyNoData), verdict: NoData, errHas: "NaN"},
+		{name: "+Inf past the threshold fails", check: check("inf", "<", 0.05, spec.EmptyNoData), verdict: Failed, errHas: `{instance="i0"} = +Inf (not finite), want < 0.05`},
+		{name: "+Inf after a finite sample fails", check: check("ok,inf", "<", 0.05, spec.EmptyNoData), verdict: Failed, errHas: "+Inf (not finite)"},
+		{name: "+Inf meeting the threshold is no data", check: check("inf", ">", 0.99, spec.EmptyNoData), verdict: NoData, errHas: "+Inf (not finite"},
+		{name: "-Inf meeting the threshold is no data", check: check("-inf", "<", 0.05, spec.EmptyNoData), verdict: NoData, errHas: "-Inf (not finite"},
+		{name: "-Inf past the threshold fails", check: check("-inf", ">=", 0, spec.EmptyNoData), verdict: Failed, errHas: "-Inf (not finite)"},
+		{name: "a finite failing sample decides after non-finite ones", check: check("nan,-inf,high", "<", 0.05, spec.EmptyNoData), verdict: Failed, value: 0.2, errHas: "= 0.2, want < 0.05"},
 		{name: "matrix is refused", check: check("matrix", "<", 0.05, spec.EmptyNoData), verdict: Failed, errHas: "instant vector"},
 		{name: "bad query fails", check: check("sum(", "<", 0.05, spec.EmptyNoData), verdict: Failed, errHas: "query refused"},
 	}
@@ -87,6 +98,11 @@ func TestPrometheus(t *testing.T) {
 			}
 			if !strings.Contains(res.Error, tt.errHas) {
 				t.Errorf("error = %q, want it to contain %q", res.Error, tt.errHas)
+			}
+			// Results travel in heartbeats, results and the audit trail,
+			// all JSON: a non-finite Value would not encode.
+			if _, err := json.Marshal(res); err != nil {
+				t.Errorf("result does not encode: %v", err)
 			}
 		})
 	}
