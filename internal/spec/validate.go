@@ -91,6 +91,13 @@ func (s Spec) ValidateUnder(rules Rules) error {
 	}
 	if bounded {
 		textAtMost(add, "executionId", s.ExecutionID, MaxExecutionIDLength, true)
+		// Controls take an ID with these prefixes for a workflow ID: an
+		// execution ID spelled like one could never be addressed as itself.
+		for _, prefix := range []string{"deploy:", "release:"} {
+			if strings.HasPrefix(s.ExecutionID, prefix) {
+				add("executionId", "must not start with %q, which names a workflow ID", prefix)
+			}
+		}
 	} else if len(s.ExecutionID) > MaxExecutionIDLength {
 		add("executionId", "is longer than 200 characters")
 	}

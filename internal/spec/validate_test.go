@@ -364,3 +364,21 @@ func TestSaturatingArithmetic(t *testing.T) {
 		t.Errorf("satMul(1h, 3) = %v", got)
 	}
 }
+
+// TestExecutionIDIsNotAWorkflowID: controls take an ID that starts with
+// deploy: or release: for a workflow ID, so an execution ID spelled like
+// one is refused: it could never be addressed as itself.
+func TestExecutionIDIsNotAWorkflowID(t *testing.T) {
+	for _, id := range []string{"deploy:docker:hello", "release:prod/shop"} {
+		s := boundsSpec()
+		s.ExecutionID = id
+		wantProblem(t, s.WithDefaults().Validate(), "executionId", "names a workflow ID")
+	}
+	s := boundsSpec()
+	s.ExecutionID = "build-42"
+	wantProblem(t, s.WithDefaults().Validate(), "", "")
+	s.ExecutionID = "deploy:docker:hello"
+	if err := s.WithDefaults().ValidateUnder(RulesUnbounded); err != nil {
+		t.Fatalf("a run started before the bounds keeps its execution ID: %v", err)
+	}
+}
