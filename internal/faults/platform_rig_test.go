@@ -209,6 +209,8 @@ func platRemoveService(t *testing.T, service string) {
 		for _, b := range platBoxes(t, service) {
 			_, _ = dc.ContainerRemove(context.Background(), b.ID, client.ContainerRemoveOptions{Force: true})
 		}
+		// A rollout that ended rollback_failed left its target held.
+		_, _ = dc.VolumeRemove(context.Background(), "stagecraft-hold-"+service, client.VolumeRemoveOptions{Force: true})
 	})
 }
 

@@ -339,24 +339,33 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 	t.Run("restore image removed", func(t *testing.T) {
 		t.Parallel()
 		began := time.Now()
-		// A tag of this test's own for v1, so removing it touches no one else.
+		// v1 as bytes of this test's own (a commit with a label of its
+		// own), so removing them touches no one else: the restore recreates
+		// by image ID, so removing a mere tag of v1 would not stop it.
 		private := fmt.Sprintf("stagecraft-faults/demo:v1-%d", time.Now().UnixNano())
-		_, err := dc.ImageTag(ctx, client.ImageTagOptions{Source: platV1, Target: private})
+		base, err := dc.ContainerCreate(ctx, client.ContainerCreateOptions{Image: platV1, Name: itest.Name("pf-rbimg-base")})
 		require.NoError(t, err)
-		t.Cleanup(func() { _, _ = dc.ImageRemove(context.Background(), private, client.ImageRemoveOptions{}) })
+		committed, err := dc.ContainerCommit(ctx, base.ID, client.ContainerCommitOptions{Reference: private, Changes: []string{"LABEL stagecraft.test.private=" + private}})
+		require.NoError(t, err)
+		_, err = dc.ContainerRemove(ctx, base.ID, client.ContainerRemoveOptions{Force: true})
+		require.NoError(t, err)
+		t.Cleanup(func() { _, _ = dc.ImageRemove(context.Background(), committed.ID, client.ImageRemoveOptions{Force: true}) })
 		service := itest.Name("pf-rbimg")
 		platRemoveService(t, service)
 		r.installV1(t, service, private)
 
 		s := itest.DemoSpec(service, platBad, spec.Recreate, 3)
 		s.Strategy.Bake = spec.Duration(10 * time.Second)
+		// v2-bad fails 8 s after it starts: time to take v1's bytes away
+		// once the recreate has removed its containers, before the rollback.
+		s.Platform.Docker.Env["FAIL_AFTER"] = "8"
 		s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
 		started := r.start(t, s)
-		// Once the snapshot is taken and the recreate under way, v1's
-		// image goes.
-		r.waitStage(t, started.WorkflowID, 0, workflows.StageInProgress, workflows.StageValidating)
-		_, err = dc.ImageRemove(ctx, private, client.ImageRemoveOptions{})
+		r.waitStage(t, started.WorkflowID, 0, workflows.StageValidating)
+		_, err = dc.ImageRemove(ctx, private, client.ImageRemoveOptions{Force: true})
 		require.NoError(t, err)
+		_, err = dc.ImageInspect(ctx, committed.ID)
+		require.Error(t, err, "v1's bytes are gone from the engine")
 		res := r.wait(t, started, 4*time.Minute)
 		require.Equal(t, workflows.OutcomeRollbackFailed, res.Outcome, res.Error)
 		require.Contains(t, res.Error, "status 500", "the stage failed its checks")
