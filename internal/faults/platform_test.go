@@ -349,7 +349,9 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 		require.NoError(t, err)
 		_, err = dc.ContainerRemove(ctx, base.ID, client.ContainerRemoveOptions{Force: true})
 		require.NoError(t, err)
-		t.Cleanup(func() { _, _ = dc.ImageRemove(context.Background(), committed.ID, client.ImageRemoveOptions{Force: true}) })
+		t.Cleanup(func() {
+			_, _ = dc.ImageRemove(context.Background(), committed.ID, client.ImageRemoveOptions{Force: true})
+		})
 		service := itest.Name("pf-rbimg")
 		platRemoveService(t, service)
 		r.installV1(t, service, private)
