@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -849,7 +848,7 @@ func rollbackOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
 func convergeTimeout(s spec.Spec) time.Duration {
 	d := 10 * time.Minute
 	if k := s.Platform.Kubernetes; k != nil {
-		d = max(d, mulSat(addSat(k.ProgressDeadline.D(), time.Minute), 4))
+		d = max(d, spec.SatMul(spec.SatAdd(k.ProgressDeadline.D(), time.Minute), 4))
 	}
 	return d
 }
@@ -870,33 +869,9 @@ const (
 )
 
 func watchOptions(ctx workflow.Context, s spec.Spec, attempts int32) workflow.Context {
-	ctx = retried(ctx, "health watch", addSat(s.Timeout.D(), 10*time.Minute), 10*time.Second, attempts)
+	ctx = retried(ctx, "health watch", spec.SatAdd(s.Timeout.D(), 10*time.Minute), 10*time.Second, attempts)
 	opts := workflow.GetActivityOptions(ctx)
 	opts.HeartbeatTimeout = 5 * time.Second
 	opts.WaitForCancellation = true
 	return workflow.WithActivityOptions(ctx, opts)
-}
-
-// Saturating duration arithmetic for every sum or product of spec
-// durations that becomes a timer or an activity timeout: held at the
-// largest duration rather than wrapping to a negative one, which Temporal
-// refuses ("A valid timeout may not be negative") after the target has
-// already changed. The spec bounds its durations far below this; these
-// hold whatever reaches the workflow (an older worker's spec rules, a
-// client that never validated).
-
-// addSat is a + b for non-negative durations, at most math.MaxInt64.
-func addSat(a, b time.Duration) time.Duration {
-	if b > 0 && a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
-// mulSat is d * n for a non-negative d and n, at most math.MaxInt64.
-func mulSat(d time.Duration, n int64) time.Duration {
-	if n > 0 && d > math.MaxInt64/time.Duration(n) {
-		return math.MaxInt64
-	}
-	return d * time.Duration(n)
 }

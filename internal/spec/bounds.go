@@ -106,9 +106,9 @@ func (h Health) validateBounds(add func(string, string, ...any), eff Health, tim
 	case timeout > 0 && eff.Interval.D() > timeout:
 		add("health.interval", "%s is longer than timeout %s: no round would run before the rollout times out", eff.Interval.D(), timeout)
 	case timeout > 0 && eff.Interval > 0 && eff.MinSamples > 0 && eff.MinSamples <= MaxRounds &&
-		satMul(eff.Interval.D(), eff.MinSamples) > timeout:
+		SatMul(eff.Interval.D(), eff.MinSamples) > timeout:
 		add("health.minSamples", "%d rounds %s apart take %s, longer than timeout %s: no stage could pass",
-			eff.MinSamples, eff.Interval.D(), satMul(eff.Interval.D(), eff.MinSamples), timeout)
+			eff.MinSamples, eff.Interval.D(), SatMul(eff.Interval.D(), eff.MinSamples), timeout)
 	}
 	if h.Timeout > 0 {
 		durationAtMost(add, "health.timeout", h.Timeout, MaxCheckTimeout, "a check's timeout")

@@ -84,9 +84,13 @@ const (
 	MaxReleaseBytes = 1 << 20
 )
 
-// satAdd is a + b, held at math.MaxInt64 (or MinInt64) rather than
-// wrapping around.
-func satAdd(a, b time.Duration) time.Duration {
+// SatAdd is a + b, held at math.MaxInt64 (or MinInt64) rather than
+// wrapping around. Every sum or product of spec durations that becomes a
+// timer or an activity timeout goes through SatAdd and SatMul: a wrapped,
+// negative one is refused by Temporal ("A valid timeout may not be
+// negative") after the target has already changed, and the workflow must
+// hold whatever reaches it (a run under older rules, an unvalidated client).
+func SatAdd(a, b time.Duration) time.Duration {
 	s := a + b
 	switch {
 	case a > 0 && b > 0 && s < 0:
@@ -97,9 +101,9 @@ func satAdd(a, b time.Duration) time.Duration {
 	return s
 }
 
-// satMul is d × n for n ≥ 0, held at math.MaxInt64 rather than wrapping
+// SatMul is d × n for n ≥ 0, held at math.MaxInt64 rather than wrapping
 // around; a negative d counts as 0.
-func satMul(d time.Duration, n int) time.Duration {
+func SatMul(d time.Duration, n int) time.Duration {
 	if d <= 0 || n <= 0 {
 		return 0
 	}

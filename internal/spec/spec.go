@@ -276,7 +276,7 @@ func (s Spec) defaultTimeout() time.Duration {
 	if gates == 0 {
 		return DefaultRolloutTimeout
 	}
-	return min(satAdd(need, DefaultRolloutTimeout), MaxTimeout)
+	return min(SatAdd(need, DefaultRolloutTimeout), MaxTimeout)
 }
 
 // ApprovalNeeds counts the stages an approval gate holds and adds up the
@@ -302,7 +302,7 @@ func (s Spec) ApprovalNeeds() (gates int, need time.Duration) {
 		}
 	case BlueGreen:
 		stages = []stage{{0, st.BakeBeforeSwitch}, {100, st.BakeAfterSwitch}}
-		need = satAdd(need, max(st.KeepBlueFor.D(), 0))
+		need = SatAdd(need, max(st.KeepBlueFor.D(), 0))
 	case Rolling:
 		total := s.Replicas()
 		if total < 1 || total > MaxReplicas || st.BatchSize < 1 {
@@ -321,10 +321,10 @@ func (s Spec) ApprovalNeeds() (gates int, need time.Duration) {
 		stages = []stage{{100, st.Bake}}
 	}
 	for _, g := range stages {
-		need = satAdd(need, max(g.bake.D(), 0))
+		need = SatAdd(need, max(g.bake.D(), 0))
 		if s.Approval.Gates(g.percent) {
 			gates++
-			need = satAdd(need, max(s.Approval.Timeout.D(), 0))
+			need = SatAdd(need, max(s.Approval.Timeout.D(), 0))
 		}
 	}
 	return gates, need

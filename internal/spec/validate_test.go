@@ -348,20 +348,20 @@ func TestRulesUnbounded(t *testing.T) {
 
 func TestSaturatingArithmetic(t *testing.T) {
 	const maxD = time.Duration(1<<63 - 1)
-	if got := satAdd(maxD, time.Minute); got != maxD {
-		t.Errorf("satAdd(max, 1m) = %v", got)
+	if got := SatAdd(maxD, time.Minute); got != maxD {
+		t.Errorf("SatAdd(max, 1m) = %v", got)
 	}
-	if got := satAdd(-maxD, -time.Hour); got != -maxD-1 {
-		t.Errorf("satAdd(-max, -1h) = %v", got)
+	if got := SatAdd(-maxD, -time.Hour); got != -maxD-1 {
+		t.Errorf("SatAdd(-max, -1h) = %v", got)
 	}
-	if got := satAdd(time.Hour, time.Minute); got != time.Hour+time.Minute {
-		t.Errorf("satAdd(1h, 1m) = %v", got)
+	if got := SatAdd(time.Hour, time.Minute); got != time.Hour+time.Minute {
+		t.Errorf("SatAdd(1h, 1m) = %v", got)
 	}
-	if got := satMul(maxD/2, 3); got != maxD {
-		t.Errorf("satMul(max/2, 3) = %v", got)
+	if got := SatMul(maxD/2, 3); got != maxD {
+		t.Errorf("SatMul(max/2, 3) = %v", got)
 	}
-	if got := satMul(time.Hour, 3); got != 3*time.Hour {
-		t.Errorf("satMul(1h, 3) = %v", got)
+	if got := SatMul(time.Hour, 3); got != 3*time.Hour {
+		t.Errorf("SatMul(1h, 3) = %v", got)
 	}
 }
 
