@@ -174,6 +174,10 @@ type ConvergeRequest struct {
 	Rollout  string       `json:"rollout"`
 	Snapshot Snapshot     `json:"snapshot"`
 	Desired  plan.Desired `json:"desired"`
+	// Fence is the attempt's place in the target's order of writes. The
+	// Converge activity sets it from its attempt (never the workflow, so
+	// histories do not carry it); zero does not fence.
+	Fence Fence `json:"-"`
 }
 
 // ConvergeResult says what converging changed and what it found.
