@@ -626,18 +626,47 @@ func TestShortUserDeadline(t *testing.T) {
 	// stall cordons the node (no test of this package runs in parallel),
 	// so new pods stay pending, until the controller has said
 	// ProgressDeadlineExceeded; then it uncordons it. It reports whether
-	// the stall was seen.
+	// the stall was seen. Before the converge writes, a probe pod proves
+	// the scheduler has seen the cordon: on a loaded machine its cache can
+	// lag the API, and a pod scheduled in that lag is no stall.
 	cordon := func(on bool) {
 		patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, on)
 		if _, err := cs.CoreV1().Nodes().Patch(context.Background(), "kwok-node-0", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Errorf("cordon %v: %v", on, err)
 		}
 	}
+	probe := func() {
+		pods := cs.CoreV1().Pods(e.ns)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "cordon-probe-"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: imageV1}}}}
+		pod, err := pods.Create(e.ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("probe pod: %v", err)
+		}
+		defer func() { _ = pods.Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}) }()
+		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+		defer cancel()
+		eventually(t, ctx, "the scheduler to report the cordoned node unschedulable", func() (bool, error) {
+			got, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if got.Spec.NodeName != "" {
+				return false, fmt.Errorf("probe pod scheduled on %s: the node is not cordoned", got.Spec.NodeName)
+			}
+			for _, c := range got.Status.Conditions {
+				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	}
 	stall := func() (seen chan bool) {
 		cordon(true)
+		probe()
 		seen = make(chan bool, 1)
 		go func() {
-			defer cordon(false)
 			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 				d, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, target, metav1.GetOptions{})
 				if err != nil {
@@ -645,11 +674,13 @@ func TestShortUserDeadline(t *testing.T) {
 				}
 				for _, c := range d.Status.Conditions {
 					if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+						cordon(false) // before saying so: the next stall cordons again
 						seen <- true
 						return
 					}
 				}
 			}
+			cordon(false)
 			seen <- false
 		}()
 		return seen
