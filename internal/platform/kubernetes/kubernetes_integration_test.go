@@ -643,7 +643,9 @@ func TestShortUserDeadline(t *testing.T) {
 		if err != nil {
 			t.Fatalf("probe pod: %v", err)
 		}
-		defer func() { _ = pods.Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}) }()
+		defer func() {
+			_ = pods.Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
+		}()
 		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 		defer cancel()
 		eventually(t, ctx, "the scheduler to report the cordoned node unschedulable", func() (bool, error) {
