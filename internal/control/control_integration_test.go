@@ -132,6 +132,48 @@ func TestControlByExecutionIDOfSeveralOpenRolloutsIsRefused(t *testing.T) {
 	terminate(t, b.WorkflowID())
 }
 
+// An execution ID names its open rollout however many closed runs share it
+// and whatever the server's page size: with pages of one, a closed rollout
+// started later (listed first) does not hide the open one, and a third
+// target's closed rollout still makes a closed-only ID ambiguous.
+func TestExecutionIDFindsTheOpenRolloutBehindClosedOnes(t *testing.T) {
+	defer control.SetExecutionPageSize(1)()
+	ctx := context.Background()
+	build := itest.Name("build")
+	live, done := demo(itest.Name("cart"), "stagecraft-demo:v2", build), demo(itest.Name("shop"), "stagecraft-demo:v2", build)
+	for _, s := range []spec.Spec{live, done} {
+		_, err := control.Start(ctx, tc, s)
+		require.NoError(t, err)
+	}
+	terminate(t, done.WorkflowID())
+	itest.Eventually(t, 30*time.Second, "both rollouts to be searchable by the execution ID", func() bool {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", control.SearchAttrExecutionID, build)})
+		all, err2 := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("%s = %q", control.SearchAttrExecutionID, build)})
+		return err == nil && err2 == nil && len(resp.GetExecutions()) == 1 && len(all.GetExecutions()) == 2
+	})
+	ex, err := control.Find(ctx, tc, build)
+	require.NoError(t, err)
+	require.Equal(t, live.WorkflowID(), ex.WorkflowID)
+
+	terminate(t, live.WorkflowID())
+	itest.Eventually(t, 30*time.Second, "no rollout of the execution ID to be open", func() bool {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", control.SearchAttrExecutionID, build)})
+		return err == nil && len(resp.GetExecutions()) == 0
+	})
+	_, err = control.Find(ctx, tc, build)
+	var amb *control.AmbiguousError
+	require.ErrorAs(t, err, &amb)
+	require.ElementsMatch(t, []string{live.WorkflowID(), done.WorkflowID()}, amb.WorkflowIDs)
+	require.False(t, amb.Open)
+
+	_, err = control.Find(ctx, tc, itest.Name("never-used"))
+	var nf *control.NotFoundError
+	require.ErrorAs(t, err, &nf)
+}
+
 // Starting again with the execution ID of an open rollout joins it only for
 // the same spec; with another image (or other parameters) the start is
 // refused, naming what differs, instead of "joined" with nothing deployed.

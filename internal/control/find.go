@@ -59,36 +59,73 @@ func (e *AmbiguousError) Error() string {
 // execution ID id: its open rollout, or when none is open, the one that ran
 // with it; "" when none did. Several open rollouts (or, none open, several
 // closed ones of different targets) are an *AmbiguousError.
+//
+// It asks for distinct workflow IDs one query at a time, each excluding the
+// ones found, so the answer does not depend on how many runs (a long
+// continue-as-new chain) share the ID or on the server's page size.
 func byExecutionID(ctx context.Context, c client.Client, id string) (string, error) {
-	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)})
-	if err != nil {
-		// An unregistered search attribute just means no rollout has one.
-		return "", nil
+	query := fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)
+	open, err := workflowIDs(ctx, c, query+" AND ExecutionStatus = 'Running'")
+	if err != nil || len(open) > 1 {
+		return "", ambiguous(id, open, true, err)
 	}
-	var open, all []string
-	for _, ex := range resp.GetExecutions() {
-		wid := ex.GetExecution().GetWorkflowId()
-		if ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && !slices.Contains(open, wid) {
-			open = append(open, wid)
-		}
-		if !slices.Contains(all, wid) {
-			all = append(all, wid)
-		}
-	}
-	slices.Sort(open)
-	slices.Sort(all)
-	switch {
-	case len(open) == 1:
+	if len(open) == 1 {
 		return open[0], nil
-	case len(open) > 1:
-		return "", &AmbiguousError{ID: id, WorkflowIDs: open, Open: true}
-	case len(all) > 1:
-		return "", &AmbiguousError{ID: id, WorkflowIDs: all}
-	case len(all) == 1:
+	}
+	all, err := workflowIDs(ctx, c, query)
+	if err != nil || len(all) > 1 {
+		return "", ambiguous(id, all, false, err)
+	}
+	if len(all) == 1 {
 		return all[0], nil
 	}
 	return "", nil
+}
+
+func ambiguous(id string, wids []string, open bool, err error) error {
+	if err != nil {
+		return err
+	}
+	return &AmbiguousError{ID: id, WorkflowIDs: wids, Open: open}
+}
+
+// maxAmbiguous bounds the workflow IDs an *AmbiguousError names.
+const maxAmbiguous = 10
+
+// executionPageSize is the page size of each query (0: the server's
+// default); a test makes it 1.
+var executionPageSize int32
+
+// workflowIDs returns the distinct workflow IDs of executions matching
+// query, sorted, at most maxAmbiguous of them. A query on a search
+// attribute the server does not know yet finds nothing.
+func workflowIDs(ctx context.Context, c client.Client, query string) ([]string, error) {
+	var wids []string
+	for len(wids) < maxAmbiguous {
+		q := query
+		for _, w := range wids {
+			q += fmt.Sprintf(" AND WorkflowId != %q", w)
+		}
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: executionPageSize})
+		var invalid *serviceerror.InvalidArgument
+		switch {
+		case errors.As(err, &invalid) && strings.Contains(err.Error(), SearchAttrExecutionID):
+			return nil, nil // not registered: no rollout has one
+		case err != nil:
+			return nil, fmt.Errorf("finding the rollouts of execution ID (%s): %w", query, err)
+		}
+		found := false
+		for _, ex := range resp.GetExecutions() {
+			if wid := ex.GetExecution().GetWorkflowId(); !slices.Contains(wids, wid) {
+				wids, found = append(wids, wid), true
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	slices.Sort(wids)
+	return wids, nil
 }
 
 // FinishedError says that an action came after the rollout or release had
