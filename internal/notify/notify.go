@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,10 +141,18 @@ type Sender struct {
 	// Client sends the requests; nil means a client with a 10 s timeout
 	// that does not follow redirects.
 	Client *http.Client
+	// SigningKeys sign every webhook delivery (HeaderSignature,
+	// HeaderTimestamp), one signature per key; none, deliveries are
+	// unsigned. Slack messages are never signed: Slack does not check.
+	SigningKeys [][]byte
+	// Now is the clock of the signatures' timestamps; nil means time.Now.
+	Now func() time.Time
 }
 
 // Send delivers e to n: to a webhook the event itself as JSON, with an
-// Idempotency-Key header (e.Key) and n's headers; to Slack a message with
+// Idempotency-Key header (e.Key), n's headers and, with SigningKeys, its
+// signature (the signature headers, like the ones above, override n's
+// headers of the same names); to Slack a message with
 // e.Text(). An answer other than 2xx is an error; the ones sending again
 // cannot fix are a *PermanentError.
 func (s *Sender) Send(ctx context.Context, n spec.Notification, e Event) error {
@@ -188,6 +197,15 @@ func (s *Sender) Send(ctx context.Context, n spec.Notification, e Event) error {
 	req.Header.Set("User-Agent", "stagecraft")
 	if n.Webhook != "" && e.Key != "" {
 		req.Header.Set("Idempotency-Key", e.Key)
+	}
+	if n.Webhook != "" && len(s.SigningKeys) > 0 {
+		now := time.Now
+		if s.Now != nil {
+			now = s.Now
+		}
+		ts := now()
+		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		req.Header.Set(HeaderSignature, Signature(s.SigningKeys, ts, body))
 	}
 
 	client := s.Client
