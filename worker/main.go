@@ -33,6 +33,7 @@ import (
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
+	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	"github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -53,6 +54,7 @@ type config struct {
 	kubeBurst      int
 	metricsAddress string
 	stopTimeout    time.Duration
+	signingKeys    []string
 }
 
 // defaultStopTimeout is how long, after SIGTERM, the worker lets running
@@ -97,6 +99,8 @@ func main() {
 	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
 	f.DurationVar(&cfg.stopTimeout, "stop-timeout", defaultStopTimeout,
 		"after SIGTERM, how long running activities may finish before they are cancelled (env STAGECRAFT_STOP_TIMEOUT); keep it below the platform's grace period")
+	f.StringSliceVar(&cfg.signingKeys, "webhook-signing-key-file", splitList(os.Getenv("STAGECRAFT_WEBHOOK_SIGNING_KEY_FILES")),
+		"file holding a secret (at least 32 bytes) that signs every webhook delivery (X-Stagecraft-Signature); repeat for a rotation: each key signs, receivers accept any they know (env STAGECRAFT_WEBHOOK_SIGNING_KEY_FILES, comma-separated). Without it, deliveries are unsigned")
 	f.BoolVar(&cfg.skipMigrations, "skip-migrations", false, "do not apply the audit store's migrations at start")
 	f.StringVar(&cfg.metricsAddress, "metrics-address", os.Getenv("STAGECRAFT_METRICS_ADDRESS"), "host:port to serve Prometheus metrics on at /metrics, e.g. 127.0.0.1:9464 (env STAGECRAFT_METRICS_ADDRESS); empty, the default, serves none")
 	cmd.AddCommand(&cobra.Command{
@@ -189,6 +193,13 @@ func run(cfg config) error {
 	if err := checkAllowlist(cfg.allowCommands); err != nil {
 		return err
 	}
+	keys, err := notify.ReadSigningKeys(cfg.signingKeys)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		log.Warn("no --webhook-signing-key-file: webhook deliveries are unsigned, so receivers cannot tell them from forgeries")
+	}
 	metricsHandler, stopMetrics, err := serveMetrics(cfg.metricsAddress, log)
 	if err != nil {
 		return err
@@ -253,9 +264,10 @@ func run(cfg config) error {
 			spec.PlatformDocker:     docker.New(dc, log),
 			spec.PlatformKubernetes: kube,
 		},
-		Checker: &health.Checker{Commands: cfg.allowCommands},
-		Store:   trail,
-		Log:     log,
+		Checker:  &health.Checker{Commands: cfg.allowCommands},
+		Store:    trail,
+		Notifier: &notify.Sender{SigningKeys: keys},
+		Log:      log,
 	})
 	log.Info("worker starting", zap.String("address", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", workflows.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))
