@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
 
+	"github.com/stagecraft/stagecraft/internal/failpoint"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -62,6 +63,9 @@ type converge struct {
 	// oldImages is what each snapshot instance to be recreated is created
 	// from, by container: see recreateImage.
 	oldImages map[string]string
+	// fence holds the call to its attempt's place in the service's order
+	// of writes: every destructive call checks it first (guard).
+	fence *fencer
 }
 
 // Converge brings the service to req.Desired: this rollout's new instances
@@ -94,6 +98,13 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 		traffic: cmp.Or(d.Traffic, plan.TrafficShared),
 		limits:  container.Resources{NanoCPUs: nanoCPUs, Memory: memory},
 		started: map[string]bool{},
+	}
+	c.fence = &fencer{p: p, log: c.log, service: s.Service, target: s.TargetKey(), mine: req.Fence}
+	// Claimed before the target is read: from here on every older attempt
+	// of this rollout (a zombie whose attempt timed out) and every other
+	// rollout whose lease has not ended is refused at its next change.
+	if err := c.fence.claim(ctx); err != nil {
+		return c.res, err
 	}
 	if err := c.run(ctx, req.Snapshot, d); err != nil {
 		// An engine's error may quote a container's config back.
@@ -140,6 +151,9 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		gb, ib := removalRank(containerName(b), b.Labels, c.rollout, snapIndex)
 		return cmp.Or(cmp.Compare(ga, gb), cmp.Compare(ib, ia), cmp.Compare(containerName(a), containerName(b)))
 	})
+	// What this call will change is decided: from here on it acts on what
+	// it read, which a later attempt may change meanwhile (guard).
+	failpoint.Hit(ctx, failpoint.ConvergeRead)
 
 	// Refuse before any change if an image to create from is missing, and
 	// make sure every network to join exists.
@@ -277,6 +291,9 @@ func (c *converge) ensure(ctx context.Context, w want, existing map[string]conta
 		return err
 	}
 	opts.Name = w.name
+	if err := c.guard(ctx, "create container %q", w.name); err != nil {
+		return err
+	}
 	res, err := c.p.cli.ContainerCreate(ctx, opts)
 	switch {
 	case err == nil:
@@ -305,6 +322,9 @@ func (c *converge) ensure(ctx context.Context, w want, existing map[string]conta
 		return fmt.Errorf("create container %q: %w", w.name, err)
 	}
 	for _, n := range more {
+		if err := c.guard(ctx, "connect container %q", w.name); err != nil {
+			return err
+		}
 		if err := c.p.connect(ctx, n.Network, w.name, n.Aliases); err != nil {
 			return err
 		}
@@ -324,6 +344,9 @@ func (c *converge) accepts(w want, cfg *container.Config) bool {
 }
 
 func (c *converge) start(ctx context.Context, name string, log *zap.Logger) error {
+	if err := c.guard(ctx, "start container %q", name); err != nil {
+		return err
+	}
 	if _, err := c.p.cli.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %q: %w", name, err)
 	}
@@ -514,10 +537,16 @@ func (c *converge) rewire(ctx context.Context, w want) error {
 		if on && ep != nil && sameAliases(userAliases(ep.Aliases, in.Container.ID), n.Aliases) {
 			continue
 		}
+		if err := c.guard(ctx, "rewire container %q", w.name); err != nil {
+			return err
+		}
 		if on {
 			if _, err := c.p.cli.NetworkDisconnect(ctx, n.Network, client.NetworkDisconnectOptions{Container: w.name}); err != nil && !cerrdefs.IsNotFound(err) {
 				return fmt.Errorf("disconnect container %q from network %q: %w", w.name, n.Network, err)
 			}
+		}
+		if err := c.guard(ctx, "rewire container %q", w.name); err != nil {
+			return err
 		}
 		if err := c.p.connect(ctx, n.Network, w.name, n.Aliases); err != nil {
 			return err
@@ -532,11 +561,26 @@ func (c *converge) rewire(ctx context.Context, w want) error {
 	return nil
 }
 
+// guard checks the call's fence before a destructive call (what, name say
+// which, for the error): see fencer.check for the window it leaves.
+func (c *converge) guard(ctx context.Context, what, name string) error {
+	if err := c.fence.check(ctx); err != nil {
+		return fmt.Errorf(what+": %w", name, err)
+	}
+	return nil
+}
+
 // remove stops and removes a container; one already gone counts as removed.
 func (c *converge) remove(ctx context.Context, name string) error {
+	if err := c.guard(ctx, "stop container %q", name); err != nil {
+		return err
+	}
 	timeout := stopTimeoutSeconds
 	if _, err := c.p.cli.ContainerStop(ctx, name, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("stop container %q: %w", name, err)
+	}
+	if err := c.guard(ctx, "remove container %q", name); err != nil {
+		return err
 	}
 	if _, err := c.p.cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %q: %w", name, err)
