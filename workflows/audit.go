@@ -1,13 +1,13 @@
 package workflows
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/internal/audit"
@@ -54,22 +54,33 @@ type auditWriter struct {
 	collecting bool
 	// bytesV is auditBytesVersion's version for this run.
 	bytesV workflow.Version
+	// dirty and collect are the owner's, for the last collect of a
+	// hand-off (end).
+	dirty   func() bool
+	collect func(workflow.Context)
+	// writing: a batch is in flight, and cancelWrite cancels its Audit
+	// activity. handing: end gave up waiting; the writer stops after the
+	// batch in flight, putting it back at the front of the queue unless it
+	// was written, and says so (stopped).
+	writing          bool
+	cancelWrite      workflow.CancelFunc
+	handing, stopped bool
 }
 
 // start runs the collector and the writer on a disconnected context, so a
 // cancelled workflow still writes its trail.
 func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect func(workflow.Context)) {
 	w.on = true
+	w.dirty, w.collect = dirty, collect
 	w.bytesV = workflow.GetVersion(ctx, auditBytesVersion, workflow.DefaultVersion, 1)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.Go(dctx, func(gctx workflow.Context) {
-		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
-			StartToCloseTimeout: time.Minute,
-			HeartbeatTimeout:    keepAliveTimeout,
-			// Unlimited attempts: the trail waits for the database.
-			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
-			Summary:     "audit",
-		})
+		opts := auditOptions()
+		// A hand-off cancels the write in flight and must know how it ended
+		// (written, or not) before it hands the batch on. Never sent to the
+		// server: no run's history changes.
+		opts.WaitForCancellation = true
+		actx := workflow.WithActivityOptions(gctx, opts)
 		// The collector records every change as it happens.
 		if !w.collecting {
 			w.collecting = true
@@ -81,7 +92,11 @@ func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect fun
 			})
 		}
 		for {
-			_ = workflow.Await(gctx, func() bool { return w.closing || !w.queue.Empty() })
+			_ = workflow.Await(gctx, func() bool { return w.handing || w.closing || !w.queue.Empty() })
+			if w.handing {
+				w.stopped = true
+				return
+			}
 			if w.queue.Empty() {
 				// Closing, and the collector has recorded the end.
 				if !dirty() {
@@ -92,7 +107,18 @@ func (w *auditWriter) start(ctx workflow.Context, dirty func() bool, collect fun
 				continue
 			}
 			b := w.take()
-			if err := workflow.ExecuteActivity(actx, acts.Audit, b).Get(gctx, nil); err != nil {
+			wctx, cancel := workflow.WithCancel(actx)
+			w.writing, w.cancelWrite = true, cancel
+			err := workflow.ExecuteActivity(wctx, acts.Audit, b).Get(gctx, nil)
+			w.writing, w.cancelWrite = false, nil
+			cancel()
+			if err != nil && w.handing {
+				// Not written: the trail workflow writes it, first.
+				w.untake(b)
+				w.stopped = true
+				return
+			}
+			if err != nil {
 				workflow.GetLogger(gctx).Error("audit write abandoned", "error", err)
 			}
 		}
@@ -132,6 +158,22 @@ func (w *auditWriter) take() audit.Batch {
 	w.queue = audit.Batch{WorkflowID: q.WorkflowID, RunID: q.RunID,
 		Events: slices.Clone(q.Events[events:]), Rounds: slices.Clone(q.Rounds[rounds:])}
 	return b
+}
+
+// untake puts a batch taken off the queue and not written back at its
+// front: its events and rounds before those queued since, its plan and
+// stage rows unless newer ones were queued since.
+func (w *auditWriter) untake(b audit.Batch) {
+	q := w.queue
+	w.queue = audit.Batch{WorkflowID: cmp.Or(q.WorkflowID, b.WorkflowID), RunID: cmp.Or(q.RunID, b.RunID),
+		Plan: b.Plan, Stages: slices.Clone(b.Stages),
+		Events: append(slices.Clone(b.Events), q.Events...), Rounds: append(slices.Clone(b.Rounds), q.Rounds...)}
+	if q.Plan != nil {
+		w.queue.Plan = q.Plan
+	}
+	for _, s := range q.Stages {
+		w.stage(s)
+	}
 }
 
 // jsonBytes is v's JSON size, as the default data converter encodes it.
@@ -205,8 +247,10 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 	r.au.start(ctx, r.auditDirty, r.auditCollect)
 }
 
-// closeAudit waits until the writer has written everything.
-func (r *rollout) closeAudit(ctx workflow.Context) { r.au.close(ctx) }
+// closeAudit ends the audit trail once the outcome is decided: it waits a
+// short while for the writer, then hands what is left to a trail workflow
+// (end).
+func (r *rollout) closeAudit(ctx workflow.Context) { r.au.end(ctx) }
 
 // keepRounds queues rounds a watcher could not store.
 func (r *rollout) keepRounds(rounds []audit.Round) {

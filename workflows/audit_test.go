@@ -119,8 +119,8 @@ func TestAuditOfARollback(t *testing.T) {
 }
 
 // A database outage delays the trail, never the rollout: the stages run on
-// their own clock, every batch is written once the database is back, in
-// order, and the workflow ends only then.
+// their own clock, and every batch is written once the database is back, in
+// order. (An outage that outlasts the outcome: trail_test.go.)
 func TestAuditWaitsOutADatabaseOutage(t *testing.T) {
 	h := newHarness(t)
 	h.auditFails = 8 // about 4 minutes of backoff: 1+2+4+8+16+30+30+30 s

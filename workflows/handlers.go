@@ -150,8 +150,8 @@ func describe(req ControlRequest) string {
 	return s
 }
 
-// Register registers every strategy workflow, the release workflow and
-// ClearHold by name.
+// Register registers every strategy workflow, the release workflow,
+// ClearHold and AuditTrail by name.
 func Register(w interface {
 	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
 }) {
@@ -161,4 +161,5 @@ func Register(w interface {
 	w.RegisterWorkflowWithOptions(RecreateDeployment, workflow.RegisterOptions{Name: RecreateWorkflow})
 	w.RegisterWorkflowWithOptions(ReleaseDeployment, workflow.RegisterOptions{Name: ReleaseWorkflow})
 	w.RegisterWorkflowWithOptions(ClearHold, workflow.RegisterOptions{Name: ClearHoldWorkflow})
+	w.RegisterWorkflowWithOptions(AuditTrail, workflow.RegisterOptions{Name: AuditTrailWorkflow})
 }

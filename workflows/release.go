@@ -523,7 +523,7 @@ func (rel *release) finish(ctx workflow.Context, o Outcome, msg string) ReleaseS
 	workflow.GetLogger(ctx).Info("release finished", "release", rel.st.WorkflowID, "outcome", string(o), "error", msg)
 	rel.notify(ctx, string(o), msg)
 	rel.nt.flush(ctx)
-	rel.au.close(ctx)
+	rel.au.end(ctx)
 	return rel.status()
 }
 
