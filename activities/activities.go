@@ -57,7 +57,11 @@ type Activities struct {
 	Store Store
 	// Notifier delivers notifications; nil means a notify.Sender.
 	Notifier Notifier
-	Log      *zap.Logger
+	// Server carries the side heartbeats of activities that change a
+	// target (the worker's Temporal client), so an attempt the server has
+	// given up on stops; nil leaves them to the SDK's heartbeat.
+	Server Heartbeater
+	Log    *zap.Logger
 }
 
 // PrepareInput asks for a target's snapshot after checking the request.
@@ -108,15 +112,34 @@ type ConvergeInput struct {
 }
 
 // Converge brings the target to the requested desired state.
+//
+// It fences the platform's writes with its attempt (platform.Fence): a
+// converge whose attempt has timed out on the server, and that still
+// reaches the platform after a later attempt, stage or rollback has written
+// the target (a zombie), is refused there and fails with a non-retryable
+// platform.ErrTypeFenced error that nobody reads, since the server has
+// already given up on it. It also stops by itself once its heartbeats show
+// the server has given up on it (keepAliveWhileKnown).
 func (a *Activities) Converge(ctx context.Context, in ConvergeInput) (platform.ConvergeResult, error) {
-	_, stop := keepAlive(ctx)
+	ctx, _, stop := a.keepAliveWhileKnown(ctx)
 	defer stop()
 	p, err := a.platform(in.Request.Spec)
 	if err != nil {
 		return platform.ConvergeResult{}, err
 	}
+	in.Request.Fence = attemptFence(ctx)
 	res, err := p.Converge(ctx, in.Request)
 	if err != nil {
+		log := a.logger(ctx).With(zap.String("service", in.Request.Spec.Service), zap.String("owner", in.Request.Fence.Owner),
+			zap.Int64("step", in.Request.Fence.Step))
+		switch cause := context.Cause(ctx); {
+		case errors.Is(err, platform.ErrFenced):
+			log.Warn("converge fenced: a later attempt, stage or rollback has written the target, or another rollout holds it; this attempt changes nothing more",
+				zap.Error(err))
+		case errors.Is(cause, ErrAttemptGone):
+			log.Warn("converge stopped: the Temporal server has given up on its attempt", zap.NamedError("cause", cause), zap.Error(err))
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
 		return res, classify(err)
 	}
 	a.logger(ctx).Info("converged", zap.String("service", in.Request.Spec.Service),
@@ -617,6 +640,10 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeConfigConflict, err)
 	case errors.Is(err, platform.ErrUnrestorable):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
+	case errors.Is(err, platform.ErrFenced):
+		// A later attempt or another rollout owns the target: retrying
+		// this one can only be refused again.
+		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeFenced, err)
 	}
 	return err
 }

@@ -8,6 +8,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+
+	"github.com/stagecraft/stagecraft/internal/failpoint"
 )
 
 // keepAlive heartbeats for an activity whose work blocks in one call (a
@@ -27,11 +29,40 @@ import (
 // reaches the worker: the SDK panics when heartbeat details do not encode,
 // which in the ticker's goroutine would end the worker process.
 func keepAlive(ctx context.Context) (set func(details ...any), stop func()) {
-	if !activity.IsActivity(ctx) {
-		return func(...any) {}, func() {}
+	_, set, stop = sideBeat(ctx, nil)
+	return set, stop
+}
+
+// keepAliveWhileKnown is keepAlive for an activity that changes a target
+// (Converge): its beats go through server, which says what the Temporal
+// server answered, and the context it returns is cancelled, with
+// ErrAttemptGone as the cause, once the server no longer knows the attempt
+// (NotFound: it timed out, or its workflow closed) or no beat has reached
+// the server for longer than the heartbeat timeout (the server has then
+// timed the attempt out and retried it, or moved on). The work stops at its
+// next call instead of writing on as a zombie. With server nil it is
+// keepAlive, and the context is ctx.
+//
+// The SDK's own heartbeat (activity.RecordHeartbeat) reports no errors and
+// cancels only on a NotFound or Canceled reply: a server it cannot reach
+// at all (a call that times out) never stops the attempt. A cancellation,
+// pause or reset the server asks for is handed to the SDK's heartbeat, so
+// the activity is cancelled exactly as before.
+func (a *Activities) keepAliveWhileKnown(ctx context.Context) (context.Context, func(details ...any), func()) {
+	var server Heartbeater
+	if a != nil {
+		server = a.Server
 	}
-	if activity.GetInfo(ctx).HeartbeatTimeout <= 0 {
-		return func(d ...any) {
+	return sideBeat(ctx, server)
+}
+
+func sideBeat(ctx context.Context, server Heartbeater) (context.Context, func(details ...any), func()) {
+	if !activity.IsActivity(ctx) {
+		return ctx, func(...any) {}, func() {}
+	}
+	info := activity.GetInfo(ctx)
+	if info.HeartbeatTimeout <= 0 {
+		return ctx, func(d ...any) {
 			if enc, err := encodeDetails(d); err != nil {
 				activity.GetLogger(ctx).Warn("heartbeat details not recorded", "error", err)
 			} else {
@@ -48,15 +79,41 @@ func keepAlive(ctx context.Context) (set func(details ...any), stop func()) {
 			details = []any{raw}
 		}
 	}
+	every := max(info.HeartbeatTimeout/4, 500*time.Millisecond)
+	done := make(chan struct{})
+	var once sync.Once
+	stopBeats := func() { once.Do(func() { close(done) }) }
+	actx := ctx
+	var live *liveness
+	var cancel context.CancelCauseFunc
+	if server != nil && len(info.TaskToken) > 0 {
+		actx, cancel = context.WithCancelCause(ctx)
+		live = &liveness{timeout: info.HeartbeatTimeout, last: time.Now()}
+	}
 	beat := func() {
 		mu.Lock()
 		d := details
 		mu.Unlock()
-		safeHeartbeat(ctx, d)
+		failpoint.Hit(ctx, failpoint.SideHeartbeat)
+		if live == nil {
+			safeHeartbeat(ctx, d)
+			return
+		}
+		// Bounded by the beat interval: a server that does not answer
+		// must not hold the beats up past the heartbeat timeout.
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+		err := server.RecordActivityHeartbeat(cctx, info.TaskToken, d...)
+		ccancel()
+		gone, handOver := live.judge(err, time.Now())
+		switch {
+		case handOver:
+			safeHeartbeat(ctx, d)
+		case gone != nil:
+			activity.GetLogger(ctx).Warn("stopping the attempt: the Temporal server has given up on it", "error", gone)
+			cancel(gone)
+			stopBeats()
+		}
 	}
-	every := max(activity.GetInfo(ctx).HeartbeatTimeout/4, 500*time.Millisecond)
-	done := make(chan struct{})
-	var once sync.Once
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -64,14 +121,14 @@ func keepAlive(ctx context.Context) (set func(details ...any), stop func()) {
 			select {
 			case <-done:
 				return
-			case <-ctx.Done():
+			case <-actx.Done():
 				return
 			case <-t.C:
 				beat()
 			}
 		}
 	}()
-	set = func(d ...any) {
+	set := func(d ...any) {
 		enc, err := encodeDetails(d)
 		if err != nil {
 			activity.GetLogger(ctx).Warn("heartbeat details not recorded; beating with the last ones", "error", err)
@@ -82,7 +139,13 @@ func keepAlive(ctx context.Context) (set func(details ...any), stop func()) {
 		}
 		beat()
 	}
-	return set, func() { once.Do(func() { close(done) }) }
+	stop := func() {
+		stopBeats()
+		if cancel != nil {
+			cancel(nil)
+		}
+	}
+	return actx, set, stop
 }
 
 // encodeDetails turns heartbeat details into payloads, as the worker's

@@ -267,7 +267,10 @@ func run(cfg config) error {
 		Checker:  &health.Checker{Commands: cfg.allowCommands},
 		Store:    trail,
 		Notifier: &notify.Sender{SigningKeys: keys},
-		Log:      log,
+		// Side heartbeats that see the server's answers: a converge whose
+		// attempt the server has given up on stops (review finding 17).
+		Server: c,
+		Log:    log,
 	})
 	log.Info("worker starting", zap.String("address", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", workflows.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))

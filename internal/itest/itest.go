@@ -82,6 +82,7 @@ func StartWorkerWith(t testing.TB, c tclient.Client, dc *client.Client, cfg Work
 		},
 		Checker: &health.Checker{Commands: cfg.Commands},
 		Store:   cfg.Store,
+		Server:  c,
 		Log:     log,
 	})
 	if err := w.Start(); err != nil {
