@@ -120,6 +120,7 @@ func main() {
 		},
 	})
 	cmd.AddCommand(replayCmd())
+	cmd.AddCommand(codecServerCmd())
 	if err := cmd.Execute(); err != nil {
 		os.Exit(1)
 	}

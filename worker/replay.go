@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/stagecraft/stagecraft/internal/codec"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -45,7 +46,18 @@ workers to this build would break those runs.`,
 		SilenceUsage: true,
 		RunE: func(c *cobra.Command, _ []string) error {
 			log := zap.NewNop()
-			r := worker.NewWorkflowReplayer()
+			// Histories sealed by the codec replay with its keys.
+			ropts := worker.WorkflowReplayerOptions{}
+			if cd, err := temporal.Codec(); err != nil {
+				return err
+			} else if cd != nil {
+				ropts.DataConverter = cd.DataConverter()
+				ropts.FailureConverter = codec.FailureConverter(ropts.DataConverter)
+			}
+			r, err := worker.NewWorkflowReplayerWithOptions(ropts)
+			if err != nil {
+				return err
+			}
 			workflows.Register(r)
 			var failed []string
 			n := 0

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+
+	"github.com/stagecraft/stagecraft/internal/codec"
 )
 
 // Defaults when neither a profile, the environment nor a flag says.
@@ -33,6 +35,7 @@ type Temporal struct {
 	address, namespace, apiKey, profile   string
 	tls, disableHostVerification          bool
 	certPath, keyPath, caPath, serverName string
+	codecKeys                             string
 }
 
 // AddFlags registers the connection flags on fs.
@@ -47,6 +50,7 @@ func (t *Temporal) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&t.caPath, "tls-ca-path", "", "CA certificate (PEM) the server's certificate must chain to, instead of the system's (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)")
 	fs.StringVar(&t.serverName, "tls-server-name", "", "server name to verify the server's certificate against (env TEMPORAL_TLS_SERVER_NAME)")
 	fs.BoolVar(&t.disableHostVerification, "tls-disable-host-verification", false, "do not verify the server's certificate (testing only; env TEMPORAL_TLS_DISABLE_HOST_VERIFICATION)")
+	fs.StringVar(&t.codecKeys, "codec-key-file", "", "file of payload encryption keys, KEYID=BASE64 (32 bytes) per line, the first sealing (env "+codec.EnvKeyFile+", or the keys themselves comma-separated in "+codec.EnvKeys+"); every payload sent to Temporal is then AES-GCM sealed. Worker and starter need the same keys")
 	fs.StringVar(&t.profile, "profile", "", "profile of the Temporal client config file (env TEMPORAL_PROFILE; file from TEMPORAL_CONFIG_FILE or ~/.config/temporalio/temporal.toml)")
 }
 
@@ -108,8 +112,20 @@ func (t *Temporal) Options() (client.Options, error) {
 	if err != nil {
 		return client.Options{}, fmt.Errorf("temporal connection settings: %w", err)
 	}
+	c, err := t.Codec()
+	if err != nil {
+		return client.Options{}, err
+	}
+	if c != nil {
+		opts.DataConverter = c.DataConverter()
+		opts.FailureConverter = codec.FailureConverter(opts.DataConverter)
+	}
 	return opts, nil
 }
+
+// Codec returns the payload codec configured (--codec-key-file, or the
+// environment), or nil when none is.
+func (t *Temporal) Codec() (*codec.Codec, error) { return codec.Load(t.codecKeys) }
 
 // Describe says how opts connect, for logs and errors: never a key or a
 // secret, only whether TLS, mTLS and an API key are in use.
@@ -126,6 +142,9 @@ func Describe(opts client.Options) string {
 	}
 	if opts.Credentials != nil {
 		how += " with an API key"
+	}
+	if opts.DataConverter != nil {
+		how += ", payloads sealed by the codec"
 	}
 	return fmt.Sprintf("%s, namespace %s, %s", opts.HostPort, opts.Namespace, how)
 }
