@@ -224,3 +224,24 @@ func TestReleaseStartedTwiceJoins(t *testing.T) {
 	})
 	require.NotEqual(t, r.RequestID(), client.Release{Name: "shop", Environment: "staging", Services: r.Services}.RequestID())
 }
+
+func TestCodecSealsWithTheConfiguredKeys(t *testing.T) {
+	t.Setenv("STAGECRAFT_CODEC_KEY_FILE", "")
+	t.Setenv("STAGECRAFT_CODEC_KEYS", "")
+	dc, fc, err := client.Codec("")
+	require.NoError(t, err)
+	require.Nil(t, dc)
+	require.Nil(t, fc)
+
+	t.Setenv("STAGECRAFT_CODEC_KEYS", "k1=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+	dc, fc, err = client.Codec("")
+	require.NoError(t, err)
+	require.NotNil(t, fc)
+	p, err := dc.ToPayload("secret value")
+	require.NoError(t, err)
+	require.Equal(t, "binary/encrypted", string(p.Metadata["encoding"]))
+	require.NotContains(t, string(p.Data), "secret value")
+	var back string
+	require.NoError(t, dc.FromPayload(p, &back))
+	require.Equal(t, "secret value", back)
+}
