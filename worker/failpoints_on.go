@@ -10,23 +10,37 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
 	"go.uber.org/zap"
+
+	points "github.com/stagecraft/stagecraft/internal/failpoint"
 )
 
 // FailpointEnv holds failpoints, comma-separated, each
 // "<ActivityType>:<n>:<before|after>": the worker SIGKILLs itself at the
 // n-th execution of that activity type in this process, before its body
-// runs or after it returns but before its result reaches Temporal. Only
-// builds with the "failpoints" tag (the fault suite's) read it.
+// runs or after it returns but before its result reaches Temporal; or
+// "<ActivityType>:<n>:freeze=<file>": that execution freezes once its
+// platform has read the target (failpoint.ConvergeRead) until the file
+// exists (at most maxFreeze), ignoring its context, with its side
+// heartbeat suppressed from then until it returns: a worker cut off from
+// Temporal (or paused) but still reaching the platform, whose attempt times
+// out on the server and comes back as a zombie. Only builds with the
+// "failpoints" tag (the fault suite's) read it.
 const FailpointEnv = "STAGECRAFT_FAILPOINT"
+
+// maxFreeze bounds a freeze, so a test that never releases it still ends.
+const maxFreeze = 5 * time.Minute
 
 type failpoint struct {
 	activity string
 	n        int
 	after    bool
+	// freeze is the file whose existence ends a freeze ("": a kill).
+	freeze string
 }
 
 func parseFailpoints(s string) ([]failpoint, error) {
@@ -35,16 +49,20 @@ func parseFailpoints(s string) ([]failpoint, error) {
 		if part = strings.TrimSpace(part); part == "" {
 			continue
 		}
-		f := strings.Split(part, ":")
+		f := strings.SplitN(part, ":", 3)
 		if len(f) != 3 {
-			return nil, fmt.Errorf("%s: %q is not <ActivityType>:<n>:<before|after>", FailpointEnv, part)
+			return nil, fmt.Errorf("%s: %q is not <ActivityType>:<n>:<before|after|freeze=FILE>", FailpointEnv, part)
 		}
 		n, err := strconv.Atoi(f[1])
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("%s: %q: n must be a positive integer", FailpointEnv, part)
 		}
+		if file, ok := strings.CutPrefix(f[2], "freeze="); ok && file != "" {
+			out = append(out, failpoint{activity: f[0], n: n, freeze: file})
+			continue
+		}
 		if f[2] != "before" && f[2] != "after" {
-			return nil, fmt.Errorf("%s: %q: the point must be before or after", FailpointEnv, part)
+			return nil, fmt.Errorf("%s: %q: the point must be before, after or freeze=FILE", FailpointEnv, part)
 		}
 		out = append(out, failpoint{activity: f[0], n: n, after: f[2] == "after"})
 	}
@@ -61,7 +79,7 @@ func failpoints(log *zap.Logger) []interceptor.WorkerInterceptor {
 	if len(fps) == 0 {
 		return nil
 	}
-	log.Warn("failpoints armed: this worker will SIGKILL itself", zap.String(FailpointEnv, os.Getenv(FailpointEnv)))
+	log.Warn("failpoints armed: this worker will SIGKILL itself or freeze an activity", zap.String(FailpointEnv, os.Getenv(FailpointEnv)))
 	return []interceptor.WorkerInterceptor{&failpointInterceptor{log: log, fps: fps, seen: map[string]int{}}}
 }
 
@@ -89,9 +107,66 @@ func (a *failpointActivity) ExecuteActivity(ctx context.Context, in *interceptor
 	n := a.f.seen[name]
 	a.f.mu.Unlock()
 	a.f.maybeKill(ctx, name, n, false)
+	var returned chan struct{}
+	if fp, ok := a.f.freezeAt(name, n); ok {
+		returned = make(chan struct{})
+		ctx = points.With(ctx, a.f.freezer(fp, returned))
+	}
 	res, err := a.Next.ExecuteActivity(ctx, in)
+	if returned != nil {
+		close(returned)
+		info := activity.GetInfo(ctx)
+		a.f.log.Warn("failpoint: frozen activity returned", zap.String("activity", name), zap.Int("n", n),
+			zap.String("workflowId", info.WorkflowExecution.ID), zap.Int32("attempt", info.Attempt), zap.Error(err))
+	}
 	a.f.maybeKill(ctx, name, n, true)
 	return res, err
+}
+
+// freezeAt returns the freeze failpoint of the n-th execution of name.
+func (f *failpointInterceptor) freezeAt(name string, n int) (failpoint, bool) {
+	for _, fp := range f.fps {
+		if fp.activity == name && fp.n == n && fp.freeze != "" {
+			return fp, true
+		}
+	}
+	return failpoint{}, false
+}
+
+// freezer is the failpoint handler of a frozen execution: at its first
+// failpoint.ConvergeRead it waits for fp's file (context ignored, as in a
+// paused process); from then until the execution returns (returned), its
+// side heartbeats wait too, so none reaches the server.
+func (f *failpointInterceptor) freezer(fp failpoint, returned <-chan struct{}) points.Handler {
+	var once sync.Once
+	frozen := make(chan struct{})
+	return func(ctx context.Context, point string) {
+		switch point {
+		case points.ConvergeRead:
+			once.Do(func() {
+				close(frozen)
+				info := activity.GetInfo(ctx)
+				f.log.Warn("failpoint: frozen after reading the target; side heartbeats suppressed",
+					zap.String("activity", fp.activity), zap.Int("n", fp.n), zap.String("until", fp.freeze),
+					zap.String("workflowId", info.WorkflowExecution.ID), zap.Int32("attempt", info.Attempt))
+				deadline := time.Now().Add(maxFreeze)
+				for time.Now().Before(deadline) {
+					if _, err := os.Stat(fp.freeze); err == nil {
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				f.log.Warn("failpoint: frozen activity resumed", zap.String("activity", fp.activity), zap.Int("n", fp.n),
+					zap.Bool("contextDone", ctx.Err() != nil))
+			})
+		case points.SideHeartbeat:
+			select {
+			case <-frozen:
+				<-returned
+			default:
+			}
+		}
+	}
 }
 
 func (f *failpointInterceptor) maybeKill(ctx context.Context, name string, n int, after bool) {
