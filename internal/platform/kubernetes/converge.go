@@ -55,6 +55,7 @@ type converge struct {
 	orig     *appsv1.Deployment // the snapshot's
 	origSvc  *corev1.Service    // the snapshot's; nil when the spec names none
 	ci       int                // the target container's index in orig's template
+	fence    platform.Fence     // the attempt's (fence.go); zero does not fence
 	res      platform.ConvergeResult
 }
 
@@ -125,6 +126,10 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		orig:     orig,
 		origSvc:  origSvc,
 		ci:       ci,
+		fence:    req.Fence,
+	}
+	if err := c.acquire(ctx); err != nil {
+		return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
 	}
 	c.desired.Traffic = cmp.Or(d.Traffic, plan.TrafficShared)
 	c.desired.Order = cmp.Or(d.Order, plan.Surge)
@@ -211,7 +216,7 @@ func (c *converge) restoreStable(want *appsv1.Deployment) func(*appsv1.Deploymen
 			}
 			ann[revisionAnnotation] = rev
 		}
-		d.Annotations = ann
+		d.Annotations = keepFence(d.Annotations, ann)
 		d.Spec = want.Spec
 	}
 }
@@ -476,7 +481,7 @@ func (c *converge) ensureRollout(ctx context.Context, want *appsv1.Deployment) e
 			err = apierrors.NewNotFound(appsv1.Resource("deployments"), want.Name)
 		}
 		if apierrors.IsNotFound(err) {
-			out, err := api.Create(ctx, want, metav1.CreateOptions{})
+			out, err := c.createFenced(ctx, want)
 			if err != nil {
 				return err
 			}
@@ -491,9 +496,13 @@ func (c *converge) ensureRollout(ctx context.Context, want *appsv1.Deployment) e
 		if err := c.ownedByUs(cur.Labels, "deployment", cur.Name); err != nil {
 			return err
 		}
+		if err := c.admit(cur); err != nil {
+			return err
+		}
 		upd := cur.DeepCopy()
 		upd.Labels = want.Labels
 		upd.Spec = want.Spec
+		c.stamp(&upd.ObjectMeta)
 		if equality.Semantic.DeepEqual(upd, cur) {
 			written = cur
 			return nil
@@ -545,6 +554,8 @@ func (c *converge) updateStable(ctx context.Context, mutate func(*appsv1.Deploym
 	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
 		cur, err := c.getStable(ctx)
 		if IsTargetNotFound(err) && recreate != nil {
+			recreate := recreate.DeepCopy()
+			c.stamp(&recreate.ObjectMeta)
 			out, err := api.Create(ctx, recreate, metav1.CreateOptions{})
 			if err != nil {
 				return err
@@ -557,8 +568,12 @@ func (c *converge) updateStable(ctx context.Context, mutate func(*appsv1.Deploym
 		if err != nil {
 			return err
 		}
+		if err := c.admit(cur); err != nil {
+			return err
+		}
 		upd := cur.DeepCopy()
 		mutate(upd)
+		c.stamp(&upd.ObjectMeta)
 		if equality.Semantic.DeepEqual(upd, cur) {
 			written = cur
 			return nil
@@ -587,7 +602,7 @@ func (c *converge) restoreService(ctx context.Context) error {
 	want := c.origSvc
 	return c.writeService(ctx, func(s *corev1.Service) {
 		s.Labels = want.Labels
-		s.Annotations = want.Annotations
+		s.Annotations = keepFence(s.Annotations, want.Annotations)
 		ss := *want.Spec.DeepCopy()
 		ss.ClusterIP, ss.ClusterIPs = s.Spec.ClusterIP, s.Spec.ClusterIPs
 		ss.IPFamilies, ss.IPFamilyPolicy = s.Spec.IPFamilies, s.Spec.IPFamilyPolicy
@@ -609,8 +624,12 @@ func (c *converge) writeService(ctx context.Context, mutate func(*corev1.Service
 		if err != nil {
 			return err
 		}
+		if err := c.admit(cur); err != nil {
+			return err
+		}
 		upd := cur.DeepCopy()
 		mutate(upd)
+		c.stamp(&upd.ObjectMeta)
 		if equality.Semantic.DeepEqual(upd, cur) {
 			return nil
 		}
@@ -710,11 +729,7 @@ func (c *converge) noteRemoved(ds []*appsv1.Deployment) {
 // deletion keeps the object until its pods are gone, which only delays
 // the moment a watcher sees the new version's Deployment gone.
 func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
-	err := c.cs.AppsV1().Deployments(c.ns).Delete(ctx, d.Name, metav1.DeleteOptions{
-		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
-		Preconditions:     &metav1.Preconditions{UID: &d.UID},
-	})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+	if err := c.deleteFenced(ctx, d); err != nil {
 		return fmt.Errorf("delete deployment %q: %w", c.ns+"/"+d.Name, err)
 	}
 	return nil

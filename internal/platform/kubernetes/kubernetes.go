@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -339,6 +340,16 @@ func cleanMeta(m *metav1.ObjectMeta) {
 	m.CreationTimestamp = metav1.Time{}
 	m.Generation = 0
 	m.SelfLink = ""
+	// The fence is the converge's bookkeeping, not the user's (fence.go): a
+	// snapshot does not record it, so a restore neither brings an old one back
+	// nor counts it as a difference.
+	if _, ok := m.Annotations[AnnotationFence]; ok {
+		m.Annotations = maps.Clone(m.Annotations)
+		delete(m.Annotations, AnnotationFence)
+		if len(m.Annotations) == 0 {
+			m.Annotations = nil
+		}
+	}
 }
 
 // containerIndex finds the target container in d's pod template: the one
