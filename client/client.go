@@ -27,6 +27,7 @@ import (
 	"time"
 
 	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -51,7 +52,14 @@ func Dial(opts temporalclient.Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial temporal at %q: %w", opts.HostPort, err)
 	}
-	return &Client{tc: tc, owned: true}, nil
+	return &Client{tc: control.WithDataConverter(tc, opts.DataConverter), owned: true}, nil
+}
+
+// NewWithDataConverter wraps tc, a client dialled with dc as its
+// DataConverter (the codec's, from Codec): what this package reads beside
+// the client's own calls (memos, heartbeat details) is decoded with dc too.
+func NewWithDataConverter(tc temporalclient.Client, dc converter.DataConverter) *Client {
+	return &Client{tc: control.WithDataConverter(tc, dc)}
 }
 
 // Close closes the Temporal client if Dial opened it.

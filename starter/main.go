@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/log"
 
 	"github.com/stagecraft/stagecraft/internal/conn"
+	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
@@ -117,7 +118,7 @@ func (g *globals) dial() (client.Client, error) {
 		return nil, conn.DialError(opts, err)
 	}
 	g.namespace = opts.Namespace
-	return c, nil
+	return control.WithDataConverter(c, opts.DataConverter), nil
 }
 
 func (g *globals) link(workflowID, runID string) string {

@@ -84,18 +84,27 @@ func TestCodecSealsEveryPayloadOnTheServer(t *testing.T) {
 	require.NoError(t, w.Start())
 	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
 
-	deploy := exec.CommandContext(ctx, starter, "--address", server.FrontendHostPort(), "deploy", "-f", specFile, "--wait")
-	deploy.Env = env
-	out, err := deploy.CombinedOutput()
-	require.NoError(t, err, "starter deploy --wait:\n%s\nworker:\n%s", out, wlog.String())
+	starterRun := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, starter, append([]string{"--address", server.FrontendHostPort()}, args...)...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := starterRun("deploy", "-f", specFile)
+	require.NoError(t, err, "starter deploy:\n%s\nworker:\n%s", out, wlog.String())
+	// The same request again joins: the starter reads the running
+	// rollout's sealed memo (its request ID and spec fingerprint).
+	out, err = starterRun("deploy", "-f", specFile)
+	require.NoError(t, err, "starter deploy, the same request again:\n%s", out)
+	require.Contains(t, out, "joined")
 	wid := s.WorkflowID()
+	out, err = starterRun("watch", wid)
+	require.NoError(t, err, "starter watch:\n%s\nworker:\n%s", out, wlog.String())
 
 	// The starter decodes what it reads (queries, results) with the keys.
-	status := exec.CommandContext(ctx, starter, "--address", server.FrontendHostPort(), "status", wid)
-	status.Env = env
-	out, err = status.CombinedOutput()
+	out, err = starterRun("status", wid)
 	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "succeeded")
+	require.Contains(t, out, "succeeded")
 
 	// Every event as stored, in the server's own encoding.
 	var events int

@@ -188,14 +188,14 @@ func joinRun(ctx context.Context, c client.Client, workflowID, name, requestID s
 	var running string
 	if f, ok := info.GetMemo().GetFields()[workflows.MemoRequestID]; ok {
 		// An unreadable memo just means a different request.
-		_ = converter.GetDefaultDataConverter().FromPayload(f, &running)
+		_ = dataConverter(c).FromPayload(f, &running)
 	}
 	if running != requestID || info.GetType().GetName() != name {
 		return Started{}, &BusyError{WorkflowID: workflowID, RunID: runID, RequestID: running}
 	}
 	if f, ok := info.GetMemo().GetFields()[MemoSpec]; ok && fp != nil {
 		var was map[string]string
-		if err := converter.GetDefaultDataConverter().FromPayload(f, &was); err != nil {
+		if err := dataConverter(c).FromPayload(f, &was); err != nil {
 			return Started{}, fmt.Errorf("read the spec fingerprint of running %s: %w", workflowID, err)
 		}
 		if diff := differences(was, fp); len(diff) > 0 {
@@ -262,7 +262,7 @@ func LiveRound(ctx context.Context, c client.Client, workflowID string) (*health
 			continue
 		}
 		var sum activities.WatchResult
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil && sum.Latest != nil {
+		if err := dataConverter(c).FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil && sum.Latest != nil {
 			return sum.Latest, nil
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagecraft/stagecraft/activities"
@@ -206,7 +205,7 @@ func Describe(ctx context.Context, c client.Client, workflowID, runID string) (E
 			continue
 		}
 		var sum activities.WatchResult
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil {
+		if err := dataConverter(c).FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil {
 			ex.Watch = &sum
 		}
 	}
