@@ -256,6 +256,7 @@ func run(cfg config) error {
 	}
 	defer dc.Close()
 
+	workflows.SetDataConverter(opts.DataConverter)
 	w := worker.New(c, workflows.TaskQueue, workerOptions(cfg, log))
 	workflows.Register(w)
 	kube := kubernetes.New(log)

@@ -54,6 +54,7 @@ workers to this build would break those runs.`,
 				ropts.DataConverter = cd.DataConverter()
 				ropts.FailureConverter = codec.FailureConverter(ropts.DataConverter)
 			}
+			workflows.SetDataConverter(ropts.DataConverter)
 			r, err := worker.NewWorkflowReplayerWithOptions(ropts)
 			if err != nil {
 				return err

@@ -11,6 +11,7 @@ import (
 	tclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/stagecraft/stagecraft/internal/codec"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -23,6 +24,23 @@ import (
 // bounds passes nothing. The server hands the child the memo the release
 // set (the time-skipped environment does not).
 func TestReleaseRulesReachItsRolloutsOnTheRealServer(t *testing.T) {
+	t.Run("default converter", func(t *testing.T) { releaseRules(t, tc) })
+	// With the payload codec on, the memo is sealed: the rollout reads it
+	// with the worker's converter (SetDataConverter), not the default.
+	t.Run("codec", func(t *testing.T) {
+		c, err := codec.New([]codec.Key{{ID: "k1", Secret: make([]byte, codec.KeySize)}})
+		require.NoError(t, err)
+		dc := c.DataConverter()
+		sealed, err := tclient.NewClientFromExisting(tc, tclient.Options{DataConverter: dc, FailureConverter: codec.FailureConverter(dc)})
+		require.NoError(t, err)
+		defer sealed.Close()
+		workflows.SetDataConverter(dc)
+		defer workflows.SetDataConverter(nil)
+		releaseRules(t, sealed)
+	})
+}
+
+func releaseRules(t *testing.T, tc tclient.Client) {
 	queue := itest.Name("rules")
 	w := worker.New(tc, queue, worker.Options{})
 	w.RegisterWorkflow(workflows.RulesParent)

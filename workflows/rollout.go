@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -775,7 +774,7 @@ func parentRules(ctx workflow.Context) (spec.Rules, bool) {
 		return 0, false
 	}
 	var rules spec.Rules
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &rules); err != nil {
+	if err := dataConverter().FromPayload(p, &rules); err != nil {
 		return 0, false
 	}
 	return rules, true
