@@ -171,7 +171,7 @@ func (f *failpointInterceptor) freezer(fp failpoint, returned <-chan struct{}) p
 
 func (f *failpointInterceptor) maybeKill(ctx context.Context, name string, n int, after bool) {
 	for _, fp := range f.fps {
-		if fp.activity != name || fp.n != n || fp.after != after {
+		if fp.activity != name || fp.n != n || fp.after != after || fp.freeze != "" {
 			continue
 		}
 		point := "before"
