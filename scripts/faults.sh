@@ -3,7 +3,9 @@
 # against the real engines, set up as make test does: every strategy on
 # Docker and Kubernetes with the worker SIGKILLed at each activity boundary
 # and mid-bake, a file-backed dev server restarted mid-bake, a 60 s
-# PostgreSQL outage, dockerd restarted mid-stage, apiserver faults through a
+# PostgreSQL outage, a 10-minute PostgreSQL outage through which a second
+# rollout of the same target starts and succeeds (its trails written once
+# the database is back), dockerd restarted mid-stage, apiserver faults through a
 # proxy, a missing image and a rollback that fails. Prints one line per
 # case; the full log is .data/faults-full.log. See docs/RELIABILITY.md.
 source "$(dirname "$0")/lib.sh"
