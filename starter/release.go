@@ -26,16 +26,9 @@ func isRelease(data []byte) bool {
 	return ok
 }
 
+// readRelease reads and parses a release ("-" is standard input).
 func readRelease(path string) (spec.Release, error) {
-	data, err := readFile(path)
-	if err != nil {
-		return spec.Release{}, &exitError{exitInvalid, fmt.Errorf("read release: %w", err)}
-	}
-	r, err := spec.ParseRelease(data)
-	if err != nil {
-		return spec.Release{}, &exitError{exitInvalid, fmt.Errorf("%s: %w", path, err)}
-	}
-	return r, nil
+	return readParsed(path, "release", spec.ParseRelease)
 }
 
 func releaseCmd(g *globals) *cobra.Command {

@@ -16,16 +16,28 @@ import (
 	"github.com/stagecraft/stagecraft/workflows"
 )
 
-func readSpec(path string) (spec.Spec, error) {
+// readSpec reads and parses a rollout spec ("-" is standard input).
+func readSpec(path string) (spec.Spec, error) { return readParsed(path, "spec", spec.Parse) }
+
+// readParsed reads path once ("-" is standard input) and parses it; both
+// failures are invalid input naming what was read.
+func readParsed[T any](path, what string, parse func([]byte) (T, error)) (T, error) {
 	data, err := readFile(path)
 	if err != nil {
-		return spec.Spec{}, &exitError{exitInvalid, fmt.Errorf("read spec: %w", err)}
+		var zero T
+		return zero, &exitError{exitInvalid, fmt.Errorf("read %s: %w", what, err)}
 	}
-	s, err := spec.Parse(data)
+	return parseInput(path, data, parse)
+}
+
+// parseInput parses data read from path; a failure is invalid input.
+func parseInput[T any](path string, data []byte, parse func([]byte) (T, error)) (T, error) {
+	v, err := parse(data)
 	if err != nil {
-		return spec.Spec{}, &exitError{exitInvalid, fmt.Errorf("%s: %w", path, err)}
+		var zero T
+		return zero, &exitError{exitInvalid, fmt.Errorf("%s: %w", path, err)}
 	}
-	return s, nil
+	return v, nil
 }
 
 func deployCmd(g *globals) *cobra.Command {
@@ -115,14 +127,19 @@ and the exit code is 2.`,
   starter validate -f deployments/examples/release.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if data, err := readFile(file); err == nil && file != "-" && isRelease(data) {
-				r, err := readRelease(file)
+			// Read once: standard input cannot be read twice.
+			data, err := readFile(file)
+			if err != nil {
+				return &exitError{exitInvalid, fmt.Errorf("read spec or release: %w", err)}
+			}
+			if isRelease(data) {
+				r, err := parseInput(file, data, spec.ParseRelease)
 				if err != nil {
 					return err
 				}
 				return writeJSON(cmd.OutOrStdout(), r)
 			}
-			s, err := readSpec(file)
+			s, err := parseInput(file, data, spec.Parse)
 			if err != nil {
 				return err
 			}
@@ -198,9 +215,12 @@ release's services and their states), once. To follow it live, use watch.
 	}
 }
 
+// stdin is what "-f -" reads (tests set it).
+var stdin io.Reader = os.Stdin
+
 func readFile(path string) ([]byte, error) {
 	if path == "-" {
-		return io.ReadAll(os.Stdin)
+		return io.ReadAll(stdin)
 	}
 	return os.ReadFile(path)
 }
