@@ -17,18 +17,26 @@
 //	ERROR_RATE    fraction (0 to 1, default 0) of requests to / answered with 500,
 //	              spread evenly: 0.5 fails every 2nd request, 1 fails all;
 //	              /healthz is not affected
+//
+// `demo-app probe` is the probe mode, for exec readiness and liveness probes
+// in pods (no curl in a FROM scratch image): it GETs
+// http://127.0.0.1:$PORT/healthz of the app running beside it in the same
+// container and exits 0 on a 200, 1 otherwise (also on no answer within
+// PROBE_TIMEOUT, default 2s), printing what it saw.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,6 +54,9 @@ var (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probe())
+	}
 	if v := os.Getenv("VERSION"); v != "" {
 		version = v
 	}
@@ -116,6 +127,30 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// probe asks the app's own /healthz on 127.0.0.1 and returns the exit code:
+// 0 for a 200, 1 for anything else.
+func probe() int {
+	timeout, err := time.ParseDuration(getenv("PROBE_TIMEOUT", "2s"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "PROBE_TIMEOUT: %v\n", err)
+		return 1
+	}
+	url := "http://127.0.0.1:" + getenv("PORT", "8080") + "/healthz"
+	resp, err := (&http.Client{Timeout: timeout}).Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe %s: %v\n", url, err)
+		return 1
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body := make([]byte, 512)
+	n, _ := io.ReadFull(resp.Body, body)
+	fmt.Printf("probe %s: %s %s\n", url, resp.Status, strings.TrimSpace(string(body[:n])))
+	if resp.StatusCode != http.StatusOK {
+		return 1
+	}
+	return 0
 }
 
 // hang holds every request that arrives after at without an answer, until
