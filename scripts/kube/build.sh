@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a Kubernetes control plane from the Go module proxy (no prebuilt
 # downloads) into $CACHE/kube-v<version>/:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok,
+#   kubelet (for the real node: up.sh with STAGECRAFT_KUBE_REAL_NODE=1)
 # Binaries already present are skipped. Each binary is built into a temp dir
 # and moved into place, so an interrupted build never leaves half a binary.
 # Prints the binary directory on stdout. Cold build: about 8-9 minutes on 2 cores.
@@ -25,7 +26,7 @@ install_bin() { # install_bin BUILT NAME
   say "installed $KUBE_BIN/$2"
 }
 
-if need etcd kube-apiserver kube-controller-manager kube-scheduler; then
+if need etcd kube-apiserver kube-controller-manager kube-scheduler kubelet; then
   # A wrapper module of its own (never inside the project's module).
   wrap="$CACHE/kube-wrapper-v$KUBE_VERSION"
   mkdir -p "$wrap"
@@ -62,6 +63,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   say "go mod tidy in $wrap"
@@ -70,7 +72,7 @@ GO
   ver="k8s.io/component-base/version"
   minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
   ldflags="-s -w -X $ver.gitVersion=v$KUBE_VERSION -X $ver.gitMajor=${KUBE_VERSION%%.*} -X $ver.gitMinor=$minor"
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
     need "$b" || continue
     say "go build $b (ldflags: $ldflags)"
     t=$SECONDS

@@ -5,7 +5,7 @@ KUBE_VERSION=1.33.13          # k8s.io/kubernetes (staging modules are v0.33.13)
 ETCD_VERSION=3.5.21           # go.etcd.io/etcd/server/v3
 KWOK_VERSION=0.8.0            # sigs.k8s.io/kwok
 KUBE_BIN="$CACHE/kube-v$KUBE_VERSION"
-KUBE_BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+KUBE_BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubelet)
 
 # Order in which up.sh starts the processes (down.sh stops them in reverse).
 KUBE_PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)

@@ -26,6 +26,7 @@ for p in "${KUBE_PROCS[@]}"; do
   fi
 done
 for b in "${KUBE_BINARIES[@]}"; do
+  [ "$b" != kubelet ] || [ "${STAGECRAFT_KUBE_REAL_NODE:-}" = 1 ] || continue
   [ -x "$KUBE_BIN/$b" ] || die "$KUBE_BIN/$b is missing; run scripts/kube/build.sh first"
 done
 
