@@ -215,7 +215,7 @@ func stampObject[T fenced[T]](ctx context.Context, c *converge, kind, name strin
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("write fence on %s %q: %w", kind, c.ns+"/"+name, err)
+		return fmt.Errorf("fence %s %q: %w", kind, c.ns+"/"+name, err)
 	}
 	return nil
 }

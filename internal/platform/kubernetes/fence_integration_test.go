@@ -193,9 +193,9 @@ func TestFencedWriteAfterALaterAttemptWrote(t *testing.T) {
 	})
 	_, err := e.convergeAs(p, snap, nextStage, stale)
 	e.assertNoCanary()
-	e.waitReady(target, 4)
 	e.assertSnapshotState(snap, fence(owner, 2))
 	assertFenced(t, err)
+	e.waitReady(target, 4)
 }
 
 // TestFencedCreateAfterALaterAttemptWrote: the stale attempt (a first
@@ -209,13 +209,10 @@ func TestFencedCreateAfterALaterAttemptWrote(t *testing.T) {
 		e.mustConverge(snap, rollbackOf(snap), fence(owner, 2))
 	})
 	_, err := e.convergeAs(p, snap, canaryStage, fence(owner, 1))
-	eventually(t, e.ctx, "the stale canary gone", func() (bool, error) {
-		_, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, canaryName(target), metav1.GetOptions{})
-		return apierrors.IsNotFound(err), err
-	})
-	e.waitReady(target, 4)
+	e.assertNoCanary() // deleted with background propagation: the object goes at once
 	e.assertSnapshotState(snap, fence(owner, 2))
 	assertFenced(t, err)
+	e.waitReady(target, 4)
 }
 
 // TestFencedDeleteAfterALaterAttemptWrote: a stale rollback attempt has
