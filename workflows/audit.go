@@ -248,9 +248,9 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 }
 
 // closeAudit ends the audit trail once the outcome is decided: it waits a
-// short while for the writer, then hands what is left to a trail workflow
-// (end).
-func (r *rollout) closeAudit(ctx workflow.Context) { r.au.end(ctx) }
+// short while for the writer, then hands what is left, with the
+// notifications not yet delivered (settle), to a trail workflow (end).
+func (r *rollout) closeAudit(ctx workflow.Context) { r.au.end(ctx, &r.nt) }
 
 // keepRounds queues rounds a watcher could not store.
 func (r *rollout) keepRounds(rounds []audit.Round) {

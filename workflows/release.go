@@ -522,8 +522,8 @@ func (rel *release) finish(ctx workflow.Context, o Outcome, msg string) ReleaseS
 	rel.st.Phase, rel.st.Outcome, rel.st.Error, rel.st.CompletedAt = ReleaseDone, o, msg, &now
 	workflow.GetLogger(ctx).Info("release finished", "release", rel.st.WorkflowID, "outcome", string(o), "error", msg)
 	rel.notify(ctx, string(o), msg)
-	rel.nt.flush(ctx)
-	rel.au.end(ctx)
+	rel.nt.settle(ctx)
+	rel.au.end(ctx, &rel.nt)
 	return rel.status()
 }
 

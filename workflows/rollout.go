@@ -180,7 +180,7 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	if err != nil {
 		return Result{}, err // continue as new
 	}
-	r.nt.flush(ctx)
+	r.nt.settle(ctx)
 	r.closeAudit(ctx)
 	return res, nil
 }

@@ -3,13 +3,17 @@ package workflows
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/audit"
+	"github.com/stagecraft/stagecraft/internal/notify"
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // auditHandoffVersion: a rollout or release whose outcome is decided waits
@@ -48,11 +52,17 @@ func TrailID(workflowID, runID string) string { return "trail:" + workflowID + "
 // number of batches handed over and the first of them. The others follow
 // as signals, one batch each, so no payload is larger than one batch
 // (maxAuditBatchBytes), however much the outage left.
+//
+// Notices are the notifications the run had not delivered by its close
+// (settle), sent to NotifyTargets (the spec's, bounded with it) as the run
+// would have sent them.
 type TrailInput struct {
-	WorkflowID string      `json:"workflowId"`
-	RunID      string      `json:"runId"`
-	Batches    int         `json:"batches"`
-	First      audit.Batch `json:"first"`
+	WorkflowID    string              `json:"workflowId"`
+	RunID         string              `json:"runId"`
+	Batches       int                 `json:"batches"`
+	First         audit.Batch         `json:"first"`
+	NotifyTargets []spec.Notification `json:"notifyTargets,omitempty"`
+	Notices       []notify.Event      `json:"notices,omitempty"`
 }
 
 // TrailBatch is batch Index (from 0; 0 is the input's) of a hand-off.
@@ -66,6 +76,9 @@ type TrailResult struct {
 	Batches int `json:"batches"`
 	Events  int `json:"events"`
 	Rounds  int `json:"rounds"`
+	// Notified counts the notices delivered; the others were given up
+	// after the Notify activity's retries, as the run would have.
+	Notified int `json:"notified"`
 }
 
 // trailBatchWait bounds how long an AuditTrail waits for a batch its
@@ -76,17 +89,36 @@ const trailBatchWait = 24 * time.Hour
 
 // AuditTrail writes the batches a finished run handed over, in order, with
 // the Audit activity retried without limit (and, should it ever give up,
-// again after a minute), then ends. The store writes idempotently (events
+// again after a minute), sends the notifications it handed over beside
+// them (Notify, retried as the run would), then ends. The store writes idempotently (events
 // and rounds once by key, plan and stage rows by upsert), so a batch
 // written twice, by a cancelled attempt of the run and by this workflow,
 // leaves one copy.
 func AuditTrail(ctx workflow.Context, in TrailInput) (TrailResult, error) {
-	if in.Batches < 1 {
-		return TrailResult{}, temporal.NewNonRetryableApplicationError("an audit trail hand-off has at least one batch", "InvalidTrail", nil)
+	if in.Batches < 0 || (in.Batches == 0 && len(in.Notices) == 0) {
+		return TrailResult{}, temporal.NewNonRetryableApplicationError("a trail hand-off has a batch or a notification", "InvalidTrail", nil)
+	}
+	var res TrailResult
+	sending := len(in.Notices)
+	for _, ev := range in.Notices {
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			defer func() { sending-- }()
+			var nr activities.NotifyResult
+			err := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, notifyOptions(ev.Kind)), acts.Notify,
+				activities.NotifyInput{Targets: in.NotifyTargets, Event: ev}).Get(gctx, &nr)
+			if err != nil || len(nr.Failed) > 0 {
+				workflow.GetLogger(gctx).Warn("notification not delivered", "event", ev.Kind, "failed", nr.Failed, "error", err)
+			}
+			if err == nil {
+				res.Notified++
+			}
+		})
 	}
 	got := make([]*audit.Batch, in.Batches)
-	first := in.First
-	got[0] = &first
+	if in.Batches > 0 {
+		first := in.First
+		got[0] = &first
+	}
 	ch := workflow.GetSignalChannel(ctx, SignalTrailBatch)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		for {
@@ -99,7 +131,6 @@ func AuditTrail(ctx workflow.Context, in TrailInput) (TrailResult, error) {
 		}
 	})
 	actx := workflow.WithActivityOptions(ctx, auditOptions())
-	var res TrailResult
 	for i := range got {
 		if got[i] == nil {
 			ok, _ := workflow.AwaitWithTimeout(ctx, trailBatchWait, func() bool { return got[i] != nil })
@@ -124,6 +155,7 @@ func AuditTrail(ctx workflow.Context, in TrailInput) (TrailResult, error) {
 		res.Rounds += len(b.Rounds)
 		got[i] = &audit.Batch{} // written: keep no copy in memory
 	}
+	_ = workflow.Await(ctx, func() bool { return sending == 0 })
 	return res, nil
 }
 
@@ -138,50 +170,70 @@ func auditOptions() workflow.ActivityOptions {
 	}
 }
 
-// end closes the writer once the outcome is decided. Runs before
-// auditHandoffVersion wait for it (close). Later runs wait at most
-// AuditCloseWait; then the write in flight is cancelled (and put back at the
-// front of the queue unless it was written after all), the last records are
-// collected, an event naming the trail workflow is recorded, and the whole
-// queue goes to a new AuditTrail child workflow that outlives this run
-// (ParentClosePolicy ABANDON): its first batch as input, the others as
-// signals, each at most maxAuditBatchBytes. The run then completes, and
-// its target is free.
-func (w *auditWriter) end(ctx workflow.Context) {
-	if !w.on {
-		return
-	}
+// end closes the writer once the outcome is decided, after the notifier
+// settled (nt.left: notifications it did not deliver in time). Runs before
+// auditHandoffVersion wait for the writer (close). Later runs wait at most
+// AuditCloseWait; then the write in flight is cancelled (and put back at
+// the front of the queue unless it was written after all), the last records
+// are collected, an event naming the trail workflow is recorded, and the
+// whole queue, with the notifications left, goes to a new AuditTrail child
+// workflow that outlives this run (ParentClosePolicy ABANDON): its first
+// batch as input, the others as signals, each at most maxAuditBatchBytes.
+// The run then completes, and its target is free.
+func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 	if workflow.GetVersion(ctx, auditHandoffVersion, workflow.DefaultVersion, 1) < 1 {
 		w.close(ctx)
 		return
 	}
-	w.closing = true
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if ok, _ := workflow.AwaitWithTimeout(dctx, AuditCloseWait, func() bool { return w.done }); ok {
+	handing := w.on
+	if w.on {
+		w.closing = true
+		if ok, _ := workflow.AwaitWithTimeout(dctx, AuditCloseWait, func() bool { return w.done }); ok {
+			handing = false
+		}
+	}
+	if handing {
+		w.handing = true
+		if w.writing && w.cancelWrite != nil {
+			w.cancelWrite()
+		}
+		_ = workflow.Await(dctx, func() bool { return w.stopped || w.done })
+		// Done after all: its last write went through as it was cancelled.
+		handing = !w.done
+		for handing && w.dirty() {
+			w.collect(dctx)
+		}
+	}
+	if !handing && len(nt.left) == 0 {
 		return
-	}
-	w.handing = true
-	if w.writing && w.cancelWrite != nil {
-		w.cancelWrite()
-	}
-	_ = workflow.Await(dctx, func() bool { return w.stopped || w.done })
-	if w.done {
-		return
-	}
-	for w.dirty() {
-		w.collect(dctx)
 	}
 	info := workflow.GetInfo(ctx)
 	wid, rid := info.WorkflowExecution.ID, info.WorkflowExecution.RunID
 	id := TrailID(wid, rid)
 	q := w.queue
-	w.event(workflow.Now(ctx), audit.Event{Kind: KindHandoff, To: id,
-		Reason: fmt.Sprintf("the audit store did not take this trail within %s of the outcome; the rest (%d events with this one, %d health rounds) is written by workflow %s",
-			AuditCloseWait, len(q.Events)+1, len(q.Rounds), id)})
-	w.queue.WorkflowID, w.queue.RunID = wid, rid
-	batches := w.split()
+	var why []string
+	if handing {
+		why = append(why, fmt.Sprintf("the audit store did not take this trail within %s of the outcome; the rest (%d events with this one, %d health rounds) is written by workflow %s",
+			AuditCloseWait, len(q.Events)+1, len(q.Rounds), id))
+	}
+	if len(nt.left) > 0 {
+		var kinds []string
+		for _, ev := range nt.left {
+			kinds = append(kinds, ev.Kind)
+		}
+		why = append(why, fmt.Sprintf("%d notifications not delivered within %s of the outcome (%s) are sent by workflow %s",
+			len(nt.left), AuditCloseWait, strings.Join(kinds, ", "), id))
+	}
+	var batches []audit.Batch
+	if w.on {
+		// The writer has stopped or is done: the queue is end's alone.
+		w.event(workflow.Now(ctx), audit.Event{Kind: KindHandoff, To: id, Reason: strings.Join(why, "; ")})
+		w.queue.WorkflowID, w.queue.RunID = wid, rid
+		batches = w.split()
+	}
 	logger := workflow.GetLogger(ctx)
-	logger.Warn("audit trail handed off", "trail", id, "batches", len(batches), "events", len(q.Events)+1, "rounds", len(q.Rounds))
+	logger.Warn("audit trail handed off", "trail", id, "batches", len(batches), "events", len(q.Events)+1, "rounds", len(q.Rounds), "notifications", len(nt.left))
 
 	cctx := workflow.WithChildOptions(dctx, workflow.ChildWorkflowOptions{
 		WorkflowID: id,
@@ -190,10 +242,15 @@ func (w *auditWriter) end(ctx workflow.Context) {
 		// One trail per run: a second start under the ID fails.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	})
-	f := workflow.ExecuteChildWorkflow(cctx, AuditTrailWorkflow, TrailInput{WorkflowID: wid, RunID: rid, Batches: len(batches), First: batches[0]})
+	in := TrailInput{WorkflowID: wid, RunID: rid, Batches: len(batches), NotifyTargets: nt.targets, Notices: nt.left}
+	if len(batches) > 0 {
+		in.First = batches[0]
+	}
+	f := workflow.ExecuteChildWorkflow(cctx, AuditTrailWorkflow, in)
 	if err := f.GetChildWorkflowExecution().Get(dctx, nil); err != nil {
 		logger.Error("audit trail not handed off; waiting for the store", "trail", id, "error", err)
 		w.resume(ctx, batches)
+		nt.resend(ctx)
 		return
 	}
 	for i := 1; i < len(batches); i++ {
@@ -221,9 +278,32 @@ func (w *auditWriter) split() []audit.Batch {
 	return out
 }
 
+// resend sends again the notifications settle left when no trail
+// workflow could take them, and waits for them (flush).
+func (n *notifier) resend(ctx workflow.Context) {
+	left := n.left
+	n.left = nil
+	for _, ev := range left {
+		n.pending++
+		f := &flight{ev: ev}
+		n.flights = append(n.flights, f)
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		workflow.Go(dctx, func(gctx workflow.Context) {
+			defer func() { n.pending-- }()
+			err := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, notifyOptions(ev.Kind)), acts.Notify,
+				activities.NotifyInput{Targets: n.targets, Event: ev}).Get(gctx, nil)
+			f.done, f.delivered = true, err == nil
+		})
+	}
+	n.flush(ctx)
+}
+
 // resume writes batches a hand-off could not pass on with this run's own
 // writer, and waits for it as runs before auditHandoffVersion do.
 func (w *auditWriter) resume(ctx workflow.Context, batches []audit.Batch) {
+	if len(batches) == 0 {
+		return
+	}
 	w.queue = audit.Batch{}
 	for _, b := range slices.Backward(batches) {
 		w.untake(b)
