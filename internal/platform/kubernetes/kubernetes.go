@@ -16,7 +16,10 @@
 // Both carry the stagecraft.service, stagecraft.rollout and stagecraft.role
 // labels. When the rollout ends, the stable Deployment carries the new image
 // and the rollout's Deployment is gone, so the cluster looks as if the
-// Deployment had been edited by hand: nothing of Stagecraft's is left behind.
+// Deployment had been edited by hand: nothing of Stagecraft's is left behind
+// but the annotation stagecraft.io/fence on the Deployment and the Service,
+// which outlives the rollout so that none of its timed-out attempts can
+// change the target afterwards (fence.go).
 package kubernetes
 
 import (
