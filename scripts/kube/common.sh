@@ -8,7 +8,8 @@ KUBE_BIN="$CACHE/kube-v$KUBE_VERSION"
 KUBE_BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubelet)
 
 # Order in which up.sh starts the processes (down.sh stops them in reverse).
-KUBE_PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# containerd and kubelet run only with the real node (STAGECRAFT_KUBE_REAL_NODE=1).
+KUBE_PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet)
 
 # kube_dir [DIR]: absolute state directory (default $DATA/kube).
 kube_dir() {

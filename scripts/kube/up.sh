@@ -7,6 +7,14 @@
 # DIR/env holds KUBECONFIG, KUBE_API and KUBE_TOKEN for shell use.
 # Stop it with scripts/kube/down.sh [DIR].
 #
+# STAGECRAFT_KUBE_REAL_NODE=1 adds a real node (scripts/kube/node.sh): a
+# kubelet named `localhost` on 127.0.0.1 with a containerd instance of its
+# own, the demo images imported from the local Docker engine (nothing is
+# pulled), the apiserver authenticating to the kubelet with a client
+# certificate; the KWOK node is then tainted (kwok.x-k8s.io/node=fake:NoSchedule)
+# so plain pods run for real. Needs root, containerd, runc, Debian's
+# containernetworking-plugins and the Docker engine. Unset: KWOK only.
+#
 # STAGECRAFT_KUBE_API_QPS (unset: the components' defaults, 20 requests/s
 # for the controller-manager and 50 for the scheduler): the request rate the
 # controller-manager and the scheduler may use against the apiserver, with
@@ -14,6 +22,11 @@
 # the P4 benchmark at thousands of Deployments sets it, so that setting
 # them up and rolling them is not paced by the controllers' client.
 source "$(dirname "$0")/common.sh"
+real_node=0
+if [ "${STAGECRAFT_KUBE_REAL_NODE:-}" = 1 ]; then
+  real_node=1
+  source "$(dirname "$0")/node.sh"
+fi
 
 dir=$(kube_dir "${1:-}")
 # DIR must be empty or a previous up.sh directory: down.sh removes it whole.
@@ -29,6 +42,10 @@ for b in "${KUBE_BINARIES[@]}"; do
   [ "$b" != kubelet ] || [ "${STAGECRAFT_KUBE_REAL_NODE:-}" = 1 ] || continue
   [ -x "$KUBE_BIN/$b" ] || die "$KUBE_BIN/$b is missing; run scripts/kube/build.sh first"
 done
+if [ $real_node = 1 ]; then
+  node_check
+  node_pause_image
+fi
 
 t0=$(date +%s.%N)
 elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -38,6 +55,7 @@ up_ok=0
 cleanup() {
   [ "$up_ok" = 1 ] && return
   local p
+  [ $real_node = 0 ] || node_down "$dir"
   for ((i = ${#KUBE_PROCS[@]} - 1; i >= 0; i--)); do
     p=${KUBE_PROCS[$i]}
     stop_pidfile "$dir/$p.pid"
@@ -47,15 +65,16 @@ cleanup() {
 trap cleanup EXIT
 
 # A previous plane in $dir is dead (checked above): drop its state and stale PID files.
-rm -rf "$dir/etcd-data" "$dir/logs" "$dir/pki" "$dir/kwok"
+[ ! -d "$dir/node" ] || { STAGECRAFT_KUBE_REAL_NODE=1 source "$(dirname "$0")/node.sh"; node_down "$dir"; }
+rm -rf "$dir/etcd-data" "$dir/logs" "$dir/pki" "$dir/kwok" "$dir/node"
 for p in "${KUBE_PROCS[@]}"; do rm -f "$dir/$p.pid"; done
 mkdir -p "$dir/pki" "$dir/logs" "$dir/etcd-data"
 chmod 700 "$dir/etcd-data"
 
 # --- ports: ask the kernel for free 127.0.0.1 ports (held together, so distinct)
-read -r etcd_port etcd_peer_port api_port < <(python3 - <<'PY'
+read -r etcd_port etcd_peer_port api_port kubelet_port < <(python3 - <<'PY'
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 PY
@@ -86,8 +105,10 @@ pki=$dir/pki
 ) >"$dir/logs/openssl.log" 2>&1 || die "openssl failed; see $dir/logs/openssl.log"
 
 # --- static tokens: every component is a member of system:masters
+users=(admin kube-controller-manager kube-scheduler kwok)
+[ $real_node = 0 ] || users+=(kubelet)
 : > "$dir/tokens.csv"
-for user in admin kube-controller-manager kube-scheduler kwok; do
+for user in "${users[@]}"; do
   tok=$(openssl rand -hex 32)
   echo "$tok" > "$dir/$user.token"
   echo "$tok,$user,uid-$user,\"system:masters\"" >> "$dir/tokens.csv"
@@ -129,10 +150,12 @@ cp "$dir/admin.kubeconfig" "$dir/kubeconfig"
 } > "$dir/env"
 chmod 600 "$dir/env"
 
-# start NAME ARGS...: run $KUBE_BIN/NAME in the background, log and PID in $dir.
+# start NAME ARGS...: run $KUBE_BIN/NAME (containerd: Debian's) in the
+# background, log and PID in $dir.
 start() {
-  local name=$1; shift
-  nohup "$KUBE_BIN/$name" "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
+  local name=$1 bin=$KUBE_BIN/$1; shift
+  [ "$name" != containerd ] || bin=$(command -v containerd)
+  nohup "$bin" "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
   echo $! > "$dir/$name.pid"
   say "started $name (pid $!, log $dir/logs/$name.log)"
 }
@@ -148,6 +171,18 @@ wait_alive() {
   done
 }
 
+# --- the real node's containerd first: it starts and takes the images
+# while etcd and the apiserver come up.
+if [ $real_node = 1 ]; then
+  node_configure "$dir" "$api_url" "$kubelet_port"
+  node_cgroup_root
+  start containerd --config "$dir/node/containerd.toml"
+  containerd_up() { ctr -a "$dir/node/containerd.sock" version; }
+  wait_alive "containerd" 30 containerd_up
+  node_import_images "$dir"
+  say "containerd up, images imported ($(elapsed)s)"
+fi
+
 # --- etcd
 start etcd --name stagecraft --data-dir "$dir/etcd-data" \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -161,7 +196,11 @@ etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health" | gr
 wait_alive "etcd health" 30 etcd_healthy
 say "etcd healthy on 127.0.0.1:$etcd_port ($(elapsed)s)"
 
-# --- kube-apiserver
+# --- kube-apiserver (with the real node: the client certificate it shows
+# the kubelet, which it dials by the node's Hostname address, `localhost`)
+kubelet_client=()
+[ $real_node = 0 ] || kubelet_client=(--kubelet-client-certificate="$pki/kubelet-client.crt"
+  --kubelet-client-key="$pki/kubelet-client.key" --kubelet-preferred-address-types=Hostname)
 start kube-apiserver \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
@@ -175,6 +214,7 @@ start kube-apiserver \
   --service-cluster-ip-range=10.96.0.0/16 \
   --endpoint-reconciler-type=none \
   --allow-privileged=true \
+  "${kubelet_client[@]}" \
   --profiling=false
 apiserver_ready() { kube_api "$dir" GET /readyz; }
 wait_alive "kube-apiserver /readyz" 60 apiserver_ready
@@ -226,7 +266,9 @@ KWOK_WORKDIR="$dir/kwok" start kwok \
   --node-ip=10.255.0.1 \
   --node-lease-duration-seconds=40
 
-# --- the fake node
+# --- the fake node (tainted beside a real node, so that plain pods run for real)
+kwok_taints='[]'
+[ $real_node = 0 ] || kwok_taints='[{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]'
 node='{
   "apiVersion": "v1", "kind": "Node",
   "metadata": {
@@ -235,6 +277,7 @@ node='{
     "labels": {"type": "kwok", "kubernetes.io/hostname": "kwok-node-0", "kubernetes.io/os": "linux",
                "kubernetes.io/arch": "amd64", "kubernetes.io/role": "agent", "node-role.kubernetes.io/agent": ""}
   },
+  "spec": {"taints": '"$kwok_taints"'},
   "status": {
     "capacity":    {"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"},
     "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"}
@@ -247,9 +290,19 @@ node_ready() {
 }
 wait_alive "node kwok-node-0 Ready" 60 node_ready
 say "node kwok-node-0 Ready ($(elapsed)s)"
+if [ $real_node = 1 ]; then
+  start kubelet --config="$dir/node/kubelet.yaml" --kubeconfig="$dir/kubelet.kubeconfig" \
+    --hostname-override=localhost --root-dir="$dir/node/kubelet" --cert-dir="$dir/node/kubelet/pki" --v=1
+  real_node_ready() {
+    kube_api "$dir" GET /api/v1/nodes/localhost \
+      | jq -e '.status.conditions // [] | any(.type == "Ready" and .status == "True")'
+  }
+  wait_alive "node localhost (kubelet) Ready" 120 real_node_ready
+  say "node localhost Ready ($(elapsed)s)"
+fi
 default_sa() { kube_api "$dir" GET /api/v1/namespaces/default/serviceaccounts/default; }
 wait_alive "service account default/default" 60 default_sa
-for p in "${KUBE_PROCS[@]}"; do alive "$p"; done
+for p in "${KUBE_PROCS[@]}"; do [ ! -f "$dir/$p.pid" ] || alive "$p"; done
 
 up_ok=1
 say "control plane up in $(elapsed)s, RSS $(kube_rss_mib "$dir") MiB; stop with scripts/kube/down.sh $dir"
