@@ -31,6 +31,7 @@ import (
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/egress"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/notify"
@@ -47,6 +48,7 @@ type config struct {
 	console        bool
 	maxActivities  int
 	allowCommands  []string
+	egressAllow    []string
 	databaseURL    string
 	skipMigrations bool
 	stickyTimeout  time.Duration
@@ -88,6 +90,8 @@ func main() {
 	// Command checks run executables on this host: none unless listed.
 	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
 		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
+	f.StringSliceVar(&cfg.egressAllow, "egress-allow", splitList(os.Getenv("STAGECRAFT_EGRESS_ALLOW")),
+		"host name (*.example.com for subdomains), IP address or CIDR that fixed-target checks, Prometheus URLs, webhooks and Slack may reach; repeat or comma-separate (env STAGECRAFT_EGRESS_ALLOW). Without it every address but link-local and cloud metadata is reachable; with it only those listed (loopback, link-local and metadata only when a CIDR inside their range is listed)")
 	cmd.PersistentFlags().StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
 	// After a worker dies, a run's next workflow task waits this long on the
 	// dead worker's sticky queue before any worker may take it: it bounds
@@ -198,6 +202,13 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	egressPolicy, err := egress.Parse(cfg.egressAllow)
+	if err != nil {
+		return fmt.Errorf("--egress-allow: %w", err)
+	}
+	if egressPolicy.Open() {
+		log.Warn("no --egress-allow: checks, webhooks and Slack URLs named in specs may reach any address of this worker's networks but link-local and cloud metadata (loopback and private ranges included)")
+	}
 	if len(keys) == 0 {
 		log.Warn("no --webhook-signing-key-file: webhook deliveries are unsigned, so receivers cannot tell them from forgeries")
 	}
@@ -266,9 +277,9 @@ func run(cfg config) error {
 			spec.PlatformDocker:     docker.New(dc, log),
 			spec.PlatformKubernetes: kube,
 		},
-		Checker:  &health.Checker{Commands: cfg.allowCommands},
+		Checker:  &health.Checker{Commands: cfg.allowCommands, Egress: egressPolicy},
 		Store:    trail,
-		Notifier: &notify.Sender{SigningKeys: keys},
+		Notifier: &notify.Sender{SigningKeys: keys, Egress: egressPolicy},
 		// Side heartbeats that see the server's answers: a converge whose
 		// attempt the server has given up on stops (review finding 17).
 		Server: c,

@@ -7,14 +7,15 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/stagecraft/stagecraft/internal/egress"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -117,8 +118,13 @@ func (r Round) Bounded(n int) Round {
 type Checker struct {
 	// Client is used for HTTP checks and Prometheus queries; nil means a
 	// client without keep-alives, so every round opens a fresh connection
-	// like a new caller would.
+	// like a new caller would, dialing through Egress. A Client given here
+	// dials as its transport does: Egress does not apply to it.
 	Client *http.Client
+	// Egress is the policy for every destination but the instances
+	// ({{.Address}}): fixed-target HTTP and TCP checks and Prometheus
+	// servers. nil is egress's open mode: all but link-local and metadata.
+	Egress *egress.Policy
 	// Commands lists the executables (absolute paths) command checks may run.
 	Commands []string
 }
@@ -183,7 +189,7 @@ func (c *Checker) run(ctx context.Context, j job) Result {
 	case ch.HTTP != nil:
 		res = c.http(ctx, ch.Name, ch.HTTP, j.addr)
 	case ch.TCP != nil:
-		res = tcp(ctx, ch.Name, ch.TCP, j.addr)
+		res = c.tcp(ctx, ch.Name, ch.TCP, j.addr)
 	case ch.Command != nil:
 		res = c.command(ctx, ch.Name, ch.Command, j.addr)
 	case ch.Prometheus != nil:
@@ -201,17 +207,15 @@ func (c *Checker) run(ctx context.Context, j job) Result {
 	return res
 }
 
-func (c *Checker) client() *http.Client {
-	if c.Client != nil {
-		return c.Client
-	}
-	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-}
-
-func tcp(ctx context.Context, name string, t *spec.TCPCheck, addr string) Result {
+func (c *Checker) tcp(ctx context.Context, name string, t *spec.TCPCheck, addr string) Result {
 	target := strings.ReplaceAll(t.Address, spec.AddressPlaceholder, addr)
 	res := Result{Check: name, Target: target, Verdict: Failed}
-	d := net.Dialer{Timeout: t.Timeout.D()}
+	if addr != "" && t.Address == spec.AddressPlaceholder {
+		ctx = egress.WithInstance(ctx, addr)
+	}
+	d := egress.Dialer{Policy: c.Egress, Timeout: t.Timeout.D()}
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout.D())
+	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
 		res.Error = err.Error()
@@ -222,9 +226,30 @@ func tcp(ctx context.Context, name string, t *spec.TCPCheck, addr string) Result
 	return res
 }
 
-// excerpt bounds evidence to spec.MaxOutputExcerpt bytes of valid UTF-8.
+// secretRE finds values that look like credentials: a value after a key
+// naming one (JSON, form or header style), a bearer or basic token, and
+// userinfo in a URL.
+var secretRE = regexp.MustCompile(`(?i)((?:access_?token|refresh_?token|id_?token|token|secret|password|passwd|pwd|api_?key|apikey|authorization|credentials?|session|cookie|private_?key)["']?\s*[:=]\s*["']?)([^"'\s,;&}]+)|\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+|(://[^/\s:@]+:)[^/\s@]+@`)
+
+// redact masks what secretRE finds with ***.
+func redact(s string) string {
+	return secretRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := secretRE.FindStringSubmatch(m)
+		switch {
+		case sub[1] != "":
+			return sub[1] + "***"
+		case sub[3] != "":
+			return sub[3] + " ***"
+		default:
+			return sub[4] + "***@"
+		}
+	})
+}
+
+// excerpt bounds evidence to spec.MaxOutputExcerpt bytes of valid UTF-8,
+// with what looks like a credential masked.
 func excerpt(b []byte) string {
-	s := strings.TrimSpace(string(b))
+	s := redact(strings.TrimSpace(string(b)))
 	if len(s) > spec.MaxOutputExcerpt {
 		n := spec.MaxOutputExcerpt
 		for n > 0 && !utf8.RuneStart(s[n]) {

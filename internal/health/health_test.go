@@ -124,23 +124,27 @@ func TestRound(t *testing.T) {
 			wantOK: true,
 		},
 		{
-			name:   "wrong status fails with status and body",
-			checks: []spec.Check{httpCheck("healthz", "http://"+broken+"/healthz", nil)},
+			name: "wrong status fails with status and body",
+			// Excerpts come only from instances (review finding 6).
+			checks:    []spec.Check{httpCheck("healthz", "http://{{.Address}}/healthz", nil)},
+			addresses: []string{broken},
 			want: []want{{check: "healthz", ok: false, code: 503,
 				errHas: []string{"status 503, want 200"}, excerpt: "database unreachable"}},
 			failOn: "healthz",
 		},
 		{
-			name:   "wrong status excerpt is bounded",
-			checks: []spec.Check{httpCheck("big", "http://"+huge+"/", nil)},
-			want:   []want{{check: "big", ok: false, code: 500, errHas: []string{"status 500"}, excerpt: "…"}},
-			failOn: "big",
+			name:      "wrong status excerpt is bounded",
+			checks:    []spec.Check{httpCheck("big", "http://{{.Address}}/", nil)},
+			addresses: []string{huge},
+			want:      []want{{check: "big", ok: false, code: 500, errHas: []string{"status 500"}, excerpt: "…"}},
+			failOn:    "big",
 		},
 		{
-			name:   "multibyte excerpt is bounded",
-			checks: []spec.Check{httpCheck("big8", "http://"+huge8+"/", nil)},
-			want:   []want{{check: "big8", ok: false, code: 500, errHas: []string{"status 500"}, excerpt: "é…"}},
-			failOn: "big8",
+			name:      "multibyte excerpt is bounded",
+			checks:    []spec.Check{httpCheck("big8", "http://{{.Address}}/", nil)},
+			addresses: []string{huge8},
+			want:      []want{{check: "big8", ok: false, code: 500, errHas: []string{"status 500"}, excerpt: "é…"}},
+			failOn:    "big8",
 		},
 		{
 			name: "body contains passes",
@@ -152,11 +156,12 @@ func TestRound(t *testing.T) {
 		},
 		{
 			name: "body contains fails",
-			checks: []spec.Check{httpCheck("body", "http://"+ok+"/", func(h *spec.HTTPCheck) {
+			checks: []spec.Check{httpCheck("body", "http://{{.Address}}/", func(h *spec.HTTPCheck) {
 				h.BodyContains = "ready"
 			})},
-			want:   []want{{check: "body", ok: false, code: 200, errHas: []string{`body does not contain "ready"`}, excerpt: "all good"}},
-			failOn: "body",
+			addresses: []string{ok},
+			want:      []want{{check: "body", ok: false, code: 200, errHas: []string{`body does not contain "ready"`}, excerpt: "all good"}},
+			failOn:    "body",
 		},
 		{
 			name: "timeout fails",

@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/stagecraft/stagecraft/internal/egress"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -19,13 +22,25 @@ import (
 const maxBody = 64 << 10
 
 func (c *Checker) http(ctx context.Context, name string, h *spec.HTTPCheck, addr string) Result {
-	url := strings.ReplaceAll(h.URL, spec.AddressPlaceholder, addr)
-	res := Result{Check: name, Target: url, Verdict: Failed}
+	raw := strings.ReplaceAll(h.URL, spec.AddressPlaceholder, addr)
+	res := Result{Check: name, Target: RedactURL(raw), Verdict: Failed}
+	u, err := url.Parse(raw)
+	if err != nil {
+		res.Error = "the URL does not parse" // err would print it, credentials included
+		return res
+	}
+	// An instance check is one whose URL's host is the instance address
+	// the platform gave: only that address skips the egress policy, and
+	// only its answers may leave evidence (a body excerpt).
+	instance := addr != "" && u.Host == addr
+	if instance {
+		ctx = egress.WithInstance(ctx, addr)
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout.D())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
-		res.Error = err.Error()
+		res.Error = "cannot build the request"
 		return res
 	}
 	for k, v := range h.Headers {
@@ -36,9 +51,9 @@ func (c *Checker) http(ctx context.Context, name string, h *spec.HTTPCheck, addr
 		req.Header.Set(k, v)
 	}
 	start := time.Now()
-	resp, err := c.client().Do(req)
+	resp, err := c.httpClient(h.FollowRedirects).Do(req)
 	if err != nil {
-		res.Error = err.Error()
+		res.Error = urlError(err, raw)
 		res.Latency = time.Since(start)
 		return res
 	}
@@ -46,14 +61,22 @@ func (c *Checker) http(ctx context.Context, name string, h *spec.HTTPCheck, addr
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	res.Latency = time.Since(start)
 	res.Code = resp.StatusCode
+	// Evidence only from the instance itself, never from a fixed target or
+	// wherever a redirect led: a spec must not read the worker's network.
+	keep := func() string {
+		if instance && resp.Request != nil && resp.Request.URL.Host == addr {
+			return excerpt(body)
+		}
+		return ""
+	}
 	if err != nil {
 		res.Error = "reading body: " + err.Error()
-		res.Excerpt = excerpt(body)
+		res.Excerpt = keep()
 		return res
 	}
 	if problem := matchBody(h, resp.StatusCode, body); problem != "" {
 		res.Error = problem
-		res.Excerpt = excerpt(body)
+		res.Excerpt = keep()
 		return res
 	}
 	res.Verdict = Healthy
@@ -62,6 +85,71 @@ func (c *Checker) http(ctx context.Context, name string, h *spec.HTTPCheck, addr
 		res.Error = fmt.Sprintf("latency %s over maxLatency %s", res.Latency.Round(time.Millisecond), h.MaxLatency.D())
 	}
 	return res
+}
+
+// maxRedirects bounds the hops a check with followRedirects takes.
+const maxRedirects = 10
+
+// httpClient is the checker's client for one check: c.Client if set (its
+// transport is then the caller's, egress policy included), else one
+// dialing through the egress policy. Redirects are followed only when the
+// check says so; each hop dials through the same policy.
+func (c *Checker) httpClient(follow bool) *http.Client {
+	var cl http.Client
+	if c.Client != nil {
+		cl = *c.Client
+	} else {
+		cl = http.Client{Transport: egress.Transport(c.Egress, false)}
+	}
+	cl.CheckRedirect = func(_ *http.Request, via []*http.Request) error {
+		if !follow {
+			return http.ErrUseLastResponse
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &cl
+}
+
+// urlError describes a client error for raw without raw's credentials
+// (the client masks a password, not the user; a wrapped error may hold
+// either).
+func urlError(err error, raw string) string {
+	var ue *url.Error
+	msg := err.Error()
+	if errors.As(err, &ue) {
+		msg = fmt.Sprintf("%s %q: %v", ue.Op, RedactURL(ue.URL), ue.Err)
+	}
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		user := u.User.Username()
+		pass, _ := u.User.Password()
+		for _, s := range []string{u.User.String() + "@", user + ":***@", user + "@", pass} {
+			if len(s) >= 4 {
+				msg = strings.ReplaceAll(msg, s, "")
+			}
+		}
+	}
+	return msg
+}
+
+// RedactURL returns raw without its userinfo (user:password@), as every
+// recorded target is kept: results, round problems, stage errors and the
+// audit trail. A raw that does not parse is kept only up to its scheme.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.Index(raw, "://"); i >= 0 {
+			return raw[:i+3] + "…"
+		}
+		return "…"
+	}
+	if u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
 }
 
 // matchBody returns what is wrong with a response, or "".

@@ -21,10 +21,10 @@ import (
 // when it meets it (it only does by a division by zero); either way the
 // result has no Value, which must stay JSON-encodable.
 func (c *Checker) prometheus(ctx context.Context, name string, p *spec.PrometheusCheck) Result {
-	res := Result{Check: name, Target: p.URL, Verdict: Failed}
-	cl, err := api.NewClient(api.Config{Address: p.URL, Client: c.client()})
+	res := Result{Check: name, Target: RedactURL(p.URL), Verdict: Failed}
+	cl, err := api.NewClient(api.Config{Address: p.URL, Client: c.httpClient(false)})
 	if err != nil {
-		res.Error = err.Error()
+		res.Error = "the URL does not parse"
 		return res
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout.D())
@@ -38,12 +38,12 @@ func (c *Checker) prometheus(ctx context.Context, name string, p *spec.Prometheu
 			res.Error = "query refused: " + perr.Msg
 			return res
 		}
-		res.Verdict, res.Error = NoData, "query: "+err.Error()
+		res.Verdict, res.Error = NoData, "query: "+urlError(err, p.URL)
 		return res
 	}
-	if len(warnings) > 0 {
-		res.Excerpt = excerpt([]byte(fmt.Sprint(warnings)))
-	}
+	// Warnings are not kept: Prometheus is a fixed target, and what a
+	// fixed target says never becomes evidence (egress finding 6).
+	_ = warnings
 	var samples []*model.Sample
 	switch v := val.(type) {
 	case model.Vector:

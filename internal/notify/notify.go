@@ -14,8 +14,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/stagecraft/stagecraft/internal/egress"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -129,24 +131,35 @@ const DefaultTimeout = 10 * time.Second
 // connection can be reused without trusting the target's size.
 const maxDrain = 4 << 10
 
-// defaultClient does not follow redirects: a redirected POST may turn into
-// a GET or carry the headers (credentials) to another host.
-var defaultClient = &http.Client{
-	Timeout:       DefaultTimeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// newClient does not follow redirects: a redirected POST may turn into a
+// GET or carry the headers (credentials) to another host. It dials
+// through the egress policy, without a proxy.
+func newClient(p *egress.Policy) *http.Client {
+	return &http.Client{
+		Timeout:       DefaultTimeout,
+		Transport:     egress.Transport(p, true),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // Sender delivers events over HTTP. The zero value is ready to use.
 type Sender struct {
 	// Client sends the requests; nil means a client with a 10 s timeout
-	// that does not follow redirects.
+	// that does not follow redirects and dials through Egress. A Client
+	// given here dials as its transport does: Egress does not apply to it.
 	Client *http.Client
+	// Egress is the worker's policy for webhook and Slack destinations;
+	// nil is egress's open mode (all but link-local and cloud metadata).
+	Egress *egress.Policy
 	// SigningKeys sign every webhook delivery (HeaderSignature,
 	// HeaderTimestamp), one signature per key; none, deliveries are
 	// unsigned. Slack messages are never signed: Slack does not check.
 	SigningKeys [][]byte
 	// Now is the clock of the signatures' timestamps; nil means time.Now.
 	Now func() time.Time
+
+	once   sync.Once
+	client *http.Client
 }
 
 // Send delivers e to n: to a webhook the event itself as JSON, with an
@@ -210,7 +223,8 @@ func (s *Sender) Send(ctx context.Context, n spec.Notification, e Event) error {
 
 	client := s.Client
 	if client == nil {
-		client = defaultClient
+		s.once.Do(func() { s.client = newClient(s.Egress) })
+		client = s.client
 	}
 	resp, err := client.Do(req)
 	if err != nil {

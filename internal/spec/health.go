@@ -125,6 +125,10 @@ type HTTPCheck struct {
 	JSON         []JSONMatch `json:"json,omitempty"`
 	MaxLatency   Duration    `json:"maxLatency,omitempty"`
 	Timeout      Duration    `json:"timeout,omitempty"`
+	// FollowRedirects follows up to 10 redirects, each hop dialed within
+	// the worker's egress policy; without it a redirect is the answer
+	// (its status is matched against expectStatus).
+	FollowRedirects bool `json:"followRedirects,omitempty"`
 }
 
 // JSONMatch requires the JSON body's field at Path (dotted, with array
