@@ -31,8 +31,9 @@ import (
 // conflict, re-reads, and is refused; and what an older attempt wrote
 // before that, the later attempt's converge reads and converges over.
 // A create has nothing to carry a precondition on: the target's fence is
-// checked before it and again after, and a create a later attempt fenced
-// meanwhile is deleted again (see createFenced).
+// checked before it and again after, a create a later attempt fenced
+// meanwhile is deleted again, and the created Deployment gets its replicas
+// only after that second check (see createFenced).
 const AnnotationFence = "stagecraft.io/fence"
 
 // fenceBackoff paces re-reads after a conflict on a fenced delete: the
@@ -261,21 +262,57 @@ func (c *converge) undoCreate(ctx context.Context, d *appsv1.Deployment) {
 // fence. The target's fence is checked before, and again after: a later
 // attempt may have fenced the target in between, and may then have looked
 // for d before it existed (a rollback that found no canary to delete), so
-// d is deleted again and the attempt refused.
+// d is deleted again and the attempt refused. With a fence, d is created
+// with no replicas and given its own only once the second check has
+// passed, in an update conditioned on d's fence like any other: an attempt
+// frozen between the create and that check runs no pods meanwhile, and
+// one that never resumes leaves an empty Deployment, not a serving one.
 func (c *converge) createFenced(ctx context.Context, d *appsv1.Deployment) (*appsv1.Deployment, error) {
 	if err := c.admitTarget(ctx); err != nil {
 		return nil, err
 	}
+	want := d.Spec.Replicas
 	d = d.DeepCopy()
 	c.stamp(&d.ObjectMeta)
-	out, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, d, metav1.CreateOptions{})
-	if err != nil {
-		return nil, err
+	if !c.fence.Zero() {
+		d.Spec.Replicas = ptr(int32(0))
+	}
+	api := c.cs.AppsV1().Deployments(c.ns)
+	out, err := api.Create(ctx, d, metav1.CreateOptions{})
+	if err != nil || c.fence.Zero() {
+		return out, err
 	}
 	if err := c.admitTarget(ctx); err != nil {
 		if errors.Is(err, platform.ErrFenced) {
 			c.undoCreate(ctx, out)
 		}
+		return nil, err
+	}
+	cur := out
+	err = retry.RetryOnConflict(fenceBackoff, func() error {
+		if err := c.admit(cur); err != nil {
+			return err
+		}
+		upd := cur.DeepCopy()
+		upd.Spec.Replicas = want
+		written, err := api.Update(ctx, upd, metav1.UpdateOptions{})
+		if err == nil {
+			out = written
+			return nil
+		}
+		if apierrors.IsNotFound(err) {
+			if ferr := c.admitTarget(ctx); ferr != nil {
+				return ferr // a later attempt deleted it
+			}
+		}
+		if apierrors.IsConflict(err) {
+			if again, gerr := api.Get(ctx, d.Name, metav1.GetOptions{}); gerr == nil {
+				cur = again
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -215,6 +215,33 @@ func TestFencedCreateAfterALaterAttemptWrote(t *testing.T) {
 	e.waitReady(target, 4)
 }
 
+// TestFencedCreateRunsNoPodsUntilChecked: the stale attempt freezes right
+// after creating the canary, before it checks the target's fence again.
+// Meanwhile the canary runs no pods, and the rollback that runs then takes
+// it away; the stale attempt, resumed, is refused.
+func TestFencedCreateRunsNoPodsUntilChecked(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	var created bool
+	p := e.interleaved(func(req *http.Request) bool {
+		if request(req, http.MethodPost, "") {
+			created = true
+		}
+		return created && request(req, http.MethodGet, target)
+	}, func() {
+		c := e.deployment(canaryName(target))
+		if n := *c.Spec.Replicas; n != 0 {
+			t.Errorf("the canary created by an attempt not yet checked again wants %d pods, want none", n)
+		}
+		e.mustConverge(snap, rollbackOf(snap), fence(owner, 2))
+	})
+	_, err := e.convergeAs(p, snap, canaryStage, fence(owner, 1))
+	e.assertNoCanary()
+	e.assertSnapshotState(snap, fence(owner, 2))
+	assertFenced(t, err)
+	e.waitReady(target, 4)
+}
+
 // TestFencedDeleteAfterALaterAttemptWrote: a stale rollback attempt has
 // read the canary and is about to delete it when a later attempt converges
 // a stage with it; the delete, conditioned on what it read, is refused and
