@@ -141,12 +141,18 @@ func TestFenceLease(t *testing.T) {
 	v1 := e.spec(imageV1)
 	owner := "default/" + v1.WorkflowID()
 	other := "elsewhere/" + v1.WorkflowID()
-	lease := 3 * time.Second
+	// Installed unfenced first, so the holder's converge changes nothing
+	// and its short lease is not spent waiting for containers.
+	e.converge(v1, "r1", platform.Snapshot{}, plan.Desired{New: 2, Traffic: plan.TrafficNew})
+	const lease = 8 * time.Second
 	holder := platform.Fence{Owner: owner, Step: 10, Until: time.Now().Add(lease)}
-	if _, err := e.fencedConverge(v1, "r1", platform.Snapshot{}, plan.Desired{New: 2, Traffic: plan.TrafficNew}, holder); err != nil {
-		t.Fatalf("holder: %v", err)
+	if res, err := e.fencedConverge(v1, "r1", platform.Snapshot{}, plan.Desired{New: 2, Traffic: plan.TrafficNew}, holder); err != nil || res.Changed() {
+		t.Fatalf("holder: %+v, %v; want it admitted, with nothing to change", res, err)
 	}
 	before := e.boxes()
+	if time.Now().After(holder.Until) {
+		t.Fatalf("the holder's converge outlasted its %s lease: nothing left to test", lease)
+	}
 
 	intruder := platform.Fence{Owner: other, Step: 20, Until: time.Now().Add(time.Minute)}
 	v2 := e.spec(imageV2)
