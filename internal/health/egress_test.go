@@ -79,7 +79,7 @@ func TestEgressMetadataRefusedBeforeConnect(t *testing.T) {
 			c := checkerWith(nil)
 			start := time.Now()
 			r := c.Round(context.Background(), []spec.Check{httpCheck("meta", target, func(h *spec.HTTPCheck) {
-				h.Headers = map[string]string{"Metadata-Flavor": "Google"}
+				h.Headers = spec.PlainValues(map[string]string{"Metadata-Flavor": "Google"})
 			})}, nil, nil)
 			res := r.Results[0]
 			if res.Verdict != Failed || !strings.Contains(res.Error, "egress policy") || time.Since(start) > time.Second {

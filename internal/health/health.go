@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stagecraft/stagecraft/internal/egress"
+	"github.com/stagecraft/stagecraft/internal/secrets"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -125,6 +126,9 @@ type Checker struct {
 	// ({{.Address}}): fixed-target HTTP and TCP checks and Prometheus
 	// servers. nil is egress's open mode: all but link-local and metadata.
 	Egress *egress.Policy
+	// Secrets resolves header references ({fromEnv}, {fromFile}) when a
+	// check runs; nil means secrets.Local.
+	Secrets secrets.Resolver
 	// Commands lists the executables (absolute paths) command checks may run.
 	Commands []string
 }

@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/stagecraft/stagecraft/internal/egress"
+	"github.com/stagecraft/stagecraft/internal/secrets"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -43,7 +46,14 @@ func (c *Checker) http(ctx context.Context, name string, h *spec.HTTPCheck, addr
 		res.Error = "cannot build the request"
 		return res
 	}
-	for k, v := range h.Headers {
+	// References are resolved here, in the activity: their values go
+	// into the request only, never into the result.
+	for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
+		v, err := secrets.Value(c.Secrets, h.Headers[k])
+		if err != nil {
+			res.Error = fmt.Sprintf("header %s: %v", k, err)
+			return res
+		}
 		if strings.EqualFold(k, "Host") {
 			req.Host = v
 			continue

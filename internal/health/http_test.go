@@ -60,7 +60,7 @@ func TestHTTPConditions(t *testing.T) {
 		{name: "json missing", edit: func(h *spec.HTTPCheck) { h.JSON = []spec.JSONMatch{{Path: "checks.3.status", Equals: "up"}} }, verdict: Failed, errHas: "is missing"},
 		{name: "json on a text body", path: "/text", edit: func(h *spec.HTTPCheck) { h.JSON = []spec.JSONMatch{{Path: "status", Equals: "ok"}} }, verdict: Failed, errHas: "not JSON"},
 		{name: "headers sent", edit: func(h *spec.HTTPCheck) {
-			h.Headers = map[string]string{"X-Probe": "stagecraft", "Host": "payments.internal"}
+			h.Headers = spec.PlainValues(map[string]string{"X-Probe": "stagecraft", "Host": "payments.internal"})
 			h.JSON = []spec.JSONMatch{{Path: "probe", Equals: "stagecraft"}, {Path: "host", Equals: "payments.internal"}}
 		}, verdict: Healthy},
 		{name: "slower than maxLatency is degraded", path: "/slow", edit: func(h *spec.HTTPCheck) { h.MaxLatency = spec.Duration(50 * time.Millisecond) }, verdict: Degraded, errHas: "over maxLatency 50ms"},

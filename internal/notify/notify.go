@@ -5,19 +5,23 @@ package notify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/stagecraft/stagecraft/internal/egress"
+	"github.com/stagecraft/stagecraft/internal/secrets"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -151,6 +155,9 @@ type Sender struct {
 	// Egress is the worker's policy for webhook and Slack destinations;
 	// nil is egress's open mode (all but link-local and cloud metadata).
 	Egress *egress.Policy
+	// Secrets resolves webhookFrom, slackFrom and header references when
+	// sending; nil means secrets.Local.
+	Secrets secrets.Resolver
 	// SigningKeys sign every webhook delivery (HeaderSignature,
 	// HeaderTimestamp), one signature per key; none, deliveries are
 	// unsigned. Slack messages are never signed: Slack does not check.
@@ -172,17 +179,36 @@ func (s *Sender) Send(ctx context.Context, n spec.Notification, e Event) error {
 	name := n.Name
 	if name == "" {
 		name = "webhook"
-		if n.Slack != "" {
+		if n.IsSlack() {
 			name = "slack"
 		}
 	}
+	targets := 0
+	for _, on := range []bool{n.Webhook != "", n.WebhookFrom != nil, n.Slack != "", n.SlackFrom != nil} {
+		if on {
+			targets++
+		}
+	}
+	if targets != 1 {
+		return &PermanentError{Err: fmt.Errorf("notify %s: exactly one of webhook, webhookFrom, slack and slackFrom must be set", name)}
+	}
+	// References are resolved here, when sending: their values go into
+	// the request only, never into an error or history.
 	raw, headers := n.Webhook, n.Headers
-	if n.Slack != "" {
+	switch {
+	case n.Slack != "":
 		raw, headers = n.Slack, nil
+	case n.SlackFrom != nil:
+		raw, headers = "", nil
 	}
-	if (n.Webhook == "") == (n.Slack == "") {
-		return &PermanentError{Err: fmt.Errorf("notify %s: exactly one of webhook and slack must be set", name)}
+	if ref := cmp.Or(n.WebhookFrom, n.SlackFrom); ref != nil {
+		v, err := secrets.Value(s.Secrets, spec.SecretValue{Ref: ref})
+		if err != nil {
+			return &PermanentError{Err: fmt.Errorf("notify %s: the URL: %w", name, err)}
+		}
+		raw = v
 	}
+	slack := n.IsSlack()
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// err would print the URL.
@@ -190,7 +216,7 @@ func (s *Sender) Send(ctx context.Context, n spec.Notification, e Event) error {
 	}
 
 	var body []byte
-	if n.Slack != "" {
+	if slack {
 		body, err = encode(map[string]string{"text": slackEscape(e.Text())})
 	} else {
 		body, err = encode(e)
@@ -202,16 +228,20 @@ func (s *Sender) Send(ctx context.Context, n spec.Notification, e Event) error {
 	if err != nil {
 		return &PermanentError{Err: fmt.Errorf("notify %s (%s): cannot build the request", name, u.Host)}
 	}
-	for k, v := range headers {
+	for _, k := range slices.Sorted(maps.Keys(headers)) {
+		v, err := secrets.Value(s.Secrets, headers[k])
+		if err != nil {
+			return &PermanentError{Err: fmt.Errorf("notify %s (%s): header %s: %w", name, u.Host, k, err)}
+		}
 		req.Header.Set(k, v)
 	}
 	// Set after n's headers: these are not the user's to change.
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "stagecraft")
-	if n.Webhook != "" && e.Key != "" {
+	if !slack && e.Key != "" {
 		req.Header.Set("Idempotency-Key", e.Key)
 	}
-	if n.Webhook != "" && len(s.SigningKeys) > 0 {
+	if !slack && len(s.SigningKeys) > 0 {
 		now := time.Now
 		if s.Now != nil {
 			now = s.Now

@@ -89,10 +89,10 @@ func releaseEvent() Event {
 
 func TestSendWebhook(t *testing.T) {
 	srv := newRecorder(t, http.StatusAccepted)
-	n := spec.Notification{Name: "deploys", Webhook: srv.url(), Headers: map[string]string{
+	n := spec.Notification{Name: "deploys", Webhook: srv.url(), Headers: spec.PlainValues(map[string]string{
 		"Authorization": "Bearer t0ken",
 		"content-type":  "text/plain", // validation refuses it; the sender's own wins anyway
-	}}
+	})}
 	if err := (&Sender{}).Send(context.Background(), n, releaseEvent()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -142,7 +142,7 @@ func TestSendSlack(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newRecorder(t, http.StatusOK)
 			// Headers are for webhooks only: a Slack target never sends them.
-			n := spec.Notification{Slack: srv.url(), Headers: map[string]string{"Authorization": "Bearer t0ken"}}
+			n := spec.Notification{Slack: srv.url(), Headers: spec.PlainValues(map[string]string{"Authorization": "Bearer t0ken"})}
 			if err := (&Sender{}).Send(context.Background(), n, tt.event); err != nil {
 				t.Fatalf("Send: %v", err)
 			}

@@ -175,8 +175,8 @@ func TestSlackIsNotSigned(t *testing.T) {
 func TestSpecHeadersCannotReplaceTheSignature(t *testing.T) {
 	r := newReceiver(t, keyOld)
 	s := &Sender{SigningKeys: [][]byte{keyOld}, Now: func() time.Time { return at }}
-	hook := spec.Notification{Webhook: r.srv.URL + "/hook", Headers: map[string]string{
-		HeaderSignature: "v1=00", HeaderTimestamp: "1"}}
+	hook := spec.Notification{Webhook: r.srv.URL + "/hook", Headers: spec.PlainValues(map[string]string{
+		HeaderSignature: "v1=00", HeaderTimestamp: "1"})}
 	if err := s.Send(context.Background(), hook, releaseEvent()); err != nil {
 		t.Fatalf("signed delivery with spec headers of the same names: %v", err)
 	}

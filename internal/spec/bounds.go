@@ -153,7 +153,7 @@ func boundCheck(add func(string, string, ...any), f string, c Check) {
 	case c.HTTP != nil:
 		h := c.HTTP
 		textAtMost(add, f+".http.url", h.URL, MaxURLLength, false)
-		boundMap(add, f+".http.headers", h.Headers)
+		boundSecretMap(add, f+".http.headers", h.Headers)
 		entriesAtMost(add, f+".http.expectStatus", len(h.ExpectStatus), MaxEntries)
 		textAtMost(add, f+".http.bodyContains", h.BodyContains, MaxValueLength, false)
 		textAtMost(add, f+".http.bodyRegex", h.BodyRegex, MaxValueLength, false)
@@ -194,7 +194,16 @@ func boundNotifications(add func(string, string, ...any), field string, ns []Not
 		textAtMost(add, f+".name", n.Name, MaxNameLength, true)
 		textAtMost(add, f+".webhook", n.Webhook, MaxURLLength, false)
 		textAtMost(add, f+".slack", n.Slack, MaxURLLength, false)
-		boundMap(add, f+".headers", n.Headers)
+		for _, r := range []struct {
+			field string
+			ref   *SecretRef
+		}{{".webhookFrom", n.WebhookFrom}, {".slackFrom", n.SlackFrom}} {
+			if r.ref != nil {
+				textAtMost(add, f+r.field+".fromEnv", r.ref.FromEnv, MaxNameLength, false)
+				textAtMost(add, f+r.field+".fromFile", r.ref.FromFile, MaxURLLength, false)
+			}
+		}
+		boundSecretMap(add, f+".headers", n.Headers)
 	}
 }
 

@@ -306,7 +306,7 @@ func fuzzSpec(service, image string, platform uint8, replicas, port int, key, va
 	switch kind % 6 {
 	case 1:
 		check.HTTP = &HTTPCheck{URL: target, ExpectStatus: StatusSet{status},
-			Headers:   map[string]string{key: text(value), value: text(key)},
+			Headers:   PlainValues(map[string]string{key: text(value), value: text(key)}),
 			BodyRegex: text(value), JSON: []JSONMatch{{Path: text(key), Equals: text(value)}}}
 	case 2:
 		check.TCP = &TCPCheck{Address: target}
@@ -338,7 +338,7 @@ func fuzzSpec(service, image string, platform uint8, replicas, port int, key, va
 	}
 	if platform&8 != 0 {
 		s.Notifications = []Notification{
-			{Name: text(name), Webhook: text(notify), Headers: map[string]string{key: text(value), text(value): "x"},
+			{Name: text(name), Webhook: text(notify), Headers: PlainValues(map[string]string{key: text(value), text(value): "x"}),
 				Events: strings.Split(text(status), ",")},
 			{Slack: text(target), Events: []string{text(key)}},
 		}

@@ -116,8 +116,11 @@ func (c Check) PerInstance() bool {
 type HTTPCheck struct {
 	// URL may contain {{.Address}}: the check then runs against every instance
 	// being validated.
-	URL     string            `json:"url"`
-	Headers map[string]string `json:"headers,omitempty"`
+	URL string `json:"url"`
+	// Headers are request headers; a value is a string or a reference the
+	// worker resolves when the check runs ({fromEnv: VAR}, {fromFile:
+	// /path}), so credentials need not be in the spec.
+	Headers map[string]SecretValue `json:"headers,omitempty"`
 	// ExpectStatus is a status, a class ("2xx") or a list of them.
 	ExpectStatus StatusSet   `json:"expectStatus,omitempty"`
 	BodyContains string      `json:"bodyContains,omitempty"`
@@ -428,6 +431,7 @@ func validateCheck(add func(string, string, ...any), f string, c Check, seen map
 				add(f+".http.headers", "%q is not a header name", k)
 			}
 		}
+		validateHeaderValues(add, f+".http.headers", h.Headers)
 		if h.MaxLatency < 0 {
 			add(f+".http.maxLatency", "must not be negative")
 		}

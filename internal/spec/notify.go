@@ -33,11 +33,21 @@ type Notification struct {
 	Name string `json:"name,omitempty"`
 	// Webhook is a generic target: the event is POSTed to it as JSON.
 	Webhook string `json:"webhook,omitempty"`
+	// WebhookFrom is a webhook URL the worker reads when it sends
+	// ({fromEnv: VAR} or {fromFile: /path}), for URLs that hold a
+	// credential: only the reference is in the spec and in history.
+	WebhookFrom *SecretRef `json:"webhookFrom,omitempty"`
 	// Slack is a Slack incoming-webhook URL. It is a secret: it is never
-	// printed, in problems or errors.
+	// printed, in problems or errors; but it is in the spec and in
+	// workflow history, so prefer SlackFrom.
 	Slack string `json:"slack,omitempty"`
-	// Headers are extra request headers (webhook only).
-	Headers map[string]string `json:"headers,omitempty"`
+	// SlackFrom is a Slack incoming-webhook URL the worker reads when it
+	// sends ({fromEnv: VAR} or {fromFile: /path}).
+	SlackFrom *SecretRef `json:"slackFrom,omitempty"`
+	// Headers are extra request headers (webhook only); a value is a
+	// string or a reference the worker resolves when it sends
+	// ({fromEnv: VAR}, {fromFile: /path}).
+	Headers map[string]SecretValue `json:"headers,omitempty"`
 	// Events selects the events sent; empty means all.
 	Events []string `json:"events,omitempty"`
 }
@@ -53,14 +63,22 @@ func (n Notification) Label(i int) string {
 		return n.Name
 	}
 	kind := "webhook"
-	if n.Slack != "" {
+	if n.IsSlack() {
 		kind = "slack"
 	}
 	return fmt.Sprintf("%s[%d]", kind, i)
 }
 
+// IsSlack reports whether the target is Slack (Slack or SlackFrom).
+func (n Notification) IsSlack() bool { return n.Slack != "" || n.SlackFrom != nil }
+
+// IsWebhook reports whether the target is a webhook (Webhook or
+// WebhookFrom).
+func (n Notification) IsWebhook() bool { return n.Webhook != "" || n.WebhookFrom != nil }
+
 // reservedHeaders are set by the sender itself.
-var reservedHeaders = []string{"Content-Type", "Content-Length", "Host", "Idempotency-Key", "User-Agent"}
+var reservedHeaders = []string{"Content-Type", "Content-Length", "Host", "Idempotency-Key", "User-Agent",
+	"X-Stagecraft-Signature", "X-Stagecraft-Timestamp"}
 
 // ValidateNotifications reports, through add, every problem with ns, each
 // under field (e.g. "notifications[1].events[0]").
@@ -68,15 +86,28 @@ func ValidateNotifications(add func(field, format string, args ...any), field st
 	names := map[string]bool{}
 	for i, n := range ns {
 		f := fmt.Sprintf("%s[%d]", field, i)
+		var set []string
+		for _, t := range []struct {
+			name string
+			on   bool
+		}{{"webhook", n.Webhook != ""}, {"webhookFrom", n.WebhookFrom != nil}, {"slack", n.Slack != ""}, {"slackFrom", n.SlackFrom != nil}} {
+			if t.on {
+				set = append(set, t.name)
+			}
+		}
 		switch {
-		case n.Webhook != "" && n.Slack != "":
-			add(f, "only one of webhook and slack may be set")
+		case len(set) > 1:
+			add(f, "only one of webhook, webhookFrom, slack and slackFrom may be set (%s are)", strings.Join(set, ", "))
 		case n.Webhook != "":
 			notifyURL(add, f+".webhook", n.Webhook)
 		case n.Slack != "":
 			notifyURL(add, f+".slack", n.Slack)
+		case n.WebhookFrom != nil:
+			validateWorkerRef(add, f+".webhookFrom", *n.WebhookFrom)
+		case n.SlackFrom != nil:
+			validateWorkerRef(add, f+".slackFrom", *n.SlackFrom)
 		default:
-			add(f, "one of webhook or slack is required")
+			add(f, "one of webhook, webhookFrom, slack or slackFrom is required")
 		}
 		if n.Name != "" {
 			if names[n.Name] {
@@ -84,7 +115,7 @@ func ValidateNotifications(add func(field, format string, args ...any), field st
 			}
 			names[n.Name] = true
 		}
-		if len(n.Headers) > 0 && n.Webhook == "" {
+		if len(n.Headers) > 0 && !n.IsWebhook() {
 			add(f+".headers", "only applies to webhook")
 		}
 		for _, k := range sortedKeys(n.Headers) {
@@ -93,11 +124,10 @@ func ValidateNotifications(add func(field, format string, args ...any), field st
 				add(f+".headers", "%q is not a header name", k)
 			case slices.Contains(reservedHeaders, textproto.CanonicalMIMEHeaderKey(k)):
 				add(f+".headers."+k, "is set by stagecraft")
-			case strings.ContainsAny(n.Headers[k], "\r\n\x00"):
-				// The value may be a credential: name the header only.
-				add(f+".headers."+k, "must not contain line breaks or NUL")
 			}
 		}
+		// The value may be a credential: name the header only.
+		validateHeaderValues(add, f+".headers", n.Headers)
 		seen := map[string]bool{}
 		for j, ev := range n.Events {
 			fj := fmt.Sprintf("%s.events[%d]", f, j)

@@ -1,6 +1,9 @@
 package spec
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -116,5 +119,120 @@ func validateSecretEnv(add func(string, string, ...any), base string, docker boo
 				add(f+".secretKeyRef.key", "%q is not a valid Secret key (letters, digits, '-', '_', '.')", k.Key)
 			}
 		}
+	}
+}
+
+// SecretValue is a value that may be a secret: in the spec either a plain
+// string (kept as written, in history too) or a reference the worker
+// resolves when it uses the value ({fromEnv: VAR} or {fromFile: /path}),
+// so only the reference travels in specs, histories, snapshots and the
+// audit trail. Check headers and notification headers are SecretValues.
+type SecretValue struct {
+	// Value is the plain value, when Ref is nil.
+	Value string
+	// Ref is the reference (fromEnv or fromFile); secretKeyRef does not
+	// apply: the worker itself uses the value.
+	Ref *SecretRef
+}
+
+// Plain is a plain SecretValue.
+func Plain(v string) SecretValue { return SecretValue{Value: v} }
+
+// PlainValues maps plain strings to plain SecretValues.
+func PlainValues(m map[string]string) map[string]SecretValue {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]SecretValue, len(m))
+	for k, v := range m {
+		out[k] = Plain(v)
+	}
+	return out
+}
+
+// MarshalJSON writes a plain value as a string and a reference as its
+// object, so specs with plain strings read and write as before.
+func (v SecretValue) MarshalJSON() ([]byte, error) {
+	if v.Ref != nil {
+		return json.Marshal(v.Ref)
+	}
+	return json.Marshal(v.Value)
+}
+
+// UnmarshalJSON reads a string or a reference object (unknown fields
+// refused, as the spec's decoding refuses them elsewhere).
+func (v *SecretValue) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '{' {
+		var ref SecretRef
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&ref); err != nil {
+			return fmt.Errorf("a secret reference is {fromEnv: NAME} or {fromFile: /path}: %w", err)
+		}
+		*v = SecretValue{Ref: &ref}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("want a string or a secret reference {fromEnv: NAME} / {fromFile: /path}")
+	}
+	*v = SecretValue{Value: s}
+	return nil
+}
+
+// validateWorkerRef checks a reference the worker resolves itself (a
+// header, a notification URL): exactly one of fromEnv and fromFile.
+func validateWorkerRef(add func(string, string, ...any), f string, ref SecretRef) {
+	n := 0
+	if ref.FromEnv != "" {
+		n++
+		if !envKeyRE.MatchString(ref.FromEnv) {
+			add(f+".fromEnv", "%q is not a valid environment variable name", ref.FromEnv)
+		}
+	}
+	if ref.FromFile != "" {
+		n++
+		if !filepath.IsAbs(ref.FromFile) || filepath.Clean(ref.FromFile) != ref.FromFile {
+			add(f+".fromFile", "%q must be a clean absolute path on the worker", ref.FromFile)
+		}
+	}
+	if ref.SecretKeyRef != nil {
+		add(f+".secretKeyRef", "does not apply here: the worker uses this value itself; use fromEnv or fromFile")
+	}
+	if n != 1 {
+		add(f, "needs exactly one source: fromEnv (a variable of the worker) or fromFile (a file on the worker)")
+	}
+}
+
+// validateHeaderValues checks headers' values: a plain one without line
+// breaks or NUL, a reference valid. Values may be credentials: only the
+// header is named.
+func validateHeaderValues(add func(string, string, ...any), f string, h map[string]SecretValue) {
+	for _, k := range sortedKeys(h) {
+		v := h[k]
+		switch {
+		case v.Ref != nil:
+			validateWorkerRef(add, f+"."+k, *v.Ref)
+		case strings.ContainsAny(v.Value, "\r\n\x00"):
+			add(f+"."+k, "must not contain line breaks or NUL")
+		}
+	}
+}
+
+// boundSecretMap reports a map of SecretValues above its limits.
+func boundSecretMap(add func(string, string, ...any), field string, m map[string]SecretValue) {
+	entriesAtMost(add, field, len(m), MaxEntries)
+	for _, k := range sortedKeys(m) {
+		if !keyAtMost(add, field, k) {
+			continue
+		}
+		v := m[k]
+		if v.Ref != nil {
+			textAtMost(add, field+"."+k+".fromEnv", v.Ref.FromEnv, MaxNameLength, false)
+			textAtMost(add, field+"."+k+".fromFile", v.Ref.FromFile, MaxURLLength, false)
+			continue
+		}
+		textAtMost(add, field+"."+k, v.Value, MaxValueLength, false)
 	}
 }

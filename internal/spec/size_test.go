@@ -36,7 +36,7 @@ func TestOrdinaryLargeSpecsAccepted(t *testing.T) {
 		{"a 5,000-byte CA bundle env value", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"TLS_CA_BUNDLE": caBundle(5000)} }},
 		{"150 env vars", func(s *Spec) { s.Platform.Docker.Env = manyEnv(150) }},
 		{"a 6 KB JSON label", func(s *Spec) { s.Platform.Docker.Labels = map[string]string{"config": blob} }},
-		{"a 6 KB header", func(s *Spec) { s.Health.Checks[0].HTTP.Headers = map[string]string{"X-Config": blob} }},
+		{"a 6 KB header", func(s *Spec) { s.Health.Checks[0].HTTP.Headers = PlainValues(map[string]string{"X-Config": blob}) }},
 		{"a 6 KB command argument", func(s *Spec) { s.Platform.Docker.Command = []string{"serve", "--config=" + blob} }},
 		{"a 64 KiB env value", func(s *Spec) { s.Platform.Docker.Env = map[string]string{"A": strings.Repeat("a", MaxValueLength)} }},
 		{"1,000 env vars", func(s *Spec) { s.Platform.Docker.Env = manyEnv(MaxEntries) }},

@@ -229,7 +229,9 @@ func TestBounds(t *testing.T) {
 		{"kubeconfig past 4096 bytes", func(s *Spec) {
 			s.Platform = Platform{Kubernetes: &Kubernetes{Deployment: "hello", Kubeconfig: "/" + long(MaxPathLength)}}
 		}, "platform.kubernetes.kubeconfig", "more than the 4096 allowed"},
-		{"header value past 64 KiB", func(s *Spec) { s.Health.Checks[0].HTTP.Headers = map[string]string{"X": long(MaxValueLength + 1)} }, "health.checks[0].http.headers.X", "more than the 65536 allowed"},
+		{"header value past 64 KiB", func(s *Spec) {
+			s.Health.Checks[0].HTTP.Headers = PlainValues(map[string]string{"X": long(MaxValueLength + 1)})
+		}, "health.checks[0].http.headers.X", "more than the 65536 allowed"},
 		{"spec past 256 KiB", func(s *Spec) {
 			s.Platform.Docker.Env = map[string]string{"A": long(MaxValueLength), "B": long(MaxValueLength), "C": long(MaxValueLength), "D": long(MaxValueLength)}
 		}, "spec", "more than the 262144 bytes (256 KiB) allowed"},

@@ -89,6 +89,7 @@ func Generate(root string) ([]File, error) {
 var (
 	durationType  = reflect.TypeFor[spec.Duration]()
 	statusSetType = reflect.TypeFor[spec.StatusSet]()
+	secretType    = reflect.TypeFor[spec.SecretValue]()
 )
 
 func reflectSchema(v any, id, title string, docs map[string]string) *jsonschema.Schema {
@@ -106,6 +107,8 @@ func reflectSchema(v any, id, title string, docs map[string]string) *jsonschema.
 				return &jsonschema.Schema{Ref: "#/$defs/Duration"}
 			case statusSetType:
 				return &jsonschema.Schema{Ref: "#/$defs/StatusSet"}
+			case secretType:
+				return &jsonschema.Schema{Ref: "#/$defs/SecretValue"}
 			}
 			return nil
 		},
@@ -124,6 +127,11 @@ func reflectSchema(v any, id, title string, docs map[string]string) *jsonschema.
 	s.Title = title
 	s.Definitions["Duration"] = durationSchema(docs)
 	s.Definitions["StatusSet"] = statusSetSchema(docs)
+	s.Definitions["SecretValue"] = &jsonschema.Schema{
+		Description: docs["SecretValue"],
+		OneOf:       []*jsonschema.Schema{{Type: "string"}, {Ref: "#/$defs/SecretRef"}},
+		Examples:    []any{"Bearer …", map[string]any{"fromEnv": "HOOK_TOKEN"}, map[string]any{"fromFile": "/run/secrets/hook-token"}},
+	}
 	constrain(s, reflect.TypeOf(v).Name())
 	for name, d := range s.Definitions {
 		constrain(d, name)
