@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -35,8 +34,28 @@ func (c *Checker) Allowlist() []string { return c.Commands }
 
 // Allowed reports whether the allowlist permits an executable.
 func (c *Checker) Allowed(path string) bool {
-	path = filepath.Clean(path)
-	return slices.ContainsFunc(c.Commands, func(a string) bool { return filepath.Clean(a) == path })
+	_, ok := c.allowed(path)
+	return ok
+}
+
+// allowed returns the allowlist entry path names: the one that is the same
+// file once both are resolved (symlinks followed, as the kernel would), so
+// /allowed/dir/link/../tool cannot pass for /allowed/dir/tool. A path
+// that does not resolve matches nothing.
+func (c *Checker) allowed(path string) (string, bool) {
+	if !filepath.IsAbs(path) {
+		return "", false
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", false
+	}
+	for _, a := range c.Commands {
+		if ra, err := filepath.EvalSymlinks(a); err == nil && ra == real {
+			return a, true
+		}
+	}
+	return "", false
 }
 
 func (c *Checker) command(ctx context.Context, name string, cmd *spec.CommandCheck, addr string) Result {
@@ -45,14 +64,20 @@ func (c *Checker) command(ctx context.Context, name string, cmd *spec.CommandChe
 		argv[i] = strings.ReplaceAll(a, spec.AddressPlaceholder, addr)
 	}
 	res := Result{Check: name, Target: strings.Join(argv, " "), Verdict: Failed}
-	if len(argv) == 0 || !c.Allowed(argv[0]) {
+	if len(argv) == 0 {
+		res.Error = "command is not on this worker's allowlist"
+		return res
+	}
+	entry, ok := c.allowed(argv[0])
+	if !ok {
 		res.Error = "command is not on this worker's allowlist"
 		return res
 	}
 	ctx, cancel := context.WithTimeout(ctx, cmd.Timeout.D())
 	defer cancel()
-	// No shell and no PATH lookup: argv[0] is the allowlisted absolute path.
-	run := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// No shell and no PATH lookup, and what runs is the allowlist entry
+	// itself (the worker's spelling), never the spec's.
+	run := exec.CommandContext(ctx, entry, argv[1:]...)
 	run.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C"}
 	run.WaitDelay = time.Second // children holding the pipes do not hold the check
 	out := &limitedBuffer{max: maxOutput}
