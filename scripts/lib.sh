@@ -56,8 +56,10 @@ engines() {
     say "PostgreSQL server binaries (Debian's postgresql, for the audit store tests)"
     bash "$ROOT/scripts/postgres.sh" install
   fi
-  say "Kubernetes control plane binaries v1.33.13 + KWOK (built once into the cache, about 9 minutes cold)"
+  say "Kubernetes control plane binaries v1.33.13, kubelet + KWOK (built once into the cache, about 10 minutes cold)"
   bash "$ROOT/scripts/kube/build.sh" >/dev/null
+  say "the real node's containerd, runc and CNI plugins (Debian's; kubelet is built above)"
+  bash "$ROOT/scripts/kube/node-deps.sh"
   say "demo images"
   bash "$ROOT/scripts/build-demo.sh"
 }

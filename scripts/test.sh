@@ -4,7 +4,8 @@
 # engine runs (installing and starting one as root if needed), builds the
 # demo images, then runs vet and every test: unit, replay, and integration
 # against a real Temporal dev server, the real Docker engine and a real
-# Kubernetes control plane (started and stopped by the tests themselves),
+# Kubernetes control plane (started and stopped by the tests themselves;
+# internal/realnode's with the real node: kubelet + containerd, real pods),
 # then the fault suite's bounded form on its own (it restarts dockerd, so
 # nothing else may run beside it). Stops the Docker engine again if it
 # started it.

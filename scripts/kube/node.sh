@@ -238,11 +238,13 @@ node_down() {
     for c in $(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
       ctr -a "$sock" -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
     done
-    for c in $(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
-      for _ in $(seq 25); do
-        ctr -a "$sock" -n k8s.io tasks delete "$c" >/dev/null 2>&1 && break
-        sleep 0.2
-      done
+    # containerd's CRI deletes the tasks it sees exit; delete what it has not.
+    local left
+    for _ in $(seq 50); do
+      left=$(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null || true)
+      [ -n "$left" ] || break
+      for c in $left; do ctr -a "$sock" -n k8s.io tasks delete "$c" >/dev/null 2>&1 || true; done
+      sleep 0.1
     done
   fi
   stop_pidfile "$dir/containerd.pid"

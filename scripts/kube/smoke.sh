@@ -3,6 +3,9 @@
 # DIR, default .data/kube-smoke), creates a 2-replica Deployment with curl and
 # the admin token, waits for readyReplicas == 2 with
 # observedGeneration >= generation, prints timings and RSS, then tears down.
+# With STAGECRAFT_KUBE_REAL_NODE=1 the pods run for real on the real node:
+# stagecraft-demo:v1 (imported from the local Docker engine; scripts/build-demo.sh)
+# with an exec readiness probe (demo-app probe).
 source "$(dirname "$0")/common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -25,6 +28,11 @@ t=$(now)
 "$here/up.sh" "$dir" >/dev/null
 up_s=$(since "$t")
 
+container='{"name": "app", "image": "stagecraft.invalid/smoke:1"}'
+if [ "${STAGECRAFT_KUBE_REAL_NODE:-}" = 1 ]; then
+  container='{"name": "app", "image": "stagecraft-demo:v1", "imagePullPolicy": "IfNotPresent",
+    "readinessProbe": {"exec": {"command": ["/demo-app", "probe"]}, "periodSeconds": 1}}'
+fi
 deploy='{
   "apiVersion": "apps/v1", "kind": "Deployment",
   "metadata": {"name": "smoke", "namespace": "default", "labels": {"app": "smoke"}},
@@ -34,7 +42,7 @@ deploy='{
     "selector": {"matchLabels": {"app": "smoke"}},
     "template": {
       "metadata": {"labels": {"app": "smoke"}},
-      "spec": {"containers": [{"name": "app", "image": "stagecraft.invalid/smoke:1"}]}
+      "spec": {"containers": ['"$container"']}
     }
   }
 }'
