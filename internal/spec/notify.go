@@ -77,8 +77,9 @@ func (n Notification) IsSlack() bool { return n.Slack != "" || n.SlackFrom != ni
 func (n Notification) IsWebhook() bool { return n.Webhook != "" || n.WebhookFrom != nil }
 
 // reservedHeaders are set by the sender itself.
-var reservedHeaders = []string{"Content-Type", "Content-Length", "Host", "Idempotency-Key", "User-Agent",
-	"X-Stagecraft-Signature", "X-Stagecraft-Timestamp"}
+// The signature headers are reserved too, under RulesBoundaries
+// (signatureHeaders).
+var reservedHeaders = []string{"Content-Type", "Content-Length", "Host", "Idempotency-Key", "User-Agent"}
 
 // ValidateNotifications reports, through add, every problem with ns, each
 // under field (e.g. "notifications[1].events[0]").
@@ -124,10 +125,12 @@ func ValidateNotifications(add func(field, format string, args ...any), field st
 				add(f+".headers", "%q is not a header name", k)
 			case slices.Contains(reservedHeaders, textproto.CanonicalMIMEHeaderKey(k)):
 				add(f+".headers."+k, "is set by stagecraft")
+			case n.Headers[k].Ref == nil && strings.ContainsAny(n.Headers[k].Value, "\r\n\x00"):
+				// The value may be a credential: name the header only.
+				add(f+".headers."+k, "must not contain line breaks or NUL")
 			}
 		}
-		// The value may be a credential: name the header only.
-		validateHeaderValues(add, f+".headers", n.Headers)
+		validateHeaderRefs(add, f+".headers", n.Headers)
 		seen := map[string]bool{}
 		for j, ev := range n.Events {
 			fj := fmt.Sprintf("%s.events[%d]", f, j)

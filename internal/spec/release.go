@@ -460,6 +460,9 @@ func (r Release) ValidateUnder(rules Rules) error {
 	if rules >= RulesBounded {
 		r.validateBounds(add)
 	}
+	if rules >= RulesBoundaries {
+		r.validateBoundaries(add)
+	}
 	if err := r.graphError(); err != nil {
 		add("services", "%v", err)
 	} else if len(r.Stages) > 0 {

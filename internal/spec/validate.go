@@ -59,8 +59,15 @@ const (
 	// timeout, and requires the approval gates' windows and the bakes to
 	// fit in it.
 	RulesBounded
+	// RulesBoundaries (December 2026) adds the security boundaries of the
+	// December review (boundaries.go): Docker specs may not join the
+	// engine's shared networks (host, none, bridge, default, container:*)
+	// nor set labels under prefixes other tools act on; a command's
+	// argv[0] must be a clean path; the webhook signature headers are the
+	// sender's; a check header holds no line break.
+	RulesBoundaries
 	// RulesCurrent is what Validate applies.
-	RulesCurrent = RulesBounded
+	RulesCurrent = RulesBoundaries
 )
 
 // Validate checks the whole spec (defaults applied) under the current
@@ -227,6 +234,9 @@ func (s Spec) ValidateUnder(rules Rules) error {
 	ValidateNotifications(add, "notifications", s.Notifications)
 	if bounded {
 		s.validateBounds(add)
+	}
+	if rules >= RulesBoundaries {
+		s.validateBoundaries(add)
 	}
 	if len(errs) > 0 {
 		return &ValidationError{Problems: errs}
