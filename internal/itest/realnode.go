@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"k8s.io/client-go/kubernetes"
@@ -35,6 +36,13 @@ func KubeRealNode() (kubeconfig string, stop func(), err error) {
 	up.Env = append(os.Environ(), RealNodeEnv+"=1")
 	up.Stdout, up.Stderr = os.Stderr, os.Stderr
 	if err := up.Run(); err != nil {
+		// The node's own logs say why (up.sh has stopped everything by now).
+		for _, name := range []string{"containerd", "kubelet"} {
+			if b, rerr := os.ReadFile(filepath.Join(dir, "logs", name+".log")); rerr == nil {
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				fmt.Fprintf(os.Stderr, "--- %s.log (last 40 lines)\n%s\n", name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
 		_ = os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("%s=1 scripts/kube/up.sh: %w", RealNodeEnv, err)
 	}
