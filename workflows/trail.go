@@ -208,8 +208,15 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 	if !handing && len(nt.left) == 0 {
 		return
 	}
-	info := workflow.GetInfo(ctx)
-	wid, rid := info.WorkflowExecution.ID, info.WorkflowExecution.RunID
+	// The IDs go into the history as a side effect: the child's workflow ID
+	// must replay as recorded, and a replayer runs the workflow under an ID
+	// of its own ("ReplayId").
+	var ex workflow.Execution
+	if err := workflow.SideEffect(dctx, func(ctx workflow.Context) any { return workflow.GetInfo(ctx).WorkflowExecution }).Get(&ex); err != nil {
+		info := workflow.GetInfo(ctx)
+		ex = info.WorkflowExecution
+	}
+	wid, rid := ex.ID, ex.RunID
 	id := TrailID(wid, rid)
 	q := w.queue
 	var why []string

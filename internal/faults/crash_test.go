@@ -334,6 +334,7 @@ func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 	f.Orphans, f.Dups = end.Orphans, end.Duplicates
 	bs := bakes(t, events, res)
 	f.Drift = maxDrift(bs)
+	waitTrail(t, c, started.WorkflowID, started.RunID) // it sends what the run did not
 	f.Notified, f.Renotified = hooks.delivered()
 	t.Logf("%s", f.line())
 	report(f)

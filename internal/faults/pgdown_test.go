@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	tclient "go.temporal.io/sdk/client"
 
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
@@ -206,4 +207,27 @@ func (r *platRig) checkHandedTrail(t *testing.T, st *store.Store, run platRun) s
 	}
 	require.Equal(t, rounds-dropped, counts.Rounds, "%s: every round the watchers ran, once (%d not kept)", res.Strategy, dropped)
 	return counts
+}
+
+// waitTrail waits (up to 3 minutes) for the AuditTrail workflow of a closed
+// run to complete, if the run handed its trail to one, and reports whether
+// it did. A run starts it before it closes, so after the close its absence
+// means there is none.
+func waitTrail(t *testing.T, c tclient.Client, workflowID, runID string) bool {
+	t.Helper()
+	id := workflows.TrailID(workflowID, runID)
+	status := func() enumspb.WorkflowExecutionStatus {
+		d, err := c.DescribeWorkflowExecution(context.Background(), id, "")
+		if err != nil {
+			return enumspb.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED
+		}
+		return d.GetWorkflowExecutionInfo().GetStatus()
+	}
+	if status() == enumspb.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED {
+		return false
+	}
+	itest.Eventually(t, 3*time.Minute, id+" completes", func() bool {
+		return status() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	})
+	return true
 }
