@@ -28,8 +28,12 @@ import (
 // exists (at most maxFreeze), ignoring its context, with its side
 // heartbeat suppressed from then until it returns: a worker cut off from
 // Temporal (or paused) but still reaching the platform, whose attempt times
-// out on the server and comes back as a zombie. Only builds with the
-// "failpoints" tag (the fault suite's) read it.
+// out on the server and comes back as a zombie; or
+// "<ActivityType>:<n>:stall=<duration>": that execution stalls at the same
+// point until its context ends (at most maxFreeze), with its side heartbeat
+// muted for the duration, so the server times the attempt out and the
+// beats after it find the attempt gone. Only builds with the "failpoints"
+// tag (the fault suite's) read it.
 const FailpointEnv = "STAGECRAFT_FAILPOINT"
 
 // maxFreeze bounds a freeze, so a test that never releases it still ends.
@@ -39,8 +43,10 @@ type failpoint struct {
 	activity string
 	n        int
 	after    bool
-	// freeze is the file whose existence ends a freeze ("": a kill).
+	// freeze is the file whose existence ends a freeze; stall, how long
+	// a stall mutes the side heartbeat (neither: a kill).
 	freeze string
+	stall  time.Duration
 }
 
 func parseFailpoints(s string) ([]failpoint, error) {
@@ -51,7 +57,7 @@ func parseFailpoints(s string) ([]failpoint, error) {
 		}
 		f := strings.SplitN(part, ":", 3)
 		if len(f) != 3 {
-			return nil, fmt.Errorf("%s: %q is not <ActivityType>:<n>:<before|after|freeze=FILE>", FailpointEnv, part)
+			return nil, fmt.Errorf("%s: %q is not <ActivityType>:<n>:<before|after|freeze=FILE|stall=DURATION>", FailpointEnv, part)
 		}
 		n, err := strconv.Atoi(f[1])
 		if err != nil || n < 1 {
@@ -61,8 +67,16 @@ func parseFailpoints(s string) ([]failpoint, error) {
 			out = append(out, failpoint{activity: f[0], n: n, freeze: file})
 			continue
 		}
+		if v, ok := strings.CutPrefix(f[2], "stall="); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("%s: %q: stall= needs a positive duration", FailpointEnv, part)
+			}
+			out = append(out, failpoint{activity: f[0], n: n, stall: d})
+			continue
+		}
 		if f[2] != "before" && f[2] != "after" {
-			return nil, fmt.Errorf("%s: %q: the point must be before, after or freeze=FILE", FailpointEnv, part)
+			return nil, fmt.Errorf("%s: %q: the point must be before, after, freeze=FILE or stall=DURATION", FailpointEnv, part)
 		}
 		out = append(out, failpoint{activity: f[0], n: n, after: f[2] == "after"})
 	}
@@ -123,47 +137,62 @@ func (a *failpointActivity) ExecuteActivity(ctx context.Context, in *interceptor
 	return res, err
 }
 
-// freezeAt returns the freeze failpoint of the n-th execution of name.
+// freezeAt returns the freeze or stall failpoint of the n-th execution of
+// name.
 func (f *failpointInterceptor) freezeAt(name string, n int) (failpoint, bool) {
 	for _, fp := range f.fps {
-		if fp.activity == name && fp.n == n && fp.freeze != "" {
+		if fp.activity == name && fp.n == n && (fp.freeze != "" || fp.stall > 0) {
 			return fp, true
 		}
 	}
 	return failpoint{}, false
 }
 
-// freezer is the failpoint handler of a frozen execution: at its first
-// failpoint.ConvergeRead it waits for fp's file (context ignored, as in a
-// paused process); from then until the execution returns (returned), its
-// side heartbeats wait too, so none reaches the server.
+// freezer is the failpoint handler of a frozen or stalled execution. A
+// freeze, at its first failpoint.ConvergeRead, waits for fp's file (its
+// context ignored, as in a paused process), and from then until the
+// execution returns (returned) its side heartbeats wait too, so none
+// reaches the server. A stall waits there for its context to end, and its
+// side heartbeats wait out fp.stall from then.
 func (f *failpointInterceptor) freezer(fp failpoint, returned <-chan struct{}) points.Handler {
 	var once sync.Once
 	frozen := make(chan struct{})
+	var mutedUntil time.Time
 	return func(ctx context.Context, point string) {
 		switch point {
 		case points.ConvergeRead:
 			once.Do(func() {
+				mutedUntil = time.Now().Add(fp.stall)
 				close(frozen)
 				info := activity.GetInfo(ctx)
 				f.log.Warn("failpoint: frozen after reading the target; side heartbeats suppressed",
 					zap.String("activity", fp.activity), zap.Int("n", fp.n), zap.String("until", fp.freeze),
+					zap.Duration("stall", fp.stall),
 					zap.String("workflowId", info.WorkflowExecution.ID), zap.Int32("attempt", info.Attempt))
-				deadline := time.Now().Add(maxFreeze)
-				for time.Now().Before(deadline) {
-					if _, err := os.Stat(fp.freeze); err == nil {
+				for deadline := time.Now().Add(maxFreeze); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+					if fp.freeze == "" && ctx.Err() != nil {
 						break
 					}
-					time.Sleep(100 * time.Millisecond)
+					if _, err := os.Stat(fp.freeze); fp.freeze != "" && err == nil {
+						break
+					}
 				}
 				f.log.Warn("failpoint: frozen activity resumed", zap.String("activity", fp.activity), zap.Int("n", fp.n),
-					zap.Bool("contextDone", ctx.Err() != nil))
+					zap.Bool("contextDone", ctx.Err() != nil), zap.NamedError("cause", context.Cause(ctx)))
 			})
 		case points.SideHeartbeat:
 			select {
 			case <-frozen:
-				<-returned
 			default:
+				return
+			}
+			if fp.freeze != "" {
+				<-returned
+				return
+			}
+			select {
+			case <-returned:
+			case <-time.After(time.Until(mutedUntil)):
 			}
 		}
 	}
@@ -171,7 +200,7 @@ func (f *failpointInterceptor) freezer(fp failpoint, returned <-chan struct{}) p
 
 func (f *failpointInterceptor) maybeKill(ctx context.Context, name string, n int, after bool) {
 	for _, fp := range f.fps {
-		if fp.activity != name || fp.n != n || fp.after != after || fp.freeze != "" {
+		if fp.activity != name || fp.n != n || fp.after != after || fp.freeze != "" || fp.stall > 0 {
 			continue
 		}
 		point := "before"

@@ -43,14 +43,7 @@ func TestZombieConvergeIsFenced(t *testing.T) {
 	platRemoveService(t, service)
 	t.Cleanup(func() { removeFences(service) })
 
-	// v1, installed by the platform directly (unfenced), so the worker's
-	// first Converge is the rollout's first stage.
-	install := itest.DemoSpec(service, platV1, spec.Recreate, 3)
-	_, err := docker.New(dc, zap.NewNop()).Converge(context.Background(), platform.ConvergeRequest{
-		Spec: install, Rollout: "install", Desired: plan.Desired{New: 3, Traffic: plan.TrafficNew, Order: plan.Surge}})
-	require.NoError(t, err, "install v1")
-	v1 := platBoxes(t, service)
-	require.Len(t, v1, 3)
+	v1 := installUnfenced(t, service)
 
 	release := filepath.Join(t.TempDir(), "release")
 	w := startWorker(t, r.srv.FrontendHostPort(), []string{"STAGECRAFT_FAILPOINT=Converge:1:freeze=" + release})
@@ -87,6 +80,62 @@ func TestZombieConvergeIsFenced(t *testing.T) {
 	t.Logf("frozen converge: attempt retried after the heartbeat timeout, rolled_back %s after the freeze; "+
 		"the zombie resumed and was fenced, target unchanged (%d containers, %d recreated by the rollback); total %s",
 		res.CompletedAt.Sub(frozenAt).Round(time.Second), len(rolledBack), recreated, time.Since(began).Round(time.Second))
+}
+
+// TestConvergeStopsWhenItsAttemptIsGone: on the real dev server, a
+// converge stalled after reading its target, its side heartbeat muted past
+// the heartbeat timeout, is timed out and retried by the server; its first
+// beat after that goes through the worker's client, finds the attempt gone
+// (NotFound) and cancels the converge's context, so the stalled attempt
+// ends by itself within a beat and changes nothing, and the worker says
+// why. The retry completes the rollout. (The SDK's own heartbeat also
+// cancels on NotFound; what it misses is a server it cannot reach at all,
+// which TestConvergeStopsWhenTheServerIsUnreachable in activities covers.)
+func TestConvergeStopsWhenItsAttemptIsGone(t *testing.T) {
+	t.Parallel()
+	r := newPlatRig(t)
+	service := itest.Name("pf-gone")
+	platRemoveService(t, service)
+	t.Cleanup(func() { removeFences(service) })
+	installUnfenced(t, service)
+
+	// keepAliveTimeout (30 s) and the beat interval (a quarter of it).
+	const heartbeatTimeout, beat = 30 * time.Second, 30 * time.Second / 4
+	const mute = heartbeatTimeout + 10*time.Second
+	w := startWorker(t, r.srv.FrontendHostPort(), []string{"STAGECRAFT_FAILPOINT=Converge:1:stall=" + mute.String()})
+	started := r.start(t, itest.DemoSpec(service, platV2, spec.Canary, 3))
+	itest.Eventually(t, time.Minute, "the first converge stalls after reading the target", func() bool {
+		return strings.Contains(w.Log(), "failpoint: frozen after reading the target")
+	})
+	stalledAt := time.Now()
+	itest.Eventually(t, mute+2*beat+10*time.Second, "the stalled converge ends by itself", func() bool {
+		return strings.Contains(w.Log(), "failpoint: frozen activity returned")
+	})
+	took := time.Since(stalledAt)
+	require.Contains(t, w.Log(), "converge stopped: the Temporal server has given up on its attempt")
+	require.Contains(t, w.Log(), "no longer knows it")
+
+	res := r.wait(t, started, 2*time.Minute)
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	for _, b := range platBoxes(t, service) {
+		require.Equal(t, platV2, b.Image, "%s: the rollout's result, untouched", b.Name)
+	}
+	t.Logf("stalled converge: side heartbeat muted %s, stopped by itself %s after it stalled (bound: mute + one beat of %s)",
+		mute, took.Round(100*time.Millisecond), beat)
+}
+
+// installUnfenced puts 3 containers of v1 in place with the platform
+// directly (no fence, no worker), so the worker's first Converge is the
+// rollout's first stage, and returns them.
+func installUnfenced(t *testing.T, service string) []platBox {
+	t.Helper()
+	install := itest.DemoSpec(service, platV1, spec.Recreate, 3)
+	_, err := docker.New(dc, zap.NewNop()).Converge(context.Background(), platform.ConvergeRequest{
+		Spec: install, Rollout: "install", Desired: plan.Desired{New: 3, Traffic: plan.TrafficNew, Order: plan.Surge}})
+	require.NoError(t, err, "install v1")
+	v1 := platBoxes(t, service)
+	require.Len(t, v1, 3)
+	return v1
 }
 
 // removeFences removes the service's fence volumes (the markers its
