@@ -179,8 +179,9 @@ if [ $real_node = 1 ]; then
   start containerd --config "$dir/node/containerd.toml"
   containerd_up() { ctr -a "$dir/node/containerd.sock" version; }
   wait_alive "containerd" 30 containerd_up
-  node_import_images "$dir"
-  say "containerd up, images imported ($(elapsed)s)"
+  say "containerd up ($(elapsed)s); importing images beside etcd and the apiserver"
+  node_import_images "$dir" &
+  import_pid=$!
 fi
 
 # --- etcd
@@ -291,6 +292,8 @@ node_ready() {
 wait_alive "node kwok-node-0 Ready" 60 node_ready
 say "node kwok-node-0 Ready ($(elapsed)s)"
 if [ $real_node = 1 ]; then
+  wait "$import_pid" || die "importing images into the node's containerd failed; see $dir/logs/images-import.log"
+  say "images imported ($(elapsed)s)"
   start kubelet --config="$dir/node/kubelet.yaml" --kubeconfig="$dir/kubelet.kubeconfig" \
     --hostname-override=localhost --root-dir="$dir/node/kubelet" --cert-dir="$dir/node/kubelet/pki" --v=1
   real_node_ready() {
