@@ -221,3 +221,46 @@ func TestDecidedRolloutHandsOffItsNotifications(t *testing.T) {
 	require.Contains(t, last.Reason, "1 notifications not delivered within 10s of the outcome (succeeded) are sent by workflow "+TrailID(res.WorkflowID, res.RunID))
 	require.NotContains(t, last.Reason, "audit store", "the trail itself was written in time")
 }
+
+// TestDecidedReleaseEndsDuringAuditOutage: a release decided while the
+// audit store is down completes within AuditCloseWait of its outcome (its
+// rollouts too, each handing off its own trail), and its trail workflow
+// writes the release's trail once the store is back, ending with the
+// hand-off event.
+func TestDecidedReleaseEndsDuringAuditOutage(t *testing.T) {
+	const outage = 2 * time.Hour
+	clean := newHarness(t)
+	clean.runRelease(threeTier())
+	last := len(clean.converges) // the store goes down at the last converge
+
+	h := newHarness(t)
+	h.env.SetDetachedChildWait(false)
+	outageFrom(h, last, outage)
+	trails := trailsStarted(h)
+	start := h.env.Now()
+	res := h.runRelease(threeTier())
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	ended := h.env.Now()
+	require.Less(t, ended.Sub(start), outage)
+	require.LessOrEqual(t, ended.Sub(*res.CompletedAt), AuditCloseWait+5*time.Second,
+		"a decided release waits at most AuditCloseWait for its audit trail")
+	require.True(t, slices.ContainsFunc(*trails, func(s string) bool {
+		return strings.HasPrefix(s, TrailID(res.WorkflowID, res.RunID)+"@")
+	}), "the release handed its trail off: %v", *trails)
+
+	h = newHarness(t)
+	outageFrom(h, last, outage)
+	res = h.runRelease(threeTier())
+	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	var mine []audit.Batch
+	for _, b := range h.batches {
+		if b.WorkflowID == res.WorkflowID {
+			mine = append(mine, b)
+		}
+	}
+	events, plan, _ := trail(t, mine) // numbered 1, 2, 3... once each
+	require.Equal(t, "succeeded", plan.Status)
+	require.Equal(t, KindHandoff, events[len(events)-1].Kind)
+	require.Equal(t, TrailID(res.WorkflowID, res.RunID), events[len(events)-1].To)
+	require.Equal(t, audit.KindOutcome, events[len(events)-2].Kind)
+}
