@@ -54,6 +54,7 @@ type config struct {
 	stickyTimeout  time.Duration
 	kubeQPS        float32
 	kubeBurst      int
+	kubeCheckVia   string
 	metricsAddress string
 	stopTimeout    time.Duration
 	signingKeys    []string
@@ -101,6 +102,8 @@ func main() {
 		"how long a workflow task waits for the worker that has its run cached before another worker takes it (after a crash, how late a bake's end can act)")
 	f.Float32Var(&cfg.kubeQPS, "kube-qps", kubernetes.DefaultQPS, "requests per second to each Kubernetes cluster (one client per kubeconfig and context, shared by its rollouts)")
 	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
+	f.StringVar(&cfg.kubeCheckVia, "kube-check-via", kubernetes.CheckViaAuto,
+		"how checks on each pod ({{.Address}}) reach it: podIP (the pod's IP, from inside the cluster network), portForward (a 127.0.0.1 port forwarded through the API server; needs create on pods/portforward) or auto (podIP when the worker runs in the cluster, portForward otherwise)")
 	f.DurationVar(&cfg.stopTimeout, "stop-timeout", defaultStopTimeout,
 		"after SIGTERM, how long running activities may finish before they are cancelled (env STAGECRAFT_STOP_TIMEOUT); keep it below the platform's grace period")
 	f.StringSliceVar(&cfg.signingKeys, "webhook-signing-key-file", splitList(os.Getenv("STAGECRAFT_WEBHOOK_SIGNING_KEY_FILES")),
@@ -272,6 +275,10 @@ func run(cfg config) error {
 	workflows.Register(w)
 	kube := kubernetes.New(log)
 	kube.QPS, kube.Burst = cfg.kubeQPS, cfg.kubeBurst
+	if kube.CheckVia, err = kubernetes.ParseCheckVia(cfg.kubeCheckVia); err != nil {
+		return err
+	}
+	defer kube.Close()
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{
 			spec.PlatformDocker:     docker.New(dc, log),

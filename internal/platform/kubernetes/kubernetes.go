@@ -35,6 +35,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
@@ -165,9 +166,22 @@ type Platform struct {
 	// sets DefaultQPS and DefaultBurst.
 	QPS   float32
 	Burst int
+	// CheckVia is how Endpoints reaches pods for the checks that run per
+	// instance: CheckViaPodIP (also the zero value), CheckViaPortForward or
+	// CheckViaAuto (podIP in the cluster, portForward outside it).
+	CheckVia string
+	// MaxForwards bounds the port-forwards kept open (DefaultMaxForwards
+	// when 0); ForwardIdle closes one not asked for in that long
+	// (DefaultForwardIdle when 0).
+	MaxForwards int
+	ForwardIdle time.Duration
 
 	mu      sync.Mutex
 	clients map[clientKey]kubernetes.Interface
+	// configs are the clients' REST configurations, unwrapped, for the
+	// port-forwards' own connections.
+	configs map[clientKey]*rest.Config
+	fw      forwards
 }
 
 type clientKey struct{ kubeconfig, context string }
@@ -188,7 +202,8 @@ func New(log *zap.Logger) *Platform {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Platform{log: log, clients: map[clientKey]kubernetes.Interface{}, QPS: DefaultQPS, Burst: DefaultBurst}
+	return &Platform{log: log, clients: map[clientKey]kubernetes.Interface{}, configs: map[clientKey]*rest.Config{},
+		QPS: DefaultQPS, Burst: DefaultBurst}
 }
 
 // NewForClient returns a Platform that uses cs for every spec, whatever its
@@ -201,27 +216,40 @@ func NewForClient(cs kubernetes.Interface, log *zap.Logger) *Platform {
 
 // client returns the clientset for k's cluster.
 func (p *Platform) client(k *spec.Kubernetes) (kubernetes.Interface, error) {
+	cs, _, err := p.cluster(k)
+	return cs, err
+}
+
+// cluster returns the clientset for k's cluster and its REST configuration
+// (nil for a Platform made with NewForClient).
+func (p *Platform) cluster(k *spec.Kubernetes) (kubernetes.Interface, *rest.Config, error) {
 	if p.fixed != nil {
-		return p.fixed, nil
+		return p.fixed, nil, nil
 	}
 	key := clientKey{kubeconfig: k.Kubeconfig, context: k.Context}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cs, ok := p.clients[key]; ok {
-		return cs, nil
+		return cs, p.configs[key], nil
 	}
 	cfg, err := restConfig(k.Kubeconfig, k.Context)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.QPS, cfg.Burst = p.QPS, p.Burst
+	// A port-forward's upgrade is not retried: it gets the configuration
+	// before the retrying wrapper.
+	plain := rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return retryTransient{next: rt} })
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	p.clients[key] = cs
-	return cs, nil
+	if p.configs == nil {
+		p.configs = map[clientKey]*rest.Config{}
+	}
+	p.clients[key], p.configs[key] = cs, plain
+	return cs, plain, nil
 }
 
 // restConfig loads the kubeconfig at path (or the files $KUBECONFIG lists)
@@ -401,12 +429,15 @@ func decodeSnapshot(snap platform.Snapshot) (*appsv1.Deployment, *corev1.Service
 	return &d, &svc, nil
 }
 
-// Endpoints returns "<pod IP>:<container port>" of the ready pods selected
-// by which, sorted: the new version's (the rollout's Deployment, and the
-// stable Deployment's pods once they run the new image) or the old's (the
-// stable Deployment's pods still on the snapshot's image). The port is the
-// target container's first declared port. The addresses are pod IPs: only
-// a worker inside the cluster network can dial them.
+// Endpoints returns the addresses of the ready pods selected by which,
+// sorted: the new version's (the rollout's Deployment, and the stable
+// Deployment's pods once they run the new image) or the old's (the stable
+// Deployment's pods still on the snapshot's image), at the target
+// container's first declared port. How a pod is reached depends on the
+// check mode (Platform.CheckVia): with podIP the address is "<pod IP>:<port>",
+// which only a worker inside the cluster network can dial; with portForward
+// it is "127.0.0.1:<local port>", a port the worker forwards to the pod
+// through the API server (portforward.go), kept for later calls.
 func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, snap platform.Snapshot, which platform.Which) ([]string, error) {
 	k := s.Platform.Kubernetes
 	if k == nil {
@@ -415,7 +446,7 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 	if which != platform.WhichNew && which != platform.WhichOld {
 		return nil, fmt.Errorf("endpoints of %q: unknown selection %q", s.Service, which)
 	}
-	cs, err := p.client(k)
+	cs, cfg, err := p.cluster(k)
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +459,9 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 		return nil, err
 	}
 	container := orig.Spec.Template.Spec.Containers[ci].Name
-	newPods, oldPods, err := classify(ctx, cs, namespace(k), k.Deployment, container, snap.Kubernetes.Image)
+	ns := namespace(k)
+	alive := map[types.UID]bool{}
+	newPods, oldPods, err := classifyAlive(ctx, cs, ns, k.Deployment, container, snap.Kubernetes.Image, alive)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
 	}
@@ -436,16 +469,29 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 	if which == platform.WhichNew {
 		pods = newPods
 	}
+	forward := p.checkMode(s) == CheckViaPortForward
 	out := make([]string, 0, len(pods))
+	var targets []podTarget
 	for _, pod := range pods {
 		port, ok := containerPort(pod, container)
 		if !ok {
 			return nil, fmt.Errorf("endpoints of %q: container %q of pod %q declares no port", s.Service, container, pod.Name)
 		}
-		if pod.Status.PodIP == "" {
-			continue
+		switch {
+		case forward:
+			targets = append(targets, podTarget{pod: pod, port: port})
+		case pod.Status.PodIP != "":
+			out = append(out, net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port))))
 		}
-		out = append(out, net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port))))
+	}
+	if forward {
+		if cfg == nil {
+			return nil, fmt.Errorf("endpoints of %q: port-forward needs the cluster's REST configuration, which a Platform made with NewForClient lacks", s.Service)
+		}
+		key := clientKey{kubeconfig: k.Kubeconfig, context: k.Context}
+		if out, err = p.forwardedAddresses(ctx, key, cfg, ns+"/"+k.Deployment, targets, alive); err != nil {
+			return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
+		}
 	}
 	slices.Sort(out)
 	return out, nil
@@ -468,6 +514,12 @@ func containerPort(pod corev1.Pod, container string) (int32, bool) {
 // ReplicaSet's controller reference, not its selector: the canary's pods
 // also match the stable Deployment's selector.
 func classify(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string) (newPods, oldPods []corev1.Pod, err error) {
+	return classifyAlive(ctx, cs, ns, stable, container, oldImage, nil)
+}
+
+// classifyAlive is classify that also adds to alive (when not nil) the UID
+// of every pod of those Deployments, ready or not.
+func classifyAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string, alive map[types.UID]bool) (newPods, oldPods []corev1.Pod, err error) {
 	for _, name := range []string{stable, canaryName(stable), greenName(stable)} {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -481,6 +533,9 @@ func classify(ctx context.Context, cs kubernetes.Interface, ns, stable, containe
 			return nil, nil, err
 		}
 		for _, pod := range pods {
+			if alive != nil {
+				alive[pod.UID] = true
+			}
 			if !podReady(pod) {
 				continue
 			}
