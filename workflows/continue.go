@@ -100,6 +100,7 @@ func (r *rollout) continueAsNew(ctx workflow.Context, strategy string, next int)
 		}
 	}
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	r.awaitDrains(ctx)
 	r.nt.flush(ctx)
 	r.au.close(ctx)
 	// An abort accepted while this run handed over takes effect here: the

@@ -108,6 +108,12 @@ type rollout struct {
 	// continueV is continueVersion's, asked at the first stage boundary.
 	continueV     workflow.Version
 	continueAsked bool
+	// draining counts watches the bake cancelled whose end is awaited
+	// beside the rollout (drainWatch); drainV is watchDrainVersion's,
+	// asked at the first cancelled watch.
+	draining   int
+	drainV     workflow.Version
+	drainAsked bool
 }
 
 // Versions of the workflow's command sequence, for replay.
@@ -180,6 +186,7 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	if err != nil {
 		return Result{}, err // continue as new
 	}
+	r.awaitDrains(ctx)
 	r.nt.settle(ctx)
 	r.closeAudit(ctx)
 	return res, nil
@@ -471,6 +478,7 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 	defer func() {
 		if watch != nil {
 			cancelWatch()
+			r.drainWatch(ctx, watch)
 		}
 		if timer != nil {
 			cancelTimer()
@@ -512,6 +520,7 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 				startWatch(0, activities.WatchObserve)
 			case !r.paused && watch != nil && watchMode == activities.WatchObserve:
 				cancelWatch()
+				r.drainWatch(ctx, watch)
 				watch = nil
 				if remaining > 0 {
 					startWatch(r.bakeEndsAt.Sub(now), activities.WatchRounds)
@@ -587,6 +596,56 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 				startWatch(left, activities.WatchRounds)
 			}
 		}
+	}
+}
+
+// watchDrainVersion: a watch the bake cancels (a pause or resume switching
+// its mode, a promote, an abort, a failed or ended stage) is awaited beside
+// the rollout, and the rounds it could not store (the details of its
+// cancellation) join the audit trail before it closes. Runs recorded before
+// it drop them.
+const watchDrainVersion = "watch-drain-20261203"
+
+// drainWait bounds how long the end of a run waits for its cancelled
+// watches: a watch stops at its next heartbeat (5 s apart at most), or
+// times out on the server as soon, if its worker is gone.
+const drainWait = 30 * time.Second
+
+// drainWatch awaits a watch the bake has just cancelled, beside the
+// rollout, and keeps the rounds it could not store, which it returns with
+// its cancellation; awaitDrains waits for them before the trail closes.
+func (r *rollout) drainWatch(ctx workflow.Context, f workflow.Future) {
+	if !r.au.on {
+		return
+	}
+	if !r.drainAsked {
+		r.drainV, r.drainAsked = workflow.GetVersion(ctx, watchDrainVersion, workflow.DefaultVersion, 1), true
+	}
+	if r.drainV < 1 {
+		return
+	}
+	r.draining++
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	workflow.Go(dctx, func(gctx workflow.Context) {
+		defer func() { r.draining-- }()
+		var res activities.WatchResult
+		err := f.Get(gctx, &res)
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) && canceled.HasDetails() {
+			_ = canceled.Details(&res)
+		}
+		r.keepRounds(res.Unwritten)
+	})
+}
+
+// awaitDrains waits, at most drainWait, for the watches drainWatch awaits.
+func (r *rollout) awaitDrains(ctx workflow.Context) {
+	if r.draining == 0 {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if ok, _ := workflow.AwaitWithTimeout(dctx, drainWait, func() bool { return r.draining == 0 }); !ok {
+		workflow.GetLogger(ctx).Warn("cancelled watches did not end in time; the rounds they kept are not in the trail", "watches", r.draining)
 	}
 }
 
