@@ -10,11 +10,23 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 
+	tclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/health"
+	kubeplatform "github.com/stagecraft/stagecraft/internal/platform/kubernetes"
+	"github.com/stagecraft/stagecraft/internal/spec"
+	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // RealNodeEnv is the switch scripts/kube/up.sh reads to add the real node.
@@ -94,4 +106,24 @@ func PortForward(ctx context.Context, cfg *rest.Config, ns, pod string, port int
 		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: local ports %v: %v", ns, pod, port, ports, err)
 	}
 	return int(ports[0].Local), stop, nil
+}
+
+// StartKubeWorker runs an in-process worker on c whose only platform is
+// kube (e.g. a Kubernetes platform set to reach pods through port-forward),
+// with the zero health.Checker, until the test ends.
+func StartKubeWorker(t testing.TB, c tclient.Client, kube *kubeplatform.Platform) {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	w := worker.New(c, workflows.TaskQueue, worker.Options{StickyScheduleToStartTimeout: time.Second})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{
+		Platforms: map[string]activities.Platform{spec.PlatformKubernetes: kube},
+		Checker:   &health.Checker{},
+		Server:    c,
+		Log:       log,
+	})
+	if err := w.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(w.Stop)
 }

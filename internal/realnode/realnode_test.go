@@ -27,6 +27,8 @@ import (
 var (
 	cfg *rest.Config
 	cs  kubernetes.Interface
+	// kubeconfigPath is the plane's admin kubeconfig.
+	kubeconfigPath string
 )
 
 func TestMain(m *testing.M) {
@@ -37,6 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "real node: plane and node up in %.1fs\n", time.Since(start).Seconds())
+	kubeconfigPath = kubeconfig
 	code := func() int {
 		defer stop()
 		if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
