@@ -52,7 +52,7 @@ func releaseRules(t *testing.T, tc tclient.Client) {
 	for _, tc2 := range []struct {
 		rules spec.Rules
 		want  int
-	}{{spec.RulesUnbounded, int(spec.RulesUnbounded)}, {spec.RulesBounded, -1}} {
+	}{{spec.RulesUnbounded, int(spec.RulesUnbounded)}, {spec.RulesBounded, int(spec.RulesBounded)}, {spec.RulesCurrent, -1}} {
 		run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: itest.Name("rules-parent"), TaskQueue: queue}, workflows.RulesParent, tc2.rules, queue)
 		require.NoError(t, err)
 		var got int

@@ -181,10 +181,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	}
 	// Validated under the rules the release started with (specBoundsVersion),
 	// so a release accepted before the bounds is not refused on replay.
-	rules := spec.RulesUnbounded
-	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) >= 1 {
-		rules = spec.RulesBounded
-	}
+	rules := newRules(ctx)
 	rel.rules = rules
 	if err := r.ValidateUnder(rules); err != nil {
 		var ve *spec.ValidationError
@@ -386,10 +383,13 @@ func (rel *release) runStage(ctx workflow.Context, stage spec.ReleaseStage) stri
 }
 
 // childMemo tells a rollout the release starts which spec rules to follow
-// when they are not the rollout's own: a release accepted before the
-// bounds (specBoundsVersion) must not see its services refused by them.
+// when they are not the ones a rollout starting now asks for: a release
+// accepted before the bounds (specBoundsVersion) or the boundaries
+// (specBoundariesVersion) must not see its services refused by them.
+// (Replay does not compare a child's memo, so the memo a release from
+// before the boundaries now sends changes no history.)
 func (rel *release) childMemo() map[string]any {
-	if rel.rules == spec.RulesBounded {
+	if rel.rules == spec.RulesCurrent {
 		return nil
 	}
 	return map[string]any{memoSpecRules: rel.rules}

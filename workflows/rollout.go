@@ -797,6 +797,25 @@ func errorMessage(err error) string {
 // accepted then is not refused on replay or after a continue-as-new.
 const specBoundsVersion = "spec-bounds-20261203"
 
+// specBoundariesVersion: a rollout or release validates its spec under the
+// security boundaries too (spec.RulesBoundaries: shared Docker networks
+// and other tools' labels refused, reserved signature headers, clean
+// command paths), so a spec sent by any Temporal client, not only one
+// validated by the starter, is held to them.
+const specBoundariesVersion = "spec-boundaries-20261203"
+
+// newRules are the rules a rollout or release starting now validates
+// under, as its history records them: the versions it was started with.
+func newRules(ctx workflow.Context) spec.Rules {
+	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) < 1 {
+		return spec.RulesUnbounded
+	}
+	if workflow.GetVersion(ctx, specBoundariesVersion, workflow.DefaultVersion, 1) < 1 {
+		return spec.RulesBounded
+	}
+	return spec.RulesBoundaries
+}
+
 // specRules are the validation rules this rollout runs under: those its
 // first run chose, carried across continue-as-new.
 func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
@@ -810,10 +829,7 @@ func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
 	if rules, ok := parentRules(ctx); ok {
 		return rules
 	}
-	if workflow.GetVersion(ctx, specBoundsVersion, workflow.DefaultVersion, 1) >= 1 {
-		return spec.RulesBounded
-	}
-	return spec.RulesUnbounded
+	return newRules(ctx)
 }
 
 // memoSpecRules is the memo field in which a release tells the rollouts it

@@ -40,7 +40,8 @@ var RulesParent, RulesChild = rulesParent, rulesChild
 // rules to its rollouts needs the real server, which hands a child its
 // memo: TestReleaseRulesReachItsRolloutsOnTheRealServer.)
 func TestReleaseRulesReachItsRolloutsOnlyAsChildren(t *testing.T) {
-	require.Nil(t, (&release{rules: spec.RulesBounded}).childMemo())
+	require.Nil(t, (&release{rules: spec.RulesCurrent}).childMemo())
+	require.Equal(t, map[string]any{memoSpecRules: spec.RulesBounded}, (&release{rules: spec.RulesBounded}).childMemo())
 	require.Equal(t, map[string]any{memoSpecRules: spec.RulesUnbounded}, (&release{rules: spec.RulesUnbounded}).childMemo())
 
 	env := (&testsuite.WorkflowTestSuite{}).NewTestWorkflowEnvironment()
@@ -50,4 +51,21 @@ func TestReleaseRulesReachItsRolloutsOnlyAsChildren(t *testing.T) {
 	var got int
 	require.NoError(t, env.GetWorkflowResult(&got))
 	require.Equal(t, -1, got, "a memo from a starter that is not a release is ignored")
+}
+
+// TestWorkflowHoldsAnySpecToTheBoundaries: a spec that never went through
+// the starter (a raw Temporal client, JSON input) is validated by the
+// workflow under the security boundaries: a shared Docker network and
+// another tool's labels are refused before anything is looked at.
+func TestWorkflowHoldsAnySpecToTheBoundaries(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.Canary)
+	s.Platform.Docker.Network = "host"
+	s.Platform.Docker.Labels = map[string]string{"traefik.http.routers.shop.rule": "Host(`shop`)"}
+	res := h.run(s)
+	require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+	require.Contains(t, res.Error, "platform.docker.network")
+	require.Contains(t, res.Error, "traefik.http.routers.shop.rule")
+	require.Empty(t, h.converges, "nothing changed")
+	require.Zero(t, h.prepares, "nothing looked at")
 }
