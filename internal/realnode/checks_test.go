@@ -40,9 +40,10 @@ import (
 // on the real node: the Deployment "web" (replicas of stagecraft-demo:v1,
 // container "app" on 8080, an exec readiness probe that tolerates 30 s of
 // failures, so a pod whose /healthz turns bad stays in the Endpoints while
-// the per-pod checks see it fail) and its Service. It returns the
-// namespace once the pods are ready.
-func webTarget(t *testing.T, prefix string, replicas int32) string {
+// the per-pod checks see it fail) and its Service. mutate, when not nil,
+// adjusts the Deployment before it is created. It returns the namespace
+// once the pods are ready.
+func webTarget(t *testing.T, prefix string, replicas int32, mutate ...func(*appsv1.Deployment)) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := namespace(t, prefix)
@@ -68,6 +69,9 @@ func webTarget(t *testing.T, prefix string, replicas int32) string {
 				},
 			},
 		},
+	}
+	for _, m := range mutate {
+		m(d)
 	}
 	_, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -235,6 +239,36 @@ func TestRealNodePerPodChecksThroughPortForward(t *testing.T) {
 		require.Len(t, old, 3)
 		healthyRound(t, ctx, s, old)
 	})
+}
+
+// TestRealNodeBrokenForwardIsSetUpAgain: a pod whose declared port has
+// nothing listening (the app serves on 8081, the container declares 8080)
+// refuses the check's connection inside the pod; client-go then drops the
+// forward's whole connection, and the next Endpoints call sets up a new
+// forward (another local port) instead of handing out the dead one.
+func TestRealNodeBrokenForwardIsSetUpAgain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := webTarget(t, "pfbroken", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PORT", Value: "8081"}}
+	})
+	p := forwardingPlatform(t)
+	s := webSpec(ns, kubeconfigPath, "stagecraft-demo:v2")
+	snap, err := p.Snapshot(ctx, s)
+	require.NoError(t, err)
+	first, _ := endpoints(t, ctx, p, s, snap, platform.WhichOld)
+	require.Len(t, first, 1)
+	r := (&health.Checker{}).Round(ctx, s.Health.Checks, nil, first)
+	require.Equal(t, health.Failed, r.Verdict)
+	t.Logf("check through %s: %s", first[0], r.Results[0].Error)
+	start := time.Now()
+	var again []string
+	itest.Eventually(t, 30*time.Second, "a new forward in place of the lost one", func() bool {
+		again, _ = endpoints(t, ctx, p, s, snap, platform.WhichOld)
+		return len(again) == 1 && again[0] != first[0]
+	})
+	require.Equal(t, 1, p.ForwardCount(), "the lost forward is dropped, not kept beside the new one")
+	t.Logf("forward to the pod set up again on %s (%s after the failed check)", again[0], time.Since(start).Round(time.Millisecond))
 }
 
 // roleKubeconfig binds the worker's ServiceAccount in ns to the Role and

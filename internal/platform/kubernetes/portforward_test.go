@@ -100,3 +100,51 @@ func TestForwardBound(t *testing.T) {
 		t.Fatal("4 pods to forward with a limit of 3: want an error")
 	}
 }
+
+// TestForwardIdleExpiry: with nobody calling Endpoints again (a stage has
+// ended), the sweep closes the forwards not asked for in ForwardIdle and
+// stops once none is left; a forward whose connection is lost goes too.
+func TestForwardIdleExpiry(t *testing.T) {
+	p := New(nil)
+	p.ForwardIdle = 100 * time.Millisecond
+	mk := func(pod string, used time.Time) *forward {
+		return &forward{key: forwardKey{pod: types.UID(pod), port: 8080}, used: used, stop: make(chan struct{}), closed: make(chan struct{})}
+	}
+	p.fw.m = map[forwardKey]*forward{}
+	fresh, lost := mk("fresh", time.Now().Add(time.Hour)), mk("lost", time.Now().Add(time.Hour))
+	stale := mk("stale", time.Now().Add(-time.Minute))
+	for _, f := range []*forward{fresh, lost, stale} {
+		p.fw.m[f.key] = f
+	}
+	close(lost.closed)
+	p.fw.mu.Lock()
+	p.startJanitorLocked()
+	p.fw.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.ForwardCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d forwards left; want only the fresh one", p.ForwardCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-stale.stop:
+	default:
+		t.Fatal("the stale forward was forgotten but not closed")
+	}
+	p.fw.mu.Lock()
+	fresh.used = time.Now().Add(-time.Minute)
+	p.fw.mu.Unlock()
+	for {
+		p.fw.mu.Lock()
+		n, running := len(p.fw.m), p.fw.janitor
+		p.fw.mu.Unlock()
+		if n == 0 && !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d forwards left, sweep running %v; want none and the sweep stopped", n, running)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
