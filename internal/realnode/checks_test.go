@@ -374,8 +374,9 @@ func TestRealNodePortForwardRBAC(t *testing.T) {
 // the real workflow and activities (a real dev server, an in-process worker
 // whose Kubernetes platform reaches pods through port-forward) on real
 // pods: v2 succeeds with its per-pod checks passing at every stage; v2-bad
-// rolls back from its failing per-pod check, and the stable Deployment is
-// v1 again.
+// rolls back from its failing per-pod check, the stable Deployment is v1
+// again, and the rollback's verification checked each restored pod
+// through a forward.
 func TestRealNodeCanaryRolloutThroughPortForward(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel) // the parallel subtests run after this function returns
@@ -419,5 +420,17 @@ func TestRealNodeCanaryRolloutThroughPortForward(t *testing.T) {
 		require.Contains(t, res.Error, "healthz")
 		require.Contains(t, res.Error, "127.0.0.1:")
 		require.Equal(t, "stagecraft-demo:v1", res.ImageTo)
+		// The rollback's verification checked the restored pods, each
+		// through a forward of its own.
+		require.NotNil(t, res.Rollback)
+		require.True(t, res.Rollback.Verified, res.Rollback.Error)
+		require.NotNil(t, res.Rollback.Verify)
+		require.NotNil(t, res.Rollback.Verify.Latest)
+		require.Len(t, res.Rollback.Verify.Latest.Results, 3)
+		for _, r := range res.Rollback.Verify.Latest.Results {
+			require.Equal(t, health.Healthy, r.Verdict, "%s on %s: %s", r.Check, r.Target, r.Error)
+			require.True(t, strings.HasPrefix(r.Target, "http://127.0.0.1:"), r.Target)
+		}
+		t.Logf("rollback verified in %d rounds on %d restored pods through port-forward", res.Rollback.Verify.Rounds, len(res.Rollback.Verify.Latest.Results))
 	})
 }

@@ -460,7 +460,7 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 	}
 	container := orig.Spec.Template.Spec.Containers[ci].Name
 	ns := namespace(k)
-	alive := map[types.UID]bool{}
+	alive, listed := map[types.UID]bool{}, time.Now()
 	newPods, oldPods, err := classifyAlive(ctx, cs, ns, k.Deployment, container, snap.Kubernetes.Image, alive)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
@@ -489,7 +489,7 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 			return nil, fmt.Errorf("endpoints of %q: port-forward needs the cluster's REST configuration, which a Platform made with NewForClient lacks", s.Service)
 		}
 		key := clientKey{kubeconfig: k.Kubeconfig, context: k.Context}
-		if out, err = p.forwardedAddresses(ctx, key, cfg, ns+"/"+k.Deployment, targets, alive); err != nil {
+		if out, err = p.forwardedAddresses(ctx, key, cfg, ns+"/"+k.Deployment, targets, alive, listed); err != nil {
 			return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
 		}
 	}

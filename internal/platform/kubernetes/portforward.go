@@ -146,9 +146,10 @@ type podTarget struct {
 // forwardedAddresses returns "127.0.0.1:<local port>" for each pod, from a
 // forward kept across calls: reused while its connection lives, set up
 // again once it is lost. Forwards of target (namespace/deployment) whose
-// pods are no longer among alive are closed, and so is any forward not
-// asked for in ForwardIdle.
-func (p *Platform) forwardedAddresses(ctx context.Context, cluster clientKey, cfg *rest.Config, target string, pods []podTarget, alive map[types.UID]bool) ([]string, error) {
+// pods are not among alive, the target's pods as listed at listed, are
+// closed (one asked for since, by a call that listed later, is not), and so
+// is any forward not asked for in ForwardIdle.
+func (p *Platform) forwardedAddresses(ctx context.Context, cluster clientKey, cfg *rest.Config, target string, pods []podTarget, alive map[types.UID]bool, listed time.Time) ([]string, error) {
 	now := time.Now()
 	want := make([]*forward, 0, len(pods))
 	p.fw.mu.Lock()
@@ -159,7 +160,7 @@ func (p *Platform) forwardedAddresses(ctx context.Context, cluster clientKey, cf
 		switch {
 		case f.broken():
 			p.dropLocked(f, "connection lost")
-		case f.target == target && key.cluster == cluster && !alive[key.pod]:
+		case f.target == target && key.cluster == cluster && !alive[key.pod] && f.used.Before(listed):
 			p.dropLocked(f, "pod gone")
 		case now.Sub(f.used) > p.idle():
 			p.dropLocked(f, "idle")
