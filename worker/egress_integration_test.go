@@ -97,7 +97,7 @@ func TestEgressPolicyAndSecretReferences(t *testing.T) {
 	})
 
 	var logs bytes.Buffer
-	w := exec.Command(bin, "--address", server.FrontendHostPort(), "--egress-allow", "127.0.0.1")
+	w := exec.Command(bin, "--address", server.FrontendHostPort(), "--egress-allow", "127.0.0.1", "--secret-env-prefix", "STAGECRAFT_E2E_")
 	w.Env = append(os.Environ(), "STAGECRAFT_E2E_HOOK_TOKEN="+token)
 	w.Stdout, w.Stderr = &logs, &logs
 	require.NoError(t, w.Start())

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	"github.com/stagecraft/stagecraft/internal/platform/kubernetes"
+	"github.com/stagecraft/stagecraft/internal/secrets"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/internal/store"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -49,6 +51,8 @@ type config struct {
 	maxActivities  int
 	allowCommands  []string
 	egressAllow    []string
+	secretPrefixes []string
+	secretDirs     []string
 	databaseURL    string
 	skipMigrations bool
 	stickyTimeout  time.Duration
@@ -91,6 +95,10 @@ func main() {
 	// Command checks run executables on this host: none unless listed.
 	f.StringSliceVar(&cfg.allowCommands, "allow-command", splitList(os.Getenv("STAGECRAFT_ALLOW_COMMANDS")),
 		"absolute path of an executable command health checks may run; repeat or comma-separate (env STAGECRAFT_ALLOW_COMMANDS). Without it, specs with command checks are rejected")
+	f.StringSliceVar(&cfg.secretPrefixes, "secret-env-prefix", splitList(os.Getenv("STAGECRAFT_SECRET_ENV_PREFIXES")),
+		"prefix of the worker's environment variables specs may reference ({fromEnv: APP_DB_PASSWORD}); repeat or comma-separate (env STAGECRAFT_SECRET_ENV_PREFIXES). Without it specs may reference none; the worker's own settings (TEMPORAL_*, DATABASE_URL, PG*, DOCKER_*, KUBECONFIG, cloud credentials, its keys) never")
+	f.StringSliceVar(&cfg.secretDirs, "secret-dir", splitList(os.Getenv("STAGECRAFT_SECRET_DIRS")),
+		"directory whose files specs may reference ({fromFile: /run/secrets/app/db}), symbolic links resolved; repeat or comma-separate (env STAGECRAFT_SECRET_DIRS). Without it specs may reference none; /proc, /sys, /dev, service-account tokens and the worker's own key files never")
 	f.StringSliceVar(&cfg.egressAllow, "egress-allow", splitList(os.Getenv("STAGECRAFT_EGRESS_ALLOW")),
 		"host name (*.example.com for subdomains), IP address or CIDR that fixed-target checks, Prometheus URLs, webhooks and Slack may reach; repeat or comma-separate (env STAGECRAFT_EGRESS_ALLOW). Without it every address but link-local and cloud metadata is reachable; with it only those listed (loopback, link-local and metadata only when a CIDR inside their range is listed)")
 	cmd.PersistentFlags().StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL for the audit trail, TLS settings included (env DATABASE_URL); unset, the trail is off")
@@ -205,6 +213,14 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	// What specs may read on this worker (review finding 5): the files the
+	// worker itself reads are refused even inside an allowed directory.
+	scope := secrets.Scope{EnvPrefixes: cfg.secretPrefixes, Dirs: cfg.secretDirs,
+		DenyFiles: append(append(slices.Clone(cfg.signingKeys), cfg.temporal.KeyFiles()...), os.Getenv("KUBECONFIG"))}
+	if err := secrets.ValidateScope(scope); err != nil {
+		return err
+	}
+	resolver := scope.Resolver()
 	egressPolicy, err := egress.Parse(cfg.egressAllow)
 	if err != nil {
 		return fmt.Errorf("--egress-allow: %w", err)
@@ -279,14 +295,16 @@ func run(cfg config) error {
 		return err
 	}
 	defer kube.Close()
+	dockerPlatform := docker.New(dc, log)
+	dockerPlatform.Secrets = resolver
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{
-			spec.PlatformDocker:     docker.New(dc, log),
+			spec.PlatformDocker:     dockerPlatform,
 			spec.PlatformKubernetes: kube,
 		},
-		Checker:  &health.Checker{Commands: cfg.allowCommands, Egress: egressPolicy},
+		Checker:  &health.Checker{Commands: cfg.allowCommands, Egress: egressPolicy, Secrets: resolver},
 		Store:    trail,
-		Notifier: &notify.Sender{SigningKeys: keys, Egress: egressPolicy},
+		Notifier: &notify.Sender{SigningKeys: keys, Egress: egressPolicy, Secrets: resolver},
 		// Side heartbeats that see the server's answers: a converge whose
 		// attempt the server has given up on stops (review finding 17).
 		Server: c,

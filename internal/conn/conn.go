@@ -12,6 +12,8 @@ package conn
 import (
 	"cmp"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -121,6 +123,18 @@ func (t *Temporal) Options() (client.Options, error) {
 		opts.FailureConverter = codec.FailureConverter(opts.DataConverter)
 	}
 	return opts, nil
+}
+
+// KeyFiles are the files holding the process's own credentials (the
+// codec's keys, the TLS key and certificates), from flags and environment:
+// what no spec may have the worker read.
+func (t *Temporal) KeyFiles() []string {
+	files := []string{t.codecKeys, t.certPath, t.keyPath, t.caPath}
+	for _, env := range []string{codec.EnvKeyFile, "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH",
+		"TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_CONFIG_FILE"} {
+		files = append(files, os.Getenv(env))
+	}
+	return slices.DeleteFunc(files, func(f string) bool { return f == "" })
 }
 
 // Codec returns the payload codec configured (--codec-key-file, or the

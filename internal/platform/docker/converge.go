@@ -169,7 +169,7 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		}
 		if w.isNew {
 			if c.secrets == nil && len(c.docker.SecretEnv) > 0 {
-				if c.secrets, err = resolveAll(c.docker.SecretEnv, specField); err != nil {
+				if c.secrets, err = resolveAll(c.p.Secrets, c.docker.SecretEnv, specField); err != nil {
 					return err
 				}
 				c.values = append(c.values, slices.Collect(maps.Values(c.secrets))...)
@@ -188,7 +188,7 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		}
 		c.oldImages[w.name] = ref
 		if refs := w.inst.Docker.SecretEnv; len(refs) > 0 {
-			vals, err := resolveAll(refs, snapshotField(w.name))
+			vals, err := resolveAll(c.p.Secrets, refs, snapshotField(w.name))
 			if err != nil {
 				return fmt.Errorf("recreate container %q: %w", w.name, err)
 			}
@@ -653,12 +653,22 @@ func (c *converge) waitOne(ctx context.Context, name string) (seen, error) {
 	}
 }
 
-// notRunning is the error for a container that does not stay up, with its
-// last output when there is some.
+// notRunning is the error for a container that does not stay up. Its last
+// output goes to the worker's log, never into the error: the error reaches
+// history, the status and notifications, and a container a spec controls
+// could print anything it was given there (review finding 5).
 func (c *converge) notRunning(ctx context.Context, name, why string) error {
 	err := fmt.Errorf("container %q is not running: %s", name, why)
 	if logs := c.p.lastLogs(ctx, name, 10); logs != "" {
-		err = fmt.Errorf("%w; last output:\n%s", err, logs)
+		// Secret values cut out: those this attempt resolved, and those the
+		// container holds (a retried attempt resolved none).
+		values := slices.Clone(c.values)
+		if in, err := c.p.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{}); err == nil && in.Container.Config != nil {
+			values = append(values, secretValues(in.Container.Config.Env, in.Container.Config.Labels)...)
+		}
+		out := redact(errors.New(logs), values).Error()
+		c.p.log.Warn("container not running: its last output", zap.String("container", name), zap.String("why", why), zap.String("output", out))
+		err = fmt.Errorf("%w (its last output is in the worker's log)", err)
 	}
 	return err
 }

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/secrets"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -34,6 +35,9 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 type Platform struct {
 	cli *client.Client
 	log *zap.Logger
+	// Secrets resolves secretEnv references within the worker's scope
+	// (secrets.Scope); nil reads any variable or file (tests, library use).
+	Secrets secrets.Resolver
 }
 
 // New returns a Platform on the engine cli talks to. A nil log discards logs.
@@ -120,12 +124,12 @@ func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 	}
 	errs := unrestorableErrs
 	if d := s.Platform.Docker; d != nil {
-		if _, err := resolveAll(d.SecretEnv, specField); err != nil {
+		if _, err := resolveAll(p.Secrets, d.SecretEnv, specField); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, in := range snap.Instances {
-		if _, err := resolveAll(in.Docker.SecretEnv, snapshotField(in.Name)); err != nil {
+		if _, err := resolveAll(p.Secrets, in.Docker.SecretEnv, snapshotField(in.Name)); err != nil {
 			errs = append(errs, fmt.Errorf("a rollback could not recreate it: %w", err))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/secrets"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -73,6 +74,20 @@ func splitSecretEnv(env []string, labels map[string]string) ([]string, map[strin
 	return out, refs
 }
 
+// secretValues are the values of the variables of env that labels mark as
+// set from a reference: what to cut out of anything the container says,
+// whichever attempt resolved them.
+func secretValues(env []string, labels map[string]string) []string {
+	var out []string
+	for _, e := range env {
+		name, v, _ := strings.Cut(e, "=")
+		if _, ok := labels[labelSecretEnvPrefix+name]; ok && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // joinSecretEnv is the inverse of splitSecretEnv: each bare name in env
 // with a resolved value becomes NAME=value where it stands, so the
 // environment comes back in its order; a value without a place follows.
@@ -122,7 +137,17 @@ func (e *SecretUnresolvedError) Unwrap() error {
 // resolve reads one reference's value from the worker's environment or
 // file system. A file's content loses one trailing newline, as files
 // written by echo or editors end with one.
-func resolve(field string, ref spec.SecretRef) (string, error) {
+//
+// With a resolver (the worker's secrets.Scope), the reference must be in
+// the worker's scope and is read through it; a refusal says why.
+func resolve(r secrets.Resolver, field string, ref spec.SecretRef) (string, error) {
+	if r != nil {
+		v, err := r(ref)
+		if err != nil {
+			return "", &SecretUnresolvedError{Field: field, Ref: ref, Reason: err.Error()}
+		}
+		return v, nil
+	}
 	switch {
 	case ref.FromEnv != "":
 		v, ok := os.LookupEnv(ref.FromEnv)
@@ -148,14 +173,14 @@ func resolve(field string, ref spec.SecretRef) (string, error) {
 
 // resolveAll resolves refs into a name to value map; field names the
 // variable in errors.
-func resolveAll(refs map[string]spec.SecretRef, field func(name string) string) (map[string]string, error) {
+func resolveAll(r secrets.Resolver, refs map[string]spec.SecretRef, field func(name string) string) (map[string]string, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	out := make(map[string]string, len(refs))
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(refs)) {
-		v, err := resolve(field(name), refs[name])
+		v, err := resolve(r, field(name), refs[name])
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -116,7 +116,7 @@ func TestResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("STAGECRAFT_TEST_SECRET", "env-value")
-	got, err := resolveAll(map[string]spec.SecretRef{
+	got, err := resolveAll(nil, map[string]spec.SecretRef{
 		"A": {FromEnv: "STAGECRAFT_TEST_SECRET"},
 		"B": {FromFile: file},
 	}, specField)
@@ -124,7 +124,7 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("resolveAll = %v, %v", got, err)
 	}
 
-	_, err = resolveAll(map[string]spec.SecretRef{
+	_, err = resolveAll(nil, map[string]spec.SecretRef{
 		"A": {FromEnv: "STAGECRAFT_TEST_UNSET"},
 		"B": {FromFile: filepath.Join(dir, "missing")},
 		"C": {FromFile: dir},
@@ -196,5 +196,15 @@ func TestContainersGetValues(t *testing.T) {
 	}
 	if !slices.Equal(old.Docker.Env, []string{"DB_PASSWORD", "GREETING=hi"}) {
 		t.Errorf("the snapshot record changed: %q", old.Docker.Env)
+	}
+}
+
+func TestSecretValuesOfAContainer(t *testing.T) {
+	env := []string{"PATH=/bin", "DB_PASSWORD=s3cret", "EMPTY=", "API=tok"}
+	labels := map[string]string{labelSecretEnvPrefix + "DB_PASSWORD": "fromEnv:APP_DB", labelSecretEnvPrefix + "API": "fromFile:/run/a",
+		labelSecretEnvPrefix + "EMPTY": "fromEnv:APP_E"}
+	got := secretValues(env, labels)
+	if !slices.Equal(got, []string{"s3cret", "tok"}) {
+		t.Fatalf("secretValues = %v", got)
 	}
 }
