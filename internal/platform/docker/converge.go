@@ -161,6 +161,11 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 		if err := c.p.CheckImage(ctx, c.spec.Image); err != nil {
 			return err
 		}
+		// Prepare's snapshot checked the network; something may have
+		// joined it since.
+		if err := c.p.checkNetwork(ctx, c.spec); err != nil {
+			return err
+		}
 	}
 	nets := []string{c.docker.Network}
 	for _, w := range wants {

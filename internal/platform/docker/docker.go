@@ -92,6 +92,11 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 // reference the rollout may resolve (the spec's, and the snapshot's for a
 // rollback) must resolve on this worker, or the snapshot fails before
 // anything changes; the values read are dropped.
+//
+// The spec's network must be one the rollout may join (checkNetwork): one
+// Stagecraft created, where no other application's container answers under
+// the service name; if not, the snapshot fails with a *NetworkRefusedError
+// (platform.ErrForbidden) before anything changes.
 func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot, error) {
 	snap := platform.Snapshot{Service: s.Service}
 	items, err := p.list(ctx, s.Service, false)
@@ -123,6 +128,13 @@ func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 		snap.Instances = append(snap.Instances, in)
 	}
 	errs := unrestorableErrs
+	if err := p.checkNetwork(ctx, s); err != nil {
+		var refused *NetworkRefusedError
+		if !errors.As(err, &refused) {
+			return snap, err
+		}
+		errs = append(errs, err)
+	}
 	if d := s.Platform.Docker; d != nil {
 		if _, err := resolveAll(p.Secrets, d.SecretEnv, specField); err != nil {
 			errs = append(errs, err)
