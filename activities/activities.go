@@ -95,6 +95,9 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (PrepareResul
 	if err := a.checkHold(ctx, in.Spec); err != nil {
 		return PrepareResult{}, err
 	}
+	if err := a.checkLease(ctx, in.Spec); err != nil {
+		return PrepareResult{}, err
+	}
 	if err := p.CheckImage(ctx, in.Spec.Image); err != nil {
 		return PrepareResult{}, classify(err)
 	}

@@ -77,6 +77,31 @@ func (a *Activities) checkHold(ctx context.Context, s spec.Spec) error {
 	return temporal.NewNonRetryableApplicationError(herr.Error(), platform.ErrTypeHeld, herr)
 }
 
+// Leaser is a platform that keeps a lease on its targets (platform.Fence):
+// CheckLease refuses, with an error wrapping platform.ErrFenced, an owner
+// that may not converge the target now.
+type Leaser interface {
+	CheckLease(ctx context.Context, s spec.Spec, mine platform.Fence) error
+}
+
+// checkLease refuses, before any change, a rollout whose target another
+// owner (another namespace, another Temporal cluster) holds: its stages
+// would be fenced, and so would its rollback.
+func (a *Activities) checkLease(ctx context.Context, s spec.Spec) error {
+	p, err := a.platform(s)
+	if err != nil {
+		return err
+	}
+	l, ok := p.(Leaser)
+	if !ok {
+		return nil
+	}
+	if err := l.CheckLease(ctx, s, attemptFence(ctx)); err != nil {
+		return classify(fmt.Errorf("the lease on %s: %w", s.TargetKey(), err))
+	}
+	return nil
+}
+
 // ClearInput asks to clear a target's hold: who and why, for the audit trail.
 type ClearInput struct {
 	Spec   spec.Spec `json:"spec"`
