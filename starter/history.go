@@ -12,6 +12,7 @@ import (
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/store"
+	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // openStore connects to the audit store named by --database-url.
@@ -211,6 +212,8 @@ func describeEvent(e audit.Event) string {
 		return s
 	case audit.KindDropped:
 		return "not kept: " + e.Reason
+	case workflows.KindHandoff:
+		return "the rest of the trail handed to workflow " + e.To + ": " + e.Reason
 	case audit.KindOutcome:
 		s := "outcome " + e.To
 		if e.Reason != "" {
