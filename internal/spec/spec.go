@@ -110,7 +110,20 @@ type Kubernetes struct {
 	// from keys of Secrets (secretKeyRef), as env valueFrom entries of the
 	// pod template: the values never leave the cluster.
 	SecretEnv map[string]SecretRef `json:"secretEnv,omitempty"`
+	// CheckVia is how the checks that run per instance ({{.Address}}) reach
+	// each pod: "podIP" (the pod's IP and container port: only a worker in
+	// the cluster network can dial it) or "portForward" (a 127.0.0.1 port
+	// the worker forwards to the pod through the API server; the worker's
+	// account needs create on pods/portforward). Empty leaves it to the
+	// worker's setting (--kube-check-via).
+	CheckVia string `json:"checkVia,omitempty"`
 }
+
+// Values of Kubernetes.CheckVia.
+const (
+	CheckViaPodIP       = "podIP"
+	CheckViaPortForward = "portForward"
+)
 
 // Docker is a service made of containers on one Docker engine.
 type Docker struct {

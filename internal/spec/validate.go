@@ -171,6 +171,16 @@ func (s Spec) ValidateUnder(rules Rules) error {
 		if k.ProgressDeadline < 0 {
 			add("platform.kubernetes.progressDeadline", "must not be negative")
 		}
+		// checkVia is newer than the rules before RulesBoundaries: a
+		// spec a run validated under them (a raw JSON client's unknown
+		// field was dropped then, read now) is not refused on replay.
+		if rules >= RulesBoundaries {
+			switch k.CheckVia {
+			case "", CheckViaPodIP, CheckViaPortForward:
+			default:
+				add("platform.kubernetes.checkVia", "must be %s or %s (or unset for the worker's setting), got %q", CheckViaPodIP, CheckViaPortForward, k.CheckVia)
+			}
+		}
 		if s.Strategy.Type == BlueGreen && k.Service == "" {
 			add("platform.kubernetes.service", "is required for blue-green: its selector is what switches traffic")
 		}

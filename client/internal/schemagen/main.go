@@ -202,6 +202,7 @@ var enums = map[string]map[string][]any{
 		"onEmpty": {spec.EmptyNoData, spec.EmptyFail, spec.EmptyPass},
 	},
 	"Approval":     {"onTimeout": {spec.OnTimeoutAbort, spec.OnTimeoutProceed}},
+	"Kubernetes":   {"checkVia": {spec.CheckViaPodIP, spec.CheckViaPortForward}},
 	"Release":      {"mode": {spec.Parallel, spec.Sequential}},
 	"ReleaseStage": {"mode": {spec.Parallel, spec.Sequential}},
 	"Criterion": {

@@ -25,16 +25,17 @@ import (
 )
 
 // How Endpoints reaches a pod for the checks that run per instance
-// ({{.Address}}): Platform.CheckVia.
+// ({{.Address}}): the spec's platform.kubernetes.checkVia, else
+// Platform.CheckVia.
 const (
 	// CheckViaPodIP: the pod's own IP and container port. Only a worker
 	// inside the cluster network can dial it.
-	CheckViaPodIP = "podIP"
+	CheckViaPodIP = spec.CheckViaPodIP
 	// CheckViaPortForward: a 127.0.0.1 port the worker forwards to the pod's
 	// container port through the API server (the path `kubectl
 	// port-forward` takes), from anywhere the API server is reachable. The
 	// worker's account needs create on pods/portforward.
-	CheckViaPortForward = "portForward"
+	CheckViaPortForward = spec.CheckViaPortForward
 	// CheckViaAuto: podIP when the worker runs in the cluster (its client
 	// uses the in-cluster configuration), portForward otherwise.
 	CheckViaAuto = "auto"
@@ -66,12 +67,11 @@ const (
 	forwardSetup = 15 * time.Second
 )
 
-// checkVia is how s's pods are reached when the worker is set to auto. The
-// spec has no field for it yet (platform.kubernetes.checkVia is to come):
-// until then it is the default, podIP when the worker runs in the cluster
-// (no kubeconfig in the spec, $KUBECONFIG unset, KUBERNETES_SERVICE_HOST
-// set: restConfig then uses the in-cluster configuration), portForward
-// otherwise.
+// checkVia is how s's pods are reached when neither the spec
+// (platform.kubernetes.checkVia) nor the worker says: podIP when the worker
+// runs in the cluster (no kubeconfig in the spec, $KUBECONFIG unset,
+// KUBERNETES_SERVICE_HOST set: restConfig then uses the in-cluster
+// configuration), portForward otherwise.
 func checkVia(s spec.Spec) string {
 	if k := s.Platform.Kubernetes; k != nil && k.Kubeconfig == "" &&
 		os.Getenv("KUBECONFIG") == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
@@ -80,9 +80,19 @@ func checkVia(s spec.Spec) string {
 	return CheckViaPortForward
 }
 
-// checkMode is how Endpoints reaches s's pods: the Platform's CheckVia, with
+// checkMode is how Endpoints reaches s's pods: the spec's
+// platform.kubernetes.checkVia when it names one (the spec author knows
+// where the pods can be reached from), else the Platform's CheckVia, with
 // auto resolved per spec by checkVia.
 func (p *Platform) checkMode(s spec.Spec) string {
+	if k := s.Platform.Kubernetes; k != nil {
+		switch k.CheckVia {
+		case spec.CheckViaPodIP:
+			return CheckViaPodIP
+		case spec.CheckViaPortForward:
+			return CheckViaPortForward
+		}
+	}
 	switch p.CheckVia {
 	case CheckViaAuto:
 		return checkVia(s)
