@@ -144,6 +144,7 @@ func cleanup(t *testing.T, service string) {
 		for _, i := range instances(t, service) {
 			_, _ = dc.ContainerRemove(context.Background(), i.Name, client.ContainerRemoveOptions{Force: true})
 		}
+		itest.RemoveMarkers(context.Background(), dc, service)
 	})
 }
 

@@ -228,6 +228,7 @@ func platRemoveService(t *testing.T, service string) {
 		}
 		// A rollout that ended rollback_failed left its target held.
 		_, _ = dc.VolumeRemove(context.Background(), "stagecraft-hold-"+service, client.VolumeRemoveOptions{Force: true})
+		itest.RemoveMarkers(context.Background(), dc, service)
 	})
 }
 
