@@ -434,7 +434,7 @@ func decodeSnapshot(snap platform.Snapshot) (*appsv1.Deployment, *corev1.Service
 // Deployment's pods once they run the new image) or the old's (the stable
 // Deployment's pods still on the snapshot's image), at the target
 // container's first declared port. How a pod is reached depends on the
-// check mode (Platform.CheckVia): with podIP the address is "<pod IP>:<port>",
+// check mode (the spec's checkVia, else Platform.CheckVia): with podIP the address is "<pod IP>:<port>",
 // which only a worker inside the cluster network can dial; with portForward
 // it is "127.0.0.1:<local port>", a port the worker forwards to the pod
 // through the API server (portforward.go), kept for later calls.
