@@ -641,6 +641,8 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeProgressStuck, err)
 	case errors.Is(err, platform.ErrConfigConflict):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeConfigConflict, err)
+	case errors.Is(err, platform.ErrSpecRefused):
+		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
 	case errors.Is(err, platform.ErrUnrestorable):
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeInvalidSpec, err)
 	case errors.Is(err, platform.ErrFenced):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ every later rollout of it, however it is started, is rejected until an operator 
 and cleared the hold. The worker clears it and records who (--by, default user@host) and why
 (--reason, required) in the audit trail. A target with no hold is left as it is.
 
-TARGET is a target key (docker:SERVICE, k8s:NAMESPACE/DEPLOYMENT, with or without "deploy:")
+TARGET is a target key (docker:SERVICE, k8s:NAMESPACE/DEPLOYMENT, k8s:CLUSTER/NAMESPACE/DEPLOYMENT, with or without "deploy:")
 or the path of a spec file; give the spec when its Kubernetes cluster needs its own
 kubeconfig or context. Refused while a rollout of the target is open.`,
 		Example: `  starter clear docker:hello --reason "v1 restored by hand, checked" --by alice
@@ -96,7 +97,7 @@ func clearTarget(arg string) (spec.Spec, error) {
 		return s, nil
 	}
 	key := strings.TrimPrefix(arg, "deploy:")
-	bad := &exitError{exitInvalid, fmt.Errorf("%q is neither a spec file nor a target (docker:SERVICE, k8s:NAMESPACE/DEPLOYMENT)", arg)}
+	bad := &exitError{exitInvalid, fmt.Errorf("%q is neither a spec file nor a target (docker:SERVICE, k8s:NAMESPACE/DEPLOYMENT, k8s:CLUSTER/NAMESPACE/DEPLOYMENT)", arg)}
 	kind, name, ok := strings.Cut(key, ":")
 	if !ok || name == "" {
 		return spec.Spec{}, bad
@@ -105,11 +106,17 @@ func clearTarget(arg string) (spec.Spec, error) {
 	case spec.PlatformDocker:
 		return spec.Spec{Service: name, Platform: spec.Platform{Docker: &spec.Docker{}}}, nil
 	case "k8s", spec.PlatformKubernetes:
-		ns, dep, ok := strings.Cut(name, "/")
-		if !ok || ns == "" || dep == "" || strings.Contains(dep, "/") {
+		// NAMESPACE/DEPLOYMENT, or CLUSTER/NAMESPACE/DEPLOYMENT for a
+		// cluster the worker knows by name.
+		parts := strings.Split(name, "/")
+		cluster := ""
+		if len(parts) == 3 {
+			cluster, parts = parts[0], parts[1:]
+		}
+		if len(parts) != 2 || slices.Contains(parts, "") || (len(strings.Split(name, "/")) == 3 && cluster == "") {
 			return spec.Spec{}, bad
 		}
-		return spec.Spec{Service: dep, Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: ns, Deployment: dep}}}, nil
+		return spec.Spec{Service: parts[1], Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Cluster: cluster, Namespace: parts[0], Deployment: parts[1]}}}, nil
 	}
 	return spec.Spec{}, bad
 }

@@ -59,6 +59,8 @@ type config struct {
 	kubeQPS        float32
 	kubeBurst      int
 	kubeCheckVia   string
+	clusters       []string
+	kubePaths      bool
 	metricsAddress string
 	stopTimeout    time.Duration
 	signingKeys    []string
@@ -110,6 +112,10 @@ func main() {
 		"how long a workflow task waits for the worker that has its run cached before another worker takes it (after a crash, how late a bake's end can act)")
 	f.Float32Var(&cfg.kubeQPS, "kube-qps", kubernetes.DefaultQPS, "requests per second to each Kubernetes cluster (one client per kubeconfig and context, shared by its rollouts)")
 	f.IntVar(&cfg.kubeBurst, "kube-burst", kubernetes.DefaultBurst, "burst of requests to each Kubernetes cluster")
+	f.StringSliceVar(&cfg.clusters, "cluster", splitList(os.Getenv("STAGECRAFT_CLUSTERS")),
+		"a Kubernetes cluster specs may name (platform.kubernetes.cluster), as NAME=KUBECONFIG[:CONTEXT]; repeat or comma-separate (env STAGECRAFT_CLUSTERS). A spec without a cluster uses the worker's default ($KUBECONFIG or the cluster it runs in)")
+	f.BoolVar(&cfg.kubePaths, "allow-kubeconfig-paths", os.Getenv("STAGECRAFT_ALLOW_KUBECONFIG_PATHS") != "",
+		"let specs name a kubeconfig path and context of their own (local development only: a spec author then chooses the worker's credentials; env STAGECRAFT_ALLOW_KUBECONFIG_PATHS)")
 	f.StringVar(&cfg.kubeCheckVia, "kube-check-via", kubernetes.CheckViaAuto,
 		"how checks on each pod ({{.Address}}) reach it: podIP (the pod's IP, from inside the cluster network), portForward (a 127.0.0.1 port forwarded through the API server; needs create on pods/portforward) or auto (podIP when the worker runs in the cluster, portForward otherwise)")
 	f.DurationVar(&cfg.stopTimeout, "stop-timeout", defaultStopTimeout,
@@ -291,6 +297,10 @@ func run(cfg config) error {
 	workflows.Register(w)
 	kube := kubernetes.New(log)
 	kube.QPS, kube.Burst = cfg.kubeQPS, cfg.kubeBurst
+	if kube.Clusters, err = parseClusters(cfg.clusters); err != nil {
+		return err
+	}
+	kube.SpecPaths = cfg.kubePaths
 	if kube.CheckVia, err = kubernetes.ParseCheckVia(cfg.kubeCheckVia); err != nil {
 		return err
 	}

@@ -1167,7 +1167,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 	require.NoError(b, err)
 	b.Cleanup(func() { logf.Close(); os.Remove(logf.Name()) })
 	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "warn",
-		"--max-concurrent-activities", strconv.Itoa(n+50))
+		"--max-concurrent-activities", strconv.Itoa(n+50), "--allow-kubeconfig-paths")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(b, cmd.Start())
 	b.Cleanup(func() {

@@ -91,7 +91,8 @@ func startWorker(t testing.TB, address string, env []string, flags ...string) *w
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--address", address, "--log-level", "info"}, flags...)
+	// The rig's Kubernetes specs name the test plane's kubeconfig.
+	args := append([]string{"--address", address, "--log-level", "info", "--allow-kubeconfig-paths"}, flags...)
 	cmd := exec.Command(workerBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f

@@ -215,6 +215,12 @@ const (
 // activities classify it as ErrTypeInvalidSpec.
 var ErrUnrestorable = errors.New("cannot be restored exactly")
 
+// ErrSpecRefused is wrapped by errors that say the worker's configuration
+// does not let a spec ask for something (a Kubernetes cluster it does not
+// know, a kubeconfig path of the spec's choosing): activities classify it
+// as ErrTypeInvalidSpec, so the rollout is refused before any change.
+var ErrSpecRefused = errors.New("refused by the worker's configuration")
+
 // ErrForbidden is wrapped by errors that say the platform refused the worker
 // an action (Kubernetes RBAC): retrying does not help.
 var ErrForbidden = errors.New("forbidden")

@@ -97,7 +97,14 @@ type Kubernetes struct {
 	Service string `json:"service,omitempty"`
 	// Replicas at the end; default the Deployment's current replicas.
 	Replicas int `json:"replicas,omitempty"`
-	// Kubeconfig path and Context; default $KUBECONFIG or in-cluster.
+	// Cluster names one of the clusters the worker was configured with
+	// (worker --cluster NAME=KUBECONFIG[:CONTEXT]); empty is the worker's
+	// own default ($KUBECONFIG, or the cluster it runs in). It is part of
+	// the target key: one Deployment name in two clusters is two targets.
+	Cluster string `json:"cluster,omitempty"`
+	// Kubeconfig path and Context: only on a worker started with
+	// --allow-kubeconfig-paths (local development); a spec author must not
+	// choose the worker's credentials. Default $KUBECONFIG or in-cluster.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	Context    string `json:"context,omitempty"`
 	// ProgressDeadline bounds how long a stage waits for pods to be ready.
@@ -379,6 +386,9 @@ func (s Spec) TargetKey() string {
 		ns := k.Namespace
 		if ns == "" {
 			ns = "default"
+		}
+		if k.Cluster != "" {
+			return "k8s:" + k.Cluster + "/" + ns + "/" + k.Deployment
 		}
 		return "k8s:" + ns + "/" + k.Deployment
 	}

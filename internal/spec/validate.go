@@ -181,6 +181,17 @@ func (s Spec) ValidateUnder(rules Rules) error {
 				add("platform.kubernetes.checkVia", "must be %s or %s (or unset for the worker's setting), got %q", CheckViaPodIP, CheckViaPortForward, k.CheckVia)
 			}
 		}
+		if k.Cluster != "" {
+			// Older rules never saw the field: a spec validated under them
+			// kept no cluster (a raw client's unknown field was dropped).
+			switch {
+			case rules < RulesBoundaries:
+			case !dnsLabelRE.MatchString(k.Cluster):
+				add("platform.kubernetes.cluster", "%q is not a valid cluster name (lowercase letters, digits and '-', at most 63)", k.Cluster)
+			case k.Kubeconfig != "" || k.Context != "":
+				add("platform.kubernetes.cluster", "a cluster is named: the worker knows its kubeconfig and context, so set neither")
+			}
+		}
 		if s.Strategy.Type == BlueGreen && k.Service == "" {
 			add("platform.kubernetes.service", "is required for blue-green: its selector is what switches traffic")
 		}

@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,6 +176,12 @@ type Platform struct {
 	// (DefaultForwardIdle when 0).
 	MaxForwards int
 	ForwardIdle time.Duration
+	// Clusters are the clusters a spec may name (platform.kubernetes.
+	// cluster), each a kubeconfig and context of the worker's. When set, a
+	// spec's own kubeconfig or context is refused unless SpecPaths: whoever
+	// writes a spec must not choose the worker's credentials.
+	Clusters  map[string]Cluster
+	SpecPaths bool
 
 	mu      sync.Mutex
 	clients map[clientKey]kubernetes.Interface
@@ -185,6 +192,40 @@ type Platform struct {
 }
 
 type clientKey struct{ kubeconfig, context string }
+
+// Cluster is a cluster the worker's operator configured by name.
+type Cluster struct {
+	Kubeconfig string
+	Context    string
+}
+
+// kubeconfigOf is the kubeconfig and context k's client uses: its named
+// cluster's, or (on a worker that allows them) its own, or the worker's
+// default. A cluster the worker does not know, or a path it does not
+// allow, is an error naming the field (platform.ErrSpecRefused).
+func (p *Platform) kubeconfigOf(k *spec.Kubernetes) (path, kubeContext string, err error) {
+	switch {
+	case k.Cluster != "":
+		c, ok := p.Clusters[k.Cluster]
+		if !ok {
+			names := slices.Sorted(maps.Keys(p.Clusters))
+			return "", "", fmt.Errorf("platform.kubernetes.cluster: %q is not a cluster this worker knows (it knows %s; worker --cluster NAME=KUBECONFIG[:CONTEXT]): %w",
+				k.Cluster, orNone(names), platform.ErrSpecRefused)
+		}
+		return c.Kubeconfig, c.Context, nil
+	case (k.Kubeconfig != "" || k.Context != "") && !p.SpecPaths:
+		return "", "", fmt.Errorf("platform.kubernetes.kubeconfig/context: this worker takes clusters by name (platform.kubernetes.cluster), not a kubeconfig or context of the spec's choosing (worker --allow-kubeconfig-paths allows them, for local development): %w",
+			platform.ErrSpecRefused)
+	}
+	return k.Kubeconfig, k.Context, nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
 
 // The default client rate limit per cluster: enough for a few hundred
 // rollouts baking with per-instance checks (a round reads about six
@@ -203,7 +244,7 @@ func New(log *zap.Logger) *Platform {
 		log = zap.NewNop()
 	}
 	return &Platform{log: log, clients: map[clientKey]kubernetes.Interface{}, configs: map[clientKey]*rest.Config{},
-		QPS: DefaultQPS, Burst: DefaultBurst}
+		QPS: DefaultQPS, Burst: DefaultBurst, SpecPaths: true}
 }
 
 // NewForClient returns a Platform that uses cs for every spec, whatever its
@@ -226,13 +267,17 @@ func (p *Platform) cluster(k *spec.Kubernetes) (kubernetes.Interface, *rest.Conf
 	if p.fixed != nil {
 		return p.fixed, nil, nil
 	}
-	key := clientKey{kubeconfig: k.Kubeconfig, context: k.Context}
+	path, kubeContext, err := p.kubeconfigOf(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := clientKey{kubeconfig: path, context: kubeContext}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cs, ok := p.clients[key]; ok {
 		return cs, p.configs[key], nil
 	}
-	cfg, err := restConfig(k.Kubeconfig, k.Context)
+	cfg, err := restConfig(path, kubeContext)
 	if err != nil {
 		return nil, nil, err
 	}
