@@ -58,7 +58,8 @@ func TestSecretsStayOutOfHistoryLogsAndAudit(t *testing.T) {
 
 	pg := itest.StartPostgres(t)
 	var logs lockedBuffer
-	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "debug", "--database-url", pg.DSN)
+	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "debug", "--database-url", pg.DSN,
+		"--secret-env-prefix", "STAGECRAFT_E2E_SECRET_")
 	cmd.Env = append(os.Environ(), variable+"="+secret)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())

@@ -450,7 +450,8 @@ func TestImageNotFound(t *testing.T) {
 }
 
 // TestCrashingContainer checks a container that exits at once fails the
-// converge with its name and output.
+// converge with its name, while its output goes to the worker's log only:
+// the error reaches history, and a container may print what it was given.
 func TestCrashingContainer(t *testing.T) {
 	e := newEnv(t)
 	s := e.spec(imageV1)
@@ -461,8 +462,15 @@ func TestCrashingContainer(t *testing.T) {
 		t.Fatal("converge of a crashing container succeeded")
 	}
 	name := instanceName(e.svc, "r1", 0)
-	if !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "SLOW_BY") {
-		t.Errorf("error %q should name %s and show its output", err, name)
+	if !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "SLOW_BY") || !strings.Contains(err.Error(), "worker's log") {
+		t.Errorf("error %q should name %s and point to the worker's log, without its output", err, name)
+	}
+	logged := false
+	for _, l := range e.logs.FilterMessage("container not running: its last output").All() {
+		logged = logged || strings.Contains(l.ContextMap()["output"].(string), "SLOW_BY")
+	}
+	if !logged {
+		t.Error("the container's output is not in the worker's log")
 	}
 }
 
