@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const idsHelp = `IDs: a rollout's workflow ID is derived from its target (deploy:docker:SERVICE,
-deploy:k8s:NAMESPACE/DEPLOYMENT), a release's from its environment and name
+deploy:k8s:[CLUSTER/]NAMESPACE/DEPLOYMENT), a release's from its environment and name
 (release:ENVIRONMENT/NAME); a rollout is also found by the --execution-id it was started with
 (refused, listing them, when that ID names several open rollouts).`
 

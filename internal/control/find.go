@@ -19,7 +19,7 @@ import (
 
 // IDForms says what the IDs of rollouts and releases look like, for
 // messages about an ID that names nothing.
-const IDForms = "rollout IDs look like deploy:docker:SERVICE or deploy:k8s:NAMESPACE/DEPLOYMENT, " +
+const IDForms = "rollout IDs look like deploy:docker:SERVICE or deploy:k8s:[CLUSTER/]NAMESPACE/DEPLOYMENT, " +
 	"release IDs like release:ENVIRONMENT/NAME; the execution ID a rollout was started with works too"
 
 // NotFoundError says that no rollout or release has the ID.

@@ -15,7 +15,7 @@ func TestErrorsSayWhatHappened(t *testing.T) {
 		want string
 	}{
 		{"unknown rollout ID", &NotFoundError{ID: "deploy:docker:nope"},
-			"no rollout deploy:docker:nope: nothing with this ID has run (rollout IDs look like deploy:docker:SERVICE or deploy:k8s:NAMESPACE/DEPLOYMENT, release IDs like release:ENVIRONMENT/NAME; the execution ID a rollout was started with works too)"},
+			"no rollout deploy:docker:nope: nothing with this ID has run (rollout IDs look like deploy:docker:SERVICE or deploy:k8s:[CLUSTER/]NAMESPACE/DEPLOYMENT, release IDs like release:ENVIRONMENT/NAME; the execution ID a rollout was started with works too)"},
 		{"unknown release ID", &NotFoundError{ID: "release:prod/nope"},
 			"no release release:prod/nope: nothing with this ID has run (" + IDForms + ")"},
 		{"unknown execution ID", &NotFoundError{ID: "req-42"},
