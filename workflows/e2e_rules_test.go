@@ -53,10 +53,19 @@ func releaseRules(t *testing.T, tc tclient.Client) {
 		rules spec.Rules
 		want  int
 	}{{spec.RulesUnbounded, int(spec.RulesUnbounded)}, {spec.RulesBounded, int(spec.RulesBounded)}, {spec.RulesCurrent, -1}} {
-		run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: itest.Name("rules-parent"), TaskQueue: queue}, workflows.RulesParent, tc2.rules, queue)
+		run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: "release:" + itest.Name("rules-parent"), TaskQueue: queue}, workflows.RulesParent, tc2.rules, queue)
 		require.NoError(t, err)
 		var got int
 		require.NoError(t, run.Get(ctx, &got))
 		require.Equal(t, tc2.want, got, "release under rules %d", tc2.rules)
+	}
+	// A parent that is not a release lowers nothing: any workflow may
+	// start a rollout as its child.
+	for _, rules := range []spec.Rules{spec.RulesUnbounded, spec.RulesBounded} {
+		run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: itest.Name("not-a-release"), TaskQueue: queue}, workflows.RulesParent, rules, queue)
+		require.NoError(t, err)
+		var got int
+		require.NoError(t, run.Get(ctx, &got))
+		require.Equal(t, -1, got, "a parent that is not a release passed rules %d", rules)
 	}
 }

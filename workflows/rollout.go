@@ -826,7 +826,7 @@ func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
 		_ = json.Unmarshal(resume, &c) // a bad carry is refused by resume
 		return c.Rules
 	}
-	if rules, ok := parentRules(ctx); ok {
+	if rules, ok := parentRules(ctx, r.spec.Release); ok {
 		return rules
 	}
 	return newRules(ctx)
@@ -837,11 +837,16 @@ func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
 const memoSpecRules = "stagecraftSpecRules"
 
 // parentRules are the rules a release passed this rollout in its memo.
-// Only a child honours them: a memo set by any other starter could
-// otherwise lower the bounds.
-func parentRules(ctx workflow.Context) (spec.Rules, bool) {
+// Only a child of a release honours them (its parent's ID is a release's,
+// and the one its spec names, when it names one): a memo set by any other
+// starter, or by another workflow starting it as a child, could otherwise
+// lower the bounds.
+func parentRules(ctx workflow.Context, release string) (spec.Rules, bool) {
 	info := workflow.GetInfo(ctx)
 	if info.ParentWorkflowExecution == nil || info.Memo == nil {
+		return 0, false
+	}
+	if parent := info.ParentWorkflowExecution.ID; !strings.HasPrefix(parent, "release:") || (release != "" && parent != release) {
 		return 0, false
 	}
 	p, ok := info.Memo.GetFields()[memoSpecRules]

@@ -13,7 +13,7 @@ import (
 
 // rulesChild reports the rules a release passed it, -1 for none.
 func rulesChild(ctx workflow.Context) (int, error) {
-	if r, ok := parentRules(ctx); ok {
+	if r, ok := parentRules(ctx, ""); ok {
 		return int(r), nil
 	}
 	return -1, nil
