@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/stagecraft/stagecraft/internal/platform/kubernetes"
@@ -37,4 +39,32 @@ func parseClusters(entries []string) (map[string]kubernetes.Cluster, error) {
 		out[name] = c
 	}
 	return out, nil
+}
+
+// workerFiles are the files holding the worker's own credentials, which no
+// spec may reference even inside an allowed --secret-dir: its signing and
+// codec keys, its TLS files, every kubeconfig it may use (--cluster,
+// $KUBECONFIG's list, ~/.kube/config), the Docker client's TLS files and
+// PostgreSQL's password file.
+func workerFiles(cfg config) []string {
+	files := append(slices.Clone(cfg.signingKeys), cfg.temporal.KeyFiles()...)
+	for _, c := range cfg.clusters {
+		if _, rest, ok := strings.Cut(c, "="); ok {
+			files = append(files, rest)
+			if i := strings.LastIndex(rest, ":"); i > 0 {
+				files = append(files, rest[:i])
+			}
+		}
+	}
+	files = append(files, filepath.SplitList(os.Getenv("KUBECONFIG"))...)
+	if home, err := os.UserHomeDir(); err == nil {
+		files = append(files, filepath.Join(home, ".kube", "config"), filepath.Join(home, ".pgpass"), filepath.Join(home, ".docker", "config.json"))
+	}
+	if d := os.Getenv("DOCKER_CERT_PATH"); d != "" {
+		files = append(files, filepath.Join(d, "key.pem"), filepath.Join(d, "cert.pem"), filepath.Join(d, "ca.pem"))
+	}
+	if f := os.Getenv("PGPASSFILE"); f != "" {
+		files = append(files, f)
+	}
+	return files
 }

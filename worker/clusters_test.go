@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,5 +35,18 @@ func TestParseClusters(t *testing.T) {
 	}
 	if _, err := parseClusters([]string{"a=" + kc, "a=" + kc}); err == nil || !strings.Contains(err.Error(), "named twice") {
 		t.Errorf("twice: %v", err)
+	}
+}
+
+// TestWorkerFilesDeniedToSpecs: every kubeconfig the worker may use (each
+// --cluster file, each entry of $KUBECONFIG's list) is among the files no
+// spec may reference.
+func TestWorkerFilesDeniedToSpecs(t *testing.T) {
+	t.Setenv("KUBECONFIG", "/etc/kube/a"+string(os.PathListSeparator)+"/etc/kube/b")
+	files := workerFiles(config{clusters: []string{"eu=/etc/kube/eu:prod", "us=/etc/kube/us"}, signingKeys: []string{"/etc/hook.key"}})
+	for _, want := range []string{"/etc/kube/a", "/etc/kube/b", "/etc/kube/eu", "/etc/kube/us", "/etc/hook.key"} {
+		if !slices.Contains(files, want) {
+			t.Errorf("%s not denied: %v", want, files)
+		}
 	}
 }

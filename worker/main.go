@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -222,7 +221,7 @@ func run(cfg config) error {
 	// What specs may read on this worker (review finding 5): the files the
 	// worker itself reads are refused even inside an allowed directory.
 	scope := secrets.Scope{EnvPrefixes: cfg.secretPrefixes, Dirs: cfg.secretDirs,
-		DenyFiles: append(append(slices.Clone(cfg.signingKeys), cfg.temporal.KeyFiles()...), os.Getenv("KUBECONFIG"))}
+		DenyFiles: workerFiles(cfg)}
 	if err := secrets.ValidateScope(scope); err != nil {
 		return err
 	}

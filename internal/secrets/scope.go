@@ -69,6 +69,17 @@ func real(path string) string {
 	return filepath.Clean(path)
 }
 
+// sameFile reports whether a and b are one file (a hard link is another
+// name for it).
+func sameFile(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
+}
+
 // Check says why ref is refused, or nil when the scope lets a spec use it.
 func (s Scope) Check(ref spec.SecretRef) error {
 	switch {
@@ -97,7 +108,7 @@ func (s Scope) Check(ref spec.SecretRef) error {
 			}
 		}
 		for _, f := range s.DenyFiles {
-			if f != "" && (path == real(f) || ref.FromFile == filepath.Clean(f)) {
+			if f != "" && (path == real(f) || ref.FromFile == filepath.Clean(f) || sameFile(path, f)) {
 				return fmt.Errorf("%s: %w: it is one of the worker's own keys", ref, ErrOutOfScope)
 			}
 		}

@@ -30,6 +30,10 @@ func TestScopeRefusesWhatTheOperatorDidNotAllow(t *testing.T) {
 	write(filepath.Join(allowed, "db"), "s3cret")
 	write(filepath.Join(other, "key"), "worker-key")
 	write(filepath.Join(allowed, "codec.keys"), "k1=...")
+	// A hard link inside the allowed directory to a key the worker reads.
+	if err := os.Link(filepath.Join(allowed, "codec.keys"), filepath.Join(allowed, "hardlink")); err != nil {
+		t.Fatal(err)
+	}
 	// A link inside the allowed directory to a file outside it.
 	if err := os.Symlink(filepath.Join(other, "key"), filepath.Join(allowed, "link")); err != nil {
 		t.Fatal(err)
@@ -55,6 +59,7 @@ func TestScopeRefusesWhatTheOperatorDidNotAllow(t *testing.T) {
 		{FromFile: filepath.Join(other, "key")}:                           "allowed directories are",
 		{FromFile: filepath.Join(allowed, "link")}:                        "allowed directories are",
 		{FromFile: allowed + "/../other/key"}:                             "absolute and clean",
+		{FromFile: filepath.Join(allowed, "hardlink")}:                    "the worker's own keys",
 		{FromFile: filepath.Join(allowed, "codec.keys")}:                  "the worker's own keys",
 	} {
 		v, err := r(ref)
