@@ -11,30 +11,31 @@ import (
 	"github.com/stagecraft/stagecraft/internal/platform"
 )
 
-// TestLeaseCheckedAtPreparation: what preparation asks (CheckLease) says
-// whether a rollout may converge the service at all: the holder's next
-// run may, another owner may not while the lease holds, so such a
-// rollout is rejected before any change instead of failing its first
-// stage and then its rollback.
-func TestLeaseCheckedAtPreparation(t *testing.T) {
+// TestLeaseClaimedAtPreparation: preparation (CheckLease) claims the
+// service's lease for its rollout, so another owner preparing next is
+// refused before either has converged anything, while the holder's own
+// converges and its next run go on.
+func TestLeaseClaimedAtPreparation(t *testing.T) {
 	e := newEnv(t)
 	e.removeFencesAtEnd()
 	v1 := e.spec(imageV1)
 	owner, other := "default/"+v1.WorkflowID(), "elsewhere/"+v1.WorkflowID()
-	if err := e.p.CheckLease(e.ctx, v1, platform.Fence{Owner: other, Step: 1, Until: time.Now().Add(time.Minute)}); err != nil {
+	lease := func(o string, step int64) platform.Fence {
+		return platform.Fence{Owner: o, Step: step, Until: time.Now().Add(time.Minute)}
+	}
+	if err := e.p.CheckLease(e.ctx, v1, lease(owner, 10)); err != nil {
 		t.Fatalf("a service nobody holds: %v", err)
 	}
-	holder := platform.Fence{Owner: owner, Step: 10, Until: time.Now().Add(time.Minute)}
-	if _, err := e.fencedConverge(v1, "r1", platform.Snapshot{}, plan.Desired{New: 1, Traffic: plan.TrafficNew}, holder); err != nil {
-		t.Fatalf("holder: %v", err)
-	}
-	if err := e.p.CheckLease(e.ctx, v1, platform.Fence{Owner: owner, Step: 20, Until: time.Now().Add(time.Minute)}); err != nil {
-		t.Fatalf("the holder's next run: %v", err)
-	}
-	err := e.p.CheckLease(e.ctx, v1, platform.Fence{Owner: other, Step: 30, Until: time.Now().Add(time.Minute)})
+	err := e.p.CheckLease(e.ctx, v1, lease(other, 20))
 	var fe *platform.FencedError
 	if !errors.As(err, &fe) || fe.Held.Owner != owner {
-		t.Fatalf("another owner during the lease: %v; want refused, held by %s", err, owner)
+		t.Fatalf("another owner preparing after the claim: %v; want refused, held by %s", err, owner)
+	}
+	if _, err := e.fencedConverge(v1, "r1", platform.Snapshot{}, plan.Desired{New: 1, Traffic: plan.TrafficNew}, lease(owner, 30)); err != nil {
+		t.Fatalf("the holder's converge: %v", err)
+	}
+	if err := e.p.CheckLease(e.ctx, v1, lease(owner, 40)); err != nil {
+		t.Fatalf("the holder's next run: %v", err)
 	}
 	if err := e.p.CheckLease(e.ctx, v1, platform.Fence{}); err != nil {
 		t.Fatalf("no fence: %v", err)
