@@ -156,12 +156,45 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 	case err == nil:
 		return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: name}, nil
 	case errors.As(err, &started):
-		return join(ctx, c, s, name)
+		st, err := join(ctx, c, s, name)
+		var busy *BusyError
+		if !errors.As(err, &busy) || !awaitClosing(ctx, c, busy.WorkflowID, busy.RunID) {
+			return st, err
+		}
+		// The run in the way had its outcome and has closed: start again.
+		if run, err = c.ExecuteWorkflow(ctx, opts, name, s); err == nil {
+			return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: name}, nil
+		}
+		if errors.As(err, &started) {
+			return join(ctx, c, s, name)
+		}
+		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
 	case s.ExecutionID != "" && strings.Contains(err.Error(), SearchAttrExecutionID):
 		return Started{}, fmt.Errorf("start %s: the search attribute %s is not registered on this namespace (see README: temporal operator search-attribute create --name %s --type Keyword): %w",
 			opts.ID, SearchAttrExecutionID, SearchAttrExecutionID, err)
 	}
 	return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
+}
+
+// closingWait bounds how long Start waits for a run whose outcome is
+// decided to close: its cancelled watches, its notifications and its audit
+// trail take seconds (each bounded, a database outage handed to a trail
+// workflow), so a start right after an outcome is not refused as busy.
+const closingWait = 90 * time.Second
+
+// awaitClosing waits, at most closingWait, for run runID of workflowID to
+// close when its outcome is decided, and reports whether it closed. A run
+// still deciding is not waited for: it is busy.
+func awaitClosing(ctx context.Context, c client.Client, workflowID, runID string) bool {
+	if _, done := decided(ctx, c, workflowID); !done {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(ctx, closingWait)
+	defer cancel()
+	// The result is the outcome already known; only the close matters.
+	_ = c.GetWorkflow(wctx, workflowID, runID).Get(wctx, nil)
+	ex, err := Describe(ctx, c, workflowID, runID)
+	return err == nil && !ex.Open()
 }
 
 func join(ctx context.Context, c client.Client, s spec.Spec, name string) (Started, error) {

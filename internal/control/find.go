@@ -270,6 +270,12 @@ func Steer[S any](ctx context.Context, c client.Client, workflowID, action strin
 		// The update API says NotFound for a closed run too.
 		return st, closedOrMissing(ctx, c, workflowID, action)
 	case errors.As(err, &app):
+		// A run whose outcome is decided may still be open for a few
+		// seconds (its cancelled watches, its notifications, its trail):
+		// a control it refuses meets a finished run, and says so as one.
+		if outcome, done := decided(ctx, c, workflowID); done {
+			return st, &FinishedError{Action: action, WorkflowID: workflowID, Outcome: outcome}
+		}
 		reason := app.Message()
 		if strings.HasPrefix(reason, "unknown update") {
 			reason = fmt.Sprintf("cannot %s: this %s does not take %s (its worker predates it)", action, Kind(workflowID), action)
@@ -279,6 +285,22 @@ func Steer[S any](ctx context.Context, c client.Client, workflowID, action strin
 		return st, fmt.Errorf("cannot %s %s: no answer in time; is a worker polling task queue %q?", action, workflowID, workflows.TaskQueue)
 	}
 	return st, fmt.Errorf("%s %s: %w", action, workflowID, err)
+}
+
+// decided reports whether the open run of workflowID has its outcome (its
+// status query says so), and which.
+func decided(ctx context.Context, c client.Client, workflowID string) (workflows.Outcome, bool) {
+	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	if err != nil {
+		return "", false
+	}
+	var st struct {
+		Outcome workflows.Outcome `json:"outcome"`
+	}
+	if err := v.Get(&st); err != nil || st.Outcome == "" {
+		return "", false
+	}
+	return st.Outcome, true
 }
 
 // closedOrMissing explains why an update found no open workflow.

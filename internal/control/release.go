@@ -37,7 +37,18 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
-		return joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID(), nil)
+		st, err := joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID(), nil)
+		var busy *BusyError
+		if !errors.As(err, &busy) || !awaitClosing(ctx, c, busy.WorkflowID, busy.RunID) {
+			return st, err
+		}
+		// The release in the way had its outcome and has closed.
+		if run, err = c.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflow, r); errors.As(err, &started) {
+			return joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID(), nil)
+		}
+		if err != nil {
+			return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
+		}
 	case err != nil:
 		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
 	}

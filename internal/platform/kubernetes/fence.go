@@ -263,19 +263,23 @@ func (c *converge) undoCreate(ctx context.Context, d *appsv1.Deployment) {
 // attempt may have fenced the target in between, and may then have looked
 // for d before it existed (a rollback that found no canary to delete), so
 // d is deleted again and the attempt refused. With a fence, d is created
-// with no replicas and given its own only once the second check has
-// passed, in an update conditioned on d's fence like any other: an attempt
-// frozen between the create and that check runs no pods meanwhile, and
-// one that never resumes leaves an empty Deployment, not a serving one.
+// paused (its controller makes no ReplicaSet and no pod for it) and
+// resumed only once the second check has passed, in an update conditioned
+// on d's fence like any other: an attempt frozen between the create and
+// that check runs no pods meanwhile, and one that never resumes leaves a
+// paused Deployment, not a serving one. (Created with no replicas and
+// scaled up instead, it would roll out by scaling, which the controller's
+// progress deadline does not judge: a canary that cannot start would wait
+// out the spec's deadline without the controller's reason.)
 func (c *converge) createFenced(ctx context.Context, d *appsv1.Deployment) (*appsv1.Deployment, error) {
 	if err := c.admitTarget(ctx); err != nil {
 		return nil, err
 	}
-	want := d.Spec.Replicas
+	paused := d.Spec.Paused
 	d = d.DeepCopy()
 	c.stamp(&d.ObjectMeta)
 	if !c.fence.Zero() {
-		d.Spec.Replicas = ptr(int32(0))
+		d.Spec.Paused = true
 	}
 	api := c.cs.AppsV1().Deployments(c.ns)
 	out, err := api.Create(ctx, d, metav1.CreateOptions{})
@@ -294,7 +298,7 @@ func (c *converge) createFenced(ctx context.Context, d *appsv1.Deployment) (*app
 			return err
 		}
 		upd := cur.DeepCopy()
-		upd.Spec.Replicas = want
+		upd.Spec.Paused = paused
 		written, err := api.Update(ctx, upd, metav1.UpdateOptions{})
 		if err == nil {
 			out = written
