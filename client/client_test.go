@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -83,6 +84,7 @@ func TestDeployStartsOneRolloutPerTarget(t *testing.T) {
 	t.Run("another request for a busy target is refused with its name", func(t *testing.T) {
 		tc := mocks.NewClient(t)
 		tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil, alreadyStarted)
+		tc.On("QueryWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil, errors.New("still deciding")).Maybe() // a run in the way with no outcome yet
 		tc.On("DescribeWorkflowExecution", mock.Anything, "deploy:docker:hello", "").
 			Return(running(t, client.CanaryWorkflow, "spec-0123456789abcdef"), nil)
 
@@ -149,6 +151,7 @@ func TestARefusedControlSaysWhy(t *testing.T) {
 	h.On("Get", mock.Anything, mock.Anything).
 		Return(temporal.NewApplicationError("cannot resume: rollout is not paused", ""))
 	tc.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(h, nil)
+	tc.On("QueryWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil, errors.New("still deciding")).Maybe() // the rollout has no outcome: the refusal is its own
 
 	_, err := client.New(tc).Resume(context.Background(), "deploy:docker:hello", client.ControlRequest{})
 	var refused *client.RefusedError
@@ -216,6 +219,7 @@ func TestReleaseStartedTwiceJoins(t *testing.T) {
 	t.Run("another release of the same name is refused", func(t *testing.T) {
 		tc := mocks.NewClient(t)
 		tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil, alreadyStarted)
+		tc.On("QueryWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil, errors.New("still deciding")).Maybe() // a run in the way with no outcome yet
 		tc.On("DescribeWorkflowExecution", mock.Anything, "release:prod/shop", "").Return(describe("release-0123456789abcdef"), nil)
 		_, err := client.New(tc).Release(ctx, r)
 		var busy *client.BusyError
