@@ -55,7 +55,8 @@ func writeSpec(t *testing.T, s spec.Spec) string {
 // startWorkerProcess runs the worker binary as a separate process.
 func startWorkerProcess(t *testing.T) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "warn")
+	// The Kubernetes specs of these tests name the test plane's kubeconfig.
+	cmd := exec.Command(workerB, "--address", server.FrontendHostPort(), "--log-level", "warn", "--allow-kubeconfig-paths")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
