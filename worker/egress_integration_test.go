@@ -15,14 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
@@ -86,15 +84,7 @@ func TestEgressPolicyAndSecretReferences(t *testing.T) {
 		Headers: map[string]spec.SecretValue{"Authorization": {Ref: &spec.SecretRef{FromEnv: "STAGECRAFT_E2E_HOOK_TOKEN"}}}}}
 	s = s.WithDefaults()
 	require.NoError(t, s.Validate())
-	t.Cleanup(func() {
-		list, err := dc.ContainerList(context.Background(), client.ContainerListOptions{All: true,
-			Filters: make(client.Filters).Add("label", platform.LabelService+"="+s.Service)})
-		if err == nil {
-			for _, c := range list.Items {
-				_, _ = dc.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
-			}
-		}
-	})
+	itest.RemoveService(t, dc, s.Service)
 
 	var logs bytes.Buffer
 	w := exec.Command(bin, "--address", server.FrontendHostPort(), "--egress-allow", "127.0.0.1", "--secret-env-prefix", "STAGECRAFT_E2E_")

@@ -69,11 +69,7 @@ func TestSecretReferencesStayInTheWorkersScope(t *testing.T) {
 	}
 	run := func(s spec.Spec) workflows.Result {
 		t.Helper()
-		t.Cleanup(func() {
-			for _, id := range containers(s.Service) {
-				_, _ = dc.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true})
-			}
-		})
+		itest.RemoveService(t, dc, s.Service)
 		started, err := control.Start(ctx, tc, s)
 		require.NoError(t, err)
 		res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)

@@ -10,13 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -39,15 +37,7 @@ func TestSIGTERMLetsARunningConvergeFinish(t *testing.T) {
 	require.NoError(t, err)
 
 	s := itest.DemoSpec(itest.Name("sigterm"), "stagecraft-demo:v1", spec.Recreate, 12)
-	t.Cleanup(func() {
-		list, err := dc.ContainerList(context.Background(), client.ContainerListOptions{All: true,
-			Filters: make(client.Filters).Add("label", platform.LabelService+"="+s.Service)})
-		if err == nil {
-			for _, c := range list.Items {
-				_, _ = dc.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
-			}
-		}
-	})
+	itest.RemoveService(t, dc, s.Service)
 
 	var logs bytes.Buffer
 	w := exec.Command(bin, "--address", server.FrontendHostPort(), "--log-level", "info")

@@ -17,13 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/notify"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
 )
@@ -82,15 +80,7 @@ func TestWebhooksAreSignedByTheWorker(t *testing.T) {
 
 	s := itest.DemoSpec(itest.Name("signed"), "stagecraft-demo:v1", spec.Recreate, 1)
 	s.Notifications = []spec.Notification{{Name: "ops", Webhook: recv.URL + "/hook"}}
-	t.Cleanup(func() {
-		list, err := dc.ContainerList(context.Background(), client.ContainerListOptions{All: true,
-			Filters: make(client.Filters).Add("label", platform.LabelService+"="+s.Service)})
-		if err == nil {
-			for _, c := range list.Items {
-				_, _ = dc.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
-			}
-		}
-	})
+	itest.RemoveService(t, dc, s.Service)
 
 	var logs bytes.Buffer
 	w := exec.Command(bin, "--address", server.FrontendHostPort(), "--webhook-signing-key-file", keyFile)

@@ -18,14 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stagecraft/stagecraft/internal/codec"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -63,15 +61,7 @@ func TestCodecSealsEveryPayloadOnTheServer(t *testing.T) {
 
 	s := itest.DemoSpec(itest.Name("codec"), "stagecraft-demo:v1", spec.Recreate, 1)
 	s.Platform.Docker.Env["PLANTED"] = planted
-	t.Cleanup(func() {
-		list, err := dc.ContainerList(context.Background(), client.ContainerListOptions{All: true,
-			Filters: make(client.Filters).Add("label", platform.LabelService+"="+s.Service)})
-		if err == nil {
-			for _, c := range list.Items {
-				_, _ = dc.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
-			}
-		}
-	})
+	itest.RemoveService(t, dc, s.Service)
 	specFile := filepath.Join(dir, "spec.json")
 	b, err := json.Marshal(s)
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package itest
 
 import (
 	"context"
+	"testing"
 
 	"github.com/moby/moby/client"
 
@@ -19,4 +20,20 @@ func RemoveMarkers(ctx context.Context, dc *client.Client, service string) {
 	for _, v := range vols.Items {
 		_, _ = dc.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
 	}
+}
+
+// RemoveService removes a Docker service's containers (and the markers
+// beside it) when the test ends.
+func RemoveService(t testing.TB, dc *client.Client, service string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		list, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", platform.LabelService+"="+service)})
+		if err == nil {
+			for _, c := range list.Items {
+				_, _ = dc.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+			}
+		}
+		RemoveMarkers(ctx, dc, service)
+	})
 }
