@@ -1,0 +1,226 @@
+package kubernetes
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/stagecraft/stagecraft/internal/platform"
+)
+
+// deletePoll is how often a deleted Deployment, its ReplicaSets and
+// pods are looked for until they are gone (well under a second on a
+// responsive cluster). Like the timings in wait.go, it bounds a wait on
+// the cluster, not the work.
+const deletePoll = 100 * time.Millisecond
+
+// deleteRollout deletes the named Deployments of this service, if present,
+// and waits until they, their ReplicaSets and their pods are gone.
+func (c *converge) deleteRollout(ctx context.Context, names ...string) error {
+	deleting, err := c.startDeletes(ctx, names...)
+	if err != nil {
+		return err
+	}
+	if err := c.waitDeleted(ctx, deleting); err != nil {
+		return err
+	}
+	c.noteRemoved(deleting)
+	return nil
+}
+
+// startDeletes deletes the named Deployments of this service that exist,
+// without waiting. It returns what waitDeleted is to wait for: each one it
+// deleted or, where one was gone already, its ghost (a retried converge may
+// have deleted it before its pods were gone).
+func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
+	api := c.cs.AppsV1().Deployments(c.ns)
+	var out []*appsv1.Deployment
+	for _, name := range names {
+		cur, err := api.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			out = append(out, c.ghost(name))
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
+		}
+		if err := c.ownedByUs(cur.Labels, "deployment", name); err != nil {
+			return out, err
+		}
+		if err := c.delete(ctx, cur); err != nil {
+			return out, err
+		}
+		out = append(out, cur)
+	}
+	return out, nil
+}
+
+// ghost stands for this rollout's Deployment name once it is gone: no UID
+// (which tells it from one deleted now), and a selector of the pods this
+// rollout gave it.
+func (c *converge) ghost(name string) *appsv1.Deployment {
+	track := trackCanary
+	if name == greenName(c.orig.Name) {
+		track = trackGreen
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
+			platform.LabelService: c.spec.Service, platform.LabelRollout: c.rollout, LabelTrack: track}}},
+	}
+}
+
+// waitDeleted waits until everything of ds is gone.
+func (c *converge) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
+	for _, d := range ds {
+		if err := c.waitGone(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noteRemoved records the Deployments of ds it deleted (not the ghosts)
+// in the result.
+func (c *converge) noteRemoved(ds []*appsv1.Deployment) {
+	for _, d := range ds {
+		if d.UID != "" {
+			c.res.Removed = append(c.res.Removed, "deployment/"+d.Name)
+			c.log.Info("deleted deployment", zap.String("name", d.Name))
+		}
+	}
+}
+
+// delete deletes d with background propagation: the object goes at once
+// (nothing can scale it up again) and the garbage collector takes its
+// ReplicaSets, then their pods; waitGone waits for those. A foreground
+// deletion keeps the object until its pods are gone, which only delays
+// the moment a watcher sees the new version's Deployment gone.
+func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
+	if err := c.deleteFenced(ctx, d); err != nil {
+		return fmt.Errorf("delete deployment %q: %w", c.ns+"/"+d.Name, err)
+	}
+	return nil
+}
+
+// deleteAndWait deletes d and waits until it and its pods are gone.
+func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) error {
+	if err := c.delete(ctx, d); err != nil {
+		return err
+	}
+	return c.waitGone(ctx, d)
+}
+
+// waitGone polls until d (by UID) is gone and nothing of it is left: no
+// ReplicaSet it controls, no pod its selector matches.
+func (c *converge) waitGone(ctx context.Context, d *appsv1.Deployment) error {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
+	defer cancel()
+	t := time.NewTicker(deletePoll)
+	defer t.Stop()
+	for {
+		left, err := c.leftOf(ctx, d, sel)
+		if err == nil && left == "" {
+			return nil
+		}
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("deployment %q being deleted: %w", c.ns+"/"+d.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deployment %q: %s still present after deletion: %w", c.ns+"/"+d.Name, cmp.Or(left, "something"), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// leftOf says what of the deleted Deployment d is still there ("" when
+// nothing): the object itself, a ReplicaSet it controls, pods sel matches.
+func (c *converge) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) (string, error) {
+	list := metav1.ListOptions{LabelSelector: sel.String()}
+	if d.UID != "" {
+		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, d.Name, metav1.GetOptions{})
+		switch {
+		case err == nil && cur.UID == d.UID:
+			return "the deployment", nil
+		case err != nil && !apierrors.IsNotFound(err):
+			return "", err
+		}
+		rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, list)
+		if err != nil {
+			return "", err
+		}
+		for i := range rss.Items {
+			if metav1.IsControlledBy(&rss.Items[i], d) {
+				return "replicaset " + rss.Items[i].Name, nil
+			}
+		}
+	}
+	if sel.Empty() {
+		return "", nil // it would match every pod of the namespace
+	}
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, list)
+	if err != nil {
+		return "", err
+	}
+	if n := len(pods.Items); n > 0 {
+		return fmt.Sprintf("%d pod(s)", n), nil
+	}
+	return "", nil
+}
+
+// deleteFenced deletes d, as read, with background propagation. With a
+// fence, d's own must admit c's and the delete carries d's resourceVersion
+// as a precondition, so it fails if a later attempt has written d since;
+// on a conflict d is read again and judged again. A d that is gone, or
+// whose name now holds another object (another UID), counts as deleted.
+func (c *converge) deleteFenced(ctx context.Context, d *appsv1.Deployment) error {
+	api := c.cs.AppsV1().Deployments(c.ns)
+	cur := d
+	return retry.OnError(fenceBackoff, func(err error) bool { return errors.Is(err, errReread) }, func() error {
+		if err := c.admit(cur); err != nil {
+			return err
+		}
+		pre := &metav1.Preconditions{UID: &d.UID}
+		if !c.fence.Zero() {
+			pre.ResourceVersion = ptr(cur.ResourceVersion)
+		}
+		err := api.Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground), Preconditions: pre})
+		switch {
+		case err == nil || apierrors.IsNotFound(err):
+			return nil
+		case !apierrors.IsConflict(err):
+			return err
+		case c.fence.Zero():
+			return nil // the UID precondition: another object has the name
+		}
+		again, err := api.Get(ctx, d.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if again.UID != d.UID {
+			return nil
+		}
+		cur = again
+		return errReread
+	})
+}
+
+// errReread says a fenced delete met a changed object and reads it again.
+var errReread = errors.New("changed since read")
