@@ -42,8 +42,8 @@ type want struct {
 	inst  *platform.Instance // old instances: their snapshot record
 }
 
-// converge carries one Converge call's inputs and what it has done so far.
-type converge struct {
+// convergence carries one Converge call's inputs and what it has done so far.
+type convergence struct {
 	p       *Platform
 	log     *zap.Logger
 	spec    spec.Spec
@@ -89,7 +89,7 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 	if err != nil {
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: platform.docker.resources: %w", s.Service, err)
 	}
-	c := &converge{
+	c := &convergence{
 		p:       p,
 		log:     p.log.With(zap.String("service", s.Service), zap.String("rollout", req.Rollout)),
 		spec:    s,
@@ -113,7 +113,7 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 	return c.res, nil
 }
 
-func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desired) error {
+func (c *convergence) run(ctx context.Context, snap platform.Snapshot, d plan.Desired) error {
 	svc := c.spec.Service
 	// What is wanted, by name.
 	var wants []want
@@ -274,7 +274,7 @@ func (c *converge) run(ctx context.Context, snap platform.Snapshot, d plan.Desir
 // ensure makes w exist and run: it creates it when absent (accepting a
 // container another attempt created under the same name) and starts it when
 // stopped.
-func (c *converge) ensure(ctx context.Context, w want, existing map[string]container.Summary) error {
+func (c *convergence) ensure(ctx context.Context, w want, existing map[string]container.Summary) error {
 	log := c.log.With(zap.String("container", w.name))
 	if it, ok := existing[w.name]; ok {
 		if w.isNew && !isNewOf(it.Labels, c.spec.Service, c.rollout) {
@@ -338,7 +338,7 @@ func (c *converge) ensure(ctx context.Context, w want, existing map[string]conta
 }
 
 // accepts reports whether a container found under w's name is w.
-func (c *converge) accepts(w want, cfg *container.Config) bool {
+func (c *convergence) accepts(w want, cfg *container.Config) bool {
 	if cfg == nil {
 		return false
 	}
@@ -348,7 +348,7 @@ func (c *converge) accepts(w want, cfg *container.Config) bool {
 	return cfg.Labels[platform.LabelService] == c.spec.Service
 }
 
-func (c *converge) start(ctx context.Context, name string, log *zap.Logger) error {
+func (c *convergence) start(ctx context.Context, name string, log *zap.Logger) error {
 	if err := c.guard(ctx, "start container %q", name); err != nil {
 		return err
 	}
@@ -361,7 +361,7 @@ func (c *converge) start(ctx context.Context, name string, log *zap.Logger) erro
 }
 
 // newContainer is the create request for a new instance, from the spec.
-func (c *converge) newContainer(w want) client.ContainerCreateOptions {
+func (c *convergence) newContainer(w want) client.ContainerCreateOptions {
 	d := c.docker
 	env := maps.Clone(d.Env)
 	if len(c.secrets) > 0 {
@@ -400,7 +400,7 @@ func (c *converge) newContainer(w want) client.ContainerCreateOptions {
 // oldContainer is the create request that recreates a snapshot instance
 // exactly, and the networks it joins after the first. Only its aliases on the
 // service network follow the desired traffic.
-func (c *converge) oldContainer(w want) (client.ContainerCreateOptions, []platform.NetworkAttach, error) {
+func (c *convergence) oldContainer(w want) (client.ContainerCreateOptions, []platform.NetworkAttach, error) {
 	di := w.inst.Docker
 	exposed, bindings, err := portConfig(di.Ports)
 	if err != nil {
@@ -479,7 +479,7 @@ func (p *Platform) recreateImage(ctx context.Context, in platform.Instance) (str
 // runs the bytes it ran: the name may have moved since recreateImage looked.
 // If not, the container goes again and the error is retryable; the retry
 // creates it from the ID.
-func (c *converge) sameImage(ctx context.Context, in platform.Instance, name string) error {
+func (c *convergence) sameImage(ctx context.Context, in platform.Instance, name string) error {
 	if in.ImageID == "" {
 		return nil
 	}
@@ -499,7 +499,7 @@ func (c *converge) sameImage(ctx context.Context, in platform.Instance, name str
 
 // oldNetworks is a snapshot instance's networks with its service-network
 // aliases as the desired traffic wants them.
-func (c *converge) oldNetworks(in platform.Instance) []platform.NetworkAttach {
+func (c *convergence) oldNetworks(in platform.Instance) []platform.NetworkAttach {
 	snapAliases, onNet := snapshotAliases(in, c.docker.Network)
 	aliases, attach := oldAliases(c.traffic, c.spec.Service, snapAliases, onNet)
 	var out []platform.NetworkAttach
@@ -521,7 +521,7 @@ func (c *converge) oldNetworks(in platform.Instance) []platform.NetworkAttach {
 // rewire gives a container the aliases the traffic wants on the service
 // network, reconnecting it only when they differ. Old instances also rejoin
 // any other snapshot network they lost.
-func (c *converge) rewire(ctx context.Context, w want) error {
+func (c *convergence) rewire(ctx context.Context, w want) error {
 	var nets []platform.NetworkAttach
 	if w.isNew {
 		nets = []platform.NetworkAttach{{Network: c.docker.Network, Aliases: newAliases(c.traffic, c.spec.Service)}}
@@ -568,7 +568,7 @@ func (c *converge) rewire(ctx context.Context, w want) error {
 
 // guard checks the call's fence before a destructive call (what, name say
 // which, for the error): see fencer.check for the window it leaves.
-func (c *converge) guard(ctx context.Context, what, name string) error {
+func (c *convergence) guard(ctx context.Context, what, name string) error {
 	if err := c.fence.check(ctx); err != nil {
 		return fmt.Errorf(what+": %w", name, err)
 	}
@@ -576,7 +576,7 @@ func (c *converge) guard(ctx context.Context, what, name string) error {
 }
 
 // remove stops and removes a container; one already gone counts as removed.
-func (c *converge) remove(ctx context.Context, name string) error {
+func (c *convergence) remove(ctx context.Context, name string) error {
 	if err := c.guard(ctx, "stop container %q", name); err != nil {
 		return err
 	}
@@ -599,7 +599,7 @@ func (c *converge) remove(ctx context.Context, name string) error {
 // call started prove they stay up for a moment: with a restart policy a
 // crashing process is often caught running again, so a restart in between
 // counts as a crash.
-func (c *converge) waitRunning(ctx context.Context, names []string) error {
+func (c *convergence) waitRunning(ctx context.Context, names []string) error {
 	ctx, cancel := context.WithTimeout(ctx, runningTimeout)
 	defer cancel()
 	first := map[string]seen{}
@@ -638,7 +638,7 @@ type seen struct {
 }
 
 // waitOne waits until a container runs and tells which run it saw.
-func (c *converge) waitOne(ctx context.Context, name string) (seen, error) {
+func (c *convergence) waitOne(ctx context.Context, name string) (seen, error) {
 	for {
 		in, err := c.p.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 		if err != nil {
@@ -662,7 +662,7 @@ func (c *converge) waitOne(ctx context.Context, name string) (seen, error) {
 // output goes to the worker's log, never into the error: the error reaches
 // history, the status and notifications, and a container a spec controls
 // could print anything it was given there (review finding 5).
-func (c *converge) notRunning(ctx context.Context, name, why string) error {
+func (c *convergence) notRunning(ctx context.Context, name, why string) error {
 	err := fmt.Errorf("container %q is not running: %s", name, why)
 	if logs := c.p.lastLogs(ctx, name, 10); logs != "" {
 		// Secret values cut out: those this attempt resolved, and those the
@@ -679,7 +679,7 @@ func (c *converge) notRunning(ctx context.Context, name, why string) error {
 }
 
 // count fills the result's counts from what runs now.
-func (c *converge) count(ctx context.Context, snapIndex map[string]int) error {
+func (c *convergence) count(ctx context.Context, snapIndex map[string]int) error {
 	items, err := c.p.list(ctx, c.spec.Service, false)
 	if err != nil {
 		return err

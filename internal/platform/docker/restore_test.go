@@ -127,7 +127,7 @@ func TestRecordRecreateRoundTrip(t *testing.T) {
 		t.Errorf("mounts = %+v, want %+v", in.Docker.Mounts, wantMounts)
 	}
 
-	cv := &converge{docker: spec.Docker{Network: "net"}}
+	cv := &convergence{docker: spec.Docker{Network: "net"}}
 	opts, _, err := cv.oldContainer(want{name: in.Name, inst: &in})
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestOldSnapshotWithoutImageID(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &in); err != nil {
 		t.Fatal(err)
 	}
-	cv := &converge{docker: spec.Docker{Network: "net"}}
+	cv := &convergence{docker: spec.Docker{Network: "net"}}
 	opts, _, err := cv.oldContainer(want{name: in.Name, inst: &in})
 	if err != nil {
 		t.Fatal(err)

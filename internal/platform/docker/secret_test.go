@@ -168,7 +168,7 @@ func TestRedact(t *testing.T) {
 // its references resolved again.
 func TestContainersGetValues(t *testing.T) {
 	refs := map[string]spec.SecretRef{"DB_PASSWORD": {FromEnv: "APP_DB_PASSWORD"}}
-	c := &converge{
+	c := &convergence{
 		spec:    spec.Spec{Service: "hello", Image: "img:v2"},
 		docker:  spec.Docker{Network: "stagecraft", Env: map[string]string{"GREETING": "hi"}, SecretEnv: refs},
 		rollout: "r1",

@@ -23,8 +23,8 @@ import (
 // restore keeps the live value rather than fight the controller.
 const revisionAnnotation = "deployment.kubernetes.io/revision"
 
-// converge carries one Converge call's inputs and what it has done so far.
-type converge struct {
+// convergence carries one Converge call's inputs and what it has done so far.
+type convergence struct {
 	cs       kubernetes.Interface
 	log      *zap.Logger
 	spec     spec.Spec
@@ -95,7 +95,7 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	if err != nil {
 		return platform.ConvergeResult{}, err
 	}
-	c := &converge{
+	c := &convergence{
 		cs:       cs,
 		log:      p.log.With(zap.String("service", s.Service), zap.String("rollout", req.Rollout), zap.String("deployment", namespace(k)+"/"+k.Deployment)),
 		spec:     s,
@@ -127,7 +127,7 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		return c.res, fmt.Errorf("converge %q to new=%d old=%d traffic=%s: %w", s.Service, d.New, d.Old, c.desired.Traffic, err)
 	}
 	container := orig.Spec.Template.Spec.Containers[ci].Name
-	newPods, oldPods, err := classify(ctx, cs, c.ns, k.Deployment, container, req.Snapshot.Kubernetes.Image)
+	newPods, oldPods, err := splitPods(ctx, cs, c.ns, k.Deployment, container, req.Snapshot.Kubernetes.Image)
 	if err != nil {
 		return c.res, fmt.Errorf("converge %q: count pods: %w", s.Service, err)
 	}
@@ -147,7 +147,7 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 // selector back and then the rollout's Deployments are deleted and waited
 // for. A rollback takes the new version away as fast as it brings the old
 // one back; the Service is restored before anything it may select goes.
-func (c *converge) restore(ctx context.Context) error {
+func (c *convergence) restore(ctx context.Context) error {
 	want := cleanDeployment(c.orig)
 	want.Spec.Replicas = ptr(int32(c.desired.Old))
 	// The stable side records what it did in its own copy of the result,
@@ -186,7 +186,7 @@ func (c *converge) restore(ctx context.Context) error {
 // restoreStable returns the mutation that gives the stable Deployment the
 // snapshot's labels, annotations (keeping the controller's revision) and
 // spec.
-func (c *converge) restoreStable(want *appsv1.Deployment) func(*appsv1.Deployment) {
+func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deployment) {
 	return func(d *appsv1.Deployment) {
 		d.Labels = want.Labels
 		ann := maps.Clone(want.Annotations)
@@ -203,7 +203,7 @@ func (c *converge) restoreStable(want *appsv1.Deployment) func(*appsv1.Deploymen
 
 // onlyStable gives the Service its snapshot selector back and deletes the
 // rollout's canary and green Deployments, leaving the stable one alone.
-func (c *converge) onlyStable(ctx context.Context) error {
+func (c *convergence) onlyStable(ctx context.Context) error {
 	if err := c.restoreService(ctx); err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (c *converge) onlyStable(ctx context.Context) error {
 
 // promote leaves the stable Deployment with the new image and New replicas
 // and nothing else of the rollout's.
-func (c *converge) promote(ctx context.Context) error {
+func (c *convergence) promote(ctx context.Context) error {
 	tpl := c.newTemplate()
 	n := int32(c.desired.New)
 	if c.desired.Order == plan.StopFirst {
@@ -239,7 +239,7 @@ func (c *converge) promote(ctx context.Context) error {
 }
 
 // shared runs the canary beside the stable Deployment, both serving.
-func (c *converge) shared(ctx context.Context) error {
+func (c *convergence) shared(ctx context.Context) error {
 	steps := []func(context.Context) error{
 		func(ctx context.Context) error { return c.ensureRollout(ctx, c.canary()) },
 		c.scaleStable,
@@ -257,7 +257,7 @@ func (c *converge) shared(ctx context.Context) error {
 
 // blueGreen runs green beside blue (the stable Deployment) and points the
 // Service at one of them.
-func (c *converge) blueGreen(ctx context.Context) error {
+func (c *convergence) blueGreen(ctx context.Context) error {
 	if c.origSvc == nil {
 		return fmt.Errorf("traffic %q needs a service: set platform.kubernetes.service", c.desired.Traffic)
 	}
@@ -285,14 +285,14 @@ func (c *converge) blueGreen(ctx context.Context) error {
 }
 
 // scaleStable sets the stable Deployment's replicas to Old.
-func (c *converge) scaleStable(ctx context.Context) error {
+func (c *convergence) scaleStable(ctx context.Context) error {
 	n := int32(c.desired.Old)
 	return c.writeStable(ctx, func(d *appsv1.Deployment) { d.Spec.Replicas = &n }, nil)
 }
 
 // ownedByUs refuses to touch an object of a name this package uses when it
 // does not carry this service's label: it is someone else's.
-func (c *converge) ownedByUs(labels map[string]string, kind, name string) error {
+func (c *convergence) ownedByUs(labels map[string]string, kind, name string) error {
 	if labels[platform.LabelService] != c.spec.Service {
 		return fmt.Errorf("%s %q exists and is not stagecraft's for service %q (label %s=%q); rename or remove it",
 			kind, c.ns+"/"+name, c.spec.Service, platform.LabelService, labels[platform.LabelService])

@@ -25,7 +25,7 @@ const deletePoll = 100 * time.Millisecond
 
 // deleteRollout deletes the named Deployments of this service, if present,
 // and waits until they, their ReplicaSets and their pods are gone.
-func (c *converge) deleteRollout(ctx context.Context, names ...string) error {
+func (c *convergence) deleteRollout(ctx context.Context, names ...string) error {
 	deleting, err := c.startDeletes(ctx, names...)
 	if err != nil {
 		return err
@@ -41,7 +41,7 @@ func (c *converge) deleteRollout(ctx context.Context, names ...string) error {
 // without waiting. It returns what waitDeleted is to wait for: each one it
 // deleted or, where one was gone already, its ghost (a retried converge may
 // have deleted it before its pods were gone).
-func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
+func (c *convergence) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	var out []*appsv1.Deployment
 	for _, name := range names {
@@ -67,7 +67,7 @@ func (c *converge) startDeletes(ctx context.Context, names ...string) ([]*appsv1
 // ghost stands for this rollout's Deployment name once it is gone: no UID
 // (which tells it from one deleted now), and a selector of the pods this
 // rollout gave it.
-func (c *converge) ghost(name string) *appsv1.Deployment {
+func (c *convergence) ghost(name string) *appsv1.Deployment {
 	track := trackCanary
 	if name == greenName(c.orig.Name) {
 		track = trackGreen
@@ -80,7 +80,7 @@ func (c *converge) ghost(name string) *appsv1.Deployment {
 }
 
 // waitDeleted waits until everything of ds is gone.
-func (c *converge) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
+func (c *convergence) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
 	for _, d := range ds {
 		if err := c.waitGone(ctx, d); err != nil {
 			return err
@@ -91,7 +91,7 @@ func (c *converge) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) err
 
 // noteRemoved records the Deployments of ds it deleted (not the ghosts)
 // in the result.
-func (c *converge) noteRemoved(ds []*appsv1.Deployment) {
+func (c *convergence) noteRemoved(ds []*appsv1.Deployment) {
 	for _, d := range ds {
 		if d.UID != "" {
 			c.res.Removed = append(c.res.Removed, "deployment/"+d.Name)
@@ -105,7 +105,7 @@ func (c *converge) noteRemoved(ds []*appsv1.Deployment) {
 // ReplicaSets, then their pods; waitGone waits for those. A foreground
 // deletion keeps the object until its pods are gone, which only delays
 // the moment a watcher sees the new version's Deployment gone.
-func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
+func (c *convergence) delete(ctx context.Context, d *appsv1.Deployment) error {
 	if err := c.deleteFenced(ctx, d); err != nil {
 		return fmt.Errorf("delete deployment %q: %w", c.ns+"/"+d.Name, err)
 	}
@@ -113,7 +113,7 @@ func (c *converge) delete(ctx context.Context, d *appsv1.Deployment) error {
 }
 
 // deleteAndWait deletes d and waits until it and its pods are gone.
-func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) error {
+func (c *convergence) deleteAndWait(ctx context.Context, d *appsv1.Deployment) error {
 	if err := c.delete(ctx, d); err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (c *converge) deleteAndWait(ctx context.Context, d *appsv1.Deployment) erro
 
 // waitGone polls until d (by UID) is gone and nothing of it is left: no
 // ReplicaSet it controls, no pod its selector matches.
-func (c *converge) waitGone(ctx context.Context, d *appsv1.Deployment) error {
+func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment) error {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
@@ -149,7 +149,7 @@ func (c *converge) waitGone(ctx context.Context, d *appsv1.Deployment) error {
 
 // leftOf says what of the deleted Deployment d is still there ("" when
 // nothing): the object itself, a ReplicaSet it controls, pods sel matches.
-func (c *converge) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) (string, error) {
+func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) (string, error) {
 	list := metav1.ListOptions{LabelSelector: sel.String()}
 	if d.UID != "" {
 		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, d.Name, metav1.GetOptions{})
@@ -187,7 +187,7 @@ func (c *converge) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.
 // as a precondition, so it fails if a later attempt has written d since;
 // on a conflict d is read again and judged again. A d that is gone, or
 // whose name now holds another object (another UID), counts as deleted.
-func (c *converge) deleteFenced(ctx context.Context, d *appsv1.Deployment) error {
+func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment) error {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	cur := d
 	return retry.OnError(fenceBackoff, func(err error) bool { return errors.Is(err, errReread) }, func() error {

@@ -16,7 +16,7 @@ import (
 // newTemplate is the snapshot's pod template with the new image and, when
 // the spec names one, the new configuration: the container's environment
 // comes from that ConfigMap in place of one an earlier release wrote.
-func (c *converge) newTemplate() corev1.PodTemplateSpec {
+func (c *convergence) newTemplate() corev1.PodTemplateSpec {
 	tpl := *c.orig.Spec.Template.DeepCopy()
 	ctr := &tpl.Spec.Containers[c.ci]
 	ctr.Image = c.spec.Image
@@ -85,7 +85,7 @@ func withConfigMap(envFrom []corev1.EnvFromSource, deployment, name string) []co
 }
 
 // rolloutLabels returns the labels every object this rollout creates carries.
-func (c *converge) rolloutLabels(base map[string]string) map[string]string {
+func (c *convergence) rolloutLabels(base map[string]string) map[string]string {
 	out := maps.Clone(base)
 	if out == nil {
 		out = map[string]string{}
@@ -98,7 +98,7 @@ func (c *converge) rolloutLabels(base map[string]string) map[string]string {
 
 // canary is the desired canary Deployment: the stable template with the new
 // image, its pods still matching the Service's selector.
-func (c *converge) canary() *appsv1.Deployment {
+func (c *convergence) canary() *appsv1.Deployment {
 	tpl := c.newTemplate()
 	tpl.Labels = c.rolloutLabels(tpl.Labels)
 	tpl.Labels[LabelTrack] = trackCanary
@@ -115,7 +115,7 @@ func (c *converge) canary() *appsv1.Deployment {
 
 // green is the desired green Deployment: the stable template with the new
 // image, minus the labels the Service selects on, plus stagecraft.color.
-func (c *converge) green() *appsv1.Deployment {
+func (c *convergence) green() *appsv1.Deployment {
 	tpl := c.newTemplate()
 	tpl.Labels = c.rolloutLabels(tpl.Labels)
 	sel := c.orig.Spec.Selector.DeepCopy()
@@ -138,7 +138,7 @@ func (c *converge) green() *appsv1.Deployment {
 }
 
 // greenSelector is the Service selector after the switch: green's pods only.
-func (c *converge) greenSelector() map[string]string {
+func (c *convergence) greenSelector() map[string]string {
 	return map[string]string{
 		platform.LabelService: c.spec.Service,
 		platform.LabelRollout: c.rollout,
@@ -146,7 +146,7 @@ func (c *converge) greenSelector() map[string]string {
 	}
 }
 
-func (c *converge) rolloutDeployment(name string, sel *metav1.LabelSelector, tpl corev1.PodTemplateSpec) *appsv1.Deployment {
+func (c *convergence) rolloutDeployment(name string, sel *metav1.LabelSelector, tpl corev1.PodTemplateSpec) *appsv1.Deployment {
 	ds := *c.orig.Spec.DeepCopy()
 	ds.Replicas = ptr(int32(c.desired.New))
 	ds.Selector = sel

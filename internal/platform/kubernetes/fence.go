@@ -117,23 +117,23 @@ func keepFence(live, want map[string]string) map[string]string {
 }
 
 // fenceTarget names the target in a FencedError.
-func (c *converge) fenceTarget() string { return "deployment " + c.ns + "/" + c.orig.Name }
+func (c *convergence) fenceTarget() string { return "deployment " + c.ns + "/" + c.orig.Name }
 
 // admit returns nil when c may change the object whose metadata m was just
 // read; see admits.
-func (c *converge) admit(m metav1.Object) error {
+func (c *convergence) admit(m metav1.Object) error {
 	return admits(c.fenceTarget(), c.fence, m.GetAnnotations(), time.Now())
 }
 
 // stamp records c's fence on m, which is about to be written.
-func (c *converge) stamp(m *metav1.ObjectMeta) {
+func (c *convergence) stamp(m *metav1.ObjectMeta) {
 	m.Annotations = withFence(m.Annotations, c.fence)
 }
 
 // admitTarget reads the stable Deployment and returns admit's verdict on
 // its fence, the target's. A missing Deployment fences nothing (the
 // converge finds it missing itself).
-func (c *converge) admitTarget(ctx context.Context) error {
+func (c *convergence) admitTarget(ctx context.Context) error {
 	if c.fence.Zero() {
 		return nil
 	}
@@ -152,7 +152,7 @@ func (c *converge) admitTarget(ctx context.Context) error {
 // nothing and returns the refusal when one of them holds a fence c's does
 // not admit. From then on an attempt that c's fence fences cannot change
 // any of them.
-func (c *converge) acquire(ctx context.Context) error {
+func (c *convergence) acquire(ctx context.Context) error {
 	if c.fence.Zero() {
 		return nil
 	}
@@ -185,7 +185,7 @@ type fenced[T any] interface {
 
 // stampObject writes c's fence on the named object, if it exists and
 // (when only is not nil) only says so, unless it carries it already.
-func stampObject[T fenced[T]](ctx context.Context, c *converge, kind, name string,
+func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name string,
 	get func(context.Context, string, metav1.GetOptions) (T, error),
 	update func(context.Context, T, metav1.UpdateOptions) (T, error),
 	only func(metav1.Object) bool) error {

@@ -506,7 +506,7 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 	container := orig.Spec.Template.Spec.Containers[ci].Name
 	ns := namespace(k)
 	alive, listed := map[types.UID]bool{}, time.Now()
-	newPods, oldPods, err := classifyAlive(ctx, cs, ns, k.Deployment, container, snap.Kubernetes.Image, alive)
+	newPods, oldPods, err := splitPodsAlive(ctx, cs, ns, k.Deployment, container, snap.Kubernetes.Image, alive)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
 	}
@@ -551,20 +551,21 @@ func containerPort(pod corev1.Pod, container string) (int32, bool) {
 	return 0, false
 }
 
-// classify returns the ready pods of the target's Deployments, new and old.
+// splitPods returns the ready pods of the target's Deployments, split into
+// new and old.
 // The rollout's canary and green Deployments hold new pods; the stable
 // Deployment's pods are old while their container runs oldImage and new
 // once it runs anything else (so a rollout of the very image that already
 // runs counts the stable pods as old, even after the last step). Pods belong to a Deployment through their
 // ReplicaSet's controller reference, not its selector: the canary's pods
 // also match the stable Deployment's selector.
-func classify(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string) (newPods, oldPods []corev1.Pod, err error) {
-	return classifyAlive(ctx, cs, ns, stable, container, oldImage, nil)
+func splitPods(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string) (newPods, oldPods []corev1.Pod, err error) {
+	return splitPodsAlive(ctx, cs, ns, stable, container, oldImage, nil)
 }
 
-// classifyAlive is classify that also adds to alive (when not nil) the UID
+// splitPodsAlive is splitPods that also adds to alive (when not nil) the UID
 // of every pod of those Deployments, ready or not.
-func classifyAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string, alive map[types.UID]bool) (newPods, oldPods []corev1.Pod, err error) {
+func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string, alive map[types.UID]bool) (newPods, oldPods []corev1.Pod, err error) {
 	for _, name := range []string{stable, canaryName(stable), greenName(stable)} {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

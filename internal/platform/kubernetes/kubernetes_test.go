@@ -105,7 +105,7 @@ func TestRolledOut(t *testing.T) {
 // TestOwnDeadline: the controller's ProgressDeadlineExceeded decides a wait
 // only for a Deployment whose own deadline is at least the spec's.
 func TestOwnDeadline(t *testing.T) {
-	c := &converge{deadline: 10 * time.Minute}
+	c := &convergence{deadline: 10 * time.Minute}
 	for _, tc := range []struct {
 		name string
 		own  *int32

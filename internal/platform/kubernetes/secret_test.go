@@ -21,7 +21,7 @@ func TestNewTemplateSecretEnv(t *testing.T) {
 			{Name: "DSN", Value: "postgres://app:$(DB_PASSWORD)@db"},
 		}},
 	}
-	c := &converge{orig: orig, ci: 1, spec: spec.Spec{Image: "demo:v2", Platform: spec.Platform{Kubernetes: &spec.Kubernetes{
+	c := &convergence{orig: orig, ci: 1, spec: spec.Spec{Image: "demo:v2", Platform: spec.Platform{Kubernetes: &spec.Kubernetes{
 		Deployment: "web",
 		SecretEnv: map[string]spec.SecretRef{
 			"DB_PASSWORD": {SecretKeyRef: &spec.SecretKeyRef{Name: "web-db", Key: "password"}},

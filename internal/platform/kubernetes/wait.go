@@ -31,7 +31,7 @@ const (
 // not shorter than the spec's: ownDeadline), or the spec's progress deadline
 // (plus a grace) passes. It watches the Deployment and
 // re-reads it every few seconds in case the watch misses or cannot open.
-func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
+func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
 	api := c.cs.AppsV1().Deployments(c.ns)
 	parent := ctx
@@ -77,7 +77,7 @@ func (c *converge) wait(ctx context.Context, written *appsv1.Deployment) error {
 // rolling out, and a stage (or a rollback, which restores that field with
 // the snapshot) must not fail because a busy control plane was slower than
 // a deadline the spec did not set.
-func (c *converge) ownDeadline(d *appsv1.Deployment) bool {
+func (c *convergence) ownDeadline(d *appsv1.Deployment) bool {
 	own := d.Spec.ProgressDeadlineSeconds
 	return own == nil || time.Duration(*own)*time.Second >= c.deadline
 }
@@ -86,7 +86,7 @@ func (c *converge) ownDeadline(d *appsv1.Deployment) bool {
 // *ImagePullError when one of them cannot pull its image: the kubelet would
 // keep backing off until the progress deadline, so the stage fails now with
 // the kubelet's reason instead.
-func (c *converge) imagePullFailure(ctx context.Context, written *appsv1.Deployment) error {
+func (c *convergence) imagePullFailure(ctx context.Context, written *appsv1.Deployment) error {
 	sel, err := metav1.LabelSelectorAsSelector(written.Spec.Selector)
 	if err != nil {
 		return nil
@@ -100,7 +100,7 @@ func (c *converge) imagePullFailure(ctx context.Context, written *appsv1.Deploym
 
 // awaitChange returns on the next watch event about name, after recheck, or
 // when ctx ends.
-func (c *converge) awaitChange(ctx context.Context, name string, last *appsv1.Deployment) {
+func (c *convergence) awaitChange(ctx context.Context, name string, last *appsv1.Deployment) {
 	t := time.NewTimer(recheck)
 	defer t.Stop()
 	opts := metav1.ListOptions{FieldSelector: "metadata.name=" + name, TimeoutSeconds: ptr(int64(recheck / time.Second * 2))}

@@ -20,7 +20,7 @@ import (
 // to it, then waits for it to roll out. An existing Deployment must be
 // Stagecraft's for this service; one whose selector differs (it cannot be
 // changed) is deleted and created again.
-func (c *converge) ensureRollout(ctx context.Context, want *appsv1.Deployment) error {
+func (c *convergence) ensureRollout(ctx context.Context, want *appsv1.Deployment) error {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	var written *appsv1.Deployment
 	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
@@ -78,7 +78,7 @@ func (c *converge) ensureRollout(ctx context.Context, want *appsv1.Deployment) e
 }
 
 // getStable reads the stable Deployment.
-func (c *converge) getStable(ctx context.Context) (*appsv1.Deployment, error) {
+func (c *convergence) getStable(ctx context.Context) (*appsv1.Deployment, error) {
 	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, c.orig.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, &TargetNotFoundError{Kind: "deployment", Namespace: c.ns, Name: c.orig.Name}
@@ -93,7 +93,7 @@ func (c *converge) getStable(ctx context.Context) (*appsv1.Deployment, error) {
 // that changed anything, and waits for it to roll out. When the Deployment
 // is gone, recreate (if not nil) is created in its place; otherwise that is
 // a TargetNotFoundError.
-func (c *converge) writeStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) error {
+func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) error {
 	written, err := c.updateStable(ctx, mutate, recreate)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func (c *converge) writeStable(ctx context.Context, mutate func(*appsv1.Deployme
 
 // updateStable is writeStable without the wait: it returns the Deployment
 // as written (or as found, when nothing changed).
-func (c *converge) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
+func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	var written *appsv1.Deployment
 	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
@@ -150,7 +150,7 @@ func (c *converge) updateStable(ctx context.Context, mutate func(*appsv1.Deploym
 
 // restoreService gives the Service its snapshot labels, annotations and
 // spec, keeping the cluster IPs it was allocated.
-func (c *converge) restoreService(ctx context.Context) error {
+func (c *convergence) restoreService(ctx context.Context) error {
 	if c.origSvc == nil {
 		return nil
 	}
@@ -168,7 +168,7 @@ func (c *converge) restoreService(ctx context.Context) error {
 
 // writeService applies mutate to the live Service and writes it if that
 // changed anything.
-func (c *converge) writeService(ctx context.Context, mutate func(*corev1.Service)) error {
+func (c *convergence) writeService(ctx context.Context, mutate func(*corev1.Service)) error {
 	api := c.cs.CoreV1().Services(c.ns)
 	name := c.origSvc.Name
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -219,7 +219,7 @@ func conflictOrExists(err error) bool {
 // scaled up instead, it would roll out by scaling, which the controller's
 // progress deadline does not judge: a canary that cannot start would wait
 // out the spec's deadline without the controller's reason.)
-func (c *converge) createFenced(ctx context.Context, d *appsv1.Deployment) (*appsv1.Deployment, error) {
+func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*appsv1.Deployment, error) {
 	if err := c.admitTarget(ctx); err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func (c *converge) createFenced(ctx context.Context, d *appsv1.Deployment) (*app
 // d in hand). The Deployment controller writes d's status and revision at
 // once, so d is read again for the resourceVersion the delete is
 // conditioned on.
-func (c *converge) undoCreate(ctx context.Context, d *appsv1.Deployment) {
+func (c *convergence) undoCreate(ctx context.Context, d *appsv1.Deployment) {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	mine := encodeFence(c.fence)
 	err := retry.RetryOnConflict(fenceBackoff, func() error {
