@@ -78,13 +78,10 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 	if s.Platform.Docker == nil {
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: spec has no docker platform", s.Service)
 	}
+	if err := req.Validate(); err != nil {
+		return platform.ConvergeResult{}, err
+	}
 	d := req.Desired
-	if d.New < 0 || d.Old < 0 {
-		return platform.ConvergeResult{}, fmt.Errorf("converge %q: negative desired counts new=%d old=%d", s.Service, d.New, d.Old)
-	}
-	if d.New > 0 && req.Rollout == "" {
-		return platform.ConvergeResult{}, fmt.Errorf("converge %q: new instances need a rollout token", s.Service)
-	}
 	nanoCPUs, memory, err := s.Platform.Docker.Resources.Limits()
 	if err != nil {
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: platform.docker.resources: %w", s.Service, err)

@@ -76,13 +76,10 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	if k == nil {
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: spec has no kubernetes platform", s.Service)
 	}
+	if err := req.Validate(); err != nil {
+		return platform.ConvergeResult{}, err
+	}
 	d := req.Desired
-	if d.New < 0 || d.Old < 0 {
-		return platform.ConvergeResult{}, fmt.Errorf("converge %q: negative desired counts new=%d old=%d", s.Service, d.New, d.Old)
-	}
-	if d.New > 0 && req.Rollout == "" {
-		return platform.ConvergeResult{}, fmt.Errorf("converge %q: new instances need a rollout token", s.Service)
-	}
 	orig, origSvc, err := decodeSnapshot(req.Snapshot)
 	if err != nil {
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: %w", s.Service, err)
