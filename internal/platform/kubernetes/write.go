@@ -51,25 +51,11 @@ func (c *convergence) ensureRollout(ctx context.Context, want *appsv1.Deployment
 		if err := c.ownedByUs(cur.Labels, "deployment", cur.Name); err != nil {
 			return err
 		}
-		if err := c.admit(cur); err != nil {
-			return err
-		}
-		upd := cur.DeepCopy()
-		upd.Labels = want.Labels
-		upd.Spec = want.Spec
-		c.stamp(&upd.ObjectMeta)
-		if equality.Semantic.DeepEqual(upd, cur) {
-			written = cur
-			return nil
-		}
-		out, err := api.Update(ctx, upd, metav1.UpdateOptions{})
-		if err != nil {
-			return err
-		}
-		written = out
-		c.res.Rewired = appendOnce(c.res.Rewired, "deployment/"+want.Name)
-		c.log.Info("updated deployment", zap.String("name", want.Name), zap.Int32("replicas", *want.Spec.Replicas))
-		return nil
+		written, err = c.updateDeployment(ctx, cur, func(d *appsv1.Deployment) {
+			d.Labels = want.Labels
+			d.Spec = want.Spec
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("write deployment %q: %w", c.ns+"/"+want.Name, err)
@@ -123,29 +109,36 @@ func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Depl
 		if err != nil {
 			return err
 		}
-		if err := c.admit(cur); err != nil {
-			return err
-		}
-		upd := cur.DeepCopy()
-		mutate(upd)
-		c.stamp(&upd.ObjectMeta)
-		if equality.Semantic.DeepEqual(upd, cur) {
-			written = cur
-			return nil
-		}
-		out, err := api.Update(ctx, upd, metav1.UpdateOptions{})
-		if err != nil {
-			return err
-		}
-		written = out
-		c.res.Rewired = appendOnce(c.res.Rewired, "deployment/"+c.orig.Name)
-		c.log.Info("updated deployment", zap.String("name", c.orig.Name), zap.Int32("replicas", replicas(out)))
-		return nil
+		written, err = c.updateDeployment(ctx, cur, mutate)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
 	return written, nil
+}
+
+// updateDeployment applies mutate to a copy of cur, a Deployment of this
+// target just read and admitted by c's fence, stamps c's fence on it and
+// writes it if that changed anything. It returns the Deployment as written
+// (or cur, when nothing changed); a lost race is the caller's to retry.
+func (c *convergence) updateDeployment(ctx context.Context, cur *appsv1.Deployment, mutate func(*appsv1.Deployment)) (*appsv1.Deployment, error) {
+	if err := c.admit(cur); err != nil {
+		return nil, err
+	}
+	upd := cur.DeepCopy()
+	mutate(upd)
+	c.stamp(&upd.ObjectMeta)
+	if equality.Semantic.DeepEqual(upd, cur) {
+		return cur, nil
+	}
+	out, err := c.cs.AppsV1().Deployments(c.ns).Update(ctx, upd, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c.res.Rewired = appendOnce(c.res.Rewired, "deployment/"+cur.Name)
+	c.log.Info("updated deployment", zap.String("name", cur.Name), zap.Int32("replicas", replicas(out)))
+	return out, nil
 }
 
 // restoreService gives the Service its snapshot labels, annotations and
