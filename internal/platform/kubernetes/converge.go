@@ -237,17 +237,8 @@ func (c *convergence) promote(ctx context.Context) error {
 
 // shared runs the canary beside the stable Deployment, both serving.
 func (c *convergence) shared(ctx context.Context) error {
-	steps := []func(context.Context) error{
-		func(ctx context.Context) error { return c.ensureRollout(ctx, c.canary()) },
-		c.scaleStable,
-	}
-	if c.desired.Order == plan.StopFirst {
-		steps[0], steps[1] = steps[1], steps[0]
-	}
-	for _, step := range steps {
-		if err := step(ctx); err != nil {
-			return err
-		}
+	if err := c.beside(ctx, c.canary()); err != nil {
+		return err
 	}
 	return c.deleteRollout(ctx, greenName(c.orig.Name))
 }
@@ -258,9 +249,25 @@ func (c *convergence) blueGreen(ctx context.Context) error {
 	if c.origSvc == nil {
 		return fmt.Errorf("traffic %q needs a service: set platform.kubernetes.service", c.desired.Traffic)
 	}
-	green := c.green()
+	if err := c.beside(ctx, c.green()); err != nil {
+		return err
+	}
+	if err := c.deleteRollout(ctx, canaryName(c.orig.Name)); err != nil {
+		return err
+	}
+	if c.desired.Traffic == plan.TrafficOld {
+		return c.restoreService(ctx)
+	}
+	sel := c.greenSelector()
+	return c.writeService(ctx, func(s *corev1.Service) { s.Spec.Selector = sel })
+}
+
+// beside writes want, one of the rollout's Deployments, and scales the
+// stable one to Old, each waited for: with surge order want first, so the
+// new pods run before old ones go; with stop-first order the other way.
+func (c *convergence) beside(ctx context.Context, want *appsv1.Deployment) error {
 	steps := []func(context.Context) error{
-		func(ctx context.Context) error { return c.ensureRollout(ctx, green) },
+		func(ctx context.Context) error { return c.ensureRollout(ctx, want) },
 		c.scaleStable,
 	}
 	if c.desired.Order == plan.StopFirst {
@@ -271,14 +278,7 @@ func (c *convergence) blueGreen(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.deleteRollout(ctx, canaryName(c.orig.Name)); err != nil {
-		return err
-	}
-	if c.desired.Traffic == plan.TrafficOld {
-		return c.restoreService(ctx)
-	}
-	sel := c.greenSelector()
-	return c.writeService(ctx, func(s *corev1.Service) { s.Spec.Selector = sel })
+	return nil
 }
 
 // scaleStable sets the stable Deployment's replicas to Old.
