@@ -29,8 +29,8 @@ import (
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // Client starts and steers rollouts and releases.
@@ -150,46 +150,46 @@ func (c *Client) WaitRelease(ctx context.Context, workflowID, runID string) (Rel
 
 // Pause stops the bake clock, keeping the time left; the next stage waits.
 func (c *Client) Pause(ctx context.Context, workflowID string, req ControlRequest) (Status, error) {
-	return c.act(ctx, workflowID, workflows.UpdatePause, req)
+	return c.act(ctx, workflowID, api.UpdatePause, req)
 }
 
 // Resume starts a new bake timer for exactly the time left.
 func (c *Client) Resume(ctx context.Context, workflowID string, req ControlRequest) (Status, error) {
-	return c.act(ctx, workflowID, workflows.UpdateResume, req)
+	return c.act(ctx, workflowID, api.UpdateResume, req)
 }
 
 // Abort interrupts the rollout at once and rolls it back to the snapshot.
 // The returned status is taken as the abort is accepted; Wait for the
 // rollback's result.
 func (c *Client) Abort(ctx context.Context, workflowID string, req ControlRequest) (Status, error) {
-	return c.act(ctx, workflowID, workflows.UpdateAbort, req)
+	return c.act(ctx, workflowID, api.UpdateAbort, req)
 }
 
 // Promote skips the remaining bakes and completes the rollout.
 func (c *Client) Promote(ctx context.Context, workflowID string, req ControlRequest) (Status, error) {
-	return c.act(ctx, workflowID, workflows.UpdatePromote, req)
+	return c.act(ctx, workflowID, api.UpdatePromote, req)
 }
 
 // Approve lets the stage waiting at an approval gate start; req says who
 // approved and why, kept in the status's approvals and control log.
 func (c *Client) Approve(ctx context.Context, workflowID string, req ControlRequest) (Status, error) {
-	return c.act(ctx, workflowID, workflows.UpdateApprove, req)
+	return c.act(ctx, workflowID, api.UpdateApprove, req)
 }
 
 // PauseRelease pauses a release and its running rollouts.
 func (c *Client) PauseRelease(ctx context.Context, workflowID string, req ControlRequest) (ReleaseStatus, error) {
-	return c.actRelease(ctx, workflowID, workflows.UpdatePause, req)
+	return c.actRelease(ctx, workflowID, api.UpdatePause, req)
 }
 
 // ResumeRelease resumes a paused release and its rollouts.
 func (c *Client) ResumeRelease(ctx context.Context, workflowID string, req ControlRequest) (ReleaseStatus, error) {
-	return c.actRelease(ctx, workflowID, workflows.UpdateResume, req)
+	return c.actRelease(ctx, workflowID, api.UpdateResume, req)
 }
 
 // AbortRelease rolls a release back: the services already through roll
 // back in reverse dependency order.
 func (c *Client) AbortRelease(ctx context.Context, workflowID string, req ControlRequest) (ReleaseStatus, error) {
-	return c.actRelease(ctx, workflowID, workflows.UpdateAbort, req)
+	return c.actRelease(ctx, workflowID, api.UpdateAbort, req)
 }
 
 func (c *Client) act(ctx context.Context, workflowID, action string, req ControlRequest) (Status, error) {

@@ -19,7 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagecraft/stagecraft/client"
-	"github.com/stagecraft/stagecraft/workflows"
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 // These tests mock the Temporal client at its interface to check what the
@@ -46,7 +46,7 @@ func running(t *testing.T, workflowType, requestID string) *workflowservice.Desc
 	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
 		Execution: &commonpb.WorkflowExecution{WorkflowId: "deploy:docker:hello", RunId: "run-1"},
 		Type:      &commonpb.WorkflowType{Name: workflowType},
-		Memo:      &commonpb.Memo{Fields: map[string]*commonpb.Payload{workflows.MemoRequestID: memo}},
+		Memo:      &commonpb.Memo{Fields: map[string]*commonpb.Payload{api.MemoRequestID: memo}},
 	}}
 }
 
@@ -62,7 +62,7 @@ func TestDeployStartsOneRolloutPerTarget(t *testing.T) {
 		run.On("GetRunID").Return("run-1")
 		tc.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o temporalclient.StartWorkflowOptions) bool {
 			return o.ID == "deploy:docker:hello" && o.TaskQueue == client.TaskQueue &&
-				o.Memo[workflows.MemoRequestID] == s.RequestID()
+				o.Memo[api.MemoRequestID] == s.RequestID()
 		}), client.CanaryWorkflow, mock.AnythingOfType("spec.Spec")).Return(run, nil)
 
 		r, err := client.New(tc).Deploy(ctx, s)
@@ -209,7 +209,7 @@ func TestReleaseStartedTwiceJoins(t *testing.T) {
 	t.Run("the same release joins the running one", func(t *testing.T) {
 		tc := mocks.NewClient(t)
 		tc.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o temporalclient.StartWorkflowOptions) bool {
-			return o.ID == "release:prod/shop" && o.Memo[workflows.MemoRequestID] == r.RequestID()
+			return o.ID == "release:prod/shop" && o.Memo[api.MemoRequestID] == r.RequestID()
 		}), client.ReleaseWorkflow, mock.Anything).Return(nil, alreadyStarted)
 		tc.On("DescribeWorkflowExecution", mock.Anything, "release:prod/shop", "").Return(describe(r.RequestID()), nil)
 		got, err := client.New(tc).Release(ctx, r)

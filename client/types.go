@@ -1,13 +1,12 @@
 package client
 
 import (
-	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // The request types live in an internal package, which other modules
@@ -102,27 +101,27 @@ type (
 // What a rollout reports.
 type (
 	// Status is a rollout's state as the status query returns it.
-	Status = workflows.Status
+	Status = api.Status
 	// Result is a rollout's final status.
-	Result = workflows.Result
+	Result = api.Result
 	// Phase is what a rollout is doing now.
-	Phase = workflows.Phase
+	Phase = api.Phase
 	// Outcome is how a rollout or release ended.
-	Outcome = workflows.Outcome
+	Outcome = api.Outcome
 	// StageRecord is one stage's plan and what happened to it.
-	StageRecord = workflows.StageRecord
+	StageRecord = api.StageRecord
 	// Stage is a stage's plan: its desired state and bake.
 	Stage = plan.Stage
 	// StageStatus is a stage's state.
-	StageStatus = workflows.StageStatus
+	StageStatus = api.StageStatus
 	// ControlRequest is the optional payload of a control: who and why.
-	ControlRequest = workflows.ControlRequest
+	ControlRequest = api.ControlRequest
 	// ControlRecord is one control action as the workflow received it.
-	ControlRecord = workflows.ControlRecord
+	ControlRecord = api.ControlRecord
 	// RollbackRecord says how the compensating rollback went.
-	RollbackRecord = workflows.RollbackRecord
+	RollbackRecord = api.RollbackRecord
 	// ApprovalRecord is one approval gate.
-	ApprovalRecord = workflows.ApprovalRecord
+	ApprovalRecord = api.ApprovalRecord
 	// Round is one round of health checks with its results.
 	Round = health.Round
 	// CheckResult is one check against one target.
@@ -131,19 +130,19 @@ type (
 	Verdict = health.Verdict
 	// RoundCounts counts rounds by verdict.
 	RoundCounts = health.Counts
-	// WatchResult summarises the rounds of one watch (the rollback's
-	// verification).
-	WatchResult = activities.WatchResult
+	// WatchSummary summarises the rounds of one watch (the rollback's
+	// verification, a running watcher's live rounds).
+	WatchSummary = api.WatchSummary
 )
 
 // What a release reports.
 type (
 	// ReleaseStatus is a release's state; the final one is its result.
-	ReleaseStatus = workflows.ReleaseStatus
+	ReleaseStatus = api.ReleaseStatus
 	// ServiceState is one service of a release.
-	ServiceState = workflows.ServiceState
+	ServiceState = api.ServiceState
 	// ReadinessResult is one readiness criterion's result.
-	ReadinessResult = workflows.ReadinessResult
+	ReadinessResult = api.ReadinessResult
 	// ConfigResult is the configuration a release prepared for a service.
 	ConfigResult = platform.ConfigResult
 )
@@ -158,36 +157,36 @@ const (
 
 // Outcomes.
 const (
-	OutcomeSucceeded      = workflows.OutcomeSucceeded
-	OutcomeRolledBack     = workflows.OutcomeRolledBack
-	OutcomeRollbackFailed = workflows.OutcomeRollbackFailed
-	OutcomeRejected       = workflows.OutcomeRejected
+	OutcomeSucceeded      = api.OutcomeSucceeded
+	OutcomeRolledBack     = api.OutcomeRolledBack
+	OutcomeRollbackFailed = api.OutcomeRollbackFailed
+	OutcomeRejected       = api.OutcomeRejected
 )
 
 // Phases of a rollout.
 const (
-	PhasePending          = workflows.PhasePending
-	PhaseSnapshot         = workflows.PhaseSnapshot
-	PhaseDeploying        = workflows.PhaseDeploying
-	PhaseValidating       = workflows.PhaseValidating
-	PhasePaused           = workflows.PhasePaused
-	PhaseAwaitingApproval = workflows.PhaseAwaitingApproval
-	PhaseKeepingBlue      = workflows.PhaseKeepingBlue
-	PhaseAwaitingRelease  = workflows.PhaseAwaitingRelease
-	PhaseFinalizing       = workflows.PhaseFinalizing
-	PhaseRollingBack      = workflows.PhaseRollingBack
-	PhaseVerifying        = workflows.PhaseVerifying
-	PhaseDone             = workflows.PhaseDone
+	PhasePending          = api.PhasePending
+	PhaseSnapshot         = api.PhaseSnapshot
+	PhaseDeploying        = api.PhaseDeploying
+	PhaseValidating       = api.PhaseValidating
+	PhasePaused           = api.PhasePaused
+	PhaseAwaitingApproval = api.PhaseAwaitingApproval
+	PhaseKeepingBlue      = api.PhaseKeepingBlue
+	PhaseAwaitingRelease  = api.PhaseAwaitingRelease
+	PhaseFinalizing       = api.PhaseFinalizing
+	PhaseRollingBack      = api.PhaseRollingBack
+	PhaseVerifying        = api.PhaseVerifying
+	PhaseDone             = api.PhaseDone
 )
 
 // Stage statuses.
 const (
-	StagePending    = workflows.StagePending
-	StageInProgress = workflows.StageInProgress
-	StageValidating = workflows.StageValidating
-	StageCompleted  = workflows.StageCompleted
-	StageFailed     = workflows.StageFailed
-	StageRolledBack = workflows.StageRolledBack
+	StagePending    = api.StagePending
+	StageInProgress = api.StageInProgress
+	StageValidating = api.StageValidating
+	StageCompleted  = api.StageCompleted
+	StageFailed     = api.StageFailed
+	StageRolledBack = api.StageRolledBack
 )
 
 // Verdicts, from best to worst.
@@ -223,21 +222,21 @@ const (
 // Names other Temporal clients use: the task queue, the workflow types,
 // the controls (each a signal and an update) and the status query.
 const (
-	TaskQueue = workflows.TaskQueue
+	TaskQueue = api.TaskQueue
 
-	CanaryWorkflow    = workflows.CanaryWorkflow
-	BlueGreenWorkflow = workflows.BlueGreenWorkflow
-	RollingWorkflow   = workflows.RollingWorkflow
-	RecreateWorkflow  = workflows.RecreateWorkflow
-	ReleaseWorkflow   = workflows.ReleaseWorkflow
+	CanaryWorkflow    = api.CanaryWorkflow
+	BlueGreenWorkflow = api.BlueGreenWorkflow
+	RollingWorkflow   = api.RollingWorkflow
+	RecreateWorkflow  = api.RecreateWorkflow
+	ReleaseWorkflow   = api.ReleaseWorkflow
 
-	ActionPause   = workflows.UpdatePause
-	ActionResume  = workflows.UpdateResume
-	ActionAbort   = workflows.UpdateAbort
-	ActionPromote = workflows.UpdatePromote
-	ActionApprove = workflows.UpdateApprove
+	ActionPause   = api.UpdatePause
+	ActionResume  = api.UpdateResume
+	ActionAbort   = api.UpdateAbort
+	ActionPromote = api.UpdatePromote
+	ActionApprove = api.UpdateApprove
 
-	QueryStatus = workflows.QueryStatus
+	QueryStatus = api.QueryStatus
 )
 
 // ParseSpec reads a spec from YAML or JSON, rejecting unknown fields,

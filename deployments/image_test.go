@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // docker runs the docker CLI and returns its stdout, stderr and exit code
@@ -104,8 +104,8 @@ func TestWorkerImage(t *testing.T) {
 			}
 		})
 		c := srv.Client()
-		itest.Eventually(t, 30*time.Second, "the container's worker polling task queue "+workflows.TaskQueue, func() bool {
-			resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		itest.Eventually(t, 30*time.Second, "the container's worker polling task queue "+api.TaskQueue, func() bool {
+			resp, err := c.DescribeTaskQueue(ctx, api.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
 			return err == nil && len(resp.GetPollers()) > 0
 		})
 		_, logs, _ := docker(ctx, "logs", name)

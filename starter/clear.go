@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // clearTimeout bounds a clear: the worker looks, records and deletes.
@@ -25,7 +25,7 @@ const clearTimeout = time.Minute
 // worker (the starter has no platform credentials): a ClearHold workflow
 // under the target's rollout ID, so it never runs beside a rollout of it.
 func clearCmd(g *globals) *cobra.Command {
-	var req workflows.ClearHoldRequest
+	var req api.ClearHoldRequest
 	cmd := &cobra.Command{
 		Use:   "clear TARGET|SPEC",
 		Short: "Clear the hold a failed rollback (rollback_failed) left on a target",
@@ -122,17 +122,17 @@ func clearTarget(arg string) (spec.Spec, error) {
 }
 
 // startClear runs ClearHold under the target's rollout ID and waits for it.
-func startClear(ctx context.Context, c client.Client, req workflows.ClearHoldRequest) (workflows.ClearHoldResult, error) {
-	var res workflows.ClearHoldResult
+func startClear(ctx context.Context, c client.Client, req api.ClearHoldRequest) (api.ClearHoldResult, error) {
+	var res api.ClearHoldResult
 	id := req.Spec.WorkflowID()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
-		TaskQueue:                                workflows.TaskQueue,
+		TaskQueue:                                api.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            "clear hold on " + req.Spec.TargetKey() + " by " + req.By,
-	}, workflows.ClearHoldWorkflow, req)
+	}, api.ClearHoldWorkflow, req)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return res, fmt.Errorf("cannot clear %s: %s is open (a rollout or another clear); a hold is cleared between rollouts", req.Spec.TargetKey(), id)

@@ -8,33 +8,33 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // controlTimeout bounds a control action: the update waits for a worker.
 const controlTimeout = 30 * time.Second
 
 var controlHelp = map[string]struct{ short, long string }{
-	workflows.UpdatePause: {"Pause a rollout or release: the bake clock stops and keeps the time left",
+	api.UpdatePause: {"Pause a rollout or release: the bake clock stops and keeps the time left",
 		"The health watcher keeps checking while paused: a failure still rolls back. A release passes the pause on to its running rollouts."},
-	workflows.UpdateResume: {"Resume a paused rollout or release where its bake left off",
+	api.UpdateResume: {"Resume a paused rollout or release where its bake left off",
 		"A new bake timer runs for exactly the time that was left."},
-	workflows.UpdateAbort: {"Abort a rollout or release: it rolls back to the snapshot at once",
+	api.UpdateAbort: {"Abort a rollout or release: it rolls back to the snapshot at once",
 		"The bake is interrupted at once; the rollback is verified with the same checks. The outcome is rolled_back (or rollback_failed)."},
-	workflows.UpdatePromote: {"Promote a rollout: skip the remaining bakes and finish",
+	api.UpdatePromote: {"Promote a rollout: skip the remaining bakes and finish",
 		"The stages left are still converged, without waiting out their bakes."},
-	workflows.UpdateApprove: {"Approve the stage a rollout waits on (phase awaiting_approval)",
+	api.UpdateApprove: {"Approve the stage a rollout waits on (phase awaiting_approval)",
 		"A stage named in the spec's approval.before waits, up to approval.timeout, for this; watch and status show the open gate, its deadline and what happens at the deadline."},
 }
 
 // controlCmd is pause, resume, abort, promote or approve: an update whose
 // validator refuses an illegal transition with its reason.
 func controlCmd(g *globals, action string) *cobra.Command {
-	var req workflows.ControlRequest
+	var req api.ControlRequest
 	help := controlHelp[action]
 	example := fmt.Sprintf("  starter %s deploy:docker:hello --reason \"...\"\n  starter %s release:prod/shop --reason \"...\" --by alice", action, action)
-	if action == workflows.UpdatePromote || action == workflows.UpdateApprove {
+	if action == api.UpdatePromote || action == api.UpdateApprove {
 		example = fmt.Sprintf("  starter %s deploy:docker:hello --reason \"...\"\n  starter %s deploy:k8s:prod/payment --reason \"...\" --by alice --json", action, action)
 	}
 	cmd := &cobra.Command{
@@ -68,12 +68,12 @@ refused with the reason, and nothing changes; the exit code is then 1.
 			out := cmd.OutOrStdout()
 			if control.IsRelease(id) {
 				switch action {
-				case workflows.UpdatePromote:
+				case api.UpdatePromote:
 					return fmt.Errorf("cannot promote %s: a release has no bakes of its own to skip; promote its rollouts", id)
-				case workflows.UpdateApprove:
+				case api.UpdateApprove:
 					return fmt.Errorf("cannot approve %s: a release has no approval gates of its own; approve its rollouts", id)
 				}
-				st, err := control.Steer[workflows.ReleaseStatus](ctx, c, id, action, req)
+				st, err := control.Steer[api.ReleaseStatus](ctx, c, id, action, req)
 				if err != nil {
 					return err
 				}
@@ -87,7 +87,7 @@ refused with the reason, and nothing changes; the exit code is then 1.
 				fmt.Fprintf(out, "%s accepted: %s is %s\n", action, id, phase)
 				return nil
 			}
-			st, err := control.Steer[workflows.Status](ctx, c, id, action, req)
+			st, err := control.Steer[api.Status](ctx, c, id, action, req)
 			if err != nil {
 				return err
 			}
@@ -100,21 +100,21 @@ refused with the reason, and nothing changes; the exit code is then 1.
 	}
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (kept in the control log and the audit trail)")
 	cmd.Flags().StringVar(&req.By, "by", "", "who (default user@host)")
-	if action == workflows.UpdateApprove {
+	if action == api.UpdateApprove {
 		_ = cmd.MarkFlagRequired("reason")
 	}
 	return cmd
 }
 
 // printAccepted says what an accepted action left the rollout doing.
-func printAccepted(w io.Writer, action string, st workflows.Status, now time.Time) {
+func printAccepted(w io.Writer, action string, st api.Status, now time.Time) {
 	fmt.Fprintf(w, "%s accepted: %s is %s", action, st.WorkflowID, st.Phase)
 	switch {
 	case st.Paused:
 		if left, ok := bakeLeft(st, now); ok {
 			fmt.Fprintf(w, ", bake time left %s (frozen)", short(left))
 		}
-	case action == workflows.UpdateApprove:
+	case action == api.UpdateApprove:
 		for i := len(st.Approvals) - 1; i >= 0; i-- {
 			if a := st.Approvals[i]; a.ApprovedAt != nil {
 				fmt.Fprintf(w, ", %s approved by %s", a.Name, orNone(a.ApprovedBy))

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/stagecraft/stagecraft/workflows"
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 // Exit codes. Commands that follow a rollout or release to its end (watch,
@@ -38,15 +38,15 @@ func (e *exitError) Unwrap() error { return e.err }
 
 // outcomeCode maps an outcome to its exit code; an unknown or missing one is
 // an error.
-func outcomeCode(o workflows.Outcome) int {
+func outcomeCode(o api.Outcome) int {
 	switch o {
-	case workflows.OutcomeSucceeded:
+	case api.OutcomeSucceeded:
 		return exitOK
-	case workflows.OutcomeRolledBack:
+	case api.OutcomeRolledBack:
 		return exitRolledBack
-	case workflows.OutcomeRollbackFailed:
+	case api.OutcomeRollbackFailed:
 		return exitRollbackFailed
-	case workflows.OutcomeRejected:
+	case api.OutcomeRejected:
 		return exitRejected
 	}
 	return exitFailure
@@ -54,7 +54,7 @@ func outcomeCode(o workflows.Outcome) int {
 
 // outcomeError is nil for a succeeded rollout or release (kind and id name
 // it), and otherwise an error carrying the outcome's exit code.
-func outcomeError(kind, id string, o workflows.Outcome, reason string) error {
+func outcomeError(kind, id string, o api.Outcome, reason string) error {
 	code := outcomeCode(o)
 	if code == exitOK {
 		return nil

@@ -9,10 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/store"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // openStore connects to the audit store named by --database-url.
@@ -212,7 +212,7 @@ func describeEvent(e audit.Event) string {
 		return s
 	case audit.KindDropped:
 		return "not kept: " + e.Reason
-	case workflows.KindHandoff:
+	case api.KindHandoff:
 		return "the rest of the trail handed to workflow " + e.To + ": " + e.Reason
 	case audit.KindOutcome:
 		s := "outcome " + e.To

@@ -15,9 +15,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/control"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 type globals struct {
@@ -87,7 +87,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL of the audit trail, for history and list (env DATABASE_URL)")
 
 	root.AddCommand(deployCmd(g), validateCmd(g), statusCmd(g), watchCmd(g), historyCmd(g), listCmd(g), releaseCmd(g), clearCmd(g))
-	for _, action := range []string{workflows.UpdatePause, workflows.UpdateResume, workflows.UpdateAbort, workflows.UpdatePromote, workflows.UpdateApprove} {
+	for _, action := range []string{api.UpdatePause, api.UpdateResume, api.UpdateAbort, api.UpdatePromote, api.UpdateApprove} {
 		root.AddCommand(controlCmd(g, action))
 	}
 	return root

@@ -6,11 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
-func printResult(w io.Writer, res workflows.Result) {
+func printResult(w io.Writer, res api.Result) {
 	fmt.Fprintf(w, "outcome: %s", res.Outcome)
 	if res.CompletedAt != nil {
 		fmt.Fprintf(w, " after %s", res.CompletedAt.Sub(res.StartedAt).Round(time.Second))
@@ -22,7 +22,7 @@ func printResult(w io.Writer, res workflows.Result) {
 }
 
 // printStatus prints a rollout's status once; now dates the approval gates.
-func printStatus(w io.Writer, st workflows.Status, now time.Time) {
+func printStatus(w io.Writer, st api.Status, now time.Time) {
 	fmt.Fprintf(w, "rollout   %s (run %s)\n", st.WorkflowID, st.RunID)
 	fmt.Fprintf(w, "service   %s on %s, %s: %s → %s\n", st.Service, st.Platform, st.Strategy, orNone(st.ImageFrom), st.ImageTo)
 	fmt.Fprintf(w, "phase     %s", st.Phase)

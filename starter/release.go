@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // isRelease tells a release file (top-level "services") from a rollout spec.
@@ -91,7 +91,7 @@ func releaseCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printRelease(w io.Writer, st workflows.ReleaseStatus) {
+func printRelease(w io.Writer, st api.ReleaseStatus) {
 	fmt.Fprintf(w, "release %s (%s): %s", st.WorkflowID, st.Phase, st.Outcome)
 	if st.CompletedAt != nil {
 		fmt.Fprintf(w, " after %s", st.CompletedAt.Sub(st.StartedAt).Round(time.Second))

@@ -5,9 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // A view is one look at a rollout or a release, shown three ways: a frame
@@ -27,9 +26,9 @@ type fact struct {
 
 // rolloutView is one look at a rollout.
 type rolloutView struct {
-	st workflows.Status
+	st api.Status
 	// live is the running health watcher's heartbeat, nil when none runs.
-	live *activities.WatchResult
+	live *api.WatchSummary
 	// bad is the latest failing round seen, here or in an earlier look.
 	bad *health.Round
 	// warn says why this look is incomplete (the status did not answer).
@@ -54,8 +53,8 @@ func waiting(warn string) []string { return []string{"(" + warn + ")"} }
 // pause are dropped by the workflow at resume, so the count may then drop.)
 func (v rolloutView) validating(i int) bool {
 	st := v.st
-	return v.live != nil && (st.Phase == workflows.PhaseValidating || st.Phase == workflows.PhasePaused) &&
-		i == st.CurrentStage && i < len(st.Stages) && st.Stages[i].Status == workflows.StageValidating
+	return v.live != nil && (st.Phase == api.PhaseValidating || st.Phase == api.PhasePaused) &&
+		i == st.CurrentStage && i < len(st.Stages) && st.Stages[i].Status == api.StageValidating
 }
 
 // rounds returns stage i's rounds passed and failed and their verdicts,
@@ -87,7 +86,7 @@ func roundsText(passed, failed int, c health.Counts) string {
 }
 
 // bakeLeft is the current stage's bake time left: frozen while paused.
-func bakeLeft(st workflows.Status, now time.Time) (time.Duration, bool) {
+func bakeLeft(st api.Status, now time.Time) (time.Duration, bool) {
 	switch {
 	case st.Paused:
 		return st.BakeRemaining, true
@@ -98,7 +97,7 @@ func bakeLeft(st workflows.Status, now time.Time) (time.Duration, bool) {
 }
 
 // openGate returns the open approval gate, if any: the last open one.
-func openGate(st workflows.Status) *workflows.ApprovalRecord {
+func openGate(st api.Status) *api.ApprovalRecord {
 	for i := len(st.Approvals) - 1; i >= 0; i-- {
 		if st.Approvals[i].Open() {
 			return &st.Approvals[i]
@@ -107,7 +106,7 @@ func openGate(st workflows.Status) *workflows.ApprovalRecord {
 	return nil
 }
 
-func gateText(a *workflows.ApprovalRecord, now time.Time) string {
+func gateText(a *api.ApprovalRecord, now time.Time) string {
 	return fmt.Sprintf("awaiting approval for %s, %s left, then %s", a.Name, short(max(a.Deadline.Sub(now), 0)), a.OnTimeout)
 }
 
@@ -128,22 +127,22 @@ func bar(frac float64, width int) string {
 
 // instancesText says how far a stage got: updated/total once started, the
 // plan's target before.
-func instancesText(s workflows.StageRecord) (string, float64) {
-	if s.Status == workflows.StagePending || s.InstancesTotal == 0 {
+func instancesText(s api.StageRecord) (string, float64) {
+	if s.Status == api.StagePending || s.InstancesTotal == 0 {
 		return fmt.Sprintf("→ %d/%d", s.New, s.New+s.Old), 0
 	}
 	return fmt.Sprintf("%d/%d", s.InstancesUpdated, s.InstancesTotal), float64(s.InstancesUpdated) / float64(s.InstancesTotal)
 }
 
-func stageMark(s workflows.StageRecord) string {
+func stageMark(s api.StageRecord) string {
 	switch s.Status {
-	case workflows.StageCompleted:
+	case api.StageCompleted:
 		return "✓"
-	case workflows.StageFailed:
+	case api.StageFailed:
 		return "✗"
-	case workflows.StageRolledBack:
+	case api.StageRolledBack:
 		return "↺"
-	case workflows.StageInProgress, workflows.StageValidating:
+	case api.StageInProgress, api.StageValidating:
 		return "▸"
 	}
 	return " "
@@ -194,7 +193,7 @@ func evidence(r *health.Round, limit int) []string {
 	return out
 }
 
-func controlText(c workflows.ControlRecord) string {
+func controlText(c api.ControlRecord) string {
 	s := fmt.Sprintf("%s by %s via %s", c.Action, orNone(c.By), c.Via)
 	if c.Reason != "" {
 		s += ": " + c.Reason
@@ -205,7 +204,7 @@ func controlText(c workflows.ControlRecord) string {
 	return s
 }
 
-func outcomeLines(o workflows.Outcome, started time.Time, completed *time.Time, reason string) []string {
+func outcomeLines(o api.Outcome, started time.Time, completed *time.Time, reason string) []string {
 	s := "outcome: " + string(o)
 	if completed != nil {
 		s += " after " + completed.Sub(started).Round(time.Second).String()
@@ -222,7 +221,7 @@ func (v rolloutView) header() string {
 	return fmt.Sprintf("%s  %s of %s: %s → %s", st.WorkflowID, st.Strategy, st.Service, orNone(st.ImageFrom), st.ImageTo)
 }
 
-func (v rolloutView) finished() bool { return v.st.Phase == workflows.PhaseDone && v.st.Outcome != "" }
+func (v rolloutView) finished() bool { return v.st.Phase == api.PhaseDone && v.st.Outcome != "" }
 
 func (v rolloutView) frame() []string {
 	st, now := v.st, v.now
@@ -247,10 +246,10 @@ func (v rolloutView) frame() []string {
 		i += from
 		inst, frac := instancesText(s)
 		line := fmt.Sprintf("  %s %*d %-*s %s %-7s %-11s", stageMark(s), len(fmt.Sprint(len(st.Stages))), i+1, width, s.Name, bar(frac, 20), inst, s.Status)
-		if passed, failed, c := v.rounds(i); s.Status != workflows.StagePending && (s.Status != workflows.StageInProgress || passed+failed > 0) {
+		if passed, failed, c := v.rounds(i); s.Status != api.StagePending && (s.Status != api.StageInProgress || passed+failed > 0) {
 			line += " " + roundsText(passed, failed, c)
 		}
-		if s.Status == workflows.StageValidating && i == st.CurrentStage {
+		if s.Status == api.StageValidating && i == st.CurrentStage {
 			if left, ok := bakeLeft(st, now); ok {
 				line += fmt.Sprintf(" · bake %s left of %s", short(left), s.Bake)
 				if st.Paused {
@@ -268,7 +267,7 @@ func (v rolloutView) frame() []string {
 	}
 	if st.Paused {
 		line := "PAUSED"
-		if c, ok := lastControl(st, workflows.SignalPause); ok {
+		if c, ok := lastControl(st, api.SignalPause); ok {
 			line += fmt.Sprintf(" by %s via %s", orNone(c.By), c.Via)
 			if c.Reason != "" {
 				line += ": " + c.Reason
@@ -326,14 +325,14 @@ func stageWindow(n, current int) (from, to int) {
 }
 
 // stageSummary counts stages by status, in the order of the lifecycle.
-func stageSummary(stages []workflows.StageRecord) string {
-	counts := map[workflows.StageStatus]int{}
+func stageSummary(stages []api.StageRecord) string {
+	counts := map[api.StageStatus]int{}
 	for _, s := range stages {
 		counts[s.Status]++
 	}
 	var parts []string
-	for _, status := range []workflows.StageStatus{workflows.StageCompleted, workflows.StageInProgress, workflows.StageValidating,
-		workflows.StageFailed, workflows.StageRolledBack, workflows.StagePending} {
+	for _, status := range []api.StageStatus{api.StageCompleted, api.StageInProgress, api.StageValidating,
+		api.StageFailed, api.StageRolledBack, api.StagePending} {
 		if n := counts[status]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, status))
 		}
@@ -341,7 +340,7 @@ func stageSummary(stages []workflows.StageRecord) string {
 	return strings.Join(parts, ", ")
 }
 
-func rollbackState(rb *workflows.RollbackRecord) string {
+func rollbackState(rb *api.RollbackRecord) string {
 	switch {
 	case rb.Error != "":
 		return "failed: " + rb.Error
@@ -363,20 +362,20 @@ func (v rolloutView) latest() *health.Round {
 }
 
 // lastControl returns the last accepted control of action.
-func lastControl(st workflows.Status, action string) (workflows.ControlRecord, bool) {
+func lastControl(st api.Status, action string) (api.ControlRecord, bool) {
 	for i := len(st.Controls) - 1; i >= 0; i-- {
 		if c := st.Controls[i]; c.Action == action && c.Accepted {
 			return c, true
 		}
 	}
-	return workflows.ControlRecord{}, false
+	return api.ControlRecord{}, false
 }
 
 // plainPhases are the phases worth a line of their own: deploying and
 // validating show in the stage lines, paused in the pause line.
-func plainPhase(p workflows.Phase) bool {
+func plainPhase(p api.Phase) bool {
 	switch p {
-	case workflows.PhaseDeploying, workflows.PhaseValidating, workflows.PhasePaused, workflows.PhaseDone:
+	case api.PhaseDeploying, api.PhaseValidating, api.PhasePaused, api.PhaseDone:
 		return false
 	}
 	return true
@@ -394,21 +393,21 @@ func (v rolloutView) facts() []fact {
 	}
 	if plainPhase(st.Phase) {
 		text := "phase " + string(st.Phase)
-		if st.Phase == workflows.PhaseRollingBack && st.Rollback != nil {
+		if st.Phase == api.PhaseRollingBack && st.Rollback != nil {
 			text += ": " + st.Rollback.Reason
 		}
 		fs = append(fs, fact{key: "phase", sig: string(st.Phase), text: text})
 	}
 	for i, s := range st.Stages {
-		if s.Status == workflows.StagePending {
+		if s.Status == api.StagePending {
 			continue
 		}
 		inst, _ := instancesText(s)
 		text := fmt.Sprintf("stage %d/%d %s: %s, new %s", i+1, len(st.Stages), s.Name, s.Status, inst)
-		if s.Status == workflows.StageValidating {
+		if s.Status == api.StageValidating {
 			text += fmt.Sprintf(", bake %s", s.Bake)
 		}
-		if s.Status != workflows.StageInProgress {
+		if s.Status != api.StageInProgress {
 			text += ", " + roundsText(v.rounds(i))
 		}
 		if s.Error != "" {
@@ -449,8 +448,8 @@ func (v rolloutView) facts() []fact {
 // releaseView is one look at a release, with the status of each running
 // service's rollout.
 type releaseView struct {
-	st       workflows.ReleaseStatus
-	rollouts map[string]workflows.Status
+	st       api.ReleaseStatus
+	rollouts map[string]api.Status
 	warn     string
 	now      time.Time
 }
@@ -463,13 +462,13 @@ func (v releaseView) value() any {
 }
 
 func (v releaseView) finished() bool {
-	return v.st.Phase == workflows.ReleaseDone && v.st.Outcome != ""
+	return v.st.Phase == api.ReleaseDone && v.st.Outcome != ""
 }
 
 // rolloutText sums up a running service's rollout: its current stage.
-func (v releaseView) rolloutText(s workflows.ServiceState, withBar bool) string {
+func (v releaseView) rolloutText(s api.ServiceState, withBar bool) string {
 	ro, ok := v.rollouts[s.WorkflowID]
-	if !ok || s.State != workflows.ServiceRunning || len(ro.Stages) == 0 {
+	if !ok || s.State != api.ServiceRunning || len(ro.Stages) == 0 {
 		return ""
 	}
 	i := min(ro.CurrentStage, len(ro.Stages)-1)
@@ -480,7 +479,7 @@ func (v releaseView) rolloutText(s workflows.ServiceState, withBar bool) string 
 		text += " " + bar(frac, 10)
 	}
 	text += " " + inst
-	if withBar && stage.Status == workflows.StageValidating {
+	if withBar && stage.Status == api.StageValidating {
 		if left, ok := bakeLeft(ro, v.now); ok {
 			text += fmt.Sprintf(" · bake %s left", short(left))
 		}
@@ -556,7 +555,7 @@ func (v releaseView) facts() []fact {
 	for i, c := range st.Controls {
 		fs = append(fs, fact{key: fmt.Sprintf("control/%d", i), text: "control: " + controlText(c)})
 	}
-	if st.Phase != workflows.ReleaseDone {
+	if st.Phase != api.ReleaseDone {
 		text := "phase " + st.Phase
 		if st.Paused {
 			text += " (paused)"

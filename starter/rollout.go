@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // readSpec reads and parses a rollout spec ("-" is standard input).
@@ -190,11 +190,11 @@ release's services and their states), once. To follow it live, use watch.
 				printRelease(out, v.st)
 				return nil
 			}
-			var st workflows.Status
+			var st api.Status
 			if ex.Open() {
 				st, err = control.Status(ctx, c, ex.WorkflowID)
 			} else {
-				st, err = control.Final[workflows.Status](ctx, c, ex)
+				st, err = control.Final[api.Status](ctx, c, ex)
 			}
 			if err != nil {
 				return err
@@ -203,7 +203,7 @@ release's services and their states), once. To follow it live, use watch.
 				return writeJSON(out, st)
 			}
 			printStatus(out, st, time.Now())
-			if st.Phase != workflows.PhaseDone {
+			if st.Phase != api.PhaseDone {
 				// Rounds between the workflow's records, live from the watcher.
 				if live, err := control.LiveRound(ctx, c, ex.WorkflowID); err == nil && live != nil &&
 					(st.LatestRound == nil || live.At.After(st.LatestRound.At)) {

@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // queryTimeout bounds one status query: a rollout with no worker to answer
@@ -64,16 +64,16 @@ A finished rollout is shown once. The exit code is the outcome's (see starter --
 // outcome as an error carrying the exit code (nil when it succeeded).
 func follow(ctx context.Context, c client.Client, ex control.Execution, poll time.Duration, d *display) error {
 	var (
-		o      workflows.Outcome
+		o      api.Outcome
 		reason string
 		err    error
 	)
 	if control.IsRelease(ex.WorkflowID) {
-		var st workflows.ReleaseStatus
+		var st api.ReleaseStatus
 		st, err = followRelease(ctx, c, ex.WorkflowID, ex.RunID, poll, d)
 		o, reason = st.Outcome, st.Error
 	} else {
-		var st workflows.Status
+		var st api.Status
 		st, err = followRollout(ctx, c, ex.WorkflowID, ex.RunID, poll, d)
 		o, reason = st.Outcome, st.Error
 	}
@@ -102,16 +102,16 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // followRollout shows a rollout (runID: the run to follow, "" the latest)
 // until it has an outcome, and returns its final status.
-func followRollout(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (workflows.Status, error) {
+func followRollout(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.Status, error) {
 	var bad *health.Round
 	unanswered := 0
 	for {
 		v, done, err := lookRollout(ctx, c, id, runID)
 		if err != nil {
 			if e := interrupted(ctx, id); e != nil {
-				return workflows.Status{}, e
+				return api.Status{}, e
 			}
-			return workflows.Status{}, err
+			return api.Status{}, err
 		}
 		if quiet(v.warn, &unanswered) {
 			sleep(ctx, poll)
@@ -144,7 +144,7 @@ func lookRollout(ctx context.Context, c client.Client, id, runID string) (rollou
 		return rolloutView{}, false, err
 	}
 	if !ex.Open() {
-		st, err := control.Final[workflows.Status](ctx, c, ex)
+		st, err := control.Final[api.Status](ctx, c, ex)
 		return rolloutView{st: st}, true, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
@@ -157,12 +157,12 @@ func lookRollout(ctx context.Context, c client.Client, id, runID string) (rollou
 		return rolloutView{warn: noAnswer(id, err)}, false, nil
 	}
 	v := rolloutView{st: st}
-	if st.Phase == workflows.PhaseDone && st.Outcome != "" {
+	if st.Phase == api.PhaseDone && st.Outcome != "" {
 		return v, true, nil
 	}
 	// Describe again after the query: a watcher that is still pending now
 	// had not reported to the status queried, so its counts add up.
-	if st.Phase == workflows.PhaseValidating || st.Phase == workflows.PhasePaused {
+	if st.Phase == api.PhaseValidating || st.Phase == api.PhasePaused {
 		if ex, err := control.Describe(ctx, c, id, ex.RunID); err == nil && ex.Open() {
 			v.live = ex.Watch
 		}
@@ -185,7 +185,7 @@ func quiet(warn string, unanswered *int) bool {
 // noAnswer says why a look found no status: a workflow answers queries
 // only through a worker, once its first task has run.
 func noAnswer(id string, err error) string {
-	return fmt.Sprintf("waiting for %s to answer its status query (is a worker polling task queue %q?): %v", id, workflows.TaskQueue, err)
+	return fmt.Sprintf("waiting for %s to answer its status query (is a worker polling task queue %q?): %v", id, api.TaskQueue, err)
 }
 
 // describeRun describes the run followed; once it has continued as new,
@@ -211,15 +211,15 @@ func newestBad(bad, r *health.Round) *health.Round {
 
 // followRelease shows a release until it has an outcome, and returns its
 // final status.
-func followRelease(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (workflows.ReleaseStatus, error) {
+func followRelease(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.ReleaseStatus, error) {
 	unanswered := 0
 	for {
 		v, done, err := lookRelease(ctx, c, id, runID)
 		if err != nil {
 			if e := interrupted(ctx, id); e != nil {
-				return workflows.ReleaseStatus{}, e
+				return api.ReleaseStatus{}, e
 			}
-			return workflows.ReleaseStatus{}, err
+			return api.ReleaseStatus{}, err
 		}
 		if quiet(v.warn, &unanswered) {
 			sleep(ctx, poll)
@@ -246,7 +246,7 @@ func lookRelease(ctx context.Context, c client.Client, id, runID string) (releas
 		return releaseView{}, false, err
 	}
 	if !ex.Open() {
-		st, err := control.Final[workflows.ReleaseStatus](ctx, c, ex)
+		st, err := control.Final[api.ReleaseStatus](ctx, c, ex)
 		return releaseView{st: st}, true, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
@@ -258,9 +258,9 @@ func lookRelease(ctx context.Context, c client.Client, id, runID string) (releas
 		}
 		return releaseView{warn: noAnswer(id, err)}, false, nil
 	}
-	v := releaseView{st: st, rollouts: map[string]workflows.Status{}}
+	v := releaseView{st: st, rollouts: map[string]api.Status{}}
 	for _, s := range st.Services {
-		if s.State != workflows.ServiceRunning || s.WorkflowID == "" {
+		if s.State != api.ServiceRunning || s.WorkflowID == "" {
 			continue
 		}
 		// A rollout that does not answer just shows no stage.
@@ -268,5 +268,5 @@ func lookRelease(ctx context.Context, c client.Client, id, runID string) (releas
 			v.rollouts[s.WorkflowID] = ro
 		}
 	}
-	return v, st.Phase == workflows.ReleaseDone && st.Outcome != "", nil
+	return v, st.Phase == api.ReleaseDone && st.Outcome != "", nil
 }

@@ -12,11 +12,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -25,21 +24,21 @@ func at(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 
 // canaryStatus is a canary of 4 instances, 34/67/100 with 20 s bakes, 20 s
 // into its second stage's bake (12 s left).
-func canaryStatus() workflows.Status {
-	stage := func(i, pct, newN int, status workflows.StageStatus) workflows.StageRecord {
-		return workflows.StageRecord{Stage: plan.Stage{Index: i, Name: fmt.Sprintf("canary %d%%", pct), Percent: pct,
+func canaryStatus() api.Status {
+	stage := func(i, pct, newN int, status api.StageStatus) api.StageRecord {
+		return api.StageRecord{Stage: plan.Stage{Index: i, Name: fmt.Sprintf("canary %d%%", pct), Percent: pct,
 			New: newN, Old: 4 - newN, Bake: 20 * time.Second}, Status: status}
 	}
-	s1 := stage(0, 34, 2, workflows.StageCompleted)
+	s1 := stage(0, 34, 2, api.StageCompleted)
 	s1.InstancesUpdated, s1.InstancesTotal, s1.ChecksPassed, s1.Rounds = 2, 4, 10, health.Counts{Healthy: 10}
-	s2 := stage(1, 67, 3, workflows.StageValidating)
+	s2 := stage(1, 67, 3, api.StageValidating)
 	s2.InstancesUpdated, s2.InstancesTotal, s2.ChecksPassed, s2.Rounds = 3, 4, 2, health.Counts{Healthy: 2}
-	s3 := stage(2, 100, 4, workflows.StagePending)
-	return workflows.Status{
+	s3 := stage(2, 100, 4, api.StagePending)
+	return api.Status{
 		WorkflowID: "deploy:docker:hello", RunID: "r1", Service: "hello", Platform: "docker", Strategy: "canary",
 		ImageFrom: "stagecraft-demo:v1", ImageTo: "stagecraft-demo:v2",
-		Phase: workflows.PhaseValidating, CurrentStage: 1, BakeRemaining: 20 * time.Second, BakeEndsAt: at(32 * time.Second),
-		Stages: []workflows.StageRecord{s1, s2, s3}, StartedAt: t0,
+		Phase: api.PhaseValidating, CurrentStage: 1, BakeRemaining: 20 * time.Second, BakeEndsAt: at(32 * time.Second),
+		Stages: []api.StageRecord{s1, s2, s3}, StartedAt: t0,
 	}
 }
 
@@ -52,38 +51,38 @@ func failing(d time.Duration) *health.Round {
 	}}
 }
 
-func paused(st workflows.Status) workflows.Status {
+func paused(st api.Status) api.Status {
 	st.Controls = slices.Clone(st.Controls)
-	st.Phase, st.Paused, st.BakeRemaining, st.BakeEndsAt = workflows.PhasePaused, true, 7500*time.Millisecond, nil
-	st.Controls = append(st.Controls, workflows.ControlRecord{Action: "pause", Via: "update", By: "alice",
+	st.Phase, st.Paused, st.BakeRemaining, st.BakeEndsAt = api.PhasePaused, true, 7500*time.Millisecond, nil
+	st.Controls = append(st.Controls, api.ControlRecord{Action: "pause", Via: "update", By: "alice",
 		Reason: "checking dashboards", At: t0.Add(24 * time.Second), Accepted: true})
 	return st
 }
 
-func awaiting(st workflows.Status) workflows.Status {
+func awaiting(st api.Status) api.Status {
 	st.Stages = slices.Clone(st.Stages)
-	st.Stages[1].Status, st.Stages[1].ChecksPassed, st.Stages[1].Rounds = workflows.StageCompleted, 10, health.Counts{Healthy: 9, Degraded: 1}
-	st.Phase, st.CurrentStage, st.BakeRemaining, st.BakeEndsAt = workflows.PhaseAwaitingApproval, 2, 0, nil
-	st.Approvals = []workflows.ApprovalRecord{{Stage: 2, Name: "canary 100%", RequestedAt: t0.Add(40 * time.Second),
+	st.Stages[1].Status, st.Stages[1].ChecksPassed, st.Stages[1].Rounds = api.StageCompleted, 10, health.Counts{Healthy: 9, Degraded: 1}
+	st.Phase, st.CurrentStage, st.BakeRemaining, st.BakeEndsAt = api.PhaseAwaitingApproval, 2, 0, nil
+	st.Approvals = []api.ApprovalRecord{{Stage: 2, Name: "canary 100%", RequestedAt: t0.Add(40 * time.Second),
 		Deadline: t0.Add(40*time.Second + 2*time.Minute), OnTimeout: spec.OnTimeoutAbort}}
 	return st
 }
 
-func rolledBack(st workflows.Status) workflows.Status {
+func rolledBack(st api.Status) api.Status {
 	st.Stages = slices.Clone(st.Stages)
-	st.Stages[1].Status, st.Stages[1].ChecksPassed, st.Stages[1].ChecksFailed = workflows.StageRolledBack, 7, 1
+	st.Stages[1].Status, st.Stages[1].ChecksPassed, st.Stages[1].ChecksFailed = api.StageRolledBack, 7, 1
 	st.Stages[1].Rounds = health.Counts{Healthy: 7, Failed: 1}
 	st.Stages[1].Error = "health check failed: healthz 127.0.0.1:32769: status 500, want 200"
-	st.Stages[0].Status = workflows.StageRolledBack
-	st.Phase, st.BakeRemaining, st.BakeEndsAt = workflows.PhaseDone, 0, nil
-	st.Rollback = &workflows.RollbackRecord{Reason: st.Stages[1].Error, StartedAt: t0.Add(26 * time.Second), CompletedAt: at(31 * time.Second), Verified: true}
+	st.Stages[0].Status = api.StageRolledBack
+	st.Phase, st.BakeRemaining, st.BakeEndsAt = api.PhaseDone, 0, nil
+	st.Rollback = &api.RollbackRecord{Reason: st.Stages[1].Error, StartedAt: t0.Add(26 * time.Second), CompletedAt: at(31 * time.Second), Verified: true}
 	st.LatestRound = &health.Round{At: t0.Add(30 * time.Second), Verdict: health.Healthy}
-	st.Outcome, st.Error, st.CompletedAt = workflows.OutcomeRolledBack, st.Stages[1].Error, at(31*time.Second)
+	st.Outcome, st.Error, st.CompletedAt = api.OutcomeRolledBack, st.Stages[1].Error, at(31*time.Second)
 	return st
 }
 
 func TestRolloutFrame(t *testing.T) {
-	live := &activities.WatchResult{Passed: 3, Tally: health.Tally{Counts: health.Counts{Healthy: 3}}, Latest: &health.Round{At: t0.Add(19 * time.Second), Verdict: health.Healthy}}
+	live := &api.WatchSummary{Passed: 3, Tally: health.Tally{Counts: health.Counts{Healthy: 3}}, Latest: &health.Round{At: t0.Add(19 * time.Second), Verdict: health.Healthy}}
 	for _, tt := range []struct {
 		name string
 		v    rolloutView
@@ -136,8 +135,8 @@ reason:  health check failed: healthz 127.0.0.1:32769: status 500, want 200
 // TestPlainLines follows a rollout through a sequence of looks: a line only
 // when something changed, never an escape code.
 func TestPlainLines(t *testing.T) {
-	live := func(passed, failed int, latest *health.Round) *activities.WatchResult {
-		return &activities.WatchResult{Passed: passed, Failed: failed, Latest: latest,
+	live := func(passed, failed int, latest *health.Round) *api.WatchSummary {
+		return &api.WatchSummary{Passed: passed, Failed: failed, Latest: latest,
 			Tally: health.Tally{Counts: health.Counts{Healthy: passed, Failed: failed}}}
 	}
 	validating := canaryStatus()
@@ -199,7 +198,7 @@ func TestTerminalRedrawsInPlace(t *testing.T) {
 }
 
 // TestJSONLines: with --json, watch prints the status as one JSON object per
-// line, only when it changed; each parses into workflows.Status.
+// line, only when it changed; each parses into api.Status.
 func TestJSONLines(t *testing.T) {
 	var b bytes.Buffer
 	d := &display{w: &b, mode: modeJSON}
@@ -210,23 +209,23 @@ func TestJSONLines(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	require.Len(t, lines, 2)
 	for i, l := range lines {
-		var got workflows.Status
+		var got api.Status
 		require.NoError(t, json.Unmarshal([]byte(l), &got))
 		require.Equal(t, i == 1, got.Paused)
 	}
 }
 
-func releaseStatus() (workflows.ReleaseStatus, map[string]workflows.Status) {
-	st := workflows.ReleaseStatus{WorkflowID: "release:prod/shop", Name: "shop", Environment: "prod", Phase: workflows.ReleaseActivating,
+func releaseStatus() (api.ReleaseStatus, map[string]api.Status) {
+	st := api.ReleaseStatus{WorkflowID: "release:prod/shop", Name: "shop", Environment: "prod", Phase: api.ReleaseActivating,
 		Stages: []spec.ReleaseStage{{Name: "wave 1", Mode: "parallel", Services: []string{"db"}}, {Name: "wave 2", Mode: "sequential", Services: []string{"api", "web"}}},
-		Services: []workflows.ServiceState{
-			{Name: "db", Stage: 0, WorkflowID: "deploy:docker:db", State: workflows.ServiceReadyState},
-			{Name: "api", Stage: 1, DependsOn: []string{"db"}, WorkflowID: "deploy:docker:hello", State: workflows.ServiceRunning},
-			{Name: "web", Stage: 1, DependsOn: []string{"api"}, WorkflowID: "deploy:docker:web", State: workflows.ServicePending},
+		Services: []api.ServiceState{
+			{Name: "db", Stage: 0, WorkflowID: "deploy:docker:db", State: api.ServiceReadyState},
+			{Name: "api", Stage: 1, DependsOn: []string{"db"}, WorkflowID: "deploy:docker:hello", State: api.ServiceRunning},
+			{Name: "web", Stage: 1, DependsOn: []string{"api"}, WorkflowID: "deploy:docker:web", State: api.ServicePending},
 		},
-		Controls:  []workflows.ControlRecord{{Action: "pause", Via: "update", By: "bob", Reason: "freeze", At: t0.Add(5 * time.Second), Accepted: false, Error: "the release is rolling_back"}},
+		Controls:  []api.ControlRecord{{Action: "pause", Via: "update", By: "bob", Reason: "freeze", At: t0.Add(5 * time.Second), Accepted: false, Error: "the release is rolling_back"}},
 		StartedAt: t0}
-	return st, map[string]workflows.Status{"deploy:docker:hello": canaryStatus()}
+	return st, map[string]api.Status{"deploy:docker:hello": canaryStatus()}
 }
 
 func TestReleaseViews(t *testing.T) {
@@ -249,9 +248,9 @@ last control 15s ago: pause by bob via update: freeze (refused: the release is r
 	done := st
 	done.Services = slices.Clone(st.Services)
 	for i := range done.Services {
-		done.Services[i].State = workflows.ServiceSucceeded
+		done.Services[i].State = api.ServiceSucceeded
 	}
-	done.Phase, done.Outcome, done.CompletedAt = workflows.ReleaseDone, workflows.OutcomeSucceeded, at(time.Minute)
+	done.Phase, done.Outcome, done.CompletedAt = api.ReleaseDone, api.OutcomeSucceeded, at(time.Minute)
 	require.NoError(t, d.show(releaseView{st: done, now: t0.Add(time.Minute)}, t0.Add(time.Minute)))
 	require.Equal(t, `10:00:20 release release:prod/shop: shop to prod, 3 services
 10:00:20 control: pause by bob via update: freeze (refused: the release is rolling_back)
@@ -268,13 +267,13 @@ last control 15s ago: pause by bob via update: freeze (refused: the release is r
 
 func TestOutcomeCodes(t *testing.T) {
 	for _, tt := range []struct {
-		outcome workflows.Outcome
+		outcome api.Outcome
 		code    int
 	}{
-		{workflows.OutcomeSucceeded, 0},
-		{workflows.OutcomeRolledBack, 3},
-		{workflows.OutcomeRollbackFailed, 4},
-		{workflows.OutcomeRejected, 5},
+		{api.OutcomeSucceeded, 0},
+		{api.OutcomeRolledBack, 3},
+		{api.OutcomeRollbackFailed, 4},
+		{api.OutcomeRejected, 5},
 		{"", 1},
 		{"something new", 1},
 	} {
@@ -371,12 +370,12 @@ func TestManyStagesAreSummedUp(t *testing.T) {
 	st := canaryStatus()
 	st.Strategy, st.Stages, st.CurrentStage = "rolling", nil, 10
 	for i := range 20 {
-		s := workflows.StageRecord{Stage: plan.Stage{Index: i, Name: fmt.Sprintf("batch %d/20", i+1), New: i + 1, Old: 19 - i, Bake: 20 * time.Second}, Status: workflows.StagePending}
+		s := api.StageRecord{Stage: plan.Stage{Index: i, Name: fmt.Sprintf("batch %d/20", i+1), New: i + 1, Old: 19 - i, Bake: 20 * time.Second}, Status: api.StagePending}
 		switch {
 		case i < 10:
-			s.Status, s.InstancesUpdated, s.InstancesTotal, s.ChecksPassed = workflows.StageCompleted, i+1, 20, 4
+			s.Status, s.InstancesUpdated, s.InstancesTotal, s.ChecksPassed = api.StageCompleted, i+1, 20, 4
 		case i == 10:
-			s.Status, s.InstancesUpdated, s.InstancesTotal = workflows.StageValidating, 11, 20
+			s.Status, s.InstancesUpdated, s.InstancesTotal = api.StageValidating, 11, 20
 		}
 		st.Stages = append(st.Stages, s)
 	}

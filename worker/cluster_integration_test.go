@@ -14,10 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestSpecsNameClustersTheWorkerKnows runs the worker binary with
@@ -51,7 +51,7 @@ func TestSpecsNameClustersTheWorkerKnows(t *testing.T) {
 	require.NoError(t, w.Start())
 	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
 
-	run := func(s spec.Spec) (control.Started, workflows.Result) {
+	run := func(s spec.Spec) (control.Started, api.Result) {
 		t.Helper()
 		started, err := control.Start(ctx, tc, s)
 		require.NoError(t, err)
@@ -68,7 +68,7 @@ func TestSpecsNameClustersTheWorkerKnows(t *testing.T) {
 	named := itest.KubeSpec(ns, "", spec.Recreate, "demo:v2", health.URL+"/healthz")
 	named.Platform.Kubernetes.Cluster = "plane"
 	started, res := run(named)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, "deploy:k8s:plane/"+ns+"/web", started.WorkflowID)
 	require.Equal(t, "demo:v2", image())
 
@@ -82,7 +82,7 @@ func TestSpecsNameClustersTheWorkerKnows(t *testing.T) {
 		s := itest.KubeSpec(ns, "", spec.Recreate, "demo:v1", health.URL+"/healthz")
 		tt.mutate(s.Platform.Kubernetes)
 		_, res := run(s)
-		require.Equal(t, workflows.OutcomeRejected, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 		require.Contains(t, res.Error, tt.want)
 		require.Equal(t, "demo:v2", image(), "a rejected rollout changed the Deployment")
 	}

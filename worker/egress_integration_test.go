@@ -19,10 +19,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestEgressPolicyAndSecretReferences runs the worker binary with
@@ -97,7 +97,7 @@ func TestEgressPolicyAndSecretReferences(t *testing.T) {
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err, "worker log:\n%s", logs.String())
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 
 	require.Zero(t, internalHits.Load(), "the fixed target off the allowlist was reached")
 	mu.Lock()

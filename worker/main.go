@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/control"
@@ -292,7 +293,7 @@ func run(cfg config) error {
 	defer dc.Close()
 
 	workflows.SetDataConverter(opts.DataConverter)
-	w := worker.New(c, workflows.TaskQueue, workerOptions(cfg, log))
+	w := worker.New(c, api.TaskQueue, workerOptions(cfg, log))
 	workflows.Register(w)
 	kube := kubernetes.New(log)
 	kube.QPS, kube.Burst = cfg.kubeQPS, cfg.kubeBurst
@@ -320,7 +321,7 @@ func run(cfg config) error {
 		Log:    log,
 	})
 	log.Info("worker starting", zap.String("address", opts.HostPort), zap.String("namespace", opts.Namespace),
-		zap.String("taskQueue", workflows.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))
+		zap.String("taskQueue", api.TaskQueue), zap.Strings("allowedCommands", cfg.allowCommands))
 	return w.Run(worker.InterruptCh())
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/codec"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/logging"
@@ -115,8 +116,8 @@ workers to this build would break those runs.`,
 
 // stagecraftTypes narrows query to Stagecraft's workflow types.
 func stagecraftTypes(query string) string {
-	types := []string{workflows.CanaryWorkflow, workflows.BlueGreenWorkflow, workflows.RollingWorkflow,
-		workflows.RecreateWorkflow, workflows.ReleaseWorkflow}
+	types := []string{api.CanaryWorkflow, api.BlueGreenWorkflow, api.RollingWorkflow,
+		api.RecreateWorkflow, api.ReleaseWorkflow}
 	q := fmt.Sprintf("WorkflowType IN ('%s')", strings.Join(types, "', '"))
 	if strings.TrimSpace(query) != "" {
 		q += " AND (" + query + ")"

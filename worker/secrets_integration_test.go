@@ -14,11 +14,11 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestSecretReferencesStayInTheWorkersScope runs the worker binary with
@@ -67,7 +67,7 @@ func TestSecretReferencesStayInTheWorkersScope(t *testing.T) {
 		}
 		return ids
 	}
-	run := func(s spec.Spec) workflows.Result {
+	run := func(s spec.Spec) api.Result {
 		t.Helper()
 		itest.RemoveService(t, dc, s.Service)
 		started, err := control.Start(ctx, tc, s)
@@ -81,7 +81,7 @@ func TestSecretReferencesStayInTheWorkersScope(t *testing.T) {
 	good.Platform.Docker.SecretEnv = map[string]spec.SecretRef{
 		"DB_PASSWORD": {FromEnv: "APP_DB_PASSWORD"}, "API_TOKEN": {FromFile: filepath.Join(secretDir, "api")}}
 	res := run(good)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	ids := containers(good.Service)
 	require.Len(t, ids, 1)
 	in, err := dc.ContainerInspect(ctx, ids[0], client.ContainerInspectOptions{})
@@ -97,7 +97,7 @@ func TestSecretReferencesStayInTheWorkersScope(t *testing.T) {
 		bad := itest.DemoSpec(itest.Name("unscoped"), "stagecraft-demo:v1", spec.Recreate, 1)
 		bad.Platform.Docker.SecretEnv = map[string]spec.SecretRef{"LEAK": ref}
 		res := run(bad)
-		require.NotEqual(t, workflows.OutcomeSucceeded, res.Outcome, "%s", ref)
+		require.NotEqual(t, api.OutcomeSucceeded, res.Outcome, "%s", ref)
 		require.Contains(t, res.Error, "platform.docker.secretEnv.LEAK", "%s", ref)
 		require.Contains(t, res.Error, field, "%s", ref)
 		require.Empty(t, containers(bad.Service), "%s: nothing was created", ref)
@@ -112,7 +112,7 @@ func TestSecretReferencesStayInTheWorkersScope(t *testing.T) {
 	leaky := itest.DemoSpec(itest.Name("leaky"), "stagecraft-demo:v1", spec.Recreate, 1)
 	leaky.Platform.Docker.SecretEnv = map[string]spec.SecretRef{"SLOW_BY": {FromEnv: "APP_DB_PASSWORD"}}
 	res = run(leaky)
-	require.NotEqual(t, workflows.OutcomeSucceeded, res.Outcome)
+	require.NotEqual(t, api.OutcomeSucceeded, res.Outcome)
 	require.NotContains(t, res.Error, "invalid duration", "the container's output reached the rollout's error")
 	require.NotContains(t, res.Error, "db-pass-planted")
 	require.Contains(t, res.Error, "its last output is in the worker's log")

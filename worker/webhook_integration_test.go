@@ -19,11 +19,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestWebhooksAreSignedByTheWorker runs the worker binary with a signing
@@ -92,7 +92,7 @@ func TestWebhooksAreSignedByTheWorker(t *testing.T) {
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err, "worker log:\n%s", logs.String())
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 
 	mu.Lock()
 	defer mu.Unlock()

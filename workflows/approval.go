@@ -5,6 +5,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -23,11 +24,11 @@ func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 	r.gateV = workflow.GetVersion(ctx, gateVersion, workflow.DefaultVersion, 1)
 	stage := r.plan.Stages[i]
 	now := workflow.Now(ctx)
-	r.st.Approvals = append(r.st.Approvals, ApprovalRecord{Stage: i, Name: stage.Name, RequestedAt: now,
+	r.st.Approvals = append(r.st.Approvals, api.ApprovalRecord{Stage: i, Name: stage.Name, RequestedAt: now,
 		Deadline: now.Add(a.Timeout.D()), OnTimeout: a.OnTimeout})
 	r.approved = false
 	prev := r.st.Phase
-	r.st.Phase, r.st.CurrentStage = PhaseAwaitingApproval, i
+	r.st.Phase, r.st.CurrentStage = api.PhaseAwaitingApproval, i
 	r.notify(ctx, spec.EventApprovalNeeded, fmt.Sprintf("%s waits for approval until %s, then %s",
 		stage.Name, now.Add(a.Timeout.D()).UTC().Format("2006-01-02 15:04:05 UTC"), a.OnTimeout))
 	err := r.inStage(ctx, func(sctx workflow.Context) error {
@@ -48,7 +49,7 @@ func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 				// Promote approves what is left, the open gate too.
 				rec := &r.st.Approvals[len(r.st.Approvals)-1]
 				at := r.promotedAt
-				rec.ApprovedBy, rec.Reason, rec.ApprovedAt, rec.Via = r.promotedBy.By, r.promotedBy.Reason, &at, SignalPromote
+				rec.ApprovedBy, rec.Reason, rec.ApprovedAt, rec.Via = r.promotedBy.By, r.promotedBy.Reason, &at, api.SignalPromote
 				return nil
 			case err != nil:
 				return err
@@ -62,25 +63,25 @@ func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 			}
 		}
 	})
-	if r.st.Phase == PhaseAwaitingApproval {
+	if r.st.Phase == api.PhaseAwaitingApproval {
 		r.st.Phase = prev
 	}
 	return err
 }
 
 // openApproval is the approval gate that waits now, or nil.
-func (r *rollout) openApproval() *ApprovalRecord {
-	if n := len(r.st.Approvals); n > 0 && r.st.Approvals[n-1].Open() && r.st.Phase == PhaseAwaitingApproval {
+func (r *rollout) openApproval() *api.ApprovalRecord {
+	if n := len(r.st.Approvals); n > 0 && r.st.Approvals[n-1].Open() && r.st.Phase == api.PhaseAwaitingApproval {
 		return &r.st.Approvals[n-1]
 	}
 	return nil
 }
 
 // approve records who approved the open gate and why.
-func (r *rollout) approve(ctx workflow.Context, req ControlRequest) {
+func (r *rollout) approve(ctx workflow.Context, req api.ControlRequest) {
 	a := r.openApproval()
 	now := workflow.Now(ctx)
-	a.ApprovedBy, a.Reason, a.ApprovedAt, a.Via = req.By, req.Reason, &now, SignalApprove
+	a.ApprovedBy, a.Reason, a.ApprovedAt, a.Via = req.By, req.Reason, &now, api.SignalApprove
 	r.approved = true
 }
 

@@ -9,6 +9,7 @@ import (
 	sdkapi "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -24,30 +25,30 @@ func gated(onTimeout string) spec.Spec {
 
 func TestApprovalGateWaitsForApprove(t *testing.T) {
 	h := newHarness(t)
-	var waiting Status
+	var waiting api.Status
 	var errs []string
 	approve := func(after time.Duration, by string) {
 		h.env.RegisterDelayedCallback(func() {
-			h.env.UpdateWorkflow(UpdateApprove, by+after.String(), &updateCallback{done: func(st Status, err error) {
+			h.env.UpdateWorkflow(api.UpdateApprove, by+after.String(), &updateCallback{done: func(st api.Status, err error) {
 				if err != nil {
 					errs = append(errs, err.Error())
 				}
-			}}, ControlRequest{By: by, Reason: "dashboards look fine"})
+			}}, api.ControlRequest{By: by, Reason: "dashboards look fine"})
 		}, after)
 	}
 	approve(30*time.Second, "eve") // stage 1 is not gated: rejected
 	h.env.RegisterDelayedCallback(func() {
-		v, err := h.env.QueryWorkflow(QueryStatus)
+		v, err := h.env.QueryWorkflow(api.QueryStatus)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&waiting))
 	}, 10*time.Minute)
 	approve(20*time.Minute, "carol")
 	res := h.run(gated(spec.OnTimeoutAbort))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, []string{"cannot approve: rollout deploy:docker:hello is not waiting for approval"}, errs)
 
 	// Two bakes (2 min), then the gate held 100% until the approve at 20 min.
-	require.Equal(t, PhaseAwaitingApproval, waiting.Phase)
+	require.Equal(t, api.PhaseAwaitingApproval, waiting.Phase)
 	require.Equal(t, 2, waiting.CurrentStage)
 	require.Len(t, waiting.Approvals, 1)
 	require.True(t, waiting.Approvals[0].Open())
@@ -67,7 +68,7 @@ func TestApprovalTimeout(t *testing.T) {
 	t.Run("abort rolls back", func(t *testing.T) {
 		h := newHarness(t)
 		res := h.run(gated(spec.OnTimeoutAbort))
-		require.Equal(t, OutcomeRolledBack, res.Outcome)
+		require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 		require.Contains(t, res.Error, "approval of canary 100% not given within 1h0m0s")
 		require.True(t, res.Approvals[0].TimedOut)
 		require.Equal(t, restore, h.converges[len(h.converges)-1].Desired)
@@ -75,15 +76,15 @@ func TestApprovalTimeout(t *testing.T) {
 	t.Run("proceed goes on", func(t *testing.T) {
 		h := newHarness(t)
 		res := h.run(gated(spec.OnTimeoutProceed))
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.True(t, res.Approvals[0].TimedOut)
 		require.Empty(t, res.Approvals[0].ApprovedBy)
 	})
 	t.Run("promote approves what is left", func(t *testing.T) {
 		h := newHarness(t)
-		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPromote, ControlRequest{By: "dave"}) }, 30*time.Second)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPromote, api.ControlRequest{By: "dave"}) }, 30*time.Second)
 		res := h.run(gated(spec.OnTimeoutAbort))
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Empty(t, res.Approvals)
 	})
 }
@@ -107,8 +108,8 @@ func TestRolloutNotifiesOncePerEvent(t *testing.T) {
 			*s = gated(spec.OnTimeoutProceed)
 			s.Notifications = hook
 			for _, at := range []time.Duration{10 * time.Second, 2 * time.Minute} {
-				h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, at)
-				h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, at+time.Minute)
+				h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice"}) }, at)
+				h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"}) }, at+time.Minute)
 			}
 		}, []string{"started", "paused", "paused", "approval_needed", "succeeded"}},
 	}
@@ -138,7 +139,7 @@ func TestRolloutNotifiesOncePerEvent(t *testing.T) {
 	t.Run("no targets, no activity", func(t *testing.T) {
 		h := newHarness(t)
 		res := h.run(testSpec(spec.Canary))
-		require.Equal(t, OutcomeSucceeded, res.Outcome)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome)
 		require.Empty(t, h.notified)
 	})
 }
@@ -149,13 +150,13 @@ func TestSearchAttributesAndDetails(t *testing.T) {
 	var fixed map[string]bool
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
-		if v, ok := sa.GetKeyword(SearchStatus); ok {
+		if v, ok := sa.GetKeyword(api.SearchStatus); ok {
 			statuses = append(statuses, v)
 		}
-		if v, ok := sa.GetKeyword(SearchService); ok {
+		if v, ok := sa.GetKeyword(api.SearchService); ok {
 			require.Equal(t, "hello", v)
 			fixed = map[string]bool{}
-			for _, k := range []temporal.SearchAttributeKeyKeyword{SearchStrategy, SearchPlatform, SearchImage, SearchEnvironment} {
+			for _, k := range []temporal.SearchAttributeKeyKeyword{api.SearchStrategy, api.SearchPlatform, api.SearchImage, api.SearchEnvironment} {
 				_, fixed[k.GetName()] = sa.GetKeyword(k)
 			}
 		}
@@ -171,13 +172,13 @@ func TestSearchAttributesAndDetails(t *testing.T) {
 		}, at)
 	}
 	query(30 * time.Second)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, 90*time.Second)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice"}) }, 90*time.Second)
 	query(2 * time.Minute)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 3*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"}) }, 3*time.Minute)
 	s := testSpec(spec.Canary)
 	s.Service, s.Environment = "hello", "prod"
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome)
 	require.Equal(t, map[string]bool{"StagecraftStrategy": true, "StagecraftPlatform": true, "StagecraftImage": true, "StagecraftEnvironment": true}, fixed)
 	require.Equal(t, "pending", statuses[0])
 	require.Equal(t, "succeeded", statuses[len(statuses)-1])
@@ -196,22 +197,22 @@ func TestSearchAttributesAndDetails(t *testing.T) {
 // rolled back: review finding 2).
 func TestPromoteWhileGateOpenApprovesIt(t *testing.T) {
 	h := newHarness(t)
-	var promoted Status
+	var promoted api.Status
 	var promoteErr error
 	h.env.RegisterDelayedCallback(func() {
-		h.env.UpdateWorkflow(UpdatePromote, "p1", &updateCallback{done: func(st Status, err error) { promoted, promoteErr = st, err }},
-			ControlRequest{By: "dave", Reason: "ship it"})
+		h.env.UpdateWorkflow(api.UpdatePromote, "p1", &updateCallback{done: func(st api.Status, err error) { promoted, promoteErr = st, err }},
+			api.ControlRequest{By: "dave", Reason: "ship it"})
 	}, 10*time.Minute)
 	res := h.run(gated(spec.OnTimeoutAbort))
 	require.NoError(t, promoteErr)
 	require.True(t, promoted.Promoted)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Len(t, res.Approvals, 1)
 	a := res.Approvals[0]
 	require.False(t, a.TimedOut)
 	require.Equal(t, "dave", a.ApprovedBy)
 	require.Equal(t, "ship it", a.Reason)
-	require.Equal(t, SignalPromote, a.Via)
+	require.Equal(t, api.SignalPromote, a.Via)
 	require.NotNil(t, a.ApprovedAt)
 	require.Equal(t, 8*time.Minute, a.ApprovedAt.Sub(a.RequestedAt))
 	// The 100% stage converged at the promote, not after the hour.
@@ -225,19 +226,19 @@ func TestPromoteWhileGateOpenApprovesIt(t *testing.T) {
 // finding 11).
 func TestPauseDuringGateHoldsApprovedStage(t *testing.T) {
 	h := newHarness(t)
-	var during Status
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, 5*time.Minute)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalApprove, ControlRequest{By: "carol"}) }, 6*time.Minute)
+	var during api.Status
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice"}) }, 5*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalApprove, api.ControlRequest{By: "carol"}) }, 6*time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		v, err := h.env.QueryWorkflow(QueryStatus)
+		v, err := h.env.QueryWorkflow(api.QueryStatus)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&during))
 	}, 7*time.Minute)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 30*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"}) }, 30*time.Minute)
 	res := h.run(gated(spec.OnTimeoutAbort))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.True(t, during.Paused)
-	require.Equal(t, StagePending, during.Stages[2].Status, "the approved stage waits for the resume")
+	require.Equal(t, api.StagePending, during.Stages[2].Status, "the approved stage waits for the resume")
 	require.Len(t, h.converges, 4)
 	require.Equal(t, 30*time.Minute, h.converges[2].At.Sub(h.converges[0].At), "100%% converged at the resume")
 	require.Equal(t, "carol", res.Approvals[0].ApprovedBy)

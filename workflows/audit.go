@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 )
 
@@ -231,10 +232,10 @@ func (w *auditWriter) stage(row audit.Stage) {
 type auditor struct {
 	auditWriter
 	// last is what the collector last recorded.
-	phase    Phase
-	outcome  Outcome
+	phase    api.Phase
+	outcome  api.Outcome
 	controls int
-	stages   []StageStatus
+	stages   []api.StageStatus
 	// rounds are rounds the watchers could not store, waiting for a batch.
 	rounds []audit.Round
 }
@@ -356,7 +357,7 @@ func (r *rollout) auditCollect(ctx workflow.Context) {
 		r.au.phase = st.Phase
 	}
 	for i, s := range st.Stages {
-		prev := StageStatus("")
+		prev := api.StageStatus("")
 		if i < len(r.au.stages) {
 			prev = r.au.stages[i]
 		}
@@ -381,7 +382,7 @@ func (r *rollout) auditCollect(ctx workflow.Context) {
 	q.Plan = &plan
 }
 
-func auditPlan(st Status) audit.Plan {
+func auditPlan(st api.Status) audit.Plan {
 	p := audit.Plan{WorkflowID: st.WorkflowID, RunID: st.RunID, ExecutionID: st.ExecutionID, RequestID: st.RequestID,
 		Service: st.Service, Platform: st.Platform, Strategy: st.Strategy, Target: st.Target,
 		ImageFrom: st.ImageFrom, ImageTo: st.ImageTo, Status: string(st.Phase), Error: st.Error,
@@ -390,13 +391,13 @@ func auditPlan(st Status) audit.Plan {
 	p.StartedAt = &started
 	if st.Outcome != "" {
 		p.Status = string(st.Outcome)
-		p.Success = st.Outcome == OutcomeSucceeded
-		p.RolledBack = st.Outcome == OutcomeRolledBack || st.Outcome == OutcomeRollbackFailed
+		p.Success = st.Outcome == api.OutcomeSucceeded
+		p.RolledBack = st.Outcome == api.OutcomeRolledBack || st.Outcome == api.OutcomeRollbackFailed
 	}
 	return p
 }
 
-func auditStage(strategy string, s StageRecord) audit.Stage {
+func auditStage(strategy string, s api.StageRecord) audit.Stage {
 	return audit.Stage{Index: s.Index, Name: s.Name, Strategy: strategy, Percent: s.Percent,
 		TargetNew: s.New, TargetTotal: s.New + s.Old, Status: string(s.Status),
 		ChecksPassed: s.ChecksPassed, ChecksFailed: s.ChecksFailed, Rounds: s.Rounds,

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -57,11 +58,11 @@ func TestAuditTrailOfACanary(t *testing.T) {
 	h := newHarness(t)
 	s := testSpec(spec.Canary)
 	s.Strategy.Steps = []int{50, 100}
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice", Reason: "dashboards"}) }, 2*time.Minute)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 4*time.Minute)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "bob"}) }, 5*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice", Reason: "dashboards"}) }, 2*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"}) }, 4*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "bob"}) }, 5*time.Minute)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 
 	events, plan, stages := trail(t, h.batches)
 	want := strings.Join([]string{
@@ -103,7 +104,7 @@ func TestAuditOfARollback(t *testing.T) {
 	h := newHarness(t)
 	h.failAt, h.failAfter = 1, time.Minute
 	res := h.run(testSpec(spec.Rolling))
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	events, plan, stages := trail(t, h.batches)
 	require.Equal(t, "rolled_back", plan.Status)
 	require.True(t, plan.RolledBack)
@@ -125,7 +126,7 @@ func TestAuditWaitsOutADatabaseOutage(t *testing.T) {
 	h := newHarness(t)
 	h.auditFails = 8 // about 4 minutes of backoff: 1+2+4+8+16+30+30+30 s
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, 5*time.Minute, h.converges[1].At.Sub(h.converges[0].At), "stages keep their pace")
 
 	events, plan, _ := trail(t, h.batches)
@@ -143,7 +144,7 @@ func TestAuditRejectedSpec(t *testing.T) {
 	s := testSpec(spec.Canary)
 	s.Image = ""
 	res := h.run(s)
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	events, plan, _ := trail(t, h.batches)
 	require.Equal(t, "rejected", plan.Status)
 	require.Contains(t, plan.Error, "image")
@@ -191,7 +192,7 @@ func TestAuditBatchesBoundedByBytes(t *testing.T) {
 		return res, 5 * time.Second, true
 	}
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Greater(t, h.auditCalls, h.auditFails, "the store came back")
 
 	// A retried input is the one first scheduled: the inputs written are

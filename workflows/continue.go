@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -24,7 +25,7 @@ var ContinueAfterEvents = 3000
 
 // carried is a rollout's state handed from one run to the next.
 type carried struct {
-	Status   Status            `json:"status"`
+	Status   api.Status        `json:"status"`
 	Snapshot platform.Snapshot `json:"snapshot"`
 	Plan     plan.Plan         `json:"plan"`
 	Token    string            `json:"token"`
@@ -49,11 +50,11 @@ type carried struct {
 }
 
 type carriedAudit struct {
-	On       bool          `json:"on"`
-	Seq      int64         `json:"seq"`
-	Phase    Phase         `json:"phase"`
-	Controls int           `json:"controls"`
-	Stages   []StageStatus `json:"stages"`
+	On       bool              `json:"on"`
+	Seq      int64             `json:"seq"`
+	Phase    api.Phase         `json:"phase"`
+	Controls int               `json:"controls"`
+	Stages   []api.StageStatus `json:"stages"`
 }
 
 // shouldContinue reports whether the run should continue as new before
@@ -92,7 +93,7 @@ func (r *rollout) continueAsNew(ctx workflow.Context, strategy string, next int)
 	for _, action := range controls {
 		ch := workflow.GetSignalChannel(ctx, action)
 		for {
-			var req ControlRequest
+			var req api.ControlRequest
 			if !ch.ReceiveAsync(&req) {
 				break
 			}
@@ -118,12 +119,11 @@ func (r *rollout) continueAsNew(ctx workflow.Context, strategy string, next int)
 	if err != nil {
 		return fmt.Errorf("carry state: %w", err)
 	}
-	s := r.spec
-	s.Resume = b
-	name, _ := WorkflowFor(strategy)
+	in := api.RolloutInput{Spec: r.spec, Release: r.release, Resume: b}
+	name, _ := api.WorkflowFor(strategy)
 	workflow.GetLogger(ctx).Info("continuing as new", "service", r.spec.Service, "next stage", next,
 		"history", workflow.GetInfo(ctx).GetCurrentHistoryLength())
-	return workflow.NewContinueAsNewError(ctx, name, s)
+	return workflow.NewContinueAsNewError(ctx, name, in)
 }
 
 // resume restores the state a previous run carried over.
@@ -142,12 +142,4 @@ func (r *rollout) resume(ctx workflow.Context, raw []byte) (int, error) {
 	r.au.seq, r.au.phase, r.au.controls, r.au.stages = c.Audit.Seq, c.Audit.Phase, c.Audit.Controls, c.Audit.Stages
 	r.nt.sent = c.Notified
 	return c.Next, nil
-}
-
-// stripResume takes the carried state out of a spec, so the spec validates
-// and the next run's spec does not nest it.
-func stripResume(s spec.Spec) (spec.Spec, []byte) {
-	raw := s.Resume
-	s.Resume = nil
-	return s, raw
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -28,12 +29,12 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 	s.Strategy.BatchSize = 1
 	s.Strategy.Bake = spec.Duration(2 * time.Second)
 	s.Health.Interval = spec.Duration(time.Second)
-	input := s.WithDefaults()
+	input := api.RolloutInput{Spec: s.WithDefaults()}
 
 	var (
 		desired []int // the New count of every converge, across runs
 		events  []audit.Event
-		res     Result
+		res     api.Result
 		runs    int
 	)
 	for runs = 1; runs <= 10; runs++ {
@@ -51,10 +52,10 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 		if runs == 2 {
 			// A pause and a resume in the second run: its control log
 			// goes on in the later runs.
-			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "ops"}) }, 101*time.Second)
-			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "ops"}) }, time.Hour)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "ops"}) }, 101*time.Second)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "ops"}) }, time.Hour)
 		}
-		h.execute(RollingWorkflow, input)
+		h.execute(api.RollingWorkflow, input)
 		require.True(t, h.env.IsWorkflowCompleted())
 		for _, c := range h.converges {
 			desired = append(desired, c.Desired.New)
@@ -65,8 +66,8 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 		err := h.env.GetWorkflowError()
 		var can *workflow.ContinueAsNewError
 		if errors.As(err, &can) {
-			require.Equal(t, RollingWorkflow, can.WorkflowType.Name)
-			input = spec.Spec{}
+			require.Equal(t, api.RollingWorkflow, can.WorkflowType.Name)
+			input = api.RolloutInput{}
 			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &input))
 			require.NotEmpty(t, input.Resume)
 			continue
@@ -76,11 +77,11 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 		break
 	}
 	t.Logf("runs %d, converges %d, outcome %s: %s", runs, len(desired), res.Outcome, res.Error)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, 4, runs, "250 stages a run")
 	require.Len(t, res.Stages, 1000)
 	for i, st := range res.Stages {
-		require.Equal(t, StageCompleted, st.Status, "stage %d", i)
+		require.Equal(t, api.StageCompleted, st.Status, "stage %d", i)
 	}
 	// Every batch converged once, in order, then the final state.
 	require.Len(t, desired, 1001)
@@ -117,18 +118,18 @@ func TestAbortDuringContinueAsNewHandoverRollsBack(t *testing.T) {
 	var abortErr error
 	accepted := false
 	h.env.RegisterDelayedCallback(func() {
-		h.env.UpdateWorkflow(UpdateAbort, "a1", &updateCallback{done: func(_ Status, err error) { abortErr, accepted = err, true }},
-			ControlRequest{By: "oncall", Reason: "error rate up"})
+		h.env.UpdateWorkflow(api.UpdateAbort, "a1", &updateCallback{done: func(_ api.Status, err error) { abortErr, accepted = err, true }},
+			api.ControlRequest{By: "oncall", Reason: "error rate up"})
 	}, 150*time.Second)
 	h.env.SetTestTimeout(time.Minute)
-	h.execute(RollingWorkflow, s)
+	h.execute(api.RollingWorkflow, s)
 	require.True(t, h.env.IsWorkflowCompleted())
 	require.True(t, accepted)
 	require.NoError(t, abortErr)
 	require.NoError(t, h.env.GetWorkflowError(), "the run must not continue as new")
-	var res Result
+	var res api.Result
 	require.NoError(t, h.env.GetWorkflowResult(&res))
-	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "aborted: requested by oncall: error rate up")
 	// Two batches, then the restore; nothing after the abort.
 	d := h.desired()
@@ -145,7 +146,7 @@ func TestAbortDuringContinueAsNewHandoverRollsBack(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, string(OutcomeRolledBack), outcome)
+	require.Equal(t, string(api.OutcomeRolledBack), outcome)
 }
 
 // TestAbortCarriedAcrossContinueAsNew: a run that carries an accepted
@@ -161,10 +162,10 @@ func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
 			h.env.SetContinueAsNewSuggested(true)
 		}
 	}
-	h.execute(RollingWorkflow, s)
+	h.execute(api.RollingWorkflow, s)
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
-	var next spec.Spec
+	var next api.RolloutInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	var c map[string]any
 	require.NoError(t, json.Unmarshal(next.Resume, &c))
@@ -173,11 +174,11 @@ func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
 
 	h2 := newHarness(t)
 	h2.env.SetContinuedExecutionRunID("run-1")
-	h2.execute(RollingWorkflow, next)
+	h2.execute(api.RollingWorkflow, next)
 	require.NoError(t, h2.env.GetWorkflowError())
-	var res Result
+	var res api.Result
 	require.NoError(t, h2.env.GetWorkflowResult(&res))
-	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Equal(t, "aborted: requested by oncall", res.Error)
 	require.Equal(t, []plan.Desired{restore}, h2.desired())
 }
@@ -198,24 +199,24 @@ func TestPauseDuringContinueAsNewHandoverHolds(t *testing.T) {
 	}
 	var pauseErr error
 	h.env.RegisterDelayedCallback(func() {
-		h.env.UpdateWorkflow(UpdatePause, "p1", &updateCallback{done: func(_ Status, err error) { pauseErr = err }},
-			ControlRequest{By: "oncall"})
+		h.env.UpdateWorkflow(api.UpdatePause, "p1", &updateCallback{done: func(_ api.Status, err error) { pauseErr = err }},
+			api.ControlRequest{By: "oncall"})
 	}, 150*time.Second)
-	h.execute(RollingWorkflow, s)
+	h.execute(api.RollingWorkflow, s)
 	require.NoError(t, pauseErr)
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
-	var next spec.Spec
+	var next api.RolloutInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 
 	h2 := newHarness(t)
 	h2.env.SetContinuedExecutionRunID("run-1")
-	h2.env.RegisterDelayedCallback(func() { h2.env.SignalWorkflow(SignalResume, ControlRequest{By: "oncall"}) }, 10*time.Minute)
+	h2.env.RegisterDelayedCallback(func() { h2.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "oncall"}) }, 10*time.Minute)
 	start := h2.env.Now()
-	h2.execute(RollingWorkflow, next)
+	h2.execute(api.RollingWorkflow, next)
 	require.NoError(t, h2.env.GetWorkflowError())
-	var res Result
+	var res api.Result
 	require.NoError(t, h2.env.GetWorkflowResult(&res))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, 10*time.Minute, h2.converges[0].At.Sub(start), "the next run waited for the resume")
 }

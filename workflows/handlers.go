@@ -6,16 +6,17 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // controls are the actions an operator may take, each as a signal and as an
 // update of the same name; both go through rollout.control.
-var controls = []string{SignalPause, SignalResume, SignalAbort, SignalPromote, SignalApprove}
+var controls = []string{api.SignalPause, api.SignalResume, api.SignalAbort, api.SignalPromote, api.SignalApprove}
 
 // register installs the status query and the control signals and updates.
 func (r *rollout) register(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (Status, error) {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.Status, error) {
 		return r.status(), nil
 	}, workflow.QueryHandlerOptions{Description: "The rollout's plan, every stage and the control log"}); err != nil {
 		return err
@@ -24,17 +25,17 @@ func (r *rollout) register(ctx workflow.Context) error {
 		ch := workflow.GetSignalChannel(ctx, action)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			for {
-				var req ControlRequest
+				var req api.ControlRequest
 				ch.Receive(gctx, &req)
 				_, _ = r.control(gctx, action, req, "signal")
 			}
 		})
 		err := workflow.SetUpdateHandlerWithOptions(ctx, action,
-			func(uctx workflow.Context, req ControlRequest) (Status, error) {
+			func(uctx workflow.Context, req api.ControlRequest) (api.Status, error) {
 				return r.control(uctx, action, req, "update")
 			},
 			workflow.UpdateHandlerOptions{
-				Validator:   func(req ControlRequest) error { return r.check(action) },
+				Validator:   func(req api.ControlRequest) error { return r.check(action) },
 				Description: fmt.Sprintf("%s the rollout; rejected when the transition is illegal", action),
 			})
 		if err != nil {
@@ -47,7 +48,7 @@ func (r *rollout) register(ctx workflow.Context) error {
 // check says whether action is legal now.
 func (r *rollout) check(action string) error {
 	switch {
-	case r.st.Phase == PhaseDone:
+	case r.st.Phase == api.PhaseDone:
 		return fmt.Errorf("cannot %s: rollout %s is finished (%s)", action, r.st.WorkflowID, r.st.Outcome)
 	case r.rollingBack:
 		return fmt.Errorf("cannot %s: rollout %s is rolling back", action, r.st.WorkflowID)
@@ -55,23 +56,23 @@ func (r *rollout) check(action string) error {
 		return fmt.Errorf("cannot %s: rollout %s is already aborting", action, r.st.WorkflowID)
 	}
 	switch action {
-	case SignalPause:
+	case api.SignalPause:
 		if r.paused {
 			return errors.New("cannot pause: rollout is already paused")
 		}
 		if r.promoted {
 			return errors.New("cannot pause: rollout was promoted")
 		}
-	case SignalResume:
+	case api.SignalResume:
 		if !r.paused {
 			return errors.New("cannot resume: rollout is not paused")
 		}
-	case SignalPromote:
+	case api.SignalPromote:
 		if r.promoted {
 			return errors.New("cannot promote: rollout is already promoted")
 		}
-	case SignalAbort:
-	case SignalApprove:
+	case api.SignalAbort:
+	case api.SignalApprove:
 		if r.openApproval() == nil {
 			return fmt.Errorf("cannot approve: rollout %s is not waiting for approval", r.st.WorkflowID)
 		}
@@ -83,8 +84,8 @@ func (r *rollout) check(action string) error {
 
 // control applies an action (from a signal, an update or the deadline),
 // records it, and wakes the stage loop.
-func (r *rollout) control(ctx workflow.Context, action string, req ControlRequest, via string) (Status, error) {
-	rec := ControlRecord{Action: action, Via: via, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
+func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRequest, via string) (api.Status, error) {
+	rec := api.ControlRecord{Action: action, Via: via, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
 	if err := r.check(action); err != nil {
 		rec.Error = err.Error()
 		r.st.Controls = append(r.st.Controls, rec)
@@ -94,23 +95,23 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 	rec.Accepted = true
 	r.st.Controls = append(r.st.Controls, rec)
 	switch action {
-	case SignalPause:
+	case api.SignalPause:
 		r.paused = true
 		r.st.Paused = true
 		r.notify(ctx, spec.EventPaused, describe(req))
-	case SignalResume:
+	case api.SignalResume:
 		r.paused = false
 		r.st.Paused = false
 		// Resuming a pause the health policy took accepts degradation
 		// for the rest of the rollout.
 		r.acceptDegraded = r.acceptDegraded || r.healthPaused
-	case SignalPromote:
+	case api.SignalPromote:
 		r.promoted, r.paused = true, false
 		r.st.Promoted, r.st.Paused = true, false
 		r.promotedBy, r.promotedAt = req, rec.At
-	case SignalApprove:
+	case api.SignalApprove:
 		r.approve(ctx, req)
-	case SignalAbort:
+	case api.SignalAbort:
 		r.aborted = true
 		r.abortReason = describe(req)
 		if r.cancelStage != nil {
@@ -123,23 +124,23 @@ func (r *rollout) control(ctx workflow.Context, action string, req ControlReques
 }
 
 // status is the state as callers see it: a paused rollout says so.
-func (r *rollout) status() Status {
+func (r *rollout) status() api.Status {
 	st := r.st
 	st.Phase = r.phase()
-	st.Stages = append([]StageRecord(nil), r.st.Stages...)
-	st.Controls = append([]ControlRecord(nil), r.st.Controls...)
+	st.Stages = append([]api.StageRecord(nil), r.st.Stages...)
+	st.Controls = append([]api.ControlRecord(nil), r.st.Controls...)
 	return st
 }
 
 // phase is the phase callers see: a paused rollout says so.
-func (r *rollout) phase() Phase {
-	if r.paused && (r.st.Phase == PhaseDeploying || r.st.Phase == PhaseValidating) {
-		return PhasePaused
+func (r *rollout) phase() api.Phase {
+	if r.paused && (r.st.Phase == api.PhaseDeploying || r.st.Phase == api.PhaseValidating) {
+		return api.PhasePaused
 	}
 	return r.st.Phase
 }
 
-func describe(req ControlRequest) string {
+func describe(req api.ControlRequest) string {
 	s := "requested"
 	if req.By != "" {
 		s += " by " + req.By
@@ -155,11 +156,11 @@ func describe(req ControlRequest) string {
 func Register(w interface {
 	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
 }) {
-	w.RegisterWorkflowWithOptions(CanaryDeployment, workflow.RegisterOptions{Name: CanaryWorkflow})
-	w.RegisterWorkflowWithOptions(BlueGreenDeployment, workflow.RegisterOptions{Name: BlueGreenWorkflow})
-	w.RegisterWorkflowWithOptions(RollingDeployment, workflow.RegisterOptions{Name: RollingWorkflow})
-	w.RegisterWorkflowWithOptions(RecreateDeployment, workflow.RegisterOptions{Name: RecreateWorkflow})
-	w.RegisterWorkflowWithOptions(ReleaseDeployment, workflow.RegisterOptions{Name: ReleaseWorkflow})
-	w.RegisterWorkflowWithOptions(ClearHold, workflow.RegisterOptions{Name: ClearHoldWorkflow})
+	w.RegisterWorkflowWithOptions(CanaryDeployment, workflow.RegisterOptions{Name: api.CanaryWorkflow})
+	w.RegisterWorkflowWithOptions(BlueGreenDeployment, workflow.RegisterOptions{Name: api.BlueGreenWorkflow})
+	w.RegisterWorkflowWithOptions(RollingDeployment, workflow.RegisterOptions{Name: api.RollingWorkflow})
+	w.RegisterWorkflowWithOptions(RecreateDeployment, workflow.RegisterOptions{Name: api.RecreateWorkflow})
+	w.RegisterWorkflowWithOptions(ReleaseDeployment, workflow.RegisterOptions{Name: api.ReleaseWorkflow})
+	w.RegisterWorkflowWithOptions(ClearHold, workflow.RegisterOptions{Name: api.ClearHoldWorkflow})
 	w.RegisterWorkflowWithOptions(AuditTrail, workflow.RegisterOptions{Name: AuditTrailWorkflow})
 }

@@ -7,37 +7,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/platform"
-	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // holdVersion: a rollout that ends rollback_failed holds its target
 // (activities.Hold): the next rollout, whoever starts it, is refused by
 // Prepare until an operator clears the hold (ClearHoldWorkflow).
 const holdVersion = "hold-20261203"
-
-// ClearHoldWorkflow is the workflow that clears a target's hold. It runs
-// under the target's rollout workflow ID, so it never runs beside a rollout
-// of that target.
-const ClearHoldWorkflow = "ClearHold"
-
-// ClearHoldRequest asks to clear a target's hold: who and why, recorded in
-// the audit trail.
-type ClearHoldRequest struct {
-	// Spec names the target; only its platform and target fields matter.
-	Spec   spec.Spec `json:"spec"`
-	Reason string    `json:"reason"`
-	By     string    `json:"by"`
-}
-
-// ClearHoldResult says which hold was cleared; Cleared is nil when the
-// target had none.
-type ClearHoldResult struct {
-	Target  string         `json:"target"`
-	Cleared *platform.Hold `json:"cleared,omitempty"`
-	By      string         `json:"by"`
-	Reason  string         `json:"reason"`
-}
 
 // hold marks the target held after the rollback failed. It runs on the
 // rollback's disconnected context and retries for a long while: a target
@@ -59,16 +36,16 @@ func (r *rollout) hold(ctx workflow.Context, msg string) string {
 
 // ClearHold clears the hold a failed rollback left on a target, recording
 // who cleared it and why in the audit trail.
-func ClearHold(ctx workflow.Context, req ClearHoldRequest) (ClearHoldResult, error) {
+func ClearHold(ctx workflow.Context, req api.ClearHoldRequest) (api.ClearHoldResult, error) {
 	s := req.Spec
-	res := ClearHoldResult{Target: s.TargetKey(), By: req.By, Reason: req.Reason}
+	res := api.ClearHoldResult{Target: s.TargetKey(), By: req.By, Reason: req.Reason}
 	info := workflow.GetInfo(ctx)
-	st := Status{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Service: s.Service,
-		Platform: s.PlatformName(), Target: s.TargetKey(), Strategy: ClearHoldWorkflow, Phase: PhasePending,
+	st := api.Status{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Service: s.Service,
+		Platform: s.PlatformName(), Target: s.TargetKey(), Strategy: api.ClearHoldWorkflow, Phase: api.PhasePending,
 		StartedAt: workflow.Now(ctx)}
 	// status answers like a rollout's, so status and watch of the target's
 	// ID say what its latest run did.
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, api.QueryStatus, func() (api.Status, error) { return st, nil }); err != nil {
 		return res, err
 	}
 	// As a rollout's (ownerVersion): asked only when the IDs differ, so a
@@ -83,7 +60,7 @@ func ClearHold(ctx workflow.Context, req ClearHoldRequest) (ClearHoldResult, err
 	in := activities.ClearInput{Spec: s, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
 	err := workflow.ExecuteActivity(beating(retried(ctx, "clear hold", 2*time.Minute, 10*time.Second, 10)), acts.ClearHold, in).Get(ctx, &out)
 	now := workflow.Now(ctx)
-	st.Phase, st.CompletedAt = PhaseDone, &now
+	st.Phase, st.CompletedAt = api.PhaseDone, &now
 	if err != nil {
 		st.Error = errorMessage(err)
 		return res, err

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -30,7 +31,7 @@ func TestRollbackFailedHoldsTarget(t *testing.T) {
 		}).Maybe()
 	s := testSpec(spec.Canary)
 	res := h.run(s)
-	require.Equal(t, OutcomeRollbackFailed, res.Outcome)
+	require.Equal(t, api.OutcomeRollbackFailed, res.Outcome)
 	require.Len(t, holds, 1, "a rollback_failed rollout holds its target")
 	hold := holds[0].Hold
 	require.Equal(t, s.TargetKey(), hold.Target)
@@ -47,7 +48,7 @@ func TestRollbackFailedHoldsTarget(t *testing.T) {
 			t.Errorf("a rolled-back rollout held its target: %+v", in)
 			return nil
 		}).Maybe()
-	require.Equal(t, OutcomeRolledBack, h2.run(testSpec(spec.Canary)).Outcome)
+	require.Equal(t, api.OutcomeRolledBack, h2.run(testSpec(spec.Canary)).Outcome)
 }
 
 // TestHeldTargetIsRejected: a rollout whose Prepare finds its target held
@@ -60,7 +61,7 @@ func TestHeldTargetIsRejected(t *testing.T) {
 		At: time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC), Reason: "stage 1 failed; rollback failed: restore snapshot: image gone"}}
 	h.prepareErr = temporal.NewNonRetryableApplicationError(herr.Error(), platform.ErrTypeHeld, herr)
 	res := h.run(s)
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "is held: rollout "+s.WorkflowID()+" (run run-1) ended rollback_failed")
 	require.Contains(t, res.Error, "starter clear "+s.TargetKey())
 	require.Empty(t, h.converges, "nothing converged")
@@ -73,7 +74,7 @@ func TestHeldTargetIsRejected(t *testing.T) {
 func TestClearHold(t *testing.T) {
 	s := testSpec(spec.Canary)
 	held := &platform.Hold{Target: s.TargetKey(), WorkflowID: s.WorkflowID(), RunID: "run-1", Reason: "rollback failed"}
-	run := func(t *testing.T, id string, req ClearHoldRequest) (ClearHoldResult, []activities.ClearInput, error) {
+	run := func(t *testing.T, id string, req api.ClearHoldRequest) (api.ClearHoldResult, []activities.ClearInput, error) {
 		env := (&testsuite.WorkflowTestSuite{}).NewTestWorkflowEnvironment()
 		Register(env)
 		env.RegisterActivity(acts)
@@ -83,28 +84,28 @@ func TestClearHold(t *testing.T) {
 				calls = append(calls, in)
 				return activities.ClearResult{Cleared: held}, nil
 			}).Maybe()
-		env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue})
-		env.ExecuteWorkflow(ClearHoldWorkflow, req)
+		env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue})
+		env.ExecuteWorkflow(api.ClearHoldWorkflow, req)
 		require.True(t, env.IsWorkflowCompleted())
-		var res ClearHoldResult
+		var res api.ClearHoldResult
 		err := env.GetWorkflowError()
 		if err == nil {
 			require.NoError(t, env.GetWorkflowResult(&res))
 		}
 		return res, calls, err
 	}
-	res, calls, err := run(t, s.WorkflowID(), ClearHoldRequest{Spec: s, Reason: "restored by hand", By: "alice"})
+	res, calls, err := run(t, s.WorkflowID(), api.ClearHoldRequest{Spec: s, Reason: "restored by hand", By: "alice"})
 	require.NoError(t, err)
 	require.Equal(t, held, res.Cleared)
 	require.Len(t, calls, 1)
 	require.Equal(t, "alice", calls[0].By)
 	require.Equal(t, "restored by hand", calls[0].Reason)
 
-	_, calls, err = run(t, "clear-it", ClearHoldRequest{Spec: s, Reason: "x", By: "alice"})
+	_, calls, err = run(t, "clear-it", api.ClearHoldRequest{Spec: s, Reason: "x", By: "alice"})
 	require.ErrorContains(t, err, "must run as \""+s.WorkflowID()+"\"")
 	require.Empty(t, calls)
 
-	_, calls, err = run(t, s.WorkflowID(), ClearHoldRequest{Spec: s, By: "alice"})
+	_, calls, err = run(t, s.WorkflowID(), api.ClearHoldRequest{Spec: s, By: "alice"})
 	require.ErrorContains(t, err, "a reason is required")
 	require.Empty(t, calls)
 }

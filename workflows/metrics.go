@@ -5,6 +5,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 // Stagecraft's own metrics, as workflow code emits them. The worker's
@@ -65,7 +67,7 @@ func (r *rollout) countStarted(ctx workflow.Context) {
 }
 
 // countFinished counts the rollout's outcome and times the whole rollout.
-func (r *rollout) countFinished(ctx workflow.Context, o Outcome) {
+func (r *rollout) countFinished(ctx workflow.Context, o api.Outcome) {
 	h := r.metrics(ctx, labelOutcome, string(o))
 	h.Counter(MetricRolloutsFinished).Inc(1)
 	if r.st.CompletedAt != nil && !r.st.StartedAt.IsZero() {
@@ -99,9 +101,9 @@ func (r *rollout) rollbackCause(reason string) string {
 	case r.aborted:
 		// The last abort says who asked: an operator or the rollout timeout.
 		for i := len(r.st.Controls) - 1; i >= 0; i-- {
-			if c := r.st.Controls[i]; c.Action == SignalAbort && c.Via == "timeout" {
+			if c := r.st.Controls[i]; c.Action == api.SignalAbort && c.Via == "timeout" {
 				return "timeout"
-			} else if c.Action == SignalAbort {
+			} else if c.Action == api.SignalAbort {
 				break
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -106,7 +107,7 @@ func metered(t *testing.T) (*harness, *recorder) {
 func TestMetricsOfASucceededRollout(t *testing.T) {
 	h, m := metered(t)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 
 	require.EqualValues(t, 1, m.counter("stagecraft_rollouts_started{platform=docker,strategy=canary}"))
 	require.EqualValues(t, 1, m.counter("stagecraft_rollouts_finished{outcome=succeeded,platform=docker,strategy=canary}"))
@@ -129,7 +130,7 @@ func TestMetricsOfRollbacks(t *testing.T) {
 	}{
 		{"health", func(h *harness, _ *spec.Spec) { h.failAt, h.failAfter = 1, time.Minute }, "health", 1},
 		{"abort", func(h *harness, _ *spec.Spec) {
-			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalAbort, ControlRequest{Reason: "bad metrics"}) }, 90*time.Second)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{Reason: "bad metrics"}) }, 90*time.Second)
 		}, "abort", 1},
 		{"cancel", func(h *harness, _ *spec.Spec) { h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 7*time.Minute) }, "cancelled", 1},
 		{"timeout", func(_ *harness, s *spec.Spec) { s.Timeout = spec.Duration(8 * time.Minute) }, "timeout", 1},
@@ -140,7 +141,7 @@ func TestMetricsOfRollbacks(t *testing.T) {
 			s := testSpec(spec.Canary)
 			tt.set(h, &s)
 			res := h.run(s)
-			require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 			require.EqualValues(t, 1, m.counter("stagecraft_rollouts_started{platform=docker,strategy=canary}"))
 			require.EqualValues(t, 1, m.counter("stagecraft_rollouts_finished{outcome=rolled_back,platform=docker,strategy=canary}"))
 			require.EqualValues(t, 1, m.counter(fmt.Sprintf("stagecraft_rollbacks{cause=%s,platform=docker,strategy=canary}", tt.cause)))
@@ -154,16 +155,16 @@ func TestMetricsOfARejectedRollout(t *testing.T) {
 	s := testSpec(spec.Rolling)
 	s.Platform.Docker = nil
 	res := h.run(s)
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.EqualValues(t, 1, m.counter("stagecraft_rollouts_started{platform=none,strategy=rolling}"))
 	require.EqualValues(t, 1, m.counter("stagecraft_rollouts_finished{outcome=rejected,platform=none,strategy=rolling}"))
 }
 
 func TestRollbackCauseOfATimeout(t *testing.T) {
 	r := &rollout{aborted: true}
-	r.st.Controls = []ControlRecord{{Action: SignalPause, Via: "health"}, {Action: SignalAbort, Via: "timeout"}}
+	r.st.Controls = []api.ControlRecord{{Action: api.SignalPause, Via: "health"}, {Action: api.SignalAbort, Via: "timeout"}}
 	require.Equal(t, "timeout", r.rollbackCause("aborted: requested by stagecraft: rollout timeout 1h passed"))
-	r.st.Controls = append(r.st.Controls, ControlRecord{Action: SignalAbort, Via: "update"})
+	r.st.Controls = append(r.st.Controls, api.ControlRecord{Action: api.SignalAbort, Via: "update"})
 	require.Equal(t, "abort", r.rollbackCause("aborted: requested"))
 	require.Equal(t, "approval_timeout", (&rollout{}).rollbackCause("approval of canary 50% not given within 1h0m0s"))
 	require.Equal(t, "error", (&rollout{}).rollbackCause("container exited"))

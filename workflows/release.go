@@ -11,115 +11,16 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
-
-// ReleaseWorkflow is the workflow type of a multi-service release.
-const ReleaseWorkflow = "Release"
-
-// Signals between a release and its rollouts.
-const (
-	// SignalServiceReady: a release's rollout passed every stage.
-	SignalServiceReady = "service-ready"
-	// SignalCommit: the release succeeded; the rollout finalizes.
-	SignalCommit = "commit"
-)
-
-// ServiceReady is what a rollout reports to its release.
-type ServiceReady struct {
-	WorkflowID string `json:"workflowId"`
-	RunID      string `json:"runId"`
-}
-
-// Release phases and service states.
-const (
-	ReleaseValidating    = "validating"
-	ReleasePrerequisites = "prerequisites"
-	ReleaseActivating    = "activating"
-	ReleaseIntegrating   = "integration_validation"
-	ReleaseReadiness     = "production_readiness"
-	ReleaseCommitting    = "committing"
-	ReleaseRollingBack   = "rolling_back"
-	ReleaseDone          = "done"
-
-	ServicePending    = "pending"     // not started yet
-	ServiceRunning    = "running"     // its rollout runs its stages
-	ServiceReadyState = "ready"       // every stage passed; held for the release
-	ServiceSucceeded  = "succeeded"   // committed and finalized
-	ServiceFailed     = "failed"      // its rollout failed (and rolled itself back)
-	ServiceRolledBack = "rolled_back" // rolled back by the release
-	ServiceManual     = "needs_manual_intervention"
-	ServiceNotStarted = "not_started" // the release stopped before it
-)
-
-// ServiceState is one service of a release as the status query shows it.
-type ServiceState struct {
-	Name       string   `json:"name"`
-	DependsOn  []string `json:"dependsOn,omitempty"`
-	Stage      int      `json:"stage"`
-	Workflow   string   `json:"workflow"`
-	WorkflowID string   `json:"workflowId"`
-	RunID      string   `json:"runId,omitempty"`
-	State      string   `json:"state"`
-	Outcome    Outcome  `json:"outcome,omitempty"`
-	Error      string   `json:"error,omitempty"`
-}
-
-// ReleaseStatus is a release's state; the final one is its result.
-type ReleaseStatus struct {
-	WorkflowID  string              `json:"workflowId"`
-	RunID       string              `json:"runId,omitempty"`
-	Name        string              `json:"name"`
-	Environment string              `json:"environment"`
-	Phase       string              `json:"phase"`
-	Paused      bool                `json:"paused,omitempty"`
-	Stage       int                 `json:"stage"`
-	Stages      []spec.ReleaseStage `json:"stages"`
-	Services    []ServiceState      `json:"services"`
-	// Integration is the last round of the integration checks.
-	Integration *health.Round `json:"integration,omitempty"`
-	// Readiness is ready, ready_with_warnings or not_ready, with each
-	// criterion's result.
-	Readiness        string            `json:"readiness,omitempty"`
-	ReadinessResults []ReadinessResult `json:"readinessResults,omitempty"`
-	// Config is the configuration the release prepared, per service: the
-	// ConfigMap it wrote, the ones the pods used before, and on rollback
-	// whether it was removed. ConfigError says why restoring it failed.
-	Config      []platform.ConfigResult `json:"config,omitempty"`
-	ConfigError string                  `json:"configError,omitempty"`
-	// RollbackOrder lists the services the release rolled back, in order.
-	RollbackOrder []string        `json:"rollbackOrder,omitempty"`
-	Controls      []ControlRecord `json:"controls,omitempty"`
-	StartedAt     time.Time       `json:"startedAt"`
-	CompletedAt   *time.Time      `json:"completedAt,omitempty"`
-	Outcome       Outcome         `json:"outcome,omitempty"`
-	Error         string          `json:"error,omitempty"`
-	Problems      []string        `json:"problems,omitempty"`
-}
-
-// Readiness verdicts.
-const (
-	Ready             = "ready"
-	ReadyWithWarnings = "ready_with_warnings"
-	NotReady          = "not_ready"
-)
-
-// ReadinessResult is one readiness criterion's result.
-type ReadinessResult struct {
-	Name     string         `json:"name"`
-	Category string         `json:"category"`
-	Severity string         `json:"severity"`
-	Verdict  health.Verdict `json:"verdict"`
-	Error    string         `json:"error,omitempty"`
-}
 
 type release struct {
 	// root is the workflow's context: rollouts run on it, not on the
 	// launching context that a failure cancels.
 	root workflow.Context
-	st   ReleaseStatus
+	st   api.ReleaseStatus
 	spec spec.Release
 	// rules are the spec rules the release validated under; its rollouts
 	// follow them (memoSpecRules).
@@ -144,17 +45,17 @@ type release struct {
 // have passed the release commits them; on any failure it stops launching,
 // cancels the rollouts still running (they roll themselves back) and rolls
 // back the held ones in reverse dependency order.
-func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, error) {
+func ReleaseDeployment(ctx workflow.Context, in spec.Release) (api.ReleaseStatus, error) {
 	r := in.WithDefaults()
 	info := workflow.GetInfo(ctx)
 	rel := &release{root: ctx, spec: r, futures: map[string]workflow.ChildWorkflowFuture{}, cancels: map[string]workflow.CancelFunc{},
 		nt: notifier{targets: r.Notifications},
-		st: ReleaseStatus{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Name: r.Name, Environment: r.Environment,
-			Phase: ReleaseValidating, Stages: r.Stages, StartedAt: workflow.Now(ctx)}}
+		st: api.ReleaseStatus{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Name: r.Name, Environment: r.Environment,
+			Phase: api.ReleaseValidating, Stages: r.Stages, StartedAt: workflow.Now(ctx)}}
 	for i, s := range r.Services {
-		wf, _ := WorkflowFor(s.Deploy.Strategy.Type)
-		rel.st.Services = append(rel.st.Services, ServiceState{Name: s.Name, DependsOn: s.DependsOn, Stage: stageOf(r, s.Name),
-			Workflow: wf, WorkflowID: r.Services[i].Deploy.WorkflowID(), State: ServicePending})
+		wf, _ := api.WorkflowFor(s.Deploy.Strategy.Type)
+		rel.st.Services = append(rel.st.Services, api.ServiceState{Name: s.Name, DependsOn: s.DependsOn, Stage: stageOf(r, s.Name),
+			Workflow: wf, WorkflowID: r.Services[i].Deploy.WorkflowID(), State: api.ServicePending})
 	}
 	// One owner per release, as per rollout target (see ownerVersion):
 	// refused before anything is recorded, notified or changed.
@@ -163,10 +64,10 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		now := workflow.Now(ctx)
 		rel.st.Problems = []string{msg}
 		for i := range rel.st.Services {
-			rel.st.Services[i].State = ServiceNotStarted
+			rel.st.Services[i].State = api.ServiceNotStarted
 		}
-		rel.st.Outcome, rel.st.Error = OutcomeRejected, msg
-		rel.st.Phase, rel.st.CompletedAt = ReleaseDone, &now
+		rel.st.Outcome, rel.st.Error = api.OutcomeRejected, msg
+		rel.st.Phase, rel.st.CompletedAt = api.ReleaseDone, &now
 		workflow.GetLogger(ctx).Warn("release refused: not its owner", "error", msg)
 		return rel.status(), nil
 	}
@@ -177,7 +78,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 	rel.searchV = workflow.GetVersion(ctx, searchVersion, workflow.DefaultVersion, 1)
 	rel.startSearch(ctx)
 	if err := rel.register(ctx); err != nil {
-		return ReleaseStatus{}, err
+		return api.ReleaseStatus{}, err
 	}
 	// Validated under the rules the release started with (specBoundsVersion),
 	// so a release accepted before the bounds is not refused on replay.
@@ -191,9 +92,9 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 			}
 		}
 		for i := range rel.st.Services {
-			rel.st.Services[i].State = ServiceNotStarted
+			rel.st.Services[i].State = api.ServiceNotStarted
 		}
-		return rel.finish(ctx, OutcomeRejected, "invalid release: "+err.Error()), nil
+		return rel.finish(ctx, api.OutcomeRejected, "invalid release: "+err.Error()), nil
 	}
 	if problems, err := rel.prerequisites(ctx); err != nil || len(problems) > 0 {
 		msg := "prerequisites: "
@@ -204,27 +105,27 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		}
 		rel.st.Problems = problems
 		for i := range rel.st.Services {
-			rel.st.Services[i].State = ServiceNotStarted
+			rel.st.Services[i].State = api.ServiceNotStarted
 		}
-		return rel.finish(ctx, OutcomeRejected, msg), nil
+		return rel.finish(ctx, api.OutcomeRejected, msg), nil
 	}
 	if rel.version >= 1 {
 		if failure := rel.prepare(ctx); failure != "" {
 			dctx, _ := workflow.NewDisconnectedContext(ctx)
 			rel.restoreConfig(dctx)
 			for i := range rel.st.Services {
-				rel.st.Services[i].State = ServiceNotStarted
+				rel.st.Services[i].State = api.ServiceNotStarted
 			}
-			return rel.finish(dctx, OutcomeRolledBack, failure), nil
+			return rel.finish(dctx, api.OutcomeRolledBack, failure), nil
 		}
 	}
-	ready := workflow.GetSignalChannel(ctx, SignalServiceReady)
+	ready := workflow.GetSignalChannel(ctx, api.SignalServiceReady)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		for {
-			var msg ServiceReady
+			var msg api.ServiceReady
 			ready.Receive(gctx, &msg)
-			if s := rel.byWorkflowID(msg.WorkflowID); s != nil && s.State == ServiceRunning {
-				s.State = ServiceReadyState
+			if s := rel.byWorkflowID(msg.WorkflowID); s != nil && s.State == api.ServiceRunning {
+				s.State = api.ServiceReadyState
 			}
 		}
 	})
@@ -236,7 +137,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 		}
 	})
 
-	rel.st.Phase = ReleaseActivating
+	rel.st.Phase = api.ReleaseActivating
 	rel.notify(ctx, spec.EventStarted, "")
 	failure := ""
 	for i, stage := range r.Stages {
@@ -266,7 +167,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (ReleaseStatus, er
 // prerequisites checks, before anything changes, that every service can be
 // rolled out: its platform, image and target (the Preflight activity).
 func (rel *release) prerequisites(ctx workflow.Context) ([]string, error) {
-	rel.st.Phase = ReleasePrerequisites
+	rel.st.Phase = api.ReleasePrerequisites
 	in := activities.PreflightInput{Checks: rel.spec.ReleaseChecks()}
 	for _, s := range rel.spec.Services {
 		in.Specs, in.Names = append(in.Specs, s.Deploy), append(in.Names, s.Name)
@@ -291,7 +192,7 @@ func (rel *release) validate(ctx workflow.Context) string {
 		return round, err
 	}
 	if in := rel.spec.Integration; in != nil {
-		rel.st.Phase = ReleaseIntegrating
+		rel.st.Phase = api.ReleaseIntegrating
 		round, err := probe(in.Checks, in.Attempts, in.Interval.D())
 		switch {
 		case rel.aborted:
@@ -307,7 +208,7 @@ func (rel *release) validate(ctx workflow.Context) string {
 	if len(rel.spec.Readiness) == 0 {
 		return ""
 	}
-	rel.st.Phase = ReleaseReadiness
+	rel.st.Phase = api.ReleaseReadiness
 	var checks []spec.Check
 	for _, c := range rel.spec.Readiness {
 		checks = append(checks, c.Check)
@@ -319,10 +220,10 @@ func (rel *release) validate(ctx workflow.Context) string {
 	case err != nil:
 		return "production readiness: " + errorMessage(err)
 	}
-	rel.st.Readiness = Ready
+	rel.st.Readiness = api.Ready
 	var critical []string
 	for _, c := range rel.spec.Readiness {
-		r := ReadinessResult{Name: c.Name, Category: c.Category, Severity: c.Severity, Verdict: health.NoData, Error: "no result"}
+		r := api.ReadinessResult{Name: c.Name, Category: c.Category, Severity: c.Severity, Verdict: health.NoData, Error: "no result"}
 		for _, res := range round.Results {
 			if res.Check == c.Name {
 				r.Verdict, r.Error = res.Verdict, res.Error
@@ -334,13 +235,13 @@ func (rel *release) validate(ctx workflow.Context) string {
 		case c.Severity == spec.SeverityCritical && r.Verdict != health.Degraded:
 			critical = append(critical, fmt.Sprintf("%s (%s): %s", c.Name, c.Category, r.Error))
 		default:
-			if rel.st.Readiness == Ready {
-				rel.st.Readiness = ReadyWithWarnings
+			if rel.st.Readiness == api.Ready {
+				rel.st.Readiness = api.ReadyWithWarnings
 			}
 		}
 	}
 	if len(critical) > 0 {
-		rel.st.Readiness = NotReady
+		rel.st.Readiness = api.NotReady
 		return "production readiness: not_ready: " + strings.Join(critical, "; ")
 	}
 	return ""
@@ -364,18 +265,18 @@ func (rel *release) runStage(ctx workflow.Context, stage spec.ReleaseStage) stri
 			rel.start(ctx, n)
 		}
 		_ = workflow.Await(ctx, func() bool {
-			return rel.aborted || timedOut || rel.anyFailed() || rel.allIn(batch, ServiceReadyState)
+			return rel.aborted || timedOut || rel.anyFailed() || rel.allIn(batch, api.ServiceReadyState)
 		})
 		switch {
 		case rel.aborted:
 			return rel.reason
 		case rel.anyFailed():
 			for _, s := range rel.st.Services {
-				if s.State == ServiceFailed {
+				if s.State == api.ServiceFailed {
 					return fmt.Sprintf("service %s: %s", s.Name, s.Error)
 				}
 			}
-		case timedOut && !rel.allIn(batch, ServiceReadyState):
+		case timedOut && !rel.allIn(batch, api.ServiceReadyState):
 			return fmt.Sprintf("%s did not pass within its activation timeout %s", stage.Name, stage.Timeout.D())
 		}
 	}
@@ -400,65 +301,64 @@ func (rel *release) start(ctx workflow.Context, name string) {
 	svc, _ := rel.spec.Service(name)
 	s := rel.service(name)
 	d := svc.Deploy
-	d.Release = rel.st.WorkflowID
 	if d.Environment == "" && rel.searchV >= 1 {
 		d.Environment = rel.spec.Environment
 	}
 	cctx, cancel := workflow.WithCancel(rel.root)
 	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
 		WorkflowID:          s.WorkflowID,
-		TaskQueue:           TaskQueue,
+		TaskQueue:           api.TaskQueue,
 		ParentClosePolicy:   enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WaitForCancellation: true,
 		StaticSummary:       fmt.Sprintf("%s in release %s", name, rel.st.WorkflowID),
 		Memo:                rel.childMemo(),
 	})
-	f := workflow.ExecuteChildWorkflow(cctx, s.Workflow, d)
+	f := workflow.ExecuteChildWorkflow(cctx, s.Workflow, api.RolloutInput{Spec: d, Release: rel.st.WorkflowID})
 	rel.futures[name], rel.cancels[name] = f, cancel
-	s.State = ServiceRunning
+	s.State = api.ServiceRunning
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		dctx, _ := workflow.NewDisconnectedContext(gctx)
 		var exec workflow.Execution
 		if err := f.GetChildWorkflowExecution().Get(dctx, &exec); err != nil {
-			s.State, s.Error = ServiceFailed, "start: "+errorMessage(err)
+			s.State, s.Error = api.ServiceFailed, "start: "+errorMessage(err)
 			return
 		}
 		s.RunID = exec.RunID
-		var res Result
+		var res api.Result
 		err := f.Get(dctx, &res)
 		s.Outcome = res.Outcome
 		switch {
 		case err != nil:
 			s.Error = errorMessage(err)
-		case res.Outcome != OutcomeSucceeded:
+		case res.Outcome != api.OutcomeSucceeded:
 			s.Error = res.Error
 		}
 		switch {
-		case s.State == ServiceRolledBack || s.State == ServiceManual:
+		case s.State == api.ServiceRolledBack || s.State == api.ServiceManual:
 			// The release's rollback set the state.
-		case err == nil && res.Outcome == OutcomeSucceeded:
-			s.State = ServiceSucceeded
+		case err == nil && res.Outcome == api.OutcomeSucceeded:
+			s.State = api.ServiceSucceeded
 		case s.Error == "":
-			s.State, s.Error = ServiceFailed, "ended "+string(res.Outcome)
+			s.State, s.Error = api.ServiceFailed, "ended "+string(res.Outcome)
 		default:
-			s.State = ServiceFailed
+			s.State = api.ServiceFailed
 		}
 	})
 }
 
 // commit tells every held rollout to finalize and waits for them.
-func (rel *release) commit(ctx workflow.Context) ReleaseStatus {
-	rel.st.Phase = ReleaseCommitting
+func (rel *release) commit(ctx workflow.Context) api.ReleaseStatus {
+	rel.st.Phase = api.ReleaseCommitting
 	for _, s := range rel.st.Services {
-		_ = workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", SignalCommit, nil).Get(ctx, nil)
+		_ = workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", api.SignalCommit, nil).Get(ctx, nil)
 	}
 	_ = workflow.Await(ctx, func() bool { return rel.allDone() })
 	for _, s := range rel.st.Services {
-		if s.State != ServiceSucceeded {
-			return rel.finish(ctx, OutcomeRollbackFailed, fmt.Sprintf("service %s failed to finalize after the commit: %s", s.Name, s.Error))
+		if s.State != api.ServiceSucceeded {
+			return rel.finish(ctx, api.OutcomeRollbackFailed, fmt.Sprintf("service %s failed to finalize after the commit: %s", s.Name, s.Error))
 		}
 	}
-	return rel.finish(ctx, OutcomeSucceeded, "")
+	return rel.finish(ctx, api.OutcomeSucceeded, "")
 }
 
 // rollback stops the rollouts still running (they roll themselves back),
@@ -466,60 +366,60 @@ func (rel *release) commit(ctx workflow.Context) ReleaseStatus {
 // first, and within a stage the reverse of its order, one at a time. A
 // service whose rollback fails is marked for manual intervention; the rest
 // still roll back.
-func (rel *release) rollback(ctx workflow.Context, reason string) ReleaseStatus {
-	rel.st.Phase = ReleaseRollingBack
+func (rel *release) rollback(ctx workflow.Context, reason string) api.ReleaseStatus {
+	rel.st.Phase = api.ReleaseRollingBack
 	for i := range rel.st.Services {
 		s := &rel.st.Services[i]
 		switch s.State {
-		case ServicePending:
-			s.State = ServiceNotStarted
-		case ServiceRunning:
+		case api.ServicePending:
+			s.State = api.ServiceNotStarted
+		case api.ServiceRunning:
 			rel.cancels[s.Name]()
 		}
 	}
 	_ = workflow.Await(ctx, func() bool {
-		return !slices.ContainsFunc(rel.st.Services, func(s ServiceState) bool { return s.State == ServiceRunning })
+		return !slices.ContainsFunc(rel.st.Services, func(s api.ServiceState) bool { return s.State == api.ServiceRunning })
 	})
 	manual := false
 	for i := len(rel.spec.Stages) - 1; i >= 0; i-- {
 		names := rel.spec.Stages[i].Services
 		for j := len(names) - 1; j >= 0; j-- {
 			s := rel.service(names[j])
-			if s.State != ServiceReadyState {
+			if s.State != api.ServiceReadyState {
 				continue
 			}
 			rel.st.RollbackOrder = append(rel.st.RollbackOrder, s.Name)
-			req := ControlRequest{By: rel.st.WorkflowID, Reason: "release rolled back: " + reason}
+			req := api.ControlRequest{By: rel.st.WorkflowID, Reason: "release rolled back: " + reason}
 			// The latest run: a long rollout may have continued as new.
-			err := workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", SignalAbort, req).Get(ctx, nil)
-			var res Result
+			err := workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", api.SignalAbort, req).Get(ctx, nil)
+			var res api.Result
 			if err == nil {
 				err = rel.futures[s.Name].Get(ctx, &res)
 			}
 			s.Outcome = res.Outcome
-			if err != nil || res.Outcome != OutcomeRolledBack {
-				s.State, manual = ServiceManual, true
+			if err != nil || res.Outcome != api.OutcomeRolledBack {
+				s.State, manual = api.ServiceManual, true
 				s.Error = res.Error
 				if err != nil {
 					s.Error = errorMessage(err)
 				}
 				continue
 			}
-			s.State = ServiceRolledBack
+			s.State = api.ServiceRolledBack
 		}
 	}
 	if rel.version >= 1 && !rel.restoreConfig(ctx) {
 		manual = true
 	}
-	if manual || slices.ContainsFunc(rel.st.Services, func(s ServiceState) bool { return s.Outcome == OutcomeRollbackFailed }) {
-		return rel.finish(ctx, OutcomeRollbackFailed, reason+"; some services need manual intervention")
+	if manual || slices.ContainsFunc(rel.st.Services, func(s api.ServiceState) bool { return s.Outcome == api.OutcomeRollbackFailed }) {
+		return rel.finish(ctx, api.OutcomeRollbackFailed, reason+"; some services need manual intervention")
 	}
-	return rel.finish(ctx, OutcomeRolledBack, reason)
+	return rel.finish(ctx, api.OutcomeRolledBack, reason)
 }
 
-func (rel *release) finish(ctx workflow.Context, o Outcome, msg string) ReleaseStatus {
+func (rel *release) finish(ctx workflow.Context, o api.Outcome, msg string) api.ReleaseStatus {
 	now := workflow.Now(ctx)
-	rel.st.Phase, rel.st.Outcome, rel.st.Error, rel.st.CompletedAt = ReleaseDone, o, msg, &now
+	rel.st.Phase, rel.st.Outcome, rel.st.Error, rel.st.CompletedAt = api.ReleaseDone, o, msg, &now
 	workflow.GetLogger(ctx).Info("release finished", "release", rel.st.WorkflowID, "outcome", string(o), "error", msg)
 	rel.notify(ctx, string(o), msg)
 	rel.nt.settle(ctx)
@@ -532,15 +432,15 @@ func (rel *release) finish(ctx workflow.Context, o Outcome, msg string) ReleaseS
 // a signal and (from releaseVersion) an update of the same name, whose
 // validator rejects an illegal transition before it reaches the history.
 func (rel *release) register(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (ReleaseStatus, error) { return rel.status(), nil },
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.ReleaseStatus, error) { return rel.status(), nil },
 		workflow.QueryHandlerOptions{Description: "The release's services with their states, its phase and the control log"}); err != nil {
 		return err
 	}
-	for _, action := range []string{SignalPause, SignalResume, SignalAbort} {
+	for _, action := range []string{api.SignalPause, api.SignalResume, api.SignalAbort} {
 		ch := workflow.GetSignalChannel(ctx, action)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			for {
-				var req ControlRequest
+				var req api.ControlRequest
 				ch.Receive(gctx, &req)
 				rel.control(gctx, action, req, "signal")
 			}
@@ -549,12 +449,12 @@ func (rel *release) register(ctx workflow.Context) error {
 			continue
 		}
 		err := workflow.SetUpdateHandlerWithOptions(ctx, action,
-			func(uctx workflow.Context, req ControlRequest) (ReleaseStatus, error) {
+			func(uctx workflow.Context, req api.ControlRequest) (api.ReleaseStatus, error) {
 				rel.control(uctx, action, req, "update")
 				return rel.status(), nil
 			},
 			workflow.UpdateHandlerOptions{
-				Validator:   func(req ControlRequest) error { return rel.check(action) },
+				Validator:   func(req api.ControlRequest) error { return rel.check(action) },
 				Description: fmt.Sprintf("%s the release and its running rollouts; rejected when the transition is illegal", action),
 			})
 		if err != nil {
@@ -567,39 +467,39 @@ func (rel *release) register(ctx workflow.Context) error {
 // check says whether action is legal now.
 func (rel *release) check(action string) error {
 	switch {
-	case rel.st.Phase == ReleaseDone:
+	case rel.st.Phase == api.ReleaseDone:
 		return fmt.Errorf("cannot %s: release %s is finished (%s)", action, rel.st.WorkflowID, rel.st.Outcome)
-	case rel.st.Phase == ReleaseRollingBack:
+	case rel.st.Phase == api.ReleaseRollingBack:
 		return fmt.Errorf("cannot %s: release %s is rolling back", action, rel.st.WorkflowID)
 	case rel.aborted:
 		return fmt.Errorf("cannot %s: release %s is already aborting", action, rel.st.WorkflowID)
-	case action == SignalAbort && rel.st.Phase == ReleaseCommitting && rel.commitV >= 1:
+	case action == api.SignalAbort && rel.st.Phase == api.ReleaseCommitting && rel.commitV >= 1:
 		return fmt.Errorf("cannot abort: release %s: %s", rel.st.WorkflowID, committingRefusal)
-	case action == SignalPause && rel.st.Paused:
+	case action == api.SignalPause && rel.st.Paused:
 		return fmt.Errorf("cannot pause: release %s is already paused", rel.st.WorkflowID)
-	case action == SignalResume && !rel.st.Paused:
+	case action == api.SignalResume && !rel.st.Paused:
 		return fmt.Errorf("cannot resume: release %s is not paused", rel.st.WorkflowID)
 	}
 	return nil
 }
 
-func (rel *release) control(ctx workflow.Context, action string, req ControlRequest, via string) {
-	rec := ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
+func (rel *release) control(ctx workflow.Context, action string, req api.ControlRequest, via string) {
+	rec := api.ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
 	switch {
-	case rel.st.Phase == ReleaseDone || rel.st.Phase == ReleaseRollingBack:
+	case rel.st.Phase == api.ReleaseDone || rel.st.Phase == api.ReleaseRollingBack:
 		rec.Accepted, rec.Error = false, "the release is "+rel.st.Phase
-	case action == SignalAbort && rel.st.Phase == ReleaseCommitting && rel.commitV >= 1:
+	case action == api.SignalAbort && rel.st.Phase == api.ReleaseCommitting && rel.commitV >= 1:
 		rec.Accepted, rec.Error = false, committingRefusal
-	case action == SignalAbort:
+	case action == api.SignalAbort:
 		rel.abort(describe(req))
 	default:
-		rel.st.Paused = action == SignalPause
+		rel.st.Paused = action == api.SignalPause
 		for _, s := range rel.st.Services {
-			if s.State == ServiceRunning {
+			if s.State == api.ServiceRunning {
 				workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", action, req)
 			}
 		}
-		if action == SignalPause {
+		if action == api.SignalPause {
 			rel.notify(ctx, spec.EventPaused, describe(req))
 		}
 	}
@@ -612,7 +512,7 @@ func (rel *release) abort(reason string) {
 	}
 }
 
-func (rel *release) status() ReleaseStatus {
+func (rel *release) status() api.ReleaseStatus {
 	st := rel.st
 	st.Services = slices.Clone(rel.st.Services)
 	st.Controls = slices.Clone(rel.st.Controls)
@@ -621,7 +521,7 @@ func (rel *release) status() ReleaseStatus {
 	return st
 }
 
-func (rel *release) service(name string) *ServiceState {
+func (rel *release) service(name string) *api.ServiceState {
 	for i := range rel.st.Services {
 		if rel.st.Services[i].Name == name {
 			return &rel.st.Services[i]
@@ -630,7 +530,7 @@ func (rel *release) service(name string) *ServiceState {
 	return nil
 }
 
-func (rel *release) byWorkflowID(id string) *ServiceState {
+func (rel *release) byWorkflowID(id string) *api.ServiceState {
 	for i := range rel.st.Services {
 		if rel.st.Services[i].WorkflowID == id {
 			return &rel.st.Services[i]
@@ -640,7 +540,7 @@ func (rel *release) byWorkflowID(id string) *ServiceState {
 }
 
 func (rel *release) anyFailed() bool {
-	return slices.ContainsFunc(rel.st.Services, func(s ServiceState) bool { return s.State == ServiceFailed })
+	return slices.ContainsFunc(rel.st.Services, func(s api.ServiceState) bool { return s.State == api.ServiceFailed })
 }
 
 func (rel *release) allIn(names []string, state string) bool {
@@ -653,8 +553,8 @@ func (rel *release) allIn(names []string, state string) bool {
 }
 
 func (rel *release) allDone() bool {
-	return !slices.ContainsFunc(rel.st.Services, func(s ServiceState) bool {
-		return s.State == ServiceRunning || s.State == ServiceReadyState
+	return !slices.ContainsFunc(rel.st.Services, func(s api.ServiceState) bool {
+		return s.State == api.ServiceRunning || s.State == api.ServiceReadyState
 	})
 }
 

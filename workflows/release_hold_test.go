@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -22,7 +23,7 @@ func TestHeldServiceDoesNotTimeOutInsideTheRelease(t *testing.T) {
 	}
 	h := newHarness(t)
 	res := h.runRelease(r)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, "db-migrator=succeeded api=succeeded web=succeeded", states(res))
 	started, restored := h.byService()
 	require.Empty(t, restored)
@@ -40,6 +41,6 @@ func TestHeldServiceStillTimesOutBeforeReady(t *testing.T) {
 	d.Strategy = spec.Strategy{Type: spec.Canary, Steps: []int{25, 50, 100}, Bake: spec.Duration(20 * time.Minute)}
 	h := newHarness(t)
 	res := h.runRelease(r)
-	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "rollout timeout 30m0s passed")
 }

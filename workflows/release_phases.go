@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -41,7 +42,7 @@ func (rel *release) commitBlocked() string {
 		return rel.reason
 	}
 	for _, s := range rel.st.Services {
-		if s.State == ServiceFailed {
+		if s.State == api.ServiceFailed {
 			return fmt.Sprintf("service %s: %s", s.Name, s.Error)
 		}
 	}
@@ -108,8 +109,8 @@ func (rel *release) restoreConfig(ctx workflow.Context) bool {
 		rel.st.Config[i].Removed, rel.st.Config[i].InUse = r.Removed, r.InUse
 		if len(r.InUse) > 0 {
 			ok = false
-			if s := rel.service(r.Service); s != nil && s.State != ServiceManual {
-				s.State, s.Error = ServiceManual, fmt.Sprintf("configmap %s is still used by %v", r.Name, r.InUse)
+			if s := rel.service(r.Service); s != nil && s.State != api.ServiceManual {
+				s.State, s.Error = api.ServiceManual, fmt.Sprintf("configmap %s is still used by %v", r.Name, r.InUse)
 			}
 		}
 	}
@@ -253,7 +254,7 @@ func (rel *release) notify(ctx workflow.Context, kind, reason string) {
 type releaseAudit struct {
 	auditWriter
 	phase    string
-	outcome  Outcome
+	outcome  api.Outcome
 	controls int
 	services []string
 	stages   []string
@@ -311,7 +312,7 @@ func (rel *release) auditCollect(ctx workflow.Context) {
 		a.stages[i] = state
 		done := 0
 		for _, n := range stage.Services {
-			if s := rel.service(n); s.State == ServiceReadyState || s.State == ServiceSucceeded {
+			if s := rel.service(n); s.State == api.ServiceReadyState || s.State == api.ServiceSucceeded {
 				done++
 			}
 		}
@@ -327,8 +328,8 @@ func (rel *release) auditCollect(ctx workflow.Context) {
 		CreatedAt: st.StartedAt, StartedAt: &st.StartedAt, CompletedAt: st.CompletedAt}
 	if st.Outcome != "" {
 		plan.Status = string(st.Outcome)
-		plan.Success = st.Outcome == OutcomeSucceeded
-		plan.RolledBack = st.Outcome == OutcomeRolledBack || st.Outcome == OutcomeRollbackFailed
+		plan.Success = st.Outcome == api.OutcomeSucceeded
+		plan.RolledBack = st.Outcome == api.OutcomeRolledBack || st.Outcome == api.OutcomeRollbackFailed
 	}
 	a.queue.Plan = &plan
 }
@@ -341,22 +342,22 @@ func (rel *release) stageState(stage spec.ReleaseStage) string {
 	}
 	all := func(state string) bool { return count[state] == len(stage.Services) }
 	switch {
-	case count[ServiceManual] > 0:
-		return ServiceManual
-	case count[ServiceFailed] > 0:
-		return ServiceFailed
-	case count[ServiceRunning] > 0:
-		return ServiceRunning
-	case count[ServiceRolledBack] > 0:
-		return ServiceRolledBack
-	case all(ServiceSucceeded):
-		return ServiceSucceeded
-	case all(ServiceReadyState):
+	case count[api.ServiceManual] > 0:
+		return api.ServiceManual
+	case count[api.ServiceFailed] > 0:
+		return api.ServiceFailed
+	case count[api.ServiceRunning] > 0:
+		return api.ServiceRunning
+	case count[api.ServiceRolledBack] > 0:
+		return api.ServiceRolledBack
+	case all(api.ServiceSucceeded):
+		return api.ServiceSucceeded
+	case all(api.ServiceReadyState):
 		return "passed"
-	case all(ServiceNotStarted):
-		return ServiceNotStarted
-	case all(ServicePending):
-		return ServicePending
+	case all(api.ServiceNotStarted):
+		return api.ServiceNotStarted
+	case all(api.ServicePending):
+		return api.ServicePending
 	}
-	return ServiceRunning
+	return api.ServiceRunning
 }

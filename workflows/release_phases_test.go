@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -30,7 +31,7 @@ func configured() spec.Release {
 func TestReleasePreparesConfigurationBeforeActivating(t *testing.T) {
 	h := newHarness(t)
 	res := h.runRelease(configured())
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, "prepare", h.configs[0], "configuration is written before any service changes")
 	require.NotContains(t, h.configs, "restore")
 	require.Len(t, h.prepared, 2, "the Kubernetes services; db-migrator's configuration is its containers' environment")
@@ -48,7 +49,7 @@ func TestReleasePreparationFailureChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	h.prepareConfigErr = temporal.NewNonRetryableApplicationError("configmap prod/api-config-x exists with other data", "ConfigConflict", nil)
 	res := h.runRelease(configured())
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "preparation: configmap prod/api-config-x exists with other data")
 	require.Equal(t, []string{"prepare", "restore"}, h.configs, "no service started; what was written is removed")
 	require.Equal(t, "db-migrator=not_started api=not_started web=not_started", states(res))
@@ -58,7 +59,7 @@ func TestReleaseRollbackRestoresConfigurationAfterTheServices(t *testing.T) {
 	h := newHarness(t)
 	h.failService, h.failAfter = "web", time.Minute
 	res := h.runRelease(configured())
-	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Equal(t, []string{"api", "db-migrator"}, res.RollbackOrder)
 	n := len(h.configs)
 	require.Equal(t, []string{"converge web restore", "converge api restore", "converge db-migrator restore", "restore"}, h.configs[n-4:],
@@ -72,7 +73,7 @@ func TestReleaseRollbackRestoresConfigurationAfterTheServices(t *testing.T) {
 		h.failService, h.failAfter = "web", time.Minute
 		h.inUse = []string{"api"}
 		res := h.runRelease(configured())
-		require.Equal(t, OutcomeRollbackFailed, res.Outcome)
+		require.Equal(t, api.OutcomeRollbackFailed, res.Outcome)
 		require.Equal(t, "db-migrator=rolled_back api=needs_manual_intervention web=failed", states(res))
 		require.Contains(t, res.Services[1].Error, "is still used by [api]")
 	})
@@ -89,8 +90,8 @@ func TestReleaseNotifiesOncePerEvent(t *testing.T) {
 		{"rolled back", func(h *harness, _ *spec.Release) { h.failService, h.failAfter = "api", time.Minute }, []string{"started", "rolled_back"}},
 		{"rejected", func(h *harness, _ *spec.Release) { h.preflight = []string{"service api: image not found"} }, []string{"rejected"}},
 		{"paused, then succeeded", func(h *harness, _ *spec.Release) {
-			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, time.Minute)
-			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 5*time.Minute)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice"}) }, time.Minute)
+			h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"}) }, 5*time.Minute)
 		}, []string{"started", "paused", "succeeded"}},
 		{"only what the target asks for", func(_ *harness, r *spec.Release) {
 			r.Notifications[0].Events = []string{spec.EventSucceeded}
@@ -124,7 +125,7 @@ func TestReleaseNotifiesOncePerEvent(t *testing.T) {
 		r := threeTier()
 		r.Notifications = hook
 		res := h.runRelease(r)
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		// started: 8 attempts, given up; succeeded: 3 attempts in the
 		// release's AuditCloseWait, then 8 by its trail workflow.
 		require.Len(t, h.notified, 19, "each of the two events tried 8 times, then given up")
@@ -135,7 +136,7 @@ func TestReleaseAuditTrail(t *testing.T) {
 	h := newHarness(t)
 	h.failService, h.failAfter = "web", time.Minute
 	res := h.runRelease(threeTier())
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	var plan *audit.Plan
 	var events []audit.Event
 	stages := map[int]audit.Stage{}
@@ -182,24 +183,24 @@ func TestReleaseAuditTrail(t *testing.T) {
 func TestReleaseControlUpdates(t *testing.T) {
 	h := newHarness(t)
 	var rejected []string
-	var accepted []ReleaseStatus
+	var accepted []api.ReleaseStatus
 	update := func(action, by string, after time.Duration) {
 		h.env.RegisterDelayedCallback(func() {
-			h.env.UpdateWorkflow(action, action+after.String(), &releaseUpdate{done: func(st ReleaseStatus, err error) {
+			h.env.UpdateWorkflow(action, action+after.String(), &releaseUpdate{done: func(st api.ReleaseStatus, err error) {
 				if err != nil {
 					rejected = append(rejected, action+": "+err.Error())
 					return
 				}
 				accepted = append(accepted, st)
-			}}, ControlRequest{By: by})
+			}}, api.ControlRequest{By: by})
 		}, after)
 	}
-	update(SignalResume, "alice", 30*time.Second)
-	update(SignalPause, "alice", time.Minute)
-	update(SignalPause, "bob", 2*time.Minute)
-	update(SignalResume, "alice", 10*time.Minute)
+	update(api.SignalResume, "alice", 30*time.Second)
+	update(api.SignalPause, "alice", time.Minute)
+	update(api.SignalPause, "bob", 2*time.Minute)
+	update(api.SignalResume, "alice", 10*time.Minute)
 	res := h.runRelease(threeTier())
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, []string{
 		"resume: cannot resume: release release:prod/shop is not paused",
 		"pause: cannot pause: release release:prod/shop is already paused",
@@ -212,14 +213,16 @@ func TestReleaseControlUpdates(t *testing.T) {
 	require.Equal(t, 11*time.Minute, started["api"].Sub(started["db-migrator"]), "db-migrator's bake froze for the 9 min pause")
 }
 
-type releaseUpdate struct{ done func(ReleaseStatus, error) }
+type releaseUpdate struct {
+	done func(api.ReleaseStatus, error)
+}
 
 func (c *releaseUpdate) Accept()          {}
-func (c *releaseUpdate) Reject(err error) { c.done(ReleaseStatus{}, err) }
+func (c *releaseUpdate) Reject(err error) { c.done(api.ReleaseStatus{}, err) }
 func (c *releaseUpdate) Complete(v interface{}, err error) {
 	if err != nil {
-		c.done(ReleaseStatus{}, err)
+		c.done(api.ReleaseStatus{}, err)
 		return
 	}
-	c.done(v.(ReleaseStatus), nil)
+	c.done(v.(api.ReleaseStatus), nil)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -23,12 +24,12 @@ func threeTier() spec.Release {
 		releaseService("db-migrator"), releaseService("api", "db-migrator"), releaseService("web", "api")}}
 }
 
-func (h *harness) runRelease(r spec.Release) ReleaseStatus {
+func (h *harness) runRelease(r spec.Release) api.ReleaseStatus {
 	h.t.Helper()
-	h.execute(ReleaseWorkflow, r)
+	h.execute(api.ReleaseWorkflow, r)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())
-	var res ReleaseStatus
+	var res api.ReleaseStatus
 	require.NoError(h.t, h.env.GetWorkflowResult(&res))
 	return res
 }
@@ -48,7 +49,7 @@ func (h *harness) byService() (started map[string]time.Time, restored []string) 
 	return started, restored
 }
 
-func states(st ReleaseStatus) string {
+func states(st api.ReleaseStatus) string {
 	var out []string
 	for _, s := range st.Services {
 		out = append(out, s.Name+"="+s.State)
@@ -59,7 +60,7 @@ func states(st ReleaseStatus) string {
 func TestReleaseSucceedsInDependencyOrder(t *testing.T) {
 	h := newHarness(t)
 	res := h.runRelease(threeTier())
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, "db-migrator=succeeded api=succeeded web=succeeded", states(res))
 	started, restored := h.byService()
 	require.Empty(t, restored)
@@ -102,7 +103,7 @@ func TestReleaseFailureRollsBackInReverseDependencyOrder(t *testing.T) {
 			h := newHarness(t)
 			h.failService, h.failAfter = tt.fail, time.Minute
 			res := h.runRelease(release())
-			require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 			require.Contains(t, res.Error, "service "+tt.fail+": health check failed")
 			require.Equal(t, tt.states, states(res))
 			require.Equal(t, tt.rollback, res.RollbackOrder)
@@ -125,7 +126,7 @@ func TestReleaseParallelAndSequentialStages(t *testing.T) {
 			r := spec.Release{Name: "shop", Environment: "prod", Mode: mode, Services: []spec.ReleaseService{
 				releaseService("a"), releaseService("b"), releaseService("c", "a", "b")}}
 			res := h.runRelease(r)
-			require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 			started, _ := h.byService()
 			gap := started["b"].Sub(started["a"])
 			if mode == spec.Parallel {
@@ -143,7 +144,7 @@ func TestReleaseCycleIsRejectedWithNothingStarted(t *testing.T) {
 	r := threeTier()
 	r.Services[0].DependsOn = []string{"web"}
 	res := h.runRelease(r)
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "dependency cycle: db-migrator → web → api → db-migrator")
 	require.Empty(t, h.converges)
 	require.Equal(t, "db-migrator=not_started api=not_started web=not_started", states(res))
@@ -154,7 +155,7 @@ func TestReleaseActivationTimeoutRollsBack(t *testing.T) {
 	r := threeTier()
 	r.Stages = []spec.ReleaseStage{{Services: []string{"db-migrator"}}, {Services: []string{"api"}, Timeout: spec.Duration(time.Minute)}, {Services: []string{"web"}}}
 	res := h.runRelease(r)
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "did not pass within its activation timeout 1m0s")
 	require.Equal(t, "db-migrator=rolled_back api=failed web=not_started", states(res))
 	_, restored := h.byService()
@@ -164,19 +165,19 @@ func TestReleaseActivationTimeoutRollsBack(t *testing.T) {
 func TestReleasePauseAndAbortReachTheRollouts(t *testing.T) {
 	t.Run("pause and resume", func(t *testing.T) {
 		h := newHarness(t)
-		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, time.Minute)
-		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"}) }, 31*time.Minute)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice"}) }, time.Minute)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"}) }, 31*time.Minute)
 		res := h.runRelease(threeTier())
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		started, _ := h.byService()
 		require.Equal(t, 32*time.Minute, started["api"].Sub(started["db-migrator"]), "db-migrator's bake froze for the 30 min pause")
 		require.Len(t, res.Controls, 2)
 	})
 	t.Run("abort", func(t *testing.T) {
 		h := newHarness(t)
-		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalAbort, ControlRequest{By: "bob", Reason: "bad day"}) }, 3*time.Minute)
+		h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "bob", Reason: "bad day"}) }, 3*time.Minute)
 		res := h.runRelease(threeTier())
-		require.Equal(t, OutcomeRolledBack, res.Outcome)
+		require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 		require.Contains(t, res.Error, "aborted: requested by bob: bad day")
 		require.Equal(t, "db-migrator=rolled_back api=failed web=not_started", states(res))
 		_, restored := h.byService()
@@ -188,7 +189,7 @@ func TestReleasePrerequisitesRejectWithEveryProblem(t *testing.T) {
 	h := newHarness(t)
 	h.preflight = []string{"service api: image stagecraft-demo:v9 not found", "service web: target k8s:prod/web: not found"}
 	res := h.runRelease(threeTier())
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Equal(t, h.preflight, res.Problems)
 	require.Contains(t, res.Error, "image stagecraft-demo:v9 not found; service web")
 	require.Empty(t, h.converges, "nothing changed")
@@ -207,15 +208,15 @@ func TestReleaseIntegrationAndReadiness(t *testing.T) {
 	tests := []struct {
 		name      string
 		verdicts  map[string]health.Verdict
-		outcome   Outcome
+		outcome   api.Outcome
 		readiness string
 		errHas    string
 	}{
-		{"all ready", nil, OutcomeSucceeded, Ready, ""},
-		{"a warning", map[string]health.Verdict{"runbook": health.Failed}, OutcomeSucceeded, ReadyWithWarnings, ""},
-		{"a degraded critical is a warning", map[string]health.Verdict{"p99-latency": health.Degraded}, OutcomeSucceeded, ReadyWithWarnings, ""},
-		{"a critical failure rolls back", map[string]health.Verdict{"p99-latency": health.Failed}, OutcomeRolledBack, NotReady, "production readiness: not_ready: p99-latency (performance)"},
-		{"integration failure rolls back", map[string]health.Verdict{"checkout-flow": health.Failed}, OutcomeRolledBack, "", `integration validation: check "checkout-flow"`},
+		{"all ready", nil, api.OutcomeSucceeded, api.Ready, ""},
+		{"a warning", map[string]health.Verdict{"runbook": health.Failed}, api.OutcomeSucceeded, api.ReadyWithWarnings, ""},
+		{"a degraded critical is a warning", map[string]health.Verdict{"p99-latency": health.Degraded}, api.OutcomeSucceeded, api.ReadyWithWarnings, ""},
+		{"a critical failure rolls back", map[string]health.Verdict{"p99-latency": health.Failed}, api.OutcomeRolledBack, api.NotReady, "production readiness: not_ready: p99-latency (performance)"},
+		{"integration failure rolls back", map[string]health.Verdict{"checkout-flow": health.Failed}, api.OutcomeRolledBack, "", `integration validation: check "checkout-flow"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,7 +226,7 @@ func TestReleaseIntegrationAndReadiness(t *testing.T) {
 			require.Equal(t, tt.outcome, res.Outcome, res.Error)
 			require.Equal(t, tt.readiness, res.Readiness)
 			require.Contains(t, res.Error, tt.errHas)
-			if tt.outcome == OutcomeRolledBack {
+			if tt.outcome == api.OutcomeRolledBack {
 				require.Equal(t, []string{"web", "api", "db-migrator"}, res.RollbackOrder)
 				require.Equal(t, "db-migrator=rolled_back api=rolled_back web=rolled_back", states(res))
 			}
@@ -242,14 +243,14 @@ func TestReleaseAbortWhileCommittingIsRefusedWithItsReason(t *testing.T) {
 		h := newHarness(t)
 		h.onConverge = func(n int) {
 			if n == finalize {
-				h.env.SignalWorkflow(SignalAbort, ControlRequest{By: "bob", Reason: "too late"})
+				h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "bob", Reason: "too late"})
 			}
 		}
 		res := h.runRelease(threeTier())
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Len(t, res.Controls, 1)
 		c := res.Controls[0]
-		require.Equal(t, SignalAbort, c.Action)
+		require.Equal(t, api.SignalAbort, c.Action)
 		require.False(t, c.Accepted, "an abort the release cannot act on is not accepted")
 		require.Equal(t, "the release is committing; its services are finalizing", c.Error)
 	})
@@ -259,13 +260,13 @@ func TestReleaseAbortWhileCommittingIsRefusedWithItsReason(t *testing.T) {
 		answered := false
 		h.onConverge = func(n int) {
 			if n == finalize {
-				h.env.UpdateWorkflow(SignalAbort, "abort-at-commit", &releaseUpdate{done: func(_ ReleaseStatus, err error) {
+				h.env.UpdateWorkflow(api.SignalAbort, "abort-at-commit", &releaseUpdate{done: func(_ api.ReleaseStatus, err error) {
 					answered, updateErr = true, err
-				}}, ControlRequest{By: "bob", Reason: "too late"})
+				}}, api.ControlRequest{By: "bob", Reason: "too late"})
 			}
 		}
 		res := h.runRelease(threeTier())
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.True(t, answered)
 		require.EqualError(t, updateErr, "cannot abort: release release:prod/shop: the release is committing; its services are finalizing")
 		require.Empty(t, res.Controls, "a rejected update leaves no control record")
@@ -282,10 +283,10 @@ func TestReleaseHeldServiceFailingBeforeCommitRollsBack(t *testing.T) {
 	r.Integration = &spec.Integration{Checks: []spec.Check{{Name: "checkout-flow", HTTP: &spec.HTTPCheck{URL: "http://127.0.0.1:1/checkout"}}}}
 	// web passes at 6 min; the integration checks run until 16 min.
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflowByID("deploy:docker:db-migrator", SignalAbort, ControlRequest{By: "carol", Reason: "hotfix"})
+		h.env.SignalWorkflowByID("deploy:docker:db-migrator", api.SignalAbort, api.ControlRequest{By: "carol", Reason: "hotfix"})
 	}, 8*time.Minute)
 	res := h.runRelease(r)
-	require.Equal(t, OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "service db-migrator: aborted: requested by carol: hotfix")
 	require.Equal(t, "db-migrator=failed api=rolled_back web=rolled_back", states(res))
 	require.Equal(t, []string{"web", "api"}, res.RollbackOrder)

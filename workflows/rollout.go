@@ -16,44 +16,30 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // CanaryDeployment moves traffic to the new version step by step.
-func CanaryDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
-	return run(ctx, spec.Canary, s)
+func CanaryDeployment(ctx workflow.Context, in api.RolloutInput) (api.Result, error) {
+	return run(ctx, spec.Canary, in)
 }
 
 // BlueGreenDeployment brings green up beside blue and switches at once.
-func BlueGreenDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
-	return run(ctx, spec.BlueGreen, s)
+func BlueGreenDeployment(ctx workflow.Context, in api.RolloutInput) (api.Result, error) {
+	return run(ctx, spec.BlueGreen, in)
 }
 
 // RollingDeployment replaces instances batch by batch.
-func RollingDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
-	return run(ctx, spec.Rolling, s)
+func RollingDeployment(ctx workflow.Context, in api.RolloutInput) (api.Result, error) {
+	return run(ctx, spec.Rolling, in)
 }
 
 // RecreateDeployment stops every instance, then starts the new ones.
-func RecreateDeployment(ctx workflow.Context, s spec.Spec) (Result, error) {
-	return run(ctx, spec.Recreate, s)
-}
-
-// WorkflowFor returns the workflow type name that runs a strategy.
-func WorkflowFor(strategy string) (string, error) {
-	switch strategy {
-	case spec.Canary:
-		return CanaryWorkflow, nil
-	case spec.BlueGreen:
-		return BlueGreenWorkflow, nil
-	case spec.Rolling:
-		return RollingWorkflow, nil
-	case spec.Recreate:
-		return RecreateWorkflow, nil
-	}
-	return "", fmt.Errorf("strategy.type: %q is not one of canary, blue-green, rolling, recreate", strategy)
+func RecreateDeployment(ctx workflow.Context, in api.RolloutInput) (api.Result, error) {
+	return run(ctx, spec.Recreate, in)
 }
 
 // acts is used only to name activity methods in ExecuteActivity.
@@ -64,8 +50,11 @@ var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInval
 
 // rollout is the workflow's whole state; its methods are the handlers.
 type rollout struct {
-	st       Status
-	spec     spec.Spec
+	st   api.Status
+	spec spec.Spec
+	// release is the workflow ID of the release that started this
+	// rollout (RolloutInput.Release), or empty.
+	release  string
 	plan     plan.Plan
 	snapshot platform.Snapshot
 	token    string
@@ -94,7 +83,7 @@ type rollout struct {
 	approved bool
 	// promotedBy and promotedAt: who promoted, why and when; a promote
 	// approves a gate that is open (gateV >= 1).
-	promotedBy ControlRequest
+	promotedBy api.ControlRequest
 	promotedAt time.Time
 	gateV      workflow.Version
 	// rules are the spec validation rules of this rollout's first run.
@@ -138,30 +127,31 @@ type errAborted struct{ reason string }
 
 func (e errAborted) Error() string { return "aborted: " + e.reason }
 
-func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
+func run(ctx workflow.Context, strategy string, in api.RolloutInput) (api.Result, error) {
 	info := workflow.GetInfo(ctx)
-	s, resume := stripResume(in.WithDefaults())
+	s, resume := in.WithDefaults(), []byte(in.Resume)
 	sum := sha256.Sum256([]byte(info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID))
 	r := &rollout{
-		spec:  s,
-		token: hex.EncodeToString(sum[:4]),
-		wake:  workflow.NewBufferedChannel(ctx, 1),
-		st: Status{
+		spec:    s,
+		release: in.Release,
+		token:   hex.EncodeToString(sum[:4]),
+		wake:    workflow.NewBufferedChannel(ctx, 1),
+		st: api.Status{
 			WorkflowID:  info.WorkflowExecution.ID,
 			RunID:       info.WorkflowExecution.RunID,
 			ExecutionID: s.ExecutionID,
-			RequestID:   s.RequestID(),
+			RequestID:   api.RolloutInput{Spec: s, Release: in.Release}.RequestID(),
 			Service:     s.Service,
 			Platform:    s.PlatformName(),
 			Target:      s.TargetKey(),
 			Strategy:    strategy,
 			ImageTo:     s.Image,
-			Phase:       PhasePending,
+			Phase:       api.PhasePending,
 			StartedAt:   workflow.Now(ctx),
 		},
 	}
 	if err := r.register(ctx); err != nil {
-		return Result{}, err
+		return api.Result{}, err
 	}
 	// One target, one owner: the workflow ID is the target's lock, so a
 	// rollout under any other ID (a raw client, another SDK, a typo) would
@@ -172,8 +162,8 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 		msg := ownerProblem("rollout", s.TargetKey(), id, s.WorkflowID())
 		now := workflow.Now(ctx)
 		r.st.Problems = []string{msg}
-		r.st.Outcome, r.st.Error = OutcomeRejected, msg
-		r.st.Phase, r.st.CompletedAt = PhaseDone, &now
+		r.st.Outcome, r.st.Error = api.OutcomeRejected, msg
+		r.st.Phase, r.st.CompletedAt = api.PhaseDone, &now
 		workflow.GetLogger(ctx).Warn("rollout refused: not the target's owner", "error", msg)
 		return r.st, nil
 	}
@@ -184,7 +174,7 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 	r.countStarted(ctx)
 	res, err := r.execute(ctx, strategy, resume)
 	if err != nil {
-		return Result{}, err // continue as new
+		return api.Result{}, err // continue as new
 	}
 	r.awaitDrains(ctx)
 	r.nt.settle(ctx)
@@ -194,17 +184,17 @@ func run(ctx workflow.Context, strategy string, in spec.Spec) (Result, error) {
 
 // execute runs the rollout to its result, or returns the error that
 // continues it as new.
-func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) (Result, error) {
+func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) (api.Result, error) {
 	logger := workflow.GetLogger(ctx)
 	r.rules = r.specRules(ctx, resume)
 	if problems := checkSpec(r.spec, strategy, r.rules); len(problems) > 0 {
 		r.st.Problems = problems
-		return r.finish(ctx, OutcomeRejected, "invalid spec: "+strings.Join(problems, "; ")), nil
+		return r.finish(ctx, api.OutcomeRejected, "invalid spec: "+strings.Join(problems, "; ")), nil
 	}
 	if resume != nil {
 		next, err := r.resume(ctx, resume)
 		if err != nil {
-			return r.finish(ctx, OutcomeRejected, "invalid spec: "+err.Error()), nil
+			return r.finish(ctx, api.OutcomeRejected, "invalid spec: "+err.Error()), nil
 		}
 		r.startDeadline(ctx)
 		return r.from(ctx, strategy, next)
@@ -213,16 +203,16 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	r.startDeadline(ctx)
 
 	// Snapshot: nothing has changed yet, so a failure here rejects the rollout.
-	r.st.Phase = PhaseSnapshot
+	r.st.Phase = api.PhaseSnapshot
 	var prep activities.PrepareResult
 	err := r.inStage(ctx, func(sctx workflow.Context) error {
 		return workflow.ExecuteActivity(prepareOptions(sctx), acts.Prepare, activities.PrepareInput{Spec: r.spec}).Get(sctx, &prep)
 	})
 	if err != nil {
 		if r.aborted || temporal.IsCanceledError(err) {
-			return r.finish(ctx, OutcomeRolledBack, "stopped before any change: "+r.stopReason(err)), nil
+			return r.finish(ctx, api.OutcomeRolledBack, "stopped before any change: "+r.stopReason(err)), nil
 		}
-		return r.finish(ctx, OutcomeRejected, errorMessage(err)), nil
+		return r.finish(ctx, api.OutcomeRejected, errorMessage(err)), nil
 	}
 	r.snapshot = prep.Snapshot
 	r.st.FreshInstall = prep.Snapshot.Empty()
@@ -233,10 +223,10 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	}
 	r.plan, err = plan.Build(r.spec, total, prep.Snapshot.Count())
 	if err != nil {
-		return r.finish(ctx, OutcomeRejected, err.Error()), nil
+		return r.finish(ctx, api.OutcomeRejected, err.Error()), nil
 	}
 	for _, st := range r.plan.Stages {
-		r.st.Stages = append(r.st.Stages, StageRecord{Stage: st, Status: StagePending})
+		r.st.Stages = append(r.st.Stages, api.StageRecord{Stage: st, Status: api.StagePending})
 	}
 	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", len(prep.Snapshot.Instances))
 	r.notify(ctx, spec.EventStarted, "")
@@ -246,27 +236,27 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 
 // from runs the stages from stage next on, then holds, finalizes or rolls
 // back. From here on a failure, an abort or a cancellation rolls back.
-func (r *rollout) from(ctx workflow.Context, strategy string, next int) (Result, error) {
+func (r *rollout) from(ctx workflow.Context, strategy string, next int) (api.Result, error) {
 	logger := workflow.GetLogger(ctx)
 	failure := r.runStages(ctx, strategy, next)
 	var can *workflow.ContinueAsNewError
 	if errors.As(failure, &can) {
-		return Result{}, failure
+		return api.Result{}, failure
 	}
 	if failure == nil {
 		failure = r.keepBlue(ctx)
 	}
-	if failure == nil && r.spec.Release != "" {
+	if failure == nil && r.release != "" {
 		failure = r.awaitRelease(ctx)
 	}
 	if failure == nil {
-		r.st.Phase = PhaseFinalizing
+		r.st.Phase = api.PhaseFinalizing
 		failure = r.inStage(ctx, func(sctx workflow.Context) error {
 			_, err := r.converge(sctx, r.plan.Final)
 			return err
 		})
 		if failure == nil {
-			return r.finish(ctx, OutcomeSucceeded, ""), nil
+			return r.finish(ctx, api.OutcomeSucceeded, ""), nil
 		}
 	}
 	reason := r.stopReason(failure)
@@ -318,18 +308,18 @@ func (r *rollout) runStage(ctx workflow.Context, i int) error {
 	rec := &r.st.Stages[i]
 	stage := r.plan.Stages[i]
 	now := workflow.Now(ctx)
-	rec.Status, rec.StartedAt = StageInProgress, &now
+	rec.Status, rec.StartedAt = api.StageInProgress, &now
 	r.st.CurrentStage = i
 	r.healthPaused = false
-	r.st.Phase = PhaseDeploying
+	r.st.Phase = api.PhaseDeploying
 	err := r.inStage(ctx, func(sctx workflow.Context) error {
 		res, err := r.converge(sctx, stage.Desired())
 		if err != nil {
 			return err
 		}
 		rec.InstancesUpdated, rec.InstancesTotal = res.NewCount, res.Total
-		rec.Status = StageValidating
-		r.st.Phase = PhaseValidating
+		rec.Status = api.StageValidating
+		r.st.Phase = api.PhaseValidating
 		return r.bake(sctx, i)
 	})
 	done := workflow.Now(ctx)
@@ -337,11 +327,11 @@ func (r *rollout) runStage(ctx workflow.Context, i int) error {
 	r.st.BakeRemaining, r.st.BakeEndsAt = 0, nil
 	r.timeStage(ctx, i, err)
 	if err != nil {
-		rec.Status = StageFailed
+		rec.Status = api.StageFailed
 		rec.Error = r.stopReason(err)
 		return err
 	}
-	rec.Status = StageCompleted
+	rec.Status = api.StageCompleted
 	return nil
 }
 
@@ -353,7 +343,7 @@ func (r *rollout) keepBlue(ctx workflow.Context) error {
 	if d <= 0 || r.promoted || workflow.GetVersion(ctx, "keep-blue-20261122", workflow.DefaultVersion, 1) != 1 {
 		return nil
 	}
-	r.st.Phase = PhaseKeepingBlue
+	r.st.Phase = api.PhaseKeepingBlue
 	return r.inStage(ctx, func(sctx workflow.Context) error {
 		ends := workflow.Now(sctx).Add(d)
 		r.st.BakeEndsAt, r.st.BakeRemaining = &ends, d
@@ -386,12 +376,12 @@ func (r *rollout) awaitRelease(ctx workflow.Context) error {
 	if parent == nil {
 		return nil
 	}
-	r.st.Phase = PhaseAwaitingRelease
-	ready := ServiceReady{WorkflowID: r.st.WorkflowID, RunID: r.st.RunID}
-	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalServiceReady, ready).Get(ctx, nil); err != nil {
+	r.st.Phase = api.PhaseAwaitingRelease
+	ready := api.ServiceReady{WorkflowID: r.st.WorkflowID, RunID: r.st.RunID}
+	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", api.SignalServiceReady, ready).Get(ctx, nil); err != nil {
 		return fmt.Errorf("report to release %s: %w", parent.ID, err)
 	}
-	commit := workflow.GetSignalChannel(ctx, SignalCommit)
+	commit := workflow.GetSignalChannel(ctx, api.SignalCommit)
 	return r.inStage(ctx, func(sctx workflow.Context) error {
 		committed := false
 		for !committed {
@@ -655,8 +645,8 @@ func (r *rollout) pauseForHealth(ctx workflow.Context, problem string) {
 	if r.paused || r.promoted {
 		return
 	}
-	req := ControlRequest{Reason: "health degraded (onDegraded: pause): " + problem, By: "stagecraft"}
-	if _, err := r.control(ctx, SignalPause, req, "health"); err == nil {
+	req := api.ControlRequest{Reason: "health degraded (onDegraded: pause): " + problem, By: "stagecraft"}
+	if _, err := r.control(ctx, api.SignalPause, req, "health"); err == nil {
 		r.healthPaused = true
 	}
 }
@@ -664,12 +654,12 @@ func (r *rollout) pauseForHealth(ctx workflow.Context, problem string) {
 // rollback converges the target back to the snapshot and verifies it with
 // the same checks. It runs on a disconnected context, so a cancelled
 // workflow still restores.
-func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
+func (r *rollout) rollback(ctx workflow.Context, reason string) api.Result {
 	r.rollingBack = true
 	r.countRollback(ctx, reason)
-	r.st.Phase = PhaseRollingBack
+	r.st.Phase = api.PhaseRollingBack
 	r.st.Paused = false
-	rb := &RollbackRecord{Reason: reason, StartedAt: workflow.Now(ctx)}
+	rb := &api.RollbackRecord{Reason: reason, StartedAt: workflow.Now(ctx)}
 	r.st.Rollback = rb
 	restore := plan.Desired{New: 0, Old: r.snapshot.Count(), Traffic: plan.TrafficOld, Order: plan.Surge}
 	var res platform.ConvergeResult
@@ -677,12 +667,12 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 	err := workflow.ExecuteActivity(rollbackOptions(ctx, r.spec), acts.Converge, activities.ConvergeInput{Request: req}).Get(ctx, &res)
 	if err != nil {
 		rb.Error = "restore snapshot: " + errorMessage(err)
-		return r.finish(ctx, OutcomeRollbackFailed, reason+"; rollback failed: "+rb.Error)
+		return r.finish(ctx, api.OutcomeRollbackFailed, reason+"; rollback failed: "+rb.Error)
 	}
 	// Restored, but not to the same bytes everywhere (a tag that moved on a
 	// platform that can only pull by name): the outcome says so.
 	rb.Drift = res.Drift
-	r.st.Phase = PhaseVerifying
+	r.st.Phase = api.PhaseVerifying
 	verifiable := 0
 	for _, c := range r.spec.Health.Checks {
 		if !c.SkipVerify {
@@ -698,7 +688,8 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 			Which: platform.WhichOld, Mode: activities.WatchVerify, Rounds: 5}
 		var v activities.WatchResult
 		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec, verifyWatchAttempts), acts.Watch, in).Get(ctx, &v)
-		rb.Verify = &v
+		sum := v.Summary()
+		rb.Verify = &sum
 		r.keepRounds(v.Unwritten)
 		if v.Latest != nil {
 			r.st.LatestRound = v.Latest
@@ -715,26 +706,26 @@ func (r *rollout) rollback(ctx workflow.Context, reason string) Result {
 	done := workflow.Now(ctx)
 	rb.CompletedAt = &done
 	if !rb.Verified {
-		return r.finish(ctx, OutcomeRollbackFailed, reason+"; "+rb.Error)
+		return r.finish(ctx, api.OutcomeRollbackFailed, reason+"; "+rb.Error)
 	}
 	for i := range r.st.Stages {
-		if r.st.Stages[i].Status != StagePending {
-			r.st.Stages[i].Status = StageRolledBack
+		if r.st.Stages[i].Status != api.StagePending {
+			r.st.Stages[i].Status = api.StageRolledBack
 		}
 	}
 	if len(rb.Drift) > 0 {
-		return r.finish(ctx, OutcomeRolledBack, reason+"; restored, but "+strings.Join(rb.Drift, "; "))
+		return r.finish(ctx, api.OutcomeRolledBack, reason+"; restored, but "+strings.Join(rb.Drift, "; "))
 	}
-	return r.finish(ctx, OutcomeRolledBack, reason)
+	return r.finish(ctx, api.OutcomeRolledBack, reason)
 }
 
-func (r *rollout) finish(ctx workflow.Context, o Outcome, msg string) Result {
-	if o == OutcomeRollbackFailed {
+func (r *rollout) finish(ctx workflow.Context, o api.Outcome, msg string) api.Result {
+	if o == api.OutcomeRollbackFailed {
 		msg = r.hold(ctx, msg) // the next rollout must not take this state as its baseline
 	}
 	now := workflow.Now(ctx)
 	r.st.Outcome, r.st.Error = o, msg
-	r.st.Phase, r.st.CompletedAt = PhaseDone, &now
+	r.st.Phase, r.st.CompletedAt = api.PhaseDone, &now
 	r.st.Paused, r.st.BakeRemaining, r.st.BakeEndsAt = false, 0, nil
 	r.countFinished(ctx, o)
 	workflow.GetLogger(ctx).Info("rollout finished", "service", r.spec.Service, "outcome", string(o), "error", msg)
@@ -751,13 +742,13 @@ const heldDeadlineVersion = "held-deadline-20261203"
 func (r *rollout) startDeadline(ctx workflow.Context) {
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		t := workflow.NewTimerWithOptions(gctx, max(r.deadlineAt.Sub(workflow.Now(gctx)), time.Millisecond), workflow.TimerOptions{Summary: "rollout timeout"})
-		if t.Get(gctx, nil) == nil && r.st.Phase != PhaseDone {
+		if t.Get(gctx, nil) == nil && r.st.Phase != api.PhaseDone {
 			// Held for its release, every stage passed: the release's
 			// timeout governs from here, not this rollout's.
-			if r.st.Phase == PhaseAwaitingRelease && workflow.GetVersion(gctx, heldDeadlineVersion, workflow.DefaultVersion, 1) >= 1 {
+			if r.st.Phase == api.PhaseAwaitingRelease && workflow.GetVersion(gctx, heldDeadlineVersion, workflow.DefaultVersion, 1) >= 1 {
 				return
 			}
-			_, _ = r.control(gctx, SignalAbort, ControlRequest{Reason: "rollout timeout " + r.spec.Timeout.D().String() + " passed", By: "stagecraft"}, "timeout")
+			_, _ = r.control(gctx, api.SignalAbort, api.ControlRequest{Reason: "rollout timeout " + r.spec.Timeout.D().String() + " passed", By: "stagecraft"}, "timeout")
 		}
 	})
 }
@@ -826,7 +817,7 @@ func (r *rollout) specRules(ctx workflow.Context, resume []byte) spec.Rules {
 		_ = json.Unmarshal(resume, &c) // a bad carry is refused by resume
 		return c.Rules
 	}
-	if rules, ok := parentRules(ctx, r.spec.Release); ok {
+	if rules, ok := parentRules(ctx, r.release); ok {
 		return rules
 	}
 	return newRules(ctx)

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/notify"
@@ -284,14 +285,14 @@ func (h *harness) failing() bool {
 		(h.failService != "" && h.pending.Spec.Service == h.failService && h.pending.Mode == activities.WatchRounds)
 }
 
-func (h *harness) run(s spec.Spec) Result {
+func (h *harness) run(s spec.Spec) api.Result {
 	h.t.Helper()
-	name, err := WorkflowFor(s.Strategy.Type)
+	name, err := api.WorkflowFor(s.Strategy.Type)
 	require.NoError(h.t, err)
 	h.execute(name, s)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())
-	var res Result
+	var res api.Result
 	require.NoError(h.t, h.env.GetWorkflowResult(&res))
 	return res
 }
@@ -304,11 +305,13 @@ func (h *harness) execute(name string, in any) {
 		switch in := in.(type) {
 		case spec.Spec:
 			id = in.WorkflowID()
+		case api.RolloutInput:
+			id = in.WorkflowID()
 		case spec.Release:
 			id = in.WithDefaults().WorkflowID()
 		}
 	}
-	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue})
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue})
 	h.env.ExecuteWorkflow(name, in)
 }
 
@@ -380,7 +383,7 @@ func TestEveryStrategySucceeds(t *testing.T) {
 		t.Run(strategy, func(t *testing.T) {
 			h := newHarness(t)
 			res := h.run(testSpec(strategy))
-			require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 			final := plan.Desired{New: 4, Traffic: plan.TrafficNew, Order: plan.Surge}
 			if strategy == spec.Recreate {
 				final.Order = plan.StopFirst
@@ -388,7 +391,7 @@ func TestEveryStrategySucceeds(t *testing.T) {
 			require.Equal(t, append(append([]plan.Desired(nil), expected[strategy]...), final), h.desired())
 			require.Len(t, res.Stages, len(expected[strategy]))
 			for _, st := range res.Stages {
-				require.Equal(t, StageCompleted, st.Status, st.Name)
+				require.Equal(t, api.StageCompleted, st.Status, st.Name)
 				require.NotNil(t, st.StartedAt)
 				require.NotNil(t, st.CompletedAt)
 				require.Positive(t, st.ChecksPassed, st.Name)
@@ -409,16 +412,16 @@ func TestFailureAtEveryStageRollsBack(t *testing.T) {
 				h := newHarness(t)
 				h.failAt, h.failAfter = stage, 45*time.Second
 				res := h.run(testSpec(strategy))
-				require.Equal(t, OutcomeRolledBack, res.Outcome)
+				require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 				require.Contains(t, res.Error, "status 500")
 				// Stages up to the failing one, then the restore; nothing after.
 				want := append(append([]plan.Desired(nil), expected[strategy][:stage+1]...), restore)
 				require.Equal(t, want, h.desired())
 				for i, st := range res.Stages {
 					if i <= stage {
-						require.Equal(t, StageRolledBack, st.Status, st.Name)
+						require.Equal(t, api.StageRolledBack, st.Status, st.Name)
 					} else {
-						require.Equal(t, StagePending, st.Status, st.Name)
+						require.Equal(t, api.StagePending, st.Status, st.Name)
 					}
 				}
 				require.Contains(t, res.Stages[stage].Error, "status 500")
@@ -432,11 +435,11 @@ func TestFailureAtEveryStageRollsBack(t *testing.T) {
 				h := newHarness(t)
 				h.convergeFailAt = stage
 				res := h.run(testSpec(strategy))
-				require.Equal(t, OutcomeRolledBack, res.Outcome)
+				require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 				require.Contains(t, res.Error, "container exited")
 				want := append(append([]plan.Desired(nil), expected[strategy][:stage+1]...), restore)
 				require.Equal(t, want, h.desired())
-				require.Equal(t, StageRolledBack, res.Stages[stage].Status)
+				require.Equal(t, api.StageRolledBack, res.Stages[stage].Status)
 			})
 		}
 	}
@@ -450,7 +453,7 @@ func TestBakeWatchOutlivesLostHeartbeats(t *testing.T) {
 	h := newHarness(t)
 	h.lostWatches = 8
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Nil(t, res.Rollback)
 	require.Zero(t, h.lostWatches)
 	// The 3 stages' watches, 8 of their attempts lost.
@@ -472,7 +475,7 @@ func TestRollbackVerificationFailureIsReported(t *testing.T) {
 	h := newHarness(t)
 	h.failAt, h.failAfter, h.verifyFails = 1, time.Minute, true
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeRollbackFailed, res.Outcome)
+	require.Equal(t, api.OutcomeRollbackFailed, res.Outcome)
 	require.Contains(t, res.Error, "still failing")
 	require.False(t, res.Rollback.Verified)
 }
@@ -483,13 +486,13 @@ func TestPauseKeepsRemainingBake(t *testing.T) {
 	var start time.Time
 	h.env.RegisterDelayedCallback(func() {
 		start = h.env.Now()
-		h.env.SignalWorkflow(SignalPause, ControlRequest{Reason: "look at dashboards", By: "alice"})
+		h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{Reason: "look at dashboards", By: "alice"})
 	}, 2*time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(SignalResume, ControlRequest{By: "alice"})
+		h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "alice"})
 	}, 12*time.Minute)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	calls := h.converges
 	// Stage 0 baked 2 min, paused 10 min, then the remaining 3 min.
 	require.Equal(t, 15*time.Minute, calls[1].At.Sub(calls[0].At), "second stage starts after 2m + 10m paused + 3m")
@@ -505,10 +508,10 @@ func TestPauseBetweenStagesHoldsNextStage(t *testing.T) {
 	h := newHarness(t)
 	// Paused during stage 0's bake for longer than its remaining time: stage
 	// 1 must not start until resumed.
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 4*time.Minute)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, nil) }, time.Hour)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, nil) }, 4*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalResume, nil) }, time.Hour)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, time.Hour+time.Minute, h.converges[1].At.Sub(h.converges[0].At))
 }
 
@@ -519,15 +522,15 @@ func TestAbortMidBakeRollsBackAtOnce(t *testing.T) {
 			var abortAt time.Time
 			h.env.RegisterDelayedCallback(func() {
 				abortAt = h.env.Now()
-				h.env.SignalWorkflow(SignalAbort, ControlRequest{Reason: "bad metrics", By: "bob"})
+				h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{Reason: "bad metrics", By: "bob"})
 			}, 90*time.Second)
 			res := h.run(testSpec(strategy))
-			require.Equal(t, OutcomeRolledBack, res.Outcome)
+			require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 			require.Contains(t, res.Error, "bad metrics")
 			last := h.converges[len(h.converges)-1]
 			require.Equal(t, restore, last.Desired)
 			require.Equal(t, abortAt, last.At, "rollback starts at the abort, not at the next timer")
-			require.Equal(t, StageRolledBack, res.Stages[0].Status)
+			require.Equal(t, api.StageRolledBack, res.Stages[0].Status)
 			require.Contains(t, res.Stages[0].Error, "bad metrics")
 		})
 	}
@@ -535,15 +538,15 @@ func TestAbortMidBakeRollsBackAtOnce(t *testing.T) {
 
 func TestPromoteSkipsRemainingBakes(t *testing.T) {
 	h := newHarness(t)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPromote, ControlRequest{By: "carol"}) }, time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPromote, api.ControlRequest{By: "carol"}) }, time.Minute)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.True(t, res.Promoted)
 	for _, c := range h.converges[1:] {
 		require.Equal(t, h.converges[0].At.Add(time.Minute), c.At, "no bake after promote")
 	}
 	for _, st := range res.Stages {
-		require.Equal(t, StageCompleted, st.Status)
+		require.Equal(t, api.StageCompleted, st.Status)
 	}
 }
 
@@ -551,7 +554,7 @@ func TestCancelRollsBack(t *testing.T) {
 	h := newHarness(t)
 	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 7*time.Minute)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "cancelled")
 	require.Equal(t, restore, h.desired()[len(h.converges)-1])
 	require.True(t, res.Rollback.Verified)
@@ -559,12 +562,12 @@ func TestCancelRollsBack(t *testing.T) {
 
 func TestCancelWhilePausedRollsBack(t *testing.T) {
 	h := newHarness(t)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, nil) }, time.Minute)
 	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 3*time.Hour)
 	s := testSpec(spec.Canary)
 	s.Timeout = spec.Duration(24 * time.Hour)
 	res := h.run(s)
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "cancelled")
 	require.Equal(t, restore, h.desired()[len(h.converges)-1])
 }
@@ -574,7 +577,7 @@ func TestKeepBlueForThenRemoveBlue(t *testing.T) {
 	s := testSpec(spec.BlueGreen)
 	s.Strategy.KeepBlueFor = spec.Duration(10 * time.Minute)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	final := h.converges[len(h.converges)-1]
 	require.Equal(t, plan.Desired{New: 4, Traffic: plan.TrafficNew, Order: plan.Surge}, final.Desired)
 	require.Equal(t, 3*time.Minute+10*time.Minute, final.At.Sub(h.converges[1].At), "post-switch bake, then blue kept 10 min")
@@ -584,9 +587,9 @@ func TestAbortWhileKeepingBlueSwitchesBack(t *testing.T) {
 	h := newHarness(t)
 	s := testSpec(spec.BlueGreen)
 	s.Strategy.KeepBlueFor = spec.Duration(time.Hour)
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalAbort, ControlRequest{Reason: "errors after switch"}) }, 30*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{Reason: "errors after switch"}) }, 30*time.Minute)
 	res := h.run(s)
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Equal(t, restore, h.desired()[len(h.converges)-1])
 	require.Len(t, h.converges, 3, "green up, switch, switch back")
 }
@@ -596,7 +599,7 @@ func TestRolloutTimeoutRollsBack(t *testing.T) {
 	s := testSpec(spec.Canary)
 	s.Timeout = spec.Duration(8 * time.Minute)
 	res := h.run(s)
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "rollout timeout")
 	require.Equal(t, 8*time.Minute, h.converges[len(h.converges)-1].At.Sub(h.converges[0].At))
 }
@@ -607,7 +610,7 @@ func TestInvalidSpecIsRejectedWithoutActivities(t *testing.T) {
 	s.Platform.Docker.Port = 0
 	s.Strategy.Steps = []int{50, 20}
 	res := h.run(s)
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "platform.docker.port")
 	require.Contains(t, res.Error, "strategy.steps[1]")
 	require.Empty(t, h.converges)
@@ -616,10 +619,10 @@ func TestInvalidSpecIsRejectedWithoutActivities(t *testing.T) {
 
 func TestStrategyMismatchIsRejected(t *testing.T) {
 	h := newHarness(t)
-	h.execute(RollingWorkflow, testSpec(spec.Canary))
-	var res Result
+	h.execute(api.RollingWorkflow, testSpec(spec.Canary))
+	var res api.Result
 	require.NoError(t, h.env.GetWorkflowResult(&res))
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "strategy.type")
 }
 
@@ -627,7 +630,7 @@ func TestMissingImageIsRejectedBeforeAnyChange(t *testing.T) {
 	h := newHarness(t)
 	h.prepareErr = temporal.NewNonRetryableApplicationError(`image "stagecraft-demo:nope" not found`, platform.ErrTypeImageNotFound, nil)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "not found")
 	require.Empty(t, h.converges)
 }
@@ -638,35 +641,35 @@ func TestFreshInstallRollbackRemovesEverything(t *testing.T) {
 	h.failAt, h.failAfter = 0, 30*time.Second
 	res := h.run(testSpec(spec.Canary))
 	require.True(t, res.FreshInstall)
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Equal(t, plan.Desired{New: 0, Old: 0, Traffic: plan.TrafficOld, Order: plan.Surge}, h.desired()[1])
 }
 
 func TestUpdatesValidateTransitions(t *testing.T) {
 	h := newHarness(t)
 	type outcome struct {
-		status Status
+		status api.Status
 		err    error
 	}
 	results := map[string]outcome{}
 	call := func(name string, after time.Duration) {
 		h.env.RegisterDelayedCallback(func() {
-			h.env.UpdateWorkflow(name, name+"-"+after.String(), &updateCallback{done: func(v Status, err error) {
+			h.env.UpdateWorkflow(name, name+"-"+after.String(), &updateCallback{done: func(v api.Status, err error) {
 				results[name+"@"+after.String()] = outcome{v, err}
-			}}, ControlRequest{By: "dave", Reason: "testing"})
+			}}, api.ControlRequest{By: "dave", Reason: "testing"})
 		}, after)
 	}
-	call(UpdateResume, time.Minute)  // not paused: rejected
-	call(UpdatePause, 2*time.Minute) // accepted
-	call(UpdatePause, 3*time.Minute) // already paused: rejected
-	call(UpdateResume, 4*time.Minute)
+	call(api.UpdateResume, time.Minute)  // not paused: rejected
+	call(api.UpdatePause, 2*time.Minute) // accepted
+	call(api.UpdatePause, 3*time.Minute) // already paused: rejected
+	call(api.UpdateResume, 4*time.Minute)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeSucceeded, res.Outcome)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome)
 
 	require.ErrorContains(t, results["resume@1m0s"].err, "not paused")
 	require.NoError(t, results["pause@2m0s"].err)
 	require.True(t, results["pause@2m0s"].status.Paused)
-	require.Equal(t, PhasePaused, results["pause@2m0s"].status.Phase)
+	require.Equal(t, api.PhasePaused, results["pause@2m0s"].status.Phase)
 	require.ErrorContains(t, results["pause@3m0s"].err, "already paused")
 	require.NoError(t, results["resume@4m0s"].err)
 	// Rejected updates never reach the handler, so only the two accepted
@@ -677,17 +680,17 @@ func TestUpdatesValidateTransitions(t *testing.T) {
 
 func TestStatusQueryDuringBake(t *testing.T) {
 	h := newHarness(t)
-	var st Status
+	var st api.Status
 	h.env.RegisterDelayedCallback(func() {
-		v, err := h.env.QueryWorkflow(QueryStatus)
+		v, err := h.env.QueryWorkflow(api.QueryStatus)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&st))
 	}, 6*time.Minute)
 	h.run(testSpec(spec.Canary))
-	require.Equal(t, PhaseValidating, st.Phase)
+	require.Equal(t, api.PhaseValidating, st.Phase)
 	require.Equal(t, 1, st.CurrentStage)
-	require.Equal(t, StageCompleted, st.Stages[0].Status)
-	require.Equal(t, StageValidating, st.Stages[1].Status)
+	require.Equal(t, api.StageCompleted, st.Stages[0].Status)
+	require.Equal(t, api.StageValidating, st.Stages[1].Status)
 	require.NotNil(t, st.BakeEndsAt)
 }
 
@@ -705,7 +708,7 @@ func TestSeedDefaultCanary(t *testing.T) {
 			{Name: "root", HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/"}},
 		}}}.WithDefaults()
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	var news []int
 	for _, st := range res.Stages {
 		news = append(news, st.New)
@@ -717,17 +720,17 @@ func TestSeedDefaultCanary(t *testing.T) {
 }
 
 type updateCallback struct {
-	done func(Status, error)
+	done func(api.Status, error)
 }
 
 func (c *updateCallback) Accept()          {}
-func (c *updateCallback) Reject(err error) { c.done(Status{}, err) }
+func (c *updateCallback) Reject(err error) { c.done(api.Status{}, err) }
 func (c *updateCallback) Complete(success interface{}, err error) {
 	if err != nil {
-		c.done(Status{}, err)
+		c.done(api.Status{}, err)
 		return
 	}
-	c.done(success.(Status), nil)
+	c.done(success.(api.Status), nil)
 }
 
 func degradedRound() *health.Round {
@@ -748,28 +751,28 @@ func TestPolicyPausesOnDegradedUntilResumed(t *testing.T) {
 			Tally:       health.Tally{Counts: health.Counts{Healthy: 1, Degraded: 1}, Rounds: 2, Samples: 2},
 			LastFailure: `degraded: check "healthz": latency 300ms over maxLatency 100ms`, Latest: degradedRound()}, time.Minute, true
 	}
-	var paused Status
+	var paused api.Status
 	h.env.RegisterDelayedCallback(func() {
-		v, err := h.env.QueryWorkflow(QueryStatus)
+		v, err := h.env.QueryWorkflow(api.QueryStatus)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&paused))
 	}, 10*time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(SignalResume, ControlRequest{By: "oncall", Reason: "latency accepted"})
+		h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "oncall", Reason: "latency accepted"})
 	}, 30*time.Minute)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 
-	require.Equal(t, PhasePaused, paused.Phase)
+	require.Equal(t, api.PhasePaused, paused.Phase)
 	require.True(t, paused.Paused)
 	require.Equal(t, health.Degraded, paused.LatestRound.Verdict)
 	require.Equal(t, 4*time.Minute, paused.BakeRemaining, "the bake froze with 4 of 5 minutes left")
 
 	require.Len(t, res.Controls, 2)
-	require.Equal(t, ControlRecord{Action: SignalPause, Via: "health", By: "stagecraft", Accepted: true,
+	require.Equal(t, api.ControlRecord{Action: api.SignalPause, Via: "health", By: "stagecraft", Accepted: true,
 		Reason: `health degraded (onDegraded: pause): degraded: check "healthz": latency 300ms over maxLatency 100ms`,
 		At:     res.Controls[0].At}, res.Controls[0])
-	require.Equal(t, SignalResume, res.Controls[1].Action)
+	require.Equal(t, api.SignalResume, res.Controls[1].Action)
 	// 1 min baked, paused until minute 30, then the 4 minutes left.
 	require.Equal(t, 34*time.Minute, h.converges[1].At.Sub(h.converges[0].At))
 	var modes []string
@@ -793,9 +796,9 @@ func TestFailureWhilePausedRollsBack(t *testing.T) {
 		return activities.WatchResult{Rounds: 6, Passed: 5, Failed: 1, LastFailure: `check "healthz" on 127.0.0.1:1: status 500, want 200`,
 			Tally: health.Tally{Counts: health.Counts{Healthy: 5, Failed: 1}, Rounds: 6, Samples: 5, Streak: 1, Failing: 1}}, 3 * time.Minute, true
 	}
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ControlRequest{By: "alice"}) }, 2*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "alice"}) }, 2*time.Minute)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "status 500")
 	last := h.converges[len(h.converges)-1]
 	require.Equal(t, restore, last.Desired)
@@ -810,7 +813,7 @@ func TestMinSamplesWatchesPastTheBake(t *testing.T) {
 		s.Strategy.Bake = spec.Duration(time.Minute)
 		s.Health.MinSamples = 5
 		res := h.run(s)
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Equal(t, 5*30*time.Second, h.converges[1].At.Sub(h.converges[0].At), "5 rounds of 30 s, not the 1 min bake")
 		for i, st := range res.Stages {
 			require.GreaterOrEqual(t, st.ChecksPassed, 5, "stage %d", i)
@@ -821,7 +824,7 @@ func TestMinSamplesWatchesPastTheBake(t *testing.T) {
 		s := testSpec(spec.Recreate)
 		s.Strategy.Bake = spec.Duration(10 * time.Second)
 		res := h.run(s)
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Equal(t, 1, res.Stages[0].ChecksPassed)
 		require.Equal(t, 30*time.Second, h.converges[1].At.Sub(h.converges[0].At), "one round, after one interval")
 	})
@@ -839,7 +842,7 @@ func TestRolloutUnderAnotherWorkflowIDIsRejected(t *testing.T) {
 		s := testSpec(spec.Canary)
 		s.Notifications = []spec.Notification{{Name: "ops", Webhook: "https://hooks.example.invalid/stagecraft"}}
 		res := h.run(s)
-		require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 		require.Zero(t, h.auditCalls, "nothing recorded in the target's trail")
 		require.Empty(t, h.notified, "the spec's receivers are not called for a run that is not the target's")
 		require.Contains(t, res.Error, `"my-own-id-for-hello"`)
@@ -857,20 +860,20 @@ func TestRolloutUnderAnotherWorkflowIDIsRejected(t *testing.T) {
 		res := h.runRelease(rs)
 		require.Zero(t, h.auditCalls, "nothing recorded in the release's trail")
 		require.Empty(t, h.notified, "the release's receivers are not called for a run that is not its own")
-		require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 		require.Contains(t, res.Error, `"shop-prod"`)
 		require.Contains(t, res.Error, `"release:prod/shop"`)
 		require.Zero(t, h.probes)
 		require.Empty(t, h.configs, "nothing prepared, no rollout started")
 		for _, s := range res.Services {
-			require.Equal(t, ServiceNotStarted, s.State, s.Name)
+			require.Equal(t, api.ServiceNotStarted, s.State, s.Name)
 		}
 	})
 	t.Run("the target's own ID runs", func(t *testing.T) {
 		h := newHarness(t)
 		h.id = "deploy:docker:hello"
 		res := h.run(testSpec(spec.Canary))
-		require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	})
 }
 
@@ -891,7 +894,7 @@ func TestTimeoutArithmeticSaturates(t *testing.T) {
 	h := newHarness(t)
 	h.env.OnGetVersion(specBoundsVersion, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Len(t, h.converges, 4)
 
 	// Four progress deadlines plus their grace, on Kubernetes, likewise.
@@ -910,7 +913,7 @@ func TestRollbackSaysWhereTheRestoreDrifted(t *testing.T) {
 	h.failAt = 1
 	h.restoreDrift = []string{"web: restored pods run sha256:bbb, the snapshot ran sha256:aaa (demo:v1)"}
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "restored, but web: restored pods run sha256:bbb")
 	require.NotNil(t, res.Rollback)
 	require.Equal(t, h.restoreDrift, res.Rollback.Drift)

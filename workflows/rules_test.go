@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -63,7 +64,7 @@ func TestWorkflowHoldsAnySpecToTheBoundaries(t *testing.T) {
 	s.Platform.Docker.Network = "host"
 	s.Platform.Docker.Labels = map[string]string{"traefik.http.routers.shop.rule": "Host(`shop`)"}
 	res := h.run(s)
-	require.Equal(t, OutcomeRejected, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "platform.docker.network")
 	require.Contains(t, res.Error, "traefik.http.routers.shop.rule")
 	require.Empty(t, h.converges, "nothing changed")

@@ -4,34 +4,11 @@ import (
 	"fmt"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
 
-// Search attributes every rollout and release keeps current, so lists (the
-// Web UI's, `starter list`) can filter on them. All are keywords.
-var (
-	SearchService     = temporal.NewSearchAttributeKeyKeyword("StagecraftService")
-	SearchEnvironment = temporal.NewSearchAttributeKeyKeyword("StagecraftEnvironment")
-	SearchStrategy    = temporal.NewSearchAttributeKeyKeyword("StagecraftStrategy")
-	SearchPlatform    = temporal.NewSearchAttributeKeyKeyword("StagecraftPlatform")
-	SearchStatus      = temporal.NewSearchAttributeKeyKeyword("StagecraftStatus")
-	SearchImage       = temporal.NewSearchAttributeKeyKeyword("StagecraftImage")
-	// SearchExecutionID is set by the client at start: the caller's ID.
-	SearchExecutionID = temporal.NewSearchAttributeKeyKeyword("StagecraftExecutionId")
+	"github.com/stagecraft/stagecraft/client/api"
 )
-
-// SearchAttributes names every search attribute Stagecraft uses, with its
-// type, for registering them on a namespace.
-func SearchAttributes() map[string]enumspb.IndexedValueType {
-	out := map[string]enumspb.IndexedValueType{}
-	for _, k := range []temporal.SearchAttributeKeyKeyword{SearchService, SearchEnvironment, SearchStrategy,
-		SearchPlatform, SearchStatus, SearchImage, SearchExecutionID} {
-		out[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-	}
-	return out
-}
 
 // searchVersion: rollouts and releases keep their search attributes and
 // current details up to date. Runs recorded before it do not.
@@ -41,7 +18,7 @@ const searchVersion = "search-20261122"
 // status() changes, from a goroutine beside the workflow.
 func keepSearchable(ctx workflow.Context, fixed []temporal.SearchAttributeUpdate, status func() string) {
 	last := status()
-	upsert := append(fixed, SearchStatus.ValueSet(last))
+	upsert := append(fixed, api.SearchStatus.ValueSet(last))
 	if err := workflow.UpsertTypedSearchAttributes(ctx, upsert...); err != nil {
 		workflow.GetLogger(ctx).Warn("search attributes not kept", "error", err)
 		return
@@ -52,7 +29,7 @@ func keepSearchable(ctx workflow.Context, fixed []temporal.SearchAttributeUpdate
 				return
 			}
 			last = status()
-			if err := workflow.UpsertTypedSearchAttributes(gctx, SearchStatus.ValueSet(last)); err != nil {
+			if err := workflow.UpsertTypedSearchAttributes(gctx, api.SearchStatus.ValueSet(last)); err != nil {
 				workflow.GetLogger(gctx).Warn("search attribute not kept", "error", err)
 			}
 		}
@@ -79,8 +56,8 @@ func (r *rollout) details() string {
 			return fmt.Sprintf("%s: %s", st.Outcome, st.Error)
 		}
 		return string(st.Outcome)
-	case len(st.Stages) == 0 || st.Phase == PhaseRollingBack || st.Phase == PhaseVerifying ||
-		st.Phase == PhaseFinalizing || st.Phase == PhaseAwaitingRelease || st.Phase == PhaseKeepingBlue:
+	case len(st.Stages) == 0 || st.Phase == api.PhaseRollingBack || st.Phase == api.PhaseVerifying ||
+		st.Phase == api.PhaseFinalizing || st.Phase == api.PhaseAwaitingRelease || st.Phase == api.PhaseKeepingBlue:
 		return string(r.phase())
 	}
 	rec := st.Stages[st.CurrentStage]
@@ -123,10 +100,10 @@ func (r *rollout) startSearch(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, searchVersion, workflow.DefaultVersion, 1) < 1 {
 		return
 	}
-	fixed := []temporal.SearchAttributeUpdate{SearchService.ValueSet(r.spec.Service), SearchStrategy.ValueSet(r.st.Strategy),
-		SearchPlatform.ValueSet(r.st.Platform), SearchImage.ValueSet(r.spec.Image)}
+	fixed := []temporal.SearchAttributeUpdate{api.SearchService.ValueSet(r.spec.Service), api.SearchStrategy.ValueSet(r.st.Strategy),
+		api.SearchPlatform.ValueSet(r.st.Platform), api.SearchImage.ValueSet(r.spec.Image)}
 	if r.spec.Environment != "" {
-		fixed = append(fixed, SearchEnvironment.ValueSet(r.spec.Environment))
+		fixed = append(fixed, api.SearchEnvironment.ValueSet(r.spec.Environment))
 	}
 	keepSearchable(ctx, fixed, r.searchStatus)
 }
@@ -137,8 +114,8 @@ func (rel *release) startSearch(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, searchVersion, workflow.DefaultVersion, 1) < 1 {
 		return
 	}
-	fixed := []temporal.SearchAttributeUpdate{SearchService.ValueSet(rel.st.Name), SearchStrategy.ValueSet("release"),
-		SearchPlatform.ValueSet("release"), SearchEnvironment.ValueSet(rel.st.Environment)}
+	fixed := []temporal.SearchAttributeUpdate{api.SearchService.ValueSet(rel.st.Name), api.SearchStrategy.ValueSet("release"),
+		api.SearchPlatform.ValueSet("release"), api.SearchEnvironment.ValueSet(rel.st.Environment)}
 	keepSearchable(ctx, fixed, func() string {
 		if rel.st.Outcome != "" {
 			return string(rel.st.Outcome)

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -38,10 +39,6 @@ const AuditTrailWorkflow = "AuditTrail"
 // SignalTrailBatch carries the second and later batches of a hand-off
 // (TrailBatch) to the AuditTrail workflow.
 const SignalTrailBatch = "trail-batch"
-
-// KindHandoff is the audit event that says the rest of the trail was
-// handed to another workflow: To names it, Reason says why and how much.
-const KindHandoff = "trail_handed_off"
 
 // TrailID is the ID of the AuditTrail workflow that writes the rest of the
 // trail of run runID of workflowID: one per run, and never a target's or
@@ -235,7 +232,7 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 	var batches []audit.Batch
 	if w.on {
 		// The writer has stopped or is done: the queue is end's alone.
-		w.event(workflow.Now(ctx), audit.Event{Kind: KindHandoff, To: id, Reason: strings.Join(why, "; ")})
+		w.event(workflow.Now(ctx), audit.Event{Kind: api.KindHandoff, To: id, Reason: strings.Join(why, "; ")})
 		w.queue.WorkflowID, w.queue.RunID = wid, rid
 		batches = w.split()
 	}

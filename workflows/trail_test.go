@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -64,7 +65,7 @@ func TestDecidedRolloutEndsDuringAuditOutage(t *testing.T) {
 	start := h.env.Now()
 	trails := trailsStarted(h)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	ended := h.env.Now()
 	require.NotNil(t, res.CompletedAt)
 	t.Logf("decided at %s, workflow ended at %s, store back at %s", res.CompletedAt.Sub(start), ended.Sub(start), outage)
@@ -79,7 +80,7 @@ func TestDecidedRolloutEndsDuringAuditOutage(t *testing.T) {
 	outageFrom(h, 4, outage)
 	start = h.env.Now()
 	res = h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.GreaterOrEqual(t, h.env.Now().Sub(start), outage, "the trail waited for the store")
 	events, plan, stages := trail(t, h.batches) // numbered 1, 2, 3... once each
 	require.Equal(t, "succeeded", plan.Status)
@@ -88,7 +89,7 @@ func TestDecidedRolloutEndsDuringAuditOutage(t *testing.T) {
 		require.Equal(t, "COMPLETED", st.Status, "stage %d", i)
 	}
 	last := events[len(events)-1]
-	require.Equal(t, KindHandoff, last.Kind)
+	require.Equal(t, api.KindHandoff, last.Kind)
 	require.Equal(t, TrailID(res.WorkflowID, res.RunID), last.To)
 	require.Contains(t, last.Reason, "is written by workflow "+last.To)
 
@@ -130,7 +131,7 @@ func TestAuditHandoffInBoundedBatches(t *testing.T) {
 	}
 	trails := trailsStarted(h)
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Len(t, *trails, 1)
 	var handed int
 	_, err := fmt.Sscanf((*trails)[0][strings.LastIndex((*trails)[0], "batches="):], "batches=%d", &handed)
@@ -144,7 +145,7 @@ func TestAuditHandoffInBoundedBatches(t *testing.T) {
 	}
 	events, plan, _ := trail(t, h.batches)
 	require.Equal(t, "succeeded", plan.Status)
-	require.Equal(t, KindHandoff, events[len(events)-1].Kind)
+	require.Equal(t, api.KindHandoff, events[len(events)-1].Kind)
 	dropped := 0
 	for _, e := range events {
 		if e.Kind == audit.KindDropped {
@@ -195,7 +196,7 @@ func TestDecidedRolloutHandsOffItsNotifications(t *testing.T) {
 	receiverDown(h)
 	start := h.env.Now()
 	res := h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	ended := h.env.Now()
 	t.Logf("decided at %s, workflow ended at %s, receiver back at 16m", res.CompletedAt.Sub(start), ended.Sub(start))
 	require.LessOrEqual(t, ended.Sub(*res.CompletedAt), AuditCloseWait+5*time.Second,
@@ -204,7 +205,7 @@ func TestDecidedRolloutHandsOffItsNotifications(t *testing.T) {
 	h = newHarness(t)
 	receiverDown(h)
 	res = h.run(s)
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	var kinds []string
 	for _, ev := range h.notified {
 		if len(kinds) == 0 || kinds[len(kinds)-1] != ev.Kind {
@@ -217,7 +218,7 @@ func TestDecidedRolloutHandsOffItsNotifications(t *testing.T) {
 	require.Nil(t, h.notifyErr)
 	events, _, _ := trail(t, h.batches)
 	last := events[len(events)-1]
-	require.Equal(t, KindHandoff, last.Kind)
+	require.Equal(t, api.KindHandoff, last.Kind)
 	require.Contains(t, last.Reason, "1 notifications not delivered within 10s of the outcome (succeeded) are sent by workflow "+TrailID(res.WorkflowID, res.RunID))
 	require.NotContains(t, last.Reason, "audit store", "the trail itself was written in time")
 }
@@ -239,7 +240,7 @@ func TestDecidedReleaseEndsDuringAuditOutage(t *testing.T) {
 	trails := trailsStarted(h)
 	start := h.env.Now()
 	res := h.runRelease(threeTier())
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	ended := h.env.Now()
 	require.Less(t, ended.Sub(start), outage)
 	require.LessOrEqual(t, ended.Sub(*res.CompletedAt), AuditCloseWait+5*time.Second,
@@ -251,7 +252,7 @@ func TestDecidedReleaseEndsDuringAuditOutage(t *testing.T) {
 	h = newHarness(t)
 	outageFrom(h, last, outage)
 	res = h.runRelease(threeTier())
-	require.Equal(t, OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	var mine []audit.Batch
 	for _, b := range h.batches {
 		if b.WorkflowID == res.WorkflowID {
@@ -260,7 +261,7 @@ func TestDecidedReleaseEndsDuringAuditOutage(t *testing.T) {
 	}
 	events, plan, _ := trail(t, mine) // numbered 1, 2, 3... once each
 	require.Equal(t, "succeeded", plan.Status)
-	require.Equal(t, KindHandoff, events[len(events)-1].Kind)
+	require.Equal(t, api.KindHandoff, events[len(events)-1].Kind)
 	require.Equal(t, TrailID(res.WorkflowID, res.RunID), events[len(events)-1].To)
 	require.Equal(t, audit.KindOutcome, events[len(events)-2].Kind)
 }

@@ -22,17 +22,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
-
-// SearchAttrExecutionID is the keyword search attribute that holds a
-// caller's execution ID, so a rollout can be found by it.
-const SearchAttrExecutionID = "StagecraftExecutionId"
-
-var executionIDKey = temporal.NewSearchAttributeKeyKeyword(SearchAttrExecutionID)
 
 // MemoSpec is the memo field that holds the fingerprint of the normalized
 // spec a rollout was started with (see Fingerprint), so that a start reusing
@@ -130,14 +123,14 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 	if err := s.Validate(); err != nil {
 		return Started{}, err
 	}
-	name, err := workflows.WorkflowFor(s.Strategy.Type)
+	name, err := api.WorkflowFor(s.Strategy.Type)
 	if err != nil {
 		return Started{}, err
 	}
-	memo := map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID, MemoSpec: Fingerprint(s)}
+	memo := map[string]any{api.MemoRequestID: s.RequestID(), api.MemoExecutionID: s.ExecutionID, MemoSpec: Fingerprint(s)}
 	opts := client.StartWorkflowOptions{
 		ID:                       s.WorkflowID(),
-		TaskQueue:                workflows.TaskQueue,
+		TaskQueue:                api.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// Without this the SDK silently returns the running rollout even
@@ -148,7 +141,7 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 		StaticDetails:                            staticDetails(s),
 	}
 	if s.ExecutionID != "" {
-		opts.TypedSearchAttributes = temporal.NewSearchAttributes(executionIDKey.ValueSet(s.ExecutionID))
+		opts.TypedSearchAttributes = temporal.NewSearchAttributes(api.SearchExecutionID.ValueSet(s.ExecutionID))
 	}
 	run, err := c.ExecuteWorkflow(ctx, opts, name, s)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -169,9 +162,9 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 			return join(ctx, c, s, name)
 		}
 		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
-	case s.ExecutionID != "" && strings.Contains(err.Error(), SearchAttrExecutionID):
+	case s.ExecutionID != "" && strings.Contains(err.Error(), api.SearchExecutionID.GetName()):
 		return Started{}, fmt.Errorf("start %s: the search attribute %s is not registered on this namespace (see README: temporal operator search-attribute create --name %s --type Keyword): %w",
-			opts.ID, SearchAttrExecutionID, SearchAttrExecutionID, err)
+			opts.ID, api.SearchExecutionID.GetName(), api.SearchExecutionID.GetName(), err)
 	}
 	return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
 }
@@ -219,7 +212,7 @@ func joinRun(ctx context.Context, c client.Client, workflowID, name, requestID s
 	info := desc.GetWorkflowExecutionInfo()
 	runID := info.GetExecution().GetRunId()
 	var running string
-	if f, ok := info.GetMemo().GetFields()[workflows.MemoRequestID]; ok {
+	if f, ok := info.GetMemo().GetFields()[api.MemoRequestID]; ok {
 		// An unreadable memo just means a different request.
 		_ = dataConverter(c).FromPayload(f, &running)
 	}
@@ -255,8 +248,8 @@ func Resolve(ctx context.Context, c client.Client, id string) (string, error) {
 }
 
 // Status queries a rollout's status.
-func Status(ctx context.Context, c client.Client, workflowID string) (workflows.Status, error) {
-	var st workflows.Status
+func Status(ctx context.Context, c client.Client, workflowID string) (api.Status, error) {
+	var st api.Status
 	v, err := query(ctx, c, workflowID)
 	if err != nil {
 		var nf *serviceerror.NotFound
@@ -273,7 +266,7 @@ func Status(ctx context.Context, c client.Client, workflowID string) (workflows.
 // deadline) is asked again, while ctx allows.
 func query(ctx context.Context, c client.Client, workflowID string) (converter.EncodedValue, error) {
 	for attempt := 1; ; attempt++ {
-		v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+		v, err := c.QueryWorkflow(ctx, workflowID, "", api.QueryStatus)
 		var dl *serviceerror.DeadlineExceeded
 		if err == nil || attempt == 3 || ctx.Err() != nil ||
 			!(errors.As(err, &dl) || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded) {
@@ -294,7 +287,7 @@ func LiveRound(ctx context.Context, c client.Client, workflowID string) (*health
 		if pa.GetActivityType().GetName() != "Watch" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var sum activities.WatchResult
+		var sum api.WatchSummary
 		if err := dataConverter(c).FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil && sum.Latest != nil {
 			return sum.Latest, nil
 		}
@@ -304,13 +297,13 @@ func LiveRound(ctx context.Context, c client.Client, workflowID string) (*health
 
 // Act sends a control action as an update and returns the new status. An
 // illegal transition is rejected with the workflow's reason.
-func Act(ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (workflows.Status, error) {
-	return act[workflows.Status](ctx, c, "rollout", workflowID, action, req)
+func Act(ctx context.Context, c client.Client, workflowID, action string, req api.ControlRequest) (api.Status, error) {
+	return act[api.Status](ctx, c, "rollout", workflowID, action, req)
 }
 
 // act sends a control action as an update and returns the status it
 // answers with; the update's validator rejects an illegal transition.
-func act[S any](ctx context.Context, c client.Client, kind, workflowID, action string, req workflows.ControlRequest) (S, error) {
+func act[S any](ctx context.Context, c client.Client, kind, workflowID, action string, req api.ControlRequest) (S, error) {
 	var st S
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
@@ -334,21 +327,21 @@ func act[S any](ctx context.Context, c client.Client, kind, workflowID, action s
 // Wait waits until the rollout's workflow has closed (its outcome decided
 // and its audit trail written) and returns its result, calling progress
 // with the status every poll when progress is not nil.
-func Wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status)) (workflows.Result, error) {
+func Wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(api.Status)) (api.Result, error) {
 	return wait(ctx, c, workflowID, runID, poll, progress, false)
 }
 
 // WaitOutcome is Wait that returns as soon as the status query reports the
 // outcome, without waiting for the audit trail to be written (which waits
 // out a database outage).
-func WaitOutcome(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status)) (workflows.Result, error) {
+func WaitOutcome(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(api.Status)) (api.Result, error) {
 	return wait(ctx, c, workflowID, runID, poll, progress, true)
 }
 
-func wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.Status), early bool) (workflows.Result, error) {
-	return waitRun(ctx, c, "rollout", workflowID, runID, poll, func() (bool, workflows.Status) {
+func wait(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(api.Status), early bool) (api.Result, error) {
+	return waitRun(ctx, c, "rollout", workflowID, runID, poll, func() (bool, api.Status) {
 		if progress == nil && !early {
-			return false, workflows.Status{}
+			return false, api.Status{}
 		}
 		st, err := Status(ctx, c, workflowID)
 		if err != nil || (runID != "" && st.RunID != runID) {
@@ -357,7 +350,7 @@ func wait(ctx context.Context, c client.Client, workflowID, runID string, poll t
 		if progress != nil {
 			progress(st)
 		}
-		return early && st.Phase == workflows.PhaseDone && st.Outcome != "", st
+		return early && st.Phase == api.PhaseDone && st.Outcome != "", st
 	})
 }
 

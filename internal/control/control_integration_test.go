@@ -20,10 +20,10 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // These tests start rollouts on a real dev server with no worker polling:
@@ -102,7 +102,7 @@ func TestControlByExecutionIDOfSeveralOpenRolloutsIsRefused(t *testing.T) {
 	}
 	itest.Eventually(t, 30*time.Second, "both rollouts to be searchable by the execution ID", func() bool {
 		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("%s = %q", control.SearchAttrExecutionID, build)})
+			Query: fmt.Sprintf("%s = %q", api.SearchExecutionID.GetName(), build)})
 		return err == nil && len(resp.GetExecutions()) == 2
 	})
 	_, err := control.Find(ctx, tc, build)
@@ -148,9 +148,9 @@ func TestExecutionIDFindsTheOpenRolloutBehindClosedOnes(t *testing.T) {
 	terminate(t, done.WorkflowID())
 	itest.Eventually(t, 30*time.Second, "both rollouts to be searchable by the execution ID", func() bool {
 		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", control.SearchAttrExecutionID, build)})
+			Query: fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", api.SearchExecutionID.GetName(), build)})
 		all, err2 := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("%s = %q", control.SearchAttrExecutionID, build)})
+			Query: fmt.Sprintf("%s = %q", api.SearchExecutionID.GetName(), build)})
 		return err == nil && err2 == nil && len(resp.GetExecutions()) == 1 && len(all.GetExecutions()) == 2
 	})
 	ex, err := control.Find(ctx, tc, build)
@@ -160,7 +160,7 @@ func TestExecutionIDFindsTheOpenRolloutBehindClosedOnes(t *testing.T) {
 	terminate(t, live.WorkflowID())
 	itest.Eventually(t, 30*time.Second, "no rollout of the execution ID to be open", func() bool {
 		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", control.SearchAttrExecutionID, build)})
+			Query: fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", api.SearchExecutionID.GetName(), build)})
 		return err == nil && len(resp.GetExecutions()) == 0
 	})
 	_, err = control.Find(ctx, tc, build)
@@ -219,12 +219,12 @@ func TestReusedExecutionIDWithAnotherSpecIsRefused(t *testing.T) {
 func TestRolloutWithoutFingerprintIsJoinedOnItsRequestID(t *testing.T) {
 	ctx := context.Background()
 	s := demo(itest.Name("legacy"), "stagecraft-demo:v1", itest.Name("req"))
-	name, err := workflows.WorkflowFor(s.Strategy.Type)
+	name, err := api.WorkflowFor(s.Strategy.Type)
 	require.NoError(t, err)
 	run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{
-		ID: s.WorkflowID(), TaskQueue: workflows.TaskQueue,
+		ID: s.WorkflowID(), TaskQueue: api.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		Memo:                     map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID},
+		Memo:                     map[string]any{api.MemoRequestID: s.RequestID(), api.MemoExecutionID: s.ExecutionID},
 	}, name, s)
 	require.NoError(t, err)
 	defer terminate(t, s.WorkflowID())

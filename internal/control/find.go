@@ -13,8 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/stagecraft/stagecraft/activities"
-	"github.com/stagecraft/stagecraft/workflows"
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 // IDForms says what the IDs of rollouts and releases look like, for
@@ -63,7 +62,7 @@ func (e *AmbiguousError) Error() string {
 // ones found, so the answer does not depend on how many runs (a long
 // continue-as-new chain) share the ID or on the server's page size.
 func byExecutionID(ctx context.Context, c client.Client, id string) (string, error) {
-	query := fmt.Sprintf("%s = %q", SearchAttrExecutionID, id)
+	query := fmt.Sprintf("%s = %q", api.SearchExecutionID.GetName(), id)
 	open, err := workflowIDs(ctx, c, query+" AND ExecutionStatus = 'Running'")
 	if err != nil || len(open) > 1 {
 		return "", ambiguous(id, open, true, err)
@@ -108,7 +107,7 @@ func workflowIDs(ctx context.Context, c client.Client, query string) ([]string, 
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: executionPageSize})
 		var invalid *serviceerror.InvalidArgument
 		switch {
-		case errors.As(err, &invalid) && strings.Contains(err.Error(), SearchAttrExecutionID):
+		case errors.As(err, &invalid) && strings.Contains(err.Error(), api.SearchExecutionID.GetName()):
 			return nil, nil // not registered: no rollout has one
 		case err != nil:
 			return nil, fmt.Errorf("finding the rollouts of execution ID (%s): %w", query, err)
@@ -133,7 +132,7 @@ type FinishedError struct {
 	Action, WorkflowID string
 	// Outcome is how it ended; Ended says how its run closed when it ended
 	// without an outcome (terminated, timed_out, failed, canceled).
-	Outcome workflows.Outcome
+	Outcome api.Outcome
 	Ended   string
 }
 
@@ -171,7 +170,7 @@ type Execution struct {
 	Status     enumspb.WorkflowExecutionStatus
 	// Watch is the running health watcher's latest heartbeat (its round
 	// counts and latest round), or nil when no watcher runs.
-	Watch *activities.WatchResult
+	Watch *api.WatchSummary
 }
 
 // Open reports whether the run is still running.
@@ -204,7 +203,7 @@ func Describe(ctx context.Context, c client.Client, workflowID, runID string) (E
 		if pa.GetActivityType().GetName() != "Watch" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var sum activities.WatchResult
+		var sum api.WatchSummary
 		if err := dataConverter(c).FromPayloads(pa.GetHeartbeatDetails(), &sum); err == nil {
 			ex.Watch = &sum
 		}
@@ -231,7 +230,7 @@ func Find(ctx context.Context, c client.Client, id string) (Execution, error) {
 }
 
 // Final returns the result of a closed run: a rollout's final
-// workflows.Status or a release's final workflows.ReleaseStatus.
+// api.Status or a release's final api.ReleaseStatus.
 func Final[T any](ctx context.Context, c client.Client, ex Execution) (T, error) {
 	var v T
 	if err := c.GetWorkflow(ctx, ex.WorkflowID, ex.RunID).Get(ctx, &v); err != nil {
@@ -241,12 +240,12 @@ func Final[T any](ctx context.Context, c client.Client, ex Execution) (T, error)
 }
 
 // Steer sends a control action as an update to a rollout or a release and
-// returns the status it answers with (workflows.Status for a rollout,
-// workflows.ReleaseStatus for a release). Unlike Act, each way it can be
+// returns the status it answers with (api.Status for a rollout,
+// api.ReleaseStatus for a release). Unlike Act, each way it can be
 // refused is its own error: *NotFoundError (no such ID), *FinishedError
 // (closed, with its outcome), *RefusedError (the workflow's reason why the
 // action is illegal now).
-func Steer[S any](ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (S, error) {
+func Steer[S any](ctx context.Context, c client.Client, workflowID, action string, req api.ControlRequest) (S, error) {
 	var st S
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
@@ -282,20 +281,20 @@ func Steer[S any](ctx context.Context, c client.Client, workflowID, action strin
 		}
 		return st, &RefusedError{Action: action, WorkflowID: workflowID, Reason: reason}
 	case errors.As(err, &timeout) || ctx.Err() != nil:
-		return st, fmt.Errorf("cannot %s %s: no answer in time; is a worker polling task queue %q?", action, workflowID, workflows.TaskQueue)
+		return st, fmt.Errorf("cannot %s %s: no answer in time; is a worker polling task queue %q?", action, workflowID, api.TaskQueue)
 	}
 	return st, fmt.Errorf("%s %s: %w", action, workflowID, err)
 }
 
 // decided reports whether the open run of workflowID has its outcome (its
 // status query says so), and which.
-func decided(ctx context.Context, c client.Client, workflowID string) (workflows.Outcome, bool) {
-	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+func decided(ctx context.Context, c client.Client, workflowID string) (api.Outcome, bool) {
+	v, err := c.QueryWorkflow(ctx, workflowID, "", api.QueryStatus)
 	if err != nil {
 		return "", false
 	}
 	var st struct {
-		Outcome workflows.Outcome `json:"outcome"`
+		Outcome api.Outcome `json:"outcome"`
 	}
 	if err := v.Get(&st); err != nil || st.Outcome == "" {
 		return "", false
@@ -315,7 +314,7 @@ func closedOrMissing(ctx context.Context, c client.Client, workflowID, action st
 	fin := &FinishedError{Action: action, WorkflowID: workflowID, Ended: ex.Ended()}
 	if ex.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		var res struct {
-			Outcome workflows.Outcome `json:"outcome"`
+			Outcome api.Outcome `json:"outcome"`
 		}
 		if err := c.GetWorkflow(ctx, workflowID, ex.RunID).Get(ctx, &res); err == nil {
 			fin.Outcome = res.Outcome

@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stagecraft/stagecraft/workflows"
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 func TestErrorsSayWhatHappened(t *testing.T) {
@@ -20,7 +20,7 @@ func TestErrorsSayWhatHappened(t *testing.T) {
 			"no release release:prod/nope: nothing with this ID has run (" + IDForms + ")"},
 		{"unknown execution ID", &NotFoundError{ID: "req-42"},
 			"no rollout req-42: neither a workflow ID nor the execution ID of a rollout (" + IDForms + ")"},
-		{"finished with an outcome", &FinishedError{Action: "pause", WorkflowID: "deploy:docker:hello", Outcome: workflows.OutcomeRolledBack, Ended: "completed"},
+		{"finished with an outcome", &FinishedError{Action: "pause", WorkflowID: "deploy:docker:hello", Outcome: api.OutcomeRolledBack, Ended: "completed"},
 			"cannot pause: rollout deploy:docker:hello is finished (outcome rolled_back); no open rollout to pause"},
 		{"ended without one", &FinishedError{Action: "abort", WorkflowID: "release:prod/shop", Ended: "terminated"},
 			"cannot abort: release release:prod/shop is finished (terminated); no open release to abort"},

@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/stagecraft/stagecraft/workflows"
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 // ListFilter selects rollouts and releases by their search attributes;
@@ -41,9 +41,9 @@ type Listed struct {
 func (f ListFilter) VisibilityQuery() string {
 	var parts []string
 	for _, c := range []struct{ name, value string }{
-		{workflows.SearchService.GetName(), f.Service}, {workflows.SearchEnvironment.GetName(), f.Environment},
-		{workflows.SearchStrategy.GetName(), f.Strategy}, {workflows.SearchPlatform.GetName(), f.Platform},
-		{workflows.SearchStatus.GetName(), f.Status}, {workflows.SearchImage.GetName(), f.Image},
+		{api.SearchService.GetName(), f.Service}, {api.SearchEnvironment.GetName(), f.Environment},
+		{api.SearchStrategy.GetName(), f.Strategy}, {api.SearchPlatform.GetName(), f.Platform},
+		{api.SearchStatus.GetName(), f.Status}, {api.SearchImage.GetName(), f.Image},
 	} {
 		if c.value != "" {
 			parts = append(parts, fmt.Sprintf("%s = %q", c.name, c.value))
@@ -51,7 +51,7 @@ func (f ListFilter) VisibilityQuery() string {
 	}
 	if len(parts) == 0 {
 		// Only what Stagecraft started: every run of ours has a service.
-		parts = append(parts, workflows.SearchService.GetName()+" IS NOT NULL")
+		parts = append(parts, api.SearchService.GetName()+" IS NOT NULL")
 	}
 	if f.Query != "" {
 		parts = append(parts, "("+f.Query+")")
@@ -83,9 +83,9 @@ func List(ctx context.Context, c client.Client, f ListFilter) ([]Listed, error) 
 			}
 			fields := e.GetSearchAttributes().GetIndexedFields()
 			for name, dst := range map[string]*string{
-				workflows.SearchService.GetName(): &l.Service, workflows.SearchEnvironment.GetName(): &l.Environment,
-				workflows.SearchStrategy.GetName(): &l.Strategy, workflows.SearchPlatform.GetName(): &l.Platform,
-				workflows.SearchStatus.GetName(): &l.Status, workflows.SearchImage.GetName(): &l.Image,
+				api.SearchService.GetName(): &l.Service, api.SearchEnvironment.GetName(): &l.Environment,
+				api.SearchStrategy.GetName(): &l.Strategy, api.SearchPlatform.GetName(): &l.Platform,
+				api.SearchStatus.GetName(): &l.Status, api.SearchImage.GetName(): &l.Image,
 			} {
 				if p, ok := fields[name]; ok {
 					_ = converter.GetDefaultDataConverter().FromPayload(p, dst)

@@ -11,8 +11,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // StartRelease starts a release's workflow. The release is validated in
@@ -26,25 +26,25 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                                       r.WorkflowID(),
-		TaskQueue:                                workflows.TaskQueue,
+		TaskQueue:                                api.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		Memo:                                     map[string]any{workflows.MemoRequestID: r.RequestID()},
+		Memo:                                     map[string]any{api.MemoRequestID: r.RequestID()},
 		StaticSummary:                            fmt.Sprintf("release %s to %s: %d services", r.Name, r.Environment, len(r.Services)),
 	}
-	run, err := c.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflow, r)
+	run, err := c.ExecuteWorkflow(ctx, opts, api.ReleaseWorkflow, r)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
-		st, err := joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID(), nil)
+		st, err := joinRun(ctx, c, opts.ID, api.ReleaseWorkflow, r.RequestID(), nil)
 		var busy *BusyError
 		if !errors.As(err, &busy) || !awaitClosing(ctx, c, busy.WorkflowID, busy.RunID) {
 			return st, err
 		}
 		// The release in the way had its outcome and has closed.
-		if run, err = c.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflow, r); errors.As(err, &started) {
-			return joinRun(ctx, c, opts.ID, workflows.ReleaseWorkflow, r.RequestID(), nil)
+		if run, err = c.ExecuteWorkflow(ctx, opts, api.ReleaseWorkflow, r); errors.As(err, &started) {
+			return joinRun(ctx, c, opts.ID, api.ReleaseWorkflow, r.RequestID(), nil)
 		}
 		if err != nil {
 			return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
@@ -52,13 +52,13 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 	case err != nil:
 		return Started{}, fmt.Errorf("start %s: %w", opts.ID, err)
 	}
-	return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: workflows.ReleaseWorkflow}, nil
+	return Started{WorkflowID: run.GetID(), RunID: run.GetRunID(), Workflow: api.ReleaseWorkflow}, nil
 }
 
 // ReleaseStatus queries a release's status.
-func ReleaseStatus(ctx context.Context, c client.Client, workflowID string) (workflows.ReleaseStatus, error) {
-	var st workflows.ReleaseStatus
-	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+func ReleaseStatus(ctx context.Context, c client.Client, workflowID string) (api.ReleaseStatus, error) {
+	var st api.ReleaseStatus
+	v, err := c.QueryWorkflow(ctx, workflowID, "", api.QueryStatus)
 	if err != nil {
 		return st, fmt.Errorf("query %s: %w", workflowID, err)
 	}
@@ -66,22 +66,22 @@ func ReleaseStatus(ctx context.Context, c client.Client, workflowID string) (wor
 }
 
 // WaitRelease waits for a release to end, calling progress every poll.
-func WaitRelease(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(workflows.ReleaseStatus)) (workflows.ReleaseStatus, error) {
-	return waitRun(ctx, c, "release", workflowID, runID, poll, func() (bool, workflows.ReleaseStatus) {
+func WaitRelease(ctx context.Context, c client.Client, workflowID, runID string, poll time.Duration, progress func(api.ReleaseStatus)) (api.ReleaseStatus, error) {
+	return waitRun(ctx, c, "release", workflowID, runID, poll, func() (bool, api.ReleaseStatus) {
 		if progress != nil {
 			if st, err := ReleaseStatus(ctx, c, workflowID); err == nil {
 				progress(st)
 			}
 		}
-		return false, workflows.ReleaseStatus{}
+		return false, api.ReleaseStatus{}
 	})
 }
 
 // ActRelease pauses, resumes or aborts a release (an update; pause and
 // resume reach its running rollouts, abort rolls it back) and returns its
 // status after the action.
-func ActRelease(ctx context.Context, c client.Client, workflowID, action string, req workflows.ControlRequest) (workflows.ReleaseStatus, error) {
-	return act[workflows.ReleaseStatus](ctx, c, "release", workflowID, action, req)
+func ActRelease(ctx context.Context, c client.Client, workflowID, action string, req api.ControlRequest) (api.ReleaseStatus, error) {
+	return act[api.ReleaseStatus](ctx, c, "release", workflowID, action, req)
 }
 
 // IsRelease reports whether a workflow ID names a release.

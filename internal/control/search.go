@@ -10,11 +10,11 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/stagecraft/stagecraft/workflows"
+	"github.com/stagecraft/stagecraft/client/api"
 )
 
 // EnsureSearchAttributes registers on the namespace the search attributes
-// rollouts keep current (workflows.SearchAttributes) that it lacks. A
+// rollouts keep current (api.SearchAttributes) that it lacks. A
 // workflow that sets an unregistered attribute fails its tasks, so the
 // worker calls this before it polls and refuses to start when it cannot.
 // It returns the names it added.
@@ -27,7 +27,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return nil, fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for name, typ := range workflows.SearchAttributes() {
+	for name, typ := range api.SearchAttributes() {
 		if got, ok := have.GetCustomAttributes()[name]; ok {
 			if got != typ {
 				return nil, fmt.Errorf("search attribute %s on namespace %s is %s, want %s", name, namespace, got, typ)
@@ -60,7 +60,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // that register every search attribute.
 func DevServerSearchAttributeArgs() []string {
 	var names []string
-	for n := range workflows.SearchAttributes() {
+	for n := range api.SearchAttributes() {
 		names = append(names, n)
 	}
 	slices.Sort(names)

@@ -26,12 +26,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // A crash case runs in a Temporal namespace of its own on the shared dev
@@ -223,7 +223,7 @@ func (e *endState) problem(format string, args ...any) {
 // check compares the platform with the outcome: succeeded, exactly
 // `replicas` ready instances of the new image and nothing else of the
 // service; rolled back, exactly the snapshot.
-func (x *crashTarget) check(t *testing.T, s spec.Spec, res workflows.Result) endState {
+func (x *crashTarget) check(t *testing.T, s spec.Spec, res api.Result) endState {
 	t.Helper()
 	if x.platform == spec.PlatformKubernetes {
 		return x.checkKube(t, s, res)
@@ -242,7 +242,7 @@ func (x *crashTarget) check(t *testing.T, s spec.Spec, res workflows.Result) end
 		}
 	}
 	switch res.Outcome {
-	case workflows.OutcomeSucceeded:
+	case api.OutcomeSucceeded:
 		n := 0
 		for _, b := range got {
 			if b.Image != s.Image || !b.Running || !slices.Equal(b.Aliases, []string{x.service}) {
@@ -256,7 +256,7 @@ func (x *crashTarget) check(t *testing.T, s spec.Spec, res workflows.Result) end
 		if n < s.Platform.Docker.Replicas {
 			e.problem("%d of %d instances of %s", n, s.Platform.Docker.Replicas, s.Image)
 		}
-	case workflows.OutcomeRolledBack:
+	case api.OutcomeRolledBack:
 		want := map[string]crashBox{}
 		for _, b := range x.v1 {
 			want[b.Name] = b
@@ -281,13 +281,13 @@ func (x *crashTarget) check(t *testing.T, s spec.Spec, res workflows.Result) end
 	return e
 }
 
-func (x *crashTarget) checkKube(t *testing.T, s spec.Spec, res workflows.Result) endState {
+func (x *crashTarget) checkKube(t *testing.T, s spec.Spec, res api.Result) endState {
 	t.Helper()
 	image := kubeV1
 	switch res.Outcome {
-	case workflows.OutcomeSucceeded:
+	case api.OutcomeSucceeded:
 		image = s.Image
-	case workflows.OutcomeRolledBack:
+	case api.OutcomeRolledBack:
 	default:
 		return endState{Problems: []string{fmt.Sprintf("outcome %s: %s", res.Outcome, res.Error)}}
 	}
@@ -435,7 +435,7 @@ func (b stageBake) Drift() time.Duration { return b.Validated - b.Bake }
 
 // bakes pairs each completed stage that baked with its bake timer (the
 // timer's summary names the stage).
-func bakes(t *testing.T, events []*historypb.HistoryEvent, res workflows.Result) []stageBake {
+func bakes(t *testing.T, events []*historypb.HistoryEvent, res api.Result) []stageBake {
 	t.Helper()
 	started := map[string]time.Time{}
 	for _, ev := range events {
@@ -453,7 +453,7 @@ func bakes(t *testing.T, events []*historypb.HistoryEvent, res workflows.Result)
 	var out []stageBake
 	for _, st := range res.Stages {
 		at, ok := started[st.Name]
-		if st.Bake <= 0 || st.CompletedAt == nil || !ok || st.Status == workflows.StageRolledBack {
+		if st.Bake <= 0 || st.CompletedAt == nil || !ok || st.Status == api.StageRolledBack {
 			continue
 		}
 		out = append(out, stageBake{Stage: st.Name, Bake: st.Bake, Validated: st.CompletedAt.Sub(at)})

@@ -16,9 +16,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	tclient "go.temporal.io/sdk/client"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // midBake is the crash point where the test itself SIGKILLs the worker
@@ -62,7 +62,7 @@ func (c crashCase) String() string {
 // crashFigures is what one case measured.
 type crashFigures struct {
 	Case    crashCase
-	Outcome workflows.Outcome
+	Outcome api.Outcome
 	// Recovery: from the crash to the first retried activity starting on
 	// the new worker; Finish: from the crash to the workflow's close.
 	Recovery, Finish time.Duration
@@ -220,9 +220,9 @@ func baselineCounts(t *testing.T, p, strategy string, bad bool) map[string]int {
 	require.NoError(t, err)
 	res := waitCrashRollout(t, c, started)
 	ns.closed = true
-	want := workflows.OutcomeSucceeded
+	want := api.OutcomeSucceeded
 	if bad {
-		want = workflows.OutcomeRolledBack
+		want = api.OutcomeRolledBack
 	}
 	require.Equal(t, want, res.Outcome, res.Error)
 	counts := activityCounts(history(t, c, started.WorkflowID, started.RunID))
@@ -274,7 +274,7 @@ func midBakeStage(strategy string) int {
 	return 0
 }
 
-func waitCrashRollout(t *testing.T, c tclient.Client, started control.Started) workflows.Result {
+func waitCrashRollout(t *testing.T, c tclient.Client, started control.Started) api.Result {
 	t.Helper()
 	// A crashed activity is retried once its timeout passes: up to 10
 	// minutes for an activity that does not heartbeat.
@@ -305,7 +305,7 @@ func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 	var crashed time.Time
 	if cc.Point == midBake {
 		stage := midBakeStage(cc.Strategy)
-		waitStageStatus(t, c, started.WorkflowID, stage, workflows.StageValidating)
+		waitStageStatus(t, c, started.WorkflowID, stage, api.StageValidating)
 		time.Sleep(time.Second)
 		first.Kill()
 		crashed = time.Now()
@@ -339,9 +339,9 @@ func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 	t.Logf("%s", f.line())
 	report(f)
 
-	want := workflows.OutcomeSucceeded
+	want := api.OutcomeSucceeded
 	if cc.Bad {
-		want = workflows.OutcomeRolledBack
+		want = api.OutcomeRolledBack
 	}
 	require.Equal(t, want, res.Outcome, res.Error)
 	require.Empty(t, end.Problems, "end state")
@@ -359,7 +359,7 @@ func runCrashCase(t *testing.T, cc crashCase, report func(crashFigures)) {
 	require.GreaterOrEqual(t, f.Notified, 2, "started and the outcome were notified")
 }
 
-func waitStageStatus(t *testing.T, c tclient.Client, workflowID string, stage int, status workflows.StageStatus) {
+func waitStageStatus(t *testing.T, c tclient.Client, workflowID string, stage int, status api.StageStatus) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -367,7 +367,7 @@ func waitStageStatus(t *testing.T, c tclient.Client, workflowID string, stage in
 		if err == nil && len(st.Stages) > stage && st.Stages[stage].Status == status {
 			return
 		}
-		require.False(t, err == nil && st.Phase == workflows.PhaseDone, "%s ended before stage %d was %s", workflowID, stage, status)
+		require.False(t, err == nil && st.Phase == api.PhaseDone, "%s ended before stage %d was %s", workflowID, stage, status)
 		require.True(t, time.Now().Before(deadline), "stage %d of %s not %s in 3 minutes (last: %v)", stage, workflowID, status, err)
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -18,11 +18,11 @@ import (
 	tclient "go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // fileDevServer is a Temporal dev server process keeping its state in a
@@ -141,7 +141,7 @@ func TestDevServerRestartMidBake(t *testing.T) {
 	started, err := control.Start(context.Background(), c, s)
 	require.NoError(t, err)
 
-	waitStageStatus(t, c, started.WorkflowID, 1, workflows.StageValidating)
+	waitStageStatus(t, c, started.WorkflowID, 1, api.StageValidating)
 	time.Sleep(time.Second)
 	d.stop(t)
 	stopped := time.Now()
@@ -163,7 +163,7 @@ func TestDevServerRestartMidBake(t *testing.T) {
 		t.Logf("  stage %-8s bake %s validated %s (drift %s)", b.Stage, b.Bake, b.Validated.Round(10*time.Millisecond), b.Drift().Round(10*time.Millisecond))
 	}
 
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Empty(t, end.Problems, "end state")
 	require.Len(t, bs, len(res.Stages))
 	// A bake never ends early. It may end late by up to the outage plus the

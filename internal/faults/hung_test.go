@@ -9,10 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/internal/store"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 const (
@@ -69,11 +69,11 @@ func TestHungVersionRollsBack(t *testing.T) {
 		return false
 	})
 	res := r.wait(t, started, 3*time.Minute)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "health check failed", "rolled back for a failed round")
 	require.Contains(t, res.Error, `check "healthz"`)
 	require.NotContains(t, res.Error, "lost", "a failed round, not lost attempts")
-	require.Equal(t, workflows.StagePending, res.Stages[1].Status, "the hung version never got past its first stage")
+	require.Equal(t, api.StagePending, res.Stages[1].Status, "the hung version never got past its first stage")
 	require.True(t, res.Rollback.Verified, res.Rollback.Error)
 	require.Equal(t, platRestorable(v1), platRestorable(platBoxes(t, service)), "v1 restored exactly")
 

@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 	tclient "go.temporal.io/sdk/client"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestSecondOwnerRejected: while a canary of the demo app, started by the
@@ -39,7 +39,7 @@ func TestSecondOwnerRejected(t *testing.T) {
 	s.Strategy.Bake = spec.Duration(15 * time.Second)
 	started := r.start(t, s)
 	require.Equal(t, s.WorkflowID(), started.WorkflowID)
-	r.waitStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	r.waitStage(t, started.WorkflowID, 0, api.StageValidating)
 	before := platBoxes(t, service)
 	v2 := 0
 	for _, b := range before {
@@ -52,14 +52,14 @@ func TestSecondOwnerRejected(t *testing.T) {
 	raw, err := json.Marshal(s)
 	require.NoError(t, err)
 	rogue := "deploy-" + service
-	run, err := r.c.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: rogue, TaskQueue: workflows.TaskQueue},
-		workflows.CanaryWorkflow, json.RawMessage(raw))
+	run, err := r.c.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: rogue, TaskQueue: api.TaskQueue},
+		api.CanaryWorkflow, json.RawMessage(raw))
 	require.NoError(t, err, "the server cannot know the ID is wrong: the workflow must refuse")
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var res workflows.Result
+	var res api.Result
 	require.NoError(t, run.Get(wctx, &res))
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 	require.Contains(t, res.Error, `"`+rogue+`"`)
 	require.Contains(t, res.Error, `"`+started.WorkflowID+`"`)
 	// Only its own record (the audit trail of the refusal): no snapshot,
@@ -69,13 +69,13 @@ func TestSecondOwnerRejected(t *testing.T) {
 	require.Empty(t, counts, "rejected before any activity on the target")
 
 	// The first rollout was still in its first stage: nothing moved.
-	st := r.waitStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	st := r.waitStage(t, started.WorkflowID, 0, api.StageValidating)
 	require.Equal(t, 0, st.CurrentStage)
 	after := platBoxes(t, service)
 	require.Equal(t, ids(before), ids(after), "the first rollout's containers untouched")
 
 	first := r.wait(t, started, 3*time.Minute)
-	require.Equal(t, workflows.OutcomeSucceeded, first.Outcome, first.Error)
+	require.Equal(t, api.OutcomeSucceeded, first.Outcome, first.Error)
 	platRequireServing(t, service, platV2, "v2", 3)
 }
 

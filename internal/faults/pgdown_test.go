@@ -14,6 +14,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	tclient "go.temporal.io/sdk/client"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
@@ -51,19 +52,19 @@ func TestSecondRolloutWhilePostgresIsDown(t *testing.T) {
 	first := itest.DemoSpec(service, platV2, spec.Canary, 3)
 	first.Strategy.Bake = spec.Duration(6 * time.Second)
 	a := r.start(t, first)
-	r.waitStage(t, a.WorkflowID, 0, workflows.StageValidating)
+	r.waitStage(t, a.WorkflowID, 0, api.StageValidating)
 	pg.Stop(t)
 	down := time.Now()
 	var err error
 
 	// The canary's outcome is decided; give its execution a minute more
 	// than AuditCloseWait to close, then start the hotfix either way.
-	var decided workflows.Status
+	var decided api.Status
 	itest.Eventually(t, 2*time.Minute, "the canary's outcome is decided", func() bool {
 		decided, err = control.Status(ctx, r.c, a.WorkflowID)
 		return err == nil && decided.Outcome != ""
 	})
-	require.Equal(t, workflows.OutcomeSucceeded, decided.Outcome, decided.Error)
+	require.Equal(t, api.OutcomeSucceeded, decided.Outcome, decided.Error)
 	closeBy := time.Now().Add(workflows.AuditCloseWait + time.Minute)
 	for time.Now().Before(closeBy) && r.statusOf(t, a.WorkflowID) == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		time.Sleep(500 * time.Millisecond)
@@ -75,13 +76,13 @@ func TestSecondRolloutWhilePostgresIsDown(t *testing.T) {
 	require.NoError(t, err, "a second rollout of the target starts while PostgreSQL is down")
 	require.NotEqual(t, a.RunID, b.RunID)
 	resA := r.wait(t, a, time.Minute)
-	require.Equal(t, workflows.OutcomeSucceeded, resA.Outcome, resA.Error)
+	require.Equal(t, api.OutcomeSucceeded, resA.Outcome, resA.Error)
 	require.NotNil(t, resA.CompletedAt)
 	endedA := r.closedAt(t, a.WorkflowID, a.RunID).Sub(*resA.CompletedAt)
 	trailA := workflows.TrailID(a.WorkflowID, a.RunID)
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, r.statusOf(t, trailA), "its trail waits for the database")
 	resB := r.wait(t, b, 2*time.Minute)
-	require.Equal(t, workflows.OutcomeSucceeded, resB.Outcome, resB.Error)
+	require.Equal(t, api.OutcomeSucceeded, resB.Outcome, resB.Error)
 	endedB := r.closedAt(t, b.WorkflowID, b.RunID).Sub(*resB.CompletedAt)
 	platRequireServing(t, service, platV1, "v1", 3)
 	bothDone := time.Since(down)
@@ -179,7 +180,7 @@ func (r *platRig) checkHandedTrail(t *testing.T, st *store.Store, run platRun) s
 	tr, err := st.Trail(ctx, started.WorkflowID, started.RunID)
 	require.NoError(t, err)
 	require.Equal(t, string(res.Outcome), tr.Plan.Status)
-	require.Equal(t, res.Outcome == workflows.OutcomeSucceeded, tr.Plan.Success)
+	require.Equal(t, res.Outcome == api.OutcomeSucceeded, tr.Plan.Success)
 	require.Len(t, tr.Stages, len(res.Stages))
 	for i, s := range tr.Stages {
 		require.Equal(t, string(res.Stages[i].Status), s.Status, "stage %d", i)
@@ -198,7 +199,7 @@ func (r *platRig) checkHandedTrail(t *testing.T, st *store.Store, run platRun) s
 	require.GreaterOrEqual(t, len(tr.Events), 2)
 	require.Equal(t, audit.KindOutcome, tr.Events[len(tr.Events)-2].Kind)
 	handoff := tr.Events[len(tr.Events)-1]
-	require.Equal(t, workflows.KindHandoff, handoff.Kind, "the trail says it was handed off")
+	require.Equal(t, api.KindHandoff, handoff.Kind, "the trail says it was handed off")
 	require.Equal(t, trailID, handoff.To)
 
 	rounds := 0

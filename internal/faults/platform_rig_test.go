@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
@@ -63,7 +64,7 @@ func (r *platRig) start(t *testing.T, s spec.Spec) control.Started {
 }
 
 // wait waits (up to limit) for the run to close and returns its result.
-func (r *platRig) wait(t *testing.T, started control.Started, limit time.Duration) workflows.Result {
+func (r *platRig) wait(t *testing.T, started control.Started, limit time.Duration) api.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
@@ -72,16 +73,16 @@ func (r *platRig) wait(t *testing.T, started control.Started, limit time.Duratio
 	return res
 }
 
-func (r *platRig) run(t *testing.T, s spec.Spec) (control.Started, workflows.Result) {
+func (r *platRig) run(t *testing.T, s spec.Spec) (control.Started, api.Result) {
 	t.Helper()
 	started := r.start(t, s)
 	return started, r.wait(t, started, 4*time.Minute)
 }
 
 // waitStage waits until stage is in one of the statuses.
-func (r *platRig) waitStage(t *testing.T, workflowID string, stage int, statuses ...workflows.StageStatus) workflows.Status {
+func (r *platRig) waitStage(t *testing.T, workflowID string, stage int, statuses ...api.StageStatus) api.Status {
 	t.Helper()
-	var st workflows.Status
+	var st api.Status
 	itest.Eventually(t, 2*time.Minute, fmt.Sprintf("%s: stage %d %v", workflowID, stage, statuses), func() bool {
 		var err error
 		st, err = control.Status(context.Background(), r.c, workflowID)
@@ -114,7 +115,7 @@ func (r *platRig) auditBatches(t *testing.T, started control.Started) []audit.Ba
 // and result: one plan row, one row per stage with its final status, one
 // event per event the workflow recorded (numbered 1..n, ending with the
 // outcome), every health round once. It returns the row counts.
-func (r *platRig) checkTrail(t *testing.T, st *store.Store, started control.Started, res workflows.Result) store.Counts {
+func (r *platRig) checkTrail(t *testing.T, st *store.Store, started control.Started, res api.Result) store.Counts {
 	t.Helper()
 	ctx := context.Background()
 	// A run decided while the store was down handed the rest of its trail
@@ -150,7 +151,7 @@ func (r *platRig) checkTrail(t *testing.T, st *store.Store, started control.Star
 	tr, err := st.Trail(ctx, started.WorkflowID, started.RunID)
 	require.NoError(t, err)
 	require.Equal(t, string(res.Outcome), tr.Plan.Status)
-	require.Equal(t, res.Outcome == workflows.OutcomeSucceeded, tr.Plan.Success)
+	require.Equal(t, res.Outcome == api.OutcomeSucceeded, tr.Plan.Success)
 	for i, s := range tr.Stages {
 		require.Equal(t, string(res.Stages[i].Status), s.Status, "stage %d", i)
 		require.Equal(t, res.Stages[i].ChecksPassed, s.ChecksPassed, "stage %d", i)
@@ -161,7 +162,7 @@ func (r *platRig) checkTrail(t *testing.T, st *store.Store, started control.Star
 	require.NotEmpty(t, tr.Events)
 	last := tr.Events[len(tr.Events)-1]
 	if handed {
-		require.Equal(t, workflows.KindHandoff, last.Kind, "the trail says it was handed off")
+		require.Equal(t, api.KindHandoff, last.Kind, "the trail says it was handed off")
 		last = tr.Events[len(tr.Events)-2]
 	}
 	require.Equal(t, audit.KindOutcome, last.Kind)
@@ -283,7 +284,7 @@ const (
 // run is one rollout started and its result.
 type platRun struct {
 	started control.Started
-	res     workflows.Result
+	res     api.Result
 }
 
 // installV1 puts 3 containers of image (a v1) in place with a recreate
@@ -293,7 +294,7 @@ func (r *platRig) installV1(t *testing.T, service, image string) (platRun, []pla
 	s := itest.DemoSpec(service, image, spec.Recreate, 3)
 	s.Strategy.Bake = spec.Duration(time.Second)
 	started, res := r.run(t, s)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.True(t, res.FreshInstall)
 	v1 := platBoxes(t, service)
 	require.Len(t, v1, 3)

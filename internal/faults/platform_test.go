@@ -20,11 +20,11 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/internal/store"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // The platform and dependency faults: the audit store's PostgreSQL goes
@@ -61,7 +61,7 @@ func TestPostgresOutageMidRollout(t *testing.T) {
 	rolling := itest.DemoSpec(bad, platBad, spec.Rolling, 3)
 	rolling.Strategy.Bake = spec.Duration(6 * time.Second)
 	c := r.start(t, canary)
-	r.waitStage(t, c.WorkflowID, 0, workflows.StageValidating)
+	r.waitStage(t, c.WorkflowID, 0, api.StageValidating)
 	b := r.start(t, rolling)
 	time.Sleep(2 * time.Second)
 	pg.Stop(t)
@@ -77,8 +77,8 @@ func TestPostgresOutageMidRollout(t *testing.T) {
 
 	resC := r.wait(t, c, 4*time.Minute)
 	resB := r.wait(t, b, 4*time.Minute)
-	require.Equal(t, workflows.OutcomeSucceeded, resC.Outcome, resC.Error)
-	require.Equal(t, workflows.OutcomeRolledBack, resB.Outcome, resB.Error)
+	require.Equal(t, api.OutcomeSucceeded, resC.Outcome, resC.Error)
+	require.Equal(t, api.OutcomeRolledBack, resB.Outcome, resB.Error)
 	require.Contains(t, resB.Error, "status 500", "rolled back for its health, not the database")
 	orphans := platRequireServing(t, good, platV2, "v2", 3)
 	after := platBoxes(t, bad)
@@ -153,15 +153,15 @@ func TestDockerdRestartMidStage(t *testing.T) {
 	type restartCase struct {
 		name, strategy string
 		stage          int
-		when           []workflows.StageStatus
+		when           []api.StageStatus
 	}
 	cases := []restartCase{
-		{"canary, stage 2 converging or validating", spec.Canary, 1, []workflows.StageStatus{workflows.StageInProgress, workflows.StageValidating}},
+		{"canary, stage 2 converging or validating", spec.Canary, 1, []api.StageStatus{api.StageInProgress, api.StageValidating}},
 	}
 	if full() {
 		cases = append(cases,
-			restartCase{"blue-green, green validating before the switch", spec.BlueGreen, 0, []workflows.StageStatus{workflows.StageValidating}},
-			restartCase{"rolling, batch 1 converging", spec.Rolling, 0, []workflows.StageStatus{workflows.StageInProgress}})
+			restartCase{"blue-green, green validating before the switch", spec.BlueGreen, 0, []api.StageStatus{api.StageValidating}},
+			restartCase{"rolling, batch 1 converging", spec.Rolling, 0, []api.StageStatus{api.StageInProgress}})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,9 +181,9 @@ func TestDockerdRestartMidStage(t *testing.T) {
 			res := r.wait(t, started, 5*time.Minute)
 			var orphans int
 			switch res.Outcome {
-			case workflows.OutcomeSucceeded:
+			case api.OutcomeSucceeded:
 				orphans = platRequireServing(t, service, platV2, "v2", 3)
-			case workflows.OutcomeRolledBack:
+			case api.OutcomeRolledBack:
 				require.True(t, res.Rollback.Verified)
 				after := platBoxes(t, service)
 				require.Equal(t, platRestorable(v1), platRestorable(after), "exactly the snapshot")
@@ -242,9 +242,9 @@ func TestKubeAPIServerFaults(t *testing.T) {
 				failAt = 3
 			}
 			health := itest.KubeHealth(t, cs, ns, "demo:v2-bad", func(readyBad int, _ bool) bool { return readyBad >= failAt })
-			image, want, end := "demo:v2", workflows.OutcomeSucceeded, "demo:v2"
+			image, want, end := "demo:v2", api.OutcomeSucceeded, "demo:v2"
 			if c.bad {
-				image, want, end = "demo:v2-bad", workflows.OutcomeRolledBack, "demo:v1"
+				image, want, end = "demo:v2-bad", api.OutcomeRolledBack, "demo:v1"
 			}
 			proxy, config := newFaultProxy(t)
 			s := itest.KubeSpec(ns, config, c.strategy, image, health)
@@ -301,11 +301,11 @@ func TestMissingImageRejectedBeforeAnyChange(t *testing.T) {
 			s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
 			t0 := time.Now()
 			started, res := r.run(t, s)
-			require.Equal(t, workflows.OutcomeRejected, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 			require.Contains(t, res.Error, missing)
 			example = res.Error
 			for _, st := range res.Stages {
-				require.Equal(t, workflows.StagePending, st.Status, "no stage started")
+				require.Equal(t, api.StagePending, st.Status, "no stage started")
 			}
 			require.Nil(t, res.Rollback)
 			require.Equal(t, []string{spec.EventRejected}, platKinds(hooks.of(t, started)))
@@ -363,13 +363,13 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 		s.Platform.Docker.Env["FAIL_AFTER"] = "8"
 		s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
 		started := r.start(t, s)
-		r.waitStage(t, started.WorkflowID, 0, workflows.StageValidating)
+		r.waitStage(t, started.WorkflowID, 0, api.StageValidating)
 		_, err = dc.ImageRemove(ctx, private, client.ImageRemoveOptions{Force: true})
 		require.NoError(t, err)
 		_, err = dc.ImageInspect(ctx, committed.ID)
 		require.Error(t, err, "v1's bytes are gone from the engine")
 		res := r.wait(t, started, 4*time.Minute)
-		require.Equal(t, workflows.OutcomeRollbackFailed, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRollbackFailed, res.Outcome, res.Error)
 		require.Contains(t, res.Error, "status 500", "the stage failed its checks")
 		require.Contains(t, res.Rollback.Error, "restore snapshot")
 		require.Contains(t, res.Rollback.Error, private, "the error names the missing image")
@@ -413,10 +413,10 @@ func TestRollbackThatFailsIsReported(t *testing.T) {
 		s.Notifications = []spec.Notification{{Name: "ops", Webhook: hooks.url}}
 		s = s.WithDefaults()
 		started := r.start(t, s)
-		r.waitStage(t, started.WorkflowID, 1, workflows.StageValidating)
+		r.waitStage(t, started.WorkflowID, 1, api.StageValidating)
 		broken.Store(true)
 		res := r.wait(t, started, 4*time.Minute)
-		require.Equal(t, workflows.OutcomeRollbackFailed, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRollbackFailed, res.Outcome, res.Error)
 		require.Contains(t, res.Error, `check "orders"`)
 		require.Contains(t, res.Rollback.Error, "verify restored service")
 		require.False(t, res.Rollback.Verified)

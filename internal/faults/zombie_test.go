@@ -14,12 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestZombieConvergeIsFenced freezes a converge on the real dev server
@@ -54,7 +54,7 @@ func TestZombieConvergeIsFenced(t *testing.T) {
 	frozenAt := time.Now()
 
 	res := r.wait(t, started, 150*time.Second)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.True(t, res.Rollback.Verified, res.Rollback.Error)
 	events := history(t, r.c, started.WorkflowID, started.RunID)
 	require.False(t, retriedAt(events, time.Time{}).IsZero(), "the frozen converge's attempt timed out and was retried")
@@ -116,7 +116,7 @@ func TestConvergeStopsWhenItsAttemptIsGone(t *testing.T) {
 	require.Contains(t, w.Log(), "no longer knows it")
 
 	res := r.wait(t, started, 2*time.Minute)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	for _, b := range platBoxes(t, service) {
 		require.Equal(t, platV2, b.Image, "%s: the rollout's result, untouched", b.Name)
 	}

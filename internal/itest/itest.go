@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/logging"
@@ -73,7 +74,7 @@ type WorkerConfig struct {
 func StartWorkerWith(t testing.TB, c tclient.Client, dc *client.Client, cfg WorkerConfig) {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	w := worker.New(c, workflows.TaskQueue, worker.Options{StickyScheduleToStartTimeout: time.Second})
+	w := worker.New(c, api.TaskQueue, worker.Options{StickyScheduleToStartTimeout: time.Second})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/transport/spdy"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/health"
 	kubeplatform "github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -114,7 +115,7 @@ func PortForward(ctx context.Context, cfg *rest.Config, ns, pod string, port int
 func StartKubeWorker(t testing.TB, c tclient.Client, kube *kubeplatform.Platform) {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	w := worker.New(c, workflows.TaskQueue, worker.Options{StickyScheduleToStartTimeout: time.Second})
+	w := worker.New(c, api.TaskQueue, worker.Options{StickyScheduleToStartTimeout: time.Second})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
 		Platforms: map[string]activities.Platform{spec.PlatformKubernetes: kube},

@@ -26,6 +26,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/itest"
@@ -33,7 +34,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/platform"
 	kubeplatform "github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // webTarget makes a namespace holding what an application team would have
@@ -387,7 +387,7 @@ func TestRealNodeCanaryRolloutThroughPortForward(t *testing.T) {
 	p := forwardingPlatform(t)
 	itest.StartKubeWorker(t, c, p)
 
-	run := func(t *testing.T, image string) workflows.Result {
+	run := func(t *testing.T, image string) api.Result {
 		ns := webTarget(t, "pfcanary", 3)
 		s := webSpec(ns, kubeconfigPath, image)
 		start := time.Now()
@@ -407,7 +407,7 @@ func TestRealNodeCanaryRolloutThroughPortForward(t *testing.T) {
 	t.Run("v2 succeeds", func(t *testing.T) {
 		t.Parallel()
 		res := run(t, "stagecraft-demo:v2")
-		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		for _, st := range res.Stages {
 			require.Positive(t, st.ChecksPassed, "stage %d", st.Index)
 		}
@@ -416,7 +416,7 @@ func TestRealNodeCanaryRolloutThroughPortForward(t *testing.T) {
 	t.Run("v2-bad rolls back", func(t *testing.T) {
 		t.Parallel()
 		res := run(t, "stagecraft-demo:v2-bad")
-		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 		require.Contains(t, res.Error, "healthz")
 		require.Contains(t, res.Error, "127.0.0.1:")
 		require.Equal(t, "stagecraft-demo:v1", res.ImageTo)

@@ -443,9 +443,6 @@ func (r Release) ValidateUnder(rules Rules) error {
 			}
 		}
 		r.validateRequires(add, f+".requires", s.Requires)
-		if s.Deploy.Release != "" {
-			add(f+".deploy.release", "is set by the release itself")
-		}
 		if s.Deploy.Service != "" && s.Deploy.PlatformName() != "" {
 			key := s.Deploy.TargetKey()
 			if other, ok := targets[key]; ok {

@@ -61,7 +61,6 @@ func TestReleaseValidate(t *testing.T) {
 		{"cycle", func(r *Release) { r.Services[0].DependsOn = []string{"web"} }, "services", "dependency cycle: db → web → api → db"},
 		{"bad deploy spec", func(r *Release) { r.Services[1].Deploy.Image = "" }, "services[1].deploy.image", "required"},
 		{"same target twice", func(r *Release) { r.Services[2].Deploy.Service = "api" }, "services[2].deploy", "targets docker:api"},
-		{"release field reserved", func(r *Release) { r.Services[0].Deploy.Release = "x" }, "services[0].deploy.release", "set by the release"},
 		{"stage before its dependency", func(r *Release) {
 			r.Stages = []ReleaseStage{{Services: []string{"db", "api"}}, {Services: []string{"web"}}}
 		}, "stages[0]", `"api" starts before "db"`},

@@ -69,13 +69,6 @@ type Spec struct {
 	// and notifications; a release sets its own. Lowercase letters, digits
 	// and '-', at most 63 characters.
 	Environment string `json:"environment,omitempty"`
-	// Release is set by a Release workflow on the rollouts it starts: the
-	// release's workflow ID. Such a rollout, once its stages pass, reports
-	// to the release and holds until the release commits or rolls it back.
-	Release string `json:"release,omitempty"`
-	// Resume is set by the rollout itself when it continues as new: the
-	// state the next run takes over. Callers never set it.
-	Resume json.RawMessage `json:"resume,omitempty"`
 }
 
 // Platform holds exactly one platform's target.

@@ -248,9 +248,6 @@ func (s Spec) ValidateUnder(rules Rules) error {
 	}
 
 	s.Health.validate(add)
-	if len(s.Resume) > 0 {
-		add("resume", "is set by the rollout itself when it continues as new")
-	}
 	validateApproval(add, s.Strategy, s.Approval)
 	ValidateNotifications(add, "notifications", s.Notifications)
 	if bounded {

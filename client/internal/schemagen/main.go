@@ -211,19 +211,11 @@ var enums = map[string]map[string][]any{
 	},
 }
 
-// hidden lists fields a caller never sets: a Release workflow sets
-// Spec.release on the rollouts it starts, a rollout Spec.resume when it
-// continues as new.
-var hidden = map[string][]string{"Spec": {"release", "resume"}}
-
 // constrain adds to the schema of the named type what reflection cannot
 // know: required fields, enums, exactly one platform or check kind.
 func constrain(s *jsonschema.Schema, name string) {
 	if s.Properties == nil {
 		return
-	}
-	for _, f := range hidden[name] {
-		s.Properties.Delete(f)
 	}
 	s.Required = required[name]
 	for f, values := range enums[name] {

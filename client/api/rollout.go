@@ -1,49 +1,42 @@
-package workflows
+package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"time"
 
-	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
-// TaskQueue is the task queue Stagecraft's workers poll.
-const TaskQueue = "stagecraft"
+// RolloutInput is what a rollout workflow takes: the user's spec, and
+// beside it the state a workflow sets for itself. Spec is embedded, so the
+// JSON is the spec's own object with at most two more fields; a caller
+// sends a plain spec, and any Temporal client may send its JSON.
+type RolloutInput struct {
+	spec.Spec
+	// Release is set by a Release workflow on the rollouts it starts: the
+	// release's workflow ID. Such a rollout, once its stages pass, reports
+	// to the release and holds until the release commits or rolls it back.
+	Release string `json:"release,omitempty"`
+	// Resume is set by the rollout itself when it continues as new: the
+	// state the next run takes over. Callers never set it.
+	Resume json.RawMessage `json:"resume,omitempty"`
+}
 
-// Workflow type names, one per strategy, so a list of rollouts says what kind
-// each is.
-const (
-	CanaryWorkflow    = "CanaryDeployment"
-	BlueGreenWorkflow = "BlueGreenDeployment"
-	RollingWorkflow   = "RollingDeployment"
-	RecreateWorkflow  = "RecreateDeployment"
-)
-
-// Control, query and memo names.
-const (
-	SignalPause   = "pause"
-	SignalResume  = "resume"
-	SignalAbort   = "abort"
-	SignalPromote = "promote"
-	// SignalApprove lets a stage that waits for approval start.
-	SignalApprove = "approve"
-	// The updates carry the same names as the signals and behave the same,
-	// but validate the transition first and return the new status.
-	UpdatePause   = SignalPause
-	UpdateResume  = SignalResume
-	UpdateAbort   = SignalAbort
-	UpdatePromote = SignalPromote
-	UpdateApprove = SignalApprove
-
-	QueryStatus = "status"
-
-	// MemoRequestID holds the request's identity (caller's execution ID or
-	// spec hash), compared when the same target is started again.
-	MemoRequestID = "requestId"
-	// MemoExecutionID holds the caller's execution ID, if any.
-	MemoExecutionID = "executionId"
-)
+// RequestID identifies the request: the caller's execution ID, or else a
+// hash of the input with its defaults applied (the state carried over a
+// continue-as-new left out).
+func (in RolloutInput) RequestID() string {
+	if in.ExecutionID != "" {
+		return in.ExecutionID
+	}
+	b, _ := json.Marshal(RolloutInput{Spec: in.WithDefaults(), Release: in.Release})
+	sum := sha256.Sum256(b)
+	return "spec-" + hex.EncodeToString(sum[:8])
+}
 
 // Outcome is how a rollout ended.
 type Outcome string
@@ -126,15 +119,44 @@ type ControlRecord struct {
 
 // RollbackRecord says how the compensating rollback went.
 type RollbackRecord struct {
-	Reason      string                  `json:"reason"`
-	StartedAt   time.Time               `json:"startedAt"`
-	CompletedAt *time.Time              `json:"completedAt,omitempty"`
-	Verified    bool                    `json:"verified"`
-	Verify      *activities.WatchResult `json:"verify,omitempty"`
-	Error       string                  `json:"error,omitempty"`
+	Reason      string        `json:"reason"`
+	StartedAt   time.Time     `json:"startedAt"`
+	CompletedAt *time.Time    `json:"completedAt,omitempty"`
+	Verified    bool          `json:"verified"`
+	Verify      *WatchSummary `json:"verify,omitempty"`
+	Error       string        `json:"error,omitempty"`
 	// Drift says where the restored target runs other bytes than the
 	// snapshot recorded (platform.ConvergeResult.Drift).
 	Drift []string `json:"drift,omitempty"`
+}
+
+// WatchSummary summarises the rounds of one watch: the rollback's
+// verification in a result, and the live rounds of a running watcher (its
+// heartbeat). It is the watch activity's result without the activity's own
+// bookkeeping (the audit buffer and its retry marks), under the same JSON
+// names.
+type WatchSummary struct {
+	// Healthy: the watch ended without the policy failing it.
+	Healthy bool `json:"healthy"`
+	// Paused: a degraded round ended it under onDegraded: pause.
+	Paused bool `json:"paused,omitempty"`
+	Rounds int  `json:"rounds"`
+	// Passed counts rounds that counted as samples; Failed counts rounds
+	// that counted toward the failure streak.
+	Passed int          `json:"passed"`
+	Failed int          `json:"failed"`
+	Tally  health.Tally `json:"tally"`
+	// LastFailure describes the latest round that was not healthy.
+	LastFailure string        `json:"lastFailure,omitempty"`
+	Latest      *health.Round `json:"latest,omitempty"`
+	// Settled: a verify watch saw the restored version's first passing round.
+	Settled     bool `json:"settled,omitempty"`
+	SettleTries int  `json:"settleTries,omitempty"`
+	// Lost counts rounds lost with the watcher's attempts (each counted as
+	// a no-data round).
+	Lost int `json:"lost,omitempty"`
+	// Started is when the watch's first attempt began.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Status is a rollout's state as the status query returns it; the final
