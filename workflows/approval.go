@@ -59,7 +59,7 @@ func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 				if a.OnTimeout == spec.OnTimeoutProceed {
 					return nil
 				}
-				return fmt.Errorf("approval of %s not given within %s", stage.Name, a.Timeout.D())
+				return causedBy(causeApprovalTimeout, fmt.Errorf("approval of %s not given within %s", stage.Name, a.Timeout.D()))
 			}
 		}
 	})

@@ -1,8 +1,6 @@
 package workflows
 
 import (
-	"strings"
-
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
 
@@ -86,52 +84,13 @@ func (r *rollout) timeStage(ctx workflow.Context, i int, err error) {
 	if err != nil {
 		result = "failed"
 	}
-	r.metrics(ctx, labelStage, stageKind(rec.Name), labelResult, result).
+	r.metrics(ctx, labelStage, string(r.plan.KindOf(i)), labelResult, result).
 		Timer(MetricStageDuration).Record(rec.CompletedAt.Sub(*rec.StartedAt))
 }
 
 // countRollback counts a rollback by what caused it.
-func (r *rollout) countRollback(ctx workflow.Context, reason string) {
-	r.metrics(ctx, labelCause, r.rollbackCause(reason)).Counter(MetricRollbacks).Inc(1)
-}
-
-// rollbackCause sorts a rollback's reason into a bounded label.
-func (r *rollout) rollbackCause(reason string) string {
-	switch {
-	case r.aborted:
-		// The last abort says who asked: an operator or the rollout timeout.
-		for i := len(r.st.Controls) - 1; i >= 0; i-- {
-			if c := r.st.Controls[i]; c.Action == api.SignalAbort && c.Via == "timeout" {
-				return "timeout"
-			} else if c.Action == api.SignalAbort {
-				break
-			}
-		}
-		return "abort"
-	case strings.HasPrefix(reason, "health "):
-		return "health"
-	case strings.HasPrefix(reason, "approval of "):
-		return "approval_timeout"
-	case reason == "workflow cancelled":
-		return "cancelled"
-	}
-	return "error"
-}
-
-// stageKind names the kind of a planned stage ("canary 25%" is a canary
-// stage), so stage labels stay few whatever the steps.
-func stageKind(name string) string {
-	switch {
-	case strings.HasPrefix(name, "canary "):
-		return "canary"
-	case strings.HasPrefix(name, "batch "):
-		return "batch"
-	case name == "green up":
-		return "green_up"
-	case name == "switch", name == "recreate":
-		return name
-	}
-	return "other"
+func (r *rollout) countRollback(ctx workflow.Context, c cause) {
+	r.metrics(ctx, labelCause, string(c)).Counter(MetricRollbacks).Inc(1)
 }
 
 // platformLabel bounds the platform label: a spec naming none (rejected)

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagecraft/stagecraft/client/api"
@@ -163,11 +165,20 @@ func TestMetricsOfARejectedRollout(t *testing.T) {
 func TestRollbackCauseOfATimeout(t *testing.T) {
 	r := &rollout{aborted: true}
 	r.st.Controls = []api.ControlRecord{{Action: api.SignalPause, Via: "health"}, {Action: api.SignalAbort, Via: "timeout"}}
-	require.Equal(t, "timeout", r.rollbackCause("aborted: requested by stagecraft: rollout timeout 1h passed"))
+	require.Equal(t, causeTimeout, r.causeOf(errAborted{"requested by stagecraft: rollout timeout 1h passed"}))
 	r.st.Controls = append(r.st.Controls, api.ControlRecord{Action: api.SignalAbort, Via: "update"})
-	require.Equal(t, "abort", r.rollbackCause("aborted: requested"))
-	require.Equal(t, "approval_timeout", (&rollout{}).rollbackCause("approval of canary 50% not given within 1h0m0s"))
-	require.Equal(t, "error", (&rollout{}).rollbackCause("container exited"))
+	require.Equal(t, causeAbort, r.causeOf(errAborted{"requested"}))
+}
+
+// The cause travels with the failure as a typed value, however the
+// failure reads and whatever wraps it.
+func TestRollbackCauseTravelsWithTheFailure(t *testing.T) {
+	r := &rollout{}
+	require.Equal(t, causeApprovalTimeout, r.causeOf(causedBy(causeApprovalTimeout, errors.New("approval of canary 50% not given within 1h0m0s"))))
+	require.Equal(t, causeHealth, r.causeOf(fmt.Errorf("stage 2: %w", causedBy(causeHealth, errors.New("container exited")))))
+	require.Equal(t, causeError, r.causeOf(errors.New("health check failed: a reason that only reads like one")))
+	require.Equal(t, causeCancelled, r.causeOf(temporal.NewCanceledError()))
+	require.Equal(t, causeError, r.causeOf(errors.New("container exited")))
 }
 
 // Every stage the planner emits has a named kind, so the stage label stays
@@ -182,8 +193,8 @@ func TestStageKindOfEveryPlannedStage(t *testing.T) {
 			}
 			p, err := plan.Build(s, 4, 4)
 			require.NoError(t, err)
-			for _, st := range p.Stages {
-				require.NotEqual(t, "other", stageKind(st.Name), st.Name)
+			for i, st := range p.Stages {
+				require.NotEqual(t, plan.KindOther, p.KindOf(i), st.Name)
 			}
 		})
 	}

@@ -263,7 +263,7 @@ func (r *rollout) from(ctx workflow.Context, strategy string, next int) (api.Res
 	logger.Warn("rolling back", "service", r.spec.Service, "reason", reason)
 	r.notify(ctx, spec.EventFailed, reason)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	return r.rollback(dctx, reason), nil
+	return r.rollback(dctx, reason, r.causeOf(failure)), nil
 }
 
 // runStages converges and validates each stage in order, from stage next;
@@ -573,9 +573,9 @@ func (r *rollout) bake(ctx workflow.Context, i int) error {
 			}
 			switch {
 			case watchErr != nil:
-				return fmt.Errorf("health watch: %w", watchErr)
+				return causedBy(causeHealth, fmt.Errorf("health watch: %w", watchErr))
 			case !res.Healthy:
-				return fmt.Errorf("health check failed: %s", res.LastFailure)
+				return causedBy(causeHealth, fmt.Errorf("health check failed: %s", res.LastFailure))
 			case v1 && res.Paused:
 				r.pauseForHealth(ctx, res.LastFailure)
 				continue
@@ -654,9 +654,9 @@ func (r *rollout) pauseForHealth(ctx workflow.Context, problem string) {
 // rollback converges the target back to the snapshot and verifies it with
 // the same checks. It runs on a disconnected context, so a cancelled
 // workflow still restores.
-func (r *rollout) rollback(ctx workflow.Context, reason string) api.Result {
+func (r *rollout) rollback(ctx workflow.Context, reason string, c cause) api.Result {
 	r.rollingBack = true
-	r.countRollback(ctx, reason)
+	r.countRollback(ctx, c)
 	r.st.Phase = api.PhaseRollingBack
 	r.st.Paused = false
 	rb := &api.RollbackRecord{Reason: reason, StartedAt: workflow.Now(ctx)}

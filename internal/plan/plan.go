@@ -70,6 +70,41 @@ type Plan struct {
 	Final Desired `json:"final"`
 }
 
+// Kind is what a stage does, whatever its steps or batch count: a
+// handful of values, fit for a metric label.
+type Kind string
+
+// Stage kinds.
+const (
+	KindCanary   Kind = "canary"   // a canary step
+	KindBatch    Kind = "batch"    // a rolling batch
+	KindGreenUp  Kind = "green_up" // blue-green: green beside blue, no traffic
+	KindSwitch   Kind = "switch"   // blue-green: all traffic to green
+	KindRecreate Kind = "recreate" // recreate: stop all, start all
+	KindOther    Kind = "other"    // a stage of a strategy this planner does not know
+)
+
+// KindOf is the kind of the plan's stage i, as Build laid it out: the
+// strategy and the stage's place in it say it, so it needs no field of its
+// own (the stage's JSON, recorded in every rollout's history, stays as it
+// is).
+func (p Plan) KindOf(i int) Kind {
+	switch p.Strategy {
+	case spec.Canary:
+		return KindCanary
+	case spec.Rolling:
+		return KindBatch
+	case spec.BlueGreen:
+		if i == 0 {
+			return KindGreenUp
+		}
+		return KindSwitch
+	case spec.Recreate:
+		return KindRecreate
+	}
+	return KindOther
+}
+
 // Build plans a rollout of s to total instances, replacing current running
 // instances. s must be valid with defaults applied.
 func Build(s spec.Spec, total, current int) (Plan, error) {
