@@ -53,16 +53,16 @@ A finished rollout is shown once. The exit code is the outcome's (see starter --
 				return err
 			}
 			d := newDisplay(cmd.OutOrStdout(), g.jsonOut)
-			return follow(ctx, c, ex, poll, d)
+			return watch(ctx, c, ex, poll, d)
 		},
 	}
 	cmd.Flags().DurationVar(&poll, "poll", time.Second, "how often to look")
 	return cmd
 }
 
-// follow shows a rollout or release on d until it ends, and returns its
+// watch shows a rollout or release on d until it ends, and returns its
 // outcome as an error carrying the exit code (nil when it succeeded).
-func follow(ctx context.Context, c client.Client, ex control.Execution, poll time.Duration, d *display) error {
+func watch(ctx context.Context, c client.Client, ex control.Execution, poll time.Duration, d *display) error {
 	var (
 		o      api.Outcome
 		reason string
@@ -101,37 +101,82 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // followRollout shows a rollout (runID: the run to follow, "" the latest)
-// until it has an outcome, and returns its final status.
+// until it has an outcome, and returns its final status. Each look shows
+// the newest failing round seen so far, in it or an earlier one.
 func followRollout(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.Status, error) {
 	var bad *health.Round
-	unanswered := 0
-	for {
+	return follow(ctx, id, poll, d, func(ctx context.Context) (rolloutView, bool, error) {
 		v, done, err := lookRollout(ctx, c, id, runID)
 		if err != nil {
-			if e := interrupted(ctx, id); e != nil {
-				return api.Status{}, e
-			}
-			return api.Status{}, err
+			return v, done, err
 		}
-		if quiet(v.warn, &unanswered) {
-			sleep(ctx, poll)
-			continue
-		}
+		// An unanswered look has no round: bad stays as it was.
 		bad = newestBad(bad, v.st.LatestRound)
 		if v.live != nil {
 			bad = newestBad(bad, v.live.Latest)
 		}
-		v.bad, v.now = bad, time.Now()
+		v.bad = bad
+		return v, done, nil
+	})
+}
+
+// followRelease shows a release (runID as for followRollout) until it has
+// an outcome, and returns its final status.
+func followRelease(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.ReleaseStatus, error) {
+	return follow(ctx, id, poll, d, func(ctx context.Context) (releaseView, bool, error) {
+		return lookRelease(ctx, c, id, runID)
+	})
+}
+
+// followed is what follow needs of one look at a rollout or a release.
+type followed[V any, T any] interface {
+	view
+	// status is the status seen (the result once closed).
+	status() T
+	// unanswered says why the status query did not answer; "" when it did.
+	unanswered() string
+	// at is the look as shown at now.
+	at(now time.Time) V
+}
+
+func (v rolloutView) status() api.Status           { return v.st }
+func (v rolloutView) unanswered() string           { return v.warn }
+func (v rolloutView) at(now time.Time) rolloutView { v.now = now; return v }
+func (v releaseView) status() api.ReleaseStatus    { return v.st }
+func (v releaseView) unanswered() string           { return v.warn }
+func (v releaseView) at(now time.Time) releaseView { v.now = now; return v }
+
+// follow shows the looks that look takes at id on d, poll apart, until one
+// says it has ended, and returns that look's status. The first unanswered
+// look in a row is not shown (see quiet). An interrupt stops the watch, not
+// what it follows, and the error says so.
+func follow[V followed[V, T], T any](ctx context.Context, id string, poll time.Duration, d *display, look func(context.Context) (V, bool, error)) (T, error) {
+	unanswered := 0
+	for {
+		v, done, err := look(ctx)
+		if err != nil {
+			var zero T
+			if e := interrupted(ctx, id); e != nil {
+				return zero, e
+			}
+			return zero, err
+		}
+		if quiet(v.unanswered(), &unanswered) {
+			sleep(ctx, poll)
+			continue
+		}
+		now := time.Now()
+		v = v.at(now)
 		d.final = done
-		if err := d.show(v, v.now); err != nil {
-			return v.st, err
+		if err := d.show(v, now); err != nil {
+			return v.status(), err
 		}
 		if done {
-			return v.st, nil
+			return v.status(), nil
 		}
 		sleep(ctx, poll)
 		if e := interrupted(ctx, id); e != nil {
-			return v.st, e
+			return v.status(), e
 		}
 	}
 }
@@ -209,37 +254,8 @@ func newestBad(bad, r *health.Round) *health.Round {
 	return bad
 }
 
-// followRelease shows a release until it has an outcome, and returns its
-// final status.
-func followRelease(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.ReleaseStatus, error) {
-	unanswered := 0
-	for {
-		v, done, err := lookRelease(ctx, c, id, runID)
-		if err != nil {
-			if e := interrupted(ctx, id); e != nil {
-				return api.ReleaseStatus{}, e
-			}
-			return api.ReleaseStatus{}, err
-		}
-		if quiet(v.warn, &unanswered) {
-			sleep(ctx, poll)
-			continue
-		}
-		v.now = time.Now()
-		d.final = done
-		if err := d.show(v, v.now); err != nil {
-			return v.st, err
-		}
-		if done {
-			return v.st, nil
-		}
-		sleep(ctx, poll)
-		if e := interrupted(ctx, id); e != nil {
-			return v.st, e
-		}
-	}
-}
-
+// lookRelease takes one look at a release: its status (the result once
+// closed) and that of each running service's rollout. done says it has ended.
 func lookRelease(ctx context.Context, c client.Client, id, runID string) (releaseView, bool, error) {
 	ex, err := describeRun(ctx, c, id, runID)
 	if err != nil {

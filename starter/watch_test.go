@@ -429,3 +429,33 @@ func TestFirstUnansweredLookIsQuiet(t *testing.T) {
 	require.False(t, quiet("", &n))
 	require.True(t, quiet("no answer", &n), "counted afresh")
 }
+
+// TestFollowShowsLooksUntilTheEnd: follow skips the first unanswered look
+// in a row, shows the others, and returns the status of the look that ended;
+// an interrupt stops the watch and says the rollout goes on.
+func TestFollowShowsLooksUntilTheEnd(t *testing.T) {
+	st := canaryStatus()
+	done := rolledBack(st)
+	looks := []rolloutView{{warn: "no answer"}, {st: st}, {warn: "no answer"}, {warn: "no answer"}, {st: done}}
+	var b bytes.Buffer
+	d := &display{w: &b, mode: modeJSON}
+	n := 0
+	got, err := follow(context.Background(), st.WorkflowID, time.Millisecond, d, func(context.Context) (rolloutView, bool, error) {
+		v := looks[n]
+		n++
+		return v, v.finished(), nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, done, got)
+	require.Equal(t, len(looks), n, "every look taken, none after the end")
+	require.True(t, d.final)
+	require.Equal(t, 2, strings.Count(b.String(), "\n"), "the two statuses; the lone unanswered look is quiet, the second in a row has no JSON")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	got, err = follow(ctx, st.WorkflowID, time.Millisecond, &display{w: &b, mode: modeQuiet}, func(context.Context) (rolloutView, bool, error) {
+		cancel()
+		return rolloutView{st: st}, false, nil
+	})
+	require.ErrorContains(t, err, "stopped watching; deploy:docker:hello goes on")
+	require.Equal(t, st, got, "the last status seen")
+}
