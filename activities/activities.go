@@ -106,7 +106,7 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (PrepareResul
 	if err != nil {
 		return PrepareResult{}, classify(fmt.Errorf("snapshot %s: %w", in.Spec.TargetKey(), err))
 	}
-	a.logger(ctx).Info("snapshot taken", zap.String("service", in.Spec.Service), zap.Int("instances", len(snap.Instances)))
+	a.logger(ctx).Info("snapshot taken", zap.String("service", in.Spec.Service), zap.Int("instances", snap.Count()))
 	return PrepareResult{Snapshot: snap}, nil
 }
 

@@ -50,13 +50,11 @@ func (rel *release) commitBlocked() string {
 }
 
 // configItems lists the services whose configuration the release writes
-// before activating them: Kubernetes services with release configuration
-// (a Docker service's configuration is its containers' environment, which
-// its rollout snapshots and restores).
+// before activating them (platform.TakesReleaseConfig).
 func (rel *release) configItems() []activities.ConfigItem {
 	var items []activities.ConfigItem
 	for _, s := range rel.spec.Services {
-		if k := s.Deploy.Platform.Kubernetes; k != nil && k.ConfigMap != "" {
+		if platform.TakesReleaseConfig(s.Deploy) {
 			if data := rel.spec.ServiceConfig(s.Name); len(data) > 0 {
 				items = append(items, activities.ConfigItem{Name: s.Name, Spec: s.Deploy, Data: data})
 			}

@@ -228,7 +228,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	for _, st := range r.plan.Stages {
 		r.st.Stages = append(r.st.Stages, api.StageRecord{Stage: st, Status: api.StagePending})
 	}
-	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", len(prep.Snapshot.Instances))
+	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", prep.Snapshot.Count())
 	r.notify(ctx, spec.EventStarted, "")
 
 	return r.from(ctx, strategy, 0)
@@ -901,26 +901,12 @@ func prepareOptions(ctx workflow.Context) workflow.Context {
 }
 
 func convergeOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
-	return beating(retried(ctx, "converge", convergeTimeout(s), 10*time.Second, 10))
+	return beating(retried(ctx, "converge", platform.ConvergeBudget(s), 10*time.Second, 10))
 }
 
 // rollbackOptions retries longer: restoring is worth waiting for.
 func rollbackOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
-	return beating(retried(ctx, "rollback", convergeTimeout(s), 30*time.Second, 20))
-}
-
-// convergeTimeout is a Converge attempt's start-to-close timeout: at least
-// 10 minutes, and on Kubernetes room for the waits one converge can make in
-// turn (up to four, each bounded by the spec's progress deadline plus a
-// grace), so a slow but progressing control plane is waited for, as the
-// spec's deadline says, rather than cut off and retried. A dead worker is
-// noticed by the heartbeat timeout long before.
-func convergeTimeout(s spec.Spec) time.Duration {
-	d := 10 * time.Minute
-	if k := s.Platform.Kubernetes; k != nil {
-		d = max(d, spec.SatMul(spec.SatAdd(k.ProgressDeadline.D(), time.Minute), 4))
-	}
-	return d
+	return beating(retried(ctx, "rollback", platform.ConvergeBudget(s), 30*time.Second, 20))
 }
 
 // watchOptions: a watcher lives for a whole bake, heartbeating; a worker

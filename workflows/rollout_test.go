@@ -900,9 +900,9 @@ func TestTimeoutArithmeticSaturates(t *testing.T) {
 	// Four progress deadlines plus their grace, on Kubernetes, likewise.
 	k := testSpec(spec.Canary)
 	k.Platform = spec.Platform{Kubernetes: &spec.Kubernetes{Deployment: "hello", ProgressDeadline: spec.Duration(math.MaxInt64 / 2)}}
-	require.Equal(t, time.Duration(math.MaxInt64), convergeTimeout(k))
+	require.Equal(t, time.Duration(math.MaxInt64), platform.ConvergeBudget(k))
 	k.Platform.Kubernetes.ProgressDeadline = spec.Duration(10 * time.Minute)
-	require.Equal(t, 44*time.Minute, convergeTimeout(k))
+	require.Equal(t, 44*time.Minute, platform.ConvergeBudget(k))
 }
 
 // TestRollbackSaysWhereTheRestoreDrifted: a restore that could not bring
