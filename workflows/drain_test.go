@@ -1,11 +1,17 @@
+//go:build integration
+
 package workflows
 
 import (
 	"context"
+	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	tclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
@@ -45,7 +51,25 @@ func drainWorkflow(ctx workflow.Context) ([]audit.Round, error) {
 	return r.au.rounds, nil
 }
 
-// HeldWatch and DrainWorkflow are heldWatch and drainWorkflow for the test
-// on the real server (e2e_drain_test.go): the time-skipped environment
-// resolves a cancelled activity without the details it returns.
-var HeldWatch, DrainWorkflow = heldWatch, drainWorkflow
+// TestCancelledWatchRoundsJoinTheTrail: the rounds a watch could not store
+// (the database down) and hands back with its cancellation (a pause, a
+// promote, an abort, a stage's end) are kept for the audit trail, not
+// dropped with the cancelled future. The server carries the details of
+// the activity's cancellation (the time-skipped environment does not).
+func TestCancelledWatchRoundsJoinTheTrail(t *testing.T) {
+	tc := devServer(t)
+	const queue = "drain"
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflow(drainWorkflow)
+	w.RegisterActivity(heldWatch)
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := tc.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: "drain", TaskQueue: queue}, drainWorkflow)
+	require.NoError(t, err)
+	var rounds []audit.Round
+	require.NoError(t, run.Get(ctx, &rounds))
+	require.Len(t, rounds, 2, "the cancelled watch's unwritten rounds are kept")
+	require.EqualValues(t, 2, rounds[1].Seq)
+}

@@ -20,20 +20,6 @@ func rulesChild(ctx workflow.Context) (int, error) {
 	return -1, nil
 }
 
-// rulesParent starts rulesChild as a release with those rules would.
-func rulesParent(ctx workflow.Context, rules spec.Rules, queue string) (int, error) {
-	rel := &release{rules: rules}
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "-child",
-		TaskQueue: queue, Memo: rel.childMemo()})
-	var got int
-	err := workflow.ExecuteChildWorkflow(cctx, rulesChild).Get(ctx, &got)
-	return got, err
-}
-
-// RulesParent and RulesChild are rulesParent and rulesChild for the test
-// on the real server (e2e_rules_test.go).
-var RulesParent, RulesChild = rulesParent, rulesChild
-
 // TestReleaseRulesReachItsRolloutsOnlyAsChildren: a release under the
 // bounds passes its rollouts nothing (they ask for themselves), and a memo
 // set by a starter that is not a release is ignored, so nobody can lower
