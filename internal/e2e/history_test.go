@@ -1,6 +1,6 @@
 //go:build integration
 
-package workflows_test
+package e2e
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/logging"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -37,8 +37,8 @@ func fetchHistory(t *testing.T, workflowID, runID string) *historypb.History {
 
 // recordHistory replays the real history just recorded against the current
 // workflow code, and with STAGECRAFT_RECORD_HISTORIES=1 saves it under
-// testdata/histories for the replay tests every run performs.
-func recordHistory(t *testing.T, started control.Started, s spec.Spec, res api.Result) {
+// workflows/testdata/histories for the replay tests every run performs.
+func recordHistory(t *testing.T, started control.Started, s spec.Spec, res workflows.Result) {
 	t.Helper()
 	name := s.Strategy.Type + "-" + string(res.Outcome)
 	if s.PlatformName() == spec.PlatformKubernetes {
@@ -53,7 +53,7 @@ var (
 )
 
 // recordNamed replays a finished rollout's history and, when recording,
-// saves it as testdata/histories/NAME.json (once per test run).
+// saves it as workflows/testdata/histories/NAME.json (once per test run).
 func recordNamed(t *testing.T, workflowID, runID, name string) {
 	t.Helper()
 	h := fetchHistory(t, workflowID, runID)
@@ -68,7 +68,7 @@ func recordNamed(t *testing.T, workflowID, runID, name string) {
 	recorded[name] = true
 	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 	require.NoError(t, err)
-	name = filepath.Join("testdata", "histories", name+".json")
+	name = filepath.Join(itest.Root(), "workflows", "testdata", "histories", name+".json")
 	require.NoError(t, os.MkdirAll(filepath.Dir(name), 0o755))
 	require.NoError(t, os.WriteFile(name, b, 0o644))
 	t.Logf("recorded %s (%d events)", name, len(h.Events))

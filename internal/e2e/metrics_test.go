@@ -1,6 +1,6 @@
 //go:build integration
 
-package workflows_test
+package e2e
 
 import (
 	"fmt"
