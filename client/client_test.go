@@ -24,7 +24,7 @@ import (
 
 // These tests mock the Temporal client at its interface to check what the
 // client sends and how it reads the answers; the integration tests in
-// workflows/e2e_interop_test.go run it against a real dev server.
+// internal/e2e/interop_test.go run it against a real dev server.
 
 func demo() client.Spec {
 	return client.Spec{

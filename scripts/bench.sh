@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: the benchmarks of workflows/bench_test.go against the real
+# make bench: the benchmarks of internal/e2e/bench_test.go against the real
 # engines (the pinned Temporal dev server, the Docker engine, a Kubernetes
 # control plane with KWOK nodes), set up as `make test` sets them up, then one
 # table of figures: median, p99 and sample count of each, beside its anchor.
@@ -133,7 +133,7 @@ machine | tee "$LOG.machine"
 set +e
 # -v prints every sample's log line (without it go test keeps 10 lines per benchmark).
 STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -run '^$' -bench "${STAGECRAFT_BENCH:-P[0-9]}" \
-  -benchtime 1x -count 1 -timeout 150m -v ./workflows 2>&1 \
+  -benchtime 1x -count 1 -timeout 150m -v ./internal/e2e 2>&1 \
   | tee "$LOG" | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok|panic)|bench_test\.go:[0-9]+:'
 status=${PIPESTATUS[0]}
 set -e
