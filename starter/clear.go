@@ -87,7 +87,7 @@ kubeconfig or context. Refused while a rollout of the target is open.`,
 // needs: the platform and the target.
 func clearTarget(arg string) (spec.Spec, error) {
 	if _, err := os.Stat(arg); err == nil || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") || strings.HasSuffix(arg, ".json") {
-		s, err := readSpec(arg)
+		s, err := readParsed(arg, "spec", spec.Parse)
 		if err != nil {
 			return spec.Spec{}, err
 		}

@@ -9,27 +9,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
-
-// isRelease tells a release file (top-level "services") from a rollout spec.
-func isRelease(data []byte) bool {
-	var top map[string]any
-	if yaml.Unmarshal(data, &top) != nil {
-		return false
-	}
-	_, ok := top["services"]
-	return ok
-}
-
-// readRelease reads and parses a release ("-" is standard input).
-func readRelease(path string) (spec.Release, error) {
-	return readParsed(path, "release", spec.ParseRelease)
-}
 
 func releaseCmd(g *globals) *cobra.Command {
 	var file string
@@ -41,7 +25,7 @@ func releaseCmd(g *globals) *cobra.Command {
   starter validate -f deployments/examples/release.yaml   # the effective release, stages included`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := readRelease(file)
+			r, err := readParsed(file, "release", spec.ParseRelease)
 			if err != nil {
 				return err
 			}

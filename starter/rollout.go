@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"time"
@@ -15,30 +14,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
-
-// readSpec reads and parses a rollout spec ("-" is standard input).
-func readSpec(path string) (spec.Spec, error) { return readParsed(path, "spec", spec.Parse) }
-
-// readParsed reads path once ("-" is standard input) and parses it; both
-// failures are invalid input naming what was read.
-func readParsed[T any](path, what string, parse func([]byte) (T, error)) (T, error) {
-	data, err := readFile(path)
-	if err != nil {
-		var zero T
-		return zero, &exitError{exitInvalid, fmt.Errorf("read %s: %w", what, err)}
-	}
-	return parseInput(path, data, parse)
-}
-
-// parseInput parses data read from path; a failure is invalid input.
-func parseInput[T any](path string, data []byte, parse func([]byte) (T, error)) (T, error) {
-	v, err := parse(data)
-	if err != nil {
-		var zero T
-		return zero, &exitError{exitInvalid, fmt.Errorf("%s: %w", path, err)}
-	}
-	return v, nil
-}
 
 func deployCmd(g *globals) *cobra.Command {
 	var file, executionID string
@@ -55,7 +30,7 @@ With --wait, follow it like watch does and exit with its outcome's code.`,
   starter validate -f spec.yaml | starter deploy -f - --execution-id req-42`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := readSpec(file)
+			s, err := readParsed(file, "spec", spec.Parse)
 			if err != nil {
 				return err
 			}
@@ -128,9 +103,9 @@ and the exit code is 2.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Read once: standard input cannot be read twice.
-			data, err := readFile(file)
+			data, err := readFile(file, "spec or release")
 			if err != nil {
-				return &exitError{exitInvalid, fmt.Errorf("read spec or release: %w", err)}
+				return err
 			}
 			if isRelease(data) {
 				r, err := parseInput(file, data, spec.ParseRelease)
@@ -213,14 +188,4 @@ release's services and their states), once. To follow it live, use watch.
 			return nil
 		},
 	}
-}
-
-// stdin is what "-f -" reads (tests set it).
-var stdin io.Reader = os.Stdin
-
-func readFile(path string) ([]byte, error) {
-	if path == "-" {
-		return io.ReadAll(stdin)
-	}
-	return os.ReadFile(path)
 }
