@@ -14,6 +14,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
@@ -59,7 +60,7 @@ func auditedBatches(t *testing.T, workflowID, runID string) []audit.Batch {
 // Temporal history and its result: one plan row, one row per stage with
 // its final status, one event per transition and control action, and every
 // health round the watchers ran, each exactly once.
-func checkTrail(t *testing.T, st *store.Store, started control.Started, res workflows.Result) audit.Trail {
+func checkTrail(t *testing.T, st *store.Store, started control.Started, res api.Result) audit.Trail {
 	t.Helper()
 	ctx := context.Background()
 	batches := auditedBatches(t, started.WorkflowID, started.RunID)
@@ -100,7 +101,7 @@ func checkTrail(t *testing.T, st *store.Store, started control.Started, res work
 	tr, err := st.Trail(ctx, started.WorkflowID, started.RunID)
 	require.NoError(t, err)
 	require.Equal(t, string(res.Outcome), tr.Plan.Status)
-	require.Equal(t, res.Outcome == workflows.OutcomeSucceeded, tr.Plan.Success)
+	require.Equal(t, res.Outcome == api.OutcomeSucceeded, tr.Plan.Success)
 	for i, s := range tr.Stages {
 		require.Equal(t, string(res.Stages[i].Status), s.Status, "stage %d", i)
 		require.Equal(t, res.Stages[i].ChecksPassed, s.ChecksPassed, "stage %d", i)
@@ -123,7 +124,7 @@ func checkTrail(t *testing.T, st *store.Store, started control.Started, res work
 	}
 	last := tr.Events[len(tr.Events)-1]
 	if handed {
-		require.Equal(t, workflows.KindHandoff, last.Kind, "the trail says it was handed off")
+		require.Equal(t, api.KindHandoff, last.Kind, "the trail says it was handed off")
 		last = tr.Events[len(tr.Events)-2]
 	}
 	require.Equal(t, audit.KindOutcome, last.Kind)
@@ -146,19 +147,19 @@ func TestAuditTrailMatchesHistory(t *testing.T) {
 	defer cancel()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdatePause, workflows.ControlRequest{By: "alice@example", Reason: "checking dashboards"})
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdatePause, api.ControlRequest{By: "alice@example", Reason: "checking dashboards"})
 	require.NoError(t, err)
 	time.Sleep(time.Second)
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdateResume, workflows.ControlRequest{By: "alice@example"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdateResume, api.ControlRequest{By: "alice@example"})
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-audited-succeeded")
 
 	tr := checkTrail(t, st, started, res)
-	require.Equal(t, "checking dashboards", tr.Events[indexOfControl(tr.Events, workflows.SignalPause)].Reason)
+	require.Equal(t, "checking dashboards", tr.Events[indexOfControl(tr.Events, api.SignalPause)].Reason)
 
 	// Idempotent: every batch the history holds, written again, adds nothing.
 	before, err := st.Counts(ctx, started.WorkflowID, started.RunID)
@@ -208,7 +209,7 @@ func TestAuditSurvivesAPostgresOutage(t *testing.T) {
 	defer cancel()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
 	time.Sleep(3 * time.Second)
 	pg.Stop(t)
 	down := time.Now()
@@ -221,7 +222,7 @@ func TestAuditSurvivesAPostgresOutage(t *testing.T) {
 
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	for i := 1; i < len(res.Stages); i++ {
 		gap := res.Stages[i].StartedAt.Sub(*res.Stages[i-1].CompletedAt)
 		require.Less(t, gap, 10*time.Second, "stage %d started without waiting for the database", i)
@@ -260,7 +261,7 @@ func TestWorkerMigratesAndRunsWhilePostgresIsDown(t *testing.T) {
 	require.NoError(t, err)
 	outcome, err := control.WaitOutcome(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, outcome.Outcome, outcome.Error)
+	require.Equal(t, api.OutcomeSucceeded, outcome.Outcome, outcome.Error)
 	// Decided, it closes without the store: its trail workflow waits for it.
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)

@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/plan"
@@ -49,7 +50,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	kubeplatform "github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // The benchmarks of `make bench` (scripts/bench.sh), against the same real
@@ -123,7 +123,7 @@ func benchReport(b *testing.B, figure, unit string, v []float64) {
 func benchSeconds(d time.Duration) float64 { return d.Seconds() }
 
 // benchWaitStage waits for stage of the run to reach want.
-func benchWaitStage(tb testing.TB, started control.Started, stage int, want workflows.StageStatus) {
+func benchWaitStage(tb testing.TB, started control.Started, stage int, want api.StageStatus) {
 	tb.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	var seen []string // what the queries saw, for the failure message
@@ -143,7 +143,7 @@ func benchWaitStage(tb testing.TB, started control.Started, stage int, want work
 			if len(st.Stages) > stage && st.Stages[stage].Status == want {
 				return
 			}
-			if st.Phase == workflows.PhaseDone {
+			if st.Phase == api.PhaseDone {
 				tb.Fatalf("%s ended (%s: %s) before stage %d was %s; seen:\n%s", started.WorkflowID, st.Outcome, st.Error, stage, want, strings.Join(seen, "\n"))
 			}
 		}
@@ -331,7 +331,7 @@ func benchDockerTarget(b *testing.B, prefix string) *benchTarget {
 	install := demoSpec(service, tg.from, spec.Recreate, 4)
 	install.Strategy.Bake = spec.Duration(time.Second)
 	res := benchRun(b, install)
-	require.Equal(b, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(b, api.OutcomeSucceeded, res.Outcome, res.Error)
 	boxes, err := benchBoxes(context.Background(), service)
 	require.NoError(b, err)
 	require.Len(b, boxes, 4)
@@ -638,13 +638,13 @@ func benchKubeTarget(b *testing.B, cs kubernetes.Interface, healthURL string) (*
 // --- running rollouts
 
 // benchRun runs a rollout to its end.
-func benchRun(tb testing.TB, s spec.Spec) workflows.Result {
+func benchRun(tb testing.TB, s spec.Spec) api.Result {
 	tb.Helper()
 	_, res := benchStartWait(tb, s)
 	return res
 }
 
-func benchStartWait(tb testing.TB, s spec.Spec) (control.Started, workflows.Result) {
+func benchStartWait(tb testing.TB, s spec.Spec) (control.Started, api.Result) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -682,13 +682,13 @@ func benchAbort(b *testing.B, figure string, tg *benchTarget) {
 		s.Strategy.Bake = spec.Duration(time.Hour)
 		started, err := control.Start(ctx, tc, s)
 		require.NoError(b, err)
-		benchWaitStage(b, started, 0, workflows.StageValidating)
+		benchWaitStage(b, started, 0, api.StageValidating)
 		time.Sleep(200*time.Millisecond + mrand.N(500*time.Millisecond))
 
 		t0 := time.Now()
 		acted := make(chan error, 1)
 		go func() {
-			_, err := control.Act(ctx, tc, started.WorkflowID, workflows.SignalAbort, workflows.ControlRequest{Reason: "benchmark", By: "bench"})
+			_, err := control.Act(ctx, tc, started.WorkflowID, api.SignalAbort, api.ControlRequest{Reason: "benchmark", By: "bench"})
 			acted <- err
 		}()
 		at, marks, err := tg.restoredAt(ctx)
@@ -696,7 +696,7 @@ func benchAbort(b *testing.B, figure string, tg *benchTarget) {
 		require.NoError(b, <-acted)
 		res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 		require.NoError(b, err)
-		require.Equal(b, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(b, api.OutcomeRolledBack, res.Outcome, res.Error)
 		require.True(b, res.Rollback.Verified, "rollback verified")
 		sched, call, done := benchRollbackCall(b, benchHistory(b, started.WorkflowID, started.RunID), t0)
 		cancel()
@@ -732,7 +732,7 @@ func BenchmarkP2FailureDocker(b *testing.B) {
 		require.NoError(b, err)
 		res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 		require.NoError(b, err)
-		require.Equal(b, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(b, api.OutcomeRolledBack, res.Outcome, res.Error)
 		require.True(b, res.Rollback.Verified, "rollback verified")
 		failed := benchFailingRound(b, benchHistory(b, started.WorkflowID, started.RunID))
 		cancel()
@@ -784,14 +784,14 @@ func BenchmarkP2FailureKubernetes(b *testing.B) {
 		s.Strategy.Bake = spec.Duration(time.Minute)
 		started, err := control.Start(ctx, tc, s)
 		require.NoError(b, err)
-		benchWaitStage(b, started, 0, workflows.StageValidating)
+		benchWaitStage(b, started, 0, api.StageValidating)
 		failing := time.Now().Add(2*time.Second + mrand.N(500*time.Millisecond))
 		failFrom.Store(failing.UnixNano())
 		at, marks, err := tg.restoredAt(ctx)
 		require.NoError(b, err)
 		res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 		require.NoError(b, err)
-		require.Equal(b, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(b, api.OutcomeRolledBack, res.Outcome, res.Error)
 		require.True(b, res.Rollback.Verified, "rollback verified")
 		cancel()
 		failed := time.Unix(0, firstFail.Load())
@@ -834,7 +834,7 @@ func BenchmarkP3HistoryEvents(b *testing.B) {
 		s.Health.Checks = append(s.Health.Checks, spec.Check{Name: "root",
 			HTTP: &spec.HTTPCheck{URL: "http://{{.Address}}/", ExpectStatus: spec.StatusSet{"200"}, Timeout: spec.Duration(time.Second)}})
 		started, res := benchStartWait(b, s)
-		require.Equal(b, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(b, api.OutcomeSucceeded, res.Outcome, res.Error)
 		events := len(benchHistory(b, started.WorkflowID, started.RunID))
 		b.Logf("p3: canary %v: %d history events", steps, events)
 		return float64(events)
@@ -881,7 +881,7 @@ func benchOverhead(b *testing.B, figure string, tg *benchTarget) {
 		t0 := time.Now()
 		started, res := benchStartWait(b, s)
 		wall := time.Since(t0)
-		require.Equal(b, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(b, api.OutcomeSucceeded, res.Outcome, res.Error)
 		bakes := time.Duration(len(res.Stages)) * bake
 		inPlatform := benchActivityTime(benchHistory(b, started.WorkflowID, started.RunID), "Prepare", "Converge")
 		over = append(over, benchSeconds(wall-bakes))
@@ -964,20 +964,20 @@ func benchPromoted(tb testing.TB, s spec.Spec) time.Duration {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	name, err := workflows.WorkflowFor(s.Strategy.Type)
+	name, err := api.WorkflowFor(s.Strategy.Type)
 	require.NoError(tb, err)
-	opts := tclient.StartWorkflowOptions{ID: s.WorkflowID(), TaskQueue: workflows.TaskQueue,
-		Memo: map[string]any{workflows.MemoRequestID: s.RequestID(), workflows.MemoExecutionID: s.ExecutionID}}
+	opts := tclient.StartWorkflowOptions{ID: s.WorkflowID(), TaskQueue: api.TaskQueue,
+		Memo: map[string]any{api.MemoRequestID: s.RequestID(), api.MemoExecutionID: s.ExecutionID}}
 	t0 := time.Now()
-	run, err := tc.SignalWithStartWorkflow(ctx, s.WorkflowID(), workflows.SignalPromote,
-		workflows.ControlRequest{Reason: "benchmark: zero bake", By: "bench"}, opts, name, s)
+	run, err := tc.SignalWithStartWorkflow(ctx, s.WorkflowID(), api.SignalPromote,
+		api.ControlRequest{Reason: "benchmark: zero bake", By: "bench"}, opts, name, s)
 	require.NoError(tb, err)
-	var res workflows.Result
+	var res api.Result
 	require.NoError(tb, run.Get(ctx, &res))
 	d := time.Since(t0)
-	require.Equal(tb, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(tb, api.OutcomeSucceeded, res.Outcome, res.Error)
 	for _, st := range res.Stages {
-		require.Equal(tb, workflows.StageCompleted, st.Status, st.Name)
+		require.Equal(tb, api.StageCompleted, st.Status, st.Name)
 	}
 	return d
 }
@@ -1211,7 +1211,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 		baking = 0
 		for _, r := range rollouts {
 			st, err := control.Status(ctx, tc, r.WorkflowID)
-			if err == nil && len(st.Stages) > 0 && st.Stages[0].Status == workflows.StageValidating {
+			if err == nil && len(st.Stages) > 0 && st.Stages[0].Status == api.StageValidating {
 				baking++
 			}
 		}
@@ -1267,7 +1267,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 	// Promote them all and wait for their end (bounded); outcomes logged.
 	end := time.Now()
 	for _, r := range rollouts {
-		_, _ = control.Act(ctx, tc, r.WorkflowID, workflows.SignalPromote, workflows.ControlRequest{Reason: "benchmark done", By: "bench"})
+		_, _ = control.Act(ctx, tc, r.WorkflowID, api.SignalPromote, api.ControlRequest{Reason: "benchmark done", By: "bench"})
 	}
 	// 500 promoted at once take about 10 minutes here: every one's
 	// Deployment rolls through one controller-manager (20 requests/s by
@@ -1303,7 +1303,7 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 	}
 	b.Logf("%s: promoted, %.1f s later: outcomes %v; worker log: %d activity errors, %d failed heartbeats (besides the cancelled watchers')",
 		figure, benchSeconds(time.Since(end)), outcomes, activityErrors, heartbeat)
-	if outcomes[string(workflows.OutcomeSucceeded)] != n {
+	if outcomes[string(api.OutcomeSucceeded)] != n {
 		// Keep the worker's log to find out why.
 		keep := filepath.Join(itest.Root(), ".data", "bench-worker-"+figure+".log")
 		if err := os.WriteFile(keep, logText, 0o644); err == nil {

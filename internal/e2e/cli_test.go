@@ -19,10 +19,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // cliTimeout bounds every starter run in these tests.
@@ -90,9 +90,9 @@ func cli(t *testing.T, args ...string) (string, string, int) {
 	return startCLI(t, args...).wait(t)
 }
 
-func waitForPhase(t *testing.T, workflowID string, phase workflows.Phase) workflows.Status {
+func waitForPhase(t *testing.T, workflowID string, phase api.Phase) api.Status {
 	t.Helper()
-	var st workflows.Status
+	var st api.Status
 	itest.Eventually(t, 90*time.Second, "phase "+string(phase), func() bool {
 		var err error
 		st, err = statusOf(workflowID)
@@ -152,7 +152,7 @@ func TestCLIWatchFollowsARolloutToSuccess(t *testing.T) {
 	require.Equal(t, "rollout "+id+": canary of "+service+" to stagecraft-demo:v2", lines[0])
 	st, err := statusOf(id)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, st.Outcome, st.Error)
+	require.Equal(t, api.OutcomeSucceeded, st.Outcome, st.Error)
 	for i, name := range []string{"canary 34%", "canary 67%", "canary 100%"} {
 		stage := st.Stages[i]
 		require.Contains(t, out, fmt.Sprintf("stage %d/3 %s: VALIDATING, new %d/4, bake 2s, rounds ", i+1, name, stage.InstancesUpdated))
@@ -165,10 +165,10 @@ func TestCLIWatchFollowsARolloutToSuccess(t *testing.T) {
 	out, errOut, code = cli(t, "watch", id, "--json")
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, 1, strings.Count(out, "\n"), "one JSON object: "+out)
-	var got workflows.Status
+	var got api.Status
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
 	require.Equal(t, st.RunID, got.RunID)
-	require.Equal(t, workflows.OutcomeSucceeded, got.Outcome)
+	require.Equal(t, api.OutcomeSucceeded, got.Outcome)
 }
 
 // TestCLIWatchExitsWithTheOutcome: a rollout that rolls back exits 3 and
@@ -232,14 +232,14 @@ func TestCLIControlsWithReasons(t *testing.T) {
 	var started control.Started
 	require.NoError(t, json.Unmarshal([]byte(out), &started))
 	require.Equal(t, id, started.WorkflowID)
-	waitForStage(t, id, 0, workflows.StageValidating)
+	waitForStage(t, id, 0, api.StageValidating)
 
-	var st workflows.Status
+	var st api.Status
 	out, errOut, code = cli(t, "pause", id, "--reason", "checking dashboards", "--by", "alice", "--json")
 	require.Equal(t, 0, code, errOut)
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.True(t, st.Paused)
-	require.Equal(t, workflows.PhasePaused, st.Phase)
+	require.Equal(t, api.PhasePaused, st.Phase)
 
 	// An illegal transition: the workflow's reason, no gRPC noise.
 	_, errOut, code = cli(t, "pause", id, "--reason", "again")
@@ -259,15 +259,15 @@ func TestCLIControlsWithReasons(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.True(t, st.Promoted)
 
-	// watch --json: one status per line, each a workflows.Status.
+	// watch --json: one status per line, each a api.Status.
 	out, errOut, code = cli(t, "watch", id, "--json")
 	require.Equal(t, 0, code, errOut)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	for _, l := range lines {
 		require.NoError(t, json.Unmarshal([]byte(l), &st), l)
 	}
-	require.Equal(t, workflows.OutcomeSucceeded, st.Outcome, st.Error)
-	require.Equal(t, []workflows.ControlRecord{
+	require.Equal(t, api.OutcomeSucceeded, st.Outcome, st.Error)
+	require.Equal(t, []api.ControlRecord{
 		{Action: "pause", Via: "update", By: "alice", Reason: "checking dashboards", Accepted: true},
 		{Action: "resume", Via: "update", By: "alice", Reason: "dashboards fine", Accepted: true},
 		{Action: "promote", Via: "update", By: "bob", Reason: "ship it", Accepted: true},
@@ -297,7 +297,7 @@ func TestCLIControlsWithReasons(t *testing.T) {
 	s2.Strategy.Bake = spec.Duration(time.Minute)
 	_, errOut, code = cli(t, "deploy", "-f", writeSpec(t, s2))
 	require.Equal(t, 0, code, errOut)
-	waitForStage(t, id, 0, workflows.StageValidating)
+	waitForStage(t, id, 0, api.StageValidating)
 	out, errOut, code = cli(t, "abort", id, "--reason", "error rate up", "--by", "carol", "--json")
 	require.Equal(t, 0, code, errOut)
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
@@ -310,7 +310,7 @@ func TestCLIControlsWithReasons(t *testing.T) {
 	out, errOut, code = cli(t, "status", id, "--json")
 	require.Equal(t, 0, code, errOut)
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
-	require.Equal(t, []workflows.ControlRecord{{Action: "abort", Via: "update", By: "carol", Reason: "error rate up", Accepted: true}}, withoutTimes(st.Controls))
+	require.Equal(t, []api.ControlRecord{{Action: "abort", Via: "update", By: "carol", Reason: "error rate up", Accepted: true}}, withoutTimes(st.Controls))
 	require.Contains(t, st.Error, "by carol: error rate up")
 
 	// Temporal itself records who sent the abort: the starter's identity.
@@ -326,8 +326,8 @@ func TestCLIControlsWithReasons(t *testing.T) {
 	}
 }
 
-func withoutTimes(cs []workflows.ControlRecord) []workflows.ControlRecord {
-	out := make([]workflows.ControlRecord, len(cs))
+func withoutTimes(cs []api.ControlRecord) []api.ControlRecord {
+	out := make([]api.ControlRecord, len(cs))
 	for i, c := range cs {
 		c.At = time.Time{}
 		out[i] = c
@@ -351,7 +351,7 @@ func TestCLIApprove(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	watch := startCLI(t, "watch", id, "--poll", "250ms")
 
-	st := waitForPhase(t, id, workflows.PhaseAwaitingApproval)
+	st := waitForPhase(t, id, api.PhaseAwaitingApproval)
 	require.NotEmpty(t, st.Approvals)
 	gate := st.Approvals[len(st.Approvals)-1]
 	require.True(t, gate.Open())
@@ -429,9 +429,9 @@ func TestCLIWatchRelease(t *testing.T) {
 
 	out, errOut, code = cli(t, "status", id, "--json")
 	require.Equal(t, 0, code, errOut)
-	var st workflows.ReleaseStatus
+	var st api.ReleaseStatus
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
-	require.Equal(t, workflows.OutcomeSucceeded, st.Outcome)
+	require.Equal(t, api.OutcomeSucceeded, st.Outcome)
 	require.Len(t, st.Services, 2)
 
 	_, errOut, code = cli(t, "pause", id, "--reason", "freeze")

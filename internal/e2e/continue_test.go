@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -40,10 +41,10 @@ func TestLongRollingContinuesAsNewOnTheRealServer(t *testing.T) {
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Len(t, res.Stages, 12)
 	for _, st := range res.Stages {
-		require.Equal(t, workflows.StageCompleted, st.Status, st.Name)
+		require.Equal(t, api.StageCompleted, st.Status, st.Name)
 	}
 	require.Equal(t, started.RunID, res.RunID, "the status keeps the first run's ID")
 	require.Equal(t, map[string]string{"web": "demo:v2 x12 ready 12"}, deployments(t, cs, ns))
@@ -98,27 +99,27 @@ func TestAbortDuringHandoverOnTheRealServer(t *testing.T) {
 	defer cancel()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
 	pg.Stop(t)
 	// Batch 1 passes; the first run then hands over, waiting for the trail.
-	waitForStage(t, started.WorkflowID, 0, workflows.StageCompleted)
+	waitForStage(t, started.WorkflowID, 0, api.StageCompleted)
 	time.Sleep(2 * time.Second)
 	d, err := tc.DescribeWorkflowExecution(ctx, started.WorkflowID, "")
 	require.NoError(t, err)
 	require.Equal(t, started.RunID, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "still the first run, handing over")
 	mid, err := control.Status(ctx, tc, started.WorkflowID)
 	require.NoError(t, err)
-	require.Equal(t, workflows.StagePending, mid.Stages[1].Status)
+	require.Equal(t, api.StagePending, mid.Stages[1].Status)
 
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.SignalAbort, workflows.ControlRequest{By: "oncall", Reason: "error rate up"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.SignalAbort, api.ControlRequest{By: "oncall", Reason: "error rate up"})
 	require.NoError(t, err, "the abort is accepted")
 	pg.Start(t)
 
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "aborted: requested by oncall: error rate up")
-	require.Equal(t, workflows.StagePending, res.Stages[1].Status, "no batch after the abort")
+	require.Equal(t, api.StagePending, res.Stages[1].Status, "no batch after the abort")
 	events := fetchHistory(t, started.WorkflowID, started.RunID).GetEvents()
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, events[len(events)-1].GetEventType(), "the first run rolled back itself")
 	require.Equal(t, restorable(v1), restorable(instances(t, service)), "v1 restored")

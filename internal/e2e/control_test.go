@@ -20,10 +20,10 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // runCLI runs the starter binary against the test dev server.
@@ -68,9 +68,9 @@ func startWorkerProcess(t *testing.T) *exec.Cmd {
 	return cmd
 }
 
-func waitForStage(t *testing.T, workflowID string, stage int, status workflows.StageStatus) workflows.Status {
+func waitForStage(t *testing.T, workflowID string, stage int, status api.StageStatus) api.Status {
 	t.Helper()
-	var st workflows.Status
+	var st api.Status
 	itest.Eventually(t, 90*time.Second, fmt.Sprintf("stage %d %s", stage, status), func() bool {
 		var err error
 		st, err = control.Status(context.Background(), tc, workflowID)
@@ -95,7 +95,7 @@ func TestWorkerKilledMidBakeFinishesOnANewWorker(t *testing.T) {
 	ctx := context.Background()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 1, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 1, api.StageValidating)
 
 	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
 	_ = first.Wait()
@@ -105,7 +105,7 @@ func TestWorkerKilledMidBakeFinishesOnANewWorker(t *testing.T) {
 
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	got := instances(t, service)
 	require.Len(t, got, 4, "no duplicate and no orphan")
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-worker-killed")
@@ -128,13 +128,13 @@ func TestAbortFromTheCLIMidBakeRestoresV1(t *testing.T) {
 	var started control.Started
 	require.NoError(t, json.Unmarshal([]byte(out), &started))
 	require.NotEmpty(t, started.RunID)
-	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
 
 	_, errOut, code = runCLI(t, "abort", started.WorkflowID, "--reason", "error rate up", "--by", "e2e")
 	require.Equal(t, 0, code, errOut)
 	res, err := control.Wait(context.Background(), tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "error rate up")
 	require.Less(t, res.CompletedAt.Sub(res.StartedAt), 40*time.Second, "the 1 minute bake was interrupted")
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-aborted")
@@ -154,15 +154,15 @@ func TestCLIDeployWaitJSONAndControls(t *testing.T) {
 	s.ExecutionID = "req-" + service
 	out, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, s), "--wait", "--json")
 	require.Equal(t, 0, code, errOut)
-	var res workflows.Result
+	var res api.Result
 	require.NoError(t, json.Unmarshal([]byte(out), &res))
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome)
 	require.Equal(t, s.ExecutionID, res.ExecutionID)
 
 	// Found by the caller's execution ID.
 	out, errOut, code = runCLI(t, "status", s.ExecutionID, "--json")
 	require.Equal(t, 0, code, errOut)
-	var st workflows.Status
+	var st api.Status
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.Equal(t, s.WorkflowID(), st.WorkflowID)
 
@@ -171,7 +171,7 @@ func TestCLIDeployWaitJSONAndControls(t *testing.T) {
 	s2.Strategy.Bake = spec.Duration(time.Minute)
 	out, errOut, code = runCLI(t, "deploy", "-f", writeSpec(t, s2), "--json")
 	require.Equal(t, 0, code, errOut)
-	waitForStage(t, s2.WorkflowID(), 0, workflows.StageValidating)
+	waitForStage(t, s2.WorkflowID(), 0, api.StageValidating)
 	_, errOut, code = runCLI(t, "resume", s2.WorkflowID())
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "not paused")
@@ -183,7 +183,7 @@ func TestCLIDeployWaitJSONAndControls(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	res2, err := control.Wait(context.Background(), tc, s2.WorkflowID(), "", time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res2.Outcome, res2.Error)
+	require.Equal(t, api.OutcomeSucceeded, res2.Outcome, res2.Error)
 	require.Len(t, res2.Controls, 2)
 	require.Equal(t, "dashboards", res2.Controls[0].Reason)
 	recordNamed(t, s2.WorkflowID(), res2.RunID, "canary-paused-promoted")
@@ -201,11 +201,11 @@ func TestCancelledWorkflowRollsBack(t *testing.T) {
 	s.Strategy.Bake = spec.Duration(time.Minute)
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
 	require.NoError(t, tc.CancelWorkflow(ctx, started.WorkflowID, started.RunID))
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Contains(t, res.Error, "cancelled")
 	require.True(t, res.Rollback.Verified)
 	require.Equal(t, restorable(v1), restorable(instances(t, service)))
@@ -228,15 +228,15 @@ func TestAnyTemporalClientWithJSON(t *testing.T) {
 		require.NoError(t, err, string(out))
 		return string(out)
 	}
-	temporal("workflow", "start", "--type", workflows.CanaryWorkflow, "--task-queue", workflows.TaskQueue,
+	temporal("workflow", "start", "--type", api.CanaryWorkflow, "--task-queue", api.TaskQueue,
 		"--workflow-id", s.WorkflowID(), "--input", string(input))
-	waitForStage(t, s.WorkflowID(), 0, workflows.StageValidating)
-	out := temporal("workflow", "query", "--workflow-id", s.WorkflowID(), "--type", workflows.QueryStatus, "--output", "json")
+	waitForStage(t, s.WorkflowID(), 0, api.StageValidating)
+	out := temporal("workflow", "query", "--workflow-id", s.WorkflowID(), "--type", api.QueryStatus, "--output", "json")
 	require.Contains(t, out, `"phase": "validating"`)
-	temporal("workflow", "signal", "--workflow-id", s.WorkflowID(), "--name", workflows.SignalAbort)
+	temporal("workflow", "signal", "--workflow-id", s.WorkflowID(), "--name", api.SignalAbort)
 	res, err := control.Wait(context.Background(), tc, s.WorkflowID(), "", time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Equal(t, "signal", res.Controls[0].Via)
 	require.Empty(t, instances(t, service))
 }
@@ -262,13 +262,13 @@ func TestOneRolloutPerTarget(t *testing.T) {
 	require.ErrorAs(t, err, &busy)
 	require.Contains(t, err.Error(), first.WorkflowID)
 
-	waitForStage(t, first.WorkflowID, 0, workflows.StageValidating)
+	waitForStage(t, first.WorkflowID, 0, api.StageValidating)
 	require.NotEmpty(t, instances(t, service))
-	_, err = control.Act(ctx, tc, first.WorkflowID, workflows.UpdateAbort, workflows.ControlRequest{By: "e2e"})
+	_, err = control.Act(ctx, tc, first.WorkflowID, api.UpdateAbort, api.ControlRequest{By: "e2e"})
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, first.WorkflowID, first.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.True(t, res.FreshInstall)
 	require.Empty(t, instances(t, service), "a fresh install rolled back leaves nothing")
 }
@@ -305,11 +305,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 	// is rejected by the workflow before any platform call.
 	bad := good
 	bad.Platform.Docker = &spec.Docker{Replicas: -1, Port: 8080}
-	run, err := tc.ExecuteWorkflow(context.Background(), clientStart(bad.WorkflowID()), workflows.CanaryWorkflow, bad)
+	run, err := tc.ExecuteWorkflow(context.Background(), clientStart(bad.WorkflowID()), api.CanaryWorkflow, bad)
 	require.NoError(t, err)
-	var res workflows.Result
+	var res api.Result
 	require.NoError(t, run.Get(context.Background(), &res))
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "platform.docker.replicas")
 	require.Empty(t, instances(t, service))
 	resp, err := tc.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
@@ -323,7 +323,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	out, errOut, code := runCLI(t, "deploy", "-f", writeSpec(t, missing), "--wait", "--json")
 	require.Equal(t, 5, code, errOut) // rejected
 	require.NoError(t, json.Unmarshal([]byte(out), &res))
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "does-not-exist")
 	require.Empty(t, instances(t, service))
 }
@@ -353,7 +353,7 @@ func TestHistoryBudget(t *testing.T) {
 		require.NoError(t, err)
 		res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 		require.NoError(t, err)
-		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		h := fetchHistory(t, started.WorkflowID, started.RunID)
 		n, audits, own := len(h.Events), 0, 0
 		auditIDs := map[int64]bool{}
@@ -391,6 +391,6 @@ func TestHistoryBudget(t *testing.T) {
 	t.Logf("seed-default canary history: %d and %d events (budget 300)", totals[0], totals[1])
 }
 
-func statusOf(workflowID string) (workflows.Status, error) {
+func statusOf(workflowID string) (api.Status, error) {
 	return control.Status(context.Background(), tc, workflowID)
 }

@@ -19,11 +19,11 @@ import (
 	tclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // One dev server, one in-process worker and the built binaries per run.
@@ -152,7 +152,7 @@ func demoSpec(service, image, strategy string, replicas int) spec.Spec {
 	return itest.DemoSpec(service, image, strategy, replicas)
 }
 
-func deploy(t *testing.T, s spec.Spec) workflows.Result {
+func deploy(t *testing.T, s spec.Spec) api.Result {
 	t.Helper()
 	started, res := startAndWait(t, s)
 	recordHistory(t, started, s, res)
@@ -160,7 +160,7 @@ func deploy(t *testing.T, s spec.Spec) workflows.Result {
 }
 
 // startAndWait starts a rollout and waits (up to 4 minutes) for its end.
-func startAndWait(t *testing.T, s spec.Spec) (control.Started, workflows.Result) {
+func startAndWait(t *testing.T, s spec.Spec) (control.Started, api.Result) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -177,7 +177,7 @@ func installV1(t *testing.T, service string) []instance {
 	s := demoSpec(service, "stagecraft-demo:v1", spec.Recreate, 3)
 	s.Strategy.Bake = spec.Duration(time.Second)
 	res := deploy(t, s)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.True(t, res.FreshInstall)
 	v1 := instances(t, service)
 	require.Len(t, v1, 3)
@@ -197,9 +197,9 @@ func TestEveryStrategyRollsOutV2(t *testing.T) {
 
 			s := demoSpec(service, "stagecraft-demo:v2", strategy, 4)
 			res := deploy(t, s)
-			require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 			for _, st := range res.Stages {
-				require.Equal(t, workflows.StageCompleted, st.Status, st.Name)
+				require.Equal(t, api.StageCompleted, st.Status, st.Name)
 				require.Positive(t, st.ChecksPassed, st.Name)
 			}
 			got := instances(t, service)
@@ -236,10 +236,10 @@ func TestEveryStrategyRollsBackBadV2ToTheSnapshot(t *testing.T) {
 				s.Strategy.BakeBeforeSwitch = spec.Duration(6 * time.Second)
 			}
 			res := deploy(t, s)
-			require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 			require.Contains(t, res.Error, "status 500")
 			require.True(t, res.Rollback.Verified)
-			require.Equal(t, workflows.StageRolledBack, res.Stages[0].Status)
+			require.Equal(t, api.StageRolledBack, res.Stages[0].Status)
 			require.Positive(t, res.Stages[0].ChecksFailed)
 
 			after := instances(t, service)
@@ -254,5 +254,5 @@ func TestEveryStrategyRollsBackBadV2ToTheSnapshot(t *testing.T) {
 }
 
 func clientStart(id string) tclient.StartWorkflowOptions {
-	return tclient.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}
+	return tclient.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue}
 }

@@ -15,12 +15,12 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // allowed is the command allowlist the health tests' worker runs with.
@@ -44,7 +44,7 @@ func sloServer(t *testing.T, fail func(n int64) bool) (url string, requests *ato
 
 // runNamed starts a rollout, waits for its end and replays (and, when
 // recording, saves) its history under name.
-func runNamed(t *testing.T, s spec.Spec, name string) workflows.Result {
+func runNamed(t *testing.T, s spec.Spec, name string) api.Result {
 	t.Helper()
 	started, res := startAndWait(t, s)
 	recordNamed(t, started.WorkflowID, started.RunID, name)
@@ -69,13 +69,13 @@ func TestFailureThreshold(t *testing.T) {
 	tests := []struct {
 		name    string
 		fail    func(n int64) bool
-		outcome workflows.Outcome
+		outcome api.Outcome
 	}{
-		{"single failures pass", func(n int64) bool { return n%2 == 1 }, workflows.OutcomeSucceeded},
-		{"two in a row roll back", func(n int64) bool { return n == 5 || n == 6 }, workflows.OutcomeRolledBack},
+		{"single failures pass", func(n int64) bool { return n%2 == 1 }, api.OutcomeSucceeded},
+		{"two in a row roll back", func(n int64) bool { return n == 5 || n == 6 }, api.OutcomeRolledBack},
 		// Stage 2 fails on rounds 5 and 6; the restored v1 passes round 7,
 		// then relapses inside the 3 s verification window.
-		{"relapse in the verification window", func(n int64) bool { return n == 5 || n == 6 || n >= 9 }, workflows.OutcomeRollbackFailed},
+		{"relapse in the verification window", func(n int64) bool { return n == 5 || n == 6 || n >= 9 }, api.OutcomeRollbackFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,7 +101,7 @@ func TestFailureThreshold(t *testing.T) {
 			}
 			t.Logf("%s: %d requests to the upstream check; rounds %+v; outcome %s %s", tt.name, requests.Load(), rounds, res.Outcome, res.Error)
 			require.NotNil(t, res.LatestRound, "the status carries the latest round's evidence")
-			if tt.outcome == workflows.OutcomeSucceeded {
+			if tt.outcome == api.OutcomeSucceeded {
 				require.Positive(t, rounds.Failed, "the flaky check failed some rounds")
 				require.Equal(t, rounds.Failed, failed)
 				require.Positive(t, rounds.Healthy)
@@ -114,7 +114,7 @@ func TestFailureThreshold(t *testing.T) {
 			require.Contains(t, res.Error, "status 503")
 			require.NotNil(t, res.Rollback)
 			require.Equal(t, imagesOf(v1), imagesOf(instances(t, service)), "v1 restored")
-			if tt.outcome == workflows.OutcomeRollbackFailed {
+			if tt.outcome == api.OutcomeRollbackFailed {
 				require.False(t, res.Rollback.Verified)
 				require.Contains(t, res.Rollback.Error, "verify restored service")
 				require.True(t, res.Rollback.Verify.Settled, "v1 answered healthy first")
@@ -163,10 +163,10 @@ func TestPrometheusErrorRateRollsBack(t *testing.T) {
 	start := time.Now()
 	res := runNamed(t, s, "canary-prometheus-rolled_back")
 	t.Logf("outcome %s after %s: %s", res.Outcome, time.Since(start).Round(time.Second), res.Error)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, `check "error-rate"`)
 	require.Contains(t, res.Error, "want < 0.1")
-	require.Equal(t, workflows.StageRolledBack, res.Stages[0].Status)
+	require.Equal(t, api.StageRolledBack, res.Stages[0].Status)
 	require.Contains(t, res.Stages[0].Error, "error-rate", "the first canary stage failed on the query")
 	require.True(t, res.Rollback.Verified, "v1 verified without the v2-only query")
 	require.Equal(t, imagesOf(v1), imagesOf(instances(t, service)), "v1 restored")
@@ -185,7 +185,7 @@ func TestCommandOutsideAllowlistIsRejected(t *testing.T) {
 	s = s.WithDefaults()
 	require.NoError(t, s.Validate(), "the spec itself is valid: only this worker refuses it")
 	res := runNamed(t, s, "canary-command-rejected")
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "health.checks[2].command.argv[0]")
 	require.Contains(t, res.Error, `"/bin/rm" is not on this worker's command allowlist`)
 	require.Empty(t, res.Stages, "nothing was planned")
@@ -217,15 +217,15 @@ func TestDegradedPausesUntilResumed(t *testing.T) {
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
 
-	var st workflows.Status
+	var st api.Status
 	itest.Eventually(t, time.Minute, "the policy pauses the rollout", func() bool {
 		st, err = control.Status(ctx, tc, started.WorkflowID)
 		return err == nil && st.Paused
 	})
-	require.Equal(t, workflows.PhasePaused, st.Phase)
+	require.Equal(t, api.PhasePaused, st.Phase)
 	last := st.Controls[len(st.Controls)-1]
 	require.Equal(t, "health", last.Via)
-	require.Equal(t, workflows.SignalPause, last.Action)
+	require.Equal(t, api.SignalPause, last.Action)
 	require.Contains(t, last.Reason, "over maxLatency 100ms")
 	require.NotNil(t, st.LatestRound)
 	require.Equal(t, health.Degraded, st.LatestRound.Verdict)
@@ -237,7 +237,7 @@ func TestDegradedPausesUntilResumed(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, st.Paused)
 	require.Equal(t, stage, st.CurrentStage)
-	require.Equal(t, workflows.StageValidating, st.Stages[stage].Status)
+	require.Equal(t, api.StageValidating, st.Stages[stage].Status)
 	// The watcher keeps checking while paused; its rounds are live in its
 	// heartbeat, and the CLI shows them with the recorded evidence. The SDK
 	// sends heartbeat details at most every 0.8 x the heartbeat timeout
@@ -254,15 +254,15 @@ func TestDegradedPausesUntilResumed(t *testing.T) {
 		require.Contains(t, out, want)
 	}
 
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdateResume, workflows.ControlRequest{By: "oncall", Reason: "latency accepted"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdateResume, api.ControlRequest{By: "oncall", Reason: "latency accepted"})
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-degraded-paused-succeeded")
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	pauses := 0
 	for _, c := range res.Controls {
-		if c.Action == workflows.SignalPause && c.Accepted {
+		if c.Action == api.SignalPause && c.Accepted {
 			pauses++
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/logging"
@@ -38,7 +39,7 @@ func fetchHistory(t *testing.T, workflowID, runID string) *historypb.History {
 // recordHistory replays the real history just recorded against the current
 // workflow code, and with STAGECRAFT_RECORD_HISTORIES=1 saves it under
 // workflows/testdata/histories for the replay tests every run performs.
-func recordHistory(t *testing.T, started control.Started, s spec.Spec, res workflows.Result) {
+func recordHistory(t *testing.T, started control.Started, s spec.Spec, res api.Result) {
 	t.Helper()
 	name := s.Strategy.Type + "-" + string(res.Outcome)
 	if s.PlatformName() == spec.PlatformKubernetes {

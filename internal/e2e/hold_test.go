@@ -16,10 +16,10 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestCLIRollbackFailedHoldsTarget, end to end with the starter and a
@@ -61,7 +61,7 @@ func TestCLIRollbackFailedHoldsTarget(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &started))
 	itest.Eventually(t, 2*time.Minute, "stage 0 validating", func() bool {
 		st, err := statusOf(id)
-		return err == nil && len(st.Stages) > 0 && st.Stages[0].Status == workflows.StageValidating
+		return err == nil && len(st.Stages) > 0 && st.Stages[0].Status == api.StageValidating
 	})
 	broken.Store(true)
 	out, errOut, code = cli(t, "watch", id, "--poll", "250ms")
@@ -85,11 +85,11 @@ func TestCLIRollbackFailedHoldsTarget(t *testing.T) {
 	require.Contains(t, out+errOut, "docker:"+service+" is held: rollout "+id+" (run "+started.RunID+") ended rollback_failed")
 	require.Contains(t, out+errOut, "starter clear docker:"+service)
 	// A raw client under the target's ID (what the temporal CLI does) too.
-	raw, err := tc.ExecuteWorkflow(ctx, clientStart(id), workflows.RecreateWorkflow, good)
+	raw, err := tc.ExecuteWorkflow(ctx, clientStart(id), api.RecreateWorkflow, good)
 	require.NoError(t, err)
-	var res workflows.Result
+	var res api.Result
 	require.NoError(t, raw.Get(ctx, &res))
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "is held")
 	require.Equal(t, restorable(after), restorable(instances(t, service)), "nothing changed while held")
 

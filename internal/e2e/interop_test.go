@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagecraft/stagecraft/client"
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // The upstream surface: the stock `temporal` CLI as a stand-in for any
@@ -75,7 +75,7 @@ func cliStart(t *testing.T, s client.Spec, extra ...string) string {
 	t.Helper()
 	input, err := json.Marshal(s)
 	require.NoError(t, err)
-	out := mustCLI(t, append([]string{"workflow", "start", "--type", workflows.CanaryWorkflow, "--task-queue", workflows.TaskQueue,
+	out := mustCLI(t, append([]string{"workflow", "start", "--type", api.CanaryWorkflow, "--task-queue", api.TaskQueue,
 		"--workflow-id", s.WorkflowID(), "--input", string(input), "--output", "json"}, extra...)...)
 	var started struct {
 		WorkflowID string `json:"workflowId"`
@@ -90,7 +90,7 @@ func cliStart(t *testing.T, s client.Spec, extra ...string) string {
 // cliStatus queries the status with the CLI and decodes its JSON.
 func cliStatus(t *testing.T, workflowID string) client.Status {
 	t.Helper()
-	out := mustCLI(t, "workflow", "query", "--workflow-id", workflowID, "--type", workflows.QueryStatus, "--output", "json")
+	out := mustCLI(t, "workflow", "query", "--workflow-id", workflowID, "--type", api.QueryStatus, "--output", "json")
 	var resp struct {
 		QueryResult []client.Status `json:"queryResult"`
 	}
@@ -155,8 +155,8 @@ func TestTemporalCLISignalAbortRestoresV1(t *testing.T) {
 	s := interopSpec(service, "stagecraft-demo:v2", 3, 10*time.Minute)
 
 	runID := cliStart(t, s)
-	waitForStage(t, s.WorkflowID(), 0, workflows.StageValidating)
-	mustCLI(t, "workflow", "signal", "--workflow-id", s.WorkflowID(), "--name", workflows.SignalAbort,
+	waitForStage(t, s.WorkflowID(), 0, api.StageValidating)
+	mustCLI(t, "workflow", "signal", "--workflow-id", s.WorkflowID(), "--name", api.SignalAbort,
 		"--input", `{"reason": "error rate up", "by": "e2e-cli"}`)
 
 	res, err := client.New(tc).Wait(ctx, s.WorkflowID(), runID)
@@ -193,18 +193,18 @@ func TestTemporalCLIUpdatesAreValidated(t *testing.T) {
 		found, err := c.Resolve(ctx, s.ExecutionID)
 		return err == nil && found == id
 	})
-	waitForStage(t, id, 0, workflows.StageValidating)
-	st := cliUpdate(t, id, workflows.UpdatePause, `{"reason": "checking dashboards", "by": "e2e-cli"}`)
+	waitForStage(t, id, 0, api.StageValidating)
+	st := cliUpdate(t, id, api.UpdatePause, `{"reason": "checking dashboards", "by": "e2e-cli"}`)
 	require.True(t, st.Paused)
 	require.Equal(t, client.PhasePaused, st.Phase)
 
-	out, errOut, err := temporalCLI(t, "workflow", "update", "execute", "--workflow-id", id, "--name", workflows.UpdatePause)
+	out, errOut, err := temporalCLI(t, "workflow", "update", "execute", "--workflow-id", id, "--name", api.UpdatePause)
 	require.Error(t, err, "a second pause is refused\nstdout: %s", out)
 	require.Contains(t, out+errOut, "cannot pause: rollout is already paused")
 
-	st = cliUpdate(t, id, workflows.UpdateResume, `{"by": "e2e-cli"}`)
+	st = cliUpdate(t, id, api.UpdateResume, `{"by": "e2e-cli"}`)
 	require.False(t, st.Paused)
-	cliUpdate(t, id, workflows.UpdatePromote, `{"reason": "skip the bake", "by": "e2e-cli"}`)
+	cliUpdate(t, id, api.UpdatePromote, `{"reason": "skip the bake", "by": "e2e-cli"}`)
 
 	res, err := c.Wait(ctx, id, runID)
 	require.NoError(t, err)
@@ -255,7 +255,7 @@ func TestClientDeployTwiceReturnsTheSameRollout(t *testing.T) {
 	require.Equal(t, service, st.Service)
 	require.Equal(t, "stagecraft-demo:v1", st.ImageTo)
 
-	waitForStage(t, id, 0, workflows.StageValidating)
+	waitForStage(t, id, 0, api.StageValidating)
 	req := client.ControlRequest{Reason: "checking dashboards", By: "e2e"}
 	st, err = c.Pause(ctx, id, req)
 	require.NoError(t, err)

@@ -26,10 +26,10 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 func kubeClient(t *testing.T, path string) kubernetes.Interface { return itest.KubeClient(t, path) }
@@ -85,7 +85,7 @@ func TestKubernetesEveryStrategy(t *testing.T) {
 			t.Parallel()
 			ns := kubeTarget(t, cs)
 			res := deploy(t, kubeSpec(ns, kubeconfig, strategy, healthServer(t, cs, ns)))
-			require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 			require.Equal(t, "demo:v1", res.ImageFrom)
 			require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, ns),
 				"the original Deployment carries v2 at its replicas; nothing else is left")
@@ -117,7 +117,7 @@ func TestKubernetesEveryStrategy(t *testing.T) {
 			s := kubeSpec(ns, kubeconfig, strategy, healthServerWhen(t, cs, ns, fail))
 			s.Image = badImage
 			res := deploy(t, s)
-			require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+			require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 			require.Contains(t, res.Error, "status 500")
 			require.Contains(t, res.Stages[failStage].Error, "status 500", "fails at stage %d", failStage)
 			for i := range failStage {
@@ -149,12 +149,12 @@ func TestKubernetesMissingTargetIsRejected(t *testing.T) {
 	s := kubeSpec(ns, kubeconfig, spec.Canary, url)
 	s.Platform.Kubernetes.Deployment = "nope"
 	res := deploy(t, s)
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, `deployment "`+ns+`/nope" not found`)
 	s = kubeSpec(ns, kubeconfig, spec.Canary, url)
 	s.Platform.Kubernetes.Container = "sidecar"
 	res = deploy(t, s)
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, `container "sidecar" not found`)
 	require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns), "nothing changed")
 }
@@ -225,7 +225,7 @@ func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
 		require.True(t, apierrors.IsForbidden(err), "only the bound namespace: %v", err)
 
 		res := deploy(t, kubeSpec(ns, limited, spec.Canary, healthServer(t, admin, ns)))
-		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, admin, ns))
 	})
 	for resource, verb := range map[string]string{"deployments": "update", "services": "get"} {
@@ -233,7 +233,7 @@ func TestKubernetesLeastPrivilegeRBAC(t *testing.T) {
 			ns := kubeTarget(t, admin)
 			limited := rbacKubeconfig(t, admin, ns, map[string]string{resource: verb})
 			res := deploy(t, kubeSpec(ns, limited, spec.Canary, healthServer(t, admin, ns)))
-			require.NotEqual(t, workflows.OutcomeSucceeded, res.Outcome)
+			require.NotEqual(t, api.OutcomeSucceeded, res.Outcome)
 			require.Contains(t, res.Error, "forbidden")
 		})
 	}
@@ -281,7 +281,7 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 	res := deploy(t, s)
 	close(stop)
 	<-done
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	var updated []int
 	for _, st := range res.Stages {
 		updated = append(updated, st.InstancesUpdated)
@@ -303,13 +303,13 @@ func TestKubernetesWorkerKilledMidBake(t *testing.T) {
 	ctx := context.Background()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 1, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 1, api.StageValidating)
 	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
 	_ = first.Wait()
 	startWorkerProcess(t)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, ns), "no leftover canary")
 	recordNamed(t, started.WorkflowID, started.RunID, "k8s-canary-worker-killed")
 }
@@ -329,8 +329,8 @@ func TestKubernetesProgressDeadlineRollsBack(t *testing.T) {
 	s := kubeSpec(ns, kubeconfig, spec.Canary, healthServer(t, cs, ns))
 	s.Platform.Kubernetes.ProgressDeadline = spec.Duration(5 * time.Second)
 	res := deploy(t, s)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Stages[0].Error, "ProgressDeadlineExceeded")
-	require.Equal(t, workflows.StageRolledBack, res.Stages[0].Status)
+	require.Equal(t, api.StageRolledBack, res.Stages[0].Status)
 	require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns))
 }

@@ -17,9 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestMetricsOfAWorkerProcess runs rollouts on the built worker started
@@ -33,13 +33,13 @@ func TestMetricsOfAWorkerProcess(t *testing.T) {
 	installV1(t, service) // recreate, succeeded
 
 	res := deploy(t, demoSpec(service, "stagecraft-demo:v2", spec.Canary, 3))
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 
 	// v2-bad fails /healthz 3 s after it starts: the first stage's bake sees it.
 	bad := demoSpec(service, "stagecraft-demo:v2-bad", spec.Canary, 3)
 	bad.Strategy.Bake = spec.Duration(6 * time.Second)
 	res = deploy(t, bad)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.True(t, res.Rollback.Verified)
 
 	canary := []string{`strategy="canary"`, `platform="docker"`}

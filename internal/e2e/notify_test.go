@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // receiver is a webhook and a Slack-style receiver on 127.0.0.1 that keep
@@ -83,7 +83,7 @@ func TestRolloutNotificationsAndSearchAttributes(t *testing.T) {
 	s.Notifications = []spec.Notification{{Name: "ops", Webhook: hook}, {Name: "chat", Slack: slack, Events: []string{spec.EventRolledBack}}}
 	started, res := startAndWait(t, s)
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-notified-rolled_back")
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Equal(t, imagesOf(v1), imagesOf(instances(t, service)))
 
 	require.Equal(t, []string{spec.EventStarted, spec.EventFailed, spec.EventRolledBack}, rc.kinds(), "one message per event, none per check round")
@@ -128,7 +128,7 @@ func TestRolloutNotificationsAndSearchAttributes(t *testing.T) {
 	var listed []control.Listed
 	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
 	require.Len(t, listed, 1)
-	require.Equal(t, control.Listed{WorkflowID: started.WorkflowID, RunID: started.RunID, Workflow: workflows.CanaryWorkflow,
+	require.Equal(t, control.Listed{WorkflowID: started.WorkflowID, RunID: started.RunID, Workflow: api.CanaryWorkflow,
 		Service: service, Environment: "e2e", Strategy: "canary", Platform: "docker", Status: "rolled_back",
 		Image: "stagecraft-demo:v2-bad", StartedAt: listed[0].StartedAt, ClosedAt: listed[0].ClosedAt}, listed[0])
 	require.NotNil(t, listed[0].ClosedAt)
@@ -154,24 +154,24 @@ func TestApprovalGate(t *testing.T) {
 	defer cancel()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	var st workflows.Status
+	var st api.Status
 	itest.Eventually(t, time.Minute, "the rollout waits for approval", func() bool {
 		st, err = control.Status(ctx, tc, started.WorkflowID)
-		return err == nil && st.Phase == workflows.PhaseAwaitingApproval
+		return err == nil && st.Phase == api.PhaseAwaitingApproval
 	})
 	require.Equal(t, 1, st.CurrentStage)
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdatePause, workflows.ControlRequest{By: "frank"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdatePause, api.ControlRequest{By: "frank"})
 	require.NoError(t, err, "pausing while waiting is allowed")
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdateResume, workflows.ControlRequest{By: "frank"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdateResume, api.ControlRequest{By: "frank"})
 	require.NoError(t, err)
-	after, err := control.Act(ctx, tc, started.WorkflowID, workflows.UpdateApprove, workflows.ControlRequest{By: "grace", Reason: "error budget ok"})
+	after, err := control.Act(ctx, tc, started.WorkflowID, api.UpdateApprove, api.ControlRequest{By: "grace", Reason: "error budget ok"})
 	require.NoError(t, err)
 	require.Equal(t, "grace", after.Approvals[0].ApprovedBy)
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdateApprove, workflows.ControlRequest{By: "grace"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdateApprove, api.ControlRequest{By: "grace"})
 	require.ErrorContains(t, err, "is not waiting for approval")
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, "error budget ok", res.Approvals[0].Reason)
 	recordNamed(t, started.WorkflowID, started.RunID, "canary-approved-succeeded")
 	require.Equal(t, []string{spec.EventApprovalNeeded, spec.EventSucceeded}, rc.kinds())

@@ -16,12 +16,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // threeTierRelease is db-migrator → api → web on Docker, each installed at
@@ -49,7 +49,7 @@ func threeTierRelease(t *testing.T, apiImage string) (spec.Release, map[string][
 	return r.WithDefaults(), before
 }
 
-func runRelease(t *testing.T, r spec.Release) workflows.ReleaseStatus {
+func runRelease(t *testing.T, r spec.Release) api.ReleaseStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -78,11 +78,11 @@ func TestReleaseOnDocker(t *testing.T) {
 		}
 		r = r.WithDefaults()
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
-		require.Equal(t, workflows.ReadyWithWarnings, res.Readiness)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.ReadyWithWarnings, res.Readiness)
 		require.NotNil(t, res.Integration)
 		for _, s := range res.Services {
-			require.Equal(t, workflows.ServiceSucceeded, s.State, s.Name)
+			require.Equal(t, api.ServiceSucceeded, s.State, s.Name)
 			// Each child's history (held for the release, then committed) replays.
 			recordNamed(t, s.WorkflowID, s.RunID, "release-child-"+s.Name+"-succeeded")
 			for _, in := range instances(t, r.Name+"-"+s.Name) {
@@ -93,13 +93,13 @@ func TestReleaseOnDocker(t *testing.T) {
 	t.Run("a failing api never starts web and restores db-migrator", func(t *testing.T) {
 		r, before := threeTierRelease(t, "stagecraft-demo:v2-bad")
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 		require.Contains(t, res.Error, "service api")
 		states := map[string]string{}
 		for _, s := range res.Services {
 			states[s.Name] = s.State
 		}
-		require.Equal(t, map[string]string{"db-migrator": workflows.ServiceRolledBack, "api": workflows.ServiceFailed, "web": workflows.ServiceNotStarted}, states)
+		require.Equal(t, map[string]string{"db-migrator": api.ServiceRolledBack, "api": api.ServiceFailed, "web": api.ServiceNotStarted}, states)
 		require.Equal(t, []string{"db-migrator"}, res.RollbackOrder)
 		for _, s := range res.Services {
 			if s.RunID != "" {
@@ -115,7 +115,7 @@ func TestReleaseOnDocker(t *testing.T) {
 	t.Run("a missing image is found before anything starts", func(t *testing.T) {
 		r, before := threeTierRelease(t, "stagecraft-demo:v9-missing")
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+		require.Equal(t, api.OutcomeRejected, res.Outcome)
 		require.Len(t, res.Problems, 1)
 		require.Contains(t, res.Problems[0], "service api:")
 		require.Contains(t, res.Problems[0], "stagecraft-demo:v9-missing")
@@ -133,7 +133,7 @@ func TestReleaseOnDocker(t *testing.T) {
 		// web's containers would each take more memory than the engine has.
 		r.Services[2].Deploy.Platform.Docker.Resources = &spec.Resources{Memory: "4Ti"}
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+		require.Equal(t, api.OutcomeRejected, res.Outcome)
 		require.Len(t, res.Problems, 2, "%q", res.Problems)
 		require.Contains(t, res.Problems[0], "service api: ")
 		require.Contains(t, res.Problems[0], `does not satisfy ">= 2"`)
@@ -156,11 +156,11 @@ func TestReleaseOnDocker(t *testing.T) {
 		require.ErrorContains(t, err, "dependency cycle: a → b → a", "the client refuses it")
 		// Started anyway (any Temporal client can), the workflow rejects it.
 		ctx := context.Background()
-		run, err := tc.ExecuteWorkflow(ctx, clientStart(r.WithDefaults().WorkflowID()), workflows.ReleaseWorkflow, r)
+		run, err := tc.ExecuteWorkflow(ctx, clientStart(r.WithDefaults().WorkflowID()), api.ReleaseWorkflow, r)
 		require.NoError(t, err)
-		var res workflows.ReleaseStatus
+		var res api.ReleaseStatus
 		require.NoError(t, run.Get(ctx, &res))
-		require.Equal(t, workflows.OutcomeRejected, res.Outcome)
+		require.Equal(t, api.OutcomeRejected, res.Outcome)
 		require.Contains(t, res.Error, "dependency cycle")
 		require.Empty(t, instances(t, d.Service))
 		require.Empty(t, instances(t, e.Service))
@@ -217,7 +217,7 @@ func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
 		apiConfig := map[string]string{"GREETING": "hello", "LOG_LEVEL": "info"}
 		webConfig := map[string]string{"GREETING": "hello", "LOG_LEVEL": "debug"}
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, apiNS))
 		require.Equal(t, map[string]string{"web": "demo:v2 x4 ready 4"}, deployments(t, cs, webNS))
 		for _, in := range instances(t, r.Name+"-db-migrator") {
@@ -248,7 +248,7 @@ func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
 		apiBefore, err := cs.AppsV1().Deployments(apiNS).Get(context.Background(), "web", metav1.GetOptions{})
 		require.NoError(t, err)
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
+		require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 		require.Contains(t, res.Error, "preparation: ")
 		require.Contains(t, res.Error, "exists with other data")
 		require.Empty(t, configMaps(t, apiNS), "api's ConfigMap, written first, is removed again")
@@ -263,7 +263,7 @@ func TestReleaseAcrossDockerAndKubernetes(t *testing.T) {
 		webBefore, err := cs.AppsV1().Deployments(webNS).Get(context.Background(), "web", metav1.GetOptions{})
 		require.NoError(t, err)
 		res := runRelease(t, r)
-		require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 		require.Equal(t, []string{"db-migrator"}, res.RollbackOrder)
 		require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, apiNS), "api restored")
 		webAfter, err := cs.AppsV1().Deployments(webNS).Get(context.Background(), "web", metav1.GetOptions{})
@@ -305,7 +305,7 @@ func TestReleaseAuditedAndNotified(t *testing.T) {
 	r, before := threeTierRelease(t, "stagecraft-demo:v2-bad")
 	r.Notifications = []spec.Notification{{Name: "ops", Webhook: hook.URL + "/stagecraft"}}
 	res := runRelease(t, r)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Equal(t, imagesOf(before["db-migrator"]), imagesOf(instances(t, r.Name+"-db-migrator")))
 
 	mu.Lock()
@@ -322,7 +322,7 @@ func TestReleaseAuditedAndNotified(t *testing.T) {
 	require.Equal(t, r.WorkflowID(), last.WorkflowID)
 	require.Equal(t, res.Error, last.Reason)
 	require.Len(t, last.Services, 3)
-	require.Equal(t, notify.ServiceOutcome{Name: "web", State: workflows.ServiceNotStarted}, last.Services[2])
+	require.Equal(t, notify.ServiceOutcome{Name: "web", State: api.ServiceNotStarted}, last.Services[2])
 
 	tr, err := st.Trail(context.Background(), res.WorkflowID, res.RunID)
 	require.NoError(t, err)

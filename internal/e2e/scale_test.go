@@ -14,10 +14,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestTwoWorkersShareRollouts: two worker processes poll the one task
@@ -52,7 +52,7 @@ func TestTwoWorkersShareRollouts(t *testing.T) {
 	for _, st := range started {
 		res, err := control.Wait(ctx, tc, st.WorkflowID, st.RunID, time.Second, nil)
 		require.NoError(t, err)
-		require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		for _, ev := range fetchHistory(t, st.WorkflowID, st.RunID).GetEvents() {
 			if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
 				byWorker[a.GetIdentity()]++

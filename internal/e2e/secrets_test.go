@@ -20,10 +20,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -77,7 +77,7 @@ func TestSecretsStayOutOfHistoryLogsAndAudit(t *testing.T) {
 	v1 := withSecret(demoSpec(service, "stagecraft-demo:v1", spec.Recreate, 2))
 	v1.Strategy.Bake = spec.Duration(time.Second)
 	started1, res := startAndWait(t, v1)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	before := instances(t, service)
 	require.Len(t, before, 2)
 	for _, in := range before {
@@ -86,7 +86,7 @@ func TestSecretsStayOutOfHistoryLogsAndAudit(t *testing.T) {
 
 	bad := withSecret(demoSpec(service, "stagecraft-demo:v2-bad", spec.Rolling, 2))
 	started2, res := startAndWait(t, bad)
-	require.Equal(t, workflows.OutcomeRolledBack, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	after := instances(t, service)
 	require.Equal(t, restorable(before), restorable(after), "the rollback recreates the snapshot's containers, secret included")
 	recreated := false
@@ -101,7 +101,7 @@ func TestSecretsStayOutOfHistoryLogsAndAudit(t *testing.T) {
 	missing := withSecret(demoSpec(service, "stagecraft-demo:v2", spec.Recreate, 2))
 	missing.Platform.Docker.SecretEnv["API_TOKEN"] = spec.SecretRef{FromEnv: variable + "_UNSET"}
 	started3, res := startAndWait(t, missing)
-	require.Equal(t, workflows.OutcomeRejected, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 	t.Logf("rejected: %s", res.Error)
 	require.Contains(t, res.Error, `platform.docker.secretEnv.API_TOKEN: environment variable "`+variable+`_UNSET" not found on the worker`)
 	require.Equal(t, restorable(after), restorable(instances(t, service)), "a rejected rollout changed the containers")

@@ -11,10 +11,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
-	"github.com/stagecraft/stagecraft/workflows"
 )
 
 // TestReplayRunningRolloutsBeforeAnUpgrade: `worker replay` fetches the
@@ -32,7 +32,7 @@ func TestReplayRunningRolloutsBeforeAnUpgrade(t *testing.T) {
 	defer cancel()
 	started, err := control.Start(ctx, tc, s)
 	require.NoError(t, err)
-	waitForStage(t, started.WorkflowID, 0, workflows.StageValidating)
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
 
 	out, err := exec.Command(workerB, "replay", "--address", server.FrontendHostPort(),
 		"--query", `WorkflowId = "`+started.WorkflowID+`" AND ExecutionStatus = "Running"`).CombinedOutput()
@@ -41,9 +41,9 @@ func TestReplayRunningRolloutsBeforeAnUpgrade(t *testing.T) {
 	require.Contains(t, string(out), "replayed 1 histories against this build: 1 ok, 0 failed")
 	t.Logf("worker replay: %s", strings.TrimSpace(string(out)))
 
-	_, err = control.Act(ctx, tc, started.WorkflowID, workflows.UpdatePromote, workflows.ControlRequest{Reason: "done", By: "e2e"})
+	_, err = control.Act(ctx, tc, started.WorkflowID, api.UpdatePromote, api.ControlRequest{Reason: "done", By: "e2e"})
 	require.NoError(t, err)
 	res, err := control.Wait(ctx, tc, started.WorkflowID, started.RunID, time.Second, nil)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 }
