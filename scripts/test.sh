@@ -21,29 +21,15 @@ unformatted=$(gofmt -l $(git ls-files '*.go'))
 say "tests: unit, replay and integration (real dev server, Docker engine, Kubernetes control plane)"
 run_flag=()
 [ -n "${STAGECRAFT_TEST_RUN:-}" ] && run_flag=(-run "$STAGECRAFT_TEST_RUN")
-# gotest TIMEOUT PACKAGE...: one go test run, its output added to
-# .data/test.log; status keeps the first failing run's status, and every
-# run runs. The pipeline's statuses are read before anything else runs:
-# go test's is the one that counts (grep finding nothing must not hide it,
-# nor may a "|| true" replace it).
-status=0
-gotest() {
-  local timeout=$1
-  shift
-  set +e
-  STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -count=1 -timeout "$timeout" "${run_flag[@]}" "$@" 2>&1 \
-    | tee -a "$DATA/test.log" | grep -E '^(ok|FAIL|---|panic|\s+--- FAIL|.*_test.go:[0-9]+:)'
-  local s=${PIPESTATUS[0]}
-  set -e
-  [ "$status" != 0 ] || status=$s
-}
-: >"$DATA/test.log"
-# Every package but the end-to-end suite: unit, replay (workflows) and the
-# packages' own integration tests, each package within about 4 minutes here.
-gotest 10m $(go list -tags integration ./... | grep -v '/internal/e2e$')
-# The end-to-end suite of the whole system (internal/e2e), about 15 minutes
-# here, with a timeout of its own; it runs after the rest, not beside it.
-gotest 30m ./internal/e2e
+# The pipeline's statuses are read before anything else runs: go test's is
+# the one that counts (grep finding nothing must not hide it, nor may a
+# "|| true" replace it). Packages run side by side; the longest is the
+# end-to-end suite of the whole system (internal/e2e, about 15 minutes).
+set +e
+STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -count=1 -timeout 30m "${run_flag[@]}" ./... 2>&1 \
+  | tee "$DATA/test.log" | grep -E '^(ok|FAIL|---|panic|\s+--- FAIL|.*_test.go:[0-9]+:)'
+status=${PIPESTATUS[0]}
+set -e
 if [ "$status" != 0 ]; then
   say "FAILED (full log: .data/test.log)"
   grep -E -A30 -- '--- FAIL' "$DATA/test.log" | head -200
