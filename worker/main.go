@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -29,7 +28,6 @@ import (
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/client/api"
-	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/egress"
@@ -147,64 +145,6 @@ func main() {
 	}
 }
 
-// auditStore is the worker's audit store. It connects (and migrates) in
-// the background, so a worker starting while PostgreSQL is down still runs
-// rollouts: until it is connected, writes fail and are retried (the
-// workflow's audit writer without limit; watchers keep their rounds).
-type auditStore struct {
-	st atomic.Pointer[store.Store]
-}
-
-var errNotConnected = errors.New("audit store: not connected to PostgreSQL yet")
-
-func (a *auditStore) Write(ctx context.Context, b audit.Batch) error {
-	st := a.st.Load()
-	if st == nil {
-		return errNotConnected
-	}
-	return st.Write(ctx, b)
-}
-
-// connect migrates (unless skipped) and opens the store, retrying with
-// backoff until it succeeds or ctx ends.
-func (a *auditStore) connect(ctx context.Context, cfg config, log *zap.Logger) {
-	wait := time.Second
-	for attempt := 1; ; attempt++ {
-		err := func() error {
-			if !cfg.skipMigrations {
-				applied, err := store.Migrate(ctx, cfg.databaseURL)
-				if err != nil {
-					return fmt.Errorf("migrations: %w", err)
-				}
-				log.Info("audit store migrated", zap.Int("applied", len(applied)))
-			}
-			st, err := store.Open(ctx, cfg.databaseURL)
-			if err != nil {
-				return err
-			}
-			a.st.Store(st)
-			return nil
-		}()
-		if err == nil {
-			log.Info("audit trail on (PostgreSQL)")
-			return
-		}
-		log.Warn("audit store unavailable; rollouts run, audit writes wait for it", zap.Int("attempt", attempt), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
-}
-
-func (a *auditStore) close() {
-	if st := a.st.Load(); st != nil {
-		st.Close()
-	}
-}
-
 func run(cfg config) error {
 	log, err := logging.New(cfg.logLevel, cfg.console)
 	if err != nil {
@@ -246,22 +186,12 @@ func run(cfg config) error {
 	if cfg.databaseURL == "" {
 		log.Warn("DATABASE_URL is not set: the audit trail is OFF (rollouts run, but nothing is written to PostgreSQL)")
 	} else {
-		as := &auditStore{}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		defer as.close()
 		// Connected before the worker polls when the database is up;
 		// otherwise in the background.
-		connected := make(chan struct{})
-		go func() {
-			as.connect(ctx, cfg, log)
-			close(connected)
-		}()
-		select {
-		case <-connected:
-		case <-time.After(10 * time.Second):
-			log.Warn("starting without the audit store; it connects when PostgreSQL answers")
-		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		as := store.OpenLazy(ctx, cfg.databaseURL, cfg.skipMigrations, log)
+		defer as.Close()
 		trail = as
 	}
 	opts, err := cfg.temporal.Options()
