@@ -6,7 +6,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/client/api"
-	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -33,35 +32,28 @@ func (r *rollout) awaitApproval(ctx workflow.Context, i int) error {
 		stage.Name, now.Add(a.Timeout.D()).UTC().Format("2006-01-02 15:04:05 UTC"), a.OnTimeout))
 	err := r.inStage(ctx, func(sctx workflow.Context) error {
 		timer := workflow.NewTimerWithOptions(sctx, a.Timeout.D(), workflow.TimerOptions{Summary: "approval " + stage.Name})
-		for {
-			fired := false
-			var err error
-			sel := workflow.NewSelector(sctx)
-			sel.AddFuture(timer, func(f workflow.Future) { err = f.Get(sctx, nil); fired = err == nil })
-			sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil) })
-			sel.Select(sctx)
+		return r.waitWoken(sctx, timer, nil, func(w woken) (bool, error) {
 			switch {
-			case r.aborted:
-				return errAborted{r.abortReason}
 			case r.approved:
-				return nil
+				return true, nil
 			case r.promoted && r.gateV >= 1:
 				// Promote approves what is left, the open gate too.
 				rec := &r.st.Approvals[len(r.st.Approvals)-1]
 				at := r.promotedAt
 				rec.ApprovedBy, rec.Reason, rec.ApprovedAt, rec.Via = r.promotedBy.By, r.promotedBy.Reason, &at, api.SignalPromote
-				return nil
-			case err != nil:
-				return err
-			case fired:
+				return true, nil
+			case w.err != nil:
+				return true, w.err
+			case w.fired:
 				rec := &r.st.Approvals[len(r.st.Approvals)-1]
 				rec.TimedOut = true
 				if a.OnTimeout == spec.OnTimeoutProceed {
-					return nil
+					return true, nil
 				}
-				return causedBy(causeApprovalTimeout, fmt.Errorf("approval of %s not given within %s", stage.Name, a.Timeout.D()))
+				return true, causedBy(causeApprovalTimeout, fmt.Errorf("approval of %s not given within %s", stage.Name, a.Timeout.D()))
 			}
-		}
+			return false, nil
+		})
 	})
 	if r.st.Phase == api.PhaseAwaitingApproval {
 		r.st.Phase = prev
@@ -83,27 +75,4 @@ func (r *rollout) approve(ctx workflow.Context, req api.ControlRequest) {
 	now := workflow.Now(ctx)
 	a.ApprovedBy, a.Reason, a.ApprovedAt, a.Via = req.By, req.Reason, &now, api.SignalApprove
 	r.approved = true
-}
-
-// notifyVersion: a rollout with notifications sends them. Runs recorded
-// before it have none.
-const notifyVersion = "notify-20261122"
-
-// startNotify turns notifications on for a rollout whose spec has targets.
-func (r *rollout) startNotify(ctx workflow.Context) {
-	if len(r.spec.Notifications) == 0 || workflow.GetVersion(ctx, notifyVersion, workflow.DefaultVersion, 1) < 1 {
-		return
-	}
-	r.nt.targets = r.spec.Notifications
-}
-
-// notify sends a rollout event to the spec's targets that want it.
-func (r *rollout) notify(ctx workflow.Context, kind, reason string) {
-	if len(r.nt.targets) == 0 {
-		return
-	}
-	st := &r.st
-	r.nt.send(ctx, notify.Event{Kind: kind, Key: st.WorkflowID + "/" + st.RunID + "/" + kind, Subject: "rollout",
-		WorkflowID: st.WorkflowID, RunID: st.RunID, Name: st.Service, Environment: r.spec.Environment,
-		Strategy: st.Strategy, Platform: st.Platform, ImageFrom: st.ImageFrom, ImageTo: st.ImageTo, Reason: reason})
 }

@@ -245,22 +245,22 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, auditVersion, workflow.DefaultVersion, 1) < 1 {
 		return
 	}
-	r.au.start(ctx, r.auditDirty, r.auditCollect)
+	r.auditor.start(ctx, r.auditDirty, r.auditCollect)
 }
 
 // closeAudit ends the audit trail once the outcome is decided: it waits a
 // short while for the writer, then hands what is left, with the
 // notifications not yet delivered (settle), to a trail workflow (end).
-func (r *rollout) closeAudit(ctx workflow.Context) { r.au.end(ctx, &r.nt) }
+func (r *rollout) closeAudit(ctx workflow.Context) { r.auditor.end(ctx, &r.notifier) }
 
 // keepRounds queues rounds a watcher could not store.
 func (r *rollout) keepRounds(rounds []audit.Round) {
 	switch {
-	case !r.au.on:
-	case r.au.bytesV < 1:
-		r.au.rounds = append(r.au.rounds, rounds...)
+	case !r.auditor.on:
+	case r.auditor.bytesV < 1:
+		r.auditor.rounds = append(r.auditor.rounds, rounds...)
 	default:
-		r.au.keep(rounds)
+		r.auditor.keep(rounds)
 	}
 }
 
@@ -327,12 +327,12 @@ func (a *auditor) dropped(at time.Time, stage, which string, n int, why string) 
 // recorded. It runs on every workflow event, so it reads the state in place.
 func (r *rollout) auditDirty() bool {
 	st := &r.st
-	if r.phase() != r.au.phase || st.Outcome != r.au.outcome || len(st.Controls) != r.au.controls ||
-		len(st.Stages) != len(r.au.stages) || len(r.au.rounds) > 0 {
+	if r.phase() != r.auditor.phase || st.Outcome != r.auditor.outcome || len(st.Controls) != r.auditor.controls ||
+		len(st.Stages) != len(r.auditor.stages) || len(r.auditor.rounds) > 0 {
 		return true
 	}
 	for i := range st.Stages {
-		if st.Stages[i].Status != r.au.stages[i] {
+		if st.Stages[i].Status != r.auditor.stages[i] {
 			return true
 		}
 	}
@@ -342,42 +342,42 @@ func (r *rollout) auditDirty() bool {
 // auditCollect queues what changed since it last ran, as records.
 func (r *rollout) auditCollect(ctx workflow.Context) {
 	st := r.status()
-	q := &r.au.queue
+	q := &r.auditor.queue
 	q.WorkflowID, q.RunID = st.WorkflowID, st.RunID
 	now := workflow.Now(ctx)
-	event := func(e audit.Event) { r.au.event(now, e) }
+	event := func(e audit.Event) { r.auditor.event(now, e) }
 	// Control actions first: they cause the phase changes that follow.
-	for _, c := range st.Controls[r.au.controls:] {
+	for _, c := range st.Controls[r.auditor.controls:] {
 		event(audit.Event{Kind: audit.KindControl, At: c.At, Action: c.Action, Via: c.Via, By: c.By,
 			Reason: c.Reason, Accepted: c.Accepted, Error: c.Error})
 	}
-	r.au.controls = len(st.Controls)
-	if st.Phase != r.au.phase {
-		event(audit.Event{Kind: audit.KindPhase, From: string(r.au.phase), To: string(st.Phase)})
-		r.au.phase = st.Phase
+	r.auditor.controls = len(st.Controls)
+	if st.Phase != r.auditor.phase {
+		event(audit.Event{Kind: audit.KindPhase, From: string(r.auditor.phase), To: string(st.Phase)})
+		r.auditor.phase = st.Phase
 	}
 	for i, s := range st.Stages {
 		prev := api.StageStatus("")
-		if i < len(r.au.stages) {
-			prev = r.au.stages[i]
+		if i < len(r.auditor.stages) {
+			prev = r.auditor.stages[i]
 		}
 		if s.Status == prev {
 			continue
 		}
 		idx := i
 		event(audit.Event{Kind: audit.KindStage, Stage: &idx, Action: s.Name, From: string(prev), To: string(s.Status), Error: s.Error})
-		r.au.stage(auditStage(st.Strategy, s))
+		r.auditor.stage(auditStage(st.Strategy, s))
 	}
-	r.au.stages = r.au.stages[:0]
+	r.auditor.stages = r.auditor.stages[:0]
 	for _, s := range st.Stages {
-		r.au.stages = append(r.au.stages, s.Status)
+		r.auditor.stages = append(r.auditor.stages, s.Status)
 	}
-	if st.Outcome != r.au.outcome {
+	if st.Outcome != r.auditor.outcome {
 		event(audit.Event{Kind: audit.KindOutcome, To: string(st.Outcome), Reason: st.Error})
-		r.au.outcome = st.Outcome
+		r.auditor.outcome = st.Outcome
 	}
-	q.Rounds = append(q.Rounds, r.au.rounds...)
-	r.au.rounds = nil
+	q.Rounds = append(q.Rounds, r.auditor.rounds...)
+	r.auditor.rounds = nil
 	plan := auditPlan(st)
 	q.Plan = &plan
 }

@@ -102,18 +102,18 @@ func (r *rollout) continueAsNew(ctx workflow.Context, strategy string, next int)
 	}
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	r.awaitDrains(ctx)
-	r.nt.flush(ctx)
-	r.au.close(ctx)
+	r.notifier.flush(ctx)
+	r.auditor.close(ctx)
 	// An abort accepted while this run handed over takes effect here: the
 	// caller rolls back. (The audit trail, closed, reopens for the rest.)
 	if r.aborted && workflow.GetVersion(ctx, handoverVersion, workflow.DefaultVersion, 1) >= 1 {
-		r.au.reopen(ctx, r.auditDirty, r.auditCollect)
+		r.auditor.reopen(ctx, r.auditDirty, r.auditCollect)
 		return errAborted{r.abortReason}
 	}
 	c := carried{Status: r.status(), Snapshot: r.snapshot, Plan: r.plan, Token: r.token, Next: next,
 		Paused: r.paused, Promoted: r.promoted, Aborted: r.aborted, AbortReason: r.abortReason, Accept: r.acceptDegraded, DeadlineAt: r.deadlineAt, HealthV: r.healthV,
-		Audit:    carriedAudit{On: r.au.on, Seq: r.au.seq, Phase: r.au.phase, Controls: r.au.controls, Stages: r.au.stages},
-		Notified: r.nt.sent, Runs: r.runs + 1, Rules: r.rules}
+		Audit:    carriedAudit{On: r.auditor.on, Seq: r.auditor.seq, Phase: r.auditor.phase, Controls: r.auditor.controls, Stages: r.auditor.stages},
+		Notified: r.notifier.sent, Runs: r.runs + 1, Rules: r.rules}
 	c.Status.Phase = r.st.Phase
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -139,7 +139,7 @@ func (r *rollout) resume(ctx workflow.Context, raw []byte) (int, error) {
 	r.paused, r.promoted, r.acceptDegraded, r.healthV = c.Paused, c.Promoted, c.Accept, c.HealthV
 	r.aborted, r.abortReason = c.Aborted, c.AbortReason
 	r.deadlineAt, r.runs = c.DeadlineAt, c.Runs
-	r.au.seq, r.au.phase, r.au.controls, r.au.stages = c.Audit.Seq, c.Audit.Phase, c.Audit.Controls, c.Audit.Stages
-	r.nt.sent = c.Notified
+	r.auditor.seq, r.auditor.phase, r.auditor.controls, r.auditor.stages = c.Audit.Seq, c.Audit.Phase, c.Audit.Controls, c.Audit.Stages
+	r.notifier.sent = c.Notified
 	return c.Next, nil
 }

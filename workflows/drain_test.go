@@ -37,7 +37,7 @@ func heldWatch(ctx context.Context) (activities.WatchResult, error) {
 // abort), drains it, and returns the rounds the trail then holds.
 func drainWorkflow(ctx workflow.Context) ([]audit.Round, error) {
 	r := &rollout{}
-	r.au.on, r.au.bytesV = true, 1
+	r.auditor.on, r.auditor.bytesV = true, 1
 	wctx, cancel := workflow.WithCancel(ctx)
 	wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
 		HeartbeatTimeout: 5 * time.Second, WaitForCancellation: true})
@@ -48,7 +48,7 @@ func drainWorkflow(ctx workflow.Context) ([]audit.Round, error) {
 	cancel()
 	r.drainWatch(ctx, f)
 	r.awaitDrains(ctx)
-	return r.au.rounds, nil
+	return r.auditor.rounds, nil
 }
 
 // TestCancelledWatchRoundsJoinTheTrail: the rounds a watch could not store

@@ -34,9 +34,9 @@ type release struct {
 	version workflow.Version
 	searchV workflow.Version
 	// commitV is commitVersion's, taken just before the commit.
-	commitV workflow.Version
-	au      releaseAudit
-	nt      notifier
+	commitV  workflow.Version
+	auditor  releaseAudit
+	notifier notifier
 }
 
 // ReleaseDeployment runs a multi-service release: each stage's services as
@@ -49,7 +49,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (api.ReleaseStatus
 	r := in.WithDefaults()
 	info := workflow.GetInfo(ctx)
 	rel := &release{root: ctx, spec: r, futures: map[string]workflow.ChildWorkflowFuture{}, cancels: map[string]workflow.CancelFunc{},
-		nt: notifier{targets: r.Notifications},
+		notifier: notifier{targets: r.Notifications},
 		st: api.ReleaseStatus{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Name: r.Name, Environment: r.Environment,
 			Phase: api.ReleaseValidating, Stages: r.Stages, StartedAt: workflow.Now(ctx)}}
 	for i, s := range r.Services {
@@ -73,7 +73,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (api.ReleaseStatus
 	}
 	rel.version = workflow.GetVersion(ctx, releaseVersion, workflow.DefaultVersion, 1)
 	if rel.version >= 1 {
-		rel.au.start(ctx, rel.auditDirty, rel.auditCollect)
+		rel.auditor.start(ctx, rel.auditDirty, rel.auditCollect)
 	}
 	rel.searchV = workflow.GetVersion(ctx, searchVersion, workflow.DefaultVersion, 1)
 	rel.startSearch(ctx)
@@ -422,8 +422,8 @@ func (rel *release) finish(ctx workflow.Context, o api.Outcome, msg string) api.
 	rel.st.Phase, rel.st.Outcome, rel.st.Error, rel.st.CompletedAt = api.ReleaseDone, o, msg, &now
 	workflow.GetLogger(ctx).Info("release finished", "release", rel.st.WorkflowID, "outcome", string(o), "error", msg)
 	rel.notify(ctx, string(o), msg)
-	rel.nt.settle(ctx)
-	rel.au.end(ctx, &rel.nt)
+	rel.notifier.settle(ctx)
+	rel.auditor.end(ctx, &rel.notifier)
 	return rel.status()
 }
 

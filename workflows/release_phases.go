@@ -5,13 +5,11 @@ import (
 	"slices"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
-	"github.com/stagecraft/stagecraft/internal/notify"
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -115,137 +113,6 @@ func (rel *release) restoreConfig(ctx workflow.Context) bool {
 	return ok
 }
 
-// notifier sends a workflow's notifications with the Notify activity,
-// beside the workflow: a failure to notify is logged, never a failure of
-// the workflow, which waits for what is in flight before it closes (flush)
-// or, from notifyHandoffVersion, hands it to its trail workflow (settle).
-type notifier struct {
-	targets []spec.Notification
-	pending int
-	sent    map[string]int
-	// flights are the notifications sent by this run, in order; left are
-	// those settle cancelled undelivered, for the trail workflow.
-	flights []*flight
-	left    []notify.Event
-}
-
-// flight is one notification being sent.
-type flight struct {
-	ev        notify.Event
-	cancel    workflow.CancelFunc
-	done      bool
-	cancelled bool
-	delivered bool
-}
-
-// notifyOptions are the Notify activity's options: bounded retries (8
-// attempts, backoff to a minute, about 5 minutes against a dead receiver).
-func notifyOptions(kind string) workflow.ActivityOptions {
-	return workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    keepAliveTimeout,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2,
-			MaximumInterval: time.Minute, MaximumAttempts: 8},
-		Summary: "notify " + kind,
-	}
-}
-
-// send notifies the targets that want the event, once per key.
-func (n *notifier) send(ctx workflow.Context, ev notify.Event) {
-	if !slices.ContainsFunc(n.targets, func(t spec.Notification) bool { return t.Wants(ev.Kind) }) {
-		return
-	}
-	if n.sent == nil {
-		n.sent = map[string]int{}
-	}
-	n.sent[ev.Kind]++
-	if c := n.sent[ev.Kind]; c > 1 {
-		ev.Key = fmt.Sprintf("%s/%d", ev.Key, c)
-	}
-	ev.At = workflow.Now(ctx)
-	n.pending++
-	f := &flight{ev: ev}
-	n.flights = append(n.flights, f)
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	workflow.Go(dctx, func(gctx workflow.Context) {
-		defer func() { n.pending-- }()
-		opts := notifyOptions(ev.Kind)
-		// settle cancels a notification still in flight and must know
-		// whether it was delivered; never sent to the server.
-		opts.WaitForCancellation = true
-		actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(gctx, opts))
-		f.cancel = cancel
-		if f.cancelled {
-			cancel()
-			return // settled before it was sent: the trail workflow sends it
-		}
-		var res activities.NotifyResult
-		err := workflow.ExecuteActivity(actx, acts.Notify, activities.NotifyInput{Targets: n.targets, Event: ev}).Get(gctx, &res)
-		f.done, f.delivered = true, err == nil
-		cancel()
-		if err != nil && f.cancelled {
-			return // handed to the trail workflow
-		}
-		if err != nil || len(res.Failed) > 0 {
-			workflow.GetLogger(gctx).Warn("notification not delivered", "event", ev.Kind, "failed", res.Failed, "error", err)
-		}
-	})
-}
-
-// flush waits until every notification is delivered or given up.
-func (n *notifier) flush(ctx workflow.Context) {
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	_ = workflow.Await(dctx, func() bool { return n.pending == 0 })
-}
-
-// notifyHandoffVersion: a decided rollout or release waits at most
-// AuditCloseWait for its notifications in flight, then cancels them and
-// hands them to its trail workflow (AuditTrail). Runs recorded before it
-// wait for them (flush), up to about 5 minutes against a dead receiver.
-const notifyHandoffVersion = "notify-handoff-20261203"
-
-// settle ends the notifications of a run whose outcome is decided: it
-// waits at most AuditCloseWait for those in flight, then cancels the rest
-// and keeps those not delivered (left) for the trail workflow that end
-// starts. Runs before notifyHandoffVersion wait (flush).
-func (n *notifier) settle(ctx workflow.Context) {
-	if workflow.GetVersion(ctx, notifyHandoffVersion, workflow.DefaultVersion, 1) < 1 {
-		n.flush(ctx)
-		return
-	}
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if ok, _ := workflow.AwaitWithTimeout(dctx, AuditCloseWait, func() bool { return n.pending == 0 }); ok {
-		return
-	}
-	for _, f := range n.flights {
-		if !f.done {
-			f.cancelled = true
-			if f.cancel != nil {
-				f.cancel()
-			}
-		}
-	}
-	_ = workflow.Await(dctx, func() bool { return n.pending == 0 })
-	for _, f := range n.flights {
-		if f.cancelled && !f.delivered {
-			n.left = append(n.left, f.ev)
-		}
-	}
-}
-
-// notify sends a release event.
-func (rel *release) notify(ctx workflow.Context, kind, reason string) {
-	if rel.version < 1 {
-		return
-	}
-	ev := notify.Event{Kind: kind, Key: rel.st.WorkflowID + "/" + rel.st.RunID + "/" + kind, Subject: "release",
-		WorkflowID: rel.st.WorkflowID, RunID: rel.st.RunID, Name: rel.st.Name, Environment: rel.st.Environment, Reason: reason}
-	for _, s := range rel.st.Services {
-		ev.Services = append(ev.Services, notify.ServiceOutcome{Name: s.Name, State: s.State, Error: s.Error})
-	}
-	rel.nt.send(ctx, ev)
-}
-
 // releaseAudit turns the release's state into audit records: the release
 // as a plan, its stages, and events for its phases, its services' states,
 // its control actions and its outcome.
@@ -259,7 +126,7 @@ type releaseAudit struct {
 }
 
 func (rel *release) auditDirty() bool {
-	a := &rel.au
+	a := &rel.auditor
 	if rel.st.Phase != a.phase || rel.st.Outcome != a.outcome || len(rel.st.Controls) != a.controls {
 		return true
 	}
@@ -272,7 +139,7 @@ func (rel *release) auditDirty() bool {
 }
 
 func (rel *release) auditCollect(ctx workflow.Context) {
-	a, st := &rel.au, &rel.st
+	a, st := &rel.auditor, &rel.st
 	a.queue.WorkflowID, a.queue.RunID = st.WorkflowID, st.RunID
 	now := workflow.Now(ctx)
 	for _, c := range st.Controls[a.controls:] {

@@ -77,8 +77,8 @@ type rollout struct {
 	// acceptDegraded: an operator resumed such a pause, so degraded rounds
 	// continue for the rest of the rollout.
 	healthPaused, acceptDegraded bool
-	// au writes the audit trail.
-	au auditor
+	// auditor writes the audit trail.
+	auditor auditor
 	// approved: an operator approved the open approval gate.
 	approved bool
 	// promotedBy and promotedAt: who promoted, why and when; a promote
@@ -88,8 +88,8 @@ type rollout struct {
 	gateV      workflow.Version
 	// rules are the spec validation rules of this rollout's first run.
 	rules spec.Rules
-	// nt sends the spec's notifications.
-	nt notifier
+	// notifier sends the spec's notifications.
+	notifier notifier
 	// deadlineAt is when the rollout timeout aborts it; runs counts the
 	// runs before this one (continue-as-new).
 	deadlineAt time.Time
@@ -177,7 +177,7 @@ func run(ctx workflow.Context, strategy string, in api.RolloutInput) (api.Result
 		return api.Result{}, err // continue as new
 	}
 	r.awaitDrains(ctx)
-	r.nt.settle(ctx)
+	r.notifier.settle(ctx)
 	r.closeAudit(ctx)
 	return res, nil
 }
@@ -197,7 +197,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 			return r.finish(ctx, api.OutcomeRejected, "invalid spec: "+err.Error()), nil
 		}
 		r.startDeadline(ctx)
-		return r.from(ctx, strategy, next)
+		return r.runFrom(ctx, strategy, next)
 	}
 	r.deadlineAt = r.st.StartedAt.Add(r.spec.Timeout.D())
 	r.startDeadline(ctx)
@@ -231,12 +231,12 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	logger.Info("rollout planned", "service", r.spec.Service, "stages", len(r.plan.Stages), "snapshot", prep.Snapshot.Count())
 	r.notify(ctx, spec.EventStarted, "")
 
-	return r.from(ctx, strategy, 0)
+	return r.runFrom(ctx, strategy, 0)
 }
 
-// from runs the stages from stage next on, then holds, finalizes or rolls
+// runFrom runs the stages from stage next on, then holds, finalizes or rolls
 // back. From here on a failure, an abort or a cancellation rolls back.
-func (r *rollout) from(ctx workflow.Context, strategy string, next int) (api.Result, error) {
+func (r *rollout) runFrom(ctx workflow.Context, strategy string, next int) (api.Result, error) {
 	logger := workflow.GetLogger(ctx)
 	failure := r.runStages(ctx, strategy, next)
 	var can *workflow.ContinueAsNewError
@@ -348,23 +348,16 @@ func (r *rollout) keepBlue(ctx workflow.Context) error {
 		ends := workflow.Now(sctx).Add(d)
 		r.st.BakeEndsAt, r.st.BakeRemaining = &ends, d
 		timer := workflow.NewTimerWithOptions(sctx, d, workflow.TimerOptions{Summary: "keep blue"})
-		for {
-			var err error
-			fired := false
-			sel := workflow.NewSelector(sctx)
-			sel.AddFuture(timer, func(f workflow.Future) { err = f.Get(sctx, nil); fired = err == nil })
-			sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil) })
-			sel.Select(sctx)
+		return r.waitWoken(sctx, timer, nil, func(w woken) (bool, error) {
 			switch {
-			case r.aborted:
-				return errAborted{r.abortReason}
-			case err != nil:
-				return err
-			case fired || r.promoted:
+			case w.err != nil:
+				return true, w.err
+			case w.fired || r.promoted:
 				r.st.BakeEndsAt, r.st.BakeRemaining = nil, 0
-				return nil
+				return true, nil
 			}
-		}
+			return false, nil
+		})
 	})
 }
 
@@ -383,21 +376,15 @@ func (r *rollout) awaitRelease(ctx workflow.Context) error {
 	}
 	commit := workflow.GetSignalChannel(ctx, api.SignalCommit)
 	return r.inStage(ctx, func(sctx workflow.Context) error {
-		committed := false
-		for !committed {
-			sel := workflow.NewSelector(sctx)
-			sel.AddReceive(commit, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil); committed = true })
-			sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(sctx, nil) })
-			sel.AddReceive(sctx.Done(), func(workflow.ReceiveChannel, bool) {})
-			sel.Select(sctx)
+		return r.waitWoken(sctx, nil, commit, func(w woken) (bool, error) {
 			switch {
-			case r.aborted:
-				return errAborted{r.abortReason}
 			case sctx.Err() != nil:
-				return sctx.Err()
+				return true, sctx.Err()
+			case w.received:
+				return true, nil // committed
 			}
-		}
-		return nil
+			return false, nil
+		})
 	})
 }
 
@@ -605,7 +592,7 @@ const drainWait = 30 * time.Second
 // rollout, and keeps the rounds it could not store, which it returns with
 // its cancellation; awaitDrains waits for them before the trail closes.
 func (r *rollout) drainWatch(ctx workflow.Context, f workflow.Future) {
-	if !r.au.on {
+	if !r.auditor.on {
 		return
 	}
 	if !r.drainAsked {

@@ -168,7 +168,7 @@ func auditOptions() workflow.ActivityOptions {
 }
 
 // end closes the writer once the outcome is decided, after the notifier
-// settled (nt.left: notifications it did not deliver in time). Runs before
+// settled (n.left: notifications it did not deliver in time). Runs before
 // auditHandoffVersion wait for the writer (close). Later runs wait at most
 // AuditCloseWait; then the write in flight is cancelled (and put back at
 // the front of the queue unless it was written after all), the last records
@@ -177,7 +177,7 @@ func auditOptions() workflow.ActivityOptions {
 // workflow that outlives this run (ParentClosePolicy ABANDON): its first
 // batch as input, the others as signals, each at most maxAuditBatchBytes.
 // The run then completes, and its target is free.
-func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
+func (w *auditWriter) end(ctx workflow.Context, n *notifier) {
 	if workflow.GetVersion(ctx, auditHandoffVersion, workflow.DefaultVersion, 1) < 1 {
 		w.close(ctx)
 		return
@@ -202,7 +202,7 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 			w.collect(dctx)
 		}
 	}
-	if !handing && len(nt.left) == 0 {
+	if !handing && len(n.left) == 0 {
 		return
 	}
 	// The IDs go into the history as a side effect: the child's workflow ID
@@ -221,13 +221,13 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 		why = append(why, fmt.Sprintf("the audit store did not take this trail within %s of the outcome; the rest (%d events with this one, %d health rounds) is written by workflow %s",
 			AuditCloseWait, len(q.Events)+1, len(q.Rounds), id))
 	}
-	if len(nt.left) > 0 {
+	if len(n.left) > 0 {
 		var kinds []string
-		for _, ev := range nt.left {
+		for _, ev := range n.left {
 			kinds = append(kinds, ev.Kind)
 		}
 		why = append(why, fmt.Sprintf("%d notifications not delivered within %s of the outcome (%s) are sent by workflow %s",
-			len(nt.left), AuditCloseWait, strings.Join(kinds, ", "), id))
+			len(n.left), AuditCloseWait, strings.Join(kinds, ", "), id))
 	}
 	var batches []audit.Batch
 	if w.on {
@@ -237,7 +237,7 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 		batches = w.split()
 	}
 	logger := workflow.GetLogger(ctx)
-	logger.Warn("audit trail handed off", "trail", id, "batches", len(batches), "events", len(q.Events)+1, "rounds", len(q.Rounds), "notifications", len(nt.left))
+	logger.Warn("audit trail handed off", "trail", id, "batches", len(batches), "events", len(q.Events)+1, "rounds", len(q.Rounds), "notifications", len(n.left))
 
 	cctx := workflow.WithChildOptions(dctx, workflow.ChildWorkflowOptions{
 		WorkflowID: id,
@@ -246,7 +246,7 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 		// One trail per run: a second start under the ID fails.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	})
-	in := TrailInput{WorkflowID: wid, RunID: rid, Batches: len(batches), NotifyTargets: nt.targets, Notices: nt.left}
+	in := TrailInput{WorkflowID: wid, RunID: rid, Batches: len(batches), NotifyTargets: n.targets, Notices: n.left}
 	if len(batches) > 0 {
 		in.First = batches[0]
 	}
@@ -254,7 +254,7 @@ func (w *auditWriter) end(ctx workflow.Context, nt *notifier) {
 	if err := f.GetChildWorkflowExecution().Get(dctx, nil); err != nil {
 		logger.Error("audit trail not handed off; waiting for the store", "trail", id, "error", err)
 		w.resume(ctx, batches)
-		nt.resend(ctx)
+		n.resend(ctx)
 		return
 	}
 	for i := 1; i < len(batches); i++ {
