@@ -45,8 +45,11 @@ func RecreateDeployment(ctx workflow.Context, in api.RolloutInput) (api.Result, 
 // acts is used only to name activity methods in ExecuteActivity.
 var acts *activities.Activities
 
-// Retry policies. Errors that retrying cannot fix are listed by type.
-var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInvalidSpec, platform.ErrTypeTargetNotFound, platform.ErrTypeProgressStuck, platform.ErrTypeForbidden}
+// Retry policies. Errors that retrying cannot fix are listed by type (the
+// activities also raise them as non-retryable, so the list is the same
+// rule stated on both sides).
+var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInvalidSpec, platform.ErrTypeTargetNotFound,
+	platform.ErrTypeProgressStuck, platform.ErrTypeForbidden, platform.ErrTypeConfigConflict}
 
 // rollout is the workflow's whole state; its methods are the handlers.
 type rollout struct {
@@ -739,9 +742,9 @@ func rollbackOptions(ctx workflow.Context, s spec.Spec) workflow.Context {
 //
 // A bake's watch has no limit (bakeWatchAttempts): a lost heartbeat, from a
 // dead worker or one too loaded to heartbeat within 5 s, says nothing of
-// the new version, and the rollout's timeout bounds the whole. A limit of 5
-// rolled back 244 of 2,000 rollouts baking at once on one 2-core machine
-// (docs/BENCHMARKS.md, P4). The rollback's verify watch, which no rollout
+// the new version, and the rollout's timeout bounds the whole; a limit
+// rolls back healthy rollouts on a loaded worker (docs/BENCHMARKS.md, P4).
+// The rollback's verify watch, which no rollout
 // timeout bounds, keeps a limit (verifyWatchAttempts).
 const (
 	bakeWatchAttempts   = 0
