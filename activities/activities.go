@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
-	"github.com/stagecraft/stagecraft/client/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -652,13 +651,4 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), platform.ErrTypeFenced, err)
 	}
 	return err
-}
-
-// Summary is the watch's result as callers see it (api.WatchSummary): the
-// same fields under the same JSON names, without the audit buffer and the
-// retry marks that only the workflow and the next attempt read.
-func (w WatchResult) Summary() api.WatchSummary {
-	return api.WatchSummary{Healthy: w.Healthy, Paused: w.Paused, Rounds: w.Rounds, Passed: w.Passed, Failed: w.Failed,
-		Tally: w.Tally, LastFailure: w.LastFailure, Latest: w.Latest, Settled: w.Settled, SettleTries: w.SettleTries,
-		Lost: w.Lost, Started: w.Started}
 }

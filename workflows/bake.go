@@ -243,3 +243,12 @@ func (b *baking) watched(res activities.WatchResult, watchErr error) error {
 	}
 	return nil
 }
+
+// watchSummary is a watch's result as callers see it (api.WatchSummary):
+// the same fields under the same JSON names, without the audit buffer and
+// the retry marks that only the workflow and the watch's next attempt read.
+func watchSummary(w activities.WatchResult) api.WatchSummary {
+	return api.WatchSummary{Healthy: w.Healthy, Paused: w.Paused, Rounds: w.Rounds, Passed: w.Passed, Failed: w.Failed,
+		Tally: w.Tally, LastFailure: w.LastFailure, Latest: w.Latest, Settled: w.Settled, SettleTries: w.SettleTries,
+		Lost: w.Lost, Started: w.Started}
+}

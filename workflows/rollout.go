@@ -515,7 +515,7 @@ func (r *rollout) rollback(ctx workflow.Context, reason string, c cause) api.Res
 			Which: platform.WhichOld, Mode: activities.WatchVerify, Rounds: 5}
 		var v activities.WatchResult
 		err := workflow.ExecuteActivity(watchOptions(ctx, r.spec, verifyWatchAttempts), acts.Watch, in).Get(ctx, &v)
-		sum := v.Summary()
+		sum := watchSummary(v)
 		rb.Verify = &sum
 		r.keepRounds(v.Unwritten)
 		if v.Latest != nil {
