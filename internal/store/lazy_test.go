@@ -105,16 +105,7 @@ func TestLazyStopsWithItsContext(t *testing.T) {
 		return false
 	}}
 	l, _ := newTestLazy(t, f)
-	done := make(chan struct{})
-	go func() {
-		l.connect(ctx)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("connect goes on after its context ended")
-	}
+	l.connect(ctx) // returns (a connect that went on would time the test out)
 	require.EqualValues(t, 4, f.attempts.Load(), "the attempt that saw the end was the last")
 	require.ErrorIs(t, l.Write(context.Background(), audit.Batch{}), ErrNotConnected)
 	l.Close()
