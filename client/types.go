@@ -1,7 +1,9 @@
 package client
 
 import (
-	"github.com/stagecraft/stagecraft/client/api"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/health"
 	"github.com/stagecraft/stagecraft/internal/plan"
@@ -237,7 +239,28 @@ const (
 	ActionApprove = api.UpdateApprove
 
 	QueryStatus = api.QueryStatus
+
+	// ClearHoldWorkflow clears the hold a failed rollback left on a target.
+	ClearHoldWorkflow = api.ClearHoldWorkflow
 )
+
+// What other Temporal clients send.
+type (
+	// RolloutInput is what a rollout workflow takes: a Spec, and beside it
+	// state only workflows set. Its JSON is the spec's own object.
+	RolloutInput = api.RolloutInput
+	// ClearHoldRequest asks ClearHoldWorkflow to clear a target's hold.
+	ClearHoldRequest = api.ClearHoldRequest
+	// ClearHoldResult says which hold was cleared.
+	ClearHoldResult = api.ClearHoldResult
+)
+
+// WorkflowFor returns the workflow type name that runs a strategy.
+func WorkflowFor(strategy string) (string, error) { return api.WorkflowFor(strategy) }
+
+// SearchAttributes names every search attribute Stagecraft keeps, with its
+// type, for registering them on a namespace.
+func SearchAttributes() map[string]enumspb.IndexedValueType { return api.SearchAttributes() }
 
 // ParseSpec reads a spec from YAML or JSON, rejecting unknown fields,
 // applies the defaults and validates it; a *ValidationError lists every

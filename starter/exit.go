@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 )
 
 // Exit codes. Commands that follow a rollout or release to its end (watch,

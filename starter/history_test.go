@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/health"
 )
 

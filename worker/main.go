@@ -27,7 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagecraft/stagecraft/activities"
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/conn"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/egress"

@@ -9,7 +9,7 @@ import (
 	sdkapi "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 

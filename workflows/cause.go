@@ -5,7 +5,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 )
 
 // cause is what made a rollout roll back: a bounded value, the metrics'

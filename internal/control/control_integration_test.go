@@ -20,7 +20,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"sigs.k8s.io/yaml"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"

@@ -18,7 +18,7 @@ import (
 	tclient "go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/logging"

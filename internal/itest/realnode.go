@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/transport/spdy"
 
 	"github.com/stagecraft/stagecraft/activities"
-	"github.com/stagecraft/stagecraft/client/api"
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/health"
 	kubeplatform "github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"

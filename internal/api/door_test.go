@@ -13,7 +13,7 @@ import (
 func TestCallersUseTheContract(t *testing.T) {
 	const mod = "github.com/stagecraft/stagecraft/"
 	engine := []string{mod + "workflows", mod + "activities", "go.temporal.io/sdk/workflow", "go.temporal.io/sdk/activity"}
-	for _, pkg := range []string{"client", "starter", "internal/control", "client/api"} {
+	for _, pkg := range []string{"client", "starter", "internal/control", "internal/api"} {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
@@ -24,7 +24,7 @@ func TestCallersUseTheContract(t *testing.T) {
 		}
 		for _, d := range deps {
 			for _, e := range engine {
-				if d == e && (pkg == "client/api" || !strings.HasPrefix(e, "go.temporal.io/")) {
+				if d == e && (pkg == "internal/api" || !strings.HasPrefix(e, "go.temporal.io/")) {
 					t.Errorf("%s imports %s (through its dependencies)", pkg, e)
 				}
 			}

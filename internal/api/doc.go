@@ -5,10 +5,12 @@
 // It holds the names (task queue, workflow types, signals, updates, the
 // status query, memo fields and search attributes), the input a rollout
 // workflow takes (RolloutInput: the user's spec plus the state a workflow
-// sets for itself), and the statuses and results the workflows report.
-// The workflows, the activities, the client package, the starter CLI and
-// any upstream Go service import it; it imports only the spec and the
-// plain value types of the plan, health checks and platforms.
+// sets for itself), and the statuses and results the workflows report. The
+// workflows and the callers in this module (internal/control, the client
+// package, the starter CLI) import it; it imports only the spec and the
+// plain value types of the plan, health checks and platforms. Other
+// modules reach it through the client package, which re-exports it under
+// the same names (client/types.go): the same types, not copies.
 //
 // What may change here: fields and names may be added. A field's JSON
 // name, a workflow, signal, update or query name, or the meaning of a
