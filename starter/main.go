@@ -3,12 +3,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -119,6 +121,17 @@ func (g *globals) dial() (client.Client, error) {
 	}
 	g.namespace = opts.Namespace
 	return control.WithDataConverter(c, opts.DataConverter), nil
+}
+
+// connect dials Temporal for a command that waits on a rollout or release,
+// with a context that Ctrl-C cancels (the command then says how to go on
+// watching); done closes both.
+func (g *globals) connect(cmd *cobra.Command) (c client.Client, ctx context.Context, done func(), err error) {
+	if c, err = g.dial(); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	return c, ctx, func() { stop(); c.Close() }, nil
 }
 
 func (g *globals) link(workflowID, runID string) string {

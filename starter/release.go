@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -29,13 +27,11 @@ func releaseCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.dial()
+			c, ctx, done, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
+			defer done()
 			started, err := control.StartRelease(ctx, c, r)
 			if err != nil {
 				return err

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,13 +35,11 @@ With --wait, follow it like watch does and exit with its outcome's code.`,
 			if executionID != "" {
 				s.ExecutionID = executionID
 			}
-			c, err := g.dial()
+			c, ctx, done, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
+			defer done()
 			started, err := control.Start(ctx, c, s)
 			if err != nil {
 				return err

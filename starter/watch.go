@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,13 +39,11 @@ A finished rollout is shown once. The exit code is the outcome's (see starter --
 			if poll <= 0 {
 				return &exitError{exitInvalid, fmt.Errorf("--poll must be positive, got %s", poll)}
 			}
-			c, err := g.dial()
+			c, ctx, done, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
+			defer done()
 			ex, err := control.Find(ctx, c, args[0])
 			if err != nil {
 				return err
