@@ -29,8 +29,12 @@ const (
 // wait blocks until the Deployment written (at written.Generation) has rolled
 // out, its controller reports ProgressDeadlineExceeded (when its deadline is
 // not shorter than the spec's: ownDeadline), or the spec's progress deadline
-// (plus a grace) passes. It watches the Deployment and
-// re-reads it every few seconds in case the watch misses or cannot open.
+// (plus a grace) passes; a deadline's error says what a pod not ready last
+// reported (stalled). Each time it re-reads the Deployment it looks at the
+// pods of its current ReplicaSet and ends the wait at once when one is
+// certain never to become ready (podFailure: an image it cannot get, a
+// crash loop, no node to run it). It watches the Deployment and re-reads it
+// every few seconds in case the watch misses or cannot open.
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
 	api := c.cs.AppsV1().Deployments(c.ns)
@@ -38,6 +42,7 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
 	var last *appsv1.Deployment
+	pods := newPodWatch(time.Now)
 	for {
 		d, err := api.Get(ctx, name, metav1.GetOptions{})
 		switch {
@@ -45,13 +50,15 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 			last = d
 			done, err := rolledOut(d, written.Generation)
 			if err != nil && c.ownDeadline(d) {
-				return err
+				return c.stalled(ctx, d, err)
 			}
 			if done {
 				return nil
 			}
-			if err := c.imagePullFailure(ctx, written); err != nil {
-				return err
+			if d.Status.ObservedGeneration >= written.Generation {
+				if err := c.podFailure(ctx, d, pods); err != nil {
+					return err
+				}
 			}
 		case ctx.Err() != nil:
 		case apierrors.IsNotFound(err):
@@ -63,7 +70,14 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 			if parent.Err() != nil {
 				return fmt.Errorf("deployment %q: waiting to roll out: %w", c.ns+"/"+name, parent.Err())
 			}
-			return notReady(c.ns, name, last, c.deadline)
+			err := notReady(c.ns, name, last, c.deadline)
+			if last != nil {
+				// The wait's own context is over: say why with a short one.
+				explain, cancel := context.WithTimeout(parent, 10*time.Second)
+				err = c.stalled(explain, last, err)
+				cancel()
+			}
+			return err
 		}
 		c.awaitChange(ctx, name, last)
 	}
@@ -80,22 +94,6 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 func (c *convergence) ownDeadline(d *appsv1.Deployment) bool {
 	own := d.Spec.ProgressDeadlineSeconds
 	return own == nil || time.Duration(*own)*time.Second >= c.deadline
-}
-
-// imagePullFailure lists the pods of the Deployment written and returns an
-// *ImagePullError when one of them cannot pull its image: the kubelet would
-// keep backing off until the progress deadline, so the stage fails now with
-// the kubelet's reason instead.
-func (c *convergence) imagePullFailure(ctx context.Context, written *appsv1.Deployment) error {
-	sel, err := metav1.LabelSelectorAsSelector(written.Spec.Selector)
-	if err != nil {
-		return nil
-	}
-	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil // best effort: the rollout wait goes on
-	}
-	return findImagePullError(written, pods.Items)
 }
 
 // awaitChange returns on the next watch event about name, after recheck, or
