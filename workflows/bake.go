@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/activities"
@@ -229,7 +231,7 @@ func (b *baking) watched(res activities.WatchResult, watchErr error) error {
 	}
 	switch {
 	case watchErr != nil:
-		return causedBy(causeHealth, fmt.Errorf("health watch: %w", watchErr))
+		return causedBy(watchCause(watchErr), fmt.Errorf("health watch: %w", watchErr))
 	case !res.Healthy:
 		return causedBy(causeHealth, fmt.Errorf("health check failed: %s", res.LastFailure))
 	case b.policy && res.Paused:
@@ -251,4 +253,24 @@ func watchSummary(w activities.WatchResult) api.WatchSummary {
 	return api.WatchSummary{Healthy: w.Healthy, Paused: w.Paused, Rounds: w.Rounds, Passed: w.Passed, Failed: w.Failed,
 		Tally: w.Tally, LastFailure: w.LastFailure, Latest: w.Latest, Settled: w.Settled, SettleTries: w.SettleTries,
 		Lost: w.Lost, Started: w.Started}
+}
+
+// watchCause is what a watch that failed to run says: a timeout (a lost
+// worker, a watch past its deadline) is the health watch failing; a
+// cancellation is the workflow's; an application error is the watch unable
+// to run at all (the worker's or the platform's configuration).
+func watchCause(err error) cause {
+	var (
+		timeout *temporal.TimeoutError
+		app     *temporal.ApplicationError
+	)
+	switch {
+	case errors.As(err, &timeout):
+		return causeHealth
+	case temporal.IsCanceledError(err):
+		return causeCancelled
+	case errors.As(err, &app):
+		return causeError
+	}
+	return causeHealth
 }

@@ -72,8 +72,7 @@ func TestLongRollingContinuesAsNew(t *testing.T) {
 			require.NotEmpty(t, input.Resume)
 			continue
 		}
-		require.NoError(t, err)
-		require.NoError(t, h.env.GetWorkflowResult(&res))
+		closedResult(t, h.env, &res)
 		break
 	}
 	t.Logf("runs %d, converges %d, outcome %s: %s", runs, len(desired), res.Outcome, res.Error)
@@ -126,9 +125,8 @@ func TestAbortDuringContinueAsNewHandoverRollsBack(t *testing.T) {
 	require.True(t, h.env.IsWorkflowCompleted())
 	require.True(t, accepted)
 	require.NoError(t, abortErr)
-	require.NoError(t, h.env.GetWorkflowError(), "the run must not continue as new")
 	var res api.Result
-	require.NoError(t, h.env.GetWorkflowResult(&res))
+	closedResult(t, h.env, &res) // not continued as new
 	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Contains(t, res.Error, "aborted: requested by oncall: error rate up")
 	// Two batches, then the restore; nothing after the abort.
@@ -175,9 +173,8 @@ func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
 	h2 := newHarness(t)
 	h2.env.SetContinuedExecutionRunID("run-1")
 	h2.execute(api.RollingWorkflow, next)
-	require.NoError(t, h2.env.GetWorkflowError())
 	var res api.Result
-	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	closedResult(t, h2.env, &res)
 	require.Equal(t, api.OutcomeRolledBack, res.Outcome, res.Error)
 	require.Equal(t, "aborted: requested by oncall", res.Error)
 	require.Equal(t, []plan.Desired{restore}, h2.desired())
@@ -214,9 +211,8 @@ func TestPauseDuringContinueAsNewHandoverHolds(t *testing.T) {
 	h2.env.RegisterDelayedCallback(func() { h2.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "oncall"}) }, 10*time.Minute)
 	start := h2.env.Now()
 	h2.execute(api.RollingWorkflow, next)
-	require.NoError(t, h2.env.GetWorkflowError())
 	var res api.Result
-	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	closedResult(t, h2.env, &res)
 	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, 10*time.Minute, h2.converges[0].At.Sub(start), "the next run waited for the resume")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -179,6 +180,16 @@ func TestRollbackCauseTravelsWithTheFailure(t *testing.T) {
 	require.Equal(t, causeError, r.causeOf(errors.New("health check failed: a reason that only reads like one")))
 	require.Equal(t, causeCancelled, r.causeOf(temporal.NewCanceledError()))
 	require.Equal(t, causeError, r.causeOf(errors.New("container exited")))
+}
+
+// A watch that could not run is labelled by why: its worker lost or its
+// deadline passed (health), the workflow cancelled (cancelled), or an
+// error it raised (error).
+func TestWatchCause(t *testing.T) {
+	require.Equal(t, causeHealth, watchCause(temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, temporal.NewCanceledError())))
+	require.Equal(t, causeCancelled, watchCause(temporal.NewCanceledError()))
+	require.Equal(t, causeError, watchCause(temporal.NewNonRetryableApplicationError(`platform "docker" is not configured on this worker`, "InvalidSpec", nil)))
+	require.Equal(t, causeHealth, watchCause(errors.New("activity error")))
 }
 
 // Every stage the planner emits has a named kind, so the stage label stays

@@ -45,7 +45,20 @@ type release struct {
 // have passed the release commits them; on any failure it stops launching,
 // cancels the rollouts still running (they roll themselves back) and rolls
 // back the held ones in reverse dependency order.
-func ReleaseDeployment(ctx workflow.Context, in spec.Release) (api.ReleaseStatus, error) {
+func ReleaseDeployment(ctx workflow.Context, in api.ReleaseInput) (api.ReleaseStatus, error) {
+	st, err := runRelease(ctx, in.Release, in.Reserved())
+	if err != nil {
+		return st, err
+	}
+	line := string(st.Outcome)
+	if st.Error != "" {
+		line += ": " + st.Error
+	}
+	return closeAs(ctx, st.Outcome, st, line)
+}
+
+// runRelease runs the release to its final status.
+func runRelease(ctx workflow.Context, in spec.Release, reserved []spec.FieldError) (api.ReleaseStatus, error) {
 	r := in.WithDefaults()
 	info := workflow.GetInfo(ctx)
 	rel := &release{root: ctx, spec: r, futures: map[string]workflow.ChildWorkflowFuture{}, cancels: map[string]workflow.CancelFunc{},
@@ -84,7 +97,7 @@ func ReleaseDeployment(ctx workflow.Context, in spec.Release) (api.ReleaseStatus
 	// so a release accepted before the bounds is not refused on replay.
 	rules := newRules(ctx)
 	rel.rules = rules
-	if err := r.ValidateUnder(rules); err != nil {
+	if err := withReserved(r.ValidateUnder(rules), reserved); err != nil {
 		var ve *spec.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {
@@ -324,8 +337,7 @@ func (rel *release) start(ctx workflow.Context, name string) {
 			return
 		}
 		s.RunID = exec.RunID
-		var res api.Result
-		err := f.Get(dctx, &res)
+		res, err := childResult(dctx, f)
 		s.Outcome = res.Outcome
 		switch {
 		case err != nil:
@@ -344,6 +356,31 @@ func (rel *release) start(ctx workflow.Context, name string) {
 			s.State = api.ServiceFailed
 		}
 	})
+}
+
+// withReserved adds the workflow-only fields a release's input set
+// (api.ReleaseInput.Reserved) to its validation's problems.
+func withReserved(err error, reserved []spec.FieldError) error {
+	if len(reserved) == 0 {
+		return err
+	}
+	ve := &spec.ValidationError{}
+	if err != nil && !errors.As(err, &ve) {
+		return err
+	}
+	return &spec.ValidationError{Problems: append(append([]spec.FieldError(nil), ve.Problems...), reserved...)}
+}
+
+// childResult waits for a rollout's result, whether it closed Completed
+// or, ending rolled_back, rollback_failed or rejected, Failed with its
+// result in the failure (failedCloseVersion).
+func childResult(ctx workflow.Context, f workflow.Future) (api.Result, error) {
+	var res api.Result
+	err := f.Get(ctx, &res)
+	if err != nil && api.ResultOf(err, &res) {
+		err = nil
+	}
+	return res, err
 }
 
 // commit tells every held rollout to finalize and waits for them.
@@ -394,7 +431,7 @@ func (rel *release) rollback(ctx workflow.Context, reason string) api.ReleaseSta
 			err := workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", api.SignalAbort, req).Get(ctx, nil)
 			var res api.Result
 			if err == nil {
-				err = rel.futures[s.Name].Get(ctx, &res)
+				res, err = childResult(ctx, rel.futures[s.Name])
 			}
 			s.Outcome = res.Outcome
 			if err != nil || res.Outcome != api.OutcomeRolledBack {

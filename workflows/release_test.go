@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -28,9 +29,9 @@ func (h *harness) runRelease(r spec.Release) api.ReleaseStatus {
 	h.t.Helper()
 	h.execute(api.ReleaseWorkflow, r)
 	require.True(h.t, h.env.IsWorkflowCompleted())
-	require.NoError(h.t, h.env.GetWorkflowError())
 	var res api.ReleaseStatus
-	require.NoError(h.t, h.env.GetWorkflowResult(&res))
+	failed := closedResult(h.t, h.env, &res)
+	require.Equal(h.t, res.Outcome != api.OutcomeSucceeded, failed, "closes Failed exactly when it did not succeed")
 	return res
 }
 
@@ -292,4 +293,30 @@ func TestReleaseHeldServiceFailingBeforeCommitRollsBack(t *testing.T) {
 	require.Equal(t, []string{"web", "api"}, res.RollbackOrder)
 	_, restored := h.byService()
 	require.Equal(t, []string{"db-migrator", "web", "api"}, restored, "nothing was finalized")
+}
+
+// A release sent by any Temporal client may not set, on a service's spec,
+// the state only workflows set (release, resume): refused before anything
+// starts, naming each, as when those were fields of the spec.
+func TestReleaseRefusesWorkflowOnlyFieldsFromAnyClient(t *testing.T) {
+	h := newHarness(t)
+	r := threeTier()
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var raw map[string]any
+	require.NoError(t, json.Unmarshal(b, &raw))
+	svcs := raw["services"].([]any)
+	svcs[0].(map[string]any)["deploy"].(map[string]any)["release"] = "release:prod/other"
+	svcs[1].(map[string]any)["deploy"].(map[string]any)["resume"] = map[string]any{"next": 1}
+	b, err = json.Marshal(raw)
+	require.NoError(t, err)
+	h.id = r.WithDefaults().WorkflowID()
+	h.execute(api.ReleaseWorkflow, json.RawMessage(b))
+	var res api.ReleaseStatus
+	require.True(t, closedResult(t, h.env, &res))
+	require.Equal(t, api.OutcomeRejected, res.Outcome)
+	require.Contains(t, res.Problems, "services[0].deploy.release: is set by the release itself")
+	require.Contains(t, res.Problems, "services[1].deploy.resume: is set by the rollout itself when it continues as new")
+	require.Empty(t, h.converges)
+	require.Equal(t, "db-migrator=not_started api=not_started web=not_started", states(res))
 }

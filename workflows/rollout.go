@@ -55,6 +55,8 @@ var nonRetryable = []string{platform.ErrTypeImageNotFound, platform.ErrTypeInval
 type rollout struct {
 	st   api.Status
 	spec spec.Spec
+	// cause is what made the rollout roll back, once it does.
+	cause cause
 	// release is the workflow ID of the release that started this
 	// rollout (RolloutInput.Release), or empty.
 	release  string
@@ -168,7 +170,7 @@ func run(ctx workflow.Context, strategy string, in api.RolloutInput) (api.Result
 		r.st.Outcome, r.st.Error = api.OutcomeRejected, msg
 		r.st.Phase, r.st.CompletedAt = api.PhaseDone, &now
 		workflow.GetLogger(ctx).Warn("rollout refused: not the target's owner", "error", msg)
-		return r.st, nil
+		return closeAs(ctx, r.st.Outcome, r.st, r.summary())
 	}
 	r.startAudit(ctx)
 	r.startNotify(ctx)
@@ -182,7 +184,7 @@ func run(ctx workflow.Context, strategy string, in api.RolloutInput) (api.Result
 	r.awaitDrains(ctx)
 	r.notifier.settle(ctx)
 	r.closeAudit(ctx)
-	return res, nil
+	return closeAs(ctx, res.Outcome, res, r.summary())
 }
 
 // execute runs the rollout to its result, or returns the error that
@@ -483,6 +485,7 @@ func (r *rollout) pauseForHealth(ctx workflow.Context, problem string) {
 // workflow still restores.
 func (r *rollout) rollback(ctx workflow.Context, reason string, c cause) api.Result {
 	r.rollingBack = true
+	r.cause = c
 	r.countRollback(ctx, c)
 	r.st.Phase = api.PhaseRollingBack
 	r.st.Paused = false

@@ -291,10 +291,23 @@ func (h *harness) run(s spec.Spec) api.Result {
 	require.NoError(h.t, err)
 	h.execute(name, s)
 	require.True(h.t, h.env.IsWorkflowCompleted())
-	require.NoError(h.t, h.env.GetWorkflowError())
 	var res api.Result
-	require.NoError(h.t, h.env.GetWorkflowResult(&res))
+	failed := closedResult(h.t, h.env, &res)
+	require.Equal(h.t, res.Outcome != api.OutcomeSucceeded, failed, "closes Failed exactly when it did not succeed")
 	return res
+}
+
+// closedResult reads a finished run's result whichever way it closed,
+// and reports whether it closed Failed (its outcome's error, the result in
+// its details).
+func closedResult(t testing.TB, env *testsuite.TestWorkflowEnvironment, v any) (failed bool) {
+	t.Helper()
+	if err := env.GetWorkflowError(); err != nil {
+		require.True(t, api.ResultOf(err, v), "a run closed Failed carries its result: %v", err)
+		return true
+	}
+	require.NoError(t, env.GetWorkflowResult(v))
+	return false
 }
 
 // execute starts the workflow under the ID the starter would give it (the
@@ -621,7 +634,7 @@ func TestStrategyMismatchIsRejected(t *testing.T) {
 	h := newHarness(t)
 	h.execute(api.RollingWorkflow, testSpec(spec.Canary))
 	var res api.Result
-	require.NoError(t, h.env.GetWorkflowResult(&res))
+	require.True(t, closedResult(t, h.env, &res))
 	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "strategy.type")
 }

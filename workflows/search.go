@@ -52,10 +52,7 @@ func (r *rollout) details() string {
 	st := &r.st
 	switch {
 	case st.Outcome != "":
-		if st.Error != "" {
-			return fmt.Sprintf("%s: %s", st.Outcome, st.Error)
-		}
-		return string(st.Outcome)
+		return r.summary()
 	case len(st.Stages) == 0 || st.Phase == api.PhaseRollingBack || st.Phase == api.PhaseVerifying ||
 		st.Phase == api.PhaseFinalizing || st.Phase == api.PhaseAwaitingRelease || st.Phase == api.PhaseKeepingBlue:
 		return string(r.phase())

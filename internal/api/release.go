@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/stagecraft/stagecraft/internal/health"
@@ -94,4 +96,43 @@ type ReadinessResult struct {
 	Severity string         `json:"severity"`
 	Verdict  health.Verdict `json:"verdict"`
 	Error    string         `json:"error,omitempty"`
+}
+
+// ReleaseInput is what the Release workflow takes: the release, as JSON
+// the release's own object. Decoding it also notes the fields a caller
+// may not set on a service's spec (deploy.release, deploy.resume: state
+// only workflows set), which a spec no longer has, so the workflow
+// refuses such a release, naming them, as it always did.
+type ReleaseInput struct {
+	spec.Release
+	reserved []spec.FieldError
+}
+
+// Reserved lists the workflow-only fields the input set, as problems.
+func (in ReleaseInput) Reserved() []spec.FieldError { return in.reserved }
+
+// UnmarshalJSON decodes the release and notes its reserved fields.
+func (in *ReleaseInput) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &in.Release); err != nil {
+		return err
+	}
+	var probe struct {
+		Services []struct {
+			Deploy map[string]json.RawMessage `json:"deploy"`
+		} `json:"services"`
+	}
+	in.reserved = nil
+	if json.Unmarshal(b, &probe) != nil {
+		return nil
+	}
+	for i, s := range probe.Services {
+		f := fmt.Sprintf("services[%d].deploy", i)
+		if _, ok := s.Deploy["resume"]; ok {
+			in.reserved = append(in.reserved, spec.FieldError{Field: f + ".resume", Message: "is set by the rollout itself when it continues as new"})
+		}
+		if _, ok := s.Deploy["release"]; ok {
+			in.reserved = append(in.reserved, spec.FieldError{Field: f + ".release", Message: "is set by the release itself"})
+		}
+	}
+	return nil
 }

@@ -60,3 +60,26 @@ func TestRolloutInputRequestID(t *testing.T) {
 	s.ExecutionID = "req-42"
 	require.Equal(t, "req-42", api.RolloutInput{Spec: s, Release: "x"}.RequestID())
 }
+
+// A release's input is the release's own JSON; decoding notes the
+// workflow-only fields a service's spec set, which the workflow refuses.
+func TestReleaseInputIsTheReleasesJSON(t *testing.T) {
+	r := spec.Release{Name: "shop", Environment: "prod", Services: []spec.ReleaseService{{Name: "api", Deploy: demo()}, {Name: "web", Deploy: demo()}}}
+	plain, err := json.Marshal(r)
+	require.NoError(t, err)
+	in, err := json.Marshal(api.ReleaseInput{Release: r})
+	require.NoError(t, err)
+	require.Equal(t, string(plain), string(in))
+
+	var got api.ReleaseInput
+	require.NoError(t, json.Unmarshal(plain, &got))
+	require.Equal(t, r, got.Release)
+	require.Empty(t, got.Reserved())
+
+	forged := strings.Replace(string(plain), `"deploy":{`, `"deploy":{"release":"release:prod/other","resume":{},`, 1)
+	require.NoError(t, json.Unmarshal([]byte(forged), &got))
+	require.Equal(t, []spec.FieldError{
+		{Field: "services[0].deploy.resume", Message: "is set by the rollout itself when it continues as new"},
+		{Field: "services[0].deploy.release", Message: "is set by the release itself"},
+	}, got.Reserved())
+}

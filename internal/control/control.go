@@ -360,7 +360,7 @@ func waitRun[T any](ctx context.Context, c client.Client, what, workflowID, runI
 	run := c.GetWorkflow(ctx, workflowID, runID)
 	done := make(chan error, 1)
 	var res T
-	go func() { done <- run.Get(ctx, &res) }()
+	go func() { done <- Result(ctx, run, &res) }()
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {

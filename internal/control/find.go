@@ -229,11 +229,25 @@ func Find(ctx context.Context, c client.Client, id string) (Execution, error) {
 	return Describe(ctx, c, wid, "")
 }
 
+// Result waits for a run's result and decodes it into v: a rollout's
+// api.Status or a release's api.ReleaseStatus, whether the run closed
+// Completed (succeeded, or any outcome before failed-close-20261203) or
+// Failed with its outcome (rolled_back, rollback_failed, rejected: the
+// failure carries the result, api.ResultOf). Any other failure is
+// returned.
+func Result(ctx context.Context, run client.WorkflowRun, v any) error {
+	err := run.Get(ctx, v)
+	if err != nil && api.ResultOf(err, v) {
+		return nil
+	}
+	return err
+}
+
 // Final returns the result of a closed run: a rollout's final
 // api.Status or a release's final api.ReleaseStatus.
 func Final[T any](ctx context.Context, c client.Client, ex Execution) (T, error) {
 	var v T
-	if err := c.GetWorkflow(ctx, ex.WorkflowID, ex.RunID).Get(ctx, &v); err != nil {
+	if err := Result(ctx, c.GetWorkflow(ctx, ex.WorkflowID, ex.RunID), &v); err != nil {
 		return v, fmt.Errorf("%s %s ended %s: %w", Kind(ex.WorkflowID), ex.WorkflowID, ex.Ended(), unwrap(err))
 	}
 	return v, nil
@@ -312,11 +326,11 @@ func closedOrMissing(ctx context.Context, c client.Client, workflowID, action st
 		return fmt.Errorf("cannot %s %s: the server found no run to update, yet one is open; try again", action, workflowID)
 	}
 	fin := &FinishedError{Action: action, WorkflowID: workflowID, Ended: ex.Ended()}
-	if ex.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+	if ex.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED || ex.Status == enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
 		var res struct {
 			Outcome api.Outcome `json:"outcome"`
 		}
-		if err := c.GetWorkflow(ctx, workflowID, ex.RunID).Get(ctx, &res); err == nil {
+		if err := Result(ctx, c.GetWorkflow(ctx, workflowID, ex.RunID), &res); err == nil {
 			fin.Outcome = res.Outcome
 		}
 	}

@@ -973,7 +973,7 @@ func benchPromoted(tb testing.TB, s spec.Spec) time.Duration {
 		api.ControlRequest{Reason: "benchmark: zero bake", By: "bench"}, opts, name, s)
 	require.NoError(tb, err)
 	var res api.Result
-	require.NoError(tb, run.Get(ctx, &res))
+	require.NoError(tb, control.Result(ctx, run, &res))
 	d := time.Since(t0)
 	require.Equal(tb, api.OutcomeSucceeded, res.Outcome, res.Error)
 	for _, st := range res.Stages {

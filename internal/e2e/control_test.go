@@ -308,7 +308,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	run, err := tc.ExecuteWorkflow(context.Background(), clientStart(bad.WorkflowID()), api.CanaryWorkflow, bad)
 	require.NoError(t, err)
 	var res api.Result
-	require.NoError(t, run.Get(context.Background(), &res))
+	require.NoError(t, control.Result(context.Background(), run, &res))
 	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "platform.docker.replicas")
 	require.Empty(t, instances(t, service))

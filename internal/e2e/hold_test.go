@@ -88,7 +88,7 @@ func TestCLIRollbackFailedHoldsTarget(t *testing.T) {
 	raw, err := tc.ExecuteWorkflow(ctx, clientStart(id), api.RecreateWorkflow, good)
 	require.NoError(t, err)
 	var res api.Result
-	require.NoError(t, raw.Get(ctx, &res))
+	require.NoError(t, control.Result(ctx, raw, &res))
 	require.Equal(t, api.OutcomeRejected, res.Outcome)
 	require.Contains(t, res.Error, "is held")
 	require.Equal(t, restorable(after), restorable(instances(t, service)), "nothing changed while held")

@@ -159,7 +159,7 @@ func TestReleaseOnDocker(t *testing.T) {
 		run, err := tc.ExecuteWorkflow(ctx, clientStart(r.WithDefaults().WorkflowID()), api.ReleaseWorkflow, r)
 		require.NoError(t, err)
 		var res api.ReleaseStatus
-		require.NoError(t, run.Get(ctx, &res))
+		require.NoError(t, control.Result(ctx, run, &res))
 		require.Equal(t, api.OutcomeRejected, res.Outcome)
 		require.Contains(t, res.Error, "dependency cycle")
 		require.Empty(t, instances(t, d.Service))

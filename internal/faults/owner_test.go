@@ -12,6 +12,7 @@ import (
 	tclient "go.temporal.io/sdk/client"
 
 	"github.com/stagecraft/stagecraft/internal/api"
+	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
@@ -58,7 +59,7 @@ func TestSecondOwnerRejected(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var res api.Result
-	require.NoError(t, run.Get(wctx, &res))
+	require.NoError(t, control.Result(wctx, run, &res))
 	require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
 	require.Contains(t, res.Error, `"`+rogue+`"`)
 	require.Contains(t, res.Error, `"`+started.WorkflowID+`"`)

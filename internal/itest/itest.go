@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,29 @@ func DevServer(ctx context.Context) (*testsuite.DevServer, error) {
 		},
 		ExtraArgs: append(control.DevServerSearchAttributeArgs(), "--ip", "127.0.0.1"),
 	})
+}
+
+// DevServerWithUI is DevServer with the Temporal Web UI on, for a test
+// that reads what the UI shows; it returns the UI's base URL
+// (http://127.0.0.1:PORT), whose /api/v1 is the UI's own HTTP API.
+func DevServerWithUI(ctx context.Context) (*testsuite.DevServer, string, error) {
+	bin := os.Getenv(TemporalBinEnv)
+	if bin == "" {
+		return nil, "", fmt.Errorf("%s is not set: run the integration tests with `make test`, which builds the Temporal CLI and sets it", TemporalBinEnv)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  bin,
+		LogLevel:      "error",
+		EnableUI:      true,
+		UIPort:        strconv.Itoa(port),
+		ClientOptions: &tclient.Options{Logger: logging.Temporal(zap.NewNop())},
+		ExtraArgs:     append(control.DevServerSearchAttributeArgs(), "--ip", "127.0.0.1"),
+	})
+	return srv, fmt.Sprintf("http://127.0.0.1:%d", port), err
 }
 
 // Docker returns a client for the local engine.
