@@ -263,19 +263,45 @@ func TestStalledSaysTheLastProbeFailure(t *testing.T) {
 
 // TestWaitEndsAtOnceOnACertainPodFailure: the converge's wait, on a
 // Deployment that would roll out only at its 10 min deadline, returns as
-// soon as it sees its current ReplicaSet's pod unable to ever get its image
-// (not at the test's own 30 s bound).
+// soon as it sees its current ReplicaSet's pod unable to ever get its image,
+// or restarting again and again (not at the test's own 15 s bound).
 func TestWaitEndsAtOnceOnACertainPodFailure(t *testing.T) {
-	p := podOf("p", "rs-2", "demo:v2")
-	waiting(p, "ErrImageNeverPull", "not present")
-	d := failingDeployment()
-	cs := fake.NewClientset(d, failingRS("rs-2", "2"), p)
-	c := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := c.wait(ctx, d)
-	var ipe *ImagePullError
-	if !errors.As(err, &ipe) || ipe.Pod != "p" {
-		t.Fatalf("got %v, want the pod's ImagePullError", err)
+	for _, c := range []struct {
+		name string
+		pod  func(*corev1.Pod)
+		// restart, when set, makes the pod restart every 200 ms while the
+		// wait runs.
+		restart bool
+		want    string
+	}{
+		{"image never pulled", func(p *corev1.Pod) { waiting(p, "ErrImageNeverPull", "not present") }, false, "ErrImageNeverPull"},
+		{"crash loop", func(p *corev1.Pod) { crashed(p, 0) }, true, "is crash-looping"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := podOf("p", "rs-2", "demo:v2")
+			c.pod(p)
+			d := failingDeployment()
+			cs := fake.NewClientset(d, failingRS("rs-2", "2"), p)
+			conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if c.restart {
+				go func() {
+					for n := int32(1); ctx.Err() == nil; n++ {
+						time.Sleep(200 * time.Millisecond)
+						cur, err := cs.CoreV1().Pods("ns").Get(ctx, "p", metav1.GetOptions{})
+						if err != nil {
+							return
+						}
+						crashed(cur, n)
+						_, _ = cs.CoreV1().Pods("ns").Update(ctx, cur, metav1.UpdateOptions{})
+					}
+				}()
+			}
+			err := conv.wait(ctx, d)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, platform.ErrProgressDeadline) {
+				t.Fatalf("got %v, want the pod's failure (%s)", err, c.want)
+			}
+		})
 	}
 }
