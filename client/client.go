@@ -94,6 +94,15 @@ func (c *Client) Deploy(ctx context.Context, s Spec) (Rollout, error) {
 	return Rollout{WorkflowID: st.WorkflowID, RunID: st.RunID, Workflow: st.Workflow, Existing: st.Joined}, nil
 }
 
+// Plan says what a rollout of s would do if it started now, changing
+// nothing: the snapshot it would take (what a rollback restores), each
+// stage's desired state, gates, bakes and the least time it takes, and
+// each prerequisite's verdict, read from the live target by a worker
+// under its own credentials and policies.
+func (c *Client) Plan(ctx context.Context, s Spec) (Preview, error) {
+	return control.Preview(ctx, c.tc, s)
+}
+
 // Release starts a release of several services, validated in full first.
 // One release of a name runs per environment at a time.
 func (c *Client) Release(ctx context.Context, r Release) (Rollout, error) {

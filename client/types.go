@@ -137,6 +137,18 @@ type (
 	WatchSummary = api.WatchSummary
 )
 
+// What a plan says (Client.Plan).
+type (
+	// Preview is what a rollout would do if it started now.
+	Preview = api.Preview
+	// PreviewStage is one planned stage and whether it waits for approval.
+	PreviewStage = api.PreviewStage
+	// PreviewSnapshot is the target as it runs now.
+	PreviewSnapshot = api.PreviewSnapshot
+	// PreviewCheck is one prerequisite and its verdict (ok, warning, failed).
+	PreviewCheck = api.PreviewCheck
+)
+
 // What a release reports.
 type (
 	// ReleaseStatus is a release's state; the final one is its result.

@@ -88,7 +88,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.BoolVar(&g.jsonOut, "json", false, "print JSON (watch: one status object per line, whenever it changed)")
 	pf.StringVar(&g.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL of the audit trail, for history and list (env DATABASE_URL)")
 
-	root.AddCommand(deployCmd(g), validateCmd(g), statusCmd(g), watchCmd(g), historyCmd(g), listCmd(g), releaseCmd(g), clearCmd(g))
+	root.AddCommand(deployCmd(g), planCmd(g), validateCmd(g), statusCmd(g), watchCmd(g), historyCmd(g), listCmd(g), releaseCmd(g), clearCmd(g))
 	for _, action := range []string{api.UpdatePause, api.UpdateResume, api.UpdateAbort, api.UpdatePromote, api.UpdateApprove} {
 		root.AddCommand(controlCmd(g, action))
 	}

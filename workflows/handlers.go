@@ -163,4 +163,5 @@ func Register(w interface {
 	w.RegisterWorkflowWithOptions(ReleaseDeployment, workflow.RegisterOptions{Name: api.ReleaseWorkflow})
 	w.RegisterWorkflowWithOptions(ClearHold, workflow.RegisterOptions{Name: api.ClearHoldWorkflow})
 	w.RegisterWorkflowWithOptions(AuditTrail, workflow.RegisterOptions{Name: AuditTrailWorkflow})
+	w.RegisterWorkflowWithOptions(PreviewRollout, workflow.RegisterOptions{Name: api.PreviewWorkflow})
 }

@@ -1,0 +1,114 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// PreviewInput asks what a rollout of Spec would start from.
+type PreviewInput struct {
+	Spec spec.Spec `json:"spec"`
+}
+
+// Preview check verdicts (the same words as api's).
+const (
+	checkOK      = "ok"
+	checkWarning = "warning"
+	checkFailed  = "failed"
+)
+
+// PreviewCheck is one prerequisite and what was found.
+type PreviewCheck struct {
+	Name    string `json:"name"`
+	Verdict string `json:"verdict"`
+	Message string `json:"message,omitempty"`
+}
+
+// PreviewResult is the target as it runs now (nil when it could not be
+// read) and every prerequisite's verdict.
+type PreviewResult struct {
+	Snapshot *platform.Snapshot `json:"snapshot,omitempty"`
+	Checks   []PreviewCheck     `json:"checks"`
+}
+
+// Preview runs the checks Prepare runs, in the same order and under the
+// same worker policies, but changes nothing (it claims no lease) and does
+// not stop at the first problem: each check reports its verdict. It adds
+// what a single rollout does not check by itself: whether the instances
+// its peak adds fit in what the platform has left.
+func (a *Activities) Preview(ctx context.Context, in PreviewInput) (PreviewResult, error) {
+	_, stop := keepAlive(ctx)
+	defer stop()
+	var res PreviewResult
+	add := func(name, verdict, format string, args ...any) {
+		res.Checks = append(res.Checks, PreviewCheck{Name: name, Verdict: verdict, Message: fmt.Sprintf(format, args...)})
+	}
+	s := in.Spec
+	p, err := a.platform(s)
+	if err != nil {
+		add("platform", checkFailed, "%v", err)
+		return res, nil
+	}
+	if err := s.Validate(); err != nil {
+		add("spec", checkFailed, "%v", err)
+	} else {
+		add("spec", checkOK, "valid")
+	}
+	if err := s.Health.CommandNotAllowed(a.Checker.Allowlist()); err != nil {
+		add("commands", checkFailed, "%v", err)
+	}
+	if err := a.checkHold(ctx, s); err != nil {
+		add("hold", checkFailed, "%s", errorText(err))
+	} else {
+		add("hold", checkOK, "not held")
+	}
+	if err := p.CheckImage(ctx, s.Image); err != nil {
+		add("image", checkFailed, "%v", err)
+	} else {
+		add("image", checkOK, "%s is present", s.Image)
+	}
+	snap, err := p.Snapshot(ctx, s)
+	if err != nil {
+		add("snapshot", checkFailed, "snapshot %s: %v", s.TargetKey(), err)
+		return res, nil
+	}
+	res.Snapshot = &snap
+	if snap.Empty() {
+		add("snapshot", checkOK, "nothing runs: a fresh install")
+	} else {
+		add("snapshot", checkOK, "%d instance(s) of %s", snap.Count(), strings.Join(snap.Images(), ", "))
+	}
+	a.previewCapacity(ctx, p, s, snap, add)
+	return res, nil
+}
+
+// previewCapacity says whether the instances the rollout's peak adds fit.
+func (a *Activities) previewCapacity(ctx context.Context, p Platform, s spec.Spec, snap platform.Snapshot, add func(string, string, string, ...any)) {
+	cr, ok := p.(CapacityReporter)
+	extra := plan.PeakExtra(s, snap.Count())
+	if !ok || extra == 0 {
+		return
+	}
+	rep, err := cr.Capacity(ctx, s, extra)
+	switch {
+	case err != nil:
+		add("capacity", checkWarning, "not checked: %v", err)
+	case rep.Fits:
+		add("capacity", checkOK, "%d more instance(s) at the peak fit (free: %s)", extra, quantities(rep.Free))
+	default:
+		add("capacity", checkWarning, "%d more instance(s) at the peak need %s; free: %s (%s)", extra, quantities(rep.Need), quantities(rep.Free), rep.Detail)
+	}
+}
+
+// errorText is an activity error's message without Temporal's wrapping.
+func errorText(err error) string {
+	if app, ok := err.(interface{ Message() string }); ok {
+		return app.Message()
+	}
+	return err.Error()
+}

@@ -1,0 +1,70 @@
+package api
+
+import (
+	"time"
+
+	"github.com/stagecraft/stagecraft/internal/plan"
+)
+
+// PreviewWorkflow is the workflow type that plans a rollout without
+// changing anything (`starter plan`, client.Plan): it reads the live target
+// through the worker's activities, under the worker's credentials and
+// policies, and returns a Preview. It runs under its own ID
+// ("plan:<target>:<nonce>"), so it never holds the target.
+const PreviewWorkflow = "PreviewRollout"
+
+// Preview is what a rollout of a spec would do if it started now.
+type Preview struct {
+	// Workflow and WorkflowID are the rollout's type and ID.
+	Workflow   string `json:"workflow"`
+	WorkflowID string `json:"workflowId"`
+	Target     string `json:"target"`
+	Strategy   string `json:"strategy"`
+	Image      string `json:"image"`
+	// Snapshot is what runs now: what the rollout would snapshot, and
+	// what a rollback would restore.
+	Snapshot PreviewSnapshot `json:"snapshot"`
+	// Stages are the planned stages, each a desired state, in order; Final
+	// is what the target converges to after the last one.
+	Stages []PreviewStage `json:"stages,omitempty"`
+	Final  *plan.Desired  `json:"final,omitempty"`
+	// MinDuration is the least the rollout takes: the sum of its bakes
+	// (approval gates and minSamples may add to it).
+	MinDuration time.Duration `json:"minDuration"`
+	// Gates counts the stages that wait for an operator's approval.
+	Gates int `json:"gates,omitempty"`
+	// Checks are the prerequisites, each with its verdict; a failed one
+	// means the rollout would be rejected before any change.
+	Checks []PreviewCheck `json:"checks"`
+	// Ready: no check failed; the rollout would start.
+	Ready bool `json:"ready"`
+}
+
+// PreviewSnapshot is the target as it runs now.
+type PreviewSnapshot struct {
+	Count  int      `json:"count"`
+	Images []string `json:"images,omitempty"`
+	// FreshInstall: nothing runs; a rollback removes everything.
+	FreshInstall bool `json:"freshInstall"`
+}
+
+// PreviewStage is one planned stage and whether it waits for approval.
+type PreviewStage struct {
+	plan.Stage
+	Kind plan.Kind `json:"kind"`
+	Gate bool      `json:"gate,omitempty"`
+}
+
+// Verdicts of a preview's checks.
+const (
+	CheckOK      = "ok"
+	CheckWarning = "warning"
+	CheckFailed  = "failed"
+)
+
+// PreviewCheck is one prerequisite of a rollout and what was found.
+type PreviewCheck struct {
+	Name    string `json:"name"`
+	Verdict string `json:"verdict"`
+	Message string `json:"message,omitempty"`
+}

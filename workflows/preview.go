@@ -1,0 +1,74 @@
+package workflows
+
+import (
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagecraft/stagecraft/activities"
+	"github.com/stagecraft/stagecraft/internal/api"
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// PreviewRollout plans a rollout of a spec without changing anything: it
+// validates the spec as the rollout would, reads the live target through
+// the Preview activity (the worker's credentials and policies) and plans
+// the stages from what runs, exactly as the rollout's own first steps do
+// (execute), so the stages it shows are the stages a rollout started now
+// would run.
+func PreviewRollout(ctx workflow.Context, in api.RolloutInput) (api.Preview, error) {
+	s := in.WithDefaults()
+	strategy := s.Strategy.Type
+	pv := api.Preview{WorkflowID: s.WorkflowID(), Target: s.TargetKey(), Strategy: strategy, Image: s.Image}
+	name, err := api.WorkflowFor(strategy)
+	if err != nil {
+		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "spec", Verdict: api.CheckFailed, Message: err.Error()})
+		return pv, nil
+	}
+	pv.Workflow = name
+	if problems := checkSpec(s, strategy, spec.RulesBoundaries); len(problems) > 0 {
+		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "spec", Verdict: api.CheckFailed, Message: strings.Join(problems, "; ")})
+		return pv, nil
+	}
+	var res activities.PreviewResult
+	if err := workflow.ExecuteActivity(prepareOptions(ctx), acts.Preview, activities.PreviewInput{Spec: s}).Get(ctx, &res); err != nil {
+		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "target", Verdict: api.CheckFailed, Message: errorMessage(err)})
+		return pv, nil
+	}
+	for _, c := range res.Checks {
+		pv.Checks = append(pv.Checks, api.PreviewCheck(c))
+	}
+	pv.Ready = true
+	for _, c := range pv.Checks {
+		if c.Verdict == api.CheckFailed {
+			pv.Ready = false
+		}
+	}
+	if res.Snapshot == nil {
+		return pv, nil
+	}
+	snap := *res.Snapshot
+	pv.Snapshot = api.PreviewSnapshot{Count: snap.Count(), Images: snap.Images(), FreshInstall: snap.Empty()}
+	total := s.Replicas()
+	if total == 0 {
+		total = snap.Count()
+	}
+	p, err := plan.Build(s, total, snap.Count())
+	if err != nil {
+		pv.Ready = false
+		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "plan", Verdict: api.CheckFailed, Message: err.Error()})
+		return pv, nil
+	}
+	for i, st := range p.Stages {
+		gate := s.Approval.Gates(st.Percent)
+		if gate {
+			pv.Gates++
+		}
+		pv.MinDuration += st.Bake
+		pv.Stages = append(pv.Stages, api.PreviewStage{Stage: st, Kind: p.KindOf(i), Gate: gate})
+	}
+	pv.MinDuration += s.Strategy.KeepBlueFor.D()
+	pv.Final = &p.Final
+	return pv, nil
+}
