@@ -176,9 +176,14 @@ type Status struct {
 	// FreshInstall is true when nothing ran before the rollout.
 	FreshInstall bool  `json:"freshInstall"`
 	Phase        Phase `json:"phase"`
-	Paused       bool  `json:"paused"`
-	Promoted     bool  `json:"promoted,omitempty"`
-	CurrentStage int   `json:"currentStage"`
+	// State is the rollout's own lifecycle state in its stages' names
+	// (PENDING → IN_PROGRESS → VALIDATING → COMPLETED, or FAILED →
+	// ROLLED_BACK), derived from Phase and Outcome whenever the status is
+	// encoded or decoded (see PlanState).
+	State        StageStatus `json:"state,omitempty"`
+	Paused       bool        `json:"paused"`
+	Promoted     bool        `json:"promoted,omitempty"`
+	CurrentStage int         `json:"currentStage"`
 	// BakeRemaining is the bake time left in the current stage; frozen while
 	// paused.
 	BakeRemaining time.Duration   `json:"bakeRemaining"`
