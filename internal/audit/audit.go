@@ -5,6 +5,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/stagecraft/stagecraft/internal/health"
@@ -33,6 +34,22 @@ type Plan struct {
 	CreatedAt   time.Time  `json:"createdAt"`
 	StartedAt   *time.Time `json:"startedAt,omitempty"`
 	CompletedAt *time.Time `json:"completedAt,omitempty"`
+	// State is the run's lifecycle state in its stages' names (PENDING,
+	// IN_PROGRESS, VALIDATING, COMPLETED, FAILED, ROLLED_BACK; see
+	// api.PlanState). The store derives it from Status when a writer leaves
+	// it empty.
+	State string `json:"state,omitempty"`
+	// Spec is the spec the run ran, as JSON, normalized by the workflow
+	// (defaults applied, secret references unresolved). A writer may send
+	// it once: a write without it keeps the one stored.
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// StartedBy is who started the run (api.MemoStartedBy), or the release
+	// that started it; a write without it keeps the one stored.
+	StartedBy string `json:"startedBy,omitempty"`
+	// UndoOf is the run ID of the earlier revision this run restores (an
+	// undo, api.MemoUndo), else empty; a write without it keeps the one
+	// stored.
+	UndoOf string `json:"undoOf,omitempty"`
 }
 
 // Stage is one stage's plan and state. Keyed by run and index; a later

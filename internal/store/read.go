@@ -44,13 +44,13 @@ type Counts struct {
 // planColumns are deployment_plans' columns in scanPlan's order.
 const planColumns = `p.workflow_id, p.run_id, p.execution_id, p.request_id, p.service, p.platform, p.strategy,
     p.target, p.image_from, p.image_to, p.status, p.success, p.rolled_back, p.error, p.stage_count, p.created_at,
-    p.started_at, p.completed_at`
+    p.started_at, p.completed_at, p.state, p.spec, p.started_by, p.undo_of`
 
 // planDest returns scan destinations for planColumns into p.
 func planDest(p *audit.Plan) []any {
 	return []any{&p.WorkflowID, &p.RunID, &p.ExecutionID, &p.RequestID, &p.Service, &p.Platform, &p.Strategy,
 		&p.Target, &p.ImageFrom, &p.ImageTo, &p.Status, &p.Success, &p.RolledBack, &p.Error, &p.Stages,
-		&p.CreatedAt, &p.StartedAt, &p.CompletedAt}
+		&p.CreatedAt, &p.StartedAt, &p.CompletedAt, &p.State, &p.Spec, &p.StartedBy, &p.UndoOf}
 }
 
 // utcPlan returns p with its times in UTC (pgx hands them back in local time).

@@ -4,6 +4,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -38,6 +39,8 @@ func TestStore(t *testing.T) {
 	t.Run("List", func(t *testing.T) { testList(t, pg) })
 	t.Run("Trail", func(t *testing.T) { testTrail(t, pg) })
 	t.Run("Roles", func(t *testing.T) { testRoles(t, pg) })
+	t.Run("PlanState", func(t *testing.T) { testPlanState(t, pg) })
+	t.Run("Revisions", func(t *testing.T) { testRevisions(t, pg) })
 	// Last: it stops and starts the cluster every subtest shares.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, pg) })
 }
@@ -159,8 +162,9 @@ func testLaterWritesOverwrite(t *testing.T, pg *itest.Postgres) {
 
 	done := base.Add(10 * time.Minute)
 	plan := *b.Plan
-	plan.Status, plan.Success, plan.CompletedAt = "completed", true, &done
-	plan.CreatedAt = time.Time{} // unknown: the stored one stays
+	plan.Status, plan.Success, plan.CompletedAt, plan.State = "completed", true, &done, "COMPLETED"
+	plan.CreatedAt = time.Time{}        // unknown: the stored one stays
+	plan.Spec, plan.StartedBy = nil, "" // sent once: the stored ones stay
 	stage := b.Stages[2]
 	stage.Status, stage.ChecksPassed, stage.Rounds, stage.CompletedAt = "completed", 9, health.Counts{Healthy: 9}, &done
 	later := audit.Batch{
@@ -180,7 +184,7 @@ func testLaterWritesOverwrite(t *testing.T, pg *itest.Postgres) {
 	if err != nil {
 		t.Fatalf("Trail: %v", err)
 	}
-	plan.CreatedAt = b.Plan.CreatedAt
+	plan.CreatedAt, plan.Spec, plan.StartedBy = b.Plan.CreatedAt, b.Plan.Spec, b.Plan.StartedBy
 	if !reflect.DeepEqual(tr.Plan, plan) {
 		t.Errorf("plan after the later write:\n got %+v\nwant %+v", tr.Plan, plan)
 	}
@@ -452,7 +456,9 @@ func fullBatch(wf, run, service string, at time.Time) audit.Batch {
 		Plan: &audit.Plan{
 			WorkflowID: wf, RunID: run, RequestID: "sha256:abc", Service: service, Platform: "docker",
 			Strategy: "canary", Target: "docker:" + service, ImageFrom: service + ":v1", ImageTo: service + ":v2",
-			Status: "running", Stages: 3, CreatedAt: at, StartedAt: ts(time.Second),
+			Status: "running", Stages: 3, CreatedAt: at, StartedAt: ts(time.Second), State: "IN_PROGRESS",
+			// As jsonb gives it back.
+			Spec: json.RawMessage(`{"image": "` + service + `:v2", "service": "` + service + `"}`), StartedBy: "alice@host",
 		},
 		Stages: []audit.Stage{
 			{Index: 0, Name: "canary-10", Strategy: "canary", Percent: 10, TargetNew: 1, TargetTotal: 4,

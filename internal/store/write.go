@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
 )
 
@@ -23,6 +25,9 @@ const (
 	maxExcerpt = 1024
 	// maxText bounds every other free-text column (names, targets, images).
 	maxText = 1000
+	// maxSpec bounds a plan's spec, in bytes of JSON; a larger one is not
+	// kept.
+	maxSpec = 256 << 10
 )
 
 // Write stores a batch in one transaction, idempotently: the plan and its
@@ -61,7 +66,8 @@ func writeBatch(b audit.Batch) *pgx.Batch {
 		batch.Queue(upsertPlan, b.WorkflowID, b.RunID, text(p.ExecutionID, maxText), text(p.RequestID, maxText),
 			text(p.Service, maxText), text(p.Platform, maxText), text(p.Strategy, maxText), text(p.Target, maxText),
 			text(p.ImageFrom, maxText), text(p.ImageTo, maxText), text(p.Status, maxText), p.Success, p.RolledBack,
-			text(p.Error, maxError), p.Stages, created, p.StartedAt, p.CompletedAt)
+			text(p.Error, maxError), p.Stages, created, p.StartedAt, p.CompletedAt, text(planState(*p), maxText),
+			specJSON(p.Spec), text(p.StartedBy, maxText), text(p.UndoOf, maxText))
 	}
 	for _, st := range sortedStages(b.Stages) {
 		batch.Queue(upsertStage, b.WorkflowID, b.RunID, st.Index, text(st.Name, maxText), text(st.Strategy, maxText),
@@ -84,27 +90,34 @@ func writeBatch(b audit.Batch) *pgx.Batch {
 
 // The plan and stage upserts skip rows whose values are unchanged, so a
 // repeated batch leaves updated_at and the table alone. A plan without
-// created_at ($16 NULL) keeps the one stored, or gets now() when new.
+// created_at ($16 NULL) keeps the one stored, or gets now() when new; one
+// without a spec ($20 NULL), started_by or undo_of (”) keeps the stored
+// one, so a writer sends the spec once.
 const (
 	upsertPlan = `
 INSERT INTO deployment_plans AS p (workflow_id, run_id, execution_id, request_id, service, platform, strategy,
     target, image_from, image_to, status, success, rolled_back, error, stage_count, created_at, started_at,
-    completed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($16, now()), $17, $18)
+    completed_at, state, spec, started_by, undo_of)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($16, now()), $17, $18, $19,
+    $20, $21, $22)
 ON CONFLICT (workflow_id, run_id) DO UPDATE SET
     execution_id = EXCLUDED.execution_id, request_id = EXCLUDED.request_id, service = EXCLUDED.service,
     platform = EXCLUDED.platform, strategy = EXCLUDED.strategy, target = EXCLUDED.target,
     image_from = EXCLUDED.image_from, image_to = EXCLUDED.image_to, status = EXCLUDED.status,
     success = EXCLUDED.success, rolled_back = EXCLUDED.rolled_back, error = EXCLUDED.error,
     stage_count = EXCLUDED.stage_count, created_at = COALESCE($16, p.created_at),
-    started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, updated_at = now()
+    started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, state = EXCLUDED.state,
+    spec = COALESCE(EXCLUDED.spec, p.spec), started_by = COALESCE(NULLIF(EXCLUDED.started_by, ''), p.started_by),
+    undo_of = COALESCE(NULLIF(EXCLUDED.undo_of, ''), p.undo_of), updated_at = now()
 WHERE (p.execution_id, p.request_id, p.service, p.platform, p.strategy, p.target, p.image_from, p.image_to,
-       p.status, p.success, p.rolled_back, p.error, p.stage_count, p.created_at, p.started_at, p.completed_at)
+       p.status, p.success, p.rolled_back, p.error, p.stage_count, p.created_at, p.started_at, p.completed_at,
+       p.state, p.spec, p.started_by, p.undo_of)
     IS DISTINCT FROM
       (EXCLUDED.execution_id, EXCLUDED.request_id, EXCLUDED.service, EXCLUDED.platform, EXCLUDED.strategy,
        EXCLUDED.target, EXCLUDED.image_from, EXCLUDED.image_to, EXCLUDED.status, EXCLUDED.success,
        EXCLUDED.rolled_back, EXCLUDED.error, EXCLUDED.stage_count, COALESCE($16, p.created_at),
-       EXCLUDED.started_at, EXCLUDED.completed_at)`
+       EXCLUDED.started_at, EXCLUDED.completed_at, EXCLUDED.state, COALESCE(EXCLUDED.spec, p.spec),
+       COALESCE(NULLIF(EXCLUDED.started_by, ''), p.started_by), COALESCE(NULLIF(EXCLUDED.undo_of, ''), p.undo_of))`
 
 	upsertStage = `
 INSERT INTO deployment_stages AS s (workflow_id, run_id, stage_index, name, strategy, target_percent, target_new,
@@ -140,6 +153,30 @@ INSERT INTO check_rounds (workflow_id, run_id, activity_id, round_seq, result_in
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (workflow_id, run_id, activity_id, round_seq, result_index) DO NOTHING`
 )
+
+// planState is the plan's lifecycle state: its own, or else derived from
+// its status as the migration derived it for rows written before (a plan
+// that succeeded is COMPLETED whatever its status says, as a clear-hold
+// row).
+func planState(p audit.Plan) string {
+	switch {
+	case p.State != "":
+		return p.State
+	case p.Success:
+		return string(api.StageCompleted)
+	}
+	return string(api.PlanState(api.Phase(p.Status), api.Outcome(p.Status)))
+}
+
+// specJSON is the spec as a jsonb parameter: NULL when there is none, so
+// the stored one stays.
+func specJSON(b json.RawMessage) any {
+	if len(b) == 0 || len(b) > maxSpec || !json.Valid(b) {
+		return nil
+	}
+	// jsonb refuses the NUL character that JSON text may escape.
+	return strings.ReplaceAll(string(b), `\u0000`, `\ufffd`)
+}
 
 // sortedStages returns the stages by index. The sort is stable, so of two
 // records of one stage the later one in the batch is written last and wins.

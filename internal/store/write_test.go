@@ -157,3 +157,39 @@ func TestAddRounds(t *testing.T) {
 		t.Errorf("counts = %+v, want %+v (an unknown verdict counts as failed)", c, want)
 	}
 }
+
+// A plan keeps the state its writer gave; without one it is derived from
+// its status, and a plan that succeeded is COMPLETED.
+func TestPlanStateOfARow(t *testing.T) {
+	for _, tc := range []struct {
+		p    audit.Plan
+		want string
+	}{
+		{audit.Plan{Status: "paused", State: "VALIDATING"}, "VALIDATING"},
+		{audit.Plan{Status: "rolled_back", RolledBack: true}, "ROLLED_BACK"},
+		{audit.Plan{Status: "rolling_back"}, "FAILED"},
+		{audit.Plan{Status: "hold_cleared", Success: true}, "COMPLETED"},
+		{audit.Plan{Status: "deploying"}, "IN_PROGRESS"},
+		{audit.Plan{}, "PENDING"},
+	} {
+		if got := planState(tc.p); got != tc.want {
+			t.Errorf("planState(status %q, state %q, success %v) = %q, want %q", tc.p.Status, tc.p.State, tc.p.Success, got, tc.want)
+		}
+	}
+}
+
+// A spec goes to jsonb as it is, or not at all (none, invalid, too big).
+func TestSpecJSON(t *testing.T) {
+	if got := specJSON(nil); got != nil {
+		t.Errorf("no spec: %v, want NULL", got)
+	}
+	if got := specJSON([]byte(`{"a":`)); got != nil {
+		t.Errorf("invalid spec: %v, want NULL", got)
+	}
+	if got := specJSON([]byte(`{"a":"x\u0000y"}`)); got != `{"a":"x\ufffdy"}` {
+		t.Errorf("spec with an escaped NUL: %v", got)
+	}
+	if got := specJSON([]byte(`"` + strings.Repeat("x", maxSpec) + `"`)); got != nil {
+		t.Errorf("spec over maxSpec kept")
+	}
+}
