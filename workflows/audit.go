@@ -170,7 +170,13 @@ func (w *auditWriter) untake(b audit.Batch) {
 		Plan: b.Plan, Stages: slices.Clone(b.Stages),
 		Events: append(slices.Clone(b.Events), q.Events...), Rounds: append(slices.Clone(b.Rounds), q.Rounds...)}
 	if q.Plan != nil {
-		w.queue.Plan = q.Plan
+		// The newer plan record, with the spec of the one not written when
+		// it has none (a plan sends its spec once).
+		p := *q.Plan
+		if p.Spec == nil && b.Plan != nil {
+			p.Spec = b.Plan.Spec
+		}
+		w.queue.Plan = &p
 	}
 	for _, s := range q.Stages {
 		w.stage(s)
@@ -238,6 +244,12 @@ type auditor struct {
 	stages   []api.StageStatus
 	// rounds are rounds the watchers could not store, waiting for a batch.
 	rounds []audit.Round
+	// spec is the spec the run runs, as JSON, sent with the first plan
+	// record only (specQueued): the store keeps it, and history does not
+	// carry it in every batch. startedBy and undoOf come from the memo.
+	spec              json.RawMessage
+	specQueued        bool
+	startedBy, undoOf string
 }
 
 // startAudit starts the rollout's audit writer.
@@ -245,7 +257,30 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, auditVersion, workflow.DefaultVersion, 1) < 1 {
 		return
 	}
+	r.auditor.spec, _ = json.Marshal(r.spec)
+	r.auditor.startedBy, r.auditor.undoOf = startedBy(ctx)
 	r.auditor.start(ctx, r.auditDirty, r.auditCollect)
+}
+
+// startedBy reads who started the run and the revision it restores (an
+// undo) from the memo the starter set (api.MemoStartedBy, api.MemoUndo); a
+// rollout a release started without one was started by the release.
+func startedBy(ctx workflow.Context) (by, undoOf string) {
+	info := workflow.GetInfo(ctx)
+	fields := info.Memo.GetFields()
+	if p, ok := fields[api.MemoStartedBy]; ok {
+		_ = dataConverter().FromPayload(p, &by)
+	}
+	if p, ok := fields[api.MemoUndo]; ok {
+		var u api.Undo
+		if dataConverter().FromPayload(p, &u) == nil {
+			undoOf = u.RunID
+		}
+	}
+	if by == "" && info.ParentWorkflowExecution != nil {
+		by = info.ParentWorkflowExecution.ID
+	}
+	return by, undoOf
 }
 
 // closeAudit ends the audit trail once the outcome is decided: it waits a
@@ -379,6 +414,13 @@ func (r *rollout) auditCollect(ctx workflow.Context) {
 	q.Rounds = append(q.Rounds, r.auditor.rounds...)
 	r.auditor.rounds = nil
 	plan := auditPlan(st)
+	plan.StartedBy, plan.UndoOf = r.auditor.startedBy, r.auditor.undoOf
+	switch {
+	case !r.auditor.specQueued:
+		plan.Spec, r.auditor.specQueued = r.auditor.spec, true
+	case q.Plan != nil:
+		plan.Spec = q.Plan.Spec // queued and not yet taken: it stays queued
+	}
 	q.Plan = &plan
 }
 
@@ -386,7 +428,7 @@ func auditPlan(st api.Status) audit.Plan {
 	p := audit.Plan{WorkflowID: st.WorkflowID, RunID: st.RunID, ExecutionID: st.ExecutionID, RequestID: st.RequestID,
 		Service: st.Service, Platform: st.Platform, Strategy: st.Strategy, Target: st.Target,
 		ImageFrom: st.ImageFrom, ImageTo: st.ImageTo, Status: string(st.Phase), Error: st.Error,
-		Stages: len(st.Stages), CreatedAt: st.StartedAt, CompletedAt: st.CompletedAt}
+		Stages: len(st.Stages), CreatedAt: st.StartedAt, CompletedAt: st.CompletedAt, State: string(st.PlanState())}
 	started := st.StartedAt
 	p.StartedAt = &started
 	if st.Outcome != "" {
