@@ -4,12 +4,14 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -114,11 +116,27 @@ func differences(was, now map[string]string) []string {
 	return out
 }
 
+// StartOptions are what a start records beside the spec, in the memo.
+type StartOptions struct {
+	// By is who starts the rollout (api.MemoStartedBy); empty means the
+	// process's user@host.
+	By string
+	// Undo, when set, says the rollout restores an earlier revision
+	// (api.MemoUndo).
+	Undo *api.Undo
+}
+
 // Start starts a rollout of s (validated, defaults applied). If the target
 // already runs a rollout for the same request, Start returns that one; for
 // a different request it returns a *BusyError, and for the same execution ID
-// with a different spec a *ReusedError.
+// with a different spec a *ReusedError. The memo records the process's
+// user@host as who started it.
 func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
+	return StartWith(ctx, c, s, StartOptions{})
+}
+
+// StartWith is Start recording opts in the memo.
+func StartWith(ctx context.Context, c client.Client, s spec.Spec, opts StartOptions) (Started, error) {
 	s = s.WithDefaults()
 	if err := s.Validate(); err != nil {
 		return Started{}, err
@@ -127,7 +145,22 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 	if err != nil {
 		return Started{}, err
 	}
-	memo := map[string]any{api.MemoRequestID: s.RequestID(), api.MemoExecutionID: s.ExecutionID, MemoSpec: Fingerprint(s)}
+	memo := map[string]any{api.MemoRequestID: s.RequestID(), api.MemoExecutionID: s.ExecutionID, MemoSpec: Fingerprint(s),
+		api.MemoStartedBy: cmp.Or(opts.By, Identity())}
+	if opts.Undo != nil {
+		memo[api.MemoUndo] = *opts.Undo
+	}
+	return start(ctx, c, s, name, memo)
+}
+
+// Identity is the process's user@host: who starts a rollout when no one is
+// named.
+func Identity() string {
+	host, _ := os.Hostname()
+	return cmp.Or(os.Getenv("USER"), "unknown") + "@" + host
+}
+
+func start(ctx context.Context, c client.Client, s spec.Spec, name string, memo map[string]any) (Started, error) {
 	opts := client.StartWorkflowOptions{
 		ID:                       s.WorkflowID(),
 		TaskQueue:                api.TaskQueue,
