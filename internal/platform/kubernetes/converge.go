@@ -36,6 +36,8 @@ type convergence struct {
 	origSvc  *corev1.Service    // the snapshot's; nil when the spec names none
 	ci       int                // the target container's index in orig's template
 	fence    platform.Fence     // the attempt's (fence.go); zero does not fence
+	hpa      *autoscaler        // the stable Deployment's, when one targets it (hpa.go)
+	split    split              // with hpa: the split of its count this converge makes
 	res      platform.ConvergeResult
 }
 
@@ -65,6 +67,13 @@ type convergence struct {
 //   - Otherwise (shared traffic): the canary Deployment runs New pods and the
 //     stable one Old, both selected by the Service. With surge order the
 //     canary grows before the stable Deployment shrinks.
+//
+// When a HorizontalPodAutoscaler targets the stable Deployment, the counts,
+// planned for the spec's (or the snapshot's) total, are first converted to
+// the count the autoscaler wants now (hpa.go): a rollback restores that
+// count, the last step and the final state hand it the stable Deployment
+// with nothing of the rollout's on it, and no stage gives the stable
+// Deployment a count outside the autoscaler's bounds, or none.
 func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (platform.ConvergeResult, error) {
 	res, err := p.converge(ctx, req)
 	return res, forbidden(err)
@@ -110,6 +119,9 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	}
 	c.desired.Traffic = cmp.Or(d.Traffic, plan.TrafficShared)
 	c.desired.Order = cmp.Or(d.Order, plan.Surge)
+	if err := c.followAutoscaler(ctx, plannedTotal(req)); err != nil {
+		return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
+	}
 	switch {
 	case d.New == 0:
 		err = c.restore(ctx)
@@ -121,7 +133,7 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		err = c.shared(ctx)
 	}
 	if err != nil {
-		return c.res, fmt.Errorf("converge %q to new=%d old=%d traffic=%s: %w", s.Service, d.New, d.Old, c.desired.Traffic, err)
+		return c.res, fmt.Errorf("converge %q to new=%d old=%d traffic=%s: %w", s.Service, c.desired.New, c.desired.Old, c.desired.Traffic, err)
 	}
 	container := orig.Spec.Template.Spec.Containers[ci].Name
 	newPods, oldPods, err := splitPods(ctx, cs, c.ns, k.Deployment, container, req.Snapshot.Kubernetes.Image)
@@ -193,7 +205,7 @@ func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deploy
 			}
 			ann[revisionAnnotation] = rev
 		}
-		d.Annotations = keepFence(d.Annotations, ann)
+		d.Annotations = withoutSplit(keepFence(d.Annotations, ann))
 		d.Spec = want.Spec
 	}
 }
@@ -229,6 +241,7 @@ func (c *convergence) promote(ctx context.Context) error {
 	if err := c.writeStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Template = tpl
 		d.Spec.Replicas = &n
+		unmarkSplit(d)
 	}, nil); err != nil {
 		return err
 	}
@@ -281,10 +294,14 @@ func (c *convergence) beside(ctx context.Context, want *appsv1.Deployment) error
 	return nil
 }
 
-// scaleStable sets the stable Deployment's replicas to Old.
+// scaleStable sets the stable Deployment's replicas to Old (recording the
+// split of an autoscaler's count with it).
 func (c *convergence) scaleStable(ctx context.Context) error {
 	n := int32(c.desired.Old)
-	return c.writeStable(ctx, func(d *appsv1.Deployment) { d.Spec.Replicas = &n }, nil)
+	return c.writeStable(ctx, func(d *appsv1.Deployment) {
+		d.Spec.Replicas = &n
+		c.markSplit(d)
+	}, nil)
 }
 
 // ownedByUs refuses to touch an object of a name this package uses when it

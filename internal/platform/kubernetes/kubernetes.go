@@ -426,6 +426,8 @@ func cleanMeta(m *metav1.ObjectMeta) {
 			m.Annotations = nil
 		}
 	}
+	// So is a split of an autoscaler's count a rollout left (hpa.go).
+	m.Annotations = withoutSplit(m.Annotations)
 }
 
 // containerIndex finds the target container in d's pod template: the one
