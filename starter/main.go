@@ -67,7 +67,9 @@ func newRoot(g *globals) *cobra.Command {
   starter status deploy:docker:hello --json
   starter pause deploy:docker:hello --reason "checking dashboards"
   starter approve deploy:docker:hello --reason "error rate flat at 50%"
-  starter abort deploy:docker:hello --reason "error rate up" --by alice`,
+  starter abort deploy:docker:hello --reason "error rate up" --by alice
+  starter revisions hello
+  starter undo hello --to 3 --reason "v5 leaks memory"`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -88,7 +90,8 @@ func newRoot(g *globals) *cobra.Command {
 	pf.BoolVar(&g.jsonOut, "json", false, "print JSON (watch: one status object per line, whenever it changed)")
 	pf.StringVar(&g.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL of the audit trail, for history and list (env DATABASE_URL)")
 
-	root.AddCommand(deployCmd(g), planCmd(g), validateCmd(g), statusCmd(g), watchCmd(g), historyCmd(g), listCmd(g), releaseCmd(g), clearCmd(g))
+	root.AddCommand(deployCmd(g), planCmd(g), validateCmd(g), statusCmd(g), watchCmd(g), historyCmd(g), listCmd(g), releaseCmd(g), clearCmd(g),
+		revisionsCmd(g), undoCmd(g))
 	for _, action := range []string{api.UpdatePause, api.UpdateResume, api.UpdateAbort, api.UpdatePromote, api.UpdateApprove} {
 		root.AddCommand(controlCmd(g, action))
 	}

@@ -100,4 +100,6 @@ type Undo struct {
 	Image    string `json:"image,omitempty"`
 	// From is the run ID of the revision that was current.
 	From string `json:"from,omitempty"`
+	// Reason is the caller's reason for the undo.
+	Reason string `json:"reason,omitempty"`
 }

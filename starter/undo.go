@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/stagecraft/stagecraft/internal/api"
+	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+func undoCmd(g *globals) *cobra.Command {
+	var to, strategy, by, reason string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "undo SERVICE [--to REVISION]",
+		Short: "Roll a target back to an earlier succeeded revision's spec (default: the one before the current)",
+		Long: `Start a rollout back to an earlier revision's spec: by default the succeeded revision before
+the current one (the current is the newest that succeeded), or the one --to names (a revision
+number as revisions prints it, or a run ID). It runs with that revision's strategy unless
+--strategy names another (run with that strategy's defaults), and is recorded as an undo of the
+revision it restores in the rollout's memo (` + api.MemoUndo + `, with --by and --reason) and in the
+audit trail (deployment_plans.undo_of).
+
+Refused, with the reason and nothing started, when the revision did not succeed, when no earlier
+succeeded revision exists, or when the target is busy (another rollout runs). A rollout whose
+preparation rejects it (on Docker: the revision's image is gone) changes nothing, and undo says
+why, exit code 5. Without --wait, undo returns once the rollout is past its preparation; with
+--wait it follows it like watch and exits with its outcome's code.
+
+` + revisionsHelp,
+		Example: `  starter undo deploy:docker:hello
+  starter undo hello --to 3 --by alice --reason "v5 leaks memory"
+  starter undo docker:hello --to 01a2b3c4-... --strategy recreate --wait`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strategy != "" {
+				if _, err := api.WorkflowFor(strategy); err != nil {
+					return &exitError{exitInvalid, fmt.Errorf("--strategy: %w", err)}
+				}
+			}
+			c, ctx, done, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			revs, err := g.revisions(ctx, c, args[0], maxRevisions)
+			if err != nil {
+				return err
+			}
+			pick, current, err := chooseRevision(revs, to)
+			if err != nil {
+				return fmt.Errorf("undo refused: %w", err)
+			}
+			s, err := g.revisionSpec(ctx, c, pick)
+			if err != nil {
+				return err
+			}
+			s = undoSpec(s, strategy)
+			u := api.Undo{Revision: pick.Number, RunID: pick.RunID, Image: pick.Image, From: current.RunID, Reason: reason}
+			started, err := control.StartWith(ctx, c, s, control.StartOptions{By: by, Undo: &u})
+			if err != nil {
+				return fmt.Errorf("undo to revision %d (%s) refused: %w", pick.Number, pick.Image, err)
+			}
+			out := cmd.OutOrStdout()
+			what := fmt.Sprintf("undo of %s to revision %d (%s, %s; current: revision %d, %s)", started.WorkflowID,
+				pick.Number, pick.Image, s.Strategy.Type, current.Number, current.Image)
+			if wait {
+				d := newDisplay(out, false)
+				if g.jsonOut {
+					d.mode = modeQuiet
+				} else {
+					fmt.Fprintf(out, "%s\n  web UI:     %s\n", what, g.link(started.WorkflowID, started.RunID))
+				}
+				res, err := followRollout(ctx, c, started.WorkflowID, started.RunID, time.Second, d)
+				if err != nil {
+					return err
+				}
+				if g.jsonOut {
+					if err := writeJSON(out, res); err != nil {
+						return err
+					}
+				}
+				return undoOutcome(pick, res)
+			}
+			st, ended, err := awaitPrepared(ctx, c, started.WorkflowID, started.RunID)
+			if err != nil {
+				return err
+			}
+			if g.jsonOut {
+				if err := writeJSON(out, struct {
+					control.Started
+					Undo  api.Undo   `json:"undo"`
+					State api.Status `json:"status"`
+				}{started, u, st}); err != nil {
+					return err
+				}
+			} else {
+				verb := "started"
+				if started.Joined {
+					verb = "already running (same request), joined"
+				}
+				fmt.Fprintf(out, "%s %s\n  workflowId: %s\n  runId:      %s\n  phase:      %s\n  web UI:     %s\n  follow:     starter watch %s\n",
+					what, verb, started.WorkflowID, started.RunID, st.Phase, g.link(started.WorkflowID, started.RunID), started.WorkflowID)
+			}
+			if ended {
+				return undoOutcome(pick, st)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the revision to go back to: its number (as revisions prints it) or its run ID (default: the succeeded one before the current)")
+	cmd.Flags().StringVar(&strategy, "strategy", "", "run the undo with this strategy (canary, blue-green, rolling, recreate) and its defaults (default: the revision's)")
+	cmd.Flags().StringVar(&by, "by", "", "who asks (default: your user@host)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, kept in the rollout's memo")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the rollout to its end (as watch does); exit with its outcome's code")
+	return cmd
+}
+
+// maxRevisions bounds the revisions undo looks through.
+const maxRevisions = 1000
+
+// undoOutcome is nil for an undo that succeeded (or is on its way), else the
+// outcome's error naming the revision.
+func undoOutcome(pick revision, st api.Status) error {
+	err := outcomeError("rollout", st.WorkflowID, st.Outcome, st.Error)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		what := "failed"
+		if st.Outcome == api.OutcomeRejected {
+			what = "refused"
+		}
+		return &exitError{ee.code, fmt.Errorf("undo to revision %d (%s) %s: %w", pick.Number, pick.Image, what, ee.err)}
+	}
+	return err
+}
+
+// chooseRevision picks the revision to go back to among revs (newest
+// first): the one to names (a number or a run ID), else the succeeded one
+// before the current (the newest that succeeded). It is refused when that
+// revision did not succeed or there is none.
+func chooseRevision(revs revisions, to string) (pick, current revision, err error) {
+	cur := -1
+	for i, r := range revs.Revisions {
+		if r.Current {
+			cur = i
+			break
+		}
+	}
+	if cur < 0 {
+		return pick, current, fmt.Errorf("no rollout of %s succeeded: there is no revision to go back to", revs.WorkflowID)
+	}
+	current = revs.Revisions[cur]
+	if to == "" {
+		for _, r := range revs.Revisions[cur+1:] {
+			if r.succeeded() {
+				return r, current, nil
+			}
+		}
+		return pick, current, fmt.Errorf("no succeeded revision of %s before the current one (revision %d, %s)",
+			revs.WorkflowID, current.Number, current.Image)
+	}
+	n, numErr := strconv.Atoi(to)
+	for _, r := range revs.Revisions {
+		if r.RunID != to && (numErr != nil || r.Number != n) {
+			continue
+		}
+		if !r.succeeded() {
+			return pick, current, fmt.Errorf("revision %d of %s (%s, run %s) did not succeed (%s): undo goes back only to a revision that succeeded",
+				r.Number, revs.WorkflowID, r.Image, r.RunID, orNone(r.Outcome))
+		}
+		return r, current, nil
+	}
+	return pick, current, fmt.Errorf("%w: %q is neither a revision number nor a run ID of %s (see starter revisions %s)",
+		errNoRevision, to, revs.WorkflowID, revs.WorkflowID)
+}
+
+// undoSpec is the revision's spec made a new request: without the execution
+// ID it ran with (a new rollout, not a join of that one), and with strategy
+// when one is named (its defaults; a bake carried over where it applies).
+func undoSpec(s spec.Spec, strategy string) spec.Spec {
+	s.ExecutionID = ""
+	if strategy != "" && strategy != s.Strategy.Type {
+		bake := s.Strategy.Bake
+		s.Strategy = spec.Strategy{Type: strategy}
+		if strategy != spec.BlueGreen {
+			s.Strategy.Bake = bake
+		}
+	}
+	return s.WithDefaults()
+}
+
+// revisionSpec is the spec the revision ran: from the audit trail when it
+// kept it, else from the run's start in Temporal's history.
+func (g *globals) revisionSpec(ctx context.Context, c client.Client, r revision) (spec.Spec, error) {
+	var s spec.Spec
+	if len(r.spec) > 0 {
+		if err := json.Unmarshal(r.spec, &s); err != nil {
+			return s, fmt.Errorf("the spec revision %d ran, as the audit trail keeps it: %w", r.Number, err)
+		}
+		return s, nil
+	}
+	return historySpec(ctx, c, g.dataConverter(), r.WorkflowID, r.RunID)
+}
+
+// historySpec reads the spec a run started with from its history's first
+// event.
+func historySpec(ctx context.Context, c client.Client, dc converter.DataConverter, workflowID, runID string) (spec.Spec, error) {
+	it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return spec.Spec{}, fmt.Errorf("the history of %s run %s is empty", workflowID, runID)
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return spec.Spec{}, fmt.Errorf("the spec of %s run %s (its history's first event): %w", workflowID, runID, err)
+	}
+	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	var in api.RolloutInput
+	if attrs == nil || dc.FromPayloads(attrs.GetInput(), &in) != nil {
+		return spec.Spec{}, fmt.Errorf("the history of %s run %s does not start with a rollout's input", workflowID, runID)
+	}
+	return in.Spec, nil
+}
+
+// awaitPrepared waits until the run is past its preparation (it changes the
+// target from then on) or has its outcome, and returns its status; ended
+// says the outcome is decided (a preparation that rejected it: nothing was
+// changed).
+func awaitPrepared(ctx context.Context, c client.Client, workflowID, runID string) (st api.Status, ended bool, err error) {
+	for {
+		ex, err := control.Describe(ctx, c, workflowID, runID)
+		if err != nil {
+			return st, false, err
+		}
+		if !ex.Open() {
+			st, err := control.Final[api.Status](ctx, c, ex)
+			return st, true, err
+		}
+		if st, err = control.Status(ctx, c, workflowID); err == nil && st.RunID == runID {
+			switch {
+			case st.Outcome != "":
+				return st, true, nil
+			case st.Phase != api.PhasePending && st.Phase != api.PhaseSnapshot:
+				return st, false, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return st, false, fmt.Errorf("waiting for %s to pass its preparation: %w (follow it: starter watch %s)", workflowID, ctx.Err(), workflowID)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

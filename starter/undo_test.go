@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
+)
+
+// v1 ok, v2 ok, v3 rolled back, v4 ok (current), v5 rejected: newest first.
+func history() revisions {
+	revs := revisions{WorkflowID: "deploy:docker:hello", Revisions: []revision{
+		{Number: 5, RunID: "r5", Image: "hello:v5", Outcome: "rejected"},
+		{Number: 4, RunID: "r4", Image: "hello:v4", Outcome: "succeeded"},
+		{Number: 3, RunID: "r3", Image: "hello:v3", Outcome: "rolled_back"},
+		{Number: 2, RunID: "r2", Image: "hello:v2", Outcome: "succeeded"},
+		{Number: 1, RunID: "r1", Image: "hello:v1", Outcome: "succeeded"},
+	}}
+	markCurrent(revs.Revisions)
+	return revs
+}
+
+func TestChooseRevision(t *testing.T) {
+	for _, tc := range []struct {
+		name, to string
+		revs     func() revisions
+		want     int    // revision picked
+		refused  string // else: the refusal's words
+	}{
+		{name: "default: the succeeded one before the current", revs: history, want: 2},
+		{name: "by number", to: "1", revs: history, want: 1},
+		{name: "by run ID", to: "r2", revs: history, want: 2},
+		{name: "the current itself", to: "4", revs: history, want: 4},
+		{name: "a revision that rolled back", to: "3", revs: history, refused: "revision 3 of deploy:docker:hello (hello:v3, run r3) did not succeed (rolled_back)"},
+		{name: "a rejected one", to: "r5", revs: history, refused: "did not succeed (rejected)"},
+		{name: "no such revision", to: "9", revs: history, refused: `"9" is neither a revision number nor a run ID`},
+		{name: "nothing succeeded before the current", revs: func() revisions {
+			r := history()
+			r.Revisions = r.Revisions[:3]
+			return r
+		}, refused: "no succeeded revision of deploy:docker:hello before the current one (revision 4, hello:v4)"},
+		{name: "nothing succeeded", revs: func() revisions {
+			return revisions{WorkflowID: "deploy:docker:x", Revisions: []revision{{Number: 1, RunID: "a", Outcome: "rolled_back"}}}
+		}, refused: "no rollout of deploy:docker:x succeeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pick, current, err := chooseRevision(tc.revs(), tc.to)
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("chooseRevision(--to %q) = revision %d, %v; want refused with %q", tc.to, pick.Number, err, tc.refused)
+				}
+				return
+			}
+			if err != nil || pick.Number != tc.want {
+				t.Fatalf("chooseRevision(--to %q) = revision %d, %v; want %d", tc.to, pick.Number, err, tc.want)
+			}
+			if current.Number != 4 {
+				t.Errorf("current = revision %d, want 4 (the newest that succeeded)", current.Number)
+			}
+		})
+	}
+	if _, _, err := chooseRevision(history(), "nope"); !errors.Is(err, errNoRevision) {
+		t.Errorf("an unknown --to: %v, want errNoRevision", err)
+	}
+}
+
+// An undo is a new request (no execution ID to join), with the strategy
+// asked for and a spec that validates.
+func TestUndoSpec(t *testing.T) {
+	data, err := os.ReadFile("../deployments/examples/canary.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := spec.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ExecutionID = "ci-41"
+	s.Strategy.Steps, s.Strategy.Bake = []int{25, 100}, spec.Duration(5e9)
+	got := undoSpec(s, "")
+	if got.ExecutionID != "" || got.Strategy.Type != spec.Canary || len(got.Strategy.Steps) != 2 {
+		t.Errorf("undo with the revision's strategy: %+v", got.Strategy)
+	}
+	for _, st := range []string{spec.Recreate, spec.Rolling, spec.BlueGreen, spec.Canary} {
+		got := undoSpec(s, st)
+		if got.Strategy.Type != st {
+			t.Errorf("--strategy %s: ran %s", st, got.Strategy.Type)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("--strategy %s: the spec does not validate: %v", st, err)
+		}
+	}
+	if got := undoSpec(s, spec.Rolling); got.Strategy.Bake != s.Strategy.Bake || len(got.Strategy.Steps) != 0 {
+		t.Errorf("--strategy rolling keeps the bake and drops the canary's steps: %+v", got.Strategy)
+	}
+}
