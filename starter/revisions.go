@@ -97,13 +97,19 @@ is marked *, and an undo names the revision it restored.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
+			// Temporal lists the revisions without a database, and finds an
+			// execution ID's target with one (a service name or a target
+			// key is found in the audit trail alone).
 			var c client.Client
-			if g.databaseURL == "" || needsTemporal(args[0]) {
+			if g.databaseURL == "" || targetID(args[0]) == "" {
 				var err error
-				if c, err = g.dial(); err != nil {
+				c, err = g.dial()
+				switch {
+				case err == nil:
+					defer c.Close()
+				case g.databaseURL == "":
 					return err
 				}
-				defer c.Close()
 			}
 			revs, err := g.revisions(ctx, c, args[0], limit)
 			if err != nil {
@@ -118,12 +124,6 @@ is marked *, and an undo names the revision it restored.
 	}
 	cmd.Flags().IntVar(&limit, "limit", 20, "show at most this many, newest first")
 	return cmd
-}
-
-// needsTemporal reports whether finding the target named by arg asks
-// Temporal (an execution ID) even when the audit trail is at hand.
-func needsTemporal(arg string) bool {
-	return !strings.Contains(arg, ":") && !validName(arg)
 }
 
 // validName reports whether arg could be a service name (and so is looked
