@@ -29,9 +29,6 @@ const (
 	stopTimeoutSeconds = 5
 	runningTimeout     = 60 * time.Second
 	pollInterval       = 200 * time.Millisecond
-	// settle is how long a container just started must stay up before it
-	// counts as running: a process that exits at once is caught here.
-	settle = time.Second
 )
 
 // want is one container the desired state calls for.
@@ -53,6 +50,10 @@ type convergence struct {
 	limits  container.Resources // the new instances' CPU and memory limits
 	res     platform.ConvergeResult
 	started map[string]bool // containers this call created or started
+	// startedAt is when each start request returned; watch follows the
+	// engine's events from before the first (stayUp).
+	startedAt map[string]time.Time
+	watch     *upWatch
 	// secrets are the spec's secretEnv values, resolved when a new
 	// instance is to be created; oldSecrets a snapshot instance's, by
 	// container, when it is to be recreated. values lists them all, to cut
@@ -87,15 +88,21 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 		return platform.ConvergeResult{}, fmt.Errorf("converge %q: platform.docker.resources: %w", s.Service, err)
 	}
 	c := &convergence{
-		p:       p,
-		log:     p.log.With(zap.String("service", s.Service), zap.String("rollout", req.Rollout)),
-		spec:    s,
-		docker:  *s.Platform.Docker,
-		rollout: req.Rollout,
-		traffic: cmp.Or(d.Traffic, plan.TrafficShared),
-		limits:  container.Resources{NanoCPUs: nanoCPUs, Memory: memory},
-		started: map[string]bool{},
+		p:         p,
+		log:       p.log.With(zap.String("service", s.Service), zap.String("rollout", req.Rollout)),
+		spec:      s,
+		docker:    *s.Platform.Docker,
+		rollout:   req.Rollout,
+		traffic:   cmp.Or(d.Traffic, plan.TrafficShared),
+		limits:    container.Resources{NanoCPUs: nanoCPUs, Memory: memory},
+		started:   map[string]bool{},
+		startedAt: map[string]time.Time{},
 	}
+	defer func() {
+		if c.watch != nil {
+			c.watch.close()
+		}
+	}()
 	c.fence = &fencer{p: p, log: c.log, service: s.Service, target: s.TargetKey(), mine: req.Fence}
 	// Claimed before the target is read: from here on every older attempt
 	// of this rollout (a zombie whose attempt timed out) and every other
@@ -280,7 +287,7 @@ func (c *convergence) ensure(ctx context.Context, w want, existing map[string]co
 		if it.State == container.StateRunning {
 			return nil
 		}
-		return c.start(ctx, w.name, log)
+		return c.start(ctx, it.ID, w.name, log)
 	}
 	var (
 		opts client.ContainerCreateOptions
@@ -297,6 +304,7 @@ func (c *convergence) ensure(ctx context.Context, w want, existing map[string]co
 		return err
 	}
 	res, err := c.p.cli.ContainerCreate(ctx, opts)
+	id := res.ID
 	switch {
 	case err == nil:
 		c.res.Created = append(c.res.Created, w.name)
@@ -320,6 +328,7 @@ func (c *convergence) ensure(ctx context.Context, w want, existing map[string]co
 		if in.Container.State != nil && in.Container.State.Running {
 			return nil
 		}
+		id = in.Container.ID
 	default:
 		return fmt.Errorf("create container %q: %w", w.name, err)
 	}
@@ -331,7 +340,7 @@ func (c *convergence) ensure(ctx context.Context, w want, existing map[string]co
 			return err
 		}
 	}
-	return c.start(ctx, w.name, log)
+	return c.start(ctx, id, w.name, log)
 }
 
 // accepts reports whether a container found under w's name is w.
@@ -345,14 +354,21 @@ func (c *convergence) accepts(w want, cfg *container.Config) bool {
 	return cfg.Labels[platform.LabelService] == c.spec.Service
 }
 
-func (c *convergence) start(ctx context.Context, name string, log *zap.Logger) error {
+// start starts container id (name), watched from before the request: see
+// stayUp.
+func (c *convergence) start(ctx context.Context, id, name string, log *zap.Logger) error {
 	if err := c.guard(ctx, "start container %q", name); err != nil {
 		return err
 	}
+	if c.watch == nil {
+		c.watch = c.p.watchUp(ctx, c.spec.Service)
+	}
+	c.watch.starting(id, name)
 	if _, err := c.p.cli.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %q: %w", name, err)
 	}
 	c.started[name] = true
+	c.startedAt[name] = time.Now()
 	log.Info("started container")
 	return nil
 }
@@ -593,14 +609,18 @@ func (c *convergence) remove(ctx context.Context, name string) error {
 }
 
 // waitRunning waits until every named container runs, then makes those this
-// call started prove they stay up for a moment: with a restart policy a
-// crashing process is often caught running again, so a restart in between
-// counts as a crash.
+// call started prove they stay up (stayUp): with a restart policy a crashing
+// process is often caught running again, so a restart counts as a crash.
 func (c *convergence) waitRunning(ctx context.Context, names []string) error {
 	ctx, cancel := context.WithTimeout(ctx, runningTimeout)
 	defer cancel()
 	first := map[string]seen{}
 	for _, name := range names {
+		if c.watch != nil {
+			if fell, why := c.watch.fell(); fell != "" {
+				return c.notRunning(ctx, fell, why)
+			}
+		}
 		st, err := c.waitOne(ctx, name)
 		if err != nil {
 			return err
@@ -610,22 +630,7 @@ func (c *convergence) waitRunning(ctx context.Context, names []string) error {
 	if len(c.started) == 0 {
 		return nil
 	}
-	if err := sleep(ctx, settle); err != nil {
-		return fmt.Errorf("wait for containers of %q: %w", c.spec.Service, err)
-	}
-	for _, name := range names {
-		if !c.started[name] {
-			continue
-		}
-		st, err := c.waitOne(ctx, name)
-		if err != nil {
-			return err
-		}
-		if st != first[name] {
-			return c.notRunning(ctx, name, fmt.Sprintf("restarted %d times right after start", st.restarts))
-		}
-	}
-	return nil
+	return c.stayUp(ctx, names, first)
 }
 
 // seen is what tells one run of a container from the next.
