@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"slices"
 	"strings"
 	"time"
@@ -154,10 +155,14 @@ func StartWith(ctx context.Context, c client.Client, s spec.Spec, opts StartOpti
 }
 
 // Identity is the process's user@host: who starts a rollout when no one is
-// named.
+// named. The user is $USER, else the account the process runs as.
 func Identity() string {
 	host, _ := os.Hostname()
-	return cmp.Or(os.Getenv("USER"), "unknown") + "@" + host
+	name := os.Getenv("USER")
+	if u, err := user.Current(); name == "" && err == nil {
+		name = u.Username
+	}
+	return cmp.Or(name, "unknown") + "@" + host
 }
 
 func start(ctx context.Context, c client.Client, s spec.Spec, name string, memo map[string]any) (Started, error) {

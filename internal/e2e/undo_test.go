@@ -65,6 +65,9 @@ func undoCLI(t *testing.T, dsn string, args ...string) (string, string, int) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	if len(args) > 0 && args[0] == "undo" {
+		t.Logf("starter %s:\n%s%s", strings.Join(args, " "), out.String(), errb.String())
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
