@@ -96,6 +96,10 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 			if err != nil {
 				return err
 			}
+			if ended && st.Outcome != api.OutcomeSucceeded && !g.jsonOut {
+				// Refused by its own preparation: nothing started to follow.
+				return undoOutcome(pick, st)
+			}
 			if g.jsonOut {
 				if err := writeJSON(out, struct {
 					control.Started
