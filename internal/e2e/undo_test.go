@@ -85,6 +85,11 @@ func revisionsOf(t *testing.T, dsn, target string, n int) listedRevisions {
 	t.Helper()
 	var revs listedRevisions
 	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("starter revisions %s --json, last:\n%s", target, last)
+		}
+	}()
 	itest.Eventually(t, 30*time.Second, fmt.Sprintf("revisions lists %d, the newest ended", n), func() bool {
 		out, errOut, code := undoCLI(t, dsn, "revisions", target, "--json")
 		last = out + errOut
