@@ -103,6 +103,12 @@ func (c *Client) Plan(ctx context.Context, s Spec) (Preview, error) {
 	return control.Preview(ctx, c.tc, s)
 }
 
+// PlanRelease says what a release would do if it started now, changing
+// nothing: each service's Plan, wave by wave.
+func (c *Client) PlanRelease(ctx context.Context, r Release) (ReleasePreview, error) {
+	return control.PreviewRelease(ctx, c.tc, r)
+}
+
 // Release starts a release of several services, validated in full first.
 // One release of a name runs per environment at a time.
 func (c *Client) Release(ctx context.Context, r Release) (Rollout, error) {

@@ -147,6 +147,12 @@ type (
 	PreviewSnapshot = api.PreviewSnapshot
 	// PreviewCheck is one prerequisite and its verdict (ok, warning, failed).
 	PreviewCheck = api.PreviewCheck
+	// ReleasePreview is what a release would do, wave by wave.
+	ReleasePreview = api.ReleasePreview
+	// PreviewWave is one stage of a release's plan.
+	PreviewWave = api.PreviewWave
+	// ServicePreview is one service's planned rollout in a release.
+	ServicePreview = api.ServicePreview
 )
 
 // What a release reports.

@@ -18,21 +18,34 @@ import (
 func planCmd(g *globals) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:   "plan -f SPEC",
-		Short: "Say what a rollout of a spec would do now, changing nothing",
+		Use:   "plan -f SPEC|RELEASE",
+		Short: "Say what a rollout (or release) would do now, changing nothing",
 		Long: `Say what a rollout of a spec would do if it started now, changing nothing: a worker reads
 the live target (with its own credentials and policies, not yours) and reports the snapshot the
 rollout would take, which is what a rollback restores; each stage's desired state (new and old
 instances or replicas, who serves traffic), approval gates and bakes, and the least time it takes;
 and each prerequisite's verdict (spec, image present, hold, capacity at the peak, a rollout running).
-The stages are the ones a rollout started now would run. Exits 0 when the rollout would start and
-5 when it would be rejected.`,
+The stages are the ones a rollout started now would run. A release file is planned service by
+service, wave by wave. Exits 0 when the rollout (every one of the release's) would start and 5
+when it would be rejected.`,
 		Example: `  starter plan -f deployments/examples/canary.yaml
   starter plan -f spec.yaml --json | jq '.stages[] | {name, new, old}'
-  starter validate -f spec.yaml | starter plan -f -`,
+  starter validate -f spec.yaml | starter plan -f -
+  starter plan -f deployments/examples/release-mixed.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := readParsed(file, "spec", spec.Parse)
+			data, err := readFile(file, "spec or release")
+			if err != nil {
+				return err
+			}
+			if isRelease(data) {
+				r, err := parseInput(file, data, spec.ParseRelease)
+				if err != nil {
+					return err
+				}
+				return planRelease(cmd, g, r)
+			}
+			s, err := parseInput(file, data, spec.Parse)
 			if err != nil {
 				return err
 			}
@@ -62,6 +75,54 @@ The stages are the ones a rollout started now would run. Exits 0 when the rollou
 	cmd.Flags().StringVarP(&file, "file", "f", "", `the spec, YAML or JSON ("-" reads standard input)`)
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
+}
+
+// planRelease plans a release and prints it wave by wave.
+func planRelease(cmd *cobra.Command, g *globals, r spec.Release) error {
+	c, ctx, done, err := g.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer done()
+	pv, err := control.PreviewRelease(ctx, c, r)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if g.jsonOut {
+		if err := writeJSON(w, pv); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "Plan of release %s to %s (%s); nothing was changed\n", pv.Name, pv.Environment, pv.WorkflowID)
+		for _, p := range pv.Problems {
+			fmt.Fprintf(w, "  problem: %s\n", p)
+		}
+		for i, wave := range pv.Waves {
+			fmt.Fprintf(w, "\nWave %d (%s): %s\n", i+1, wave.Mode, wave.Name)
+			for _, svc := range wave.Services {
+				fmt.Fprintf(w, "\n[%s]", svc.Name)
+				if len(svc.DependsOn) > 0 {
+					fmt.Fprintf(w, " after %s", strings.Join(svc.DependsOn, ", "))
+				}
+				fmt.Fprintln(w)
+				printPreview(w, svc.Preview)
+			}
+		}
+	}
+	if !pv.Ready {
+		var why []string
+		why = append(why, pv.Problems...)
+		for _, wave := range pv.Waves {
+			for _, svc := range wave.Services {
+				if !svc.Preview.Ready {
+					why = append(why, svc.Name+": "+failedChecks(svc.Preview))
+				}
+			}
+		}
+		return &exitError{exitRejected, errors.New("the release would be rejected before any change: " + strings.Join(why, "; "))}
+	}
+	return nil
 }
 
 // printPreview writes a plan for a reader.

@@ -164,4 +164,5 @@ func Register(w interface {
 	w.RegisterWorkflowWithOptions(ClearHold, workflow.RegisterOptions{Name: api.ClearHoldWorkflow})
 	w.RegisterWorkflowWithOptions(AuditTrail, workflow.RegisterOptions{Name: AuditTrailWorkflow})
 	w.RegisterWorkflowWithOptions(PreviewRollout, workflow.RegisterOptions{Name: api.PreviewWorkflow})
+	w.RegisterWorkflowWithOptions(PreviewRelease, workflow.RegisterOptions{Name: api.PreviewReleaseWorkflow})
 }

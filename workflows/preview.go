@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"strings"
 
 	"go.temporal.io/sdk/workflow"
@@ -70,5 +71,50 @@ func PreviewRollout(ctx workflow.Context, in api.RolloutInput) (api.Preview, err
 	}
 	pv.MinDuration += s.Strategy.KeepBlueFor.D()
 	pv.Final = &p.Final
+	return pv, nil
+}
+
+// PreviewRelease plans a release without changing anything: it validates
+// the release as the release does, then plans every service's rollout
+// (PreviewRollout, as child workflows, all at once) and lays them out in
+// the release's waves.
+func PreviewRelease(ctx workflow.Context, in api.ReleaseInput) (api.ReleasePreview, error) {
+	r := in.Release.WithDefaults()
+	pv := api.ReleasePreview{WorkflowID: r.WorkflowID(), Name: r.Name, Environment: r.Environment}
+	if err := withReserved(r.ValidateUnder(spec.RulesBoundaries), in.Reserved()); err != nil {
+		var ve *spec.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				pv.Problems = append(pv.Problems, p.Error())
+			}
+		} else {
+			pv.Problems = []string{err.Error()}
+		}
+		return pv, nil
+	}
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	futures := map[string]workflow.ChildWorkflowFuture{}
+	for _, svc := range r.Services {
+		d := svc.Deploy
+		if d.Environment == "" {
+			d.Environment = r.Environment
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id + "/" + svc.Name, TaskQueue: api.TaskQueue})
+		futures[svc.Name] = workflow.ExecuteChildWorkflow(cctx, api.PreviewWorkflow, api.RolloutInput{Spec: d, Release: pv.WorkflowID})
+	}
+	pv.Ready = true
+	for _, stage := range r.Stages {
+		wave := api.PreviewWave{Name: stage.Name, Mode: stage.Mode}
+		for _, name := range stage.Services {
+			svc, _ := r.Service(name)
+			var p api.Preview
+			if err := futures[name].Get(ctx, &p); err != nil {
+				p.Checks = append(p.Checks, api.PreviewCheck{Name: "plan", Verdict: api.CheckFailed, Message: errorMessage(err)})
+			}
+			pv.Ready = pv.Ready && p.Ready
+			wave.Services = append(wave.Services, api.ServicePreview{Name: name, DependsOn: svc.DependsOn, Preview: p})
+		}
+		pv.Waves = append(pv.Waves, wave)
+	}
 	return pv, nil
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +70,38 @@ func TestPreviewOfAnInvalidSpec(t *testing.T) {
 	require.Equal(t, api.CheckFailed, pv.Checks[0].Verdict)
 	require.Contains(t, pv.Checks[0].Message, "image")
 	require.Empty(t, pv.Stages)
+}
+
+// A release's plan is every service's rollout plan, in the release's waves.
+func TestPreviewReleaseWaveByWave(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity(acts.Preview, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PreviewInput) (activities.PreviewResult, error) {
+			snap := h.snapshot
+			return activities.PreviewResult{Snapshot: &snap, Checks: []activities.PreviewCheck{{Name: "image", Verdict: "ok"}}}, nil
+		})
+	r := threeTier()
+	h.id = "plan:" + r.WithDefaults().WorkflowID() + ":t"
+	h.execute(api.PreviewReleaseWorkflow, r)
+	var pv api.ReleasePreview
+	require.False(t, closedResult(t, h.env, &pv))
+	require.True(t, pv.Ready, "%+v", pv)
+	var order []string
+	for _, w := range pv.Waves {
+		for _, s := range w.Services {
+			order = append(order, s.Name)
+			require.NotEmpty(t, s.Preview.Stages, s.Name)
+		}
+	}
+	require.Equal(t, []string{"db-migrator", "api", "web"}, order)
+
+	h = newHarness(t)
+	r.Services[0].DependsOn = []string{"web"}
+	h.id = "plan:x"
+	h.execute(api.PreviewReleaseWorkflow, r)
+	pv = api.ReleasePreview{}
+	require.False(t, closedResult(t, h.env, &pv))
+	require.False(t, pv.Ready)
+	require.Contains(t, strings.Join(pv.Problems, "; "), "dependency cycle")
+	require.Empty(t, pv.Waves)
 }

@@ -68,3 +68,36 @@ type PreviewCheck struct {
 	Verdict string `json:"verdict"`
 	Message string `json:"message,omitempty"`
 }
+
+// PreviewReleaseWorkflow plans a release without changing anything: each
+// service's rollout is planned as PreviewWorkflow plans one, wave by wave.
+const PreviewReleaseWorkflow = "PreviewRelease"
+
+// ReleasePreview is what a release would do if it started now: its waves
+// (the release's stages, in order), each service's plan within them.
+type ReleasePreview struct {
+	WorkflowID  string `json:"workflowId"`
+	Name        string `json:"name"`
+	Environment string `json:"environment"`
+	// Problems are the release's own validation problems; when there are
+	// any, nothing was read and no wave is planned.
+	Problems []string      `json:"problems,omitempty"`
+	Waves    []PreviewWave `json:"waves,omitempty"`
+	// Ready: no problem, and every service's rollout would start.
+	Ready bool `json:"ready"`
+}
+
+// PreviewWave is one stage of a release: its services, started together
+// (parallel) or one by one (sequential).
+type PreviewWave struct {
+	Name     string           `json:"name,omitempty"`
+	Mode     string           `json:"mode"`
+	Services []ServicePreview `json:"services"`
+}
+
+// ServicePreview is one service's planned rollout in a release.
+type ServicePreview struct {
+	Name      string   `json:"name"`
+	DependsOn []string `json:"dependsOn,omitempty"`
+	Preview   Preview  `json:"preview"`
+}

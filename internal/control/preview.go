@@ -45,3 +45,27 @@ func Preview(ctx context.Context, c client.Client, s spec.Spec) (api.Preview, er
 	}
 	return pv, nil
 }
+
+// PreviewRelease plans a release without changing anything: every
+// service's rollout planned as Preview plans one, laid out in the
+// release's waves. An invalid release is a *spec.ValidationError.
+func PreviewRelease(ctx context.Context, c client.Client, r spec.Release) (api.ReleasePreview, error) {
+	r = r.WithDefaults()
+	if err := r.Validate(); err != nil {
+		return api.ReleasePreview{}, err
+	}
+	nonce := make([]byte, 6)
+	_, _ = rand.Read(nonce)
+	id := "plan:" + r.WorkflowID() + ":" + hex.EncodeToString(nonce)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue,
+		StaticSummary: fmt.Sprintf("plan of release %s to %s (changes nothing)", r.Name, r.Environment)},
+		api.PreviewReleaseWorkflow, r)
+	if err != nil {
+		return api.ReleasePreview{}, fmt.Errorf("plan %s: %w", r.WorkflowID(), err)
+	}
+	var pv api.ReleasePreview
+	if err := Result(ctx, run, &pv); err != nil {
+		return pv, fmt.Errorf("plan %s: %w", r.WorkflowID(), unwrap(err))
+	}
+	return pv, nil
+}

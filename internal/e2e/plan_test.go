@@ -66,6 +66,31 @@ func TestPlanIsWhatTheRolloutRuns(t *testing.T) {
 		require.False(t, pv.Ready)
 		require.Contains(t, errOut, "image:")
 	})
+	t.Run("release", func(t *testing.T) {
+		a, b := itest.Name("e2e-plan-a"), itest.Name("e2e-plan-b")
+		cleanup(t, a)
+		cleanup(t, b)
+		installV1(t, a)
+		da := demoSpec(a, "stagecraft-demo:v2", spec.Canary, 4)
+		db := demoSpec(b, "stagecraft-demo:v2", spec.Recreate, 2)
+		r := spec.Release{Name: itest.Name("plan"), Environment: "e2e", Services: []spec.ReleaseService{
+			{Name: "b", DependsOn: []string{"a"}, Deploy: db}, {Name: "a", Deploy: da}}}
+		raw, err := json.Marshal(r)
+		require.NoError(t, err)
+		f := filepath.Join(t.TempDir(), "release.json")
+		require.NoError(t, os.WriteFile(f, raw, 0o600))
+		out, errOut, code := cli(t, "plan", "-f", f, "--json")
+		require.Equal(t, 0, code, errOut)
+		var pv api.ReleasePreview
+		require.NoError(t, json.Unmarshal([]byte(out), &pv), out)
+		require.True(t, pv.Ready, out)
+		require.Len(t, pv.Waves, 2, "a, then b")
+		require.Equal(t, "a", pv.Waves[0].Services[0].Name)
+		require.Equal(t, 3, pv.Waves[0].Services[0].Preview.Snapshot.Count)
+		require.Equal(t, "b", pv.Waves[1].Services[0].Name)
+		require.True(t, pv.Waves[1].Services[0].Preview.Snapshot.FreshInstall)
+		require.Empty(t, instances(t, b), "the plan started nothing")
+	})
 	t.Run("kubernetes", func(t *testing.T) {
 		cs := kubeClient(t, kubeconfig)
 		ns := kubeTarget(t, cs)
