@@ -14,10 +14,12 @@ var (
 	_ activities.Holder           = (*docker.Platform)(nil)
 	_ activities.Leaser           = (*docker.Platform)(nil)
 	_ activities.CapacityReporter = (*docker.Platform)(nil)
+	_ activities.Describer        = (*docker.Platform)(nil)
 
 	_ activities.Platform         = (*kubernetes.Platform)(nil)
 	_ activities.Holder           = (*kubernetes.Platform)(nil)
 	_ activities.Leaser           = (*kubernetes.Platform)(nil)
 	_ activities.CapacityReporter = (*kubernetes.Platform)(nil)
 	_ activities.Configurer       = (*kubernetes.Platform)(nil)
+	_ activities.Describer        = (*kubernetes.Platform)(nil)
 )

@@ -112,3 +112,38 @@ func errorText(err error) string {
 	}
 	return err.Error()
 }
+
+// Describer is a platform that can say in words what a converge would
+// write (starter plan): objects created, scaled, updated, deleted, and
+// traffic moved. It reads nothing.
+type Describer interface {
+	Describe(s spec.Spec, snap platform.Snapshot, d plan.Desired) ([]string, error)
+}
+
+// DescribeInput asks what converging from Snapshot to each of Desired
+// would write.
+type DescribeInput struct {
+	Spec     spec.Spec         `json:"spec"`
+	Snapshot platform.Snapshot `json:"snapshot"`
+	Desired  []plan.Desired    `json:"desired"`
+}
+
+// Describe says, for each desired state in turn, what a converge to it
+// would write; nil for a platform that cannot say.
+func (a *Activities) Describe(ctx context.Context, in DescribeInput) ([][]string, error) {
+	p, err := a.platform(in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := p.(Describer)
+	if !ok {
+		return nil, nil
+	}
+	out := make([][]string, len(in.Desired))
+	for i, want := range in.Desired {
+		if out[i], err = d.Describe(in.Spec, in.Snapshot, want); err != nil {
+			return nil, classify(err)
+		}
+	}
+	return out, nil
+}

@@ -146,9 +146,23 @@ func printPreview(w io.Writer, pv api.Preview) {
 			fmt.Fprintf(tw, "  %d\t%s\t%d\t%d\t%s\t%s\t%s\n", i+1, st.Name, st.New, st.Old, st.Traffic, st.Bake, gate)
 		}
 		_ = tw.Flush()
+		for i, st := range pv.Stages {
+			for _, c := range st.Changes {
+				fmt.Fprintf(w, "  %d: %s\n", i+1, c)
+			}
+		}
 	}
 	if pv.Final != nil {
 		fmt.Fprintf(w, "Then:      %d new, %d old, traffic to %s\n", pv.Final.New, pv.Final.Old, pv.Final.Traffic)
+		for _, c := range pv.FinalChanges {
+			fmt.Fprintf(w, "           %s\n", c)
+		}
+	}
+	if len(pv.RollbackChanges) > 0 {
+		fmt.Fprintln(w, "Rollback:  at any stage, back to the snapshot:")
+		for _, c := range pv.RollbackChanges {
+			fmt.Fprintf(w, "           %s\n", c)
+		}
 	}
 	if len(pv.Stages) > 0 {
 		least := fmt.Sprintf("At least:  %s of bakes", pv.MinDuration.Round(time.Second))

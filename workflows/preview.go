@@ -9,6 +9,7 @@ import (
 	"github.com/stagecraft/stagecraft/activities"
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -71,7 +72,29 @@ func PreviewRollout(ctx workflow.Context, in api.RolloutInput) (api.Preview, err
 	}
 	pv.MinDuration += s.Strategy.KeepBlueFor.D()
 	pv.Final = &p.Final
+	describePlan(ctx, &pv, s, snap, p)
 	return pv, nil
+}
+
+// describePlan asks the platform what each stage, the final state and a
+// rollback would write (the Describe activity); a platform that cannot
+// say, or an error, leaves them out.
+func describePlan(ctx workflow.Context, pv *api.Preview, s spec.Spec, snap platform.Snapshot, p plan.Plan) {
+	restore := plan.Desired{New: 0, Old: snap.Count(), Traffic: plan.TrafficOld, Order: plan.Surge}
+	var want []plan.Desired
+	for _, st := range p.Stages {
+		want = append(want, st.Desired())
+	}
+	want = append(want, p.Final, restore)
+	var out [][]string
+	in := activities.DescribeInput{Spec: s, Snapshot: snap, Desired: want}
+	if err := workflow.ExecuteActivity(prepareOptions(ctx), acts.Describe, in).Get(ctx, &out); err != nil || len(out) != len(want) {
+		return
+	}
+	for i := range pv.Stages {
+		pv.Stages[i].Changes = out[i]
+	}
+	pv.FinalChanges, pv.RollbackChanges = out[len(p.Stages)], out[len(p.Stages)+1]
 }
 
 // PreviewRelease plans a release without changing anything: it validates

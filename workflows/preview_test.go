@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,14 @@ func TestPreviewStagesAreTheRolloutsStages(t *testing.T) {
 					snap := h.snapshot
 					return activities.PreviewResult{Snapshot: &snap, Checks: []activities.PreviewCheck{{Name: "image", Verdict: "ok"}}}, nil
 				})
+			h.env.OnActivity(acts.Describe, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in activities.DescribeInput) ([][]string, error) {
+					out := make([][]string, len(in.Desired))
+					for i, d := range in.Desired {
+						out[i] = []string{fmt.Sprintf("new %d old %d", d.New, d.Old)}
+					}
+					return out, nil
+				})
 			h.id = "plan:" + s.TargetKey() + ":t"
 			h.execute(api.PreviewWorkflow, api.RolloutInput{Spec: s})
 			var pv api.Preview
@@ -43,12 +52,14 @@ func TestPreviewStagesAreTheRolloutsStages(t *testing.T) {
 			var bakes time.Duration
 			for i, st := range pv.Stages {
 				require.Equal(t, res.Stages[i].Stage, st.Stage, st.Name)
+				require.Equal(t, []string{fmt.Sprintf("new %d old %d", st.New, st.Old)}, st.Changes, st.Name)
 				if st.Gate {
 					gates++
 				}
 				bakes += st.Bake
 			}
 			require.Equal(t, 1, gates, "the 100% stage waits for approval")
+			require.Equal(t, []string{fmt.Sprintf("new 0 old %d", h.snapshot.Count())}, pv.RollbackChanges)
 			require.Equal(t, bakes+s.WithDefaults().Strategy.KeepBlueFor.D(), pv.MinDuration)
 		})
 	}

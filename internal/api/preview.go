@@ -28,6 +28,10 @@ type Preview struct {
 	// is what the target converges to after the last one.
 	Stages []PreviewStage `json:"stages,omitempty"`
 	Final  *plan.Desired  `json:"final,omitempty"`
+	// FinalChanges and RollbackChanges say in words what the final state
+	// and a rollback to the snapshot would write on the platform.
+	FinalChanges    []string `json:"finalChanges,omitempty"`
+	RollbackChanges []string `json:"rollbackChanges,omitempty"`
 	// MinDuration is the least the rollout takes: the sum of its bakes
 	// (approval gates and minSamples may add to it).
 	MinDuration time.Duration `json:"minDuration"`
@@ -53,6 +57,9 @@ type PreviewStage struct {
 	plan.Stage
 	Kind plan.Kind `json:"kind"`
 	Gate bool      `json:"gate,omitempty"`
+	// Changes say in words what the stage's converge writes on the
+	// platform: objects created, scaled, updated or deleted, traffic moved.
+	Changes []string `json:"changes,omitempty"`
 }
 
 // Verdicts of a preview's checks.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,9 @@ func TestPlanIsWhatTheRolloutRuns(t *testing.T) {
 		require.True(t, pv.Ready, "%+v", pv.Checks)
 		require.Equal(t, 4, pv.Snapshot.Count)
 		require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns), "the plan changed nothing")
+		require.Contains(t, strings.Join(pv.Stages[0].Changes, "\n"), "Deployment "+ns+"/web-green with 4 replica(s) of demo:v2", "green up, in the platform's words")
+		require.Contains(t, strings.Join(pv.Stages[1].Changes, "\n"), "Service "+ns+"/web selector switched to green")
+		require.Contains(t, strings.Join(pv.RollbackChanges, "\n"), "Deployment "+ns+"/web back to its snapshot: demo:v1, 4 replica(s)")
 		res := deploy(t, s)
 		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 		requireSameStages(t, pv, res)
