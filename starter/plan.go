@@ -98,6 +98,9 @@ func planRelease(cmd *cobra.Command, g *globals, r spec.Release) error {
 		for _, p := range pv.Problems {
 			fmt.Fprintf(w, "  problem: %s\n", p)
 		}
+		for _, p := range pv.Prerequisites {
+			fmt.Fprintf(w, "  prerequisite: %s\n", p)
+		}
 		for i, wave := range pv.Waves {
 			fmt.Fprintf(w, "\nWave %d (%s): %s\n", i+1, wave.Mode, wave.Name)
 			for _, svc := range wave.Services {
@@ -113,6 +116,7 @@ func planRelease(cmd *cobra.Command, g *globals, r spec.Release) error {
 	if !pv.Ready {
 		var why []string
 		why = append(why, pv.Problems...)
+		why = append(why, pv.Prerequisites...)
 		for _, wave := range pv.Waves {
 			for _, svc := range wave.Services {
 				if !svc.Preview.Ready {

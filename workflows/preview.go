@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -125,7 +126,21 @@ func PreviewRelease(ctx workflow.Context, in api.ReleaseInput) (api.ReleasePrevi
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id + "/" + svc.Name, TaskQueue: api.TaskQueue})
 		futures[svc.Name] = workflow.ExecuteChildWorkflow(cctx, api.PreviewWorkflow, api.RolloutInput{Spec: d, Release: pv.WorkflowID})
 	}
-	pv.Ready = true
+	in2 := activities.PreflightInput{Checks: r.ReleaseChecks()}
+	for _, svc := range r.Services {
+		in2.Specs, in2.Names = append(in2.Specs, svc.Deploy), append(in2.Names, svc.Name)
+		in2.Requires = append(in2.Requires, svc.Requires)
+	}
+	actx := retried(ctx, "prerequisites", 5*time.Minute, 10*time.Second, 5)
+	opts := workflow.GetActivityOptions(actx)
+	opts.HeartbeatTimeout = time.Minute
+	var pre activities.PreflightResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), acts.Preflight, in2).Get(ctx, &pre); err != nil {
+		pv.Prerequisites = []string{"prerequisites: " + errorMessage(err)}
+	} else {
+		pv.Prerequisites = pre.Problems
+	}
+	pv.Ready = len(pv.Prerequisites) == 0
 	for _, stage := range r.Stages {
 		wave := api.PreviewWave{Name: stage.Name, Mode: stage.Mode}
 		for _, name := range stage.Services {

@@ -91,6 +91,8 @@ func TestPreviewReleaseWaveByWave(t *testing.T) {
 			snap := h.snapshot
 			return activities.PreviewResult{Snapshot: &snap, Checks: []activities.PreviewCheck{{Name: "image", Verdict: "ok"}}}, nil
 		})
+	h.env.OnActivity(acts.Preflight, mock.Anything, mock.Anything).Return(activities.PreflightResult{}, nil)
+	h.env.OnActivity(acts.Describe, mock.Anything, mock.Anything).Return([][]string(nil), nil)
 	r := threeTier()
 	h.id = "plan:" + r.WithDefaults().WorkflowID() + ":t"
 	h.execute(api.PreviewReleaseWorkflow, r)

@@ -88,8 +88,12 @@ type ReleasePreview struct {
 	Environment string `json:"environment"`
 	// Problems are the release's own validation problems; when there are
 	// any, nothing was read and no wave is planned.
-	Problems []string      `json:"problems,omitempty"`
-	Waves    []PreviewWave `json:"waves,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+	// Prerequisites are what the release's own preflight found (each
+	// service's platform, image, requirements on versions running outside
+	// the release, capacity): any of them rejects the release.
+	Prerequisites []string      `json:"prerequisites,omitempty"`
+	Waves         []PreviewWave `json:"waves,omitempty"`
 	// Ready: no problem, and every service's rollout would start.
 	Ready bool `json:"ready"`
 }
