@@ -43,13 +43,14 @@ func TestPipedInputIsReadOnce(t *testing.T) {
 			require.Contains(t, got, tt.want)
 		})
 	}
-	// deploy and release parse what they read before they dial: with no
+	// deploy, release and plan parse what they read before they dial: with no
 	// server, the failure is the connection, not the input.
 	for _, tt := range []struct {
 		verb string
 		data []byte
-	}{{"deploy", specYAML}, {"release", releaseYAML}} {
-		t.Run(tt.verb, func(t *testing.T) {
+		name string
+	}{{"deploy", specYAML, "deploy"}, {"release", releaseYAML, "release"}, {"plan", specYAML, "plan-spec"}, {"plan", releaseYAML, "plan-release"}} {
+		t.Run(tt.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
 			withStdin(t, tt.data, func() {
 				code := run([]string{"--address", "127.0.0.1:1", tt.verb, "-f", "-"}, &out, &errb)
