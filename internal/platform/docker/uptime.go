@@ -24,8 +24,10 @@ import (
 //
 // The window runs from each container's own start, while the converge does
 // the rest of its work (starting the others, rewiring, stopping the
-// surplus), and only its remainder is waited for. 2 s covers the 1.5 s a
-// service of a few containers had, at the least, under the old settle.
+// surplus), and only its remainder is waited for. 2 s is more than the old
+// settle gave the last container it started (1 s and the time to look
+// again): an exit 1.5 s after the start, which that settle let pass, fails.
+// The price is the converge's time: see docs/BENCHMARKS.md, P5 Docker.
 const minUptime = 2 * time.Second
 
 // upWatch follows the engine's events for one service's containers, from
@@ -192,6 +194,14 @@ func (w *upWatch) until(ctx context.Context, deadline time.Time) (name, why stri
 // checks each is still in the run first seen (first): the state, not only
 // the events, must agree, and if the event stream was lost on the way it is
 // what is left (the old settle's sampling, over a longer window).
+//
+// The guarantee: a converge that returns nil started no container that the
+// engine reported, between its start request and that return, as died
+// (exited or killed), OOM-killed or unhealthy; each has run at least
+// minUptime since its start request returned and is running, not
+// restarting, in the run the converge first saw. If the event stream is
+// lost, only the last part holds (an exit and restart before that first
+// look is not seen), and the worker logs it.
 func (c *convergence) stayUp(ctx context.Context, names []string, first map[string]seen) error {
 	deadline := time.Time{}
 	for _, name := range names {

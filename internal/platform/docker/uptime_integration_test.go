@@ -96,8 +96,7 @@ func buildExiterImage(cli *client.Client) error {
 // a little and exits fails the converge that started it, with its exit code
 // in the reason: at once (the old settle caught that too), after 0.5 s,
 // and after 1.5 s, past what the old fixed 1 s settle watched the last
-// container it started. One replica exits while two of the demo app run
-// beside it in the 3-replica case.
+// container it started; with one replica, and with three.
 func TestExitAfterStartFailsConverge(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
