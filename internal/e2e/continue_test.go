@@ -121,7 +121,7 @@ func TestAbortDuringHandoverOnTheRealServer(t *testing.T) {
 	require.Contains(t, res.Error, "aborted: requested by oncall: error rate up")
 	require.Equal(t, api.StagePending, res.Stages[1].Status, "no batch after the abort")
 	events := fetchHistory(t, started.WorkflowID, started.RunID).GetEvents()
-	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, events[len(events)-1].GetEventType(), "the first run rolled back itself")
+	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, events[len(events)-1].GetEventType(), "the first run rolled back itself (and closed Failed, as rolled back)")
 	require.Equal(t, restorable(v1), restorable(instances(t, service)), "v1 restored")
 	recordNamed(t, started.WorkflowID, started.RunID, "rolling-abort-at-handover")
 }

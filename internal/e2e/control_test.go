@@ -316,7 +316,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		Query: fmt.Sprintf("WorkflowId = %q", good.WorkflowID())})
 	require.NoError(t, err)
 	require.Len(t, resp.Executions, 1, "the CLI started nothing for invalid specs")
-	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, resp.Executions[0].Status)
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, resp.Executions[0].Status, "rejected closes Failed")
 
 	// A missing image is rejected before any change.
 	missing := demoSpec(service, "stagecraft-demo:does-not-exist", spec.Canary, 2)

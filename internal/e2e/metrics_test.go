@@ -64,8 +64,10 @@ func TestMetricsOfAWorkerProcess(t *testing.T) {
 		{"stagecraft_health_rounds_total", with(`verdict="healthy"`, `mode="rounds"`), metricGt(0), "> 0"},
 		{"stagecraft_health_rounds_total", with(`verdict="failed"`, `mode="rounds"`), metricGt(0), "> 0"},
 		{"stagecraft_health_rounds_total", with(`verdict="healthy"`, `mode="verify"`), metricGt(0), "> 0"},
-		// The SDK's own, through its tally integration.
-		{"temporal_workflow_completed_total", []string{`workflow_type="CanaryDeployment"`}, metricEq(2), "= 2"},
+		// The SDK's own, through its tally integration: the success
+		// completed, the rollback failed (failed-close-20261203).
+		{"temporal_workflow_completed_total", []string{`workflow_type="CanaryDeployment"`}, metricEq(1), "= 1"},
+		{"temporal_workflow_failed_total", []string{`workflow_type="CanaryDeployment"`}, metricEq(1), "= 1"},
 		{"temporal_activity_execution_latency_seconds_count", []string{`activity_type="Watch"`}, metricGt(0), "> 0"},
 		{"temporal_worker_start_total", nil, metricGt(0), "> 0"},
 	}
