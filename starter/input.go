@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // The -f input of every verb that takes one (deploy, release, validate;
@@ -62,4 +64,26 @@ func isRelease(data []byte) bool {
 	}
 	_, ok := top["services"]
 	return ok
+}
+
+// readEither reads path once and parses it as a release (a top-level
+// "services") or else as a rollout spec: exactly one of the results is
+// set. Both failures are invalid input.
+func readEither(path string) (*spec.Spec, *spec.Release, error) {
+	data, err := readFile(path, "spec or release")
+	if err != nil {
+		return nil, nil, err
+	}
+	if isRelease(data) {
+		r, err := parseInput(path, data, spec.ParseRelease)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, &r, nil
+	}
+	s, err := parseInput(path, data, spec.Parse)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &s, nil, nil
 }

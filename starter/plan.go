@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
-	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 func planCmd(g *globals) *cobra.Command {
@@ -34,18 +32,7 @@ when it would be rejected.`,
   starter plan -f deployments/examples/release-mixed.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := readFile(file, "spec or release")
-			if err != nil {
-				return err
-			}
-			if isRelease(data) {
-				r, err := parseInput(file, data, spec.ParseRelease)
-				if err != nil {
-					return err
-				}
-				return planRelease(cmd, g, r)
-			}
-			s, err := parseInput(file, data, spec.Parse)
+			s, r, err := readEither(file)
 			if err != nil {
 				return err
 			}
@@ -54,22 +41,19 @@ when it would be rejected.`,
 				return err
 			}
 			defer done()
-			pv, err := control.Preview(ctx, c, s)
+			w := cmd.OutOrStdout()
+			if r != nil {
+				pv, err := control.PreviewRelease(ctx, c, *r)
+				if err != nil {
+					return err
+				}
+				return showPlan(w, g, pv, printReleasePreview, pv.Ready, "release", releaseNotReady(pv))
+			}
+			pv, err := control.Preview(ctx, c, *s)
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
-			if g.jsonOut {
-				if err := writeJSON(w, pv); err != nil {
-					return err
-				}
-			} else {
-				printPreview(w, pv)
-			}
-			if !pv.Ready {
-				return &exitError{exitRejected, errors.New("the rollout would be rejected before any change: " + failedChecks(pv))}
-			}
-			return nil
+			return showPlan(w, g, pv, printPreview, pv.Ready, "rollout", failedChecks(pv))
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", `the spec, YAML or JSON ("-" reads standard input)`)
@@ -77,56 +61,55 @@ when it would be rejected.`,
 	return cmd
 }
 
-// planRelease plans a release and prints it wave by wave.
-func planRelease(cmd *cobra.Command, g *globals, r spec.Release) error {
-	c, ctx, done, err := g.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
-	pv, err := control.PreviewRelease(ctx, c, r)
-	if err != nil {
-		return err
-	}
-	w := cmd.OutOrStdout()
+// showPlan prints a plan (as JSON with --json) and says, as the exit
+// code, whether what it plans would start.
+func showPlan[T any](w io.Writer, g *globals, pv T, print func(io.Writer, T), ready bool, what, why string) error {
 	if g.jsonOut {
 		if err := writeJSON(w, pv); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(w, "Plan of release %s to %s (%s); nothing was changed\n", pv.Name, pv.Environment, pv.WorkflowID)
-		for _, p := range pv.Problems {
-			fmt.Fprintf(w, "  problem: %s\n", p)
-		}
-		for _, p := range pv.Prerequisites {
-			fmt.Fprintf(w, "  prerequisite: %s\n", p)
-		}
-		for i, wave := range pv.Waves {
-			fmt.Fprintf(w, "\nWave %d (%s): %s\n", i+1, wave.Mode, wave.Name)
-			for _, svc := range wave.Services {
-				fmt.Fprintf(w, "\n[%s]", svc.Name)
-				if len(svc.DependsOn) > 0 {
-					fmt.Fprintf(w, " after %s", strings.Join(svc.DependsOn, ", "))
-				}
-				fmt.Fprintln(w)
-				printPreview(w, svc.Preview)
-			}
-		}
+		print(w, pv)
 	}
-	if !pv.Ready {
-		var why []string
-		why = append(why, pv.Problems...)
-		why = append(why, pv.Prerequisites...)
-		for _, wave := range pv.Waves {
-			for _, svc := range wave.Services {
-				if !svc.Preview.Ready {
-					why = append(why, svc.Name+": "+failedChecks(svc.Preview))
-				}
-			}
-		}
-		return &exitError{exitRejected, errors.New("the release would be rejected before any change: " + strings.Join(why, "; "))}
+	if !ready {
+		return &exitError{exitRejected, fmt.Errorf("the %s would be rejected before any change: %s", what, why)}
 	}
 	return nil
+}
+
+// printReleasePreview writes a release's plan, wave by wave.
+func printReleasePreview(w io.Writer, pv api.ReleasePreview) {
+	fmt.Fprintf(w, "Plan of release %s to %s (%s); nothing was changed\n", pv.Name, pv.Environment, pv.WorkflowID)
+	for _, p := range pv.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	for _, p := range pv.Prerequisites {
+		fmt.Fprintf(w, "  prerequisite: %s\n", p)
+	}
+	for i, wave := range pv.Waves {
+		fmt.Fprintf(w, "\nWave %d (%s): %s\n", i+1, wave.Mode, wave.Name)
+		for _, svc := range wave.Services {
+			fmt.Fprintf(w, "\n[%s]", svc.Name)
+			if len(svc.DependsOn) > 0 {
+				fmt.Fprintf(w, " after %s", strings.Join(svc.DependsOn, ", "))
+			}
+			fmt.Fprintln(w)
+			printPreview(w, svc.Preview)
+		}
+	}
+}
+
+// releaseNotReady says why a release's plan is not ready.
+func releaseNotReady(pv api.ReleasePreview) string {
+	why := append(append([]string(nil), pv.Problems...), pv.Prerequisites...)
+	for _, wave := range pv.Waves {
+		for _, svc := range wave.Services {
+			if !svc.Preview.Ready {
+				why = append(why, svc.Name+": "+failedChecks(svc.Preview))
+			}
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 // printPreview writes a plan for a reader.

@@ -98,21 +98,12 @@ and the exit code is 2.`,
   starter validate -f deployments/examples/release.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Read once: standard input cannot be read twice.
-			data, err := readFile(file, "spec or release")
-			if err != nil {
+			s, r, err := readEither(file)
+			switch {
+			case err != nil:
 				return err
-			}
-			if isRelease(data) {
-				r, err := parseInput(file, data, spec.ParseRelease)
-				if err != nil {
-					return err
-				}
+			case r != nil:
 				return writeJSON(cmd.OutOrStdout(), r)
-			}
-			s, err := parseInput(file, data, spec.Parse)
-			if err != nil {
-				return err
 			}
 			return writeJSON(cmd.OutOrStdout(), s)
 		},
