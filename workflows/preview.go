@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -53,11 +52,7 @@ func PreviewRollout(ctx workflow.Context, in api.RolloutInput) (api.Preview, err
 	}
 	snap := *res.Snapshot
 	pv.Snapshot = api.PreviewSnapshot{Count: snap.Count(), Images: snap.Images(), FreshInstall: snap.Empty()}
-	total := s.Replicas()
-	if total == 0 {
-		total = snap.Count()
-	}
-	p, err := plan.Build(s, total, snap.Count())
+	p, err := planFrom(s, snap)
 	if err != nil {
 		pv.Ready = false
 		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "plan", Verdict: api.CheckFailed, Message: err.Error()})
@@ -126,16 +121,8 @@ func PreviewRelease(ctx workflow.Context, in api.ReleaseInput) (api.ReleasePrevi
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id + "/" + svc.Name, TaskQueue: api.TaskQueue})
 		futures[svc.Name] = workflow.ExecuteChildWorkflow(cctx, api.PreviewWorkflow, api.RolloutInput{Spec: d, Release: pv.WorkflowID})
 	}
-	in2 := activities.PreflightInput{Checks: r.ReleaseChecks()}
-	for _, svc := range r.Services {
-		in2.Specs, in2.Names = append(in2.Specs, svc.Deploy), append(in2.Names, svc.Name)
-		in2.Requires = append(in2.Requires, svc.Requires)
-	}
-	actx := retried(ctx, "prerequisites", 5*time.Minute, 10*time.Second, 5)
-	opts := workflow.GetActivityOptions(actx)
-	opts.HeartbeatTimeout = time.Minute
 	var pre activities.PreflightResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), acts.Preflight, in2).Get(ctx, &pre); err != nil {
+	if err := workflow.ExecuteActivity(preflightOptions(ctx), acts.Preflight, preflightInput(r)).Get(ctx, &pre); err != nil {
 		pv.Prerequisites = []string{"prerequisites: " + errorMessage(err)}
 	} else {
 		pv.Prerequisites = pre.Problems

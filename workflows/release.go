@@ -181,17 +181,30 @@ func runRelease(ctx workflow.Context, in spec.Release, reserved []spec.FieldErro
 // rolled out: its platform, image and target (the Preflight activity).
 func (rel *release) prerequisites(ctx workflow.Context) ([]string, error) {
 	rel.st.Phase = api.ReleasePrerequisites
-	in := activities.PreflightInput{Checks: rel.spec.ReleaseChecks()}
-	for _, s := range rel.spec.Services {
+	var res activities.PreflightResult
+	err := workflow.ExecuteActivity(preflightOptions(ctx), acts.Preflight, preflightInput(rel.spec)).Get(ctx, &res)
+	return res.Problems, err
+}
+
+// preflightInput asks the Preflight activity about every service of r:
+// its spec, its requirements and the release's own checks. The release and
+// its preview (PreviewRelease) ask the same.
+func preflightInput(r spec.Release) activities.PreflightInput {
+	in := activities.PreflightInput{Checks: r.ReleaseChecks()}
+	for _, s := range r.Services {
 		in.Specs, in.Names = append(in.Specs, s.Deploy), append(in.Names, s.Name)
 		in.Requires = append(in.Requires, s.Requires)
 	}
+	return in
+}
+
+// preflightOptions: the prerequisites' reads are retried for a while, and
+// heartbeat while they run.
+func preflightOptions(ctx workflow.Context) workflow.Context {
 	actx := retried(ctx, "prerequisites", 5*time.Minute, 10*time.Second, 5)
 	opts := workflow.GetActivityOptions(actx)
 	opts.HeartbeatTimeout = time.Minute
-	var res activities.PreflightResult
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), acts.Preflight, in).Get(ctx, &res)
-	return res.Problems, err
+	return workflow.WithActivityOptions(actx, opts)
 }
 
 // validate runs the integration checks and the production-readiness

@@ -222,11 +222,7 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	r.snapshot = prep.Snapshot
 	r.st.FreshInstall = prep.Snapshot.Empty()
 	r.st.ImageFrom = strings.Join(prep.Snapshot.Images(), ",")
-	total := r.spec.Replicas()
-	if total == 0 {
-		total = prep.Snapshot.Count() // keep the count that runs now
-	}
-	r.plan, err = plan.Build(r.spec, total, prep.Snapshot.Count())
+	r.plan, err = planFrom(r.spec, prep.Snapshot)
 	if err != nil {
 		return r.finish(ctx, api.OutcomeRejected, err.Error()), nil
 	}
@@ -237,6 +233,18 @@ func (r *rollout) execute(ctx workflow.Context, strategy string, resume []byte) 
 	r.notify(ctx, spec.EventStarted, "")
 
 	return r.runFrom(ctx, strategy, 0)
+}
+
+// planFrom plans a rollout of s from what runs now: to the spec's replicas,
+// or, when it names none, to the count that runs now. The rollout and its
+// preview (PreviewRollout) plan through it, so a plan shows the stages a
+// rollout runs.
+func planFrom(s spec.Spec, snap platform.Snapshot) (plan.Plan, error) {
+	total := s.Replicas()
+	if total == 0 {
+		total = snap.Count() // keep the count that runs now
+	}
+	return plan.Build(s, total, snap.Count())
 }
 
 // runFrom runs the stages from stage next on, then holds, finalizes or rolls

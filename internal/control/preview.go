@@ -24,18 +24,10 @@ func Preview(ctx context.Context, c client.Client, s spec.Spec) (api.Preview, er
 	if err := s.Validate(); err != nil {
 		return api.Preview{}, err
 	}
-	nonce := make([]byte, 6)
-	_, _ = rand.Read(nonce)
-	id := "plan:" + s.TargetKey() + ":" + hex.EncodeToString(nonce)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue,
-		StaticSummary: fmt.Sprintf("plan of %s %s → %s (changes nothing)", s.Strategy.Type, s.Service, s.Image)},
+	pv, err := plan[api.Preview](ctx, c, s.TargetKey(), fmt.Sprintf("plan of %s %s → %s (changes nothing)", s.Strategy.Type, s.Service, s.Image),
 		api.PreviewWorkflow, api.RolloutInput{Spec: s})
 	if err != nil {
-		return api.Preview{}, fmt.Errorf("plan %s: %w", s.TargetKey(), err)
-	}
-	var pv api.Preview
-	if err := Result(ctx, run, &pv); err != nil {
-		return pv, fmt.Errorf("plan %s: %w", s.TargetKey(), unwrap(err))
+		return pv, err
 	}
 	if ex, err := Describe(ctx, c, s.WorkflowID(), ""); err == nil && ex.Open() {
 		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "target", Verdict: api.CheckWarning,
@@ -54,18 +46,23 @@ func PreviewRelease(ctx context.Context, c client.Client, r spec.Release) (api.R
 	if err := r.Validate(); err != nil {
 		return api.ReleasePreview{}, err
 	}
+	return plan[api.ReleasePreview](ctx, c, r.WorkflowID(), fmt.Sprintf("plan of release %s to %s (changes nothing)", r.Name, r.Environment),
+		api.PreviewReleaseWorkflow, r)
+}
+
+// plan runs a plan workflow of what for target, under an ID of its own
+// ("plan:<target>:<nonce>", never the target's), and returns its result.
+func plan[T any](ctx context.Context, c client.Client, target, summary, workflow string, input any) (T, error) {
+	var pv T
 	nonce := make([]byte, 6)
 	_, _ = rand.Read(nonce)
-	id := "plan:" + r.WorkflowID() + ":" + hex.EncodeToString(nonce)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue,
-		StaticSummary: fmt.Sprintf("plan of release %s to %s (changes nothing)", r.Name, r.Environment)},
-		api.PreviewReleaseWorkflow, r)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "plan:" + target + ":" + hex.EncodeToString(nonce),
+		TaskQueue: api.TaskQueue, StaticSummary: summary}, workflow, input)
 	if err != nil {
-		return api.ReleasePreview{}, fmt.Errorf("plan %s: %w", r.WorkflowID(), err)
+		return pv, fmt.Errorf("plan %s: %w", target, err)
 	}
-	var pv api.ReleasePreview
 	if err := Result(ctx, run, &pv); err != nil {
-		return pv, fmt.Errorf("plan %s: %w", r.WorkflowID(), unwrap(err))
+		return pv, fmt.Errorf("plan %s: %w", target, unwrap(err))
 	}
 	return pv, nil
 }
