@@ -43,7 +43,7 @@ import (
 // the per-pod checks see it fail) and its Service. mutate, when not nil,
 // adjusts the Deployment before it is created. It returns the namespace
 // once the pods are ready.
-func webTarget(t *testing.T, prefix string, replicas int32, mutate ...func(*appsv1.Deployment)) string {
+func webTarget(t testing.TB, prefix string, replicas int32, mutate ...func(*appsv1.Deployment)) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := namespace(t, prefix)
@@ -102,7 +102,7 @@ func webSpec(ns, kubeconfig, image string) spec.Spec {
 
 // forwardingPlatform is the Kubernetes platform set to reach pods through
 // the API server's port-forward, closed at the test's end.
-func forwardingPlatform(t *testing.T) *kubeplatform.Platform {
+func forwardingPlatform(t testing.TB) *kubeplatform.Platform {
 	p := kubeplatform.New(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)))
 	p.CheckVia = kubeplatform.CheckViaPortForward
 	t.Cleanup(p.Close)

@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 
 // namespace creates a namespace for the test (deleted at cleanup) and waits
 // for its default service account.
-func namespace(t *testing.T, prefix string) string {
+func namespace(t testing.TB, prefix string) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := itest.Name(prefix)
@@ -82,7 +82,7 @@ func rolledOut(ctx context.Context, ns, name string, replicas int32) bool {
 }
 
 // readyPods are the Ready, not terminating pods of app=web running image.
-func readyPods(t *testing.T, ctx context.Context, ns, image string) []corev1.Pod {
+func readyPods(t testing.TB, ctx context.Context, ns, image string) []corev1.Pod {
 	t.Helper()
 	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 	require.NoError(t, err)
