@@ -87,13 +87,17 @@ func interrupted(ctx context.Context, id string) error {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+// closing returns a channel closed once the run id/runID (or a run it
+// continued as) has closed, or the wait for it failed: a follower looks
+// again at once instead of waiting out its poll, so `deploy --wait` and
+// `watch` exit when the run ends, not up to a poll later.
+func closing(ctx context.Context, c client.Client, id, runID string) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		_ = c.GetWorkflow(ctx, id, runID).Get(ctx, nil)
+	}()
+	return ch
 }
 
 // followRollout shows a rollout (runID: the run to follow, "" the latest)
@@ -101,7 +105,9 @@ func sleep(ctx context.Context, d time.Duration) {
 // the newest failing round seen so far, in it or an earlier one.
 func followRollout(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.Status, error) {
 	var bad *health.Round
-	return follow(ctx, id, poll, d, func(ctx context.Context) (rolloutView, bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return follow(ctx, id, poll, closing(ctx, c, id, runID), d, func(ctx context.Context) (rolloutView, bool, error) {
 		v, done, err := lookRollout(ctx, c, id, runID)
 		if err != nil {
 			return v, done, err
@@ -119,7 +125,9 @@ func followRollout(ctx context.Context, c client.Client, id, runID string, poll 
 // followRelease shows a release (runID as for followRollout) until it has
 // an outcome, and returns its final status.
 func followRelease(ctx context.Context, c client.Client, id, runID string, poll time.Duration, d *display) (api.ReleaseStatus, error) {
-	return follow(ctx, id, poll, d, func(ctx context.Context) (releaseView, bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return follow(ctx, id, poll, closing(ctx, c, id, runID), d, func(ctx context.Context) (releaseView, bool, error) {
 		return lookRelease(ctx, c, id, runID)
 	})
 }
@@ -143,11 +151,22 @@ func (v releaseView) unanswered() string           { return v.warn }
 func (v releaseView) at(now time.Time) releaseView { v.now = now; return v }
 
 // follow shows the looks that look takes at id on d, poll apart, until one
-// says it has ended, and returns that look's status. The first unanswered
-// look in a row is not shown (see quiet). An interrupt stops the watch, not
-// what it follows, and the error says so.
-func follow[V followed[V, T], T any](ctx context.Context, id string, poll time.Duration, d *display, look func(context.Context) (V, bool, error)) (T, error) {
+// says it has ended, and returns that look's status. When closed is closed
+// (the run ended), the next look is taken at once, once. The first
+// unanswered look in a row is not shown (see quiet). An interrupt stops the
+// watch, not what it follows, and the error says so.
+func follow[V followed[V, T], T any](ctx context.Context, id string, poll time.Duration, closed <-chan struct{}, d *display, look func(context.Context) (V, bool, error)) (T, error) {
 	unanswered := 0
+	sleep := func(ctx context.Context, poll time.Duration) {
+		t := time.NewTimer(poll)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-closed:
+			closed = nil
+		}
+	}
 	for {
 		v, done, err := look(ctx)
 		if err != nil {

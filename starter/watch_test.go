@@ -440,7 +440,7 @@ func TestFollowShowsLooksUntilTheEnd(t *testing.T) {
 	var b bytes.Buffer
 	d := &display{w: &b, mode: modeJSON}
 	n := 0
-	got, err := follow(context.Background(), st.WorkflowID, time.Millisecond, d, func(context.Context) (rolloutView, bool, error) {
+	got, err := follow(context.Background(), st.WorkflowID, time.Millisecond, nil, d, func(context.Context) (rolloutView, bool, error) {
 		v := looks[n]
 		n++
 		return v, v.finished(), nil
@@ -452,10 +452,52 @@ func TestFollowShowsLooksUntilTheEnd(t *testing.T) {
 	require.Equal(t, 2, strings.Count(b.String(), "\n"), "the two statuses; the lone unanswered look is quiet, the second in a row has no JSON")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	got, err = follow(ctx, st.WorkflowID, time.Millisecond, &display{w: &b, mode: modeQuiet}, func(context.Context) (rolloutView, bool, error) {
+	got, err = follow(ctx, st.WorkflowID, time.Millisecond, nil, &display{w: &b, mode: modeQuiet}, func(context.Context) (rolloutView, bool, error) {
 		cancel()
 		return rolloutView{st: st}, false, nil
 	})
 	require.ErrorContains(t, err, "stopped watching; deploy:docker:hello goes on")
 	require.Equal(t, st, got, "the last status seen")
+}
+
+// TestFollowLooksAgainWhenTheRunCloses: a run that closes is looked at
+// again at once, not a poll later, and only once per close.
+func TestFollowLooksAgainWhenTheRunCloses(t *testing.T) {
+	st := canaryStatus()
+	done := rolledBack(st)
+	closed := make(chan struct{})
+	close(closed)
+	looks := []rolloutView{{st: st}, {st: st}, {st: done}}
+	n := 0
+	var b bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	// The second look follows the close at once; the third waits out the
+	// poll (200 ms): a closed channel wakes one sleep, not every one.
+	got, err := follow(ctx, st.WorkflowID, 200*time.Millisecond, closed, &display{w: &b, mode: modeQuiet}, func(context.Context) (rolloutView, bool, error) {
+		v := looks[n]
+		n++
+		return v, v.finished(), nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, done, got)
+	require.Equal(t, 3, n)
+	require.GreaterOrEqual(t, time.Since(t0), 200*time.Millisecond, "one sleep woken, the next waited out")
+
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	closed = make(chan struct{})
+	n = 0
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		close(closed)
+	}()
+	_, err = follow(ctx, st.WorkflowID, time.Hour, closed, &display{w: &b, mode: modeQuiet}, func(context.Context) (rolloutView, bool, error) {
+		v := looks[1+min(n, 1)]
+		n++
+		return v, v.finished(), nil
+	})
+	require.NoError(t, err, "the close ends the hour's sleep")
+	require.Equal(t, 2, n)
 }
