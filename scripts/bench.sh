@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks of internal/e2e/bench_test.go against the real
 # engines (the pinned Temporal dev server, the Docker engine, a Kubernetes
-# control plane with KWOK nodes), set up as `make test` sets them up, then one
+# control plane with KWOK nodes), set up as `make test` sets them up, and
+# those of internal/realnode/bench_test.go on a plane with a real node
+# (kubelet + containerd, real pods) when the regexp names one; then one
 # table of figures: median, p99 and sample count of each, beside its anchor.
 # Benchmarks report; they assert no speed. docs/BENCHMARKS.md has the method.
 #
@@ -46,7 +48,12 @@ p5-docker-zero-bake-ratio|P5 workflow ÷ direct, Docker|—
 p5-k8s-zero-bake-workflow|P5 zero-bake 4-step canary through the workflow, Kubernetes|—
 p5-k8s-zero-bake-direct|P5 same platform calls made directly from Go, Kubernetes|—
 p5-k8s-zero-bake-ratio|P5 workflow ÷ direct, Kubernetes|—
-p6-workflow-tests|P6 go test -count=1 -run . ./workflows (wall)|≤ 30 s'
+p6-workflow-tests|P6 go test -count=1 -run . ./workflows (wall)|≤ 30 s
+rn-p1-restored|P1 abort → old ready, new out of Service endpoints, real node|—
+rn-p2-restored|P2 first failing check → the same, real node|—
+rn-p5-overhead|P5 total − bakes, canary 25/50/100 of 4 (3 × 5 s), real node|—
+rn-pod-start|P5 beside it: a new pod'"'"'s own start (created → Ready), real node|—
+rn-new-pod-starts|new-version pod starts per canary of 4 (25/50/100), real node|= N (4)'
 
 table() {
   local log=$1
@@ -136,6 +143,19 @@ STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -run '^$' -bench "
   -benchtime 1x -count 1 -timeout 150m -v ./internal/e2e 2>&1 \
   | tee "$LOG" | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok|panic)|bench_test\.go:[0-9]+:'
 status=${PIPESTATUS[0]}
+# The real node's benchmarks (internal/realnode/bench_test.go), when the
+# regexp names one: their package's TestMain brings up a plane with a real
+# node, so it is not started for nothing (the names are read from the source:
+# go test -list would run TestMain too).
+bench_re=${STAGECRAFT_BENCH:-P[0-9]}
+rn_benchmarks=$(grep -ho '^func Benchmark[A-Za-z0-9_]*' internal/realnode/*_test.go | sed 's/^func //')
+if grep -qE -- "${bench_re%%/*}" <<<"$rn_benchmarks"; then
+  STAGECRAFT_TEMPORAL_BIN="$TEMPORAL" go test -tags integration -run '^$' -bench "$bench_re" \
+    -benchtime 1x -count 1 -timeout 60m -v ./internal/realnode 2>&1 \
+    | tee -a "$LOG" | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok|panic)|bench_test\.go:[0-9]+:'
+  rn_status=${PIPESTATUS[0]}
+  [ "$rn_status" = 0 ] || status=$rn_status
+fi
 set -e
 say "figures (median and p99 over n runs; p99 is nearest-rank, the largest when n < 100)"
 cat "$LOG.machine"
