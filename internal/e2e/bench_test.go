@@ -585,9 +585,15 @@ func (c *benchKubeCluster) until(ctx context.Context, cond func() bool) (time.Ti
 // (demo:v1) and its Service, checked through healthURL.
 func benchKubeTarget(b *testing.B, cs kubernetes.Interface, healthURL string) (*benchTarget, *benchKubeCluster) {
 	b.Helper()
+	return benchKubeTargetOf(b, cs, healthURL, 4)
+}
+
+// benchKubeTargetOf is benchKubeTarget with replicas pods.
+func benchKubeTargetOf(b *testing.B, cs kubernetes.Interface, healthURL string, replicas int32) (*benchTarget, *benchKubeCluster) {
+	b.Helper()
 	ctx := context.Background()
 	ns := benchNamespace(b, cs)
-	require.NoError(b, benchDeployment(ctx, cs, ns, "web", "demo:v1", 4))
+	require.NoError(b, benchDeployment(ctx, cs, ns, "web", "demo:v1", replicas))
 	_, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
@@ -601,7 +607,7 @@ func benchKubeTarget(b *testing.B, cs kubernetes.Interface, healthURL string) (*
 		s.Image = image
 		return s
 	}
-	// Back at the snapshot: "web" at 4 ready pods of v1 of the generation
+	// Back at the snapshot: "web" at its ready pods of v1 of the generation
 	// written, and nothing else: no other Deployment, no pod of another
 	// image in any state; the Service selecting app=web.
 	parts := func() map[string]bool {
@@ -612,9 +618,9 @@ func benchKubeTarget(b *testing.B, cs kubernetes.Interface, healthURL string) (*
 				continue
 			}
 			st := d.Status
-			stableReady = d.Spec.Template.Spec.Containers[0].Image == tg.from && *d.Spec.Replicas == 4 &&
-				st.ObservedGeneration >= d.Generation && st.Replicas == 4 && st.ReadyReplicas == 4 &&
-				st.UpdatedReplicas == 4 && st.AvailableReplicas == 4
+			stableReady = d.Spec.Template.Spec.Containers[0].Image == tg.from && *d.Spec.Replicas == replicas &&
+				st.ObservedGeneration >= d.Generation && st.Replicas == replicas && st.ReadyReplicas == replicas &&
+				st.UpdatedReplicas == replicas && st.AvailableReplicas == replicas
 		}
 		podsGone := true
 		pods, _ := cluster.factory.Core().V1().Pods().Lister().Pods(ns).List(labels.Everything())
