@@ -17,6 +17,9 @@
 #   STAGECRAFT_BENCH_P3_N         P3 runs of each canary shape (default 3)
 #   STAGECRAFT_BENCH_P5_N         P5 3 × 30 s canaries per platform, ~95 s each (default 3)
 #   STAGECRAFT_BENCH_P5_DIRECT_N  P5 zero-bake workflow/direct pairs per platform (default 5)
+#   STAGECRAFT_BENCH_P5_ZERO_N    P5 zero-bake starter runs at 20 replicas (default 5)
+#   STAGECRAFT_BENCH_PODS_N       canaries per size counted for new-version pod starts (default 3)
+#   STAGECRAFT_BENCH_TRACE        set: log every Deployment and pod event of a 20-replica P5 run
 #   STAGECRAFT_BENCH_P6_N         P6 timed runs of the workflow tests (default 5)
 #   STAGECRAFT_BENCH_DENSITY      P4 rollouts held at once, comma-separated: 100 (one kubeconfig,
 #                                 so one client), 100:own (a kubeconfig each) (default 100,100:own; 0 skips)
@@ -30,6 +33,8 @@ LOG="$DATA/bench.log"
 # Figures in table order: key|what|anchor.
 FIGURES='p1-k8s-restored|P1 abort → restored (new gone, old ready), Kubernetes/KWOK|median < 0.09 s, p99 ≤ 0.25 s
 p1-k8s-first-call|P1 abort → rollback'"'"'s first platform call, Kubernetes|—
+p1-k8s20-restored|P1 abort at 25% (5 new, 15 old) → restored, 20 replicas, from `starter abort` start|median ≤ 0.15 s (Argo 0.18 s)
+p1-k8s20-starter-first-call|P1 `starter abort` start → rollback'"'"'s first platform call, 20 replicas|—
 p1-docker-restored|P1 abort → restored (new gone, old ready), Docker|median ≤ 0.5 s
 p1-docker-first-call|P1 abort → rollback'"'"'s first platform call, Docker|—
 p2-k8s-detect|P2 health fails → first failing check, Kubernetes (0.5 s interval)|≤ 1 interval (0.5 s)
@@ -40,6 +45,13 @@ p3-seed-canary|P3 history events, seed-shaped canary 5/25/50/100|≤ 300
 p3-per-stage|P3 history events per extra stage|—
 p5-docker-overhead|P5 3-step canary, 3 × 30 s bakes: total − bakes, Docker|≤ 1.5 s
 p5-k8s-overhead|P5 3-step canary, 3 × 30 s bakes: total − bakes, Kubernetes|≤ 1.0 s
+p5-k8s20-overhead|P5 `starter deploy --wait`, 20 replicas, 5/25/50/100, 4 × 30 s bakes: total − bakes|≤ 1.0 s (Argo 1.18 s)
+p5-k8s20-starter-start|P5 of that, process start → workflow started|—
+p5-k8s20-in-platform|P5 of that, inside Prepare/Converge activities|—
+p5-k8s20-starter-exit|P5 of that, workflow closed → process exit|—
+p5-k8s20-zero-bake-overhead|P5 the same with 1 ms bakes, no checks: total − bake timers|—
+pod-starts-n4|new-version pod starts per successful canary, 4 replicas|4
+pod-starts-n20|new-version pod starts per successful canary, 20 replicas|20
 p5-docker-orchestration|P5 of that, outside Prepare/Converge activities, Docker|—
 p5-k8s-orchestration|P5 of that, outside Prepare/Converge activities, Kubernetes|—
 p5-docker-zero-bake-workflow|P5 zero-bake 4-step canary through the workflow, Docker|—
