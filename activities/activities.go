@@ -35,6 +35,15 @@ type Platform interface {
 	Endpoints(ctx context.Context, s spec.Spec, rollout string, snap platform.Snapshot, which platform.Which) ([]string, error)
 }
 
+// UpChecker is implemented by a platform whose converge returns before the
+// new instances it started have proven they stay up (Docker: each must stay
+// up a short window from its start). StayedUp returns nil once they have,
+// or why one did not; a watch of the new version asks it beside its rounds,
+// and that reason fails the stage.
+type UpChecker interface {
+	StayedUp(ctx context.Context, s spec.Spec, rollout string) error
+}
+
 // Checker runs one round of health checks.
 type Checker interface {
 	Round(ctx context.Context, checks, dependencies []spec.Check, addresses []string) health.Round
@@ -381,13 +390,31 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		deadline = dt.C
 	}
 	limit := roundLimit(h, checks)
+	// The new instances' stay-up window runs beside the rounds (UpChecker):
+	// a verdict against them ends the watch failed, and no watch passes
+	// before it is in.
+	up := checkUp(ctx, p, in)
+	defer up.stop()
+	notUp := func(err error) (WatchResult, error) {
+		sum.Healthy, sum.LastFailure = false, err.Error()
+		log.Warn("a new instance did not stay up: failing the watch", zap.Error(err))
+		beat(sum)
+		return sum, nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return sum, temporal.NewCanceledError(sum)
+		case err := <-up.pending():
+			if up.take(err) != nil && ctx.Err() == nil {
+				return notUp(err)
+			}
 		case <-deadline:
 			deadline = nil
 			if sum.Tally.Samples >= in.MinSamples && passing(sum, interval) {
+				if err := up.wait(ctx); err != nil && ctx.Err() == nil {
+					return notUp(err)
+				}
 				sum.Healthy = true
 				return sum, nil
 			}
@@ -413,10 +440,65 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		case in.Mode == WatchRounds && sum.Tally.Samples >= in.MinSamples && sum.Tally.Streak == 0 &&
 			(sum.Rounds >= in.Rounds || (!until.IsZero() && !time.Now().Before(until))):
 			// Never while the latest rounds fail: the next round decides.
+			if err := up.wait(ctx); err != nil && ctx.Err() == nil {
+				return notUp(err)
+			}
 			sum.Healthy = true
 			return sum, nil
 		}
 		next.Reset(interval)
+	}
+}
+
+// upCheck is an UpChecker's answer for a watch of the new version: asked
+// once, beside the rounds.
+type upCheck struct {
+	ch   chan error // nil when nothing was asked
+	done bool
+	err  error
+	stop context.CancelFunc
+}
+
+// checkUp asks an UpChecker platform whether the new instances of the
+// watched rollout stayed up.
+func checkUp(ctx context.Context, p Platform, in WatchInput) *upCheck {
+	u := &upCheck{stop: func() {}}
+	uc, ok := p.(UpChecker)
+	if !ok || in.Which != platform.WhichNew || in.Rollout == "" {
+		u.done = true
+		return u
+	}
+	ctx, u.stop = context.WithCancel(ctx)
+	u.ch = make(chan error, 1)
+	go func() { u.ch <- uc.StayedUp(ctx, in.Spec, in.Rollout) }()
+	return u
+}
+
+// pending is the channel the answer comes on, nil once it came.
+func (u *upCheck) pending() <-chan error {
+	if u.done {
+		return nil
+	}
+	return u.ch
+}
+
+// take records the answer received from pending.
+func (u *upCheck) take(err error) error {
+	u.done, u.err = true, err
+	return err
+}
+
+// wait returns the answer, waiting for it if it has not come (nil if ctx
+// ends first: the watch is cancelled then).
+func (u *upCheck) wait(ctx context.Context) error {
+	if u.done {
+		return u.err
+	}
+	select {
+	case err := <-u.ch:
+		return u.take(err)
+	case <-ctx.Done():
+		return nil
 	}
 }
 

@@ -67,6 +67,13 @@ type convergence struct {
 	// fence holds the call to its attempt's place in the service's order
 	// of writes: every destructive call checks it first (guard).
 	fence *fencer
+	// defer: the new instances this call starts are not held for their
+	// stay-up window here; the stage's watch (StayedUp) and the next
+	// converge check it (uptime.go).
+	deferUp bool
+	// mu guards what the parallel creates, starts and removals record:
+	// res, started, startedAt and watch.
+	mu sync.Mutex
 }
 
 // Converge brings the service to req.Desired: this rollout's new instances
@@ -97,6 +104,7 @@ func (p *Platform) Converge(ctx context.Context, req platform.ConvergeRequest) (
 		limits:    container.Resources{NanoCPUs: nanoCPUs, Memory: memory},
 		started:   map[string]bool{},
 		startedAt: map[string]time.Time{},
+		deferUp:   len(s.Health.Checks) > 0,
 	}
 	defer func() {
 		if c.watch != nil {
@@ -217,27 +225,28 @@ func (c *convergence) run(ctx context.Context, snap platform.Snapshot, d plan.De
 		}
 	}
 
+	// A new instance started by an earlier converge of this rollout must
+	// have stayed up before this one goes on (its window may not be over
+	// yet: a stage without a bake, a promoted rollout, a retry).
+	if d.New > 0 {
+		if err := c.p.stayedUp(ctx, svc, c.rollout); err != nil {
+			return err
+		}
+	}
+
+	// Creates, starts and removals run side by side (each an engine round
+	// trip of 0.1-0.3 s); the order between the groups is the guarantee:
+	// under surge every wanted container runs before any surplus one stops.
 	up := func() error {
-		for _, w := range wants {
-			if err := c.ensure(ctx, w, existing); err != nil {
-				return err
-			}
+		if err := each(wants, func(w want) error { return c.ensure(ctx, w, existing) }); err != nil {
+			return err
 		}
-		for _, w := range wants {
-			if err := c.rewire(ctx, w); err != nil {
-				return err
-			}
-		}
-		return nil
+		return each(wants, func(w want) error { return c.rewire(ctx, w) })
 	}
 	down := func() error {
-		for _, it := range surplus {
-			if err := c.remove(ctx, containerName(it)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return each(surplus, func(it container.Summary) error { return c.remove(ctx, containerName(it)) })
 	}
+	defer c.inOrder(wants, surplus)
 	switch {
 	case d.Order == plan.StopFirst:
 		if err := down(); err != nil {
@@ -265,14 +274,53 @@ func (c *convergence) run(ctx context.Context, snap platform.Snapshot, d plan.De
 		}
 	}
 
-	names := make([]string, 0, len(wants))
-	for _, w := range wants {
-		names = append(names, w.name)
-	}
-	if err := c.waitRunning(ctx, names); err != nil {
+	if err := c.waitRunning(ctx, wants); err != nil {
 		return err
 	}
 	return c.count(ctx, snapIndex)
+}
+
+// maxParallel bounds the engine calls of one kind a converge makes at once.
+const maxParallel = 8
+
+// each runs f on every item, up to maxParallel side by side, and returns
+// their errors joined (the one error as it is when only one failed).
+func each[T any](items []T, f func(T) error) error {
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = f(it)
+		}()
+	}
+	wg.Wait()
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// inOrder puts the result's lists in the order of the work (wanted
+// containers as asked, then the surplus in its removal order), whatever
+// order the parallel calls ended in.
+func (c *convergence) inOrder(wants []want, surplus []container.Summary) {
+	rank := map[string]int{}
+	for i, w := range wants {
+		rank[w.name] = i
+	}
+	for i, it := range surplus {
+		rank[containerName(it)] = len(wants) + i
+	}
+	by := func(a, b string) int { return cmp.Compare(rank[a], rank[b]) }
+	slices.SortStableFunc(c.res.Created, by)
+	slices.SortStableFunc(c.res.Rewired, by)
+	slices.SortStableFunc(c.res.Removed, by)
 }
 
 // ensure makes w exist and run: it creates it when absent (accepting a
@@ -307,7 +355,9 @@ func (c *convergence) ensure(ctx context.Context, w want, existing map[string]co
 	id := res.ID
 	switch {
 	case err == nil:
+		c.mu.Lock()
 		c.res.Created = append(c.res.Created, w.name)
+		c.mu.Unlock()
 		log.Info("created container", zap.String("image", opts.Config.Image), zap.String("id", res.ID))
 		if !w.isNew {
 			if err := c.sameImage(ctx, *w.inst, w.name); err != nil {
@@ -360,15 +410,19 @@ func (c *convergence) start(ctx context.Context, id, name string, log *zap.Logge
 	if err := c.guard(ctx, "start container %q", name); err != nil {
 		return err
 	}
+	c.mu.Lock()
 	if c.watch == nil {
-		c.watch = c.p.watchUp(ctx, c.spec.Service)
+		c.watch = c.p.watchUp(ctx, c.spec.Service, time.Now())
 	}
 	c.watch.starting(id, name)
+	c.mu.Unlock()
 	if _, err := c.p.cli.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %q: %w", name, err)
 	}
+	c.mu.Lock()
 	c.started[name] = true
 	c.startedAt[name] = time.Now()
+	c.mu.Unlock()
 	log.Info("started container")
 	return nil
 }
@@ -574,7 +628,9 @@ func (c *convergence) rewire(ctx context.Context, w want) error {
 			zap.Strings("aliases", n.Aliases))
 	}
 	if rewired {
+		c.mu.Lock()
 		c.res.Rewired = append(c.res.Rewired, w.name)
+		c.mu.Unlock()
 	}
 	return nil
 }
@@ -603,34 +659,37 @@ func (c *convergence) remove(ctx context.Context, name string) error {
 	if _, err := c.p.cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %q: %w", name, err)
 	}
+	c.mu.Lock()
 	c.res.Removed = append(c.res.Removed, name)
+	c.mu.Unlock()
 	c.log.Info("removed container", zap.String("container", name))
 	return nil
 }
 
-// waitRunning waits until every named container runs, then makes those this
-// call started prove they stay up (stayUp): with a restart policy a crashing
-// process is often caught running again, so a restart counts as a crash.
-func (c *convergence) waitRunning(ctx context.Context, names []string) error {
+// waitRunning waits until every wanted container runs, then makes those
+// this call started prove they stay up (stayUp): with a restart policy a
+// crashing process is often caught running again, so a restart counts as a
+// crash.
+func (c *convergence) waitRunning(ctx context.Context, wants []want) error {
 	ctx, cancel := context.WithTimeout(ctx, runningTimeout)
 	defer cancel()
 	first := map[string]seen{}
-	for _, name := range names {
+	for _, w := range wants {
 		if c.watch != nil {
 			if fell, why := c.watch.fell(); fell != "" {
 				return c.notRunning(ctx, fell, why)
 			}
 		}
-		st, err := c.waitOne(ctx, name)
+		st, err := c.waitOne(ctx, w.name)
 		if err != nil {
 			return err
 		}
-		first[name] = st
+		first[w.name] = st
 	}
 	if len(c.started) == 0 {
 		return nil
 	}
-	return c.stayUp(ctx, names, first)
+	return c.stayUp(ctx, wants, first)
 }
 
 // seen is what tells one run of a container from the next.
@@ -660,24 +719,46 @@ func (c *convergence) waitOne(ctx context.Context, name string) (seen, error) {
 	}
 }
 
-// notRunning is the error for a container that does not stay up. Its last
+// notRunning is the error for a container this call started that does not
+// stay up (notUp), with the secret values it resolved cut out of the log.
+func (c *convergence) notRunning(ctx context.Context, name, why string) error {
+	return c.p.notUp(ctx, name, why, c.values)
+}
+
+// notUp is the error for a container that does not stay up. Its last
 // output goes to the worker's log, never into the error: the error reaches
 // history, the status and notifications, and a container a spec controls
-// could print anything it was given there (review finding 5).
-func (c *convergence) notRunning(ctx context.Context, name, why string) error {
-	err := fmt.Errorf("container %q is not running: %s", name, why)
-	if logs := c.p.lastLogs(ctx, name, 10); logs != "" {
-		// Secret values cut out: those this attempt resolved, and those the
-		// container holds (a retried attempt resolved none).
-		values := slices.Clone(c.values)
-		if in, err := c.p.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{}); err == nil && in.Container.Config != nil {
+// could print anything it was given there (review finding 5). Secret
+// values are cut out of that output: values, and those the container
+// holds (a retried attempt resolved none).
+func (p *Platform) notUp(ctx context.Context, name, why string, values []string) error {
+	err := &NotUpError{Container: name, Why: why}
+	if logs := p.lastLogs(ctx, name, 10); logs != "" {
+		values := slices.Clone(values)
+		if in, err := p.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{}); err == nil && in.Container.Config != nil {
 			values = append(values, secretValues(in.Container.Config.Env, in.Container.Config.Labels)...)
 		}
 		out := redact(errors.New(logs), values).Error()
-		c.p.log.Warn("container not running: its last output", zap.String("container", name), zap.String("why", why), zap.String("output", out))
-		err = fmt.Errorf("%w (its last output is in the worker's log)", err)
+		p.log.Warn("container not running: its last output", zap.String("container", name), zap.String("why", why), zap.String("output", out))
+		err.Logged = true
 	}
 	return err
+}
+
+// NotUpError is a container that did not stay up after it was started: the
+// stage's verdict on the version it runs.
+type NotUpError struct {
+	Container, Why string
+	// Logged: its last output is in the worker's log.
+	Logged bool
+}
+
+func (e *NotUpError) Error() string {
+	msg := fmt.Sprintf("container %q is not running: %s", e.Container, e.Why)
+	if e.Logged {
+		msg += " (its last output is in the worker's log)"
+	}
+	return msg
 }
 
 // count fills the result's counts from what runs now.

@@ -2,34 +2,43 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 // minUptime is how long each container a converge starts must stay up
-// before the converge counts it as running: a process that exits (or is
-// OOM-killed, or fails its HEALTHCHECK) within this time of its start fails
-// the converge, and so the stage. It replaces a fixed 1 s sleep taken after
-// every start was seen running; that sampled the state twice, so an exit
-// followed by a quick restart in between could pass it, and the last
-// container started had little more than 1 s to prove itself.
+// before it counts as running: a process that exits (or is OOM-killed, or
+// fails its HEALTHCHECK) within this time of its start fails the stage. It
+// replaces a fixed 1 s sleep taken after every start was seen running; that
+// sampled the state twice, so an exit followed by a quick restart in
+// between could pass it, and the last container started had little more
+// than 1 s to prove itself.
 //
-// The window runs from each container's own start, while the converge does
-// the rest of its work (starting the others, rewiring, stopping the
-// surplus), and only its remainder is waited for. 1 s is what the old
-// settle gave the last container it started, now given to each container
-// from its own start, watched by events all along rather than sampled
-// twice; a longer window would catch later exits at the price of every
-// converge's time (docs/BENCHMARKS.md, P5 Docker: 2 s cost 1.3 s per
-// rollout), and later exits are the stage's health checks' to catch.
+// The window runs from each container's own start, watched by the engine's
+// events all along. A converge holds it only where nothing after it would:
+// for the snapshot's containers it recreates (a rollback), and for new ones
+// when the spec has no health checks (no watch follows). Otherwise the new
+// instances' windows overlap the stage's bake: the converge returns once
+// they run, the bake's watch asks StayedUp, which fails the stage with the
+// container's reason, and the rollout's next converge checks them again
+// before it changes anything (a stage without a bake, a promoted rollout,
+// a retry). 1 s is what the old settle gave the last container it started;
+// a longer window would catch later exits at the price of a promoted or
+// unbaked stage's time (docs/BENCHMARKS.md, P5 Docker), and later exits
+// are the health checks' to catch (a restart of a new instance, at any
+// time, is caught by the next StayedUp: it counts its restarts).
 const minUptime = time.Second
 
 // upWatch follows the engine's events for one service's containers, from
@@ -57,13 +66,13 @@ type startedOne struct {
 	ran  int64     // the engine's time of its start event (ns), once seen
 }
 
-// watchUp subscribes to the container events of service. The subscription
-// is in place when it returns: since is taken before the request, and the
-// engine replays what it logged from then on, so an event in the instant
-// between its answer and its subscribing is not missed (the engine runs on
-// this host: its ports are published on 127.0.0.1, so the clocks agree).
-func (p *Platform) watchUp(ctx context.Context, service string) *upWatch {
-	since := time.Now()
+// watchUp subscribes to the container events of service from since (now,
+// or the start of a container already running). The subscription is in
+// place when it returns: since is taken before the request, and the engine
+// replays what it logged from then on, so an event in the instant between
+// its answer and its subscribing is not missed (the engine runs on this
+// host: its ports are published on 127.0.0.1, so the clocks agree).
+func (p *Platform) watchUp(ctx context.Context, service string, since time.Time) *upWatch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &upWatch{cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
 		started: map[string]startedOne{}}
@@ -88,6 +97,14 @@ func (w *upWatch) starting(id, name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.started[id] = startedOne{name: name, at: time.Now()}
+}
+
+// running tells the watch that container id (name) was started at ran (the
+// engine's StartedAt), by an earlier converge: its die is a failure.
+func (w *upWatch) running(id, name string, ran time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.started[id] = startedOne{name: name, at: ran, ran: ran.UnixNano()}
 }
 
 func (w *upWatch) follow(res client.EventsResult) {
@@ -190,24 +207,29 @@ func (w *upWatch) until(ctx context.Context, deadline time.Time) (name, why stri
 	}
 }
 
-// stayUp holds the converge until each container it started has been up
+// stayUp holds the converge until each container it started whose window
+// it holds (see minUptime: not the new ones when deferUp) has been up
 // minUptime since its start request returned, failing at once, with the
 // container's reason, when the engine reports one of them down. Then it
-// checks each is still in the run first seen (first): the state, not only
-// the events, must agree, and if the event stream was lost on the way it is
-// what is left (the old settle's sampling, over a longer window).
+// checks each container it started is still in the run first seen (first):
+// the state, not only the events, must agree, and if the event stream was
+// lost on the way it is what is left (the old settle's sampling, over a
+// longer window).
 //
 // The guarantee: a converge that returns nil started no container that the
 // engine reported, between its start request and that return, as died
-// (exited or killed), OOM-killed or unhealthy; each has run at least
-// minUptime since its start request returned and is running, not
-// restarting, in the run the converge first saw. If the event stream is
-// lost, only the last part holds (an exit and restart before that first
-// look is not seen), and the worker logs it.
-func (c *convergence) stayUp(ctx context.Context, names []string, first map[string]seen) error {
+// (exited or killed), OOM-killed or unhealthy; each is running, not
+// restarting, in the run the converge first saw; and each whose window it
+// holds has run at least minUptime since its start request returned. If
+// the event stream is lost, only the state check holds (an exit and restart
+// before that first look is not seen), and the worker logs it.
+func (c *convergence) stayUp(ctx context.Context, wants []want, first map[string]seen) error {
 	deadline := time.Time{}
-	for _, name := range names {
-		if at, ok := c.startedAt[name]; ok && at.Add(minUptime).After(deadline) {
+	for _, w := range wants {
+		if w.isNew && c.deferUp {
+			continue
+		}
+		if at, ok := c.startedAt[w.name]; ok && at.Add(minUptime).After(deadline) {
 			deadline = at.Add(minUptime)
 		}
 	}
@@ -223,17 +245,174 @@ func (c *convergence) stayUp(ctx context.Context, names []string, first map[stri
 			return fmt.Errorf("wait for containers of %q: %w", c.spec.Service, err)
 		}
 	}
-	for _, name := range names {
-		if !c.started[name] {
+	for _, w := range wants {
+		if !c.started[w.name] {
 			continue
 		}
-		st, err := c.waitOne(ctx, name)
+		st, err := c.waitOne(ctx, w.name)
 		if err != nil {
 			return err
 		}
-		if st != first[name] {
-			return c.notRunning(ctx, name, fmt.Sprintf("restarted %d times right after start", st.restarts))
+		if st != first[w.name] {
+			return c.notRunning(ctx, w.name, fmt.Sprintf("restarted %d times right after start", st.restarts))
 		}
 	}
 	return nil
+}
+
+// StayedUp returns nil once every new instance of rollout that has been
+// started has stayed up minUptime from its start (waiting out what is left
+// of the windows, on the engine's events), and a *NotUpError naming the
+// first that did not: it exited, was killed or OOM-killed, turned
+// unhealthy, or restarted (a new instance that restarted at any time since
+// its start counts: its restart policy hides an exit). It is the stage's
+// half of the window a converge no longer holds (minUptime); a bake's watch
+// asks it. Engine errors are retried until ctx ends, so an error is either
+// that verdict or ctx's.
+func (p *Platform) StayedUp(ctx context.Context, s spec.Spec, rollout string) error {
+	for {
+		err := p.stayedUp(ctx, s.Service, rollout)
+		var down *NotUpError
+		if err == nil || errors.As(err, &down) || ctx.Err() != nil {
+			return err
+		}
+		p.log.Warn("stay-up check: the engine failed; trying again", zap.String("service", s.Service), zap.Error(err))
+		if err := sleep(ctx, pollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+// stayedUp is one try of StayedUp; a converge of the rollout's next stage
+// runs it before any change.
+func (p *Platform) stayedUp(ctx context.Context, service, rollout string) error {
+	items, err := p.list(ctx, service, true)
+	if err != nil {
+		return err
+	}
+	type one struct {
+		id, name string
+		ran      time.Time
+		seen     seen
+	}
+	var young []one
+	now := time.Now()
+	for _, it := range items {
+		if !isNewOf(it.Labels, service, rollout) || it.State == container.StateCreated {
+			continue // not this rollout's, or never started
+		}
+		name := containerName(it)
+		in, err := p.cli.ContainerInspect(ctx, it.ID, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return fmt.Errorf("inspect container %q: %w", name, err)
+		}
+		st := in.Container.State
+		if st == nil {
+			continue
+		}
+		if why := p.whyDown(ctx, in.Container); why != "" {
+			return p.notUp(ctx, name, why, nil)
+		}
+		ran, err := time.Parse(time.RFC3339Nano, st.StartedAt)
+		if err != nil {
+			return fmt.Errorf("container %q: started at %q: %w", name, st.StartedAt, err)
+		}
+		if now.Sub(ran) < minUptime {
+			young = append(young, one{id: in.Container.ID, name: name, ran: ran,
+				seen: seen{startedAt: st.StartedAt, restarts: in.Container.RestartCount}})
+		}
+	}
+	if len(young) == 0 {
+		return nil
+	}
+	since, deadline := young[0].ran, time.Time{}
+	for _, y := range young {
+		if y.ran.Before(since) {
+			since = y.ran
+		}
+		if y.ran.Add(minUptime).After(deadline) {
+			deadline = y.ran.Add(minUptime)
+		}
+	}
+	// From just before the earliest start: the engine replays what
+	// happened since, so an exit before this call is seen with its code.
+	w := p.watchUp(ctx, service, since.Add(-time.Millisecond))
+	defer w.close()
+	for _, y := range young {
+		w.running(y.id, y.name, y.ran)
+	}
+	name, why, lost, err := w.until(ctx, deadline)
+	switch {
+	case err != nil:
+		return fmt.Errorf("wait for containers of %q: %w", service, err)
+	case name != "":
+		return p.notUp(ctx, name, why, nil)
+	case lost != nil:
+		p.log.Warn("container events lost: checking the containers' state only", zap.String("service", service), zap.Error(lost))
+		if err := sleep(ctx, time.Until(deadline)); err != nil {
+			return fmt.Errorf("wait for containers of %q: %w", service, err)
+		}
+	}
+	for _, y := range young {
+		in, err := p.cli.ContainerInspect(ctx, y.id, client.ContainerInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect container %q: %w", y.name, err)
+		}
+		if why := p.whyDown(ctx, in.Container); why != "" {
+			return p.notUp(ctx, y.name, why, nil)
+		}
+		if st := in.Container.State; st.StartedAt != y.seen.startedAt {
+			return p.notUp(ctx, y.name, "started again since its start", nil)
+		}
+	}
+	return nil
+}
+
+// whyDown says why an inspected new instance, started once by a converge with
+// its restart policy, is not up, or "" when it is: not running, restarting,
+// or restarted since (with the exit code of its first exit, from the
+// engine's recent events, when they still hold it).
+func (p *Platform) whyDown(ctx context.Context, c container.InspectResponse) string {
+	st := c.State
+	switch {
+	case st.Restarting || c.RestartCount > 0:
+		why := fmt.Sprintf("restarted %d times since it was started", c.RestartCount)
+		if st.Restarting {
+			why = fmt.Sprintf("restarting after it exited (exit code %d), restarted %d times since it was started", st.ExitCode, c.RestartCount)
+		}
+		if first := p.firstExit(ctx, c); first != "" {
+			why += "; first " + first
+		}
+		return why
+	case !st.Running:
+		return fmt.Sprintf("%s (exit code %d)", st.Status, st.ExitCode)
+	}
+	return ""
+}
+
+// firstExit describes a container's first die since it was created, from
+// the engine's events (it keeps only the latest ones), or "".
+func (p *Platform) firstExit(ctx context.Context, c container.InspectResponse) string {
+	created, err := time.Parse(time.RFC3339Nano, c.Created)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	res := p.cli.Events(ctx, client.EventsListOptions{
+		Since: created.UTC().Format(time.RFC3339Nano), Until: time.Now().UTC().Format(time.RFC3339Nano),
+		Filters: make(client.Filters).Add("type", string(events.ContainerEventType)).
+			Add("container", c.ID).Add("event", string(events.ActionDie)),
+	})
+	for {
+		select {
+		case m := <-res.Messages:
+			return fmt.Sprintf("exit code %s", m.Actor.Attributes["exitCode"])
+		case <-res.Err:
+			return ""
+		}
+	}
 }
