@@ -287,7 +287,7 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 		updated = append(updated, st.InstancesUpdated)
 	}
 	require.Equal(t, []int{1, 5, 10, 20}, updated, "ready new pods per stage, as planned")
-	require.Equal(t, []int32{1, 5, 10}, canary, "canary replicas observed; at 100%% the original carries v2")
+	require.Equal(t, []int32{1, 5, 10, 20}, canary, "canary replicas observed; at 100%% the canary grows whole and the original takes its ReplicaSet over")
 	require.Equal(t, []int32{20, 19, 15, 10, 20}, stable)
 	require.Equal(t, map[string]string{"web": "demo:v2 x20 ready 20"}, deployments(t, cs, ns))
 }

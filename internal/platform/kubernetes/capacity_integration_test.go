@@ -64,6 +64,20 @@ func addNode(t *testing.T, name string, kwok bool, alloc corev1.ResourceList) {
 func TestCapacityKubernetes(t *testing.T) {
 	t.Run("fits", func(t *testing.T) {
 		e := newEnv(t, requesting(4, "cpu", "2", "memory", "1Gi"), true)
+		// The free pod count is the node's: wait until the pods earlier
+		// tests left in namespaces being deleted are gone.
+		eventually(t, e.ctx, "only this test's pods on the nodes", func() (bool, error) {
+			pods, err := cs.CoreV1().Pods("").List(e.ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, p := range pods.Items {
+				if p.Namespace != e.ns && p.Spec.NodeName != "" {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
 		rep := e.capacity(4)
 		want := platform.CapacityReport{Instances: 4, Fits: true,
 			PerInstance: map[string]string{"cpu": "2", "memory": "1Gi"},

@@ -52,14 +52,14 @@ type convergence struct {
 //   - Old == 0 (the last canary or rolling step, the final state, recreate):
 //     the stable Deployment is given the new image and New replicas, the
 //     Service its snapshot selector, and the rollout's Deployments are
-//     deleted. With surge order the stable Deployment is updated first and
-//     waited for, so there is no gap in capacity: its controller replaces its
-//     old pods per its own strategy while the canary's pods still serve, and
-//     the canary is deleted only after; every new pod of the canary is thus
-//     replaced once more by an identical pod of the stable Deployment (the
-//     price of leaving a plain Deployment behind). With stop-first order the
-//     stable Deployment is scaled to zero and waited for before it is given
-//     the new image.
+//     deleted. With surge order and a canary running, the canary grows to
+//     New and the stable Deployment takes its ReplicaSet over as its own
+//     (adopt.go): each new pod starts once, and no old pod goes before the
+//     new version runs whole. Otherwise, with surge order, the stable
+//     Deployment is updated first and waited for, its controller replacing
+//     its old pods per its own strategy while any canary pods still serve.
+//     With stop-first order the stable Deployment is scaled to zero and
+//     waited for before it is given the new image.
 //   - Traffic old or new (blue-green, both counts positive): the green
 //     Deployment runs New pods beside the stable one at Old; the Service
 //     selects the stable pods (old) or the green pods only (new), switched
@@ -177,7 +177,7 @@ func (c *convergence) restore(ctx context.Context) error {
 		deleting, err = c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
 	}
 	if err == nil {
-		err = c.waitDeleted(ctx, deleting)
+		err = c.waitServing(ctx, deleting)
 	}
 	serr := <-stable
 	c.res.Created = append(side.res.Created, c.res.Created...)
@@ -220,8 +220,19 @@ func (c *convergence) onlyStable(ctx context.Context) error {
 }
 
 // promote leaves the stable Deployment with the new image and New replicas
-// and nothing else of the rollout's.
+// and nothing else of the rollout's. With surge order and a canary of the
+// new template (and no autoscaler to share the count with meanwhile), the
+// stable Deployment takes the canary's ReplicaSet over (adopt.go).
 func (c *convergence) promote(ctx context.Context) error {
+	if c.desired.Order != plan.StopFirst && c.hpa == nil {
+		handed, err := c.handOver(ctx)
+		if err != nil {
+			return err
+		}
+		if handed {
+			return c.onlyStable(ctx)
+		}
+	}
 	tpl := c.newTemplate()
 	n := int32(c.desired.New)
 	if c.desired.Order == plan.StopFirst {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -65,24 +67,37 @@ func (c *convergence) startDeletes(ctx context.Context, names ...string) ([]*app
 }
 
 // ghost stands for this rollout's Deployment name once it is gone: no UID
-// (which tells it from one deleted now), and a selector of the pods this
-// rollout gave it.
+// (which tells it from one deleted now), and the selector it had: the
+// stable one for the canary, the green one for green. What is left of it
+// is told by name (leftOf).
 func (c *convergence) ghost(name string) *appsv1.Deployment {
-	track := trackCanary
+	sel := c.orig.Spec.Selector.DeepCopy()
 	if name == greenName(c.orig.Name) {
-		track = trackGreen
+		sel = &metav1.LabelSelector{MatchLabels: map[string]string{platform.LabelService: c.spec.Service, LabelColor: colorGreen}}
 	}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns},
-		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
-			platform.LabelService: c.spec.Service, platform.LabelRollout: c.rollout, LabelTrack: track}}},
+		Spec:       appsv1.DeploymentSpec{Selector: sel},
 	}
 }
 
 // waitDeleted waits until everything of ds is gone.
 func (c *convergence) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
 	for _, d := range ds {
-		if err := c.waitGone(ctx, d); err != nil {
+		if err := c.waitGone(ctx, d, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitServing waits until nothing of ds serves: every pod left of them is
+// terminating (out of every Service's endpoints, its grace period and
+// preStop hook running on, never cut short). It records those pods in the
+// result's Terminating.
+func (c *convergence) waitServing(ctx context.Context, ds []*appsv1.Deployment) error {
+	for _, d := range ds {
+		if err := c.waitGone(ctx, d, true); err != nil {
 			return err
 		}
 	}
@@ -106,7 +121,7 @@ func (c *convergence) noteRemoved(ds []*appsv1.Deployment) {
 // deletion keeps the object until its pods are gone, which only delays
 // the moment a watcher sees the new version's Deployment gone.
 func (c *convergence) delete(ctx context.Context, d *appsv1.Deployment) error {
-	if err := c.deleteFenced(ctx, d); err != nil {
+	if err := c.deleteFenced(ctx, d, metav1.DeletePropagationBackground); err != nil {
 		return fmt.Errorf("delete deployment %q: %w", c.ns+"/"+d.Name, err)
 	}
 	return nil
@@ -117,12 +132,14 @@ func (c *convergence) deleteAndWait(ctx context.Context, d *appsv1.Deployment) e
 	if err := c.delete(ctx, d); err != nil {
 		return err
 	}
-	return c.waitGone(ctx, d)
+	return c.waitGone(ctx, d, false)
 }
 
 // waitGone polls until d (by UID) is gone and nothing of it is left: no
-// ReplicaSet it controls, no pod its selector matches.
-func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment) error {
+// ReplicaSet it controls, no pod of its ReplicaSets; with serving, pods
+// that are terminating do not count, and those left are recorded in the
+// result's Terminating.
+func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, serving bool) error {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
@@ -132,9 +149,13 @@ func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment) error 
 	t := time.NewTicker(deletePoll)
 	defer t.Stop()
 	for {
-		left, err := c.leftOf(ctx, d, sel)
-		if err == nil && left == "" {
+		left, terminating, err := c.leftOf(ctx, d, sel)
+		if err == nil && left == "" && (serving || len(terminating) == 0) {
+			c.res.Terminating = append(c.res.Terminating, terminating...)
 			return nil
+		}
+		if err == nil && left == "" {
+			left = fmt.Sprintf("%d terminating pod(s)", len(terminating))
 		}
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("deployment %q being deleted: %w", c.ns+"/"+d.Name, err)
@@ -148,46 +169,72 @@ func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment) error 
 }
 
 // leftOf says what of the deleted Deployment d is still there ("" when
-// nothing): the object itself, a ReplicaSet it controls, pods sel matches.
-func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) (string, error) {
+// nothing): the object itself, a ReplicaSet it controls, pods of its
+// ReplicaSets. Its selector may match other pods (the canary's is the
+// stable Deployment's), so a pod counts by its ReplicaSet: one named after
+// d that d still controls, or that is gone, or that nobody controls; not
+// one that another Deployment has adopted (adopt.go). A ghost (no UID)
+// stands for any Deployment of d's name.
+func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) (left string, terminating []string, err error) {
 	list := metav1.ListOptions{LabelSelector: sel.String()}
 	if d.UID != "" {
 		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, d.Name, metav1.GetOptions{})
 		switch {
 		case err == nil && cur.UID == d.UID:
-			return "the deployment", nil
+			return "the deployment", nil, nil
 		case err != nil && !apierrors.IsNotFound(err):
-			return "", err
-		}
-		rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, list)
-		if err != nil {
-			return "", err
-		}
-		for i := range rss.Items {
-			if metav1.IsControlledBy(&rss.Items[i], d) {
-				return "replicaset " + rss.Items[i].Name, nil
-			}
+			return "", nil, err
 		}
 	}
 	if sel.Empty() {
-		return "", nil // it would match every pod of the namespace
+		return "", nil, nil // it would match every pod of the namespace
+	}
+	of := func(ref *metav1.OwnerReference) bool {
+		return ref.Kind == "Deployment" && ref.Name == d.Name && (d.UID == "" || ref.UID == d.UID)
+	}
+	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, list)
+	if err != nil {
+		return "", nil, err
+	}
+	others := map[types.UID]bool{} // ReplicaSets named after d that another controller has
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		ref := metav1.GetControllerOf(rs)
+		switch {
+		case ref != nil && of(ref):
+			return "replicaset " + rs.Name, nil, nil
+		case ref != nil:
+			others[rs.UID] = true
+		}
 	}
 	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, list)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if n := len(pods.Items); n > 0 {
-		return fmt.Sprintf("%d pod(s)", n), nil
+	n := 0
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		ref := metav1.GetControllerOf(pod)
+		switch {
+		case ref == nil || ref.Kind != "ReplicaSet" || !strings.HasPrefix(ref.Name, d.Name+"-") || others[ref.UID]:
+		case pod.DeletionTimestamp != nil:
+			terminating = append(terminating, "pod/"+pod.Name)
+		default:
+			n++
+		}
 	}
-	return "", nil
+	if n > 0 {
+		return fmt.Sprintf("%d pod(s)", n), terminating, nil
+	}
+	return "", terminating, nil
 }
 
-// deleteFenced deletes d, as read, with background propagation. With a
+// deleteFenced deletes d, as read, with the propagation given. With a
 // fence, d's own must admit c's and the delete carries d's resourceVersion
 // as a precondition, so it fails if a later attempt has written d since;
 // on a conflict d is read again and judged again. A d that is gone, or
 // whose name now holds another object (another UID), counts as deleted.
-func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment) error {
+func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment, propagation metav1.DeletionPropagation) error {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	cur := d
 	return retry.OnError(fenceBackoff, func(err error) bool { return errors.Is(err, errReread) }, func() error {
@@ -198,7 +245,7 @@ func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment) er
 		if !c.fence.Zero() {
 			pre.ResourceVersion = ptr(cur.ResourceVersion)
 		}
-		err := api.Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground), Preconditions: pre})
+		err := api.Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: ptr(propagation), Preconditions: pre})
 		switch {
 		case err == nil || apierrors.IsNotFound(err):
 			return nil

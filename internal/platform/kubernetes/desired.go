@@ -97,20 +97,20 @@ func (c *convergence) rolloutLabels(base map[string]string) map[string]string {
 }
 
 // canary is the desired canary Deployment: the stable template with the new
-// image, its pods still matching the Service's selector.
+// image and nothing else, selected by the stable Deployment's own selector,
+// so that the Service sends its pods their share of requests and, at the
+// last step, the stable Deployment can take its ReplicaSet over as its own
+// new one (adopt.go): the Deployment controller adopts an orphaned
+// ReplicaSet its selector matches and rolls on from the one whose template
+// equals its own. Only the Deployment object carries the rollout's labels;
+// its pods are told from the stable ones by their ReplicaSet's controller
+// (ownedPods), which is how every count here tells them anyway.
 func (c *convergence) canary() *appsv1.Deployment {
-	tpl := c.newTemplate()
-	tpl.Labels = c.rolloutLabels(tpl.Labels)
-	tpl.Labels[LabelTrack] = trackCanary
 	sel := c.orig.Spec.Selector.DeepCopy()
 	if sel == nil {
 		sel = &metav1.LabelSelector{}
 	}
-	if sel.MatchLabels == nil {
-		sel.MatchLabels = map[string]string{}
-	}
-	sel.MatchLabels[LabelTrack] = trackCanary
-	return c.rolloutDeployment(canaryName(c.orig.Name), sel, tpl)
+	return c.rolloutDeployment(canaryName(c.orig.Name), sel, c.newTemplate())
 }
 
 // green is the desired green Deployment: the stable template with the new

@@ -6,20 +6,25 @@
 // own beside it, named after the stable one:
 //
 //   - "<deployment>-canary" for shared traffic (canary, rolling): its pods
-//     carry the stable template's labels, so the Service sends them their
-//     share of requests, plus stagecraft.track=canary so its selector is its
-//     own;
+//     are the stable template's with the new image and nothing else, and
+//     its selector is the stable one, so the Service sends them their share
+//     of requests and, at the last step, the stable Deployment takes the
+//     canary's ReplicaSet over as its own (adopt.go): each new pod starts
+//     once;
 //   - "<deployment>-green" for blue-green: its pods lack the labels the
 //     Service selects on and carry stagecraft.color=green instead, so they get
 //     no traffic until the Service's selector is switched to them.
 //
-// Both carry the stagecraft.service, stagecraft.rollout and stagecraft.role
-// labels. When the rollout ends, the stable Deployment carries the new image
-// and the rollout's Deployment is gone, so the cluster looks as if the
-// Deployment had been edited by hand: nothing of Stagecraft's is left behind
-// but the annotation stagecraft.io/fence on the Deployment and the Service,
-// which outlives the rollout so that none of its timed-out attempts can
-// change the target afterwards (fence.go).
+// Both Deployments carry the stagecraft.service, stagecraft.rollout and
+// stagecraft.role labels (green's pods too). Pods belong to a Deployment
+// through their ReplicaSet's controller reference, never by selector. When
+// the rollout ends, the stable Deployment carries the new image and the
+// rollout's Deployment is gone, so the cluster looks as if the Deployment
+// had been edited by hand (its newest ReplicaSet named after the canary):
+// nothing of Stagecraft's is left behind but the annotation
+// stagecraft.io/fence on the Deployment and the Service, which outlives the
+// rollout so that none of its timed-out attempts can change the target
+// afterwards (fence.go).
 package kubernetes
 
 import (

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -356,12 +357,15 @@ func TestCanary(t *testing.T) {
 	counts(t, res, 1, 3)
 	c := e.deployment(canary)
 	for k, v := range map[string]string{platform.LabelService: "web", platform.LabelRollout: "r1a2b3", platform.LabelRole: platform.RoleNew} {
-		if c.Labels[k] != v || c.Spec.Template.Labels[k] != v {
-			t.Errorf("canary label %s: deployment %q, pods %q, want %q", k, c.Labels[k], c.Spec.Template.Labels[k], v)
+		if c.Labels[k] != v {
+			t.Errorf("canary label %s: deployment %q, want %q", k, c.Labels[k], v)
 		}
 	}
-	if c.Spec.Template.Labels[LabelTrack] != trackCanary || c.Spec.Selector.MatchLabels[LabelTrack] != trackCanary {
-		t.Errorf("canary track label missing: %v / %v", c.Spec.Template.Labels, c.Spec.Selector)
+	// The canary's pods are the stable template's with the new image and
+	// nothing else, so that the stable Deployment can take them over.
+	stableTpl := e.deployment(target).Spec.Template
+	if !maps.Equal(c.Spec.Template.Labels, stableTpl.Labels) || !maps.Equal(c.Spec.Selector.MatchLabels, map[string]string{"app": "x"}) {
+		t.Errorf("canary pods labelled %v selected by %v, want the stable's %v selected by app=x", c.Spec.Template.Labels, c.Spec.Selector, stableTpl.Labels)
 	}
 	if got := *e.deployment(target).Spec.Replicas; got != 3 {
 		t.Errorf("stable replicas %d, want 3", got)
@@ -440,14 +444,23 @@ func TestRollbackAfterADeletionItDidNotSee(t *testing.T) {
 		t.Fatalf("delete the canary: %v", err)
 	}
 	counts(t, e.converge(snap, plan.Desired{New: 0, Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge}), 0, 4)
-	sel := LabelTrack + "=" + trackCanary
-	pods, err := cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil || len(pods.Items) > 0 {
-		t.Errorf("canary pods left when the restore returned: %d (%v)", len(pods.Items), err)
+	pods, err := cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	rss, err := cs.AppsV1().ReplicaSets(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil || len(rss.Items) > 0 {
-		t.Errorf("canary ReplicaSets left when the restore returned: %d (%v)", len(rss.Items), err)
+	for _, p := range pods.Items {
+		if p.Spec.Containers[0].Image != imageV1 {
+			t.Errorf("canary pod %s left when the restore returned", p.Name)
+		}
+	}
+	rss, err := cs.AppsV1().ReplicaSets(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range rss.Items {
+		if strings.HasPrefix(rs.Name, canaryName(target)+"-") {
+			t.Errorf("canary ReplicaSet %s left when the restore returned", rs.Name)
+		}
 	}
 	e.assertRestored(snap, true)
 }

@@ -1,0 +1,297 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// AnnotationHandover marks the stable Deployment while it takes the
+// canary's ReplicaSet over (handOver); its value is the rollout's ID. The
+// handover's last write removes it, and a rollback restores the snapshot's
+// annotations, so it outlives neither.
+const AnnotationHandover = "stagecraft.io/handover"
+
+// handoverPoll is how often the handover re-reads what it waits for: the
+// garbage collector and the Deployment controller act within milliseconds.
+const handoverPoll = 20 * time.Millisecond
+
+// handOver ends a canary with the stable Deployment taking the canary's
+// ReplicaSet over as its own new one, so that each new-version pod of the
+// rollout starts once: the canary's pods are not replaced by identical
+// pods of the stable Deployment, and nothing of the rollout's is left but
+// a ReplicaSet named after the canary, now the Deployment's own (its
+// revision history counts it like any other). It is the surge path of
+// promote when the canary runs the new template; false means there is no
+// such canary (a rolling start from the snapshot, a canary of an earlier
+// version's shape) and promote rolls the stable Deployment itself.
+//
+// The Deployment controller adopts an orphaned ReplicaSet its selector
+// matches and rolls on from the one whose template equals its own. The
+// writes keep it from adding or removing a pod on its own meanwhile (its
+// proportional scaling of a paused Deployment adds maxSurge + replicas −
+// all pods, so maxSurge is set to make that zero):
+//
+//  1. the canary is scaled to New (all of the service) and waited for, so
+//     the new version runs whole before an old pod goes;
+//  2. the stable Deployment is paused with the new template, its replicas
+//     as they are, marked with AnnotationHandover;
+//  3. the canary Deployment is deleted orphaning its ReplicaSet, which the
+//     stable Deployment adopts;
+//  4. the stable Deployment gets New replicas, still paused, and is waited
+//     for until its controller has seen that (it then scales the old
+//     ReplicaSets to zero: the new one is saturated);
+//  5. the stable Deployment gets the snapshot's paused flag and strategy
+//     back, without the mark, and is waited for until it has rolled out.
+//
+// Each step reads before it writes, so a retry after a crash resumes where
+// the last attempt stopped: the mark says steps 1 and 2 are done.
+func (c *convergence) handOver(ctx context.Context) (bool, error) {
+	tpl := c.newTemplate()
+	stable, err := c.getStable(ctx)
+	if err != nil {
+		return false, err
+	}
+	if stable.Annotations[AnnotationHandover] != c.rollout {
+		canary, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
+		}
+		if err := c.ownedByUs(canary.Labels, "deployment", canary.Name); err != nil {
+			return false, err
+		}
+		if !equality.Semantic.DeepEqual(canary.Spec.Template, tpl) || equalIgnoreHash(stable.Spec.Template, tpl) {
+			return false, nil
+		}
+		if err := c.ensureRollout(ctx, c.canary()); err != nil {
+			return true, err
+		}
+		if stable, err = c.beginHandover(ctx, tpl); err != nil {
+			return true, err
+		}
+	}
+	if err := c.adoptCanary(ctx, stable, tpl); err != nil {
+		return true, err
+	}
+	if err := c.settleHandover(ctx); err != nil {
+		return true, err
+	}
+	return true, c.writeStable(ctx, func(d *appsv1.Deployment) {
+		d.Spec.Paused = c.orig.Spec.Paused
+		d.Spec.Strategy = *c.orig.Spec.Strategy.DeepCopy()
+		d.Annotations = withoutHandover(d.Annotations)
+		unmarkSplit(d)
+	}, nil)
+}
+
+// beginHandover is step 2: the stable Deployment paused with the new
+// template and marked, its maxSurge such that its controller's
+// proportional scaling adds nothing once it has adopted the canary's
+// ReplicaSet of New pods.
+func (c *convergence) beginHandover(ctx context.Context, tpl corev1.PodTemplateSpec) (*appsv1.Deployment, error) {
+	stable, err := c.getStable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	active, err := c.activeReplicas(ctx, stable)
+	if err != nil {
+		return nil, err
+	}
+	written, err := c.updateStable(ctx, func(d *appsv1.Deployment) {
+		ann := maps.Clone(d.Annotations)
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[AnnotationHandover] = c.rollout
+		d.Annotations = ann
+		d.Spec.Paused = true
+		d.Spec.Template = tpl
+		setMaxSurge(d, active+int32(c.desired.New)-replicas(d))
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("stable deployment paused to take the canary's replicaset over")
+	return written, nil
+}
+
+// adoptCanary is step 3: it deletes the canary Deployment orphaning its
+// ReplicaSet of the new template, and waits until the stable Deployment
+// controls that ReplicaSet. With no such ReplicaSet there is nothing to
+// adopt and the stable Deployment makes its own when it resumes.
+func (c *convergence) adoptCanary(ctx context.Context, stable *appsv1.Deployment, tpl corev1.PodTemplateSpec) error {
+	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
+	defer cancel()
+	name := canaryName(c.orig.Name)
+	deleted := false
+	for {
+		rs, err := c.canaryReplicaSet(ctx, tpl)
+		if err != nil {
+			return err
+		}
+		if rs == nil {
+			c.log.Warn("no replicaset of the canary to take over; the stable deployment makes its own")
+			return nil
+		}
+		ref := metav1.GetControllerOf(rs)
+		switch {
+		case ref != nil && ref.UID == stable.UID:
+			c.log.Info("stable deployment took the canary's replicaset over", zap.String("replicaset", rs.Name))
+			return nil
+		case ref != nil && ref.Kind == "Deployment" && ref.Name == name && !deleted:
+			canary, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
+			case canary.UID == ref.UID:
+				if err := c.deleteFenced(ctx, canary, metav1.DeletePropagationOrphan); err != nil {
+					return fmt.Errorf("delete deployment %q orphaning its replicaset: %w", c.ns+"/"+name, err)
+				}
+				c.res.Removed = append(c.res.Removed, "deployment/"+name)
+				c.log.Info("deleted the canary deployment, orphaning its replicaset", zap.String("replicaset", rs.Name))
+			}
+			deleted = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replicaset %q of the canary not taken over by deployment %q: %w", c.ns+"/"+rs.Name, c.orig.Name, ctx.Err())
+		case <-time.After(handoverPoll):
+		}
+	}
+}
+
+// canaryReplicaSet returns the ReplicaSet of the canary Deployment with the
+// new template, wherever its controller reference now points; nil if there
+// is none.
+func (c *convergence) canaryReplicaSet(ctx context.Context, tpl corev1.PodTemplateSpec) (*appsv1.ReplicaSet, error) {
+	sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+c.orig.Name, err)
+	}
+	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list replicasets: %w", err)
+	}
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		if strings.HasPrefix(rs.Name, canaryName(c.orig.Name)+"-") && rs.DeletionTimestamp == nil && equalIgnoreHash(rs.Spec.Template, tpl) {
+			return rs, nil
+		}
+	}
+	return nil, nil
+}
+
+// settleHandover is step 4: New replicas on the paused stable Deployment,
+// with maxSurge again such that its controller adds nothing, waited for
+// until the controller has seen it (it has then written New as every
+// active ReplicaSet's desired count, so resuming is no scaling event).
+func (c *convergence) settleHandover(ctx context.Context) error {
+	stable, err := c.getStable(ctx)
+	if err != nil {
+		return err
+	}
+	active, err := c.activeReplicas(ctx, stable)
+	if err != nil {
+		return err
+	}
+	n := int32(c.desired.New)
+	written, err := c.updateStable(ctx, func(d *appsv1.Deployment) {
+		d.Spec.Replicas = &n
+		setMaxSurge(d, active-n)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
+	defer cancel()
+	for {
+		d, err := c.getStable(ctx)
+		if err == nil && d.Status.ObservedGeneration >= written.Generation {
+			return nil
+		}
+		if IsTargetNotFound(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deployment %q: its controller did not see %d replicas: %w", c.ns+"/"+c.orig.Name, n, ctx.Err())
+		case <-time.After(handoverPoll):
+		}
+	}
+}
+
+// activeReplicas sums the replicas of the ReplicaSets d controls that have
+// any.
+func (c *convergence) activeReplicas(ctx context.Context, d *appsv1.Deployment) (int32, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return 0, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+d.Name, err)
+	}
+	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return 0, fmt.Errorf("list replicasets: %w", err)
+	}
+	var n int32
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		if metav1.IsControlledBy(rs, d) && rs.Spec.Replicas != nil {
+			n += *rs.Spec.Replicas
+		}
+	}
+	return n, nil
+}
+
+// setMaxSurge sets a rolling Deployment's maxSurge to n when n is positive
+// (a Recreate one scales no ReplicaSet proportionally).
+func setMaxSurge(d *appsv1.Deployment, n int32) {
+	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType || n <= 0 {
+		return
+	}
+	ru := d.Spec.Strategy.RollingUpdate
+	if ru == nil {
+		ru = &appsv1.RollingUpdateDeployment{}
+		d.Spec.Strategy.RollingUpdate = ru
+	}
+	ru.MaxSurge = ptr(intstr.FromInt32(n))
+}
+
+// equalIgnoreHash compares pod templates as the Deployment controller does
+// when it looks for its new ReplicaSet: without the pod-template-hash
+// label it adds.
+func equalIgnoreHash(a, b corev1.PodTemplateSpec) bool {
+	a, b = *a.DeepCopy(), *b.DeepCopy()
+	delete(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	delete(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	if len(a.Labels) == 0 {
+		a.Labels = nil
+	}
+	if len(b.Labels) == 0 {
+		b.Labels = nil
+	}
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+// withoutHandover returns annotations without the handover mark (a copy
+// when it was there).
+func withoutHandover(annotations map[string]string) map[string]string {
+	if _, ok := annotations[AnnotationHandover]; !ok {
+		return annotations
+	}
+	out := maps.Clone(annotations)
+	delete(out, AnnotationHandover)
+	return out
+}

@@ -1,0 +1,270 @@
+//go:build integration
+
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
+)
+
+// newPodStarts counts the pods of image created in e's namespace from now
+// on, by watching them.
+type newPodStarts struct {
+	mu   sync.Mutex
+	uids map[string]bool
+}
+
+func (e *env) countPodStarts(image string) *newPodStarts {
+	e.t.Helper()
+	list, err := cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	w, err := cs.CoreV1().Pods(e.ns).Watch(e.ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(w.Stop)
+	n := &newPodStarts{uids: map[string]bool{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added && p.Spec.Containers[0].Image == image {
+				n.mu.Lock()
+				n.uids[string(p.UID)] = true
+				n.mu.Unlock()
+			}
+		}
+	}()
+	return n
+}
+
+func (n *newPodStarts) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.uids)
+}
+
+// assertHandedOver checks the end state of a canary the stable Deployment
+// took over: the stable Deployment as the user wrote it but for the image,
+// its pods all new and in one ReplicaSet, the canary's, now its own; no
+// canary Deployment; no mark of the handover.
+func (e *env) assertHandedOver(snap platform.Snapshot, n int32) {
+	e.t.Helper()
+	orig, _, err := decodeSnapshot(snap)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.assertGone(canaryName(target))
+	e.waitReady(target, n)
+	d := e.deployment(target)
+	if d.Spec.Paused != orig.Spec.Paused || !equality.Semantic.DeepEqual(d.Spec.Strategy, orig.Spec.Strategy) {
+		e.t.Errorf("stable paused=%v strategy %+v, want the snapshot's paused=%v %+v", d.Spec.Paused, d.Spec.Strategy, orig.Spec.Paused, orig.Spec.Strategy)
+	}
+	if _, ok := d.Annotations[AnnotationHandover]; ok {
+		e.t.Errorf("stable keeps the handover mark: %v", d.Annotations)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != imageV2 {
+		e.t.Errorf("stable image %s, want %s", img, imageV2)
+	}
+	rss, err := cs.AppsV1().ReplicaSets(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var serving []string
+	for _, rs := range rss.Items {
+		if !metav1.IsControlledBy(&rs, d) {
+			e.t.Errorf("replicaset %s is not the stable deployment's (controller %v)", rs.Name, metav1.GetControllerOf(&rs))
+		}
+		if *rs.Spec.Replicas > 0 {
+			serving = append(serving, rs.Name)
+		}
+	}
+	if len(serving) != 1 || !strings.HasPrefix(serving[0], canaryName(target)+"-") {
+		e.t.Errorf("replicasets with pods %v, want the canary's alone", serving)
+	}
+}
+
+// stepsOf are the shared-traffic stages of a canary of n replicas
+// through the given percentages, the last one 100.
+func stepsOf(n int, percents ...int) []plan.Desired {
+	var out []plan.Desired
+	for _, p := range percents {
+		k := max(1, (n*p+99)/100)
+		out = append(out, plan.Desired{New: k, Old: n - k, Traffic: plan.TrafficShared, Order: plan.Surge})
+	}
+	return out
+}
+
+// TestCanaryPodsStartOnce: a canary of N replicas starts N new-version
+// pods, not N plus the canary's: at the last step the stable Deployment
+// takes the canary's ReplicaSet over, and what is left is the user's plain
+// Deployment (its own strategy, not paused, no mark) with that ReplicaSet
+// as its own. The final state and a rerun change nothing; a rollback
+// afterwards still brings the old version back.
+func TestCanaryPodsStartOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		n        int
+		percents []int
+		mutate   func(*appsv1.Deployment)
+	}{
+		{"n4", 4, []int{25, 50, 100}, nil},
+		{"n20", 20, []int{5, 25, 50, 100}, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(20)) }},
+		{"n4-recreate", 4, []int{25, 50, 100}, func(d *appsv1.Deployment) {
+			d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		}},
+		{"n4-surge-zero", 4, []int{25, 50, 100}, func(d *appsv1.Deployment) {
+			d.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(0)), MaxUnavailable: ptr(intstr.FromInt32(1))}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.mutate, false)
+			e.waitReady(target, int32(tc.n))
+			snap := e.snapshot()
+			starts := e.countPodStarts(imageV2)
+			for _, d := range stepsOf(tc.n, tc.percents...) {
+				counts(t, e.converge(snap, d), d.New, d.Old)
+			}
+			e.assertHandedOver(snap, int32(tc.n))
+			if got := starts.count(); got != tc.n {
+				t.Errorf("new-version pods started: %d, want %d", got, tc.n)
+			}
+			final := plan.Desired{New: tc.n, Old: 0, Traffic: plan.TrafficNew, Order: plan.Surge}
+			if res := e.converge(snap, final); res.Changed() {
+				t.Errorf("the final state after the handover changed %+v", res)
+			}
+			counts(t, e.converge(snap, plan.Desired{New: 0, Old: tc.n, Traffic: plan.TrafficOld, Order: plan.Surge}), 0, tc.n)
+			orig, _, _ := decodeSnapshot(snap)
+			e.waitReady(target, int32(tc.n))
+			if d := e.deployment(target); !equality.Semantic.DeepEqual(d.Spec.Template, orig.Spec.Template) {
+				t.Errorf("rolled back to template %+v, want the snapshot's", d.Spec.Template)
+			}
+		})
+	}
+}
+
+// crash is a transport that, from the first request match accepts on,
+// sends nothing and cancels the converge: a worker dying there.
+type crash struct {
+	next    http.RoundTripper
+	match   func(*http.Request) bool
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	crashed bool
+}
+
+func (c *crash) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	if !c.crashed && c.match(req) {
+		c.crashed = true
+		c.cancel()
+	}
+	crashed := c.crashed
+	c.mu.Unlock()
+	if crashed {
+		return nil, errors.New("the worker died")
+	}
+	return c.next.RoundTrip(req)
+}
+
+// convergeCrashing runs a converge that dies at the first request match
+// accepts, and fails the test if it got past that point.
+func (e *env) convergeCrashing(snap platform.Snapshot, d plan.Desired, match func(*http.Request) bool) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tr := &crash{match: match, cancel: cancel}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { tr.next = rt; return tr })
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_, err = NewForClient(c, zaptest.NewLogger(e.t).Named("dying")).Converge(ctx, platform.ConvergeRequest{Spec: e.spec, Rollout: "r1a2b3", Snapshot: snap, Desired: d})
+	if !tr.crashed || err == nil {
+		e.t.Fatalf("the converge did not reach the crash point (err %v)", err)
+	}
+}
+
+// nthWrite matches the nth update (PUT) of the stable Deployment, or the
+// canary's delete.
+func nthWrite(n int) func(*http.Request) bool {
+	seen := 0
+	return func(req *http.Request) bool {
+		if request(req, http.MethodPut, target) {
+			seen++
+			return seen == n
+		}
+		return false
+	}
+}
+
+// TestHandoverResumes: a worker dies at each step of the handover; the
+// retried converge finishes it with no more new pods started, and a
+// rollback from the point it died restores the snapshot.
+func TestHandoverResumes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		match func() func(*http.Request) bool
+	}{
+		{"before-the-canary-goes", func() func(*http.Request) bool {
+			return func(req *http.Request) bool { return request(req, http.MethodDelete, canaryName(target)) }
+		}},
+		{"after-the-adoption", func() func(*http.Request) bool { return nthWrite(2) }},
+		{"before-the-strategy-is-back", func() func(*http.Request) bool { return nthWrite(3) }},
+	} {
+		for _, then := range []string{"retry", "rollback"} {
+			t.Run(tc.name+"/"+then, func(t *testing.T) {
+				e := newEnv(t, nil, true)
+				snap := e.snapshot()
+				starts := e.countPodStarts(imageV2)
+				steps := stepsOf(4, 25, 50, 100)
+				e.converge(snap, steps[0])
+				e.converge(snap, steps[1])
+				e.convergeCrashing(snap, steps[2], tc.match())
+				if then == "retry" {
+					counts(t, e.converge(snap, steps[2]), 4, 0)
+					e.assertHandedOver(snap, 4)
+					if got := starts.count(); got != 4 {
+						t.Errorf("new-version pods started: %d, want 4", got)
+					}
+					return
+				}
+				counts(t, e.converge(snap, plan.Desired{New: 0, Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge}), 0, 4)
+				e.assertGone(canaryName(target))
+				e.waitReady(target, 4)
+				d := e.deployment(target)
+				if _, ok := d.Annotations[AnnotationHandover]; ok || d.Spec.Paused {
+					t.Errorf("rolled back stable paused=%v annotations %v", d.Spec.Paused, d.Annotations)
+				}
+				if img := d.Spec.Template.Spec.Containers[0].Image; img != imageV1 {
+					t.Errorf("rolled back to %s", img)
+				}
+				if got := e.servedImages(); !slices.Equal(got, repeat(4, imageV1)) {
+					t.Errorf("service serves %v", got)
+				}
+			})
+		}
+	}
+}
