@@ -341,15 +341,21 @@ func stageSummary(stages []api.StageRecord) string {
 }
 
 func rollbackState(rb *api.RollbackRecord) string {
+	var state string
 	switch {
 	case rb.Error != "":
 		return "failed: " + rb.Error
 	case rb.Verified:
-		return "restored and verified"
+		state = "restored and verified"
 	case rb.CompletedAt != nil:
-		return "restored"
+		state = "restored"
+	default:
+		return "in progress"
 	}
-	return "in progress"
+	if n := len(rb.Terminating); n > 0 {
+		state += fmt.Sprintf("; %d pod(s) of the new version still terminating, out of the endpoints (%s)", n, strings.Join(rb.Terminating, ", "))
+	}
+	return state
 }
 
 // latest is the newest round known: the watcher's live one or the recorded.

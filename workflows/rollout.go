@@ -510,6 +510,9 @@ func (r *rollout) rollback(ctx workflow.Context, reason string, c cause) api.Res
 	// Restored, but not to the same bytes everywhere (a tag that moved on a
 	// platform that can only pull by name): the outcome says so.
 	rb.Drift = res.Drift
+	// Restored, while pods of the new version may still be terminating (out
+	// of the endpoints, their grace period running on): said apart.
+	rb.Terminating = res.Terminating
 	r.st.Phase = api.PhaseVerifying
 	verifiable := 0
 	for _, c := range r.spec.Health.Checks {
@@ -550,6 +553,9 @@ func (r *rollout) rollback(ctx workflow.Context, reason string, c cause) api.Res
 		if r.st.Stages[i].Status != api.StagePending {
 			r.st.Stages[i].Status = api.StageRolledBack
 		}
+	}
+	if n := len(rb.Terminating); n > 0 {
+		reason += fmt.Sprintf("; restored, %d pod(s) of the new version still terminating (out of the endpoints, grace period honoured)", n)
 	}
 	if len(rb.Drift) > 0 {
 		return r.finish(ctx, api.OutcomeRolledBack, reason+"; restored, but "+strings.Join(rb.Drift, "; "))

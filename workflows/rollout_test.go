@@ -85,8 +85,11 @@ type harness struct {
 	onConverge func(n int)
 	// restoreDrift is what a restoring converge reports as drift.
 	restoreDrift []string
-	specs        map[string]spec.Spec
-	prepares     int
+	// restoreTerminating is what a restoring converge reports as still
+	// terminating.
+	restoreTerminating []string
+	specs              map[string]spec.Spec
+	prepares           int
 	// id, when set, is the workflow ID the test starts under; by default
 	// the target's own (what the starter uses).
 	id string
@@ -143,6 +146,7 @@ func newHarnessOn(t *testing.T, suite *testsuite.WorkflowTestSuite) *harness {
 			res := platform.ConvergeResult{NewCount: d.New, OldCount: d.Old, Total: d.New + d.Old}
 			if d == restore {
 				res.Drift = h.restoreDrift
+				res.Terminating = h.restoreTerminating
 			}
 			return res, nil
 		}).Maybe()
@@ -930,4 +934,20 @@ func TestRollbackSaysWhereTheRestoreDrifted(t *testing.T) {
 	require.Contains(t, res.Error, "restored, but web: restored pods run sha256:bbb")
 	require.NotNil(t, res.Rollback)
 	require.Equal(t, h.restoreDrift, res.Rollback.Drift)
+}
+
+// TestRollbackSaysWhatIsStillTerminating: a restore that returned while
+// pods of the new version still terminate (out of the endpoints, their
+// grace period running) is rolled_back and verified, and its outcome and
+// rollback record say those pods apart.
+func TestRollbackSaysWhatIsStillTerminating(t *testing.T) {
+	h := newHarness(t)
+	h.failAt = 1
+	h.restoreTerminating = []string{"pod/web-canary-5f8b567d7f-abcde"}
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
+	require.Contains(t, res.Error, "restored, 1 pod(s) of the new version still terminating (out of the endpoints, grace period honoured)")
+	require.NotNil(t, res.Rollback)
+	require.True(t, res.Rollback.Verified)
+	require.Equal(t, h.restoreTerminating, res.Rollback.Terminating)
 }

@@ -128,6 +128,11 @@ type RollbackRecord struct {
 	// Drift says where the restored target runs other bytes than the
 	// snapshot recorded (platform.ConvergeResult.Drift).
 	Drift []string `json:"drift,omitempty"`
+	// Terminating names the new version's pods still terminating when the
+	// target was restored (platform.ConvergeResult.Terminating): out of the
+	// endpoints, so not serving, their grace period and preStop hooks
+	// running on, never cut short.
+	Terminating []string `json:"terminating,omitempty"`
 }
 
 // WatchSummary summarises the rounds of one watch: the rollback's

@@ -192,6 +192,11 @@ type ConvergeResult struct {
 	// in a way converging cannot undo, one sentence each (Kubernetes: a
 	// restored tag now names other bytes than the snapshot's pods ran).
 	Drift []string `json:"drift,omitempty"`
+	// Terminating names what of the new version a restore left still
+	// terminating ("pod/NAME"): out of every Service's endpoints, so the
+	// target counts as restored, its grace period and preStop hooks running
+	// on, never cut short.
+	Terminating []string `json:"terminating,omitempty"`
 }
 
 // Changed reports whether anything was done.
