@@ -76,6 +76,9 @@ func (c *convergence) handOver(ctx context.Context) (bool, error) {
 		if !equality.Semantic.DeepEqual(canary.Spec.Template, tpl) || equalIgnoreHash(stable.Spec.Template, tpl) {
 			return false, nil
 		}
+		if ok, err := c.forgetRevision(ctx, stable, tpl); !ok || err != nil {
+			return false, err
+		}
 		if err := c.ensureRollout(ctx, c.canary()); err != nil {
 			return true, err
 		}
@@ -126,6 +129,52 @@ func (c *convergence) beginHandover(ctx context.Context, tpl corev1.PodTemplateS
 	}
 	c.log.Info("stable deployment paused to take the canary's replicaset over")
 	return written, nil
+}
+
+// forgetRevision deletes the ReplicaSets of the stable Deployment's
+// revision history that have the new template (a rollout back to a version
+// it ran before): its controller takes the oldest ReplicaSet of its
+// template as its new one, and would scale that one up and the canary's
+// down. They have no pods; the canary's becomes that revision. false (and
+// no change) when one has pods (the stable Deployment runs the new
+// template already, and rolls on from there itself) or when the worker may
+// not delete ReplicaSets (a Role from before this grant): the stable
+// Deployment then rolls itself, as a handover could not work.
+func (c *convergence) forgetRevision(ctx context.Context, stable *appsv1.Deployment, tpl corev1.PodTemplateSpec) (bool, error) {
+	sel, err := metav1.LabelSelectorAsSelector(stable.Spec.Selector)
+	if err != nil {
+		return false, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+stable.Name, err)
+	}
+	api := c.cs.AppsV1().ReplicaSets(c.ns)
+	rss, err := api.List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return false, fmt.Errorf("list replicasets: %w", err)
+	}
+	var old []*appsv1.ReplicaSet
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		if !metav1.IsControlledBy(rs, stable) || !equalIgnoreHash(rs.Spec.Template, tpl) {
+			continue
+		}
+		if (rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0) || rs.Status.Replicas > 0 {
+			return false, nil
+		}
+		old = append(old, rs)
+	}
+	for _, rs := range old {
+		err := api.Delete(ctx, rs.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &rs.UID}})
+		if apierrors.IsForbidden(err) {
+			c.log.Warn("not allowed to delete an earlier revision's replicaset of the new template (grant replicasets delete, deployments/kubernetes/rbac.yaml): the stable deployment rolls itself, starting its new pods anew",
+				zap.String("replicaset", rs.Name), zap.Error(err))
+			return false, nil
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("delete replicaset %q of an earlier revision with the new template: %w", c.ns+"/"+rs.Name, err)
+		}
+		c.res.Removed = append(c.res.Removed, "replicaset/"+rs.Name)
+		c.log.Info("deleted an earlier revision's replicaset of the new template; the canary's takes its place", zap.String("replicaset", rs.Name))
+	}
+	return true, nil
 }
 
 // adoptCanary is step 3: it deletes the canary Deployment orphaning its

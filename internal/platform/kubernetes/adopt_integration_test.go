@@ -268,3 +268,70 @@ func TestHandoverResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryBackToAnEarlierRevision: the stable Deployment's revision
+// history holds a ReplicaSet of the canary's template (it ran that version
+// before). Its controller would take that oldest one as its new ReplicaSet
+// and start every new pod again; with the Role of
+// deployments/kubernetes/rbac.yaml the handover deletes it first, and each
+// new pod still starts once. A Role without replicasets delete gets the
+// stable Deployment rolling itself: more pod starts, the same end state.
+func TestCanaryBackToAnEarlierRevision(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		delete bool
+		starts int
+	}{{"with-the-role", true, 4}, {"without-replicasets-delete", false, 6}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil, true)
+			// v2, then v1 again, by hand: v2's ReplicaSet stays in history.
+			for _, img := range []string{imageV2, imageV1} {
+				d := e.deployment(target)
+				d.Spec.Template.Spec.Containers[0].Image = img
+				if _, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, e.ctx, "rolled to "+img, func() (bool, error) {
+					d, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, target, metav1.GetOptions{})
+					if err != nil {
+						return false, err
+					}
+					done, err := rolledOut(d, d.Generation)
+					return done, err
+				})
+			}
+			worker := workerClient(t, e.ns)
+			if !tc.delete {
+				role, err := cs.RbacV1().Roles(e.ns).Get(e.ctx, "stagecraft-rollouts", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, r := range role.Rules {
+					if slices.Contains(r.Resources, "replicasets") {
+						role.Rules[i].Verbs = slices.DeleteFunc(r.Verbs, func(v string) bool { return v == "delete" })
+					}
+				}
+				if _, err := cs.RbacV1().Roles(e.ns).Update(e.ctx, role, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.p = NewForClient(worker, zaptest.NewLogger(t))
+			snap := e.snapshot()
+			starts := e.countPodStarts(imageV2)
+			for _, d := range stepsOf(4, 25, 50, 100) {
+				counts(t, e.converge(snap, d), d.New, d.Old)
+			}
+			e.assertGone(canaryName(target))
+			e.waitReady(target, 4)
+			if got := e.servedImages(); !slices.Equal(got, repeat(4, imageV2)) {
+				t.Errorf("service serves %v", got)
+			}
+			if tc.delete {
+				e.assertHandedOver(snap, 4)
+			}
+			if got := starts.count(); got != tc.starts {
+				t.Errorf("new-version pods started: %d, want %d", got, tc.starts)
+			}
+		})
+	}
+}
