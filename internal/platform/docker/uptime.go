@@ -72,10 +72,15 @@ type startedOne struct {
 // replays what it logged from then on, so an event in the instant between
 // its answer and its subscribing is not missed (the engine runs on this
 // host: its ports are published on 127.0.0.1, so the clocks agree).
-func (p *Platform) watchUp(ctx context.Context, service string, since time.Time) *upWatch {
+// Containers already started (known) are watched from the first event
+// read, so a replayed die of theirs counts.
+func (p *Platform) watchUp(ctx context.Context, service string, since time.Time, known ...knownStart) *upWatch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &upWatch{cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
 		started: map[string]startedOne{}}
+	for _, k := range known {
+		w.started[k.id] = startedOne{name: k.name, at: k.ran, ran: k.ran.UnixNano()}
+	}
 	res := p.cli.Events(ctx, client.EventsListOptions{
 		Since: since.UTC().Format(time.RFC3339Nano),
 		Filters: make(client.Filters).Add("type", string(events.ContainerEventType)).
@@ -99,12 +104,11 @@ func (w *upWatch) starting(id, name string) {
 	w.started[id] = startedOne{name: name, at: time.Now()}
 }
 
-// running tells the watch that container id (name) was started at ran (the
-// engine's StartedAt), by an earlier converge: its die is a failure.
-func (w *upWatch) running(id, name string, ran time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.started[id] = startedOne{name: name, at: ran, ran: ran.UnixNano()}
+// knownStart is a container an earlier converge started, at ran (the
+// engine's StartedAt): its die is a failure.
+type knownStart struct {
+	id, name string
+	ran      time.Time
 }
 
 func (w *upWatch) follow(res client.EventsResult) {
@@ -291,9 +295,8 @@ func (p *Platform) stayedUp(ctx context.Context, service, rollout string) error 
 		return err
 	}
 	type one struct {
-		id, name string
-		ran      time.Time
-		seen     seen
+		knownStart
+		seen seen
 	}
 	var young []one
 	now := time.Now()
@@ -321,7 +324,7 @@ func (p *Platform) stayedUp(ctx context.Context, service, rollout string) error 
 			return fmt.Errorf("container %q: started at %q: %w", name, st.StartedAt, err)
 		}
 		if now.Sub(ran) < minUptime {
-			young = append(young, one{id: in.Container.ID, name: name, ran: ran,
+			young = append(young, one{knownStart: knownStart{id: in.Container.ID, name: name, ran: ran},
 				seen: seen{startedAt: st.StartedAt, restarts: in.Container.RestartCount}})
 		}
 	}
@@ -339,11 +342,12 @@ func (p *Platform) stayedUp(ctx context.Context, service, rollout string) error 
 	}
 	// From just before the earliest start: the engine replays what
 	// happened since, so an exit before this call is seen with its code.
-	w := p.watchUp(ctx, service, since.Add(-time.Millisecond))
-	defer w.close()
+	known := make([]knownStart, 0, len(young))
 	for _, y := range young {
-		w.running(y.id, y.name, y.ran)
+		known = append(known, y.knownStart)
 	}
+	w := p.watchUp(ctx, service, since.Add(-time.Millisecond), known...)
+	defer w.close()
 	name, why, lost, err := w.until(ctx, deadline)
 	switch {
 	case err != nil:
