@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
 )
@@ -22,19 +23,26 @@ const (
 	// timeout of ours.
 	waitGrace = 30 * time.Second
 	// recheck is how often a waiter re-reads the Deployment when its watch
-	// is quiet or cannot be opened.
+	// is quiet or cannot be opened (and looks at its pods again: a pod's
+	// restarts do not change the Deployment).
 	recheck = 2 * time.Second
+	// watchTimeout bounds one watch of a waiter; the apiserver closes it
+	// then and the waiter opens another.
+	watchTimeout = 5 * time.Minute
 )
 
 // wait blocks until the Deployment written (at written.Generation) has rolled
 // out, its controller reports ProgressDeadlineExceeded (when its deadline is
 // not shorter than the spec's: ownDeadline), or the spec's progress deadline
 // (plus a grace) passes; a deadline's error says what a pod not ready last
-// reported (stalled). Each time it re-reads the Deployment it looks at the
-// pods of its current ReplicaSet and ends the wait at once when one is
-// certain never to become ready (podFailure: an image it cannot get, a
-// crash loop, no node to run it). It watches the Deployment and re-reads it
-// every few seconds in case the watch misses or cannot open.
+// reported (stalled). Beside it, each version of the Deployment seen is
+// handed to a pod check (podChecks) that looks at the pods of its current
+// ReplicaSet and ends the wait at once when one is certain never to become
+// ready (podFailure: an image it cannot get, a crash loop, no node to run
+// it). The check runs off the wait's path, so listing pods never delays
+// seeing the rollout done. The wait follows the Deployment through one
+// watch, taking each version from its events, and re-reads it when the
+// watch is quiet for a few seconds, ends or cannot open.
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
 	api := c.cs.AppsV1().Deployments(c.ns)
@@ -42,9 +50,11 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
 	var last *appsv1.Deployment
-	pods := newPodWatch(time.Now)
+	pods := c.startPodChecks(ctx)
+	f := &follower{c: c, name: name}
+	defer f.stop()
+	d, err := api.Get(ctx, name, metav1.GetOptions{})
 	for {
-		d, err := api.Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			last = d
@@ -56,9 +66,7 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 				return nil
 			}
 			if d.Status.ObservedGeneration >= written.Generation {
-				if err := c.podFailure(ctx, d, pods); err != nil {
-					return err
-				}
+				pods.offer(d)
 			}
 		case ctx.Err() != nil:
 		case apierrors.IsNotFound(err):
@@ -79,7 +87,101 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 			}
 			return err
 		}
-		c.awaitChange(ctx, name, last)
+		var failure error
+		if d, failure, err = f.next(ctx, last, pods.failed); failure != nil {
+			return failure
+		}
+	}
+}
+
+// follower follows one Deployment for a wait through a watch kept open
+// across versions.
+type follower struct {
+	c    *convergence
+	name string
+	w    watch.Interface
+}
+
+// next returns the Deployment's next version: from the watch (opened from
+// last's resource version) when it delivers one, or read afresh when the
+// watch ends, reports an error, cannot open or is quiet for recheck. A pod
+// check's failure (on failed) is returned as failure.
+func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-chan error) (d *appsv1.Deployment, failure, err error) {
+	api := f.c.cs.AppsV1().Deployments(f.c.ns)
+	if f.w == nil && last != nil {
+		w, err := api.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + f.name,
+			ResourceVersion: last.ResourceVersion, TimeoutSeconds: ptr(int64(watchTimeout / time.Second))})
+		if err == nil {
+			f.w = w
+		}
+	}
+	var events <-chan watch.Event
+	if f.w != nil {
+		events = f.w.ResultChan()
+	}
+	t := time.NewTimer(recheck)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case failure := <-failed:
+		return nil, failure, nil
+	case <-t.C:
+	case ev, ok := <-events:
+		if d, isDeployment := ev.Object.(*appsv1.Deployment); ok && isDeployment && (ev.Type == watch.Modified || ev.Type == watch.Added) {
+			return d, nil, nil
+		}
+		// Closed, deleted, an error (a resource version too old) or a
+		// bookmark: read it, and open a new watch from there next time.
+		f.stop()
+	}
+	d, err = api.Get(ctx, f.name, metav1.GetOptions{})
+	return d, nil, err
+}
+
+func (f *follower) stop() {
+	if f.w != nil {
+		f.w.Stop()
+		f.w = nil
+	}
+}
+
+// podChecks runs podFailure on the latest version of a Deployment offered,
+// one check at a time, in a goroutine of its own that ends with the wait's
+// context; the first certain failure is sent on failed.
+type podChecks struct {
+	offers chan *appsv1.Deployment
+	failed chan error
+}
+
+func (c *convergence) startPodChecks(ctx context.Context) *podChecks {
+	p := &podChecks{offers: make(chan *appsv1.Deployment, 1), failed: make(chan error, 1)}
+	go func() {
+		w := newPodWatch(time.Now)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case d := <-p.offers:
+				if err := c.podFailure(ctx, d, w); err != nil {
+					p.failed <- err
+					return
+				}
+			}
+		}
+	}()
+	return p
+}
+
+// offer hands d to the checks, in place of a version not yet checked.
+func (p *podChecks) offer(d *appsv1.Deployment) {
+	select {
+	case <-p.offers:
+	default:
+	}
+	select {
+	case p.offers <- d:
+	default:
 	}
 }
 
@@ -94,31 +196,6 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 func (c *convergence) ownDeadline(d *appsv1.Deployment) bool {
 	own := d.Spec.ProgressDeadlineSeconds
 	return own == nil || time.Duration(*own)*time.Second >= c.deadline
-}
-
-// awaitChange returns on the next watch event about name, after recheck, or
-// when ctx ends.
-func (c *convergence) awaitChange(ctx context.Context, name string, last *appsv1.Deployment) {
-	t := time.NewTimer(recheck)
-	defer t.Stop()
-	opts := metav1.ListOptions{FieldSelector: "metadata.name=" + name, TimeoutSeconds: ptr(int64(recheck / time.Second * 2))}
-	if last != nil {
-		opts.ResourceVersion = last.ResourceVersion
-	}
-	w, err := c.cs.AppsV1().Deployments(c.ns).Watch(ctx, opts)
-	if err != nil {
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		return
-	}
-	defer w.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-w.ResultChan():
-	}
 }
 
 // rolledOut reports whether d has rolled out the generation written: the
