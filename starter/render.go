@@ -353,7 +353,7 @@ func rollbackState(rb *api.RollbackRecord) string {
 		return "in progress"
 	}
 	if n := len(rb.Terminating); n > 0 {
-		state += fmt.Sprintf("; %d pod(s) of the new version still terminating, out of the endpoints (%s)", n, strings.Join(rb.Terminating, ", "))
+		state += fmt.Sprintf("; %d pod(s) of the new version still terminating, no longer ready (%s)", n, strings.Join(rb.Terminating, ", "))
 	}
 	return state
 }

@@ -18,8 +18,8 @@ func TestRollbackStateSaysTerminatingApart(t *testing.T) {
 	}{
 		{api.RollbackRecord{CompletedAt: &done, Verified: true}, "restored and verified"},
 		{api.RollbackRecord{CompletedAt: &done, Verified: true, Terminating: []string{"pod/web-canary-abc-1", "pod/web-canary-abc-2"}},
-			"restored and verified; 2 pod(s) of the new version still terminating, out of the endpoints (pod/web-canary-abc-1, pod/web-canary-abc-2)"},
-		{api.RollbackRecord{CompletedAt: &done, Terminating: []string{"pod/p"}}, "restored; 1 pod(s) of the new version still terminating, out of the endpoints (pod/p)"},
+			"restored and verified; 2 pod(s) of the new version still terminating, no longer ready (pod/web-canary-abc-1, pod/web-canary-abc-2)"},
+		{api.RollbackRecord{CompletedAt: &done, Terminating: []string{"pod/p"}}, "restored; 1 pod(s) of the new version still terminating, no longer ready (pod/p)"},
 		{api.RollbackRecord{Error: "boom", Terminating: []string{"pod/p"}}, "failed: boom"},
 		{api.RollbackRecord{}, "in progress"},
 	} {

@@ -555,7 +555,7 @@ func (r *rollout) rollback(ctx workflow.Context, reason string, c cause) api.Res
 		}
 	}
 	if n := len(rb.Terminating); n > 0 {
-		reason += fmt.Sprintf("; restored, %d pod(s) of the new version still terminating (out of the endpoints, grace period honoured)", n)
+		reason += fmt.Sprintf("; restored, %d pod(s) of the new version still terminating (no longer ready, so out of the ready endpoints; grace period honoured)", n)
 	}
 	if len(rb.Drift) > 0 {
 		return r.finish(ctx, api.OutcomeRolledBack, reason+"; restored, but "+strings.Join(rb.Drift, "; "))

@@ -946,7 +946,7 @@ func TestRollbackSaysWhatIsStillTerminating(t *testing.T) {
 	h.restoreTerminating = []string{"pod/web-canary-5f8b567d7f-abcde"}
 	res := h.run(testSpec(spec.Canary))
 	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
-	require.Contains(t, res.Error, "restored, 1 pod(s) of the new version still terminating (out of the endpoints, grace period honoured)")
+	require.Contains(t, res.Error, "restored, 1 pod(s) of the new version still terminating (no longer ready, so out of the ready endpoints; grace period honoured)")
 	require.NotNil(t, res.Rollback)
 	require.True(t, res.Rollback.Verified)
 	require.Equal(t, h.restoreTerminating, res.Rollback.Terminating)

@@ -187,10 +187,16 @@ func TestRealNodePerPodChecksThroughPortForward(t *testing.T) {
 
 		// Replace one canary pod: the kept pod keeps its port, the new pod
 		// gets one of its own, the deleted pod's forward closes.
-		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubeplatform.LabelTrack + "=canary"})
+		all, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		require.NoError(t, err)
-		require.Len(t, list.Items, 2)
-		victim := list.Items[0]
+		var canaryPods []corev1.Pod
+		for _, p := range all.Items {
+			if p.Spec.Containers[0].Image == "stagecraft-demo:v2" {
+				canaryPods = append(canaryPods, p)
+			}
+		}
+		require.Len(t, canaryPods, 2)
+		victim := canaryPods[0]
 		require.NoError(t, cs.CoreV1().Pods(ns).Delete(ctx, victim.Name, metav1.DeleteOptions{}))
 		start := time.Now()
 		var after []string

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -42,8 +43,10 @@ const handoverPoll = 20 * time.Millisecond
 // proportional scaling of a paused Deployment adds maxSurge + replicas −
 // all pods, so maxSurge is set to make that zero):
 //
-//  1. the canary is scaled to New (all of the service) and waited for, so
-//     the new version runs whole before an old pod goes;
+//  1. the canary grows to New (all of the service) in steps of the
+//     Deployment's own maxSurge, the stable Deployment shrinking behind it
+//     to no less than one pod (growCanary), so no old pod goes before a new
+//     one is ready and the peak is the Deployment's own;
 //  2. the stable Deployment is paused with the new template, its replicas
 //     as they are, marked with AnnotationHandover;
 //  3. the canary Deployment is deleted orphaning its ReplicaSet, which the
@@ -56,13 +59,16 @@ const handoverPoll = 20 * time.Millisecond
 //
 // Each step reads before it writes, so a retry after a crash resumes where
 // the last attempt stopped: the mark says steps 1 and 2 are done.
-func (c *convergence) handOver(ctx context.Context) (bool, error) {
+func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	tpl := c.newTemplate()
 	stable, err := c.getStable(ctx)
 	if err != nil {
 		return false, err
 	}
 	if stable.Annotations[AnnotationHandover] != c.rollout {
+		if !start {
+			return false, nil
+		}
 		canary, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
@@ -76,10 +82,22 @@ func (c *convergence) handOver(ctx context.Context) (bool, error) {
 		if !equality.Semantic.DeepEqual(canary.Spec.Template, tpl) || equalIgnoreHash(stable.Spec.Template, tpl) {
 			return false, nil
 		}
+		if ok, err := c.settled(ctx, stable); !ok || err != nil {
+			return false, err
+		}
 		if ok, err := c.forgetRevision(ctx, stable, tpl); !ok || err != nil {
 			return false, err
 		}
-		if err := c.ensureRollout(ctx, c.canary()); err != nil {
+		if err := c.growCanary(ctx); err != nil {
+			return true, err
+		}
+		if stable, err = c.getStable(ctx); err != nil {
+			return true, err
+		}
+		if ok, err := c.settled(ctx, stable); err != nil || !ok {
+			if err == nil {
+				err = fmt.Errorf("deployment %q changed under the rollout (more than one ReplicaSet with pods) before the canary could be handed over: %w", c.ns+"/"+c.orig.Name, errNotSettled)
+			}
 			return true, err
 		}
 		if stable, err = c.beginHandover(ctx, tpl); err != nil {
@@ -98,6 +116,87 @@ func (c *convergence) handOver(ctx context.Context) (bool, error) {
 		d.Annotations = withoutHandover(d.Annotations)
 		unmarkSplit(d)
 	}, nil)
+}
+
+// errNotSettled says the stable Deployment was being rolled by something
+// else while the canary grew; the converge is retried (and then rolls the
+// stable Deployment itself if it is still not settled).
+var errNotSettled = errors.New("the stable deployment is not settled")
+
+// settled says whether the stable Deployment is at rest with some pods:
+// rolled out, with exactly one ReplicaSet that has any, at its replicas.
+// Its controller leaves a paused Deployment alone only then (it scales a
+// lone active ReplicaSet to the Deployment's count); with two, its
+// proportional scaling would add old pods and resize the canary's. A
+// Deployment being rolled by something else (a restart, a hand edit, a
+// sync) is not handed over: it rolls itself.
+func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (bool, error) {
+	if done, err := rolledOut(stable, stable.Generation); !done || err != nil || replicas(stable) < 1 {
+		return false, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(stable.Spec.Selector)
+	if err != nil {
+		return false, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+stable.Name, err)
+	}
+	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return false, fmt.Errorf("list replicasets: %w", err)
+	}
+	active := 0
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		if !metav1.IsControlledBy(rs, stable) || (rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0 && rs.Status.Replicas == 0) {
+			continue
+		}
+		active++
+		if rs.Spec.Replicas == nil || *rs.Spec.Replicas != replicas(stable) {
+			return false, nil
+		}
+	}
+	return active == 1, nil
+}
+
+// growCanary is step 1: the canary grows to New in steps of the stable
+// Deployment's own maxSurge (as the snapshot has it; all at once for a
+// Recreate one), each step waited for and followed by the stable
+// Deployment shrinking by as much, never below one pod (the handover needs
+// its ReplicaSet active until the canary's is adopted). So the last step
+// runs no more pods at once than the Deployment's rolling update would,
+// and no old pod goes before a new one is ready in its place.
+func (c *convergence) growCanary(ctx context.Context) error {
+	n := int32(c.desired.New)
+	step := n
+	if c.orig.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		surge := intstr.FromString("25%")
+		if ru := c.orig.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+			surge = *ru.MaxSurge
+		}
+		v, err := intstr.GetScaledValueFromIntOrPercent(&surge, int(n), true)
+		if err != nil {
+			return fmt.Errorf("deployment %q: maxSurge %q: %w", c.ns+"/"+c.orig.Name, surge.String(), err)
+		}
+		step = max(1, int32(v))
+	}
+	for {
+		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
+		}
+		k := replicas(cur)
+		if k >= n {
+			return nil
+		}
+		next := min(n, k+step)
+		want := c.canary()
+		want.Spec.Replicas = &next
+		if err := c.ensureRollout(ctx, want); err != nil {
+			return err
+		}
+		old := max(1, n-next)
+		if err := c.writeStable(ctx, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(min(replicas(d), old)) }, nil); err != nil {
+			return err
+		}
+	}
 }
 
 // beginHandover is step 2: the stable Deployment paused with the new

@@ -10,12 +10,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -231,8 +234,12 @@ func TestHandoverResumes(t *testing.T) {
 		{"before-the-canary-goes", func() func(*http.Request) bool {
 			return func(req *http.Request) bool { return request(req, http.MethodDelete, canaryName(target)) }
 		}},
-		{"after-the-adoption", func() func(*http.Request) bool { return nthWrite(2) }},
-		{"before-the-strategy-is-back", func() func(*http.Request) bool { return nthWrite(3) }},
+		// The stable Deployment's updates in the last step of 2+2: shrunk
+		// to 1 behind the canary's growth to 3, paused (the mark), New
+		// replicas, resumed.
+		{"before-the-pause", func() func(*http.Request) bool { return nthWrite(2) }},
+		{"after-the-adoption", func() func(*http.Request) bool { return nthWrite(3) }},
+		{"before-the-strategy-is-back", func() func(*http.Request) bool { return nthWrite(4) }},
 	} {
 		for _, then := range []string{"retry", "rollback"} {
 			t.Run(tc.name+"/"+then, func(t *testing.T) {
@@ -333,5 +340,124 @@ func TestCanaryBackToAnEarlierRevision(t *testing.T) {
 				t.Errorf("new-version pods started: %d, want %d", got, tc.starts)
 			}
 		})
+	}
+}
+
+// TestHandoverWithinTheDeploymentsSurge: the last step grows the canary in
+// steps of the Deployment's own maxSurge (25% of 8: 2), the stable
+// Deployment shrinking behind it, so a namespace whose pod quota leaves
+// room for the Deployment's rolling update (8 + 2, here 12) is enough:
+// growing the canary to 8 beside the 7 old pods at once would need 15.
+func TestHandoverWithinTheDeploymentsSurge(t *testing.T) {
+	e := newEnv(t, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(8)) }, false)
+	e.waitReady(target, 8)
+	_, err := cs.CoreV1().ResourceQuotas(e.ns).Create(e.ctx, &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("12")}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := e.snapshot()
+	starts := e.countPodStarts(imageV2)
+	counts(t, e.converge(snap, plan.Desired{New: 1, Old: 7, Traffic: plan.TrafficShared, Order: plan.Surge}), 1, 7)
+	counts(t, e.converge(snap, plan.Desired{New: 8, Old: 0, Traffic: plan.TrafficShared, Order: plan.Surge}), 8, 0)
+	e.assertHandedOver(snap, 8)
+	if got := starts.count(); got != 8 {
+		t.Errorf("new-version pods started: %d, want 8", got)
+	}
+}
+
+// TestNoHandoverOfADeploymentRollingItself: someone else starts rolling
+// the stable Deployment during the canary (a restart whose pods cannot be
+// scheduled, so it stays half done). Paused with two ReplicaSets of pods,
+// its controller would scale them proportionally (old pods added, the
+// canary's resized), so the last step does not hand over: the stable
+// Deployment rolls itself to the new version, as before the handover, and
+// ends as the user's own.
+func TestNoHandoverOfADeploymentRollingItself(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.converge(snap, plan.Desired{New: 2, Old: 2, Traffic: plan.TrafficShared, Order: plan.Surge})
+	d := e.deployment(target)
+	d.Spec.Template.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-12-03T00:00:00Z"}
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"stagecraft.test/nowhere": "true"}
+	if _, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, e.ctx, "the restart half done", func() (bool, error) {
+		rss, err := cs.AppsV1().ReplicaSets(e.ns).List(e.ctx, metav1.ListOptions{})
+		n := 0
+		for _, rs := range rss.Items {
+			if metav1.IsControlledBy(&rs, d) && *rs.Spec.Replicas > 0 {
+				n++
+			}
+		}
+		return n == 2, err
+	})
+	w, err := cs.AppsV1().Deployments(e.ns).Watch(e.ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + target, ResourceVersion: d.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := make(chan bool, 1)
+	go func() {
+		seen := false
+		for ev := range w.ResultChan() {
+			if d, ok := ev.Object.(*appsv1.Deployment); ok && d.Spec.Paused {
+				seen = true
+			}
+		}
+		paused <- seen
+	}()
+	counts(t, e.converge(snap, plan.Desired{New: 4, Old: 0, Traffic: plan.TrafficShared, Order: plan.Surge}), 4, 0)
+	w.Stop()
+	if <-paused {
+		t.Errorf("the stable Deployment was paused for a handover while it rolled itself")
+	}
+	e.assertGone(canaryName(target))
+	e.waitReady(target, 4)
+	got := e.deployment(target)
+	if _, ok := got.Annotations[AnnotationHandover]; ok || got.Spec.Paused {
+		t.Errorf("stable paused=%v annotations %v", got.Spec.Paused, got.Annotations)
+	}
+	if img := got.Spec.Template.Spec.Containers[0].Image; img != imageV2 {
+		t.Errorf("stable image %s", img)
+	}
+}
+
+// TestSecondHandoverWithNoRevisionHistory: after one handover the stable
+// Deployment's ReplicaSet is named after the canary; with
+// revisionHistoryLimit 0 the next handover scales it down and its
+// controller deletes it while its (old-version) pods still terminate. They
+// are not the new canary's leftovers: the converge does not wait for them.
+func TestSecondHandoverWithNoRevisionHistory(t *testing.T) {
+	e := newEnv(t, func(d *appsv1.Deployment) { d.Spec.RevisionHistoryLimit = ptr(int32(0)) }, true)
+	snap := e.snapshot()
+	for _, d := range stepsOf(4, 50, 100) {
+		e.converge(snap, d)
+	}
+	e.assertHandedOver(snap, 4)
+	pods, err := cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("pods: %v", err)
+	}
+	held := pods.Items[0].Name
+	const finalizer = "stagecraft.test/hold"
+	patch := []byte(`{"metadata":{"finalizers":["` + finalizer + `"]}}`)
+	if _, err := cs.CoreV1().Pods(e.ns).Patch(e.ctx, held, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cs.CoreV1().Pods(e.ns).Patch(context.Background(), held, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+
+	e.spec.Image = imageV1
+	snap2 := e.snapshot()
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	for _, d := range stepsOf(4, 50, 100) {
+		if _, err := e.p.Converge(ctx, platform.ConvergeRequest{Spec: e.spec, Rollout: "r2", Snapshot: snap2, Desired: d}); err != nil {
+			t.Fatalf("converge %+v: %v", d, err)
+		}
 	}
 }

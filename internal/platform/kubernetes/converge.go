@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/stagecraft/stagecraft/internal/plan"
@@ -189,6 +190,26 @@ func (c *convergence) restore(ctx context.Context) error {
 		return err
 	}
 	c.noteRemoved(deleting)
+	return c.noteTerminating(ctx)
+}
+
+// noteTerminating adds to the result's Terminating the pods of the new
+// version the stable Deployment's own ReplicaSets still have terminating
+// (after a handover the new version's pods are its own).
+func (c *convergence) noteTerminating(ctx context.Context) error {
+	sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return nil
+	}
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.DeletionTimestamp != nil && c.runsNew(p) {
+			c.res.Terminating = appendOnce(c.res.Terminating, "pod/"+p.Name)
+		}
+	}
 	return nil
 }
 
@@ -224,14 +245,13 @@ func (c *convergence) onlyStable(ctx context.Context) error {
 // new template (and no autoscaler to share the count with meanwhile), the
 // stable Deployment takes the canary's ReplicaSet over (adopt.go).
 func (c *convergence) promote(ctx context.Context) error {
-	if c.desired.Order != plan.StopFirst && c.hpa == nil {
-		handed, err := c.handOver(ctx)
-		if err != nil {
-			return err
-		}
-		if handed {
-			return c.onlyStable(ctx)
-		}
+	// A handover this rollout began is finished whatever else holds now.
+	handed, err := c.handOver(ctx, c.desired.Order != plan.StopFirst && c.hpa == nil)
+	if err != nil {
+		return err
+	}
+	if handed {
+		return c.onlyStable(ctx)
 	}
 	tpl := c.newTemplate()
 	n := int32(c.desired.New)

@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -148,10 +150,11 @@ func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, servin
 	defer cancel()
 	t := time.NewTicker(deletePoll)
 	defer t.Stop()
+	last := ""
 	for {
 		left, terminating, err := c.leftOf(ctx, d, sel)
 		if err == nil && left == "" && (serving || len(terminating) == 0) {
-			c.res.Terminating = append(c.res.Terminating, terminating...)
+			c.res.Terminating = appendNew(c.res.Terminating, terminating...)
 			return nil
 		}
 		if err == nil && left == "" {
@@ -160,9 +163,12 @@ func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, servin
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("deployment %q being deleted: %w", c.ns+"/"+d.Name, err)
 		}
+		if err == nil {
+			last = left
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("deployment %q: %s still present after deletion: %w", c.ns+"/"+d.Name, cmp.Or(left, "something"), ctx.Err())
+			return fmt.Errorf("deployment %q: %s still present after deletion: %w", c.ns+"/"+d.Name, cmp.Or(last, "something"), ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -170,7 +176,7 @@ func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, servin
 
 // leftOf says what of the deleted Deployment d is still there ("" when
 // nothing): the object itself, a ReplicaSet it controls, pods of its
-// ReplicaSets. Its selector may match other pods (the canary's is the
+// ReplicaSets, which run the new image. Its selector may match other pods (the canary's is the
 // stable Deployment's), so a pod counts by its ReplicaSet: one named after
 // d that d still controls, or that is gone, or that nobody controls; not
 // one that another Deployment has adopted (adopt.go). A ghost (no UID)
@@ -217,6 +223,10 @@ func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labe
 		ref := metav1.GetControllerOf(pod)
 		switch {
 		case ref == nil || ref.Kind != "ReplicaSet" || !strings.HasPrefix(ref.Name, d.Name+"-") || others[ref.UID]:
+		case !c.runsNew(pod):
+			// Not the new version: the pods of an earlier canary's
+			// ReplicaSet, which the stable Deployment adopted and whose
+			// pods outlive it (a revision history limit of 0).
 		case pod.DeletionTimestamp != nil:
 			terminating = append(terminating, "pod/"+pod.Name)
 		default:
@@ -271,3 +281,23 @@ func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment, pr
 
 // errReread says a fenced delete met a changed object and reads it again.
 var errReread = errors.New("changed since read")
+
+// runsNew says whether pod's target container is the new template's:
+// its image and environment (a release may change only the latter).
+func (c *convergence) runsNew(pod *corev1.Pod) bool {
+	want := c.newTemplate().Spec.Containers[c.ci]
+	for _, ctr := range pod.Spec.Containers {
+		if ctr.Name == want.Name {
+			return ctr.Image == want.Image && equality.Semantic.DeepEqual(ctr.Env, want.Env) && equality.Semantic.DeepEqual(ctr.EnvFrom, want.EnvFrom)
+		}
+	}
+	return false
+}
+
+// appendNew appends those of vs not in s yet.
+func appendNew(s []string, vs ...string) []string {
+	for _, v := range vs {
+		s = appendOnce(s, v)
+	}
+	return s
+}

@@ -48,8 +48,8 @@ func (p *Platform) Describe(s spec.Spec, snap platform.Snapshot, d plan.Desired)
 			out = append(out, fmt.Sprintf("%s scaled to 0 first (stop-first)", dep(name)))
 		}
 		if d.Order != plan.StopFirst {
-			out = append(out, fmt.Sprintf("where %s runs (a canary or rolling rollout): it grows to %d replica(s), then %s takes its ReplicaSet over as its own, so each new pod starts once",
-				dep(canaryName(name)), d.New, dep(name)))
+			out = append(out, fmt.Sprintf("where %s runs (a canary or rolling rollout) and %s is at rest with no autoscaler: the canary grows to %d replica(s) in steps of %s's maxSurge, then %s takes its ReplicaSet over as its own, so each new pod starts once",
+				dep(canaryName(name)), dep(name), d.New, dep(name), dep(name)))
 		}
 		out = append(out, fmt.Sprintf("%s updated to %s, %d replica(s): your own Deployment, nothing of the rollout's left", dep(name), s.Image, d.New))
 		if svc != "" {

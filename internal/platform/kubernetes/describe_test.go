@@ -43,7 +43,7 @@ func TestDescribeSaysWhatEachConvergeWrites(t *testing.T) {
 		{"switch", plan.Desired{New: 4, Old: 4, Traffic: plan.TrafficNew, Order: plan.Surge},
 			[]string{"Service prod/web selector switched to green"}},
 		{"final", plan.Desired{New: 4, Traffic: plan.TrafficNew, Order: plan.Surge},
-			[]string{"Deployment prod/web-canary runs (a canary or rolling rollout): it grows to 4 replica(s), then Deployment prod/web takes its ReplicaSet over",
+			[]string{"the canary grows to 4 replica(s) in steps of Deployment prod/web's maxSurge, then Deployment prod/web takes its ReplicaSet over",
 				"Deployment prod/web updated to web:v2, 4 replica(s)", "Deployment prod/web-canary and Deployment prod/web-green deleted"}},
 		{"recreate", plan.Desired{New: 4, Traffic: plan.TrafficNew, Order: plan.StopFirst},
 			[]string{"Deployment prod/web scaled to 0 first (stop-first)"}},
