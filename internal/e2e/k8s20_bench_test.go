@@ -401,7 +401,9 @@ func benchStarterOverhead(b *testing.B, figure string, n int, bake time.Duration
 // replicas in the bake of their 25% step (5 new, 15 old), at a random point
 // of the check interval, and times from the start of that process to the
 // target seen back at its snapshot (20 old ready, no new pod in any state)
-// and to the start of the rollback's Converge (from the history).
+// and to the start of the rollback's Converge (from the history). The bakes
+// are 5 s, so the 5% step passes and the abort (0.2–0.7 s into the 25%
+// step's bake) comes well within the next.
 func BenchmarkP1AbortKubernetes20(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
 	tg, _, _ := benchK8s20Target(b, benchK8s20)
@@ -410,7 +412,7 @@ func BenchmarkP1AbortKubernetes20(b *testing.B) {
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		s := tg.spec(tg.to)
-		s.Strategy.Bake = spec.Duration(time.Hour)
+		s.Strategy.Bake = spec.Duration(5 * time.Second)
 		started, err := control.Start(ctx, tc, s)
 		require.NoError(b, err)
 		benchWaitStage(b, started, 1, api.StageValidating)
