@@ -287,8 +287,11 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 		updated = append(updated, st.InstancesUpdated)
 	}
 	require.Equal(t, []int{1, 5, 10, 20}, updated, "ready new pods per stage, as planned")
-	require.Equal(t, []int32{1, 5, 10, 20}, canary, "canary replicas observed; at 100%% the canary grows whole and the original takes its ReplicaSet over")
-	require.Equal(t, []int32{20, 19, 15, 10, 20}, stable)
+	// At 100% the canary grows in steps of the Deployment's maxSurge (25%
+	// of 20: 5), the original shrinking behind it to one pod, then the
+	// original takes the canary's ReplicaSet over at 20.
+	require.Equal(t, []int32{1, 5, 10, 15, 20}, canary, "canary replicas observed")
+	require.Equal(t, []int32{20, 19, 15, 10, 5, 1, 20}, stable, "original replicas observed")
 	require.Equal(t, map[string]string{"web": "demo:v2 x20 ready 20"}, deployments(t, cs, ns))
 }
 
