@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -280,7 +282,19 @@ func startedBy(ctx workflow.Context) (by, undoOf string) {
 	if by == "" && info.ParentWorkflowExecution != nil {
 		by = info.ParentWorkflowExecution.ID
 	}
-	return by, undoOf
+	return storableText(by), storableText(undoOf)
+}
+
+// storableText is a memo value any client set, made fit for the audit
+// trail's text columns: valid UTF-8 without NUL (PostgreSQL refuses it,
+// and the trail's writes would be retried forever), at most 200 bytes.
+func storableText(s string) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	for len(s) > 200 {
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
+	}
+	return s
 }
 
 // closeAudit ends the audit trail once the outcome is decided: it waits a

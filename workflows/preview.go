@@ -29,7 +29,7 @@ func PreviewRollout(ctx workflow.Context, in api.RolloutInput) (api.Preview, err
 		return pv, nil
 	}
 	pv.Workflow = name
-	if problems := checkSpec(s, strategy, spec.RulesBoundaries); len(problems) > 0 {
+	if problems := checkSpec(s, strategy, spec.RulesStorable); len(problems) > 0 {
 		pv.Checks = append(pv.Checks, api.PreviewCheck{Name: "spec", Verdict: api.CheckFailed, Message: strings.Join(problems, "; ")})
 		return pv, nil
 	}
@@ -100,7 +100,7 @@ func describePlan(ctx workflow.Context, pv *api.Preview, s spec.Spec, snap platf
 func PreviewRelease(ctx workflow.Context, in api.ReleaseInput) (api.ReleasePreview, error) {
 	r := in.Release.WithDefaults()
 	pv := api.ReleasePreview{WorkflowID: r.WorkflowID(), Name: r.Name, Environment: r.Environment}
-	if err := withReserved(r.ValidateUnder(spec.RulesBoundaries), in.Reserved()); err != nil {
+	if err := withReserved(r.ValidateUnder(spec.RulesStorable), in.Reserved()); err != nil {
 		var ve *spec.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {

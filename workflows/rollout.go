@@ -639,6 +639,11 @@ const specBoundsVersion = "spec-bounds-20261203"
 // validated by the starter, is held to them.
 const specBoundariesVersion = "spec-boundaries-20261203"
 
+// specStorableVersion: a rollout or release refuses a spec holding a NUL
+// character anywhere (spec.RulesStorable), which its audit trail could
+// never store, whatever client sent it.
+const specStorableVersion = "spec-storable-20261203"
+
 // newRules are the rules a rollout or release starting now validates
 // under, as its history records them: the versions it was started with.
 func newRules(ctx workflow.Context) spec.Rules {
@@ -648,7 +653,10 @@ func newRules(ctx workflow.Context) spec.Rules {
 	if workflow.GetVersion(ctx, specBoundariesVersion, workflow.DefaultVersion, 1) < 1 {
 		return spec.RulesBounded
 	}
-	return spec.RulesBoundaries
+	if workflow.GetVersion(ctx, specStorableVersion, workflow.DefaultVersion, 1) < 1 {
+		return spec.RulesBoundaries
+	}
+	return spec.RulesStorable
 }
 
 // specRules are the validation rules this rollout runs under: those its

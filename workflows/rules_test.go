@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -55,4 +56,24 @@ func TestWorkflowHoldsAnySpecToTheBoundaries(t *testing.T) {
 	require.Contains(t, res.Error, "traefik.http.routers.shop.rule")
 	require.Empty(t, h.converges, "nothing changed")
 	require.Zero(t, h.prepares, "nothing looked at")
+}
+
+// TestWorkflowRefusesWhatTheAuditCannotStore: a spec holding a NUL
+// character (which PostgreSQL's jsonb and text refuse, so its audit trail
+// would never be written) sent by a raw client is refused by the workflow,
+// naming the field, before anything is looked at; and a memo's startedBy
+// with a NUL is made storable before the trail writes it.
+func TestWorkflowRefusesWhatTheAuditCannotStore(t *testing.T) {
+	h := newHarness(t)
+	s := testSpec(spec.Canary)
+	s.Platform.Docker.Env = map[string]string{"GREETING": "hi\x00"}
+	res := h.run(s)
+	require.Equal(t, api.OutcomeRejected, res.Outcome, res.Error)
+	require.Contains(t, res.Error, "platform.docker.env.GREETING: must not hold a NUL character")
+	require.Empty(t, h.converges, "nothing changed")
+	require.Zero(t, h.prepares, "nothing looked at")
+
+	require.Equal(t, "ops@host", storableText("ops\x00@host"))
+	require.Equal(t, "a\uFFFDb", storableText("a\xffb"))
+	require.Len(t, storableText(string(make([]byte, 0))+strings.Repeat("é", 150)), 200)
 }

@@ -460,6 +460,14 @@ func (r Release) ValidateUnder(rules Rules) error {
 	if rules >= RulesBoundaries {
 		r.validateBoundaries(add)
 	}
+	if rules >= RulesStorable {
+		// Each service's spec has reported its own already.
+		storable(func(field, format string, args ...any) {
+			if !slices.ContainsFunc(errs, func(e FieldError) bool { return e.Field == field }) {
+				add(field, format, args...)
+			}
+		}, "", r)
+	}
 	if err := r.graphError(); err != nil {
 		add("services", "%v", err)
 	} else if len(r.Stages) > 0 {

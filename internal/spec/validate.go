@@ -66,8 +66,12 @@ const (
 	// argv[0] must be a clean path; the webhook signature headers are the
 	// sender's; a check header holds no line break.
 	RulesBoundaries
+	// RulesStorable (December 2026) refuses a NUL character in any string
+	// of the spec or release, key or value (storable.go): PostgreSQL cannot
+	// store it, and the run's audit trail would never be written.
+	RulesStorable
 	// RulesCurrent is what Validate applies.
-	RulesCurrent = RulesBoundaries
+	RulesCurrent = RulesStorable
 )
 
 // Validate checks the whole spec (defaults applied) under the current
@@ -255,6 +259,9 @@ func (s Spec) ValidateUnder(rules Rules) error {
 	}
 	if rules >= RulesBoundaries {
 		s.validateBoundaries(add)
+	}
+	if rules >= RulesStorable {
+		storable(add, "", s)
 	}
 	if len(errs) > 0 {
 		return &ValidationError{Problems: errs}
