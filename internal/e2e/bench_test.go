@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -70,55 +69,6 @@ const (
 	benchP6Env      = "STAGECRAFT_BENCH_P6_N"        // P6 runs of the workflow test matrix (default 5)
 	benchDensityEnv = "STAGECRAFT_BENCH_DENSITY"     // P4 sizes, comma-separated (default "100,100:own"; 0 skips)
 )
-
-func benchEnvInt(tb testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		tb.Fatalf("%s: want a count, got %q", name, v)
-	}
-	return n
-}
-
-// benchMedian is the middle sample (the mean of the two middle ones for an
-// even count).
-func benchMedian(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// benchP99 is the nearest-rank 99th percentile.
-func benchP99(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	return s[max(int(math.Ceil(0.99*float64(len(s))))-1, 0)]
-}
-
-// benchReport reports a figure's median, p99 and sample count, and logs
-// the samples.
-func benchReport(b *testing.B, figure, unit string, v []float64) {
-	b.Helper()
-	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark says nothing
-	if len(v) == 0 {
-		b.Errorf("%s: no samples", figure)
-		return
-	}
-	b.ReportMetric(benchMedian(v), figure+".med."+unit)
-	b.ReportMetric(benchP99(v), figure+".p99."+unit)
-	b.ReportMetric(float64(len(v)), figure+".n")
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = strconv.FormatFloat(x, 'f', 3, 64)
-	}
-	b.Logf("%s (%s, n=%d): median %.3f, p99 %.3f; samples %s", figure, unit, len(v),
-		benchMedian(v), benchP99(v), strings.Join(parts, " "))
-}
 
 func benchSeconds(d time.Duration) float64 { return d.Seconds() }
 
@@ -680,7 +630,7 @@ func BenchmarkP1AbortKubernetes(b *testing.B) {
 // request to the target seen back at its snapshot, and the request to the
 // start of the rollback's Converge activity (from the history).
 func benchAbort(b *testing.B, figure string, tg *benchTarget) {
-	n := benchEnvInt(b, benchNEnv, 20)
+	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var restored, first []float64
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -711,8 +661,8 @@ func benchAbort(b *testing.B, figure string, tg *benchTarget) {
 		b.Logf("%s run %d: after the abort request: rollback converge scheduled %.3f s, started %.3f s, completed %.3f s; restored %.3f s (%s)",
 			figure, i+1, benchSeconds(sched.Sub(t0)), benchSeconds(call.Sub(t0)), benchSeconds(done.Sub(t0)), benchSeconds(at.Sub(t0)), marks.since(t0))
 	}
-	benchReport(b, figure+"-restored", "s", restored)
-	benchReport(b, figure+"-first-call", "s", first)
+	itest.BenchReport(b, figure+"-restored", "s", restored)
+	itest.BenchReport(b, figure+"-first-call", "s", first)
 }
 
 // --- P2: failure → restored
@@ -725,7 +675,7 @@ func benchAbort(b *testing.B, figure string, tg *benchTarget) {
 func BenchmarkP2FailureDocker(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
 	tg := benchDockerTarget(b, "bench-fail")
-	n := benchEnvInt(b, benchNEnv, 20)
+	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var detect, restored []float64
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -747,8 +697,8 @@ func BenchmarkP2FailureDocker(b *testing.B) {
 		b.Logf("p2-docker run %d: first failing check %.3f s after v2-bad began failing; restored %.3f s after it (%s)",
 			i+1, benchSeconds(failed.Sub(failing)), benchSeconds(at.Sub(failed)), marks.since(failed))
 	}
-	benchReport(b, "p2-docker-detect", "s", detect)
-	benchReport(b, "p2-docker-restored", "s", restored)
+	itest.BenchReport(b, "p2-docker-detect", "s", detect)
+	itest.BenchReport(b, "p2-docker-restored", "s", restored)
 }
 
 // BenchmarkP2FailureKubernetes checks through a health server on 127.0.0.1
@@ -777,7 +727,7 @@ func BenchmarkP2FailureKubernetes(b *testing.B) {
 	b.Cleanup(srv.Close)
 	tg, c := benchKubeTarget(b, cs, srv.URL+"/healthz")
 	cluster = c
-	n := benchEnvInt(b, benchNEnv, 20)
+	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var detect, restored []float64
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -813,8 +763,8 @@ func BenchmarkP2FailureKubernetes(b *testing.B) {
 		b.Logf("p2-k8s run %d: first failing check %.3f s after the server began failing; restored %.3f s after it (%s); seconds between checks up to the failure: %s",
 			i+1, benchSeconds(failed.Sub(failing)), benchSeconds(at.Sub(failed)), marks.since(failed), strings.Join(gaps, " "))
 	}
-	benchReport(b, "p2-k8s-detect", "s", detect)
-	benchReport(b, "p2-k8s-restored", "s", restored)
+	itest.BenchReport(b, "p2-k8s-detect", "s", detect)
+	itest.BenchReport(b, "p2-k8s-restored", "s", restored)
 }
 
 // --- P3: history events
@@ -828,7 +778,7 @@ func BenchmarkP2FailureKubernetes(b *testing.B) {
 func BenchmarkP3HistoryEvents(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
 	tg := benchDockerTarget(b, "bench-history")
-	n := benchEnvInt(b, benchP3Env, 3)
+	n := itest.BenchEnvInt(b, benchP3Env, 3)
 	images := []string{tg.to, tg.from}
 	run := 0
 	count := func(steps []int) float64 {
@@ -852,8 +802,8 @@ func BenchmarkP3HistoryEvents(b *testing.B) {
 		four = append(four, f)
 		perStage = append(perStage, (e-f)/4)
 	}
-	benchReport(b, "p3-seed-canary", "events", four)
-	benchReport(b, "p3-per-stage", "events", perStage)
+	itest.BenchReport(b, "p3-seed-canary", "events", four)
+	itest.BenchReport(b, "p3-per-stage", "events", perStage)
 }
 
 // --- P5: overhead
@@ -876,7 +826,7 @@ func BenchmarkP5OverheadKubernetes(b *testing.B) {
 // (Prepare and the Converges, started to completed in the history): what
 // the orchestration itself adds.
 func benchOverhead(b *testing.B, figure string, tg *benchTarget) {
-	n := benchEnvInt(b, benchP5Env, 3)
+	n := itest.BenchEnvInt(b, benchP5Env, 3)
 	const bake = 30 * time.Second
 	images := []string{tg.to, tg.from}
 	var over, orch []float64
@@ -895,8 +845,8 @@ func benchOverhead(b *testing.B, figure string, tg *benchTarget) {
 		b.Logf("%s run %d: %d stages, wall %.3f s, overhead %.3f s, of which %.3f s in Prepare and Converge activities",
 			figure, i+1, len(res.Stages), benchSeconds(wall), benchSeconds(wall-bakes), benchSeconds(inPlatform))
 	}
-	benchReport(b, figure+"-overhead", "s", over)
-	benchReport(b, figure+"-orchestration", "s", orch)
+	itest.BenchReport(b, figure+"-overhead", "s", over)
+	itest.BenchReport(b, figure+"-orchestration", "s", orch)
 }
 
 // benchActivityTime sums the run time (started to completed) of the
@@ -942,7 +892,7 @@ func BenchmarkP5DirectKubernetes(b *testing.B) {
 // run. Both go from the old image to the new; the target is put back
 // between them, untimed.
 func benchDirect(b *testing.B, figure string, tg *benchTarget) {
-	n := benchEnvInt(b, benchDirectEnv, 5)
+	n := itest.BenchEnvInt(b, benchDirectEnv, 5)
 	steps := []int{5, 25, 50, 100}
 	at := func(image string) spec.Spec {
 		s := tg.spec(image)
@@ -958,9 +908,9 @@ func benchDirect(b *testing.B, figure string, tg *benchTarget) {
 		wf, direct, ratio = append(wf, benchSeconds(w)), append(direct, benchSeconds(d)), append(ratio, benchSeconds(w)/benchSeconds(d))
 		b.Logf("%s zero-bake run %d: workflow %.3f s, direct %.3f s, ratio %.2f", figure, i+1, benchSeconds(w), benchSeconds(d), benchSeconds(w)/benchSeconds(d))
 	}
-	benchReport(b, figure+"-zero-bake-workflow", "s", wf)
-	benchReport(b, figure+"-zero-bake-direct", "s", direct)
-	benchReport(b, figure+"-zero-bake-ratio", "x", ratio)
+	itest.BenchReport(b, figure+"-zero-bake-workflow", "s", wf)
+	itest.BenchReport(b, figure+"-zero-bake-direct", "s", direct)
+	itest.BenchReport(b, figure+"-zero-bake-ratio", "x", ratio)
 }
 
 // benchPromoted starts a rollout with the promote signal (signal-with-start,
@@ -1028,7 +978,7 @@ func benchConverge(tb testing.TB, p activities.Platform, s spec.Spec) time.Durat
 // after one untimed run that warms the build cache. A failing test run is
 // still timed, and fails the benchmark.
 func BenchmarkP6WorkflowTests(b *testing.B) {
-	n := benchEnvInt(b, benchP6Env, 5)
+	n := itest.BenchEnvInt(b, benchP6Env, 5)
 	run := func() time.Duration {
 		cmd := exec.Command("go", "test", "-count=1", "-run", ".", "./workflows")
 		cmd.Dir = itest.Root()
@@ -1053,7 +1003,7 @@ func BenchmarkP6WorkflowTests(b *testing.B) {
 		wall = append(wall, benchSeconds(d))
 		b.Logf("p6 run %d: %.3f s", i+1, benchSeconds(d))
 	}
-	benchReport(b, "p6-workflow-tests", "s", wall)
+	itest.BenchReport(b, "p6-workflow-tests", "s", wall)
 }
 
 // --- P4: density
@@ -1266,9 +1216,9 @@ func benchDensity(b *testing.B, n int, ownConfig bool) {
 	mu.Unlock()
 	b.Logf("%s: %d checks in the %.0f s window (%d expected at one per interval per rollout); %d rollouts overdue at its end, %d never checked",
 		figure, observed, window.Seconds(), n*int(window/interval), overdue, never)
-	benchReport(b, figure+"-lag", "s", lag)
-	benchReport(b, figure+"-rss", "MiB", rss)
-	b.Logf("%s: worker RSS per rollout ≈ %.0f KiB (median over the window, minus idle, over N)", figure, (benchMedian(rss)-idle)*1024/float64(n))
+	itest.BenchReport(b, figure+"-lag", "s", lag)
+	itest.BenchReport(b, figure+"-rss", "MiB", rss)
+	b.Logf("%s: worker RSS per rollout ≈ %.0f KiB (median over the window, minus idle, over N)", figure, (itest.Median(rss)-idle)*1024/float64(n))
 
 	// Promote them all and wait for their end (bounded); outcomes logged.
 	end := time.Now()

@@ -303,7 +303,7 @@ func benchLatestRun(tb testing.TB, workflowID string) string {
 // new image and back.
 func BenchmarkP5StarterKubernetes20(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
-	benchStarterOverhead(b, "p5-k8s20", benchEnvInt(b, benchP5Env, 3), 30*time.Second)
+	benchStarterOverhead(b, "p5-k8s20", itest.BenchEnvInt(b, benchP5Env, 3), 30*time.Second)
 }
 
 // BenchmarkP5StarterKubernetes20ZeroBake is the same with bakes of 1 ms
@@ -311,7 +311,7 @@ func BenchmarkP5StarterKubernetes20(b *testing.B) {
 // round, which with 30 s bakes falls inside the bake), for quick iteration.
 func BenchmarkP5StarterKubernetes20ZeroBake(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
-	benchStarterOverhead(b, "p5-k8s20-zero-bake", benchEnvInt(b, benchZeroEnv, 5), benchBakeShort)
+	benchStarterOverhead(b, "p5-k8s20-zero-bake", itest.BenchEnvInt(b, benchZeroEnv, 5), benchBakeShort)
 }
 
 // benchStarterOverhead runs n starter deploys and reports total − bakes,
@@ -387,12 +387,12 @@ func benchStarterOverhead(b *testing.B, figure string, n int, bake time.Duration
 			figure, i+1, image, benchSeconds(wall), benchSeconds(bakes), benchSeconds(o), benchSeconds(rt.opened.Sub(t0)), strings.Join(parts, "; "),
 			benchSeconds(rt.close.Sub(prev)), benchSeconds(exit.Sub(rt.close)), created, image)
 	}
-	benchReport(b, figure+"-overhead", "s", over)
-	benchReport(b, figure+"-starter-start", "s", start)
-	benchReport(b, figure+"-in-platform", "s", inPlatform)
-	benchReport(b, figure+"-converge-tails", "s", tails)
-	benchReport(b, figure+"-starter-exit", "s", exitLag)
-	benchReport(b, figure+"-pod-starts", "pods", pods)
+	itest.BenchReport(b, figure+"-overhead", "s", over)
+	itest.BenchReport(b, figure+"-starter-start", "s", start)
+	itest.BenchReport(b, figure+"-in-platform", "s", inPlatform)
+	itest.BenchReport(b, figure+"-converge-tails", "s", tails)
+	itest.BenchReport(b, figure+"-starter-exit", "s", exitLag)
+	itest.BenchReport(b, figure+"-pod-starts", "pods", pods)
 }
 
 // --- P1 at 20 replicas, through `starter abort`
@@ -407,7 +407,7 @@ func benchStarterOverhead(b *testing.B, figure string, n int, bake time.Duration
 func BenchmarkP1AbortKubernetes20(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
 	tg, _, _ := benchK8s20Target(b, benchK8s20)
-	n := benchEnvInt(b, benchNEnv, 20)
+	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var restored, first []float64
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -450,8 +450,8 @@ func BenchmarkP1AbortKubernetes20(b *testing.B) {
 			i+1, benchSeconds(accepted.Sub(t0)), benchSeconds(sched.Sub(t0)), benchSeconds(call.Sub(t0)), benchSeconds(done.Sub(t0)),
 			benchSeconds(exit.Sub(t0)), benchSeconds(got.at.Sub(t0)), got.marks.since(t0))
 	}
-	benchReport(b, "p1-k8s20-restored", "s", restored)
-	benchReport(b, "p1-k8s20-starter-first-call", "s", first)
+	itest.BenchReport(b, "p1-k8s20-restored", "s", restored)
+	itest.BenchReport(b, "p1-k8s20-starter-first-call", "s", first)
 }
 
 // benchUpdateAccepted is when the first update after t0 was accepted.
@@ -472,7 +472,7 @@ func benchUpdateAccepted(events []*historypb.HistoryEvent, t0 time.Time) time.Ti
 // is one start. The floor is N.
 func BenchmarkP5PodStartsKubernetes(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
-	n := benchEnvInt(b, benchPodsEnv, 3)
+	n := itest.BenchEnvInt(b, benchPodsEnv, 3)
 	for _, size := range []int32{4, benchK8s20} {
 		tg, _, rec := benchK8s20Target(b, size)
 		images := []string{tg.to, tg.from}
@@ -492,6 +492,6 @@ func BenchmarkP5PodStartsKubernetes(b *testing.B) {
 			starts = append(starts, float64(got))
 			b.Logf("pod-starts-n%d run %d (%s, %s): %d pods of %s created", size, i+1, started.WorkflowID, image, got, image)
 		}
-		benchReport(b, fmt.Sprintf("pod-starts-n%d", size), "pods", starts)
+		itest.BenchReport(b, fmt.Sprintf("pod-starts-n%d", size), "pods", starts)
 	}
 }

@@ -5,11 +5,8 @@ package realnode
 import (
 	"context"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,55 +56,6 @@ const (
 	// benchBad's /healthz answers 500 from 3 s after its process starts.
 	benchBad = "stagecraft-demo:v2-bad"
 )
-
-func benchEnvInt(tb testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		tb.Fatalf("%s: want a count, got %q", name, v)
-	}
-	return n
-}
-
-// benchMedian is the middle sample (the mean of the two middle ones for an
-// even count).
-func benchMedian(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// benchP99 is the nearest-rank 99th percentile.
-func benchP99(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	return s[max(int(math.Ceil(0.99*float64(len(s))))-1, 0)]
-}
-
-// benchReport reports a figure's median, p99 and sample count, and logs
-// the samples (internal/e2e's format, which scripts/bench.sh reads).
-func benchReport(b *testing.B, figure, unit string, v []float64) {
-	b.Helper()
-	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark says nothing
-	if len(v) == 0 {
-		b.Errorf("%s: no samples", figure)
-		return
-	}
-	b.ReportMetric(benchMedian(v), figure+".med."+unit)
-	b.ReportMetric(benchP99(v), figure+".p99."+unit)
-	b.ReportMetric(float64(len(v)), figure+".n")
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = strconv.FormatFloat(x, 'f', 3, 64)
-	}
-	b.Logf("%s (%s, n=%d): median %.3f, p99 %.3f; samples %s", figure, unit, len(v),
-		benchMedian(v), benchP99(v), strings.Join(parts, " "))
-}
 
 func benchSeconds(d time.Duration) float64 { return d.Seconds() }
 
@@ -411,7 +359,7 @@ func activityTime(events []*historypb.HistoryEvent, types ...string) time.Durati
 // canary, so a new one must start on the node.
 func BenchmarkRealNodeP1Abort(b *testing.B) {
 	r := newBenchRig(b)
-	n := benchEnvInt(b, benchNEnv, 20)
+	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var restored []float64
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -440,7 +388,7 @@ func BenchmarkRealNodeP1Abort(b *testing.B) {
 		b.Logf("rn-p1 run %d: restored %.3f s after the abort request (%s; run ended at %.3f s)",
 			i+1, benchSeconds(at.Sub(t0)), since(marks, t0), benchSeconds(res.CompletedAt.Sub(t0)))
 	}
-	benchReport(b, "rn-p1-restored", "s", restored)
+	itest.BenchReport(b, "rn-p1-restored", "s", restored)
 }
 
 // BenchmarkRealNodeP2Failure rolls out stagecraft-demo:v2-bad (its
@@ -451,7 +399,7 @@ func BenchmarkRealNodeP1Abort(b *testing.B) {
 // as in P1.
 func BenchmarkRealNodeP2Failure(b *testing.B) {
 	r := newBenchRig(b)
-	n := benchEnvInt(b, benchNEnv, 20)
+	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var restored []float64
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -473,7 +421,7 @@ func BenchmarkRealNodeP2Failure(b *testing.B) {
 		restored = append(restored, benchSeconds(at.Sub(failed)))
 		b.Logf("rn-p2 run %d: restored %.3f s after the first failing check (%s)", i+1, benchSeconds(at.Sub(failed)), since(marks, failed))
 	}
-	benchReport(b, "rn-p2-restored", "s", restored)
+	itest.BenchReport(b, "rn-p2-restored", "s", restored)
 }
 
 // BenchmarkRealNodeP5Overhead runs canaries 25/50/100 of 4 pods with
@@ -484,7 +432,7 @@ func BenchmarkRealNodeP2Failure(b *testing.B) {
 // when each new pod starts once).
 func BenchmarkRealNodeP5Overhead(b *testing.B) {
 	r := newBenchRig(b)
-	n := benchEnvInt(b, benchP5Env, 3)
+	n := itest.BenchEnvInt(b, benchP5Env, 3)
 	const bake = 5 * time.Second
 	images := []string{benchV2, benchV1}
 	var over, podStart, starts []float64
@@ -520,7 +468,7 @@ func BenchmarkRealNodeP5Overhead(b *testing.B) {
 		b.Logf("rn-p5 run %d (to %s): %d stages, wall %.3f s, overhead %.3f s, of which %.3f s in Prepare and Converge activities; %d pods of %s started (by ReplicaSet: %v), each seen created → Ready in %s s",
 			i+1, image, len(res.Stages), benchSeconds(wall), benchSeconds(wall-bakes), benchSeconds(inPlatform), len(pods), image, owners, strings.Join(each, " "))
 	}
-	benchReport(b, "rn-p5-overhead", "s", over)
-	benchReport(b, "rn-pod-start", "s", podStart)
-	benchReport(b, "rn-new-pod-starts", "pods", starts)
+	itest.BenchReport(b, "rn-p5-overhead", "s", over)
+	itest.BenchReport(b, "rn-pod-start", "s", podStart)
+	itest.BenchReport(b, "rn-new-pod-starts", "pods", starts)
 }

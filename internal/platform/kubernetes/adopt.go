@@ -134,18 +134,13 @@ func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (b
 	if done, err := rolledOut(stable, stable.Generation); !done || err != nil || replicas(stable) < 1 {
 		return false, nil
 	}
-	sel, err := metav1.LabelSelectorAsSelector(stable.Spec.Selector)
+	rss, err := c.replicaSetsOf(ctx, stable)
 	if err != nil {
-		return false, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+stable.Name, err)
-	}
-	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return false, fmt.Errorf("list replicasets: %w", err)
+		return false, err
 	}
 	active := 0
-	for i := range rss.Items {
-		rs := &rss.Items[i]
-		if !metav1.IsControlledBy(rs, stable) || (rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0 && rs.Status.Replicas == 0) {
+	for _, rs := range rss {
+		if rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0 && rs.Status.Replicas == 0 {
 			continue
 		}
 		active++
@@ -240,19 +235,14 @@ func (c *convergence) beginHandover(ctx context.Context, tpl corev1.PodTemplateS
 // not delete ReplicaSets (a Role from before this grant): the stable
 // Deployment then rolls itself, as a handover could not work.
 func (c *convergence) forgetRevision(ctx context.Context, stable *appsv1.Deployment, tpl corev1.PodTemplateSpec) (bool, error) {
-	sel, err := metav1.LabelSelectorAsSelector(stable.Spec.Selector)
-	if err != nil {
-		return false, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+stable.Name, err)
-	}
 	api := c.cs.AppsV1().ReplicaSets(c.ns)
-	rss, err := api.List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	rss, err := c.replicaSetsOf(ctx, stable)
 	if err != nil {
-		return false, fmt.Errorf("list replicasets: %w", err)
+		return false, err
 	}
 	var old []*appsv1.ReplicaSet
-	for i := range rss.Items {
-		rs := &rss.Items[i]
-		if !metav1.IsControlledBy(rs, stable) || !equalIgnoreHash(rs.Spec.Template, tpl) {
+	for _, rs := range rss {
+		if !equalIgnoreHash(rs.Spec.Template, tpl) {
 			continue
 		}
 		if (rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0) || rs.Status.Replicas > 0 {
@@ -382,25 +372,38 @@ func (c *convergence) settleHandover(ctx context.Context) error {
 	}
 }
 
-// activeReplicas sums the replicas of the ReplicaSets d controls that have
-// any.
+// activeReplicas sums the replicas of the ReplicaSets d controls.
 func (c *convergence) activeReplicas(ctx context.Context, d *appsv1.Deployment) (int32, error) {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	rss, err := c.replicaSetsOf(ctx, d)
 	if err != nil {
-		return 0, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+d.Name, err)
-	}
-	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return 0, fmt.Errorf("list replicasets: %w", err)
+		return 0, err
 	}
 	var n int32
-	for i := range rss.Items {
-		rs := &rss.Items[i]
-		if metav1.IsControlledBy(rs, d) && rs.Spec.Replicas != nil {
+	for _, rs := range rss {
+		if rs.Spec.Replicas != nil {
 			n += *rs.Spec.Replicas
 		}
 	}
 	return n, nil
+}
+
+// replicaSetsOf lists the ReplicaSets d controls.
+func (c *convergence) replicaSetsOf(ctx context.Context, d *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+d.Name, err)
+	}
+	list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list replicasets of %q: %w", c.ns+"/"+d.Name, err)
+	}
+	var out []*appsv1.ReplicaSet
+	for i := range list.Items {
+		if metav1.IsControlledBy(&list.Items[i], d) {
+			out = append(out, &list.Items[i])
+		}
+	}
+	return out, nil
 }
 
 // setMaxSurge sets a rolling Deployment's maxSurge to n when n is positive
