@@ -41,6 +41,7 @@ func TestStore(t *testing.T) {
 	t.Run("Roles", func(t *testing.T) { testRoles(t, pg) })
 	t.Run("PlanState", func(t *testing.T) { testPlanState(t, pg) })
 	t.Run("Revisions", func(t *testing.T) { testRevisions(t, pg) })
+	t.Run("Unstorable", func(t *testing.T) { testUnstorable(t, pg) })
 	// Last: it stops and starts the cluster every subtest shares.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, pg) })
 }
@@ -278,6 +279,71 @@ func testBoundedText(t *testing.T, pg *itest.Postgres) {
 	var reasonLen int
 	if err := conn.QueryRow(ctx, `SELECT char_length(reason) FROM deployment_events`).Scan(&reasonLen); err != nil || reasonLen != 2000 {
 		t.Errorf("stored reason of %d characters, %v; want 2000", reasonLen, err)
+	}
+}
+
+// A value PostgreSQL refuses for its characters (22021 invalid in the
+// database's encoding, 22P05 without an equivalent in it) can never be
+// written: the error says so, is a *store.UnstorableError (which a caller
+// must not retry) and names the row and the field.
+func testUnstorable(t *testing.T, pg *itest.Postgres) {
+	ctx := testContext(t)
+	t.Run("22021 a NUL in a key", func(t *testing.T) {
+		s, _ := openStore(t, pg)
+		b := fullBatch("deploy:docker:nul", "run-1", "nul", base)
+		b.Rounds[3].ActivityID = "17\x00"
+		err := s.Write(ctx, b)
+		assertUnstorable(t, err, "22021", "check round \"17\\x00\"/1 result 0", "activity_id")
+		assertCounts(t, s, "deploy:docker:nul", "run-1", store.Counts{})
+	})
+	t.Run("22P05 a character the database's encoding lacks", func(t *testing.T) {
+		dsn := newDatabase(t, pg, "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+		if _, err := store.Migrate(ctx, dsn); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		s, err := store.Open(ctx, dsn)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(s.Close)
+		b := fullBatch("deploy:docker:latin", "run-1", "latin", base)
+		// As encoding/json writes U+2028 (and LATIN1 has no equivalent).
+		b.Plan.Spec = json.RawMessage(`{"image": "latin:v2", "note": "v1\u2028v2"}`)
+		err = s.Write(ctx, b)
+		assertUnstorable(t, err, "22P05", "plan", "spec")
+		// The same batch without the character is stored: only the value
+		// was at fault.
+		b.Plan.Spec = json.RawMessage(`{"image": "latin:v2"}`)
+		if err := s.Write(ctx, b); err != nil {
+			t.Fatalf("Write without the character: %v", err)
+		}
+	})
+	t.Run("a transient error is not unstorable", func(t *testing.T) {
+		s, _ := openStore(t, pg)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		err := s.Write(cctx, fullBatch("deploy:docker:x", "run-1", "x", base))
+		if ue := (*store.UnstorableError)(nil); err == nil || errors.As(err, &ue) {
+			t.Errorf("Write on a cancelled context = %v, want an error that is not unstorable", err)
+		}
+	})
+}
+
+// assertUnstorable checks err is a *store.UnstorableError of code naming
+// row and field, and its message says which.
+func assertUnstorable(t *testing.T, err error, code, row, field string) {
+	t.Helper()
+	var ue *store.UnstorableError
+	if !errors.As(err, &ue) {
+		t.Fatalf("Write = %v (%T), want a *store.UnstorableError", err, err)
+	}
+	if ue.SQLState != code || ue.Row != row || ue.Field != field {
+		t.Errorf("unstorable: SQLSTATE %q, row %q, field %q; want %q, %q, %q", ue.SQLState, ue.Row, ue.Field, code, row, field)
+	}
+	for _, want := range []string{row, "field " + field, code, "deploy:docker:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
 	}
 }
 
@@ -535,9 +601,9 @@ func openStore(t testing.TB, pg *itest.Postgres) (*store.Store, string) {
 	return s, dsn
 }
 
-// newDatabase creates an empty database owned by the DSN's role and returns
-// a DSN for it.
-func newDatabase(t testing.TB, pg *itest.Postgres) string {
+// newDatabase creates an empty database owned by the DSN's role, with the
+// options given (e.g. an encoding), and returns a DSN for it.
+func newDatabase(t testing.TB, pg *itest.Postgres, options ...string) string {
 	t.Helper()
 	u, err := url.Parse(pg.DSN)
 	if err != nil {
@@ -552,7 +618,8 @@ func newDatabase(t testing.TB, pg *itest.Postgres) string {
 	ctx := testContext(t)
 	for _, q := range []string{
 		"DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize(),
-		"CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " OWNER " + pgx.Identifier{owner}.Sanitize(),
+		"CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " OWNER " + pgx.Identifier{owner}.Sanitize() +
+			" " + strings.Join(options, " "),
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)

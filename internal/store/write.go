@@ -4,13 +4,17 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/audit"
@@ -41,10 +45,21 @@ func (s *Store) Write(ctx context.Context, b audit.Batch) error {
 	if b.WorkflowID == "" || b.RunID == "" {
 		return fmt.Errorf("audit store: batch without workflow ID (%q) or run ID (%q)", b.WorkflowID, b.RunID)
 	}
-	batch := writeBatch(b)
+	batch, rows := writeBatch(b)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, batch).Close()
+		br := tx.SendBatch(ctx, batch)
+		// One statement at a time, to know which row a refusal is about.
+		for i := range rows {
+			if _, err := br.Exec(); err != nil {
+				_ = br.Close()
+				return unstorable(b, rows[i], batch.QueuedQueries[i].SQL, err)
+			}
+		}
+		return br.Close()
 	})
+	if ue := (*UnstorableError)(nil); errors.As(err, &ue) {
+		return ue
+	}
 	if err != nil {
 		return fmt.Errorf("audit store: write %s run %s (%d stages, %d events, %d rounds): %w",
 			b.WorkflowID, b.RunID, len(b.Stages), len(b.Events), len(b.Rounds), err)
@@ -54,10 +69,12 @@ func (s *Store) Write(ctx context.Context, b audit.Batch) error {
 
 // writeBatch queues a batch's statements: plan, stages, events, check rows,
 // each in key order, so two transactions writing overlapping rows lock them
-// in the same order and cannot deadlock.
-func writeBatch(b audit.Batch) *pgx.Batch {
-	batch := &pgx.Batch{}
+// in the same order and cannot deadlock. rows names each statement's row,
+// for errors.
+func writeBatch(b audit.Batch) (batch *pgx.Batch, rows []string) {
+	batch = &pgx.Batch{}
 	if b.Plan != nil {
+		rows = append(rows, "plan")
 		p := b.Plan
 		var created *time.Time
 		if !p.CreatedAt.IsZero() {
@@ -70,22 +87,25 @@ func writeBatch(b audit.Batch) *pgx.Batch {
 			specJSON(p.Spec), text(p.StartedBy, maxText), text(p.UndoOf, maxText))
 	}
 	for _, st := range sortedStages(b.Stages) {
+		rows = append(rows, fmt.Sprintf("stage %d (%s)", st.Index, text(st.Name, maxText)))
 		batch.Queue(upsertStage, b.WorkflowID, b.RunID, st.Index, text(st.Name, maxText), text(st.Strategy, maxText),
 			st.Percent, st.TargetNew, st.TargetTotal, text(st.Status, maxText), st.ChecksPassed, st.ChecksFailed,
 			st.Rounds.Healthy, st.Rounds.Degraded, st.Rounds.Failed, st.Rounds.NoData,
 			st.InstancesUpdated, st.InstancesTotal, text(st.Error, maxError), st.StartedAt, st.CompletedAt)
 	}
 	for _, e := range sortedEvents(b.Events) {
+		rows = append(rows, fmt.Sprintf("event %d", e.Seq))
 		batch.Queue(insertEvent, b.WorkflowID, b.RunID, e.Seq, e.At, text(e.Kind, maxText), e.Stage,
 			text(e.Action, maxText), text(e.From, maxText), text(e.To, maxText), text(e.Via, maxText),
 			text(e.By, maxText), text(e.Reason, maxError), e.Accepted, text(e.Error, maxError))
 	}
 	for _, r := range checkRows(b.Rounds) {
+		rows = append(rows, fmt.Sprintf("check round %q/%d result %d", r.ActivityID, r.RoundSeq, r.ResultIndex))
 		batch.Queue(insertCheck, b.WorkflowID, b.RunID, r.ActivityID, r.RoundSeq, r.ResultIndex, r.Stage, r.Which,
 			r.At, r.RoundVerdict, r.Check, r.Target, r.Verdict, r.LatencyMS, r.StatusCode, r.ExitCode, r.Value,
 			r.Error, r.Excerpt)
 	}
-	return batch
+	return batch, rows
 }
 
 // The plan and stage upserts skip rows whose values are unchanged, so a
@@ -274,4 +294,78 @@ func text(s string, limit int) string {
 		n++
 	}
 	return s[:i] + "…"
+}
+
+// UnstorableError says PostgreSQL refused a value of a batch for its
+// characters: a byte sequence invalid in the database's encoding
+// (SQLSTATE 22021, character_not_in_repertoire, e.g. a NUL in a key) or a
+// character the encoding has no equivalent for (22P05,
+// untranslatable_character, e.g. "→" in a LATIN1 database, or a JSON
+// "\u0000"). Writing the batch again cannot succeed, so it must not be
+// retried as it is; Write returns it unwrapped, so its type name
+// (UnstorableError) is what a Temporal retry policy's NonRetryableErrorTypes
+// lists.
+type UnstorableError struct {
+	WorkflowID, RunID string
+	// Row names the batch's row: "plan", "stage 1 (canary-50)", "event 7",
+	// `check round "11"/2 result 0`.
+	Row string
+	// Field is the column whose value was refused; empty when PostgreSQL
+	// did not say.
+	Field    string
+	SQLState string
+	Err      error
+}
+
+func (e *UnstorableError) Error() string {
+	field := ""
+	if e.Field != "" {
+		field = ", field " + e.Field
+	}
+	return fmt.Sprintf("audit store: write %s run %s: %s%s cannot be stored, not now nor on a retry (SQLSTATE %s): %v",
+		e.WorkflowID, e.RunID, e.Row, field, e.SQLState, e.Err)
+}
+
+func (e *UnstorableError) Unwrap() error { return e.Err }
+
+// unstorableCodes are the SQLSTATEs that refuse a value for its characters.
+var unstorableCodes = map[string]bool{"22021": true, "22P05": true}
+
+// unstorable returns err as an *UnstorableError about row when PostgreSQL
+// refused a value of it for its characters, naming the column from the
+// parameter the refusal's context names in sql; any other err as it is.
+func unstorable(b audit.Batch, row, sql string, err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || !unstorableCodes[pe.Code] {
+		return err
+	}
+	ue := &UnstorableError{WorkflowID: b.WorkflowID, RunID: b.RunID, Row: row, SQLState: pe.Code, Err: err}
+	// PostgreSQL's context of a bad bind parameter:
+	// "unnamed portal parameter $20 = '...'".
+	if m := portalParameter.FindStringSubmatch(pe.Where); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		if cols := insertColumns(sql); n >= 1 && n <= len(cols) {
+			ue.Field = cols[n-1]
+		}
+	}
+	return ue
+}
+
+var (
+	portalParameter = regexp.MustCompile(`portal parameter \$(\d+)`)
+	insertList      = regexp.MustCompile(`(?s)INSERT INTO \S+(?: AS \S+)? \(([^)]*)\)`)
+)
+
+// insertColumns are the columns an INSERT statement names, in the order of
+// its parameters ($1 is the first).
+func insertColumns(sql string) []string {
+	m := insertList.FindStringSubmatch(sql)
+	if m == nil {
+		return nil
+	}
+	var cols []string
+	for c := range strings.SplitSeq(m[1], ",") {
+		cols = append(cols, strings.TrimSpace(c))
+	}
+	return cols
 }

@@ -193,3 +193,30 @@ func TestSpecJSON(t *testing.T) {
 		t.Errorf("spec over maxSpec kept")
 	}
 }
+
+// Every statement Write queues names its row, and its column list has one
+// column per parameter, so an unstorable value is named by row and field.
+func TestWriteBatchNamesRowsAndFields(t *testing.T) {
+	exit := 1
+	b := audit.Batch{WorkflowID: "w", RunID: "r", Plan: &audit.Plan{Service: "s"},
+		Stages: []audit.Stage{{Index: 1, Name: "canary-50"}},
+		Events: []audit.Event{{Seq: 7}},
+		Rounds: []audit.Round{{ActivityID: "11", Seq: 2, Results: []health.Result{{Check: "http", Exit: &exit}}}}}
+	batch, rows := writeBatch(b)
+	want := []string{"plan", "stage 1 (canary-50)", "event 7", `check round "11"/2 result 0`}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows = %q, want %q", rows, want)
+	}
+	if len(batch.QueuedQueries) != len(rows) {
+		t.Fatalf("%d statements, %d rows", len(batch.QueuedQueries), len(rows))
+	}
+	for i, q := range batch.QueuedQueries {
+		cols := insertColumns(q.SQL)
+		if len(cols) != len(q.Arguments) || cols[0] != "workflow_id" || cols[1] != "run_id" {
+			t.Errorf("%s: columns %q for %d parameters", rows[i], cols, len(q.Arguments))
+		}
+	}
+	if cols := insertColumns(upsertPlan); cols[19] != "spec" {
+		t.Errorf("plan parameter $20 is %q, want spec", cols[19])
+	}
+}
