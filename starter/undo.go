@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,7 +27,9 @@ func undoCmd(g *globals) *cobra.Command {
 		Short: "Roll a target back to an earlier succeeded revision's spec (default: the one before the current)",
 		Long: `Start a rollout back to an earlier revision's spec: by default the succeeded revision before
 the current one (the current is the newest that succeeded), or the one --to names (a revision
-number as revisions prints it, or a run ID). It runs with that revision's strategy unless
+number as revisions prints it, or a run ID). When the current is itself an undo, "before" counts
+from the revision it restored: undo twice goes back two good revisions, and never deploys again
+the revision an undo took away; with no good revision left it is refused (name one with --to). It runs with that revision's strategy unless
 --strategy names another (run with that strategy's defaults), and is recorded as an undo of the
 revision it restores in the rollout's memo (` + api.MemoUndo + `, with --by and --reason) and in the
 audit trail (deployment_plans.undo_of).
@@ -150,8 +153,11 @@ func undoOutcome(pick revision, st api.Status) error {
 
 // chooseRevision picks the revision to go back to among revs (newest
 // first): the one to names (a number or a run ID), else the succeeded one
-// before the current (the newest that succeeded). It is refused when that
-// revision did not succeed or there is none.
+// before the current (the newest that succeeded). When the current is an
+// undo, "before" counts from the revision it restored (and so on down a
+// chain of undos): an undo of an undo goes back one more good revision and
+// never re-deploys the revision the first undo took away. It is refused
+// when that revision did not succeed or there is none.
 func chooseRevision(revs revisions, to string) (pick, current revision, err error) {
 	cur := -1
 	for i, r := range revs.Revisions {
@@ -165,10 +171,19 @@ func chooseRevision(revs revisions, to string) (pick, current revision, err erro
 	}
 	current = revs.Revisions[cur]
 	if to == "" {
-		for _, r := range revs.Revisions[cur+1:] {
+		at, err := restored(revs, cur)
+		if err != nil {
+			return pick, current, err
+		}
+		for _, r := range revs.Revisions[at+1:] {
 			if r.succeeded() {
 				return r, current, nil
 			}
+		}
+		if at != cur {
+			r := revs.Revisions[at]
+			return pick, current, fmt.Errorf("no succeeded revision of %s before revision %d (%s): the current revision %d restored revision %d (%s), and undo does not deploy again what an undo took away (name one with --to)",
+				revs.WorkflowID, r.Number, r.Image, current.Number, r.Number, r.Image)
 		}
 		return pick, current, fmt.Errorf("no succeeded revision of %s before the current one (revision %d, %s)",
 			revs.WorkflowID, current.Number, current.Image)
@@ -186,6 +201,23 @@ func chooseRevision(revs revisions, to string) (pick, current revision, err erro
 	}
 	return pick, current, fmt.Errorf("%w: %q is neither a revision number nor a run ID of %s (see starter revisions %s)",
 		errNoRevision, to, revs.WorkflowID, revs.WorkflowID)
+}
+
+// restored is the index in revs of the revision whose state the one at i
+// stands for: itself, or for an undo the revision it restored (followed
+// down a chain of undos). An undo whose revision is not listed is refused:
+// what came before it is unknown.
+func restored(revs revisions, i int) (int, error) {
+	for seen := 0; revs.Revisions[i].UndoOf != "" && seen < len(revs.Revisions); seen++ {
+		u := revs.Revisions[i]
+		j := slices.IndexFunc(revs.Revisions, func(r revision) bool { return r.RunID == u.UndoOf })
+		if j <= i {
+			return i, fmt.Errorf("revision %d of %s (%s) is an undo to run %s, which is not among the %d revisions listed: what came before it is unknown; name the revision to go back to with --to",
+				u.Number, revs.WorkflowID, u.Image, u.UndoOf, len(revs.Revisions))
+		}
+		i = j
+	}
+	return i, nil
 }
 
 // undoSpec is the revision's spec made a new request: without the execution

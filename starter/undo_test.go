@@ -96,3 +96,44 @@ func TestUndoSpec(t *testing.T) {
 		t.Errorf("--strategy rolling keeps the bake and drops the canary's steps: %+v", got.Strategy)
 	}
 }
+
+// An undo of an undo goes back one more good revision: the one undone is
+// never deployed again. v1, v2, v3 ok; r4 an undo to v2 (r2); undo again
+// goes to v1, not to v3 (what r4 undid) nor v2 (where the target is).
+func TestChooseRevisionAfterAnUndo(t *testing.T) {
+	revs := func(extra ...revision) revisions {
+		r := revisions{WorkflowID: "deploy:docker:hello", Revisions: append(extra,
+			revision{Number: 4, RunID: "r4", Image: "hello:v2", Outcome: "succeeded", UndoOf: "r2"},
+			revision{Number: 3, RunID: "r3", Image: "hello:v3", Outcome: "succeeded"},
+			revision{Number: 2, RunID: "r2", Image: "hello:v2", Outcome: "succeeded"},
+			revision{Number: 1, RunID: "r1", Image: "hello:v1", Outcome: "succeeded"},
+		)}
+		markCurrent(r.Revisions)
+		return r
+	}
+	pick, current, err := chooseRevision(revs(), "")
+	if err != nil || pick.Number != 1 || current.Number != 4 {
+		t.Fatalf("undo after an undo to revision 2: revision %d (current %d), %v; want revision 1 (current 4)", pick.Number, current.Number, err)
+	}
+	// Twice: r5 undid r4 (back to v1); nothing good before v1.
+	_, _, err = chooseRevision(revs(revision{Number: 5, RunID: "r5", Image: "hello:v1", Outcome: "succeeded", UndoOf: "r1"}), "")
+	if err == nil || !strings.Contains(err.Error(), "revision 5 restored revision 1 (hello:v1)") ||
+		!strings.Contains(err.Error(), "no succeeded revision of deploy:docker:hello before revision 1") {
+		t.Fatalf("a third undo with nothing good left: %v, want refused naming revision 1", err)
+	}
+	// A new rollout after the undo: undo goes back to the undo's state.
+	pick, _, err = chooseRevision(revs(revision{Number: 5, RunID: "r5", Image: "hello:v5", Outcome: "succeeded"}), "")
+	if err != nil || pick.Number != 4 {
+		t.Fatalf("undo of a rollout after an undo: revision %d, %v; want 4 (what the target ran before)", pick.Number, err)
+	}
+	// The restored revision no longer listed: refused, not a guess.
+	r := revs()
+	r.Revisions = r.Revisions[:1]
+	if _, _, err := chooseRevision(r, ""); err == nil || !strings.Contains(err.Error(), "run r2") || !strings.Contains(err.Error(), "--to") {
+		t.Fatalf("undo after an undo whose revision is not listed: %v, want refused naming run r2 and --to", err)
+	}
+	// --to still names any succeeded revision.
+	if pick, _, err := chooseRevision(revs(), "3"); err != nil || pick.Number != 3 {
+		t.Errorf("--to 3 after an undo: revision %d, %v", pick.Number, err)
+	}
+}
