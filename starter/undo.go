@@ -29,7 +29,11 @@ func undoCmd(g *globals) *cobra.Command {
 the current one (the current is the newest that succeeded), or the one --to names (a revision
 number as revisions prints it, or a run ID). When the current is itself an undo, "before" counts
 from the revision it restored: undo twice goes back two good revisions, and never deploys again
-the revision an undo took away; with no good revision left it is refused (name one with --to). It runs with that revision's strategy unless
+the revision an undo took away; with no good revision left it is refused (name one with --to).
+When a rollout after the current one may have left the target mid-way (its rollback failed, or
+it was terminated, timed out or closed before its outcome), the target no longer runs the
+current revision: undo then goes back to the current revision itself (the snapshot that rollout
+did not restore), and names that rollout as what runs now. It runs with that revision's strategy unless
 --strategy names another (run with that strategy's defaults), and is recorded as an undo of the
 revision it restores in the rollout's memo (` + api.MemoUndo + `, with --by and --reason) and in the
 audit trail (deployment_plans.undo_of).
@@ -75,8 +79,12 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 				return fmt.Errorf("undo to revision %d (%s) refused: %w", pick.Number, pick.Image, err)
 			}
 			out := cmd.OutOrStdout()
+			now := current.Image
+			if !current.succeeded() {
+				now += ", left by a rollout that ended " + orNone(current.Outcome)
+			}
 			what := fmt.Sprintf("undo of %s to revision %d (%s, %s; current: revision %d, %s)", started.WorkflowID,
-				pick.Number, pick.Image, s.Strategy.Type, current.Number, current.Image)
+				pick.Number, pick.Image, s.Strategy.Type, current.Number, now)
 			if wait {
 				d := newDisplay(out, false)
 				if g.jsonOut {
@@ -153,7 +161,9 @@ func undoOutcome(pick revision, st api.Status) error {
 
 // chooseRevision picks the revision to go back to among revs (newest
 // first): the one to names (a number or a run ID), else the succeeded one
-// before the current (the newest that succeeded). When the current is an
+// before the current (the newest that succeeded), or the current itself
+// when a newer run may have left the target mid-way (leftMidway): that run
+// is then returned as current. When the current is an
 // undo, "before" counts from the revision it restored (and so on down a
 // chain of undos): an undo of an undo goes back one more good revision and
 // never re-deploys the revision the first undo took away. It is refused
@@ -170,7 +180,15 @@ func chooseRevision(revs revisions, to string) (pick, current revision, err erro
 		return pick, current, fmt.Errorf("no rollout of %s succeeded: there is no revision to go back to", revs.WorkflowID)
 	}
 	current = revs.Revisions[cur]
-	if to == "" {
+	if left := leftMidway(revs.Revisions[:cur]); left >= 0 {
+		// The target runs what that run left, not the current revision:
+		// going back starts by restoring the current revision.
+		good := current
+		current = revs.Revisions[left]
+		if to == "" {
+			return good, current, nil
+		}
+	} else if to == "" {
 		at, err := restored(revs, cur)
 		if err != nil {
 			return pick, current, err
@@ -201,6 +219,24 @@ func chooseRevision(revs revisions, to string) (pick, current revision, err erro
 	}
 	return pick, current, fmt.Errorf("%w: %q is neither a revision number nor a run ID of %s (see starter revisions %s)",
 		errNoRevision, to, revs.WorkflowID, revs.WorkflowID)
+}
+
+// leftMidway is the index of the newest of newer (revisions newer than the
+// current, newest first) that may have left the target mid-way, or -1: a
+// rollout whose rollback failed (its snapshot not restored) or that closed
+// without a rollback (terminated, timed out, canceled, failed before its
+// outcome). One that rolled back or was rejected left the target as it
+// was; one still running is not counted here (undo refuses to race it).
+func leftMidway(newer []revision) int {
+	for i, r := range newer {
+		switch {
+		case r.Open:
+		case r.Outcome == string(api.OutcomeRolledBack), r.Outcome == string(api.OutcomeRejected):
+		default:
+			return i
+		}
+	}
+	return -1
 }
 
 // restored is the index in revs of the revision whose state the one at i

@@ -137,3 +137,25 @@ func TestChooseRevisionAfterAnUndo(t *testing.T) {
 		t.Errorf("--to 3 after an undo: revision %d, %v", pick.Number, err)
 	}
 }
+// After a run that left the target mid-way (rollback_failed: the snapshot
+// was not restored; terminated, timed out, closed mid-rollout: no rollback
+// ran), the target no longer runs the newest succeeded revision: undo
+// restores that one, and names the run that left it as the current.
+func TestChooseRevisionAfterATargetLeftMidway(t *testing.T) {
+	for _, outcome := range []string{"rollback_failed", "terminated", "timed_out", "canceled", "deploying"} {
+		t.Run(outcome, func(t *testing.T) {
+			revs := history() // r5 rejected, r4 ok (current), r3 rolled back
+			revs.Revisions = append([]revision{{Number: 6, RunID: "r6", Image: "hello:v6", Outcome: outcome}}, revs.Revisions...)
+			pick, current, err := chooseRevision(revs, "")
+			if err != nil || pick.Number != 4 || current.Number != 6 {
+				t.Fatalf("undo after a run that ended %s: revision %d (current %d), %v; want 4, the snapshot it did not restore (current 6)",
+					outcome, pick.Number, current.Number, err)
+			}
+		})
+	}
+	// Rolled back and rejected runs left the target as it was.
+	pick, current, err := chooseRevision(history(), "")
+	if err != nil || pick.Number != 2 || current.Number != 4 {
+		t.Errorf("after rejected and rolled back runs: revision %d (current %d), %v; want 2 (current 4)", pick.Number, current.Number, err)
+	}
+}
