@@ -137,6 +137,7 @@ func TestChooseRevisionAfterAnUndo(t *testing.T) {
 		t.Errorf("--to 3 after an undo: revision %d, %v", pick.Number, err)
 	}
 }
+
 // After a run that left the target mid-way (rollback_failed: the snapshot
 // was not restored; terminated, timed out, closed mid-rollout: no rollback
 // ran), the target no longer runs the newest succeeded revision: undo
