@@ -75,10 +75,12 @@ const revisionsHelp = `SERVICE names the target as status does (a workflow ID de
 execution ID), or as a target key (docker:hello, k8s:prod/payment) or a service name
 (hello: the one target it was rolled out to; refused, listing them, when there are several).
 
-Revisions are numbered by their place among the target's rollouts, oldest 1; undo --to takes
-that number or a run ID. With a database (--database-url / DATABASE_URL) they come from the
-audit trail; without one from Temporal's visibility (runs its retention still keeps), with
-outcomes from the rollouts' search attributes.`
+With a database (--database-url / DATABASE_URL) revisions come from the audit trail and are
+numbered in the order it recorded them, oldest 1: a number names the same revision for good, and
+undo --to takes it or a run ID. Without one they come from Temporal's visibility (the runs its
+retention still keeps), with outcomes from the rollouts' search attributes, numbered by their
+place among those runs: such a number moves as retention drops old runs, so there undo --to
+takes the run ID only. A clear-hold is no revision.`
 
 func revisionsCmd(g *globals) *cobra.Command {
 	var limit int
@@ -296,6 +298,16 @@ func visibleRevisions(ctx context.Context, c client.Client, dc converter.DataCon
 			break
 		}
 	}
+	return numberRuns(execs, dc), nil
+}
+
+// numberRuns makes the rollouts among execs revisions, newest first,
+// numbered oldest 1 by start time. Other runs under the target's workflow
+// ID (ClearHold) are no revisions and take no number.
+func numberRuns(execs []*workflowpb.WorkflowExecutionInfo, dc converter.DataConverter) []revision {
+	execs = slices.DeleteFunc(slices.Clone(execs), func(e *workflowpb.WorkflowExecutionInfo) bool {
+		return !rolloutType(e.GetType().GetName())
+	})
 	// Oldest first, to number them.
 	slices.SortStableFunc(execs, func(a, b *workflowpb.WorkflowExecutionInfo) int {
 		return a.GetStartTime().AsTime().Compare(b.GetStartTime().AsTime())
@@ -305,7 +317,16 @@ func visibleRevisions(ctx context.Context, c client.Client, dc converter.DataCon
 		out = append(out, visibleRevision(i+1, e, dc))
 	}
 	slices.Reverse(out)
-	return out, nil
+	return out
+}
+
+// rolloutType reports whether a workflow type runs a rollout.
+func rolloutType(name string) bool {
+	switch name {
+	case api.CanaryWorkflow, api.BlueGreenWorkflow, api.RollingWorkflow, api.RecreateWorkflow:
+		return true
+	}
+	return false
 }
 
 // visibleRevision is a revision from a run as visibility lists it: image,
@@ -366,6 +387,9 @@ func isOutcome(s string) bool {
 // printRevisions prints revisions as a table, newest first.
 func printRevisions(w io.Writer, revs revisions) {
 	fmt.Fprintf(w, "revisions of %s (from %s), newest first; * is current\n", revs.WorkflowID, sourceName(revs.Source))
+	if revs.Source != "store" {
+		fmt.Fprintln(w, "numbers are places among the runs Temporal's retention keeps and move as it drops old ones: undo --to takes the RUN ID")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REV\tIMAGE\tSTRATEGY\tOUTCOME\tSTARTED BY\tSTARTED\tDURATION\tRUN ID\tNOTE")
 	for _, r := range revs.Revisions {

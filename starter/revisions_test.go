@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,7 @@ func TestVisibleRevision(t *testing.T) {
 
 func TestPrintRevisions(t *testing.T) {
 	revs := history()
+	revs.Source = "temporal"
 	end := time.Date(2026, 12, 3, 12, 1, 30, 0, time.UTC)
 	for i := range revs.Revisions {
 		revs.Revisions[i].StartedAt = end.Add(-90 * time.Second)
@@ -94,6 +96,7 @@ func TestPrintRevisions(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"revisions of deploy:docker:hello (from Temporal's visibility), newest first; * is current",
+		"numbers are places among the runs Temporal's retention keeps and move as it drops old ones: undo --to takes the RUN ID",
 		"REV  IMAGE",
 		"4*   hello:v4  canary    succeeded    alice@h     2026-12-03T12:00:00Z  1m30s     r4      undo to revision 2",
 		"3    hello:v3  canary    rolled_back",
@@ -101,5 +104,30 @@ func TestPrintRevisions(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("revisions table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Only rollouts are revisions: a ClearHold run under the target's workflow
+// ID neither is listed nor moves the numbers of the runs after it.
+func TestRunsNumberedWithoutClearHolds(t *testing.T) {
+	start := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	run := func(id, typ string, minute int) *workflowpb.WorkflowExecutionInfo {
+		return &workflowpb.WorkflowExecutionInfo{
+			Execution: &commonpb.WorkflowExecution{WorkflowId: "deploy:docker:hello", RunId: id},
+			Type:      &commonpb.WorkflowType{Name: typ},
+			StartTime: timestamppb.New(start.Add(time.Duration(minute) * time.Minute)),
+			Status:    enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED,
+		}
+	}
+	execs := []*workflowpb.WorkflowExecutionInfo{
+		run("r3", api.CanaryWorkflow, 3), run("clear", api.ClearHoldWorkflow, 2),
+		run("r2", api.RollingWorkflow, 1), run("r1", api.RecreateWorkflow, 0),
+	}
+	var got []string
+	for _, r := range numberRuns(execs, converter.GetDefaultDataConverter()) {
+		got = append(got, strconv.Itoa(r.Number)+":"+r.RunID)
+	}
+	if want := []string{"3:r3", "2:r2", "1:r1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("numbered runs %v, want %v (no clear-hold)", got, want)
 	}
 }

@@ -27,7 +27,7 @@ func undoCmd(g *globals) *cobra.Command {
 		Short: "Roll a target back to an earlier succeeded revision's spec (default: the one before the current)",
 		Long: `Start a rollout back to an earlier revision's spec: by default the succeeded revision before
 the current one (the current is the newest that succeeded), or the one --to names (a revision
-number as revisions prints it, or a run ID). When the current is itself an undo, "before" counts
+number as revisions prints it from the audit trail, or a run ID). When the current is itself an undo, "before" counts
 from the revision it restored: undo twice goes back two good revisions, and never deploys again
 the revision an undo took away; with no good revision left it is refused (name one with --to).
 When a rollout after the current one may have left the target mid-way (its rollback failed, or
@@ -133,7 +133,7 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "", "the revision to go back to: its number (as revisions prints it) or its run ID (default: the succeeded one before the current)")
+	cmd.Flags().StringVar(&to, "to", "", "the revision to go back to: its number (as revisions prints it from the audit trail) or its run ID (default: the succeeded one before the current)")
 	cmd.Flags().StringVar(&strategy, "strategy", "", "run the undo with this strategy (canary, blue-green, rolling, recreate) and its defaults (default: the revision's)")
 	cmd.Flags().StringVar(&by, "by", "", "who asks (default: your user@host)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, kept in the rollout's memo")
@@ -207,6 +207,17 @@ func chooseRevision(revs revisions, to string) (pick, current revision, err erro
 			revs.WorkflowID, current.Number, current.Image)
 	}
 	n, numErr := strconv.Atoi(to)
+	if numErr == nil && revs.Source != "store" {
+		// Temporal's numbers move as its retention drops old runs: a number
+		// read a while ago may name another revision now.
+		now := "no revision has it now"
+		if i := slices.IndexFunc(revs.Revisions, func(r revision) bool { return r.Number == n }); i >= 0 {
+			now = fmt.Sprintf("revision %d is run %s now (%s); --to %s names it for good", n, revs.Revisions[i].RunID,
+				orNone(revs.Revisions[i].Image), revs.Revisions[i].RunID)
+		}
+		return pick, current, fmt.Errorf("%w: --to %d: without the audit trail (--database-url), revision numbers come from Temporal's visibility and move as its retention drops old runs, so undo takes a run ID there (%s)",
+			errNoRevision, n, now)
+	}
 	for _, r := range revs.Revisions {
 		if r.RunID != to && (numErr != nil || r.Number != n) {
 			continue
@@ -216,6 +227,14 @@ func chooseRevision(revs revisions, to string) (pick, current revision, err erro
 				r.Number, revs.WorkflowID, r.Image, r.RunID, orNone(r.Outcome))
 		}
 		return r, current, nil
+	}
+	if numErr == nil && len(revs.Revisions) > 0 {
+		if oldest := revs.Revisions[len(revs.Revisions)-1]; n < oldest.Number {
+			return pick, current, fmt.Errorf("%w: revision %d of %s is older than the %d revisions undo looks through (the oldest is revision %d); name it by its run ID",
+				errNoRevision, n, revs.WorkflowID, len(revs.Revisions), oldest.Number)
+		}
+		return pick, current, fmt.Errorf("%w: revision %d of %s does not exist (see starter revisions %s)",
+			errNoRevision, n, revs.WorkflowID, revs.WorkflowID)
 	}
 	return pick, current, fmt.Errorf("%w: %q is neither a revision number nor a run ID of %s (see starter revisions %s)",
 		errNoRevision, to, revs.WorkflowID, revs.WorkflowID)

@@ -11,7 +11,7 @@ import (
 
 // v1 ok, v2 ok, v3 rolled back, v4 ok (current), v5 rejected: newest first.
 func history() revisions {
-	revs := revisions{WorkflowID: "deploy:docker:hello", Revisions: []revision{
+	revs := revisions{WorkflowID: "deploy:docker:hello", Source: "store", Revisions: []revision{
 		{Number: 5, RunID: "r5", Image: "hello:v5", Outcome: "rejected"},
 		{Number: 4, RunID: "r4", Image: "hello:v4", Outcome: "succeeded"},
 		{Number: 3, RunID: "r3", Image: "hello:v3", Outcome: "rolled_back"},
@@ -35,7 +35,8 @@ func TestChooseRevision(t *testing.T) {
 		{name: "the current itself", to: "4", revs: history, want: 4},
 		{name: "a revision that rolled back", to: "3", revs: history, refused: "revision 3 of deploy:docker:hello (hello:v3, run r3) did not succeed (rolled_back)"},
 		{name: "a rejected one", to: "r5", revs: history, refused: "did not succeed (rejected)"},
-		{name: "no such revision", to: "9", revs: history, refused: `"9" is neither a revision number nor a run ID`},
+		{name: "no such revision", to: "9", revs: history, refused: `revision 9 of deploy:docker:hello does not exist`},
+		{name: "neither a number nor a run ID", to: "v9", revs: history, refused: `"v9" is neither a revision number nor a run ID`},
 		{name: "nothing succeeded before the current", revs: func() revisions {
 			r := history()
 			r.Revisions = r.Revisions[:3]
@@ -102,7 +103,7 @@ func TestUndoSpec(t *testing.T) {
 // goes to v1, not to v3 (what r4 undid) nor v2 (where the target is).
 func TestChooseRevisionAfterAnUndo(t *testing.T) {
 	revs := func(extra ...revision) revisions {
-		r := revisions{WorkflowID: "deploy:docker:hello", Revisions: append(extra,
+		r := revisions{WorkflowID: "deploy:docker:hello", Source: "store", Revisions: append(extra,
 			revision{Number: 4, RunID: "r4", Image: "hello:v2", Outcome: "succeeded", UndoOf: "r2"},
 			revision{Number: 3, RunID: "r3", Image: "hello:v3", Outcome: "succeeded"},
 			revision{Number: 2, RunID: "r2", Image: "hello:v2", Outcome: "succeeded"},
@@ -158,5 +159,34 @@ func TestChooseRevisionAfterATargetLeftMidway(t *testing.T) {
 	pick, current, err := chooseRevision(history(), "")
 	if err != nil || pick.Number != 2 || current.Number != 4 {
 		t.Errorf("after rejected and rolled back runs: revision %d (current %d), %v; want 2 (current 4)", pick.Number, current.Number, err)
+	}
+}
+
+// A revision number names the same revision for good only in the audit
+// trail: Temporal's numbers move as its retention drops old runs, so
+// there --to takes a run ID and a number is refused, saying which run it
+// names now. A number that names no revision is refused naming it.
+func TestChooseRevisionNumbers(t *testing.T) {
+	revs := history()
+	revs.Source = "temporal"
+	_, _, err := chooseRevision(revs, "2")
+	if err == nil || !strings.Contains(err.Error(), "revision 2 is run r2 now") || !strings.Contains(err.Error(), "--to r2") {
+		t.Errorf("--to 2 from Temporal's visibility: %v, want refused naming run r2", err)
+	}
+	if pick, _, err := chooseRevision(revs, "r2"); err != nil || pick.RunID != "r2" {
+		t.Errorf("--to r2 from Temporal's visibility: %+v, %v", pick, err)
+	}
+	if pick, _, err := chooseRevision(revs, ""); err != nil || pick.RunID != "r2" {
+		t.Errorf("the default from Temporal's visibility: %+v, %v", pick, err)
+	}
+	revs.Source = "store"
+	if _, _, err := chooseRevision(revs, "9"); err == nil || !strings.Contains(err.Error(), "revision 9 of deploy:docker:hello does not exist") ||
+		!errors.Is(err, errNoRevision) {
+		t.Errorf("--to 9: %v, want refused naming revision 9", err)
+	}
+	old := history()
+	old.Source, old.Revisions = "store", old.Revisions[:3] // 5, 4, 3: the listing stops at 3
+	if _, _, err := chooseRevision(old, "1"); err == nil || !strings.Contains(err.Error(), "revision 1 of deploy:docker:hello is older than the 3 revisions undo looks through") {
+		t.Errorf("--to 1 below the listing: %v", err)
 	}
 }

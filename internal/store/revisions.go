@@ -11,7 +11,7 @@ import (
 
 // Revision is one past rollout of a target as the audit trail holds it:
 // its plan row (with the spec it ran) and its number among the target's
-// rollouts, oldest 1.
+// rollouts in the order the trail recorded them, oldest 1.
 type Revision struct {
 	Number int `json:"revision"`
 	audit.Plan
@@ -22,8 +22,14 @@ type Revision struct {
 const clearHold = "clear-hold"
 
 // Revisions returns the rollouts of the target whose workflow ID is
-// workflowID, newest first, at most limit (0: defaultLimit), each numbered
-// by its place among all of them, oldest 1.
+// workflowID, newest first (by when they started), at most limit (0:
+// defaultLimit), each numbered by its place among all of them in the order
+// their rows were recorded (id), oldest 1. Rows are never removed and a
+// clear-hold's row is none of them, so a number, once listed, names the
+// same revision for good (an operator reads it from `starter revisions`
+// and passes it to `undo --to`); a run whose row was recorded late (the
+// store was down and its trail caught up after a newer run's) takes the
+// next number then, not a place among the older ones.
 func (s *Store) Revisions(ctx context.Context, workflowID string, limit int) ([]Revision, error) {
 	if limit <= 0 {
 		limit = defaultLimit
@@ -31,9 +37,9 @@ func (s *Store) Revisions(ctx context.Context, workflowID string, limit int) ([]
 	limit = min(limit, maxLimit)
 	rows, err := s.pool.Query(ctx, `
 SELECT n, `+planColumns+` FROM (
-    SELECT row_number() OVER (ORDER BY created_at, id) AS n, *
+    SELECT row_number() OVER (ORDER BY id) AS n, *
     FROM deployment_plans WHERE workflow_id = $1 AND strategy <> $2) p
-ORDER BY n DESC
+ORDER BY p.created_at DESC, p.id DESC
 LIMIT $3`, workflowID, clearHold, limit)
 	if err != nil {
 		return nil, fmt.Errorf("audit store: revisions of %s: %w", workflowID, err)

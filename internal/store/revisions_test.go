@@ -196,8 +196,63 @@ func testRevisions(t *testing.T, pg *itest.Postgres) {
 	if revs, err := s.Revisions(ctx, "deploy:docker:hello", 2); err != nil || len(revs) != 2 || revs[1].Number != 3 {
 		t.Errorf("Revisions with limit 2: %+v, %v", revs, err)
 	}
+	t.Run("numbers never move", func(t *testing.T) { testRevisionNumbersStable(t, pg) })
 	targets, err := s.Targets(ctx, "hello")
 	if err != nil || !slices.Equal(targets, []string{"deploy:docker:hello", "deploy:k8s:prod/hello"}) {
 		t.Errorf("Targets(hello) = %v, %v", targets, err)
+	}
+}
+
+// A revision's number, once listed, names that revision for good: a run
+// the trail records late (its batches handed to a trail workflow while a
+// newer run was already written) takes the next number instead of moving
+// the others, and a clear-hold's row takes none. The list stays newest
+// first by when each run started.
+func testRevisionNumbersStable(t *testing.T, pg *itest.Postgres) {
+	ctx := testContext(t)
+	s, _ := openStore(t, pg)
+	write := func(run, strategy string, minute int) {
+		t.Helper()
+		at := base.Add(time.Duration(minute) * time.Minute)
+		p := &audit.Plan{WorkflowID: "deploy:docker:n", RunID: run, Service: "n", ImageTo: "n:" + run,
+			Strategy: strategy, Status: "succeeded", Success: true, CreatedAt: at, StartedAt: &at}
+		if err := s.Write(ctx, audit.Batch{WorkflowID: p.WorkflowID, RunID: run, Plan: p}); err != nil {
+			t.Fatalf("Write %s: %v", run, err)
+		}
+	}
+	numbers := func() map[string]int {
+		t.Helper()
+		revs, err := s.Revisions(ctx, "deploy:docker:n", 0)
+		if err != nil {
+			t.Fatalf("Revisions: %v", err)
+		}
+		out := map[string]int{}
+		for _, r := range revs {
+			out[r.RunID] = r.Number
+		}
+		return out
+	}
+	write("a", "recreate", 0)
+	write("c", "canary", 2)
+	before := numbers()
+	if want := map[string]int{"a": 1, "c": 2}; !reflect.DeepEqual(before, want) {
+		t.Fatalf("numbers %v, want %v", before, want)
+	}
+	write("clear", "clear-hold", 3)
+	write("b", "rolling", 1) // started before c, recorded after it
+	after := numbers()
+	if want := map[string]int{"a": 1, "c": 2, "b": 3}; !reflect.DeepEqual(after, want) {
+		t.Errorf("after a late row and a clear-hold: numbers %v, want %v (a listed number never moves)", after, want)
+	}
+	revs, err := s.Revisions(ctx, "deploy:docker:n", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range revs {
+		order = append(order, r.RunID)
+	}
+	if want := []string{"c", "b", "a"}; !slices.Equal(order, want) {
+		t.Errorf("order %v, want %v (newest first by start)", order, want)
 	}
 }
