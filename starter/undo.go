@@ -38,6 +38,12 @@ did not restore), and names that rollout as what runs now. It runs with that rev
 revision it restores in the rollout's memo (` + api.MemoUndo + `, with --by and --reason) and in the
 audit trail (deployment_plans.undo_of).
 
+Undo chooses from what the target runs once no rollout of it runs: while one is still deciding its
+outcome, undo is refused at once, naming it (wait for it or abort it); one that has its outcome
+and is closing (notifications, audit trail) is waited for, at most 90 s, and counted. How the
+runs that decide the choice ended is taken from Temporal, so a trail that lags (or never saw a
+run terminated) does not mislead it.
+
 Refused, with the reason and nothing started, when the revision did not succeed, when no earlier
 succeeded revision exists, or when the target is busy (another rollout runs). A rollout whose
 preparation rejects it (on Docker: the revision's image is gone) changes nothing, and undo says
@@ -63,6 +69,19 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 			revs, err := g.revisions(ctx, c, args[0], maxRevisions)
 			if err != nil {
 				return err
+			}
+			latest, waited, err := awaitQuiet(ctx, c, revs.WorkflowID)
+			if err != nil {
+				return fmt.Errorf("undo refused: %w", err)
+			}
+			if waited {
+				// A rollout just ended: what runs now is what it left.
+				if revs, err = g.revisions(ctx, c, revs.WorkflowID, maxRevisions); err != nil {
+					return err
+				}
+			}
+			if revs, err = settle(ctx, c, revs, latest); err != nil {
+				return fmt.Errorf("undo refused: %w", err)
 			}
 			pick, current, err := chooseRevision(revs, to)
 			if err != nil {
@@ -273,6 +292,99 @@ func restored(revs revisions, i int) (int, error) {
 		i = j
 	}
 	return i, nil
+}
+
+// quietWait bounds how long undo waits for a rollout that has its outcome
+// to close (its notifications and audit trail: seconds, each bounded), as
+// deploy does (control's closingWait).
+const quietWait = 90 * time.Second
+
+// awaitQuiet makes sure no rollout of the target runs while undo chooses
+// what to go back to: a run still deciding its outcome is refused (undo
+// would choose from what that run has not finished changing, and race it
+// to the target); one whose outcome is decided is waited for, at most
+// quietWait, and waited then says so (the revisions read before are stale).
+// It returns the target's latest run once closed (zero when Temporal has
+// none any more).
+func awaitQuiet(ctx context.Context, c client.Client, wid string) (latest control.Execution, waited bool, err error) {
+	ex, err := control.Describe(ctx, c, wid, "")
+	var nf *control.NotFoundError
+	switch {
+	case errors.As(err, &nf):
+		return control.Execution{}, false, nil
+	case err != nil:
+		return ex, false, err
+	case !ex.Open():
+		return ex, false, nil
+	case !rolloutType(ex.Type):
+		return ex, false, fmt.Errorf("%s runs %s (run %s): wait for it to end, then undo", wid, ex.Type, ex.RunID)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	st, qerr := control.Status(qctx, c, wid)
+	cancel()
+	if qerr != nil || st.RunID != ex.RunID || st.Outcome == "" {
+		phase := "its phase unknown"
+		if qerr == nil {
+			phase = "phase " + string(st.Phase)
+		}
+		return ex, false, fmt.Errorf("rollout %s (run %s, %s) is still running: undo chooses from what the target runs once it has ended; wait for it (starter watch %s) or abort it, then undo",
+			wid, ex.RunID, phase, wid)
+	}
+	wctx, cancel := context.WithTimeout(ctx, quietWait)
+	defer cancel()
+	_ = c.GetWorkflow(wctx, wid, ex.RunID).Get(wctx, nil) // the outcome is known; only the close matters
+	if ex, err = control.Describe(ctx, c, wid, ex.RunID); err != nil {
+		return ex, true, err
+	}
+	if ex.Open() {
+		return ex, true, fmt.Errorf("rollout %s (run %s) ended %s but has not closed within %s; try again once it has (starter status %s)",
+			wid, ex.RunID, st.Outcome, quietWait, wid)
+	}
+	return ex, true, nil
+}
+
+// settle makes revs say how the runs that decide undo's choice ended, as
+// Temporal says: the latest run (latest, closed) and every run newer than
+// the newest that succeeded which the source still shows running. The
+// audit trail lags a run's end by a moment, and never sees the end of a
+// run that was terminated (its row stays as it was); visibility may lag
+// too. A latest rollout the audit trail has not recorded yet is refused:
+// undo would choose without it.
+func settle(ctx context.Context, c client.Client, revs revisions, latest control.Execution) (revisions, error) {
+	if latest.RunID != "" && rolloutType(latest.Type) &&
+		!slices.ContainsFunc(revs.Revisions, func(r revision) bool { return r.RunID == latest.RunID }) {
+		return revs, fmt.Errorf("the latest rollout of %s (run %s, ended %s) is not in %s yet: undo would choose without it; try again in a moment",
+			revs.WorkflowID, latest.RunID, latest.Ended(), sourceName(revs.Source))
+	}
+	revs.Revisions = slices.Clone(revs.Revisions)
+	for i := range revs.Revisions {
+		r := &revs.Revisions[i]
+		if r.Open || r.RunID == latest.RunID && !isOutcome(r.Outcome) {
+			ex, err := control.Describe(ctx, c, r.WorkflowID, r.RunID)
+			var nf *control.NotFoundError
+			switch {
+			case errors.As(err, &nf):
+				// Gone from Temporal: the source's word is all there is.
+			case err != nil:
+				return revs, err
+			case ex.Open():
+				return revs, fmt.Errorf("rollout %s (run %s) is still running: wait for it or abort it, then undo", r.WorkflowID, r.RunID)
+			default:
+				r.Open, r.Outcome = false, ex.Ended()
+				if st, err := control.Final[api.Status](ctx, c, ex); err == nil && st.Outcome != "" {
+					r.Outcome = string(st.Outcome)
+				}
+			}
+		}
+		if r.succeeded() {
+			break
+		}
+	}
+	for i := range revs.Revisions {
+		revs.Revisions[i].Current = false
+	}
+	markCurrent(revs.Revisions)
+	return revs, nil
 }
 
 // undoSpec is the revision's spec made a new request: without the execution
