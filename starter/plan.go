@@ -1,16 +1,24 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 func planCmd(g *globals) *cobra.Command {
@@ -23,6 +31,9 @@ the live target (with its own credentials and policies, not yours) and reports t
 rollout would take, which is what a rollback restores; each stage's desired state (new and old
 instances or replicas, who serves traffic), approval gates and bakes, and the least time it takes;
 and each prerequisite's verdict (spec, image present, hold, capacity at the peak, a rollout running).
+A rollout of the target already running is judged as deploy would: another request would be
+refused as busy (the plan is not ready), the same request would join it, and one that has its
+outcome and is closing would be waited for, then started.
 The stages are the ones a rollout started now would run. A release file is planned service by
 service, wave by wave. Exits 0 when the rollout (every one of the release's) would start and 5
 when it would be rejected.`,
@@ -52,6 +63,9 @@ when it would be rejected.`,
 			pv, err := control.Preview(ctx, c, *s)
 			if err != nil {
 				return err
+			}
+			if chk, ok := g.startVerdict(ctx, c, *s); ok {
+				pv = withTargetCheck(pv, chk)
 			}
 			return showPlan(w, g, pv, printPreview, pv.Ready, "rollout", failedChecks(pv))
 		},
@@ -180,4 +194,80 @@ func failedChecks(pv api.Preview) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// startVerdict says what a start of s now would do with the target's
+// running rollout, as deploy (control.Start) decides it: join it when it
+// runs the same request (its memo's request ID and workflow type; the same
+// execution ID with other parameters is refused as reused), wait for it to
+// close when its outcome is decided, else refuse it as busy. ok is false
+// when Temporal could not say (the worker's own "target" check stays).
+func (g *globals) startVerdict(ctx context.Context, c client.Client, s spec.Spec) (chk api.PreviewCheck, ok bool) {
+	s = s.WithDefaults()
+	wid := s.WorkflowID()
+	chk.Name = "target"
+	d, err := c.DescribeWorkflowExecution(ctx, wid, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		chk.Verdict, chk.Message = api.CheckOK, "no rollout of "+s.TargetKey()+" is running"
+		return chk, true
+	case err != nil:
+		return chk, false
+	}
+	info := d.GetWorkflowExecutionInfo()
+	runID := info.GetExecution().GetRunId()
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		chk.Verdict, chk.Message = api.CheckOK, "no rollout of "+s.TargetKey()+" is running"
+		return chk, true
+	}
+	dc := g.dataConverter()
+	var request string
+	var fp map[string]string
+	memo := info.GetMemo().GetFields()
+	if p, ok := memo[api.MemoRequestID]; ok {
+		_ = dc.FromPayload(p, &request)
+	}
+	if p, ok := memo[control.MemoSpec]; ok {
+		_ = dc.FromPayload(p, &fp)
+	}
+	name, _ := api.WorkflowFor(s.Strategy.Type)
+	if request == s.RequestID() && info.GetType().GetName() == name {
+		if fp != nil && !maps.Equal(fp, control.Fingerprint(s)) {
+			chk.Verdict = api.CheckFailed
+			chk.Message = fmt.Sprintf("a start now would be refused: execution ID %q is already in use by rollout %s (run %s) with a different spec",
+				s.ExecutionID, wid, runID)
+			return chk, true
+		}
+		chk.Verdict = api.CheckWarning
+		chk.Message = fmt.Sprintf("a start now would join rollout %s (run %s), which runs this same request, and start nothing new", wid, runID)
+		return chk, true
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	st, qerr := control.Status(qctx, c, wid)
+	cancel()
+	if qerr == nil && st.RunID == runID && st.Outcome != "" {
+		chk.Verdict = api.CheckWarning
+		chk.Message = fmt.Sprintf("rollout %s (run %s) has its outcome (%s) and is closing: a start now waits for it to close (at most 90 s), then runs these stages",
+			wid, runID, st.Outcome)
+		return chk, true
+	}
+	chk.Verdict = api.CheckFailed
+	chk.Message = "a start now would be refused: " + (&control.BusyError{WorkflowID: wid, RunID: runID, RequestID: request}).Error()
+	return chk, true
+}
+
+// withTargetCheck puts chk in place of the plan's "target" check (or adds
+// it); a failed one makes the plan not ready.
+func withTargetCheck(pv api.Preview, chk api.PreviewCheck) api.Preview {
+	pv.Checks = slices.Clone(pv.Checks)
+	if i := slices.IndexFunc(pv.Checks, func(c api.PreviewCheck) bool { return c.Name == chk.Name }); i >= 0 {
+		pv.Checks[i] = chk
+	} else {
+		pv.Checks = append(pv.Checks, chk)
+	}
+	if chk.Verdict == api.CheckFailed {
+		pv.Ready = false
+	}
+	return pv
 }
