@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
@@ -221,16 +223,7 @@ func (g *globals) startVerdict(ctx context.Context, c client.Client, s spec.Spec
 		chk.Verdict, chk.Message = api.CheckOK, "no rollout of "+s.TargetKey()+" is running"
 		return chk, true
 	}
-	dc := g.dataConverter()
-	var request string
-	var fp map[string]string
-	memo := info.GetMemo().GetFields()
-	if p, ok := memo[api.MemoRequestID]; ok {
-		_ = dc.FromPayload(p, &request)
-	}
-	if p, ok := memo[control.MemoSpec]; ok {
-		_ = dc.FromPayload(p, &fp)
-	}
+	request, fp := runMemo(info, g.dataConverter())
 	name, _ := api.WorkflowFor(s.Strategy.Type)
 	if request == s.RequestID() && info.GetType().GetName() == name {
 		if fp != nil && !maps.Equal(fp, control.Fingerprint(s)) {
@@ -270,4 +263,17 @@ func withTargetCheck(pv api.Preview, chk api.PreviewCheck) api.Preview {
 		pv.Ready = false
 	}
 	return pv
+}
+
+// runMemo reads the request ID and the spec fingerprint a rollout's memo
+// records (control.StartWith); what cannot be read is empty.
+func runMemo(info *workflowpb.WorkflowExecutionInfo, dc converter.DataConverter) (request string, fp map[string]string) {
+	memo := info.GetMemo().GetFields()
+	if p, ok := memo[api.MemoRequestID]; ok {
+		_ = dc.FromPayload(p, &request)
+	}
+	if p, ok := memo[control.MemoSpec]; ok {
+		_ = dc.FromPayload(p, &fp)
+	}
+	return request, fp
 }

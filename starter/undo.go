@@ -70,7 +70,13 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 			if err != nil {
 				return err
 			}
-			latest, waited, err := awaitQuiet(ctx, c, revs.WorkflowID)
+			latest, waited, err := awaitQuiet(ctx, c, g.dataConverter(), revs.WorkflowID)
+			if busy := (*control.BusyError)(nil); errors.As(err, &busy) {
+				// Named as deploy names it, with what undo would have chosen.
+				if pick, _, cerr := chooseRevision(revs, to); cerr == nil {
+					return fmt.Errorf("undo to revision %d (%s) refused: %w", pick.Number, pick.Image, err)
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("undo refused: %w", err)
 			}
@@ -306,7 +312,7 @@ const quietWait = 90 * time.Second
 // quietWait, and waited then says so (the revisions read before are stale).
 // It returns the target's latest run once closed (zero when Temporal has
 // none any more).
-func awaitQuiet(ctx context.Context, c client.Client, wid string) (latest control.Execution, waited bool, err error) {
+func awaitQuiet(ctx context.Context, c client.Client, dc converter.DataConverter, wid string) (latest control.Execution, waited bool, err error) {
 	ex, err := control.Describe(ctx, c, wid, "")
 	var nf *control.NotFoundError
 	switch {
@@ -327,8 +333,12 @@ func awaitQuiet(ctx context.Context, c client.Client, wid string) (latest contro
 		if qerr == nil {
 			phase = "phase " + string(st.Phase)
 		}
-		return ex, false, fmt.Errorf("rollout %s (run %s, %s) is still running: undo chooses from what the target runs once it has ended; wait for it (starter watch %s) or abort it, then undo",
-			wid, ex.RunID, phase, wid)
+		var request string
+		if d, err := c.DescribeWorkflowExecution(ctx, wid, ex.RunID); err == nil {
+			request, _ = runMemo(d.GetWorkflowExecutionInfo(), dc)
+		}
+		return ex, false, fmt.Errorf("%w (%s; undo chooses from what the target runs once it has ended: starter watch %s)",
+			&control.BusyError{WorkflowID: wid, RunID: ex.RunID, RequestID: request}, phase, wid)
 	}
 	wctx, cancel := context.WithTimeout(ctx, quietWait)
 	defer cancel()

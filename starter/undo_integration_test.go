@@ -174,7 +174,8 @@ func TestUndoRefusesARunningRolloutAndSettlesATerminatedOne(t *testing.T) {
 	})
 	out, errOut, code := e.starter(t, "undo", e.target())
 	require.NotEqual(t, 0, code, "undo while v3 runs: %s", out)
-	require.Contains(t, errOut, "undo refused: rollout "+e.target()+" (run "+started.RunID+", phase validating) is still running")
+	require.Contains(t, errOut, "undo to revision 1 (stagecraft-demo:v1) refused: target is busy: rollout "+e.target()+" (run "+started.RunID+", request "+v3.RequestID()+") is still running")
+	require.Contains(t, errOut, "(phase validating; undo chooses from what the target runs once it has ended")
 
 	require.NoError(t, e.tc.TerminateWorkflow(context.Background(), started.WorkflowID, started.RunID, "test: left mid-way"))
 	out, errOut, code = e.starter(t, "undo", e.target(), "--by", "test")
