@@ -363,8 +363,12 @@ func awaitQuiet(ctx context.Context, c client.Client, dc converter.DataConverter
 func settle(ctx context.Context, c client.Client, revs revisions, latest control.Execution) (revisions, error) {
 	if latest.RunID != "" && rolloutType(latest.Type) &&
 		!slices.ContainsFunc(revs.Revisions, func(r revision) bool { return r.RunID == latest.RunID }) {
-		return revs, fmt.Errorf("the latest rollout of %s (run %s, ended %s) is not in %s yet: undo would choose without it; try again in a moment",
-			revs.WorkflowID, latest.RunID, latest.Ended(), sourceName(revs.Source))
+		again := "try again in a moment"
+		if revs.Source == "store" {
+			again += ", or undo without --database-url (from Temporal's visibility)"
+		}
+		return revs, fmt.Errorf("the latest rollout of %s (run %s, ended %s) is not in %s yet: undo would choose without it; %s",
+			revs.WorkflowID, latest.RunID, latest.Ended(), sourceName(revs.Source), again)
 	}
 	revs.Revisions = slices.Clone(revs.Revisions)
 	for i := range revs.Revisions {
