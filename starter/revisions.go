@@ -29,8 +29,10 @@ import (
 // revision is one past rollout of a target, as revisions prints it and
 // undo picks from.
 type revision struct {
-	// Number is its place among the target's rollouts, oldest 1, in the
-	// source it came from; RunID names it for good.
+	// Number is its place among the target's rollouts, oldest 1: in the
+	// order the audit trail recorded them (for good), or among the runs
+	// Temporal's visibility keeps (it moves with retention); RunID names
+	// it for good in either.
 	Number     int    `json:"revision"`
 	WorkflowID string `json:"workflowId"`
 	RunID      string `json:"runId"`
