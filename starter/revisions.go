@@ -392,9 +392,15 @@ func printRevisions(w io.Writer, revs revisions) {
 	if revs.Source != "store" {
 		fmt.Fprintln(w, "numbers are places among the runs Temporal's retention keeps and move as it drops old ones: undo --to takes the RUN ID")
 	}
+	// A run after the current that may have left the target mid-way: what
+	// runs is not the current revision, and undo restores it.
+	left := -1
+	if cur := slices.IndexFunc(revs.Revisions, func(r revision) bool { return r.Current }); cur > 0 {
+		left = leftMidway(revs.Revisions[:cur])
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REV\tIMAGE\tSTRATEGY\tOUTCOME\tSTARTED BY\tSTARTED\tDURATION\tRUN ID\tNOTE")
-	for _, r := range revs.Revisions {
+	for i, r := range revs.Revisions {
 		n := strconv.Itoa(r.Number)
 		if r.Current {
 			n += "*"
@@ -408,6 +414,10 @@ func printRevisions(w io.Writer, revs revisions) {
 		var note []string
 		if r.UndoOf != "" {
 			note = append(note, "undo to "+revisionName(revs.Revisions, r.UndoOf))
+		}
+		if i == left {
+			cur := slices.IndexFunc(revs.Revisions, func(r revision) bool { return r.Current })
+			note = append(note, fmt.Sprintf("may have left the target mid-way: undo restores revision %d", revs.Revisions[cur].Number))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, orNone(r.Image), orNone(r.Strategy), orNone(r.Outcome),
 			orNone(r.StartedBy), r.StartedAt.UTC().Format(time.RFC3339), d, r.RunID, strings.Join(note, "; "))

@@ -131,3 +131,21 @@ func TestRunsNumberedWithoutClearHolds(t *testing.T) {
 		t.Errorf("numbered runs %v, want %v (no clear-hold)", got, want)
 	}
 }
+
+// A run after the current that may have left the target mid-way says so,
+// and which revision undo restores.
+func TestPrintRevisionsLeftMidway(t *testing.T) {
+	revs := history()
+	revs.Revisions = append([]revision{{Number: 6, RunID: "r6", Image: "hello:v6", Outcome: "rollback_failed"}}, revs.Revisions...)
+	var b bytes.Buffer
+	printRevisions(&b, revs)
+	if want := "may have left the target mid-way: undo restores revision 4"; !strings.Contains(b.String(), want) ||
+		strings.Count(b.String(), "mid-way") != 1 {
+		t.Errorf("revisions table lacks %q once:\n%s", want, b.String())
+	}
+	b.Reset()
+	printRevisions(&b, history())
+	if strings.Contains(b.String(), "mid-way") {
+		t.Errorf("rolled back and rejected runs noted as mid-way:\n%s", b.String())
+	}
+}
