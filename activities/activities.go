@@ -35,6 +35,13 @@ type Platform interface {
 	Endpoints(ctx context.Context, s spec.Spec, rollout string, snap platform.Snapshot, which platform.Which) ([]string, error)
 }
 
+// ImageLooker is implemented by a platform that holds images itself
+// (Docker): HasImage says whether image is there now, asking no registry,
+// so a plan can say what a rollout would pull without pulling it.
+type ImageLooker interface {
+	HasImage(ctx context.Context, image string) (bool, error)
+}
+
 // UpChecker is implemented by a platform whose converge returns before the
 // new instances it started have proven they stay up (Docker: each must stay
 // up a short window from its start). StayedUp returns nil once they have,

@@ -15,6 +15,8 @@ var (
 	_ activities.Leaser           = (*docker.Platform)(nil)
 	_ activities.CapacityReporter = (*docker.Platform)(nil)
 	_ activities.Describer        = (*docker.Platform)(nil)
+	_ activities.UpChecker        = (*docker.Platform)(nil)
+	_ activities.ImageLooker      = (*docker.Platform)(nil)
 
 	_ activities.Platform         = (*kubernetes.Platform)(nil)
 	_ activities.Holder           = (*kubernetes.Platform)(nil)

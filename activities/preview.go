@@ -67,11 +67,7 @@ func (a *Activities) Preview(ctx context.Context, in PreviewInput) (PreviewResul
 	} else {
 		add("hold", checkOK, "not held")
 	}
-	if err := p.CheckImage(ctx, s.Image); err != nil {
-		add("image", checkFailed, "%v", err)
-	} else {
-		add("image", checkOK, "%s is present", s.Image)
-	}
+	a.previewImage(ctx, p, s.Image, add)
 	snap, err := p.Snapshot(ctx, s)
 	if err != nil {
 		add("snapshot", checkFailed, "snapshot %s: %v", s.TargetKey(), err)
@@ -85,6 +81,29 @@ func (a *Activities) Preview(ctx context.Context, in PreviewInput) (PreviewResul
 	}
 	a.previewCapacity(ctx, p, s, snap, add)
 	return res, nil
+}
+
+// previewImage says whether the image is there. A platform that holds
+// images (ImageLooker) is only looked at: a plan pulls nothing (Prepare
+// pulls an absent image when the rollout starts, and fails it then if it
+// cannot be had).
+func (a *Activities) previewImage(ctx context.Context, p Platform, image string, add func(name, verdict, format string, args ...any)) {
+	if l, ok := p.(ImageLooker); ok {
+		switch has, err := l.HasImage(ctx, image); {
+		case err != nil:
+			add("image", checkFailed, "%v", err)
+		case has:
+			add("image", checkOK, "%s is present", image)
+		default:
+			add("image", checkWarning, "%s is not on the engine: the rollout pulls it when it starts, and fails then if it cannot be had (a plan pulls nothing)", image)
+		}
+		return
+	}
+	if err := p.CheckImage(ctx, image); err != nil {
+		add("image", checkFailed, "%v", err)
+	} else {
+		add("image", checkOK, "%s is present", image)
+	}
 }
 
 // previewCapacity says whether the instances the rollout's peak adds fit.
