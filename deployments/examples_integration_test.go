@@ -449,11 +449,16 @@ func requireRolledOut(t *testing.T, cs kubernetes.Interface, ns string, before t
 	t.Helper()
 	ctx := context.Background()
 	name := before.deployment.Name
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-	require.NoError(t, err)
+	// A rollout judges its Deployments from their ReplicaSets, a sync
+	// ahead of the Deployment's own status: give the status that sync.
+	var d *appsv1.Deployment
+	require.Eventually(t, func() bool {
+		var err error
+		d, err = cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && d.Spec.Replicas != nil && d.Status.ReadyReplicas == *d.Spec.Replicas
+	}, 10*time.Second, 20*time.Millisecond, "deployment %s/%s: ready replicas never caught up", ns, name)
 	require.Equal(t, image, d.Spec.Template.Spec.Containers[0].Image)
 	require.Equal(t, *before.deployment.Spec.Replicas, *d.Spec.Replicas)
-	require.Equal(t, *d.Spec.Replicas, d.Status.ReadyReplicas)
 	require.Equal(t, before.deployment.Spec.Selector, d.Spec.Selector)
 	for _, suffix := range []string{"-canary", "-green"} {
 		_, err := cs.AppsV1().Deployments(ns).Get(ctx, name+suffix, metav1.GetOptions{})

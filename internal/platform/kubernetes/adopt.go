@@ -82,6 +82,9 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 		if !equality.Semantic.DeepEqual(canary.Spec.Template, tpl) || equalIgnoreHash(stable.Spec.Template, tpl) {
 			return false, nil
 		}
+		if stable, err = c.seen(ctx, stable); err != nil {
+			return false, err
+		}
 		if ok, err := c.settled(ctx, stable); !ok || err != nil {
 			return false, err
 		}
@@ -92,6 +95,9 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 			return true, err
 		}
 		if stable, err = c.getStable(ctx); err != nil {
+			return true, err
+		}
+		if stable, err = c.seen(ctx, stable); err != nil {
 			return true, err
 		}
 		if ok, err := c.settled(ctx, stable); err != nil || !ok {
@@ -110,7 +116,7 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	if err := c.settleHandover(ctx); err != nil {
 		return true, err
 	}
-	return true, c.writeStable(ctx, func(d *appsv1.Deployment) {
+	return true, c.settleStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Paused = c.orig.Spec.Paused
 		d.Spec.Strategy = *c.orig.Spec.Strategy.DeepCopy()
 		d.Annotations = withoutHandover(d.Annotations)
@@ -123,6 +129,31 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 // stable Deployment itself if it is still not settled).
 var errNotSettled = errors.New("the stable deployment is not settled")
 
+// seen returns the stable Deployment once its controller has seen its
+// latest generation, or as it is after settleWait: the fence a converge
+// stamps on it first is an annotation, and a Deployment's annotations move
+// its generation like its spec (they are copied to its ReplicaSets), so
+// right after the stamp its status speaks of the generation before.
+func (c *convergence) seen(ctx context.Context, stable *appsv1.Deployment) (*appsv1.Deployment, error) {
+	for end := time.Now().Add(settleWait); stable.Status.ObservedGeneration < stable.Generation && time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(handoverPoll):
+		}
+		var err error
+		if stable, err = c.getStable(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return stable, nil
+}
+
+// settleWait bounds how long the handover waits for the stable
+// Deployment's controller to see its latest generation before judging it
+// (not settled, then: it rolls itself).
+const settleWait = 10 * time.Second
+
 // settled says whether the stable Deployment is at rest with some pods:
 // rolled out, with exactly one ReplicaSet that has any, at its replicas.
 // Its controller leaves a paused Deployment alone only then (it scales a
@@ -131,12 +162,17 @@ var errNotSettled = errors.New("the stable deployment is not settled")
 // Deployment being rolled by something else (a restart, a hand edit, a
 // sync) is not handed over: it rolls itself.
 func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (bool, error) {
-	if done, err := rolledOut(stable, stable.Generation); !done || err != nil || replicas(stable) < 1 {
+	if replicas(stable) < 1 {
 		return false, nil
 	}
 	rss, err := c.replicaSetsOf(ctx, stable)
 	if err != nil {
 		return false, err
+	}
+	// Rolled out by its status, or by its ReplicaSets ahead of its status
+	// (a wait ends on either: replicasets.go).
+	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, rss)) {
+		return false, nil
 	}
 	active := 0
 	for _, rs := range rss {

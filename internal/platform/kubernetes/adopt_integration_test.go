@@ -128,23 +128,37 @@ func TestCanaryPodsStartOnce(t *testing.T) {
 		n        int
 		percents []int
 		mutate   func(*appsv1.Deployment)
+		fenced   bool
 	}{
-		{"n4", 4, []int{25, 50, 100}, nil},
-		{"n20", 20, []int{5, 25, 50, 100}, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(20)) }},
+		{"n4", 4, []int{25, 50, 100}, nil, false},
+		{"n20", 20, []int{5, 25, 50, 100}, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(20)) }, false},
 		{"n4-recreate", 4, []int{25, 50, 100}, func(d *appsv1.Deployment) {
 			d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
-		}},
+		}, false},
 		{"n4-surge-zero", 4, []int{25, 50, 100}, func(d *appsv1.Deployment) {
 			d.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(0)), MaxUnavailable: ptr(intstr.FromInt32(1))}
-		}},
+		}, false},
+		// As the Converge activity calls it: each stage fenced anew, so its
+		// first write (the fence, an annotation) moves the stable
+		// Deployment's generation just before the handover judges it.
+		{"n20-fenced", 20, []int{5, 25, 50, 100}, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(20)) }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.mutate, false)
 			e.waitReady(target, int32(tc.n))
 			snap := e.snapshot()
 			starts := e.countPodStarts(imageV2)
-			for _, d := range stepsOf(tc.n, tc.percents...) {
-				counts(t, e.converge(snap, d), d.New, d.Old)
+			for i, d := range stepsOf(tc.n, tc.percents...) {
+				if !tc.fenced {
+					counts(t, e.converge(snap, d), d.New, d.Old)
+					continue
+				}
+				fence := platform.Fence{Owner: "default/deploy:kubernetes:" + e.ns + "/" + target, Step: int64(i + 1), Until: time.Now().Add(time.Hour)}
+				res, err := e.p.Converge(e.ctx, platform.ConvergeRequest{Spec: e.spec, Rollout: "r1a2b3", Snapshot: snap, Desired: d, Fence: fence})
+				if err != nil {
+					t.Fatalf("Converge %+v: %v", d, err)
+				}
+				counts(t, res, d.New, d.Old)
 			}
 			e.assertHandedOver(snap, int32(tc.n))
 			if got := starts.count(); got != tc.n {

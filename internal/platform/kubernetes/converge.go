@@ -115,12 +115,10 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		ci:       ci,
 		fence:    req.Fence,
 	}
-	if err := c.acquire(ctx); err != nil {
-		return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
-	}
 	c.desired.Traffic = cmp.Or(d.Traffic, plan.TrafficShared)
 	c.desired.Order = cmp.Or(d.Order, plan.Surge)
-	if err := c.followAutoscaler(ctx, plannedTotal(req)); err != nil {
+	// The autoscaler is looked for (a read) while the fence goes on.
+	if err := c.acquire(ctx, func(ctx context.Context) error { return c.followAutoscaler(ctx, plannedTotal(req)) }); err != nil {
 		return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
 	}
 	switch {
@@ -168,7 +166,7 @@ func (c *convergence) restore(ctx context.Context) error {
 	go func() {
 		written, err := side.updateStable(ctx, side.restoreStable(want), want)
 		if err == nil {
-			err = side.wait(ctx, written)
+			err = side.waitReported(ctx, written)
 		}
 		stable <- err
 	}()
@@ -269,7 +267,7 @@ func (c *convergence) promote(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.writeStable(ctx, func(d *appsv1.Deployment) {
+	if err := c.settleStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Template = tpl
 		d.Spec.Replicas = &n
 		unmarkSplit(d)

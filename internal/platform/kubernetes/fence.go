@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -151,30 +152,33 @@ func (c *convergence) admitTarget(ctx context.Context) error {
 // Deployment first, before the converge changes anything; it changes
 // nothing and returns the refusal when one of them holds a fence c's does
 // not admit. From then on an attempt that c's fence fences cannot change
-// any of them.
-func (c *convergence) acquire(ctx context.Context) error {
-	if c.fence.Zero() {
-		return nil
-	}
+// any of them. beside (which must not write to the cluster) runs while the
+// copies on the other objects are written, once the target's fence is held.
+func (c *convergence) acquire(ctx context.Context, beside func(context.Context) error) error {
 	deps := c.cs.AppsV1().Deployments(c.ns)
-	if err := stampObject(ctx, c, "deployment", c.orig.Name, deps.Get, deps.Update, nil); err != nil {
-		return err
+	if !c.fence.Zero() {
+		if err := stampObject(ctx, c, "deployment", c.orig.Name, deps.Get, deps.Update, nil); err != nil {
+			return err
+		}
+	}
+	// The target's fence is held: the copies on the others are written
+	// side by side (each is conditioned on its own object alone).
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return beside(gctx) })
+	if c.fence.Zero() {
+		return g.Wait()
 	}
 	if c.origSvc != nil {
 		svcs := c.cs.CoreV1().Services(c.ns)
-		if err := stampObject(ctx, c, "service", c.origSvc.Name, svcs.Get, svcs.Update, nil); err != nil {
-			return err
-		}
+		g.Go(func() error { return stampObject(gctx, c, "service", c.origSvc.Name, svcs.Get, svcs.Update, nil) })
 	}
 	// The rollout's Deployments, when this service's; one of that name that
 	// is not is refused by the converge when it gets to it.
 	ours := func(m metav1.Object) bool { return m.GetLabels()[platform.LabelService] == c.spec.Service }
 	for _, name := range []string{canaryName(c.orig.Name), greenName(c.orig.Name)} {
-		if err := stampObject(ctx, c, "deployment", name, deps.Get, deps.Update, ours); err != nil {
-			return err
-		}
+		g.Go(func() error { return stampObject(gctx, c, "deployment", name, deps.Get, deps.Update, ours) })
 	}
-	return nil
+	return g.Wait()
 }
 
 // fenced is an object of the kinds a converge changes.

@@ -230,6 +230,21 @@ func (e *env) deployment(name string) *appsv1.Deployment {
 	return d
 }
 
+// settledDeployment reads the named Deployment once its status has caught
+// up with its ReplicaSets (a converge judges them, a sync ahead of the
+// Deployment's own status: replicasets.go): ready as many as it wants, or
+// as it is after 10 s.
+func (e *env) settledDeployment(name string) *appsv1.Deployment {
+	e.t.Helper()
+	var d *appsv1.Deployment
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		d = e.deployment(name)
+		if d.Status.ReadyReplicas == replicas(d) || time.Now().After(end) {
+			return d
+		}
+	}
+}
+
 func (e *env) service() *corev1.Service {
 	e.t.Helper()
 	s, err := cs.CoreV1().Services(e.ns).Get(e.ctx, target, metav1.GetOptions{})
@@ -393,7 +408,7 @@ func TestCanary(t *testing.T) {
 		t.Errorf("removed %v, want the canary", res.Removed)
 	}
 	e.assertGone(canary)
-	d := e.deployment(target)
+	d := e.settledDeployment(target)
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != imageV2 || *d.Spec.Replicas != 4 || d.Status.ReadyReplicas != 4 {
 		t.Errorf("stable: image %s replicas %d ready %d, want %s 4 4", img, *d.Spec.Replicas, d.Status.ReadyReplicas, imageV2)
 	}
@@ -487,7 +502,7 @@ func TestBlueGreen(t *testing.T) {
 	if got := e.servedImages(); !slices.Equal(got, repeat(4, imageV1)) {
 		t.Errorf("before the switch the service serves %v", got)
 	}
-	if g := e.deployment(green); g.Spec.Template.Labels[LabelColor] != colorGreen || g.Status.ReadyReplicas != 4 {
+	if g := e.settledDeployment(green); g.Spec.Template.Labels[LabelColor] != colorGreen || g.Status.ReadyReplicas != 4 {
 		t.Errorf("green: labels %v ready %d", g.Spec.Template.Labels, g.Status.ReadyReplicas)
 	}
 
@@ -546,7 +561,7 @@ func TestRecreate(t *testing.T) {
 	defer w.Stop()
 	res := e.converge(snap, plan.Desired{New: 4, Old: 0, Traffic: plan.TrafficNew, Order: plan.StopFirst})
 	counts(t, res, 4, 0)
-	d := e.deployment(target)
+	d := e.settledDeployment(target)
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != imageV2 || d.Status.ReadyReplicas != 4 {
 		t.Errorf("stable: image %s ready %d", img, d.Status.ReadyReplicas)
 	}
@@ -751,7 +766,7 @@ func TestPlans(t *testing.T) {
 			counts(t, e.converge(snap, p.Final), 4, 0)
 			e.assertGone(canaryName(target))
 			e.assertGone(greenName(target))
-			d := e.deployment(target)
+			d := e.settledDeployment(target)
 			if img := d.Spec.Template.Spec.Containers[0].Image; img != imageV2 || d.Status.ReadyReplicas != 4 {
 				t.Errorf("stable: image %s ready %d", img, d.Status.ReadyReplicas)
 			}
