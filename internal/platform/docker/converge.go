@@ -150,12 +150,17 @@ func (c *convergence) run(ctx context.Context, snap platform.Snapshot, d plan.De
 		return err
 	}
 	existing := map[string]container.Summary{}
-	var surplus []container.Summary
+	var surplus, leftovers []container.Summary
 	for _, it := range items {
 		name := containerName(it)
-		existing[name] = it
-		if !wanted[name] {
+		switch {
+		case isRetired(name, it.ID):
+			leftovers = append(leftovers, it)
+		case !wanted[name]:
+			existing[name] = it
 			surplus = append(surplus, it)
+		default:
+			existing[name] = it
 		}
 	}
 	slices.SortFunc(surplus, func(a, b container.Summary) int {
@@ -234,9 +239,22 @@ func (c *convergence) run(ctx context.Context, snap platform.Snapshot, d plan.De
 		}
 	}
 
+	// Containers an earlier converge retired and did not see removed (its
+	// worker died, or this converge follows it closely) go before any
+	// other change: one may still hold a host port a recreate needs.
+	if err := each(leftovers, func(it container.Summary) error {
+		return c.p.removeRetired(ctx, containerName(it), it.ID, time.Now().Add(stopTimeoutSeconds*time.Second))
+	}); err != nil {
+		return err
+	}
+
 	// Creates, starts and removals run side by side (each an engine round
 	// trip of 0.1-0.3 s); the order between the groups is the guarantee:
 	// under surge every wanted container runs before any surplus one stops.
+	// A stage that shares traffic retires the snapshot's containers it no
+	// longer wants rather than wait for their stop (retire.go): it is
+	// never a rollout's last converge.
+	retire := d.Order == plan.Surge && d.New > 0 && c.traffic == plan.TrafficShared
 	up := func() error {
 		if err := each(wants, func(w want) error { return c.ensure(ctx, w, existing) }); err != nil {
 			return err
@@ -244,7 +262,12 @@ func (c *convergence) run(ctx context.Context, snap platform.Snapshot, d plan.De
 		return each(wants, func(w want) error { return c.rewire(ctx, w) })
 	}
 	down := func() error {
-		return each(surplus, func(it container.Summary) error { return c.remove(ctx, containerName(it)) })
+		return each(surplus, func(it container.Summary) error {
+			if _, old := snapIndex[containerName(it)]; old && retire {
+				return c.retire(ctx, it)
+			}
+			return c.remove(ctx, containerName(it))
+		})
 	}
 	defer c.inOrder(wants, surplus)
 	switch {
@@ -767,8 +790,12 @@ func (c *convergence) count(ctx context.Context, snapIndex map[string]int) error
 	if err != nil {
 		return err
 	}
-	c.res.NewCount, c.res.OldCount, c.res.Total = 0, 0, len(items)
+	c.res.NewCount, c.res.OldCount, c.res.Total = 0, 0, 0
 	for _, it := range items {
+		if isRetired(containerName(it), it.ID) {
+			continue // stopping, out of the service
+		}
+		c.res.Total++
 		if c.rollout != "" && isNewOf(it.Labels, c.spec.Service, c.rollout) {
 			c.res.NewCount++
 		} else if _, ok := snapIndex[containerName(it)]; ok {

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -38,6 +39,12 @@ type Platform struct {
 	// Secrets resolves secretEnv references within the worker's scope
 	// (secrets.Scope); nil reads any variable or file (tests, library use).
 	Secrets secrets.Resolver
+	// retiring counts the removals of retired containers still going on
+	// beside (or after) the converge that retired them (retire.go).
+	retiring sync.WaitGroup
+	// noBackground leaves retired containers where a worker that died
+	// right after the converge would leave them (tests).
+	noBackground bool
 }
 
 // New returns a Platform on the engine cli talks to. A nil log discards logs.
@@ -107,6 +114,9 @@ func (p *Platform) Snapshot(ctx context.Context, s spec.Spec) (platform.Snapshot
 	var unrestorableErrs []error
 	for _, c := range items {
 		name := containerName(c)
+		if isRetired(name, c.ID) {
+			continue // on its way out (retire.go)
+		}
 		res, err := p.cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			if cerrdefs.IsNotFound(err) {
@@ -241,6 +251,9 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 	var out []string
 	for _, c := range items {
 		name := containerName(c)
+		if isRetired(name, c.ID) {
+			continue
+		}
 		switch which {
 		case platform.WhichNew:
 			if !isNewOf(c.Labels, s.Service, rollout) {
