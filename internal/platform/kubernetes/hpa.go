@@ -175,17 +175,28 @@ func (a *autoscaler) bound(n int) int { return min(max(n, a.min), a.max) }
 //   - else (no metrics, or it never ran) the Deployment's replicas now;
 //   - else planned.
 //
+// beside is the replicas of a canary running beside the stable Deployment
+// with no split of this rollout recorded: the autoscaler appeared after the
+// rollout began. The canary's pods serve too, and the autoscaler, sizing
+// by its target's own count, has not counted them, so the service is not
+// given fewer than both run now (a rollback that took the canary away
+// would otherwise shrink it, 4 to 1 at a 75% step); the autoscaler scales
+// from there.
+//
 // The result is within the autoscaler's bounds.
-func (a *autoscaler) want(live int, rec split, recorded bool, planned int) int {
+func (a *autoscaler) want(live int, rec split, recorded bool, planned, beside int) int {
 	ours := recorded && live == rec.stable
 	unchanged := a.desired == 0 || a.desired == rec.seen || a.desired == rec.stable
+	serving := live + beside
 	switch {
 	case ours && unchanged:
 		return a.bound(rec.total)
+	case a.desired > 0 && beside > 0:
+		return a.bound(max(a.desired, serving))
 	case a.desired > 0:
 		return a.bound(a.desired)
-	case live > 0:
-		return a.bound(live)
+	case serving > 0:
+		return a.bound(serving)
 	}
 	return a.bound(planned)
 }
@@ -255,7 +266,13 @@ func (c *convergence) followAutoscaler(ctx context.Context, planned int) error {
 	case !IsTargetNotFound(err):
 		return err
 	}
-	want := a.want(live, rec, recorded, planned)
+	beside := 0
+	if !recorded {
+		if beside, err = c.canaryReplicas(ctx); err != nil {
+			return err
+		}
+	}
+	want := a.want(live, rec, recorded, planned, beside)
 	before := c.desired
 	c.desired = a.follow(c.desired, planned, want)
 	c.hpa = a
@@ -267,6 +284,21 @@ func (c *convergence) followAutoscaler(ctx context.Context, planned int) error {
 		zap.Int("plannedNew", before.New), zap.Int("plannedOld", before.Old),
 		zap.Int("new", c.desired.New), zap.Int("old", c.desired.Old))
 	return nil
+}
+
+// canaryReplicas is the replicas of this service's canary Deployment (0
+// when there is none).
+func (c *convergence) canaryReplicas(ctx context.Context) (int, error) {
+	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
+	case d.Labels[platform.LabelService] != c.spec.Service:
+		return 0, nil
+	}
+	return int(replicas(d)), nil
 }
 
 func annotationOr(ok bool, s split) string {

@@ -202,3 +202,44 @@ func TestPlaneRollbackRestoresTheAutoscalersCount(t *testing.T) {
 	h.handedBack(imageV1, 6)
 	h.afterSync(6)
 }
+
+// TestPlaneRollbackAfterTheAutoscalerAppeared: an autoscaler created while
+// the canary runs at 75% (canary 3, stable 1) sizes its target by the
+// target's own count; the rollback restores the 4 both served, not 1.
+func TestPlaneRollbackAfterTheAutoscalerAppeared(t *testing.T) {
+	e := newEnv(t, nil, true)
+	e.p = NewForClient(workerClient(t, e.ns), zaptest.NewLogger(t))
+	snap := e.snapshot()
+	for _, d := range hpaSteps {
+		e.converge(snap, d)
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: target},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: target},
+			MaxReplicas:    10,
+		},
+	}
+	if _, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Create(e.ctx, hpa, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create autoscaler: %v", err)
+	}
+	eventually(t, e.ctx, "the autoscaler controller's first sync", func() (bool, error) {
+		h, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Get(e.ctx, target, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range h.Status.Conditions {
+			if c.Type == autoscalingv2.ScalingActive {
+				t.Logf("autoscaler controller: %s=%s %s (currentReplicas %d, desiredReplicas %d)", c.Type, c.Status, c.Reason, h.Status.CurrentReplicas, h.Status.DesiredReplicas)
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	e.converge(snap, plan.Desired{Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge})
+	e.assertGone(canaryName(target))
+	if n := replicas(e.deployment(target)); n != 4 {
+		t.Fatalf("restored with %d replicas, want the 4 that served (canary 3, stable 1)", n)
+	}
+	e.waitReady(target, 4)
+}

@@ -81,21 +81,26 @@ func TestAutoscalerWant(t *testing.T) {
 		live     int
 		recorded bool
 		want     int
+		beside   int
 	}{
-		{"before any split: its desired count", autoscaler{min: 1, max: 10, desired: 5}, 5, false, 5},
-		{"no desired count yet: what runs", autoscaler{min: 1, max: 10}, 4, false, 4},
-		{"no desired count, nothing runs: planned", autoscaler{min: 1, max: 10}, 0, false, 6},
-		{"bounded by its minimum", autoscaler{min: 5, max: 10, desired: 2}, 2, false, 5},
-		{"bounded by its maximum", autoscaler{min: 1, max: 3, desired: 5}, 5, false, 3},
-		{"not synced since the split: the split stands", autoscaler{min: 1, max: 10, desired: 4}, 3, true, 4},
-		{"content with the split (its target's own count): the split stands", autoscaler{min: 1, max: 10, desired: 3}, 3, true, 4},
-		{"no desired count, split untouched: the split stands", autoscaler{min: 1, max: 10}, 3, true, 4},
-		{"it scaled its target since: its desired count", autoscaler{min: 1, max: 10, desired: 8}, 8, true, 8},
-		{"it decided anew, not yet scaled: its desired count", autoscaler{min: 1, max: 10, desired: 6}, 3, true, 6},
-		{"someone scaled it, no desired count: what runs", autoscaler{min: 1, max: 10}, 7, true, 7},
+		{"before any split: its desired count", autoscaler{min: 1, max: 10, desired: 5}, 5, false, 5, 0},
+		{"no desired count yet: what runs", autoscaler{min: 1, max: 10}, 4, false, 4, 0},
+		{"no desired count, nothing runs: planned", autoscaler{min: 1, max: 10}, 0, false, 6, 0},
+		{"bounded by its minimum", autoscaler{min: 5, max: 10, desired: 2}, 2, false, 5, 0},
+		{"bounded by its maximum", autoscaler{min: 1, max: 3, desired: 5}, 5, false, 3, 0},
+		{"not synced since the split: the split stands", autoscaler{min: 1, max: 10, desired: 4}, 3, true, 4, 0},
+		{"content with the split (its target's own count): the split stands", autoscaler{min: 1, max: 10, desired: 3}, 3, true, 4, 0},
+		{"no desired count, split untouched: the split stands", autoscaler{min: 1, max: 10}, 3, true, 4, 0},
+		{"it scaled its target since: its desired count", autoscaler{min: 1, max: 10, desired: 8}, 8, true, 8, 0},
+		{"it decided anew, not yet scaled: its desired count", autoscaler{min: 1, max: 10, desired: 6}, 3, true, 6, 0},
+		{"someone scaled it, no desired count: what runs", autoscaler{min: 1, max: 10}, 7, true, 7, 0},
+		{"appeared mid-rollout, no desired count: the canary's count too", autoscaler{min: 1, max: 10}, 1, false, 4, 3},
+		{"appeared mid-rollout, sized by its target alone: not below what serves", autoscaler{min: 1, max: 10, desired: 1}, 1, false, 4, 3},
+		{"appeared mid-rollout, wants more than serves: its count", autoscaler{min: 1, max: 10, desired: 6}, 1, false, 6, 3},
+		{"appeared mid-rollout, bounded by its maximum", autoscaler{min: 1, max: 3}, 1, false, 3, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.a.want(tc.live, rec, tc.recorded, 6); got != tc.want {
+			if got := tc.a.want(tc.live, rec, tc.recorded, 6, tc.beside); got != tc.want {
 				t.Fatalf("want(live %d, recorded %v) = %d, want %d", tc.live, tc.recorded, got, tc.want)
 			}
 		})
@@ -369,4 +374,35 @@ func TestConvergeWithoutAnAutoscalerKeepsThePlan(t *testing.T) {
 	})
 	r.converge(canarySteps[0])
 	r.counts("25% of 4, autoscalers not listable", 1, 3)
+}
+
+// TestRollbackAfterTheAutoscalerAppeared: an autoscaler created while a
+// canary runs at 75% (canary 3, stable 1 of 4) has never counted the
+// canary's pods; a rollback gives the stable Deployment what both serve
+// (4), not the autoscaler's view of its target alone (1), which would take
+// three quarters of the service away with the canary. (A review finding:
+// before, the stable Deployment was restored with 1.)
+func TestRollbackAfterTheAutoscalerAppeared(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		desired int32
+	}{
+		{"no desired count yet", 0},
+		{"sized by its target alone", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newHPARig(t, nil)
+			for _, d := range canarySteps {
+				r.converge(d)
+			}
+			r.counts("75%", 3, 1)
+			h := webHPA(nil, 10, tc.desired)
+			h.Status.CurrentReplicas = 1
+			if _, err := r.cs.AutoscalingV2().HorizontalPodAutoscalers(hpaNS).Create(r.ctx, h, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			r.converge(plan.Desired{Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge})
+			r.handedBack("demo:v1", 4)
+		})
+	}
 }
