@@ -116,7 +116,9 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	if err := c.settleHandover(ctx); err != nil {
 		return true, err
 	}
-	return true, c.settleStable(ctx, func(d *appsv1.Deployment) {
+	// Waited for by its ReplicaSets: the final state's converge, which
+	// finds this done, waits for its status.
+	return true, c.writeStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Paused = c.orig.Spec.Paused
 		d.Spec.Strategy = *c.orig.Spec.Strategy.DeepCopy()
 		d.Annotations = withoutHandover(d.Annotations)
