@@ -208,25 +208,31 @@ func TestRollbackRightAfterRetire(t *testing.T) {
 	e.checkVersions(v2, "r2", snap, platform.WhichOld, 4, "v1")
 }
 
-// TestRollbackAfterASignalNotYetRenamed checks a crash between the stop
-// signal a retire sends and its rename: the old container is stopped under
-// its own name, and the rollback starts that very container again.
-func TestRollbackAfterASignalNotYetRenamed(t *testing.T) {
+// TestRetiredNeverSignalled checks a crash between a retire's rename and
+// its stop signal: the container runs on under its retired name, and the
+// rollback waits out the stop timeout for it, removes it and recreates the
+// snapshot's container exactly.
+func TestRetiredNeverSignalled(t *testing.T) {
 	e := newEnv(t)
 	snap, _, v2 := canary4(e)
 	old := names(e.svc, "r1", 4)
 	e.converge(v2, "r2", snap, plan.Desired{New: 1, Old: 4, Traffic: plan.TrafficShared, Order: plan.Surge})
 	id := e.idOf(old[3])
-	if _, err := e.cli.ContainerKill(e.ctx, old[3], client.ContainerKillOptions{Signal: "SIGTERM"}); err != nil {
+	if _, err := e.cli.ContainerRename(e.ctx, id, client.ContainerRenameOptions{NewName: retiredName(old[3], id)}); err != nil {
 		t.Fatal(err)
 	}
-	e.waitStopped(old[3])
-	e.converge(v2, "r2", snap, back4)
-	if got := e.idOf(old[3]); got != id {
-		t.Errorf("%s was recreated (%s), want the container it was started again (%s)", old[3], got, id)
+	start := time.Now()
+	res := e.converge(v2, "r2", snap, back4)
+	t.Logf("the rollback took %v", time.Since(start).Round(time.Millisecond))
+	checkCounts(t, res, 0, 4, 4)
+	if e.idOf(old[3]) == id {
+		t.Errorf("%s is still the retired container", old[3])
 	}
 	if got := e.snapshot(); !reflect.DeepEqual(got, snap) {
 		t.Errorf("after rollback snapshot differs:\n got %+v\nwant %+v", got, snap)
+	}
+	if got, want := e.all(), old; !reflect.DeepEqual(got, want) {
+		t.Errorf("containers after the rollback = %q, want %q", got, want)
 	}
 }
 
