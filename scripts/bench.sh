@@ -147,7 +147,7 @@ fi
 
 engines
 
-say "benchmarks (about 50 minutes; full log with every sample: .data/bench.log)"
+say "benchmarks (about an hour; full log with every sample: .data/bench.log)"
 machine | tee "$LOG.machine"
 set +e
 # -v prints every sample's log line (without it go test keeps 10 lines per benchmark).
