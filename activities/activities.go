@@ -36,10 +36,12 @@ type Platform interface {
 }
 
 // ImageLooker is implemented by a platform that holds images itself
-// (Docker): HasImage says whether image is there now, asking no registry,
-// so a plan can say what a rollout would pull without pulling it.
+// (Docker): FindImage says where image is without pulling it (local: on
+// the platform; else only in its registry), or a
+// *platform.ImageNotFoundError, so a plan can say what a rollout would
+// pull without pulling it.
 type ImageLooker interface {
-	HasImage(ctx context.Context, image string) (bool, error)
+	FindImage(ctx context.Context, image string) (local bool, err error)
 }
 
 // UpChecker is implemented by a platform whose converge returns before the

@@ -83,19 +83,19 @@ func (a *Activities) Preview(ctx context.Context, in PreviewInput) (PreviewResul
 	return res, nil
 }
 
-// previewImage says whether the image is there. A platform that holds
-// images (ImageLooker) is only looked at: a plan pulls nothing (Prepare
-// pulls an absent image when the rollout starts, and fails it then if it
-// cannot be had).
+// previewImage says whether the image can be had. A platform that holds
+// images (ImageLooker) is looked at, and its registry asked for the
+// image's manifest: a plan pulls nothing (Prepare pulls an absent image
+// when the rollout starts).
 func (a *Activities) previewImage(ctx context.Context, p Platform, image string, add func(name, verdict, format string, args ...any)) {
 	if l, ok := p.(ImageLooker); ok {
-		switch has, err := l.HasImage(ctx, image); {
+		switch local, err := l.FindImage(ctx, image); {
 		case err != nil:
 			add("image", checkFailed, "%v", err)
-		case has:
+		case local:
 			add("image", checkOK, "%s is present", image)
 		default:
-			add("image", checkWarning, "%s is not on the engine: the rollout pulls it when it starts, and fails then if it cannot be had (a plan pulls nothing)", image)
+			add("image", checkWarning, "%s is not on the engine; its registry has it: the rollout pulls it when it starts (a plan pulls nothing)", image)
 		}
 		return
 	}

@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -59,26 +61,69 @@ func TestPlanSaysARunningRolloutRefusesTheStart(t *testing.T) {
 }
 
 // A plan changes nothing, on Docker too: an image the engine does not have
-// is said to be absent (a warning: the rollout pulls it when it starts),
-// not pulled. The registry here is the test's own on 127.0.0.1 and counts
-// what reaches it. (Before the worker's plan only looked, it pulled: "the
-// plan asked the registry 3 time(s)".)
+// is looked for in its registry (its manifest, and the config the engine
+// reads for the platforms) and said to be pulled when the rollout starts (a
+// warning), not pulled. The registry here is the test's own on 127.0.0.1:
+// it has the image's manifest and config but serves no layer, and counts
+// what is asked of it, so a pull shows as a layer request (before, the
+// worker's plan pulled). An image no registry has is refused.
 func TestPlanPullsNothing(t *testing.T) {
 	e := newUndoEnv(t)
-	var asked atomic.Int64
+	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"]}}`)
+	configDigest := fmt.Sprintf("sha256:%x", sha256.Sum256(config))
+	layerDigest := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("a layer this registry never serves")))
+	manifest, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.docker.distribution.manifest.v2+json",
+		"config":        map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": configDigest},
+		"layers":        []any{map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 32, "digest": layerDigest}},
+	})
+	require.NoError(t, err)
+	var manifests, layers atomic.Int64
 	registry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		asked.Add(1)
-		http.NotFound(w, r)
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.Contains(r.URL.Path, "/stagecraft-absent/manifests/"):
+			manifests.Add(1)
+			w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+			w.Header().Set("Docker-Content-Digest", fmt.Sprintf("sha256:%x", sha256.Sum256(manifest)))
+			w.Header().Set("Content-Length", fmt.Sprint(len(manifest)))
+			if r.Method != http.MethodHead {
+				_, _ = w.Write(manifest)
+			}
+		case strings.HasSuffix(r.URL.Path, "/blobs/"+configDigest):
+			w.Header().Set("Content-Length", fmt.Sprint(len(config)))
+			if r.Method != http.MethodHead {
+				_, _ = w.Write(config)
+			}
+		case strings.HasSuffix(r.URL.Path, "/blobs/"+layerDigest):
+			layers.Add(1)
+			http.NotFound(w, r)
+		default:
+			http.NotFound(w, r)
+		}
 	}))
 	t.Cleanup(registry.Close)
-	image := strings.TrimPrefix(registry.URL, "http://") + "/stagecraft-absent:v1"
-	raw, err := json.Marshal(e.spec(image, "absent"))
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "spec.json")
-	require.NoError(t, os.WriteFile(path, raw, 0o600))
+	host := strings.TrimPrefix(registry.URL, "http://")
+	plan := func(image string) (string, string, int) {
+		raw, err := json.Marshal(e.spec(image, "absent"))
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "spec.json")
+		require.NoError(t, os.WriteFile(path, raw, 0o600))
+		return e.starter(t, "plan", "-f", path)
+	}
 
-	out, errOut, code := e.starter(t, "plan", "-f", path)
-	require.Equal(t, 0, code, "plan of an absent image: %s\n%s", out, errOut)
-	require.Regexp(t, `warning\s+image\s+`+regexp.QuoteMeta(image)+` is not on the engine: the rollout pulls it when it starts`, out)
-	require.Zero(t, asked.Load(), "the plan asked the registry %d time(s): it tried to pull %s", asked.Load(), image)
+	image := host + "/stagecraft-absent:v1"
+	out, errOut, code := plan(image)
+	require.Equal(t, 0, code, "plan of an image only its registry has: %s\n%s", out, errOut)
+	require.Regexp(t, `warning\s+image\s+`+regexp.QuoteMeta(image)+` is not on the engine; its registry has it: the rollout pulls it when it starts`, out)
+	require.NotZero(t, manifests.Load(), "the registry was not asked for the image's manifest")
+	require.Zero(t, layers.Load(), "the plan asked the registry for a layer %d time(s): it tried to pull %s", layers.Load(), image)
+
+	gone := host + "/stagecraft-gone:v1"
+	out, errOut, code = plan(gone)
+	require.Equal(t, exitRejected, code, "plan of an image no registry has: %s\n%s", out, errOut)
+	require.Regexp(t, `failed\s+image\s+image "`+regexp.QuoteMeta(gone)+`" not found`, out)
+	require.Zero(t, layers.Load())
 }
