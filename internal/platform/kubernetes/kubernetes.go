@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -573,19 +574,35 @@ func splitPods(ctx context.Context, cs kubernetes.Interface, ns, stable, contain
 // splitPodsAlive is splitPods that also adds to alive (when not nil) the UID
 // of every pod of those Deployments, ready or not.
 func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string, alive map[types.UID]bool) (newPods, oldPods []corev1.Pod, err error) {
-	for _, name := range []string{stable, canaryName(stable), greenName(stable)} {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+	// The three Deployments, and then the pods of each found, are read
+	// side by side: each read is a round trip to the API server, and a
+	// converge ends with this count.
+	names := []string{stable, canaryName(stable), greenName(stable)}
+	owned := make([][]corev1.Pod, len(names))
+	found := make([]bool, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, name := range names {
+		g.Go(func() error {
+			d, err := cs.AppsV1().Deployments(ns).Get(gctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("get deployment %q: %w", ns+"/"+name, err)
+			}
+			found[i] = true
+			owned[i], err = ownedPods(gctx, cs, d)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for i, name := range names {
+		if !found[i] {
 			continue
 		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("get deployment %q: %w", ns+"/"+name, err)
-		}
-		pods, err := ownedPods(ctx, cs, d)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, pod := range pods {
+		for _, pod := range owned[i] {
 			if alive != nil {
 				alive[pod.UID] = true
 			}
@@ -602,26 +619,37 @@ func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, co
 	return newPods, oldPods, nil
 }
 
-// ownedPods lists the pods of d's ReplicaSets.
+// ownedPods lists the pods of d's ReplicaSets (its ReplicaSets and the
+// pods of its selector are listed side by side).
 func ownedPods(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) ([]corev1.Pod, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("selector of deployment %q: %w", d.Namespace+"/"+d.Name, err)
 	}
 	opts := metav1.ListOptions{LabelSelector: sel.String()}
-	rss, err := cs.AppsV1().ReplicaSets(d.Namespace).List(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("list replicasets of %q: %w", d.Namespace+"/"+d.Name, err)
+	var rss *appsv1.ReplicaSetList
+	var pods *corev1.PodList
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		if rss, err = cs.AppsV1().ReplicaSets(d.Namespace).List(gctx, opts); err != nil {
+			return fmt.Errorf("list replicasets of %q: %w", d.Namespace+"/"+d.Name, err)
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if pods, err = cs.CoreV1().Pods(d.Namespace).List(gctx, opts); err != nil {
+			return fmt.Errorf("list pods of %q: %w", d.Namespace+"/"+d.Name, err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	owned := map[types.UID]bool{}
 	for _, rs := range rss.Items {
 		if ref := metav1.GetControllerOf(&rs); ref != nil && ref.UID == d.UID {
 			owned[rs.UID] = true
 		}
-	}
-	pods, err := cs.CoreV1().Pods(d.Namespace).List(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("list pods of %q: %w", d.Namespace+"/"+d.Name, err)
 	}
 	var out []corev1.Pod
 	for _, pod := range pods.Items {
