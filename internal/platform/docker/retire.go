@@ -17,9 +17,9 @@ import (
 // retires the old containers it no longer wants instead of stopping them
 // while the rollout waits: it renames each to its retired name and sends
 // it its stop signal (what docker stop sends first: the process stops
-// taking connections and finishes what it has), then returns; the wait for the
-// process to exit (up to the stop timeout, then SIGKILL) and the removal
-// go on beside the stage's bake. A graceful stop was 0.12-0.3 s of each
+// taking connections and finishes what it has), then returns; the wait
+// for the process to exit (up to the stop timeout, then SIGKILL) and the
+// removal go on beside the stage's bake. A graceful stop was 0.12-0.3 s of each
 // stage on this project's machines, most of it the engine's teardown of
 // the container's network (docs/BENCHMARKS.md, P5 Docker).
 //
@@ -41,8 +41,8 @@ import (
 // one that was never signalled, still running under the alias until then,
 // and killed once that wait is over. A stage with shared traffic is never
 // a rollout's last converge (the final converge, traffic on the new
-// version, or a rollback follows it), and those remove what they retire
-// before they return.
+// version, or a rollback follows it), and those retire nothing: they stop
+// and remove what they give up before they return.
 const retiredMark = "-retired-"
 
 // retiredName is the name a retired container takes: its own, the mark and
