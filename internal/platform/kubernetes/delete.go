@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -243,8 +244,15 @@ func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labe
 	of := func(ref *metav1.OwnerReference) bool {
 		return ref.Kind == "Deployment" && ref.Name == d.Name && (d.UID == "" || ref.UID == d.UID)
 	}
-	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, list)
-	if err != nil {
+	// The ReplicaSets and the pods are listed side by side: this is looked
+	// at every 20 ms while a rollback waits for the new version to stop
+	// serving.
+	var rss *appsv1.ReplicaSetList
+	var pods *corev1.PodList
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { rss, err = c.cs.AppsV1().ReplicaSets(c.ns).List(gctx, list); return err })
+	g.Go(func() (err error) { pods, err = c.cs.CoreV1().Pods(c.ns).List(gctx, list); return err })
+	if err := g.Wait(); err != nil {
 		return "", nil, err
 	}
 	others := map[types.UID]bool{} // ReplicaSets named after d that another controller has
@@ -257,10 +265,6 @@ func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labe
 		case ref != nil:
 			others[rs.UID] = true
 		}
-	}
-	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, list)
-	if err != nil {
-		return "", nil, err
 	}
 	n := 0
 	for i := range pods.Items {
