@@ -449,8 +449,6 @@ func requireRolledOut(t *testing.T, cs kubernetes.Interface, ns string, before t
 	t.Helper()
 	ctx := context.Background()
 	name := before.deployment.Name
-	// A rollout judges its Deployments from their ReplicaSets, a sync
-	// ahead of the Deployment's own status: give the status that sync.
 	var d *appsv1.Deployment
 	require.Eventually(t, func() bool {
 		var err error

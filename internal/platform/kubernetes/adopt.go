@@ -116,8 +116,6 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	if err := c.settleHandover(ctx); err != nil {
 		return true, err
 	}
-	// Waited for by its ReplicaSets: the final state's converge, which
-	// finds this done, waits for its status.
 	return true, c.writeStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Paused = c.orig.Spec.Paused
 		d.Spec.Strategy = *c.orig.Spec.Strategy.DeepCopy()
@@ -164,17 +162,12 @@ const settleWait = 10 * time.Second
 // Deployment being rolled by something else (a restart, a hand edit, a
 // sync) is not handed over: it rolls itself.
 func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (bool, error) {
-	if replicas(stable) < 1 {
+	if done, err := rolledOut(stable, stable.Generation); !done || err != nil || replicas(stable) < 1 {
 		return false, nil
 	}
 	rss, err := c.replicaSetsOf(ctx, stable)
 	if err != nil {
 		return false, err
-	}
-	// Rolled out by its status, or by its ReplicaSets ahead of its status
-	// (a wait ends on either: replicasets.go).
-	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, rss)) {
-		return false, nil
 	}
 	active := 0
 	for _, rs := range rss {

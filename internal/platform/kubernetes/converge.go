@@ -177,7 +177,7 @@ func (c *convergence) restore(ctx context.Context) error {
 	// two sides share nothing while they run.
 	side := *c
 	stable := make(chan error, 1)
-	go func() { stable <- side.waitReported(ctx, written) }()
+	go func() { stable <- side.wait(ctx, written) }()
 	err = c.restoreService(ctx)
 	var deleting []*appsv1.Deployment
 	if err == nil {
@@ -273,7 +273,7 @@ func (c *convergence) promote(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.settleStable(ctx, func(d *appsv1.Deployment) {
+	if err := c.writeStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Template = tpl
 		d.Spec.Replicas = &n
 		unmarkSplit(d)

@@ -31,11 +31,12 @@ const deletePoll = 100 * time.Millisecond
 // deleteInterval is the pause after the polls-th look (from 0) at what is
 // left of a deleted Deployment: the garbage collector and the pods' own
 // deletion act within tens of milliseconds on a responsive cluster, so the
-// first second is looked at five times as often (each look is three
-// reads), then every deletePoll.
+// first second is looked at twice as often, then every deletePoll. Each
+// look is three reads on the worker's client for the cluster, whose rate
+// limit every rollout there shares: not faster.
 func deleteInterval(polls int) time.Duration {
-	if polls < 50 {
-		return deletePoll / 5
+	if polls < 20 {
+		return deletePoll / 2
 	}
 	return deletePoll
 }
@@ -150,9 +151,10 @@ func (c *convergence) delete(ctx context.Context, d *appsv1.Deployment) error {
 }
 
 // deleteSetsOf deletes, in the background, the ReplicaSets the deleted
-// Deployment d controlled (each by its UID, so one adopted meanwhile by
-// another controller is not touched). It fails nothing: what it cannot
-// delete the garbage collector does.
+// Deployment d controlled (a background deletion leaves their controller
+// reference in place, so none of them can have been adopted; the UID
+// precondition only keeps a ReplicaSet of the same name made since safe).
+// It fails nothing: what it cannot delete the garbage collector does.
 func (c *convergence) deleteSetsOf(ctx context.Context, d *appsv1.Deployment) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil || sel.Empty() || d.UID == "" {
@@ -245,7 +247,7 @@ func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labe
 		return ref.Kind == "Deployment" && ref.Name == d.Name && (d.UID == "" || ref.UID == d.UID)
 	}
 	// The ReplicaSets and the pods are listed side by side: this is looked
-	// at every 20 ms while a rollback waits for the new version to stop
+	// at every 50 ms while a rollback waits for the new version to stop
 	// serving.
 	var rss *appsv1.ReplicaSetList
 	var pods *corev1.PodList

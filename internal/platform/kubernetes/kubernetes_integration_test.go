@@ -230,10 +230,8 @@ func (e *env) deployment(name string) *appsv1.Deployment {
 	return d
 }
 
-// settledDeployment reads the named Deployment once its status has caught
-// up with its ReplicaSets (a converge judges them, a sync ahead of the
-// Deployment's own status: replicasets.go): ready as many as it wants, or
-// as it is after 10 s.
+// settledDeployment reads the named Deployment once its status says ready
+// as many as it wants, or as it is after 10 s.
 func (e *env) settledDeployment(name string) *appsv1.Deployment {
 	e.t.Helper()
 	var d *appsv1.Deployment

@@ -43,23 +43,7 @@ const (
 // seeing the rollout done. The wait follows the Deployment through one
 // watch, taking each version from its events, and re-reads it when the
 // watch is quiet for a few seconds, ends or cannot open.
-//
-// The wait also follows the Deployment's ReplicaSets and ends as soon as
-// they show it rolled out (setsRolledOut), a sync of its controller before
-// its status says so. waitReported does not: a converge's last wait on the
-// stable Deployment at the end of a rollout or a rollback leaves its status
-// saying what is true, for whoever looks next (kubectl rollout status).
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
-	return c.waitFor(ctx, written, true)
-}
-
-// waitReported is wait until the Deployment's own status says it has rolled
-// out.
-func (c *convergence) waitReported(ctx context.Context, written *appsv1.Deployment) error {
-	return c.waitFor(ctx, written, false)
-}
-
-func (c *convergence) waitFor(ctx context.Context, written *appsv1.Deployment, bySets bool) error {
 	name := written.Name
 	api := c.cs.AppsV1().Deployments(c.ns)
 	parent := ctx
@@ -67,11 +51,7 @@ func (c *convergence) waitFor(ctx context.Context, written *appsv1.Deployment, b
 	defer cancel()
 	var last *appsv1.Deployment
 	pods := c.startPodChecks(ctx)
-	sets := &replicaSets{}
-	if bySets {
-		sets = c.followReplicaSets(ctx, written)
-	}
-	f := &follower{c: c, name: name, sets: sets.changed}
+	f := &follower{c: c, name: name}
 	defer f.stop()
 	d, err := api.Get(ctx, name, metav1.GetOptions{})
 	for {
@@ -82,7 +62,7 @@ func (c *convergence) waitFor(ctx context.Context, written *appsv1.Deployment, b
 			if err != nil && c.ownDeadline(d) {
 				return c.stalled(ctx, d, err)
 			}
-			if done || (err == nil && setsRolledOut(d, written.Generation, sets.current())) {
+			if done {
 				return nil
 			}
 			if d.Status.ObservedGeneration >= written.Generation {
@@ -120,7 +100,6 @@ type follower struct {
 	c    *convergence
 	name string
 	w    watch.Interface
-	sets <-chan struct{} // a ReplicaSet of it changed (replicaSets)
 }
 
 // next returns the Deployment's next version: from the watch (opened from
@@ -148,11 +127,6 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 	case failure := <-failed:
 		return nil, failure, nil
 	case <-t.C:
-	case <-f.sets:
-		// Judge the version at hand again against its ReplicaSets.
-		if last != nil {
-			return last, nil, nil
-		}
 	case ev, ok := <-events:
 		if d, isDeployment := ev.Object.(*appsv1.Deployment); ok && isDeployment && (ev.Type == watch.Modified || ev.Type == watch.Added) {
 			return d, nil, nil

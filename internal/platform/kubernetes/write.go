@@ -87,17 +87,6 @@ func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deplo
 	return c.wait(ctx, written)
 }
 
-// settleStable is writeStable waiting until the Deployment's own status
-// says it has rolled out (waitReported): the last write of a rollout's or
-// a rollback's stable Deployment.
-func (c *convergence) settleStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) error {
-	written, err := c.updateStable(ctx, mutate, recreate)
-	if err != nil {
-		return err
-	}
-	return c.waitReported(ctx, written)
-}
-
 // updateStable is writeStable without the wait: it returns the Deployment
 // as written (or as found, when nothing changed).
 func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
