@@ -117,15 +117,8 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	}
 	c.desired.Traffic = cmp.Or(d.Traffic, plan.TrafficShared)
 	c.desired.Order = cmp.Or(d.Order, plan.Surge)
-	if d.New == 0 {
-		// A rollback's first write, the stable Deployment's restore, carries
-		// the fence (restore): the autoscaler is looked for before it.
-		err = c.followAutoscaler(ctx, plannedTotal(req))
-	} else {
-		// The autoscaler is looked for (a read) while the fence goes on.
-		err = c.acquire(ctx, func(ctx context.Context) error { return c.followAutoscaler(ctx, plannedTotal(req)) })
-	}
-	if err != nil {
+	// The autoscaler is looked for (a read) while the fence's copies go on.
+	if err = c.acquire(ctx, func(ctx context.Context) error { return c.followAutoscaler(ctx, plannedTotal(req)) }); err != nil {
 		return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
 	}
 	switch {
@@ -157,28 +150,27 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	return c.res, nil
 }
 
-// restore brings back the snapshot at once. Its first write is the stable
-// Deployment's, which puts the fence on the target (nothing else is
-// written before it: acquire's copies are not needed, as the Service is
-// written, fenced, next and the rollout's Deployments are deleted, fenced;
-// a zombie's create of one is refused by the target's fence). That write is
-// then waited for while, beside it, the Service gets its snapshot selector
-// back and then the rollout's Deployments are deleted and waited for. A
-// rollback takes the new version away as fast as it brings the old one
-// back; the Service is restored before anything it may select goes.
+// restore brings back the snapshot at once: the stable Deployment is
+// written and waited for while, beside it, the Service gets its snapshot
+// selector back and then the rollout's Deployments are deleted and waited
+// for. A rollback takes the new version away as fast as it brings the old
+// one back; the Service is restored before anything it may select goes.
 func (c *convergence) restore(ctx context.Context) error {
 	want := cleanDeployment(c.orig)
 	want.Spec.Replicas = ptr(int32(c.desired.Old))
-	written, err := c.updateStable(ctx, c.restoreStable(want), want)
-	if err != nil {
-		return err
-	}
-	// The stable side records nothing in the result while it waits, so the
-	// two sides share nothing while they run.
+	// The stable side records what it did in its own copy of the result,
+	// merged below, so the two sides share nothing while they run.
 	side := *c
+	side.res = platform.ConvergeResult{}
 	stable := make(chan error, 1)
-	go func() { stable <- side.wait(ctx, written) }()
-	err = c.restoreService(ctx)
+	go func() {
+		written, err := side.updateStable(ctx, side.restoreStable(want), want)
+		if err == nil {
+			err = side.wait(ctx, written)
+		}
+		stable <- err
+	}()
+	err := c.restoreService(ctx)
 	var deleting []*appsv1.Deployment
 	if err == nil {
 		deleting, err = c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
@@ -187,6 +179,8 @@ func (c *convergence) restore(ctx context.Context) error {
 		err = c.waitServing(ctx, deleting)
 	}
 	serr := <-stable
+	c.res.Created = append(side.res.Created, c.res.Created...)
+	c.res.Rewired = append(side.res.Rewired, c.res.Rewired...)
 	if serr != nil {
 		return serr
 	}
