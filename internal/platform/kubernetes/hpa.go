@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
@@ -39,6 +40,8 @@ type autoscaler struct {
 	// desired is its status.desiredReplicas: the count it last decided on
 	// for its target, 0 when it has decided on none yet.
 	desired int
+	// created is when it was created (the API server's clock).
+	created time.Time
 }
 
 // split is the AnnotationSplit record.
@@ -147,7 +150,7 @@ func targets(ref autoscalingv2.CrossVersionObjectReference, name string) bool {
 }
 
 func autoscalerOf(h autoscalingv2.HorizontalPodAutoscaler) *autoscaler {
-	a := &autoscaler{name: h.Name, min: 1, max: int(h.Spec.MaxReplicas), desired: int(h.Status.DesiredReplicas)}
+	a := &autoscaler{name: h.Name, min: 1, max: int(h.Spec.MaxReplicas), desired: int(h.Status.DesiredReplicas), created: h.CreationTimestamp.Time}
 	if h.Spec.MinReplicas != nil {
 		a.min = max(1, int(*h.Spec.MinReplicas))
 	}
@@ -268,7 +271,7 @@ func (c *convergence) followAutoscaler(ctx context.Context, planned int) error {
 	}
 	beside := 0
 	if !recorded {
-		if beside, err = c.canaryReplicas(ctx); err != nil {
+		if beside, err = c.canaryBeside(ctx, a); err != nil {
 			return err
 		}
 	}
@@ -286,16 +289,20 @@ func (c *convergence) followAutoscaler(ctx context.Context, planned int) error {
 	return nil
 }
 
-// canaryReplicas is the replicas of this service's canary Deployment (0
-// when there is none).
-func (c *convergence) canaryReplicas(ctx context.Context) (int, error) {
+// canaryBeside is the replicas of this service's canary Deployment when
+// the autoscaler a was created after it (both times by the API server's
+// clock): it appeared mid-rollout and has never counted the canary. 0 when
+// there is no canary, or when the autoscaler was there first (a converge
+// retried before its first split, or after the last step's, finds no split
+// recorded too, and must keep to the autoscaler's count).
+func (c *convergence) canaryBeside(ctx context.Context, a *autoscaler) (int, error) {
 	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return 0, nil
 	case err != nil:
 		return 0, fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
-	case d.Labels[platform.LabelService] != c.spec.Service:
+	case d.Labels[platform.LabelService] != c.spec.Service || !a.created.After(d.CreationTimestamp.Time):
 		return 0, nil
 	}
 	return int(replicas(d)), nil

@@ -213,6 +213,9 @@ func TestPlaneRollbackAfterTheAutoscalerAppeared(t *testing.T) {
 	for _, d := range hpaSteps {
 		e.converge(snap, d)
 	}
+	// Creation times have a resolution of a second: one created in the
+	// canary's second counts as there before it.
+	time.Sleep(1100 * time.Millisecond)
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{
 		ObjectMeta: metav1.ObjectMeta{Name: target},
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{

@@ -398,6 +398,7 @@ func TestRollbackAfterTheAutoscalerAppeared(t *testing.T) {
 			r.counts("75%", 3, 1)
 			h := webHPA(nil, 10, tc.desired)
 			h.Status.CurrentReplicas = 1
+			h.CreationTimestamp = metav1.Now() // after the canary's (the fake's zero time)
 			if _, err := r.cs.AutoscalingV2().HorizontalPodAutoscalers(hpaNS).Create(r.ctx, h, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
