@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/stagecraft/stagecraft/internal/platform"
 )
+
+// registryLookWait bounds FindImage's question to a registry.
+const registryLookWait = 10 * time.Second
 
 // FindImage says where image is without pulling it (CheckImage pulls an
 // absent image): on the engine (local), or only in its registry, which is
@@ -27,9 +31,12 @@ func (p *Platform) FindImage(ctx context.Context, image string) (local bool, err
 	case !cerrdefs.IsNotFound(err):
 		return false, fmt.Errorf("inspect image %q: %w", image, err)
 	}
-	if _, err := p.cli.DistributionInspect(ctx, image, client.DistributionInspectOptions{}); err != nil {
-		if ctx.Err() != nil {
-			return false, fmt.Errorf("look for image %q in its registry: %w", image, ctx.Err())
+	// A registry that does not answer must not hold the plan up.
+	rctx, cancel := context.WithTimeout(ctx, registryLookWait)
+	defer cancel()
+	if _, err := p.cli.DistributionInspect(rctx, image, client.DistributionInspectOptions{}); err != nil {
+		if rctx.Err() != nil {
+			return false, fmt.Errorf("look for image %q in its registry: no answer within %s: %w", image, registryLookWait, rctx.Err())
 		}
 		p.log.Info("image absent and not in its registry", zap.String("image", image), zap.Error(err))
 		return false, &platform.ImageNotFoundError{Image: image}
