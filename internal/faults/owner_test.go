@@ -5,6 +5,7 @@ package faults
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,9 +82,15 @@ func TestSecondOwnerRejected(t *testing.T) {
 }
 
 // ids names each container with its ID.
+// ids names the containers of boxes that are part of the target: not the
+// ones a shared stage retired (renamed "-retired-", stopped, removed beside
+// the bake: docs/DOCKER.md), which may still be going.
 func ids(boxes []platBox) []string {
 	var out []string
 	for _, b := range boxes {
+		if strings.Contains(b.Name, "-retired-") {
+			continue
+		}
 		out = append(out, b.Name+"="+b.ID)
 	}
 	return out
