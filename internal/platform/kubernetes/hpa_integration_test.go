@@ -44,29 +44,35 @@ func newHPAEnv(t *testing.T) hpaEnv {
 			}}},
 		},
 	}
+	e.createAutoscaler(hpa)
+	e.p = NewForClient(workerClient(t, e.ns), zaptest.NewLogger(t))
+	h := hpaEnv{e}
+	h.decide(4, 4)
+	return h
+}
+
+// createAutoscaler creates hpa in e's namespace and waits for the
+// controller-manager's autoscaler controller to sync it once (it reports,
+// within a sync, that it cannot get metrics).
+func (e *env) createAutoscaler(hpa *autoscalingv2.HorizontalPodAutoscaler) {
+	e.t.Helper()
 	if _, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Create(e.ctx, hpa, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create autoscaler: %v", err)
+		e.t.Fatalf("create autoscaler: %v", err)
 	}
-	// The controller-manager's autoscaler controller is running: it
-	// reports, within a sync, that it cannot get metrics.
-	eventually(t, e.ctx, "the autoscaler controller's first sync", func() (bool, error) {
-		h, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Get(e.ctx, target, metav1.GetOptions{})
+	eventually(e.t, e.ctx, "the autoscaler controller's first sync", func() (bool, error) {
+		h, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Get(e.ctx, hpa.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		for _, c := range h.Status.Conditions {
 			if c.Type == autoscalingv2.ScalingActive {
-				t.Logf("autoscaler controller: %s=%s %s: %s (currentReplicas %d, desiredReplicas %d)",
+				e.t.Logf("autoscaler controller: %s=%s %s: %s (currentReplicas %d, desiredReplicas %d)",
 					c.Type, c.Status, c.Reason, c.Message, h.Status.CurrentReplicas, h.Status.DesiredReplicas)
 				return true, nil
 			}
 		}
 		return false, nil
 	})
-	e.p = NewForClient(workerClient(t, e.ns), zaptest.NewLogger(t))
-	h := hpaEnv{e}
-	h.decide(4, 4)
-	return h
 }
 
 // decide records the autoscaler's status: the count it found on its
@@ -223,22 +229,7 @@ func TestPlaneRollbackAfterTheAutoscalerAppeared(t *testing.T) {
 			MaxReplicas:    10,
 		},
 	}
-	if _, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Create(e.ctx, hpa, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create autoscaler: %v", err)
-	}
-	eventually(t, e.ctx, "the autoscaler controller's first sync", func() (bool, error) {
-		h, err := cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Get(e.ctx, target, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, c := range h.Status.Conditions {
-			if c.Type == autoscalingv2.ScalingActive {
-				t.Logf("autoscaler controller: %s=%s %s (currentReplicas %d, desiredReplicas %d)", c.Type, c.Status, c.Reason, h.Status.CurrentReplicas, h.Status.DesiredReplicas)
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	e.createAutoscaler(hpa)
 	e.converge(snap, plan.Desired{Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge})
 	e.assertGone(canaryName(target))
 	if n := replicas(e.deployment(target)); n != 4 {
