@@ -242,6 +242,26 @@ func TestFencedCreateRunsNoPodsUntilChecked(t *testing.T) {
 	e.waitReady(target, 4)
 }
 
+// TestFencedResumeAfterALaterAttemptWrote: a stale attempt has created the
+// canary paused and checked the target's fence again when a later attempt
+// converges the same stage, writing its fence on the canary and resuming
+// it. The stale attempt's resume (a patch testing its own fence on the
+// canary) changes nothing, and the stale attempt is refused.
+func TestFencedResumeAfterALaterAttemptWrote(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPatch, canaryName(target)) }, func() {
+		e.mustConverge(snap, canaryStage, fence(owner, 2))
+	})
+	_, err := e.convergeAs(p, snap, canaryStage, fence(owner, 1))
+	assertFenced(t, err)
+	c := e.deployment(canaryName(target))
+	if got, err := fenceOf(c.Annotations); err != nil || got.Step != 2 {
+		t.Errorf("canary fence %+v (%v), want the later attempt's (step 2)", got, err)
+	}
+	e.waitReady(canaryName(target), 1)
+}
+
 // TestFencedDeleteAfterALaterAttemptWrote: a stale rollback attempt has
 // read the canary and is about to delete it when a later attempt converges
 // a stage with it; the delete, conditioned on what it read, is refused and

@@ -2,8 +2,10 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -80,9 +83,12 @@ func (c *convergence) getStable(ctx context.Context) (*appsv1.Deployment, error)
 // is gone, recreate (if not nil) is created in its place; otherwise that is
 // a TargetNotFoundError.
 func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) error {
-	written, err := c.updateStable(ctx, mutate, recreate)
+	before, written, err := c.updateStableFrom(ctx, mutate, recreate)
 	if err != nil {
 		return err
+	}
+	if scaledDown(before, written) {
+		return c.waitScaledDown(ctx, written)
 	}
 	return c.wait(ctx, written)
 }
@@ -90,9 +96,16 @@ func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deplo
 // updateStable is writeStable without the wait: it returns the Deployment
 // as written (or as found, when nothing changed).
 func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
+	_, written, err := c.updateStableFrom(ctx, mutate, recreate)
+	return written, err
+}
+
+// updateStableFrom is updateStable that also returns the Deployment as it
+// was read for the write that took (nil when it was recreated).
+func (c *convergence) updateStableFrom(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (before, written *appsv1.Deployment, err error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
-	var written *appsv1.Deployment
-	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
+	err = retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
+		before = nil
 		cur, err := c.getStable(ctx)
 		if IsTargetNotFound(err) && recreate != nil {
 			recreate := recreate.DeepCopy()
@@ -109,13 +122,14 @@ func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Depl
 		if err != nil {
 			return err
 		}
+		before = cur
 		written, err = c.updateDeployment(ctx, cur, mutate)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
+		return nil, nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
-	return written, nil
+	return before, written, nil
 }
 
 // updateDeployment applies mutate to a copy of cur, a Deployment of this
@@ -233,6 +247,14 @@ func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*
 		}
 		return nil, err
 	}
+	// The controller writes d's status right after the create, so an
+	// update from the create's read would lose that race: the resume is a
+	// JSON patch conditioned on d's fence instead, as an update would be.
+	// When it fails (the fence moved, or the patch was refused) the update
+	// below reads d again and says why.
+	if resumed, err := c.resumeCreated(ctx, out, paused); err == nil {
+		return resumed, nil
+	}
 	cur := out
 	err = retry.RetryOnConflict(fenceBackoff, func() error {
 		if err := c.admit(cur); err != nil {
@@ -261,6 +283,26 @@ func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*
 		return nil, err
 	}
 	return out, nil
+}
+
+// resumeCreated sets spec.paused of d, which c created paused, to paused,
+// in one JSON patch whose first operation tests that d still carries c's
+// fence (the patch fails, changing nothing, once another attempt has
+// written its own).
+func (c *convergence) resumeCreated(ctx context.Context, d *appsv1.Deployment, paused bool) (*appsv1.Deployment, error) {
+	patch, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationFence), "value": encodeFence(c.fence)},
+		{"op": "replace", "path": "/spec/paused", "value": paused},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.cs.AppsV1().Deployments(c.ns).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+}
+
+// jsonPointerEscape escapes s as one token of a JSON pointer (RFC 6901).
+func jsonPointerEscape(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
 // undoCreate deletes d, which c created after the target's fence admitted
