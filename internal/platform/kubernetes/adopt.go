@@ -130,14 +130,12 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 var errNotSettled = errors.New("the stable deployment is not settled")
 
 // seen returns the stable Deployment once its controller has seen its
-// latest generation and its status counts no more pods than it wants, or
-// as it is after settleWait: the fence a converge stamps on it first is an
-// annotation, and a Deployment's annotations move its generation like its
-// spec (they are copied to its ReplicaSets), so right after the stamp its
-// status speaks of the generation before; and a scale-down is taken as
-// done from its pods (waitScaledDown), before its status has caught up.
+// latest generation, or as it is after settleWait: the fence a converge
+// stamps on it first is an annotation, and a Deployment's annotations move
+// its generation like its spec (they are copied to its ReplicaSets), so
+// right after the stamp its status speaks of the generation before.
 func (c *convergence) seen(ctx context.Context, stable *appsv1.Deployment) (*appsv1.Deployment, error) {
-	for end := time.Now().Add(settleWait); (stable.Status.ObservedGeneration < stable.Generation || stable.Status.Replicas > replicas(stable)) && time.Now().Before(end); {
+	for end := time.Now().Add(settleWait); stable.Status.ObservedGeneration < stable.Generation && time.Now().Before(end); {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -230,77 +229,4 @@ func notReady(ns, name string, last *appsv1.Deployment, deadline time.Duration) 
 	}
 	return fmt.Errorf("deployment %q not rolled out within the progress deadline %s (+%s): %d wanted, %d updated, %d ready, %d available, %d total%s: %w",
 		ns+"/"+name, deadline, waitGrace, replicas(last), st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, st.Replicas, stalled, platform.ErrProgressDeadline)
-}
-
-// scaledDown says whether written is before, rolled out, with fewer
-// replicas and nothing else in its spec changed: a scale-down, which its
-// controller carries out by taking pods away and nothing more.
-func scaledDown(before, written *appsv1.Deployment) bool {
-	if before == nil || written == nil || written.Generation == before.Generation || replicas(written) >= replicas(before) || before.Spec.Paused {
-		return false
-	}
-	if done, err := rolledOut(before, before.Generation); !done || err != nil {
-		return false
-	}
-	spec := written.Spec.DeepCopy()
-	spec.Replicas = before.Spec.Replicas
-	return equality.Semantic.DeepEqual(*spec, before.Spec)
-}
-
-// Timings of waitScaledDown.
-const (
-	// scaledDownPoll is how often it looks at the Deployment's pods.
-	scaledDownPoll = 20 * time.Millisecond
-	// scaledDownLook bounds how long it looks before it waits as for any
-	// write (wait), which then says what holds the Deployment up.
-	scaledDownLook = 5 * time.Second
-)
-
-// waitScaledDown waits for a scale-down (scaledDown) to be done: what wait
-// waits for, seen sooner. The Deployment's status counts the pods its
-// controller is taking away until their ReplicaSet's status, and then its
-// own, say they are going, a round of status updates after the pods were
-// marked for deletion (100–300 ms with a busy controller manager). So once
-// its controller has seen the write, the Deployment's own pods are looked
-// at: as many alive (not being deleted) as it wants, all of them ready, is
-// done, as its status would say a moment later. A pod being deleted has
-// left the Service's endpoints; it may still be stopping (its grace period
-// and preStop hook), which no wait here waits for.
-func (c *convergence) waitScaledDown(ctx context.Context, written *appsv1.Deployment) error {
-	api := c.cs.AppsV1().Deployments(c.ns)
-	want := int(replicas(written))
-	end := time.Now().Add(scaledDownLook)
-	for time.Now().Before(end) {
-		d, err := api.Get(ctx, written.Name, metav1.GetOptions{})
-		if err != nil {
-			break
-		}
-		if done, err := rolledOut(d, written.Generation); done || err != nil {
-			break // wait says so, as for any write
-		}
-		if d.Status.ObservedGeneration >= written.Generation && d.UID == written.UID {
-			pods, err := ownedPods(ctx, c.cs, d)
-			if err != nil {
-				break
-			}
-			alive, ready := 0, 0
-			for _, pod := range pods {
-				if pod.DeletionTimestamp == nil {
-					alive++
-				}
-				if podReady(pod) {
-					ready++
-				}
-			}
-			if alive == want && ready == want {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("deployment %q: waiting to scale down: %w", c.ns+"/"+written.Name, ctx.Err())
-		case <-time.After(scaledDownPoll):
-		}
-	}
-	return c.wait(ctx, written)
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -91,50 +90,4 @@ func (p stuckPodList) List(ctx context.Context, opts metav1.ListOptions) (*corev
 	}
 	<-p.s.release
 	return p.PodInterface.List(ctx, opts)
-}
-
-// TestScaledDown: only a write that lowers the replicas of a Deployment
-// that had rolled out, and changes nothing else its controller acts on,
-// is waited for from its pods.
-func TestScaledDown(t *testing.T) {
-	rolled := func(n int32) *appsv1.Deployment {
-		d := &appsv1.Deployment{}
-		d.Generation, d.Spec.Replicas = 3, ptr(n)
-		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: "demo:v1"}}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-		return d
-	}
-	written := func(before *appsv1.Deployment, n int32, change func(*appsv1.Deployment)) *appsv1.Deployment {
-		d := before.DeepCopy()
-		d.Generation++
-		d.Spec.Replicas = ptr(n)
-		d.Annotations = map[string]string{AnnotationFence: "{}"}
-		if change != nil {
-			change(d)
-		}
-		return d
-	}
-	notRolled := rolled(4)
-	notRolled.Status.ReadyReplicas = 3
-	paused := rolled(4)
-	paused.Spec.Paused = true
-	for _, tc := range []struct {
-		name          string
-		before, after *appsv1.Deployment
-		want          bool
-	}{
-		{"fewer replicas, annotations moved", rolled(4), written(rolled(4), 3, nil), true},
-		{"to zero", rolled(4), written(rolled(4), 0, nil), true},
-		{"more replicas", rolled(4), written(rolled(4), 5, nil), false},
-		{"nothing written", rolled(4), rolled(4), false},
-		{"template changed too", rolled(4), written(rolled(4), 3, func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "demo:v2" }), false},
-		{"paused by the write", rolled(4), written(rolled(4), 3, func(d *appsv1.Deployment) { d.Spec.Paused = true }), false},
-		{"paused before", paused, written(paused, 3, nil), false},
-		{"not rolled out before", notRolled, written(notRolled, 3, nil), false},
-		{"recreated", nil, rolled(3), false},
-	} {
-		if got := scaledDown(tc.before, tc.after); got != tc.want {
-			t.Errorf("%s: scaledDown = %v, want %v", tc.name, got, tc.want)
-		}
-	}
 }

@@ -83,12 +83,9 @@ func (c *convergence) getStable(ctx context.Context) (*appsv1.Deployment, error)
 // is gone, recreate (if not nil) is created in its place; otherwise that is
 // a TargetNotFoundError.
 func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) error {
-	before, written, err := c.updateStableFrom(ctx, mutate, recreate)
+	written, err := c.updateStable(ctx, mutate, recreate)
 	if err != nil {
 		return err
-	}
-	if scaledDown(before, written) {
-		return c.waitScaledDown(ctx, written)
 	}
 	return c.wait(ctx, written)
 }
@@ -96,16 +93,9 @@ func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deplo
 // updateStable is writeStable without the wait: it returns the Deployment
 // as written (or as found, when nothing changed).
 func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
-	_, written, err := c.updateStableFrom(ctx, mutate, recreate)
-	return written, err
-}
-
-// updateStableFrom is updateStable that also returns the Deployment as it
-// was read for the write that took (nil when it was recreated).
-func (c *convergence) updateStableFrom(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (before, written *appsv1.Deployment, err error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
-	err = retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
-		before = nil
+	var written *appsv1.Deployment
+	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
 		cur, err := c.getStable(ctx)
 		if IsTargetNotFound(err) && recreate != nil {
 			recreate := recreate.DeepCopy()
@@ -122,14 +112,13 @@ func (c *convergence) updateStableFrom(ctx context.Context, mutate func(*appsv1.
 		if err != nil {
 			return err
 		}
-		before = cur
 		written, err = c.updateDeployment(ctx, cur, mutate)
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
+		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
-	return before, written, nil
+	return written, nil
 }
 
 // updateDeployment applies mutate to a copy of cur, a Deployment of this
