@@ -34,7 +34,8 @@ type PreflightResult struct {
 // Preflight checks a release's prerequisites before anything changes: each
 // service's platform is configured here, its command checks are allowed,
 // its image is present or pullable and its target is reachable (a
-// Kubernetes Deployment exists and may be read). It changes nothing. A
+// Kubernetes Deployment exists and may be read). It changes nothing (an
+// image is looked for, not pulled: lookForImage). A
 // transient error is returned (and retried); what retrying cannot fix is a
 // problem in the result.
 func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
@@ -72,7 +73,7 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 			}
 		}
 		var nf *platform.ImageNotFoundError
-		if err := p.CheckImage(ctx, s.Image); errors.As(err, &nf) {
+		if err := lookForImage(ctx, p, s.Image); errors.As(err, &nf) {
 			problem(name, "%v", err)
 		} else if err != nil {
 			return res, fmt.Errorf("service %s: check image: %w", name, err)
@@ -95,6 +96,18 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 		res.Problems = append(res.Problems, more...)
 	}
 	return res, nil
+}
+
+// lookForImage says whether image can be had, pulling nothing: a platform
+// that holds images (ImageLooker) is looked at and its registry asked for
+// the manifest; the service's Prepare pulls it when its rollout starts.
+// Another platform's CheckImage pulls nothing.
+func lookForImage(ctx context.Context, p Platform, image string) error {
+	if l, ok := p.(ImageLooker); ok {
+		_, err := l.FindImage(ctx, image)
+		return err
+	}
+	return p.CheckImage(ctx, image)
 }
 
 // ProbeInput is a set of fixed checks run as rounds until one is healthy.

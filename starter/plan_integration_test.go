@@ -21,6 +21,7 @@ import (
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
+	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -125,5 +126,23 @@ func TestPlanPullsNothing(t *testing.T) {
 	out, errOut, code = plan(gone)
 	require.Equal(t, exitRejected, code, "plan of an image no registry has: %s\n%s", out, errOut)
 	require.Regexp(t, `failed\s+image\s+image "`+regexp.QuoteMeta(gone)+`" not found`, out)
+	require.Zero(t, layers.Load())
+
+	// A release's plan looks for its services' images the same way (its
+	// preflight pulled them before).
+	planRelease := func(image string) (string, string, int) {
+		r := spec.Release{Name: itest.Name("pull"), Environment: "test", Services: []spec.ReleaseService{{Name: "web", Deploy: e.spec(image, "absent")}}}
+		raw, err := json.Marshal(r)
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "release.json")
+		require.NoError(t, os.WriteFile(path, raw, 0o600))
+		return e.starter(t, "plan", "-f", path)
+	}
+	out, errOut, code = planRelease(image)
+	require.Equal(t, 0, code, "release plan of an image only its registry has: %s\n%s", out, errOut)
+	require.Zero(t, layers.Load(), "the release plan asked the registry for a layer %d time(s): it tried to pull %s", layers.Load(), image)
+	out, errOut, code = planRelease(gone)
+	require.Equal(t, exitRejected, code, "release plan of an image no registry has: %s\n%s", out, errOut)
+	require.Contains(t, out+errOut, `image "`+gone+`" not found`)
 	require.Zero(t, layers.Load())
 }
