@@ -14,7 +14,7 @@ import (
 )
 
 func deployCmd(g *globals) *cobra.Command {
-	var file, executionID string
+	var file, executionID, by string
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "deploy -f SPEC",
@@ -24,7 +24,7 @@ running rollout; another request for a busy target is refused with the running o
 so is the same --execution-id with a different spec (naming what differs).
 With --wait, follow it like watch does and exit with its outcome's code.`,
 		Example: `  starter deploy -f deployments/examples/canary.yaml
-  starter deploy -f spec.yaml --wait --json
+  starter deploy -f spec.yaml --wait --json --by ci@pipeline-42
   starter validate -f spec.yaml | starter deploy -f - --execution-id req-42`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -40,7 +40,7 @@ With --wait, follow it like watch does and exit with its outcome's code.`,
 				return err
 			}
 			defer done()
-			started, err := control.Start(ctx, c, s)
+			started, err := control.StartWith(ctx, c, s, control.StartOptions{By: by})
 			if err != nil {
 				return err
 			}
@@ -78,6 +78,7 @@ With --wait, follow it like watch does and exit with its outcome's code.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (- for stdin)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the rollout to its end (as watch does); exit with its outcome's code")
+	cmd.Flags().StringVar(&by, "by", "", "who starts it, as the audit trail and history show it (default: your user@host)")
 	cmd.Flags().StringVar(&executionID, "execution-id", "", "your own ID for this request, kept in the result and usable to find it")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
