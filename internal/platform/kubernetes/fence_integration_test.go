@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -260,6 +261,39 @@ func TestFencedResumeAfterALaterAttemptWrote(t *testing.T) {
 		t.Errorf("canary fence %+v (%v), want the later attempt's (step 2)", got, err)
 	}
 	e.waitReady(canaryName(target), 1)
+}
+
+// TestFencedResumeOfACanaryALaterAttemptHolds: as above, but the later
+// attempt has only written its fence on the canary, still paused (it is
+// about to converge it, or froze). The stale attempt's resume must not
+// start its pods: it is refused and the canary stays paused.
+func TestFencedResumeOfACanaryALaterAttemptHolds(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPatch, canaryName(target)) }, func() {
+		later := fence(owner, 2)
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c := e.deployment(canaryName(target))
+			if !c.Spec.Paused {
+				t.Errorf("the canary before its resume is not paused")
+			}
+			c.Annotations = withFence(c.Annotations, later)
+			_, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, c, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	_, err := e.convergeAs(p, snap, canaryStage, fence(owner, 1))
+	assertFenced(t, err)
+	c := e.deployment(canaryName(target))
+	if !c.Spec.Paused {
+		t.Errorf("the stale attempt resumed the canary a later attempt holds")
+	}
+	if got, err := fenceOf(c.Annotations); err != nil || got.Step != 2 {
+		t.Errorf("canary fence %+v (%v), want the later attempt's (step 2)", got, err)
+	}
 }
 
 // TestFencedDeleteAfterALaterAttemptWrote: a stale rollback attempt has

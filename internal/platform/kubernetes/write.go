@@ -208,7 +208,7 @@ func conflictOrExists(err error) bool {
 // for d before it existed (a rollback that found no canary to delete), so
 // d is deleted again and the attempt refused. With a fence, d is created
 // paused (its controller makes no ReplicaSet and no pod for it) and
-// resumed only once the second check has passed, in an update conditioned
+// resumed only once the second check has passed, in a write conditioned
 // on d's fence like any other: an attempt frozen between the create and
 // that check runs no pods meanwhile, and one that never resumes leaves a
 // paused Deployment, not a serving one. (Created with no replicas and
@@ -238,12 +238,14 @@ func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*
 	}
 	// The controller writes d's status right after the create, so an
 	// update from the create's read would lose that race: the resume is a
-	// JSON patch conditioned on d's fence instead, as an update would be.
-	// When it fails (the fence moved, or the patch was refused) the update
-	// below reads d again and says why.
-	if resumed, err := c.resumeCreated(ctx, out, paused); err == nil {
+	// JSON patch conditioned on d's UID and fence instead, as an update
+	// would be. When it fails (the fence moved, d was replaced, or the
+	// patch was refused) the update below reads d again and says why.
+	resumed, err := c.resumeCreated(ctx, out, paused)
+	if err == nil {
 		return resumed, nil
 	}
+	c.log.Debug("resume by patch failed; resuming by update", zap.String("name", d.Name), zap.Error(err))
 	cur := out
 	err = retry.RetryOnConflict(fenceBackoff, func() error {
 		if err := c.admit(cur); err != nil {
@@ -263,6 +265,14 @@ func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*
 		}
 		if apierrors.IsConflict(err) {
 			if again, gerr := api.Get(ctx, d.Name, metav1.GetOptions{}); gerr == nil {
+				if again.UID != out.UID {
+					// Not the Deployment this attempt created: deleted and
+					// made again by someone else meanwhile.
+					if ferr := c.admitTarget(ctx); ferr != nil {
+						return ferr
+					}
+					return fmt.Errorf("deployment %q was replaced (deleted and created again by someone else) before this converge could resume the one it created", c.ns+"/"+d.Name)
+				}
 				cur = again
 			}
 		}
@@ -275,11 +285,12 @@ func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*
 }
 
 // resumeCreated sets spec.paused of d, which c created paused, to paused,
-// in one JSON patch whose first operation tests that d still carries c's
-// fence (the patch fails, changing nothing, once another attempt has
-// written its own).
+// in one JSON patch whose first operations test that it is still d (its
+// UID) and still carries c's fence (the patch fails, changing nothing,
+// once another attempt has written its own).
 func (c *convergence) resumeCreated(ctx context.Context, d *appsv1.Deployment, paused bool) (*appsv1.Deployment, error) {
 	patch, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": string(d.UID)},
 		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationFence), "value": encodeFence(c.fence)},
 		{"op": "replace", "path": "/spec/paused", "value": paused},
 	})
