@@ -24,6 +24,12 @@ type PreflightInput struct {
 	Checks spec.Health `json:"checks"`
 	// Requires holds each service's requirements, in release order.
 	Requires [][]spec.Requirement `json:"requires,omitempty"`
+	// LookOnly asks for each image to be looked for, not pulled (a plan
+	// changes nothing). A release's own preflight pulls: an image the
+	// engine cannot run (another platform, a layer gone, no room) is then
+	// a problem before the first service changes, not a failure of a
+	// later one's Prepare after earlier ones have.
+	LookOnly bool `json:"lookOnly,omitempty"`
 }
 
 // PreflightResult lists every problem found; empty means go.
@@ -34,8 +40,8 @@ type PreflightResult struct {
 // Preflight checks a release's prerequisites before anything changes: each
 // service's platform is configured here, its command checks are allowed,
 // its image is present or pullable and its target is reachable (a
-// Kubernetes Deployment exists and may be read). It changes nothing (an
-// image is looked for, not pulled: lookForImage). A
+// Kubernetes Deployment exists and may be read). It changes nothing but
+// the engine's images (a pulled image; with LookOnly, not even that). A
 // transient error is returned (and retried); what retrying cannot fix is a
 // problem in the result.
 func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
@@ -73,7 +79,11 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 			}
 		}
 		var nf *platform.ImageNotFoundError
-		if err := lookForImage(ctx, p, s.Image); errors.As(err, &nf) {
+		check := p.CheckImage
+		if in.LookOnly {
+			check = func(ctx context.Context, image string) error { return lookForImage(ctx, p, image) }
+		}
+		if err := check(ctx, s.Image); errors.As(err, &nf) {
 			problem(name, "%v", err)
 		} else if err != nil {
 			return res, fmt.Errorf("service %s: check image: %w", name, err)

@@ -122,7 +122,9 @@ func PreviewRelease(ctx workflow.Context, in api.ReleaseInput) (api.ReleasePrevi
 		futures[svc.Name] = workflow.ExecuteChildWorkflow(cctx, api.PreviewWorkflow, api.RolloutInput{Spec: d, Release: pv.WorkflowID})
 	}
 	var pre activities.PreflightResult
-	if err := workflow.ExecuteActivity(preflightOptions(ctx), acts.Preflight, preflightInput(r)).Get(ctx, &pre); err != nil {
+	look := preflightInput(r)
+	look.LookOnly = true // a plan pulls nothing
+	if err := workflow.ExecuteActivity(preflightOptions(ctx), acts.Preflight, look).Get(ctx, &pre); err != nil {
 		pv.Prerequisites = []string{"prerequisites: " + errorMessage(err)}
 	} else {
 		pv.Prerequisites = pre.Problems
