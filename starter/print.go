@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/health"
@@ -69,7 +71,7 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 			if !c.Accepted {
 				state = "rejected: " + c.Error
 			}
-			fmt.Fprintf(w, "  %s %-8s via %-6s by %s %q %s\n", c.At.Format(time.RFC3339), c.Action, c.Via, c.By, c.Reason, state)
+			fmt.Fprintf(w, "  %s %-8s via %-6s by %s %q %s\n", c.At.Format(time.RFC3339), c.Action, c.Via, printable(c.By), c.Reason, state)
 		}
 	}
 }
@@ -77,6 +79,16 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 func orNone(s string) string {
 	if s == "" {
 		return "(nothing)"
+	}
+	return printable(s)
+}
+
+// printable is s, quoted when it holds a control character: a name or a
+// reason from a raw client (a signal is not validated) cannot forge or
+// garble the lines around it.
+func printable(s string) string {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return strconv.Quote(s)
 	}
 	return s
 }

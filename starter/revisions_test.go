@@ -149,3 +149,21 @@ func TestPrintRevisionsLeftMidway(t *testing.T) {
 		t.Errorf("rolled back and rejected runs noted as mid-way:\n%s", b.String())
 	}
 }
+
+// A name from a raw client (a memo or a signal is not validated) cannot
+// forge a row: one holding a control character is printed quoted, on its
+// own row.
+func TestPrintRevisionsQuotesControlCharacters(t *testing.T) {
+	revs := history()
+	forged := "alice\t2026-12-03T21:00:00Z\t1m0s\trun-1\t\n9*\tevil:v9\tcanary\tsucceeded\tbob@ci"
+	revs.Revisions[0].StartedBy = forged
+	var b bytes.Buffer
+	printRevisions(&b, revs)
+	out := b.String()
+	if !strings.Contains(out, strconv.Quote(forged)) {
+		t.Errorf("the name is not printed quoted:\n%s", out)
+	}
+	if strings.Contains(out, "evil:v9\tcanary") || strings.Contains(out, "\n9*") {
+		t.Errorf("a forged row:\n%s", out)
+	}
+}

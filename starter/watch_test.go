@@ -334,6 +334,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"pause", "deploy:docker:hello", "--bogus"}, "unknown flag: --bogus (see starter pause --help)"},
 		{[]string{"watch", "deploy:docker:hello", "--poll", "0s"}, "--poll must be positive"},
 		{[]string{"deploy", "-f", "does-not-exist.yaml"}, "read spec"},
+		// --by is printed in history, status and logs: a newline, a tab or
+		// an escape would forge or garble their lines.
+		{[]string{"deploy", "-f", "does-not-exist.yaml", "--by", "alice\n9*\tevil:v9"}, `--by "alice\n9*\tevil:v9": a control character at byte 5`},
+		{[]string{"abort", "deploy:docker:hello", "--by", "x\ty"}, `--by "x\ty": a control character at byte 1`},
+		{[]string{"undo", "hello", "--by", "\x1b[31mred"}, `--by "\x1b[31mred": a control character at byte 0`},
+		{[]string{"clear", "docker:hello", "--reason", "r", "--by", strings.Repeat("a", 201)}, "--by: 201 bytes, more than 200"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer

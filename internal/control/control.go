@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -138,6 +139,9 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 
 // StartWith is Start recording opts in the memo.
 func StartWith(ctx context.Context, c client.Client, s spec.Spec, opts StartOptions) (Started, error) {
+	if err := CheckBy(opts.By); err != nil {
+		return Started{}, err
+	}
 	s = s.WithDefaults()
 	if err := s.Validate(); err != nil {
 		return Started{}, err
@@ -452,4 +456,22 @@ func staticDetails(s spec.Spec) string {
 		lines = append(lines, "environment "+s.Environment)
 	}
 	return strings.Join(lines, "\n\n")
+}
+
+// MaxBy bounds who starts or acts on a rollout, in bytes (the audit trail
+// keeps as much).
+const MaxBy = 200
+
+// CheckBy refuses a name of who starts or acts on a rollout (--by) that
+// holds a control character (a newline, a tab, an escape: each would
+// forge or garble the lines history, status and logs print) or is longer
+// than MaxBy bytes. Empty is allowed: it means the caller's user@host.
+func CheckBy(by string) error {
+	if i := strings.IndexFunc(by, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("by %q: a control character at byte %d; name who acts in printable characters", by, i)
+	}
+	if len(by) > MaxBy {
+		return fmt.Errorf("by: %d bytes, more than %d", len(by), MaxBy)
+	}
+	return nil
 }
