@@ -22,6 +22,7 @@ func TestClassify(t *testing.T) {
 		{"stuck", fmt.Errorf("converge: %w", platform.ErrProgressDeadline), true, platform.ErrTypeProgressStuck},
 		{"forbidden", fmt.Errorf("update deployment: %w", platform.ErrForbidden), true, platform.ErrTypeForbidden},
 		{"transient", errors.New("connection refused"), false, ""},
+		{"registry down", fmt.Errorf("check: %w", &platform.RegistryUnavailableError{Image: "x:1", Err: errors.New("503")}), false, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -652,6 +652,37 @@ func TestMissingImageIsRejectedBeforeAnyChange(t *testing.T) {
 	require.Empty(t, h.converges)
 }
 
+// TestRegistryOutageIsRetried: an image's registry being unavailable is
+// not a missing image (activities.classify leaves it retryable), so
+// Prepare is tried again and the rollout goes on once the registry
+// answers; an outage that outlasts Prepare's attempts fails the rollout,
+// before any change, with the registry named.
+func TestRegistryOutageIsRetried(t *testing.T) {
+	outage := &platform.RegistryUnavailableError{Image: "127.0.0.1:5000/demo:v2", Err: errors.New("connection refused")}
+
+	t.Run("short", func(t *testing.T) {
+		h := newHarness(t)
+		h.prepareErr = outage
+		h.env.RegisterDelayedCallback(func() {
+			h.mu.Lock()
+			h.prepareErr = nil
+			h.mu.Unlock()
+		}, 5*time.Second)
+		res := h.run(testSpec(spec.Canary))
+		require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
+		require.Greater(t, h.prepares, 1)
+	})
+	t.Run("longer than any retry", func(t *testing.T) {
+		h := newHarness(t)
+		h.prepareErr = outage
+		res := h.run(testSpec(spec.Canary))
+		require.NotEqual(t, api.OutcomeSucceeded, res.Outcome)
+		require.Contains(t, res.Error, "registry is unavailable")
+		require.Greater(t, h.prepares, 1)
+		require.Empty(t, h.converges)
+	})
+}
+
 func TestFreshInstallRollbackRemovesEverything(t *testing.T) {
 	h := newHarness(t)
 	h.snapshot = platform.Snapshot{Service: "hello"}

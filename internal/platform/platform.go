@@ -235,12 +235,40 @@ var ErrForbidden = errors.New("forbidden")
 // same converge would wait again, so the stage fails.
 var ErrProgressDeadline = errors.New("progress deadline exceeded")
 
-// ImageNotFoundError says an image is not present and cannot be pulled.
-type ImageNotFoundError struct{ Image string }
+// ImageNotFoundError says an image is not present and cannot be pulled:
+// its registry answered that it has no such image or refuses it to the
+// engine, or the registry's host name does not exist. Retrying does not
+// help. A registry that could not be asked is a RegistryUnavailableError.
+type ImageNotFoundError struct {
+	Image string
+	// Reason is the registry's answer as the engine gave it, when there
+	// was one ("manifest unknown", "unauthorized", ...).
+	Reason string
+}
 
 func (e *ImageNotFoundError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("image %q not found (%s): build or pull it before deploying", e.Image, e.Reason)
+	}
 	return fmt.Sprintf("image %q not found: build or pull it before deploying", e.Image)
 }
+
+// RegistryUnavailableError says an image is not present and its registry
+// could not be asked whether it has it: the connection was refused or timed
+// out, or the registry answered with a server error or "too many requests".
+// Whether the image exists is unknown, so this is not an
+// ImageNotFoundError: the step that needs the image is retried, and fails
+// with this error when the outage outlasts its retries.
+type RegistryUnavailableError struct {
+	Image string
+	Err   error
+}
+
+func (e *RegistryUnavailableError) Error() string {
+	return fmt.Sprintf("image %q is not on the engine and its registry is unavailable (%v): whether the registry has it is unknown", e.Image, e.Err)
+}
+
+func (e *RegistryUnavailableError) Unwrap() error { return e.Err }
 
 // IsImageNotFound reports whether err is or wraps an ImageNotFoundError.
 func IsImageNotFound(err error) bool {

@@ -55,8 +55,10 @@ func New(cli *client.Client, log *zap.Logger) *Platform {
 	return &Platform{cli: cli, log: log}
 }
 
-// CheckImage returns nil when image is present locally or can be pulled, and
-// a *platform.ImageNotFoundError when neither.
+// CheckImage returns nil when image is present locally or can be pulled; a
+// *platform.ImageNotFoundError when its registry says it cannot be had, a
+// *platform.RegistryUnavailableError when the registry could not be asked
+// (registryAnswer).
 func (p *Platform) CheckImage(ctx context.Context, image string) error {
 	if image == "" {
 		return &platform.ImageNotFoundError{Image: image}
@@ -77,8 +79,9 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("pull image %q: %w", image, ctx.Err())
 		}
+		err = registryAnswer(image, err)
 		p.log.Info("image absent and not pullable", zap.String("image", image), zap.Error(err))
-		return &platform.ImageNotFoundError{Image: image}
+		return err
 	}
 	if _, err := p.cli.ImageInspect(ctx, image); err != nil {
 		if cerrdefs.IsNotFound(err) {
