@@ -439,6 +439,17 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		}
 		sum.OwedSince = attempt
 		if observe(round) {
+			// A new instance that exited right after its start fails the
+			// round too (no port, no answer), often before the stay-up
+			// answer is in: the exit is the cause, so it names the failure.
+			if !sum.Healthy && !up.done {
+				wctx, cancel := context.WithTimeout(ctx, upAnswerWait)
+				err := up.wait(wctx)
+				cancel()
+				if err != nil && ctx.Err() == nil {
+					return notUp(err)
+				}
+			}
 			return sum, nil
 		}
 		switch {
@@ -458,6 +469,11 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		next.Reset(interval)
 	}
 }
+
+// upAnswerWait bounds how long a watch whose rounds failed waits for the
+// stay-up answer to name the failure: the window (a second from each new
+// instance's start) and a loaded engine's calls fit well within it.
+const upAnswerWait = 5 * time.Second
 
 // upCheck is an UpChecker's answer for a watch of the new version: asked
 // once, beside the rounds.

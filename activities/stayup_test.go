@@ -84,3 +84,36 @@ func TestWatchFailsOnANewInstanceThatDidNotStayUp(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchNamesTheExitOverTheCheckItBroke: a new instance that exits
+// right after its start makes the first round fail too (an exited
+// container publishes no port: no data), often before the stay-up answer
+// is in. The watch then waits for that answer, briefly, and fails with the
+// exit, the cause, rather than with the check it broke; with no exit it
+// fails with the round's reason as before.
+func TestWatchNamesTheExitOverTheCheckItBroke(t *testing.T) {
+	down := errors.New(`container "web-r1-0" is not running: exited (exit code 1) 40ms after it was started; its last output is in the worker's log`)
+	for _, tc := range []struct {
+		name   string
+		script string
+		err    error
+		want   string
+	}{
+		{"no data", "NNNN", down, down.Error()},
+		{"failed", "FFFF", down, down.Error()},
+		{"it stayed up", "NNNN", nil, "no-data"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newWatchFixture(t, tc.script)
+			up := &upPlatform{fakePlatform: f.plat, delay: 300 * time.Millisecond, err: tc.err}
+			f.acts.Platforms[spec.PlatformDocker] = up
+			got := f.run(t, WatchInput{Spec: watchSpec(nil), Rollout: "r1", Which: platform.WhichNew, Mode: WatchRounds, Rounds: 4})
+			if got.Healthy {
+				t.Fatalf("a failing round passed: %+v", got)
+			}
+			if !strings.Contains(got.LastFailure, tc.want) {
+				t.Errorf("LastFailure %q; want it to say %q", got.LastFailure, tc.want)
+			}
+		})
+	}
+}
