@@ -21,9 +21,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagecraft/stagecraft/internal/api"
@@ -248,38 +251,45 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 	ns := kubeTargetN(t, cs, 20)
 	s := kubeSpec(ns, kubeconfig, spec.Canary, healthServer(t, cs, ns))
 	s.Strategy.Steps = []int{5, 25, 50, 100}
+	// Every write to the two Deployments is seen: a watch delivers each
+	// change (a poll could miss one that lasts less than its interval).
 	var canary, stable []int32
-	stop := make(chan struct{})
+	list, err := cs.AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{})
+	require.NoError(t, err)
+	add := func(seen *[]int32, d *appsv1.Deployment) {
+		if v := *d.Spec.Replicas; len(*seen) == 0 || (*seen)[len(*seen)-1] != v {
+			*seen = append(*seen, v)
+		}
+	}
+	see := func(d *appsv1.Deployment) {
+		switch d.Name {
+		case "web-canary":
+			add(&canary, d)
+		case "web":
+			add(&stable, d)
+		}
+	}
+	for i := range list.Items {
+		see(&list.Items[i])
+	}
+	wctx, stopWatch := context.WithCancel(t.Context())
+	rw, err := watchtools.NewRetryWatcherWithContext(wctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return cs.AppsV1().Deployments(ns).Watch(ctx, o)
+		}})
+	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		add := func(seen *[]int32, v int32) {
-			if len(*seen) == 0 || (*seen)[len(*seen)-1] != v {
-				*seen = append(*seen, v)
-			}
-		}
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			list, err := cs.AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{})
-			if err != nil {
-				continue
-			}
-			for _, d := range list.Items {
-				switch d.Name {
-				case "web-canary":
-					add(&canary, *d.Spec.Replicas)
-				case "web":
-					add(&stable, *d.Spec.Replicas)
-				}
+		for ev := range rw.ResultChan() {
+			if d, ok := ev.Object.(*appsv1.Deployment); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
+				see(d)
 			}
 		}
 	}()
 	res := deploy(t, s)
-	close(stop)
+	stopWatch()
+	rw.Stop()
 	<-done
 	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	var updated []int
