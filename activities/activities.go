@@ -442,7 +442,9 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 			// A new instance that exited right after its start fails the
 			// round too (no port, no answer), often before the stay-up
 			// answer is in: the exit is the cause, so it names the failure.
-			if !sum.Healthy && !up.done {
+			// A round the instances answered (an HTTP status) is not
+			// waited on: they are up.
+			if !sum.Healthy && !up.done && mayBeDown(round) {
 				wctx, cancel := context.WithTimeout(ctx, upAnswerWait)
 				err := up.wait(wctx)
 				cancel()
@@ -468,6 +470,21 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		}
 		next.Reset(interval)
 	}
+}
+
+// mayBeDown says whether round's failures leave open that an instance is
+// down: one not healthy without an HTTP status (no endpoint, a refused or
+// timed-out connection, a command's or a query's verdict) may be.
+func mayBeDown(round health.Round) bool {
+	if round.Unobserved {
+		return true
+	}
+	for _, r := range round.Results {
+		if r.Verdict != health.Healthy && r.Code == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // upAnswerWait bounds how long a watch whose rounds failed waits for the

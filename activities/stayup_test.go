@@ -102,6 +102,9 @@ func TestWatchNamesTheExitOverTheCheckItBroke(t *testing.T) {
 		{"no data", "NNNN", down, down.Error()},
 		{"failed", "FFFF", down, down.Error()},
 		{"it stayed up", "NNNN", nil, "no-data"},
+		// An HTTP answer says the instance is up: no wait, so a version
+		// that answers 500 rolls back as soon as before.
+		{"it answered", "5555", down, "boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newWatchFixture(t, tc.script)
@@ -113,6 +116,9 @@ func TestWatchNamesTheExitOverTheCheckItBroke(t *testing.T) {
 			}
 			if !strings.Contains(got.LastFailure, tc.want) {
 				t.Errorf("LastFailure %q; want it to say %q", got.LastFailure, tc.want)
+			}
+			if tc.script == "5555" && up.answered.Load() {
+				t.Error("the watch waited for the stay-up answer after an HTTP answer")
 			}
 		})
 	}

@@ -72,6 +72,7 @@ type scriptChecker struct {
 
 var scriptVerdicts = map[byte]health.Verdict{
 	'H': health.Healthy, 'D': health.Degraded, 'F': health.Failed, 'N': health.NoData,
+	'5': health.Failed, // an HTTP answer: status 500
 }
 
 func (c *scriptChecker) Round(_ context.Context, checks, dependencies []spec.Check, addresses []string) health.Round {
@@ -101,6 +102,9 @@ func (c *scriptChecker) Round(_ context.Context, checks, dependencies []spec.Che
 		res := health.Result{Check: ch.Name, Target: "127.0.0.1:8080", Verdict: v}
 		if v != health.Healthy {
 			res.Error = "boom"
+		}
+		if c.script[n-1] == '5' {
+			res.Code = 500
 		}
 		r.Results = append(r.Results, res)
 	}
