@@ -24,7 +24,7 @@ const exitCodesHelp = `Exit codes (watch, deploy --wait and release --wait exit 
   2  invalid input: a spec, a flag or an argument
   3  rolled_back
   4  rollback_failed
-  5  rejected (invalid spec or missing image: nothing was changed)`
+  5  rejected (invalid spec, missing image or its registry out past the retries: nothing was changed)`
 
 // exitError carries an exit code with the error that main prints.
 type exitError struct {

@@ -677,7 +677,7 @@ func TestRegistryOutageIsRetried(t *testing.T) {
 		h.prepareErr = outage
 		res := h.run(testSpec(spec.Canary))
 		require.NotEqual(t, api.OutcomeSucceeded, res.Outcome)
-		require.Contains(t, res.Error, "registry is unavailable")
+		require.Contains(t, res.Error, "registry could not be asked")
 		require.Greater(t, h.prepares, 1)
 		require.Empty(t, h.converges)
 	})

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -253,7 +254,13 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 	s.Strategy.Steps = []int{5, 25, 50, 100}
 	// Every write to the two Deployments is seen: a watch delivers each
 	// change (a poll could miss one that lasts less than its interval).
-	var canary, stable []int32
+	var (
+		mu            sync.Mutex
+		canary        []int32
+		stable        []int32
+		lastRV        = map[string]string{} // each Deployment's last version seen
+		watchProblems []string
+	)
 	list, err := cs.AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{})
 	require.NoError(t, err)
 	add := func(seen *[]int32, d *appsv1.Deployment) {
@@ -261,7 +268,14 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 			*seen = append(*seen, v)
 		}
 	}
-	see := func(d *appsv1.Deployment) {
+	see := func(typ watch.EventType, d *appsv1.Deployment) {
+		mu.Lock()
+		defer mu.Unlock()
+		lastRV[d.Name] = d.ResourceVersion
+		if typ == watch.Deleted {
+			lastRV[d.Name] = "deleted"
+			return
+		}
 		switch d.Name {
 		case "web-canary":
 			add(&canary, d)
@@ -270,9 +284,10 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 		}
 	}
 	for i := range list.Items {
-		see(&list.Items[i])
+		see(watch.Added, &list.Items[i])
 	}
 	wctx, stopWatch := context.WithCancel(t.Context())
+	defer stopWatch()
 	rw, err := watchtools.NewRetryWatcherWithContext(wctx, list.ResourceVersion, &cache.ListWatch{
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return cs.AppsV1().Deployments(ns).Watch(ctx, o)
@@ -282,15 +297,40 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 	go func() {
 		defer close(done)
 		for ev := range rw.ResultChan() {
-			if d, ok := ev.Object.(*appsv1.Deployment); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
-				see(d)
+			if d, ok := ev.Object.(*appsv1.Deployment); ok {
+				see(ev.Type, d)
+			} else if ev.Type == watch.Error {
+				mu.Lock()
+				watchProblems = append(watchProblems, fmt.Sprintf("%v", ev.Object))
+				mu.Unlock()
 			}
 		}
 	}()
 	res := deploy(t, s)
+	// The watch has caught up once it has seen each Deployment as it is
+	// now, and the deletion of each one gone.
+	require.Eventually(t, func() bool {
+		now, err := cs.AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := map[string]string{"web-canary": "deleted"}
+		for _, d := range now.Items {
+			want[d.Name] = d.ResourceVersion
+		}
+		for name, rv := range want {
+			if lastRV[name] != rv {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "the watch did not catch up with the Deployments")
 	stopWatch()
 	rw.Stop()
 	<-done
+	require.Empty(t, watchProblems, "the watch of the Deployments")
 	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	var updated []int
 	for _, st := range res.Stages {

@@ -265,7 +265,7 @@ type RegistryUnavailableError struct {
 }
 
 func (e *RegistryUnavailableError) Error() string {
-	return fmt.Sprintf("image %q is not on the engine and its registry is unavailable (%v): whether the registry has it is unknown", e.Image, e.Err)
+	return fmt.Sprintf("image %q is not on the engine and its registry could not be asked (%v): whether the registry has it is unknown", e.Image, e.Err)
 }
 
 func (e *RegistryUnavailableError) Unwrap() error { return e.Err }

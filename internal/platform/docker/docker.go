@@ -79,6 +79,9 @@ func (p *Platform) CheckImage(ctx context.Context, image string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("pull image %q: %w", image, ctx.Err())
 		}
+		if client.IsErrConnectionFailed(err) {
+			return fmt.Errorf("pull image %q: the engine: %w", image, err) // not the registry's
+		}
 		err = registryAnswer(image, err)
 		p.log.Info("image absent and not pullable", zap.String("image", image), zap.Error(err))
 		return err

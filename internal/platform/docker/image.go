@@ -68,6 +68,12 @@ func registryAnswer(image string, err error) error {
 		return &platform.ImageNotFoundError{Image: image, Reason: daemonMessage(err)}
 	}
 	msg := strings.ToLower(err.Error())
+	if strings.Contains(msg, "error parsing http") {
+		// Not the registry's own answer: a page of whatever stood in
+		// front of it (a proxy's "404 page not found" while the registry
+		// behind it restarts).
+		return &platform.RegistryUnavailableError{Image: image, Err: errors.New(daemonMessage(err))}
+	}
 	for _, answer := range registryAnswers {
 		if strings.Contains(msg, answer) {
 			return &platform.ImageNotFoundError{Image: image, Reason: daemonMessage(err)}
@@ -80,7 +86,7 @@ func registryAnswer(image string, err error) error {
 // registry (or the DNS, for its host) answered: the image cannot be had.
 var registryAnswers = []string{
 	"manifest unknown", "name unknown", "not found", "no such host", "does not exist",
-	"unauthorized", "access denied", "requested access to the resource is denied",
+	"unauthorized", "denied", "no basic auth credentials",
 	"invalid reference format", "no matching manifest",
 }
 

@@ -34,6 +34,9 @@ func TestRegistryAnswer(t *testing.T) {
 		{"bad reference", errors.New(daemon + "invalid reference format: repository name must be lowercase"), true, "invalid reference format"},
 		{"no platform", errors.New(daemon + "no matching manifest for linux/amd64 in the manifest list entries"), true, "no matching manifest"},
 
+		{"ghcr denied", errors.New(daemon + "denied"), true, "denied"},
+		{"ecr no credentials", errors.New(daemon + "Head \"https://1.dkr.ecr.eu-west-1.amazonaws.com/v2/x/manifests/v1\": no basic auth credentials"), true, "no basic auth credentials"},
+		{"a proxy's 404", errors.New(daemon + "error parsing HTTP 404 response body: invalid character 'p' after top-level value: \"404 page not found\\n\""), false, "404 page not found"},
 		{"refused", errors.New(daemon + `Get "http://127.0.0.1:44839/v2/": dial tcp 127.0.0.1:44839: connect: connection refused`), false, "connection refused"},
 		{"503", errors.New(daemon + "received unexpected HTTP status: 503 Service Unavailable"), false, "503"},
 		{"500", errors.New(daemon + "received unexpected HTTP status: 500 Internal Server Error"), false, "500"},

@@ -47,6 +47,8 @@ func TestImageRegistryOutage(t *testing.T) {
 	missing, askedMissing := fakeRegistry(t, http.StatusNotFound, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`)
 	private, _ := fakeRegistry(t, http.StatusUnauthorized, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
 	down, askedDown := fakeRegistry(t, http.StatusServiceUnavailable, "restarting")
+	// A proxy in front of a registry that is restarting: its own 404 page.
+	proxy, _ := fakeRegistry(t, http.StatusNotFound, "404 page not found\n")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +65,7 @@ func TestImageRegistryOutage(t *testing.T) {
 		{"unauthorized", private + "/stagecraft/demo:v9", true, "unauthorized"},
 		{"no such host", "registry.invalid/stagecraft/demo:v9", true, "no such host"},
 		{"503", down + "/stagecraft/demo:v9", false, "503"},
+		{"a proxy's 404", proxy + "/stagecraft/demo:v9", false, "404 page not found"},
 		{"connection refused", closed + "/stagecraft/demo:v9", false, "connection refused"},
 	}
 	for _, c := range cases {
