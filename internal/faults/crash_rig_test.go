@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -178,6 +179,9 @@ func crashBoxes(t *testing.T, service string) []crashBox {
 	var out []crashBox
 	for _, c := range list.Items {
 		res, err := dc.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) && slices.ContainsFunc(c.Names, func(n string) bool { return strings.Contains(n, "-retired-") }) {
+			continue // a retired container, removed since the listing (docs/DOCKER.md)
+		}
 		require.NoError(t, err)
 		in := res.Container
 		b := crashBox{Name: strings.TrimPrefix(in.Name, "/"), Image: in.Config.Image, Env: in.Config.Env,
