@@ -102,7 +102,11 @@ func TestPlanPullsNothing(t *testing.T) {
 			layers.Add(1)
 			http.NotFound(w, r)
 		default:
-			http.NotFound(w, r)
+			// A registry's own answer (distribution's error body), not
+			// a bare "404 page not found", which reads as a proxy's.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = fmt.Fprint(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`)
 		}
 	}))
 	t.Cleanup(registry.Close)
