@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,20 +65,14 @@ func (p *Platform) FindImage(ctx context.Context, image string) (local bool, err
 // connection, a 5xx, "toomanyrequests" or anything not recognised is an
 // outage, since a missing image must not be reported on a guess.
 func registryAnswer(image string, err error) error {
-	if cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) || cerrdefs.IsInvalidArgument(err) {
-		return &platform.ImageNotFoundError{Image: image, Reason: daemonMessage(err)}
-	}
 	msg := strings.ToLower(err.Error())
-	if strings.Contains(msg, "error parsing http") {
-		// Not the registry's own answer: a page of whatever stood in
-		// front of it (a proxy's "404 page not found" while the registry
-		// behind it restarts).
-		return &platform.RegistryUnavailableError{Image: image, Err: errors.New(daemonMessage(err))}
-	}
-	for _, answer := range registryAnswers {
-		if strings.Contains(msg, answer) {
-			return &platform.ImageNotFoundError{Image: image, Reason: daemonMessage(err)}
-		}
+	// "error parsing http …" is not the registry's own answer: a page of
+	// whatever stood in front of it (a proxy's "404 page not found" while
+	// the registry behind it restarts).
+	answered := cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) || cerrdefs.IsInvalidArgument(err) ||
+		!strings.Contains(msg, "error parsing http") && slices.ContainsFunc(registryAnswers, func(a string) bool { return strings.Contains(msg, a) })
+	if answered {
+		return &platform.ImageNotFoundError{Image: image, Reason: daemonMessage(err)}
 	}
 	return &platform.RegistryUnavailableError{Image: image, Err: errors.New(daemonMessage(err))}
 }
