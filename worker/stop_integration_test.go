@@ -77,17 +77,34 @@ func TestSIGTERMLetsARunningConvergeFinish(t *testing.T) {
 	t.Logf("worker exited %s after SIGTERM", time.Since(sigterm).Round(time.Millisecond))
 
 	// With no worker left, the history shows what the stopped one reported.
+	// Not at once: a workflow task the stopping worker had polled and never
+	// answered holds new events in the server's buffer until its timeout
+	// (10 s), so the Converge's completion may show up only then.
 	var completedAt time.Time
 	var scheduled int64
-	it := tc.GetWorkflowHistory(ctx, started.WorkflowID, started.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		require.NoError(t, err)
-		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "Converge" && scheduled == 0 {
-			scheduled = e.GetEventId()
-		}
-		if a := e.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled != 0 && a.GetScheduledEventId() == scheduled {
-			completedAt = e.GetEventTime().AsTime()
+	var ended []string
+	deadline := time.Now().Add(40 * time.Second)
+	for completedAt.IsZero() && len(ended) == 0 && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		it := tc.GetWorkflowHistory(ctx, started.WorkflowID, started.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			e, err := it.Next()
+			require.NoError(t, err)
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "Converge" && scheduled == 0 {
+				scheduled = e.GetEventId()
+			}
+			if scheduled == 0 {
+				continue
+			}
+			if a := e.GetActivityTaskCompletedEventAttributes(); a != nil && a.GetScheduledEventId() == scheduled {
+				completedAt = e.GetEventTime().AsTime()
+			}
+			if a := e.GetActivityTaskFailedEventAttributes(); a != nil && a.GetScheduledEventId() == scheduled {
+				ended = append(ended, "failed: "+a.GetFailure().GetMessage())
+			}
+			if a := e.GetActivityTaskTimedOutEventAttributes(); a != nil && a.GetScheduledEventId() == scheduled {
+				ended = append(ended, "timed out: "+a.GetFailure().GetMessage())
+			}
 		}
 	}
 	require.NotZero(t, scheduled, "a Converge was scheduled")
@@ -97,7 +114,7 @@ func TestSIGTERMLetsARunningConvergeFinish(t *testing.T) {
 		for _, pa := range d.GetPendingActivities() {
 			t.Logf("pending %s: attempt %d, last failure: %s", pa.GetActivityType().GetName(), pa.GetAttempt(), pa.GetLastFailure().GetMessage())
 		}
-		t.Fatalf("the Converge running at SIGTERM did not complete before the worker exited\n%s", logs.String())
+		t.Fatalf("the Converge running at SIGTERM did not complete before the worker exited %v\n%s", ended, logs.String())
 	}
 	require.True(t, completedAt.After(sigterm), "the Converge completed after SIGTERM (at %s, SIGTERM at %s): the signal came mid-converge", completedAt, sigterm)
 }
