@@ -14,15 +14,19 @@ import (
 )
 
 func releaseCmd(g *globals) *cobra.Command {
-	var file string
+	var file, by string
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "release -f RELEASE",
 		Short: "Start a multi-service release: services in dependency order, rolled back in reverse on failure",
 		Example: `  starter release -f deployments/examples/release.yaml --wait
+  starter release -f deployments/examples/release.yaml --by ci@pipeline-42
   starter validate -f deployments/examples/release.yaml   # the effective release, stages included`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := control.CheckBy(by); err != nil {
+				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
+			}
 			r, err := readParsed(file, "release", spec.ParseRelease)
 			if err != nil {
 				return err
@@ -32,7 +36,7 @@ func releaseCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			started, err := control.StartRelease(ctx, c, r)
+			started, err := control.StartReleaseWith(ctx, c, r, control.StartOptions{By: by})
 			if err != nil {
 				return err
 			}
@@ -67,6 +71,7 @@ func releaseCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (- for stdin)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release to its end (as watch does); exit with its outcome's code")
+	cmd.Flags().StringVar(&by, "by", "", "who starts it, as the audit trail and status show it, on the release and each of its rollouts (default: your user@host)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -79,6 +84,9 @@ func printRelease(w io.Writer, st api.ReleaseStatus) {
 	fmt.Fprintln(w)
 	if st.Error != "" {
 		fmt.Fprintf(w, "reason: %s\n", st.Error)
+	}
+	if st.StartedBy != "" {
+		fmt.Fprintf(w, "started by: %s\n", st.StartedBy)
 	}
 	for i, stage := range st.Stages {
 		fmt.Fprintf(w, "  %s (%s): %s\n", stage.Name, stage.Mode, strings.Join(stage.Services, ", "))

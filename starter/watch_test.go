@@ -338,6 +338,7 @@ func TestUsageErrors(t *testing.T) {
 		// an escape would forge or garble their lines.
 		{[]string{"deploy", "-f", "does-not-exist.yaml", "--by", "alice\n9*\tevil:v9"}, `--by "alice\n9*\tevil:v9": a control character at byte 5`},
 		{[]string{"abort", "deploy:docker:hello", "--by", "x\ty"}, `--by "x\ty": a control character at byte 1`},
+		{[]string{"release", "-f", "does-not-exist.yaml", "--by", "ops\x00"}, `--by "ops\x00": a control character at byte 3`},
 		{[]string{"undo", "hello", "--by", "\x1b[31mred"}, `--by "\x1b[31mred": a control character at byte 0`},
 		{[]string{"clear", "docker:hello", "--reason", "r", "--by", strings.Repeat("a", 201)}, "--by: 201 bytes, more than 200"},
 	} {

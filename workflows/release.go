@@ -84,6 +84,7 @@ func runRelease(ctx workflow.Context, in spec.Release, reserved []spec.FieldErro
 		workflow.GetLogger(ctx).Warn("release refused: not its owner", "error", msg)
 		return rel.status(), nil
 	}
+	rel.st.StartedBy, _ = startedBy(ctx)
 	rel.version = workflow.GetVersion(ctx, releaseVersion, workflow.DefaultVersion, 1)
 	if rel.version >= 1 {
 		rel.auditor.start(ctx, rel.auditDirty, rel.auditCollect)
@@ -316,10 +317,19 @@ func (rel *release) runStage(ctx workflow.Context, stage spec.ReleaseStage) stri
 // (Replay does not compare a child's memo, so the memo a release from
 // before the boundaries now sends changes no history.)
 func (rel *release) childMemo() map[string]any {
-	if rel.rules == spec.RulesCurrent {
+	memo := map[string]any{}
+	if rel.rules != spec.RulesCurrent {
+		memo[memoSpecRules] = rel.rules
+	}
+	// Who started the release starts its rollouts, through it. Without a
+	// name, a rollout's trail names the release (startedBy).
+	if by := rel.st.StartedBy; by != "" {
+		memo[api.MemoStartedBy] = by + " (" + rel.st.WorkflowID + ")"
+	}
+	if len(memo) == 0 {
 		return nil
 	}
-	return map[string]any{memoSpecRules: rel.rules}
+	return memo
 }
 
 // start launches a service's rollout as a child workflow.

@@ -190,7 +190,7 @@ func (rel *release) auditCollect(ctx workflow.Context) {
 	}
 	plan := audit.Plan{WorkflowID: st.WorkflowID, RunID: st.RunID, Service: st.Name, Platform: "release", Strategy: "release",
 		Target: st.WorkflowID, Status: st.Phase, Error: st.Error, Stages: len(rel.spec.Stages),
-		CreatedAt: st.StartedAt, StartedAt: &st.StartedAt, CompletedAt: st.CompletedAt}
+		CreatedAt: st.StartedAt, StartedAt: &st.StartedAt, CompletedAt: st.CompletedAt, StartedBy: st.StartedBy}
 	if st.Outcome != "" {
 		plan.Status = string(st.Outcome)
 		plan.Success = st.Outcome == api.OutcomeSucceeded

@@ -226,3 +226,42 @@ func (c *releaseUpdate) Complete(v interface{}, err error) {
 	}
 	c.done(v.(api.ReleaseStatus), nil)
 }
+
+// Who started a release (the memo the starter sets) is in its status and
+// its plan row; a release started without one names nobody. (The test
+// environment gives a child no memo: that its rollouts name them with the
+// release is TestReleaseChildMemo here and TestReleaseAuditedAndNotified
+// on the real dev server.)
+func TestReleaseRecordsWhoStartedIt(t *testing.T) {
+	for _, by := range []string{"alice@laptop", ""} {
+		t.Run("by="+by, func(t *testing.T) {
+			h := newHarness(t)
+			if by != "" {
+				h.env.SetMemoOnStart(map[string]any{api.MemoStartedBy: by})
+			}
+			res := h.runRelease(threeTier())
+			require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
+			require.Equal(t, by, res.StartedBy, "the release's status")
+			var plan *audit.Plan
+			for _, b := range h.batches {
+				if b.Plan != nil && b.WorkflowID == res.WorkflowID {
+					plan = b.Plan
+				}
+			}
+			require.NotNil(t, plan)
+			require.Equal(t, by, plan.StartedBy, "the release's plan row")
+		})
+	}
+}
+
+// A release's rollouts are started, in their memo, by who started the
+// release, through it; with nobody named, the memo says nothing of it (the
+// rollout's trail then names the release, as startedBy does).
+func TestReleaseChildMemo(t *testing.T) {
+	rel := &release{rules: spec.RulesCurrent, st: api.ReleaseStatus{WorkflowID: "release:prod/shop"}}
+	require.Nil(t, rel.childMemo())
+	rel.st.StartedBy = "alice@laptop"
+	require.Equal(t, map[string]any{api.MemoStartedBy: "alice@laptop (release:prod/shop)"}, rel.childMemo())
+	rel.rules = spec.RulesCurrent - 1
+	require.Equal(t, map[string]any{api.MemoStartedBy: "alice@laptop (release:prod/shop)", memoSpecRules: spec.RulesCurrent - 1}, rel.childMemo())
+}

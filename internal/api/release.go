@@ -61,6 +61,9 @@ type ReleaseStatus struct {
 	Stage       int                 `json:"stage"`
 	Stages      []spec.ReleaseStage `json:"stages"`
 	Services    []ServiceState      `json:"services"`
+	// StartedBy is who started the release (the starter's --by, else its
+	// user@host: MemoStartedBy), when the client that started it said.
+	StartedBy string `json:"startedBy,omitempty"`
 	// Integration is the last round of the integration checks.
 	Integration *health.Round `json:"integration,omitempty"`
 	// Readiness is ready, ready_with_warnings or not_ready, with each

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,17 @@ import (
 // problem before starting anything. One release of a name runs per
 // environment at a time.
 func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started, error) {
+	return StartReleaseWith(ctx, c, r, StartOptions{})
+}
+
+// StartReleaseWith is StartRelease recording who starts it (opts.By, else
+// the process's user@host) in the memo: the release's status and audit
+// trail name them, and its rollouts' trails name them with the release.
+// opts.Undo does not apply to a release.
+func StartReleaseWith(ctx context.Context, c client.Client, r spec.Release, with StartOptions) (Started, error) {
+	if err := CheckBy(with.By); err != nil {
+		return Started{}, err
+	}
 	r = r.WithDefaults()
 	if err := r.Validate(); err != nil {
 		return Started{}, err
@@ -30,7 +42,7 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		Memo:                                     map[string]any{api.MemoRequestID: r.RequestID()},
+		Memo:                                     map[string]any{api.MemoRequestID: r.RequestID(), api.MemoStartedBy: cmp.Or(with.By, Identity())},
 		StaticSummary:                            fmt.Sprintf("release %s to %s: %d services", r.Name, r.Environment, len(r.Services)),
 	}
 	run, err := c.ExecuteWorkflow(ctx, opts, api.ReleaseWorkflow, r)

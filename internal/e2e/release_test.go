@@ -328,6 +328,8 @@ func TestReleaseAuditedAndNotified(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "release", tr.Plan.Strategy)
 	require.Equal(t, "rolled_back", tr.Plan.Status)
+	require.Equal(t, control.Identity(), tr.Plan.StartedBy, "who started the release (StartRelease names the caller's user@host)")
+	require.Equal(t, control.Identity(), res.StartedBy)
 	require.True(t, tr.Plan.RolledBack)
 	require.Len(t, tr.Stages, 3)
 	var trail []string
@@ -354,5 +356,6 @@ func TestReleaseAuditedAndNotified(t *testing.T) {
 		child, err := st.Trail(context.Background(), s.WorkflowID, s.RunID)
 		require.NoError(t, err, s.Name)
 		require.NotEmpty(t, child.Events, s.Name)
+		require.Equal(t, control.Identity()+" ("+res.WorkflowID+")", child.Plan.StartedBy, "%s's rollout: started by who started the release, through it", s.Name)
 	}
 }
