@@ -27,6 +27,13 @@ func printResult(w io.Writer, res api.Result) {
 func printStatus(w io.Writer, st api.Status, now time.Time) {
 	fmt.Fprintf(w, "rollout   %s (run %s)\n", st.WorkflowID, st.RunID)
 	fmt.Fprintf(w, "service   %s on %s, %s: %s → %s\n", st.Service, st.Platform, st.Strategy, orNone(st.ImageFrom), st.ImageTo)
+	if st.StartedBy != "" || st.UndoOf != "" {
+		fmt.Fprintf(w, "started   by %s", orNone(printable(st.StartedBy)))
+		if st.UndoOf != "" {
+			fmt.Fprintf(w, ", an undo: restores the revision of run %s", printable(st.UndoOf))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "phase     %s", st.Phase)
 	if st.Paused {
 		fmt.Fprintf(w, " (paused, %s of bake left)", st.BakeRemaining.Round(time.Second))

@@ -86,7 +86,7 @@ func printRelease(w io.Writer, st api.ReleaseStatus) {
 		fmt.Fprintf(w, "reason: %s\n", st.Error)
 	}
 	if st.StartedBy != "" {
-		fmt.Fprintf(w, "started by: %s\n", st.StartedBy)
+		fmt.Fprintf(w, "started by: %s\n", printable(st.StartedBy))
 	}
 	for i, stage := range st.Stages {
 		fmt.Fprintf(w, "  %s (%s): %s\n", stage.Name, stage.Mode, strings.Join(stage.Services, ", "))

@@ -508,3 +508,27 @@ func TestFollowLooksAgainWhenTheRunCloses(t *testing.T) {
 	require.NoError(t, err, "the close ends the hour's sleep")
 	require.Equal(t, 2, n)
 }
+
+// status and a release's summary name who started the run (and, for an
+// undo, the run it restores), quoting a name with control characters, as
+// any client may have set the memo; a run that names nobody prints no line.
+func TestStatusNamesWhoStartedIt(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, canaryStatus(), t0)
+	require.NotContains(t, out.String(), "started ")
+
+	st := canaryStatus()
+	st.StartedBy, st.UndoOf = "alice@laptop (release:prod/shop)", "run-of-v2"
+	out.Reset()
+	printStatus(&out, st, t0)
+	require.Contains(t, out.String(), "\nstarted   by alice@laptop (release:prod/shop), an undo: restores the revision of run run-of-v2\n")
+
+	st.StartedBy, st.UndoOf = "mallory\nphase     succeeded", ""
+	out.Reset()
+	printStatus(&out, st, t0)
+	require.Contains(t, out.String(), "\nstarted   by \"mallory\\nphase     succeeded\"\n")
+
+	out.Reset()
+	printRelease(&out, api.ReleaseStatus{WorkflowID: "release:prod/shop", StartedBy: "ci\x1b[2J"})
+	require.Contains(t, out.String(), "\nstarted by: \"ci\\x1b[2J\"\n")
+}

@@ -261,6 +261,7 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 	}
 	r.auditor.spec, _ = json.Marshal(r.spec)
 	r.auditor.startedBy, r.auditor.undoOf = startedBy(ctx)
+	r.st.StartedBy, r.st.UndoOf = r.auditor.startedBy, r.auditor.undoOf
 	r.auditor.start(ctx, r.auditDirty, r.auditCollect)
 }
 

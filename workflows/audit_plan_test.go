@@ -23,6 +23,8 @@ func TestAuditPlanKeepsStateSpecStarterAndUndo(t *testing.T) {
 	res := h.run(s)
 	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
 	require.Equal(t, api.StageRolledBack, res.State, "the result's state")
+	require.Equal(t, "alice@laptop", res.StartedBy, "the result names who started it")
+	require.Equal(t, "run-of-v2", res.UndoOf, "and the run it restores")
 
 	_, plan, _ := trail(t, h.batches)
 	require.Equal(t, "ROLLED_BACK", plan.State)
@@ -57,4 +59,6 @@ func TestAuditPlanStarterWithoutMemo(t *testing.T) {
 	require.Equal(t, "COMPLETED", plan.State)
 	require.Empty(t, plan.StartedBy)
 	require.Empty(t, plan.UndoOf)
+	require.Empty(t, res.StartedBy)
+	require.Empty(t, res.UndoOf)
 }

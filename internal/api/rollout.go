@@ -181,6 +181,13 @@ type Status struct {
 	// FreshInstall is true when nothing ran before the rollout.
 	FreshInstall bool  `json:"freshInstall"`
 	Phase        Phase `json:"phase"`
+	// StartedBy is who started the rollout (the memo's MemoStartedBy: the
+	// starter's --by, else its user@host; for a release's rollout, that of
+	// the release with its ID, or the release's ID); UndoOf, for an undo,
+	// the run ID of the revision it restores. Both empty when the client
+	// that started it said nothing.
+	StartedBy string `json:"startedBy,omitempty"`
+	UndoOf    string `json:"undoOf,omitempty"`
 	// State is the rollout's own lifecycle state in its stages' names
 	// (PENDING → IN_PROGRESS → VALIDATING → COMPLETED, or FAILED →
 	// ROLLED_BACK), derived from Phase and Outcome whenever the status is
