@@ -261,8 +261,13 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 	}
 	r.auditor.spec, _ = json.Marshal(r.spec)
 	r.auditor.startedBy, r.auditor.undoOf = startedBy(ctx)
-	r.st.StartedBy, r.st.UndoOf = r.auditor.startedBy, r.auditor.undoOf
 	r.auditor.start(ctx, r.auditDirty, r.auditCollect)
+}
+
+// noteStarter puts who started the run, and the revision an undo restores,
+// in its status, from the memo (startedBy).
+func (r *rollout) noteStarter(ctx workflow.Context) {
+	r.st.StartedBy, r.st.UndoOf = startedBy(ctx)
 }
 
 // startedBy reads who started the run and the revision it restores (an
@@ -286,14 +291,22 @@ func startedBy(ctx workflow.Context) (by, undoOf string) {
 	return storableText(by), storableText(undoOf)
 }
 
+// maxStoredText bounds the memo values the trail keeps (storableText).
+const maxStoredText = 200
+
 // storableText is a memo value any client set, made fit for the audit
 // trail's text columns: valid UTF-8 without NUL (PostgreSQL refuses it,
-// and the trail's writes would be retried forever), at most 200 bytes.
+// and the trail's writes would be retried forever), at most
+// maxStoredText bytes.
 func storableText(s string) string {
-	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
-	for len(s) > 200 {
-		_, n := utf8.DecodeLastRuneInString(s)
-		s = s[:len(s)-n]
+	return cutText(strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD"), maxStoredText)
+}
+
+// cutText drops s's last runes until it is at most n bytes.
+func cutText(s string, n int) string {
+	for len(s) > max(n, 0) {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
 	}
 	return s
 }

@@ -141,5 +141,8 @@ func (r *rollout) resume(ctx workflow.Context, raw []byte) (int, error) {
 	r.deadlineAt, r.runs = c.DeadlineAt, c.Runs
 	r.auditor.seq, r.auditor.phase, r.auditor.controls, r.auditor.stages = c.Audit.Seq, c.Audit.Phase, c.Audit.Controls, c.Audit.Stages
 	r.notifier.sent = c.Notified
+	// A run an older worker continued carried a status that did not name
+	// its starter; the memo, which continue-as-new carries, does.
+	r.noteStarter(ctx)
 	return c.Next, nil
 }

@@ -70,6 +70,7 @@ func runRelease(ctx workflow.Context, in spec.Release, reserved []spec.FieldErro
 		rel.st.Services = append(rel.st.Services, api.ServiceState{Name: s.Name, DependsOn: s.DependsOn, Stage: stageOf(r, s.Name),
 			Workflow: wf, WorkflowID: r.Services[i].Deploy.WorkflowID(), State: api.ServicePending})
 	}
+	rel.st.StartedBy, _ = startedBy(ctx)
 	// One owner per release, as per rollout target (see ownerVersion):
 	// refused before anything is recorded, notified or changed.
 	if id := rel.st.WorkflowID; id != r.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
@@ -84,7 +85,6 @@ func runRelease(ctx workflow.Context, in spec.Release, reserved []spec.FieldErro
 		workflow.GetLogger(ctx).Warn("release refused: not its owner", "error", msg)
 		return rel.status(), nil
 	}
-	rel.st.StartedBy, _ = startedBy(ctx)
 	rel.version = workflow.GetVersion(ctx, releaseVersion, workflow.DefaultVersion, 1)
 	if rel.version >= 1 {
 		rel.auditor.start(ctx, rel.auditDirty, rel.auditCollect)
@@ -321,10 +321,12 @@ func (rel *release) childMemo() map[string]any {
 	if rel.rules != spec.RulesCurrent {
 		memo[memoSpecRules] = rel.rules
 	}
-	// Who started the release starts its rollouts, through it. Without a
+	// Who started the release starts its rollouts, through it: the name is
+	// cut so that the release's ID fits in what the trail keeps. Without a
 	// name, a rollout's trail names the release (startedBy).
 	if by := rel.st.StartedBy; by != "" {
-		memo[api.MemoStartedBy] = by + " (" + rel.st.WorkflowID + ")"
+		via := " (" + rel.st.WorkflowID + ")"
+		memo[api.MemoStartedBy] = storableText(cutText(by, maxStoredText-len(via)) + via)
 	}
 	if len(memo) == 0 {
 		return nil

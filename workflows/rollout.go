@@ -155,6 +155,7 @@ func run(ctx workflow.Context, strategy string, in api.RolloutInput) (api.Result
 			StartedAt:   workflow.Now(ctx),
 		},
 	}
+	r.noteStarter(ctx)
 	if err := r.register(ctx); err != nil {
 		return api.Result{}, err
 	}

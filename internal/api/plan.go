@@ -81,8 +81,9 @@ func (s *Status) UnmarshalJSON(b []byte) error {
 
 // Memo fields a start records for the rollout's history and undo.
 const (
-	// MemoStartedBy holds who started the rollout (the caller's --by, or
-	// its user@host); the workflow keeps it in its audit plan row.
+	// MemoStartedBy holds who started the rollout or release (the caller's
+	// --by, or its user@host; a release passes "WHO (release:ENV/NAME)" to
+	// its rollouts); the workflow keeps it in its status and audit plan row.
 	MemoStartedBy = "startedBy"
 	// MemoUndo holds an Undo when the rollout is an undo.
 	MemoUndo = "undo"

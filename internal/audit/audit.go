@@ -43,8 +43,9 @@ type Plan struct {
 	// (defaults applied, secret references unresolved). A writer may send
 	// it once: a write without it keeps the one stored.
 	Spec json.RawMessage `json:"spec,omitempty"`
-	// StartedBy is who started the run (api.MemoStartedBy), or the release
-	// that started it; a write without it keeps the one stored.
+	// StartedBy is who started the run (api.MemoStartedBy): for a release's
+	// rollout, who started the release with its ID, or the release's ID
+	// alone; a write without it keeps the one stored.
 	StartedBy string `json:"startedBy,omitempty"`
 	// UndoOf is the run ID of the earlier revision this run restores (an
 	// undo, api.MemoUndo), else empty; a write without it keeps the one

@@ -1,11 +1,14 @@
 package control
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagecraft/stagecraft/internal/api"
+	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
 func TestErrorsSayWhatHappened(t *testing.T) {
@@ -36,4 +39,13 @@ func TestErrorsSayWhatHappened(t *testing.T) {
 func TestKind(t *testing.T) {
 	require.Equal(t, "release", Kind("release:prod/shop"))
 	require.Equal(t, "rollout", Kind("deploy:docker:hello"))
+}
+
+// A start names who starts it in printable characters: a bad --by is
+// refused before the server is asked (no client is needed to refuse it).
+func TestStartsRefuseABadBy(t *testing.T) {
+	_, err := StartReleaseWith(context.Background(), nil, spec.Release{}, StartOptions{By: "ops\x1b[2J"})
+	require.ErrorContains(t, err, "a control character at byte 3")
+	_, err = StartWith(context.Background(), nil, spec.Spec{}, StartOptions{By: strings.Repeat("a", MaxBy+1)})
+	require.ErrorContains(t, err, "more than 200")
 }
