@@ -260,7 +260,7 @@ func (r *rollout) startAudit(ctx workflow.Context) {
 		return
 	}
 	r.auditor.spec, _ = json.Marshal(r.spec)
-	r.auditor.startedBy, r.auditor.undoOf = startedBy(ctx)
+	r.auditor.startedBy, r.auditor.undoOf = r.st.StartedBy, r.st.UndoOf // noteStarter read them
 	r.auditor.start(ctx, r.auditDirty, r.auditCollect)
 }
 

@@ -151,24 +151,9 @@ func TestAbortDuringContinueAsNewHandoverRollsBack(t *testing.T) {
 // abort (belt and braces: the handover itself rolls back now) rolls back
 // at once instead of running the next stage.
 func TestAbortCarriedAcrossContinueAsNew(t *testing.T) {
-	s := testSpec(spec.Rolling)
-	s.Strategy.BatchSize = 1
-	s.Strategy.Bake = spec.Duration(time.Minute)
-	h := newHarness(t)
-	h.onConverge = func(n int) {
-		if n == 2 {
-			h.env.SetContinueAsNewSuggested(true)
-		}
-	}
-	h.execute(api.RollingWorkflow, s)
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
-	var next api.RolloutInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	var c map[string]any
-	require.NoError(t, json.Unmarshal(next.Resume, &c))
-	c["aborted"], c["abortReason"] = true, "requested by oncall"
-	next.Resume, _ = json.Marshal(c)
+	next := carriedAfterTwoConverges(t, nil, func(c map[string]any) {
+		c["aborted"], c["abortReason"] = true, "requested by oncall"
+	})
 
 	h2 := newHarness(t)
 	h2.env.SetContinuedExecutionRunID("run-1")
@@ -215,4 +200,33 @@ func TestPauseDuringContinueAsNewHandoverHolds(t *testing.T) {
 	closedResult(t, h2.env, &res)
 	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.Equal(t, 10*time.Minute, h2.converges[0].At.Sub(start), "the next run waited for the resume")
+}
+
+// carriedAfterTwoConverges runs a rolling rollout of batches of 1 (started
+// with memo) until it continues as new after its second converge, and
+// returns the next run's input with its carried state passed through edit.
+func carriedAfterTwoConverges(t *testing.T, memo map[string]any, edit func(c map[string]any)) api.RolloutInput {
+	t.Helper()
+	s := testSpec(spec.Rolling)
+	s.Strategy.BatchSize = 1
+	s.Strategy.Bake = spec.Duration(time.Minute)
+	h := newHarness(t)
+	if memo != nil {
+		h.env.SetMemoOnStart(memo)
+	}
+	h.onConverge = func(n int) {
+		if n == 2 {
+			h.env.SetContinueAsNewSuggested(true)
+		}
+	}
+	h.execute(api.RollingWorkflow, s)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next api.RolloutInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	var c map[string]any
+	require.NoError(t, json.Unmarshal(next.Resume, &c))
+	edit(c)
+	next.Resume, _ = json.Marshal(c)
+	return next
 }

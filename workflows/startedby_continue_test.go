@@ -1,15 +1,11 @@
 package workflows
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -20,25 +16,9 @@ import (
 // names who started it, from the memo continue-as-new carries, as its
 // trail does.
 func TestStartedByKeptAcrossAContinueAsNewFromAnOlderWorker(t *testing.T) {
-	s := testSpec(spec.Rolling)
-	s.Strategy.BatchSize = 1
-	s.Strategy.Bake = spec.Duration(time.Minute)
-	h := newHarness(t)
-	h.env.SetMemoOnStart(map[string]any{api.MemoStartedBy: "alice@laptop"})
-	h.onConverge = func(n int) {
-		if n == 2 {
-			h.env.SetContinueAsNewSuggested(true)
-		}
-	}
-	h.execute(api.RollingWorkflow, s)
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
-	var next api.RolloutInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	var c map[string]any
-	require.NoError(t, json.Unmarshal(next.Resume, &c))
-	delete(c["status"].(map[string]any), "startedBy") // as an old worker carried it
-	next.Resume, _ = json.Marshal(c)
+	next := carriedAfterTwoConverges(t, map[string]any{api.MemoStartedBy: "alice@laptop"}, func(c map[string]any) {
+		delete(c["status"].(map[string]any), "startedBy") // as an older worker carried it
+	})
 
 	h2 := newHarness(t)
 	h2.env.SetContinuedExecutionRunID("run-1")
