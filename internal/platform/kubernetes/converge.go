@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/stagecraft/stagecraft/internal/plan"
@@ -117,13 +115,16 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	}
 	c.desired.Traffic = cmp.Or(d.Traffic, plan.TrafficShared)
 	c.desired.Order = cmp.Or(d.Order, plan.Surge)
-	// The autoscaler is looked for (a read) while the fence's copies go on.
-	if err = c.acquire(ctx, func(ctx context.Context) error { return c.followAutoscaler(ctx, plannedTotal(req)) }); err != nil {
-		return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
+	if d.New != 0 {
+		// The autoscaler is looked for (a read) while the fence's copies go
+		// on. A rollback takes its fence in its first write (restore.go).
+		if err = c.acquire(ctx, func(ctx context.Context) error { return c.followAutoscaler(ctx, plannedTotal(req)) }); err != nil {
+			return c.res, fmt.Errorf("converge %q: %w", s.Service, err)
+		}
 	}
 	switch {
 	case d.New == 0:
-		err = c.restore(ctx)
+		err = c.restore(ctx, plannedTotal(req))
 	case d.Old == 0:
 		err = c.promote(ctx)
 	case c.desired.Traffic == plan.TrafficOld || c.desired.Traffic == plan.TrafficNew:
@@ -148,85 +149,6 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		}
 	}
 	return c.res, nil
-}
-
-// restore brings back the snapshot at once: the stable Deployment is
-// written and waited for while, beside it, the Service gets its snapshot
-// selector back and then the rollout's Deployments are deleted and waited
-// for. A rollback takes the new version away as fast as it brings the old
-// one back; the Service is restored before anything it may select goes.
-func (c *convergence) restore(ctx context.Context) error {
-	want := cleanDeployment(c.orig)
-	want.Spec.Replicas = ptr(int32(c.desired.Old))
-	// The stable side records what it did in its own copy of the result,
-	// merged below, so the two sides share nothing while they run.
-	side := *c
-	side.res = platform.ConvergeResult{}
-	stable := make(chan error, 1)
-	go func() {
-		written, err := side.updateStable(ctx, side.restoreStable(want), want)
-		if err == nil {
-			err = side.wait(ctx, written)
-		}
-		stable <- err
-	}()
-	err := c.restoreService(ctx)
-	var deleting []*appsv1.Deployment
-	if err == nil {
-		deleting, err = c.startDeletes(ctx, canaryName(c.orig.Name), greenName(c.orig.Name))
-	}
-	if err == nil {
-		err = c.waitServing(ctx, deleting)
-	}
-	serr := <-stable
-	c.res.Created = append(side.res.Created, c.res.Created...)
-	c.res.Rewired = append(side.res.Rewired, c.res.Rewired...)
-	if serr != nil {
-		return serr
-	}
-	if err != nil {
-		return err
-	}
-	c.noteRemoved(deleting)
-	return c.noteTerminating(ctx)
-}
-
-// noteTerminating adds to the result's Terminating the pods of the new
-// version the stable Deployment's own ReplicaSets still have terminating
-// (after a handover the new version's pods are its own).
-func (c *convergence) noteTerminating(ctx context.Context) error {
-	sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector)
-	if err != nil || sel.Empty() {
-		return nil
-	}
-	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return fmt.Errorf("list pods: %w", err)
-	}
-	for i := range pods.Items {
-		if p := &pods.Items[i]; p.DeletionTimestamp != nil && c.runsNew(p) {
-			c.res.Terminating = appendOnce(c.res.Terminating, "pod/"+p.Name)
-		}
-	}
-	return nil
-}
-
-// restoreStable returns the mutation that gives the stable Deployment the
-// snapshot's labels, annotations (keeping the controller's revision) and
-// spec.
-func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deployment) {
-	return func(d *appsv1.Deployment) {
-		d.Labels = want.Labels
-		ann := maps.Clone(want.Annotations)
-		if rev, ok := d.Annotations[revisionAnnotation]; ok {
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann[revisionAnnotation] = rev
-		}
-		d.Annotations = withoutSplit(keepFence(d.Annotations, ann))
-		d.Spec = want.Spec
-	}
 }
 
 // onlyStable gives the Service its snapshot selector back and deletes the

@@ -160,14 +160,21 @@ func (c *convergence) deleteSetsOf(ctx context.Context, d *appsv1.Deployment) {
 	if err != nil || sel.Empty() || d.UID == "" {
 		return
 	}
-	api := c.cs.AppsV1().ReplicaSets(c.ns)
-	list, err := api.List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		c.log.Debug("cannot list the deleted deployment's replicasets; the garbage collector takes them", zap.String("name", d.Name), zap.Error(err))
 		return
 	}
-	for i := range list.Items {
-		rs := &list.Items[i]
+	c.deleteSets(ctx, d, list.Items)
+}
+
+// deleteSets is deleteSetsOf with the ReplicaSets listed already (sets:
+// any listing that holds d's, read before d was deleted or after). One
+// made since the listing is left to the garbage collector.
+func (c *convergence) deleteSets(ctx context.Context, d *appsv1.Deployment, sets []appsv1.ReplicaSet) {
+	api := c.cs.AppsV1().ReplicaSets(c.ns)
+	for i := range sets {
+		rs := &sets[i]
 		if !metav1.IsControlledBy(rs, d) || rs.DeletionTimestamp != nil {
 			continue
 		}

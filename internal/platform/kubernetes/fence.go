@@ -24,7 +24,11 @@ import (
 // its fence on each of them that exists (acquire), then conditions every
 // call on the fence of the object it calls on, read in the same read as
 // the rest of the object: an update carries that read's resourceVersion,
-// a delete has it as a precondition. So once a later attempt has written
+// a delete has it as a precondition. A rollback, which changes each object
+// once, reads them all first and judges their fences, writes the stable
+// Deployment (snapshot and fence in one update), and then makes each other
+// object's one change under the same conditions (restore.go): the fence
+// written with it, or the object deleted. So once a later attempt has written
 // its fence on an object, an older attempt's write of it fails with a
 // conflict, re-reads, and is refused; and what an older attempt wrote
 // before that, the later attempt's converge reads and converges over.

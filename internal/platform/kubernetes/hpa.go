@@ -259,18 +259,25 @@ func (c *convergence) followAutoscaler(ctx context.Context, planned int) error {
 	if err != nil || a == nil {
 		return err
 	}
-	live, rec, recorded := 0, split{}, false
 	cur, err := c.getStable(ctx)
-	switch {
-	case err == nil:
+	if err != nil && !IsTargetNotFound(err) {
+		return err
+	}
+	return c.follow(ctx, planned, a, cur)
+}
+
+// follow is followAutoscaler once the autoscaler a and the stable
+// Deployment (cur, as just read; nil when it is not there) are read.
+func (c *convergence) follow(ctx context.Context, planned int, a *autoscaler, cur *appsv1.Deployment) error {
+	live, rec, recorded := 0, split{}, false
+	if cur != nil {
 		live = int(replicas(cur))
 		rec, recorded = splitOf(cur.Annotations)
 		recorded = recorded && rec.rollout == c.rollout
-	case !IsTargetNotFound(err):
-		return err
 	}
 	beside := 0
 	if !recorded {
+		var err error
 		if beside, err = c.canaryBeside(ctx, a); err != nil {
 			return err
 		}

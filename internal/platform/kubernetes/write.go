@@ -93,32 +93,40 @@ func (c *convergence) writeStable(ctx context.Context, mutate func(*appsv1.Deplo
 // updateStable is writeStable without the wait: it returns the Deployment
 // as written (or as found, when nothing changed).
 func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
-	api := c.cs.AppsV1().Deployments(c.ns)
 	var written *appsv1.Deployment
 	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
 		cur, err := c.getStable(ctx)
-		if IsTargetNotFound(err) && recreate != nil {
-			recreate := recreate.DeepCopy()
-			c.stamp(&recreate.ObjectMeta)
-			out, err := api.Create(ctx, recreate, metav1.CreateOptions{})
-			if err != nil {
-				return err
-			}
-			written = out
-			c.res.Created = append(c.res.Created, "deployment/"+c.orig.Name)
-			c.log.Info("recreated deployment from the snapshot")
-			return nil
-		}
-		if err != nil {
+		if err != nil && !IsTargetNotFound(err) {
 			return err
 		}
-		written, err = c.updateDeployment(ctx, cur, mutate)
+		written, err = c.writeStableFrom(ctx, cur, mutate, recreate)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
 	return written, nil
+}
+
+// writeStableFrom is one attempt of updateStable from cur, the stable
+// Deployment as just read (nil when it is not there): a lost race is the
+// caller's to retry.
+func (c *convergence) writeStableFrom(ctx context.Context, cur *appsv1.Deployment, mutate func(*appsv1.Deployment), recreate *appsv1.Deployment) (*appsv1.Deployment, error) {
+	if cur != nil {
+		return c.updateDeployment(ctx, cur, mutate)
+	}
+	if recreate == nil {
+		return nil, &TargetNotFoundError{Kind: "deployment", Namespace: c.ns, Name: c.orig.Name}
+	}
+	recreate = recreate.DeepCopy()
+	c.stamp(&recreate.ObjectMeta)
+	out, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, recreate, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c.res.Created = append(c.res.Created, "deployment/"+c.orig.Name)
+	c.log.Info("recreated deployment from the snapshot")
+	return out, nil
 }
 
 // updateDeployment applies mutate to a copy of cur, a Deployment of this
@@ -147,11 +155,17 @@ func (c *convergence) updateDeployment(ctx context.Context, cur *appsv1.Deployme
 // restoreService gives the Service its snapshot labels, annotations and
 // spec, keeping the cluster IPs it was allocated.
 func (c *convergence) restoreService(ctx context.Context) error {
+	return c.restoreServiceFrom(ctx, nil)
+}
+
+// restoreServiceFrom is restoreService starting from first, the Service
+// as just read (nil: read it).
+func (c *convergence) restoreServiceFrom(ctx context.Context, first *corev1.Service) error {
 	if c.origSvc == nil {
 		return nil
 	}
 	want := c.origSvc
-	return c.writeService(ctx, func(s *corev1.Service) {
+	return c.writeServiceFrom(ctx, first, func(s *corev1.Service) {
 		s.Labels = want.Labels
 		s.Annotations = keepFence(s.Annotations, want.Annotations)
 		ss := *want.Spec.DeepCopy()
@@ -165,15 +179,26 @@ func (c *convergence) restoreService(ctx context.Context) error {
 // writeService applies mutate to the live Service and writes it if that
 // changed anything.
 func (c *convergence) writeService(ctx context.Context, mutate func(*corev1.Service)) error {
+	return c.writeServiceFrom(ctx, nil, mutate)
+}
+
+// writeServiceFrom is writeService whose first attempt starts from first,
+// the Service as just read (nil: read it); a retry reads it again.
+func (c *convergence) writeServiceFrom(ctx context.Context, first *corev1.Service, mutate func(*corev1.Service)) error {
 	api := c.cs.CoreV1().Services(c.ns)
 	name := c.origSvc.Name
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := api.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return &TargetNotFoundError{Kind: "service", Namespace: c.ns, Name: name}
-		}
-		if err != nil {
-			return err
+		cur := first
+		first = nil
+		if cur == nil {
+			var err error
+			cur, err = api.Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return &TargetNotFoundError{Kind: "service", Namespace: c.ns, Name: name}
+			}
+			if err != nil {
+				return err
+			}
 		}
 		if err := c.admit(cur); err != nil {
 			return err

@@ -1,0 +1,201 @@
+//go:build integration
+
+package kubernetes
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/stagecraft/stagecraft/internal/plan"
+	"github.com/stagecraft/stagecraft/internal/platform"
+)
+
+// recorder is a transport that notes each request as "METHOD path", in
+// the order they are sent.
+type recorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	sent []string
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.sent = append(r.sent, req.Method+" "+req.URL.Path)
+	r.mu.Unlock()
+	return r.next.RoundTrip(req)
+}
+
+func (r *recorder) requests() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sent)
+}
+
+// recorded returns a Platform whose requests rec notes.
+func (e *env) recorded() (*Platform, *recorder) {
+	e.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rec := &recorder{}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return NewForClient(c, zaptest.NewLogger(e.t).Named("recorded")), rec
+}
+
+// deploymentPath is the API path of the named Deployment of e's namespace.
+func (e *env) deploymentPath(name string) string {
+	return fmt.Sprintf("/apis/apps/v1/namespaces/%s/deployments/%s", e.ns, name)
+}
+
+// TestRollbackTakesTheFenceInItsFirstWrite: a rollback of a canary stage
+// reads everything before it writes, its first write is the stable
+// Deployment's (the snapshot and its fence in one update), and it deletes
+// the canary as it read it, without reading it again: the canary is gone
+// three round trips into the converge (read, the stable's update, the
+// delete), where stamping each object first took seven.
+func TestRollbackTakesTheFenceInItsFirstWrite(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.mustConverge(snap, canaryStage, fence(owner, 1))
+
+	p, rec := e.recorded()
+	if _, err := e.convergeAs(p, snap, rollbackOf(snap), fence(owner, 2)); err != nil {
+		t.Fatal(err)
+	}
+	sent := rec.requests()
+	t.Logf("requests:\n%s", strings.Join(sent, "\n"))
+	stablePut := slices.Index(sent, "PUT "+e.deploymentPath(target))
+	canaryDelete := slices.Index(sent, "DELETE "+e.deploymentPath(canaryName(target)))
+	if stablePut < 0 || canaryDelete < 0 {
+		t.Fatalf("want the stable Deployment updated and the canary deleted; sent %d requests", len(sent))
+	}
+	for i, r := range sent[:stablePut] {
+		if !strings.HasPrefix(r, "GET ") {
+			t.Errorf("request %d, %q, is sent before the stable Deployment's update takes the fence", i, r)
+		}
+	}
+	if canaryDelete < stablePut {
+		t.Errorf("the canary is deleted (request %d) before the stable Deployment's update takes the fence (request %d)", canaryDelete, stablePut)
+	}
+	for i, r := range sent[stablePut:canaryDelete] {
+		if strings.HasSuffix(r, "/deployments/"+canaryName(target)) {
+			t.Errorf("request %d, %q: the canary is read or written again between the fence and its delete", stablePut+i, r)
+		}
+	}
+	e.assertGone(canaryName(target))
+	e.assertSnapshotState(snap, fence(owner, 2))
+	e.waitReady(target, 4)
+}
+
+// TestRollbackRefusedChangesNothing: the Service holds a later attempt's
+// fence while the stable Deployment does not (a user recreated it, say).
+// The rollback is refused before it writes anything: the stable
+// Deployment and the canary are as they were.
+func TestRollbackRefusedChangesNothing(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.mustConverge(snap, canaryStage, fence(owner, 1))
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := e.service()
+		s.Annotations = withFence(s.Annotations, fence(owner, 3))
+		_, err := cs.CoreV1().Services(e.ns).Update(e.ctx, s, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable, canary := e.deployment(target), e.deployment(canaryName(target))
+
+	_, err = e.convergeAs(e.p, snap, rollbackOf(snap), fence(owner, 2))
+	assertFenced(t, err)
+	if got := e.deployment(target); got.Generation != stable.Generation || got.Annotations[AnnotationFence] != stable.Annotations[AnnotationFence] {
+		t.Errorf("the refused rollback wrote the stable Deployment: generation %d → %d, fence %s → %s",
+			stable.Generation, got.Generation, stable.Annotations[AnnotationFence], got.Annotations[AnnotationFence])
+	}
+	if got := e.deployment(canaryName(target)); got.UID != canary.UID || got.Annotations[AnnotationFence] != canary.Annotations[AnnotationFence] {
+		t.Errorf("the refused rollback changed the canary")
+	}
+}
+
+// TestRollbackReadsAgainAfterALostRace: someone edits the stable
+// Deployment between the rollback's read and its write (here a user's
+// scale, no fence). The write, conditioned on the read, fails; the
+// rollback reads everything again and restores the snapshot over the edit.
+func TestRollbackReadsAgainAfterALostRace(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.mustConverge(snap, canaryStage, fence(owner, 1))
+	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPut, target) }, func() {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := e.deployment(target)
+			d.Spec.Replicas = ptr(int32(7))
+			_, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := e.convergeAs(p, snap, rollbackOf(snap), fence(owner, 2)); err != nil {
+		t.Fatal(err)
+	}
+	e.assertGone(canaryName(target))
+	e.assertSnapshotState(snap, fence(owner, 2))
+	e.waitReady(target, 4)
+}
+
+// TestRollbackDeletesACanaryMadeAfterItsRead: the rollback reads no
+// canary; before its write takes the target's fence, a stale attempt that
+// passed its own fence checks creates one. The rollback looks for it again
+// once it holds the fence, and deletes it.
+func TestRollbackDeletesACanaryMadeAfterItsRead(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPut, target) }, func() {
+		c := e.converging(snap, canaryStage).canary()
+		c.Annotations = withFence(c.Annotations, fence(owner, 1))
+		if _, err := cs.AppsV1().Deployments(e.ns).Create(e.ctx, c, metav1.CreateOptions{}); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := e.convergeAs(p, snap, rollbackOf(snap), fence(owner, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, canaryName(target), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the canary made after the rollback's read: want it deleted, got %v", err)
+	}
+	e.assertSnapshotState(snap, fence(owner, 2))
+	e.waitReady(target, 4)
+}
+
+// converging is a convergence of e's spec towards d from snap, for
+// building the objects a converge would write.
+func (e *env) converging(snap platform.Snapshot, d plan.Desired) *convergence {
+	e.t.Helper()
+	orig, origSvc, err := decodeSnapshot(snap)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ci, err := containerIndex(orig, e.spec.Platform.Kubernetes.Container)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &convergence{spec: e.spec, ns: e.ns, rollout: "r1a2b3", desired: d, orig: orig, origSvc: origSvc, ci: ci, deadline: time.Minute}
+}
