@@ -413,7 +413,7 @@ func benchStarterOverhead(b *testing.B, figure string, n int, bake time.Duration
 // step's bake) comes well within the next.
 func BenchmarkP1AbortKubernetes20(b *testing.B) {
 	itest.StartWorker(b, tc, dc)
-	tg, _, _ := benchK8s20Target(b, benchK8s20)
+	tg, _, rec := benchK8s20Target(b, benchK8s20)
 	n := itest.BenchEnvInt(b, benchNEnv, 20)
 	var restored, first []float64
 	for i := range n {
@@ -440,6 +440,7 @@ func BenchmarkP1AbortKubernetes20(b *testing.B) {
 			back <- seen{at, marks, err}
 		}()
 		<-ready
+		rec.reset()
 		t0, exit, _ := benchStarterRun(b, "abort", started.WorkflowID, "--reason", "benchmark", "--by", "bench")
 		got := <-back
 		require.NoError(b, got.err)
@@ -450,6 +451,9 @@ func BenchmarkP1AbortKubernetes20(b *testing.B) {
 		events := benchHistory(b, started.WorkflowID, started.RunID)
 		sched, call, done := benchRollbackCall(b, events, t0)
 		accepted := benchUpdateAccepted(events, t0)
+		if i == 0 {
+			rec.traced(b, t0, benchTimes(events, 0).acts) // with STAGECRAFT_BENCH_TRACE set
+		}
 		cancel()
 		restored = append(restored, benchSeconds(got.at.Sub(t0)))
 		first = append(first, benchSeconds(call.Sub(t0)))
