@@ -303,9 +303,16 @@ func (c *convergence) leftOf(ctx context.Context, d *appsv1.Deployment, sel labe
 // on a conflict d is read again and judged again. A d that is gone, or
 // whose name now holds another object (another UID), counts as deleted.
 func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment, propagation metav1.DeletionPropagation) error {
+	_, err := c.deleteFencedAs(ctx, d, propagation)
+	return err
+}
+
+// deleteFencedAs is deleteFenced, also saying whether d was found gone or
+// its name held by another object (so this call deleted nothing).
+func (c *convergence) deleteFencedAs(ctx context.Context, d *appsv1.Deployment, propagation metav1.DeletionPropagation) (replaced bool, err error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	cur := d
-	return retry.OnError(fenceBackoff, func(err error) bool { return errors.Is(err, errReread) }, func() error {
+	err = retry.OnError(fenceBackoff, func(err error) bool { return errors.Is(err, errReread) }, func() error {
 		if err := c.admit(cur); err != nil {
 			return err
 		}
@@ -315,26 +322,33 @@ func (c *convergence) deleteFenced(ctx context.Context, d *appsv1.Deployment, pr
 		}
 		err := api.Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: ptr(propagation), Preconditions: pre})
 		switch {
-		case err == nil || apierrors.IsNotFound(err):
+		case err == nil:
+			return nil
+		case apierrors.IsNotFound(err):
+			replaced = true
 			return nil
 		case !apierrors.IsConflict(err):
 			return err
 		case c.fence.Zero():
+			replaced = true
 			return nil // the UID precondition: another object has the name
 		}
 		again, err := api.Get(ctx, d.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
+			replaced = true
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		if again.UID != d.UID {
+			replaced = true
 			return nil
 		}
 		cur = again
 		return errReread
 	})
+	return replaced, err
 }
 
 // errReread says a fenced delete met a changed object and reads it again.

@@ -212,8 +212,9 @@ func (c *convergence) admitRead(r restoreRead) error {
 // deleteRead deletes the named Deployment of this service as cur, read
 // before the target's fence was taken, and the ReplicaSets of sets it
 // controls (when listed; otherwise they are listed now). It returns what
-// waitServing is to wait for. When cur is nil the name is looked up
-// again: one created since that read is deleted too.
+// waitServing is to wait for. When cur is nil, or was deleted or replaced
+// by another object since that read, the name is looked up again: one
+// created since is deleted too.
 func (c *convergence) deleteRead(ctx context.Context, name string, cur *appsv1.Deployment, sets []appsv1.ReplicaSet, listed bool) (*appsv1.Deployment, error) {
 	if cur == nil {
 		ds, err := c.startDeletes(ctx, name)
@@ -225,8 +226,14 @@ func (c *convergence) deleteRead(ctx context.Context, name string, cur *appsv1.D
 	if err := c.ownedByUs(cur.Labels, "deployment", name); err != nil {
 		return nil, err
 	}
-	if err := c.deleteFenced(ctx, cur, metav1.DeletePropagationBackground); err != nil {
+	replaced, err := c.deleteFencedAs(ctx, cur, metav1.DeletePropagationBackground)
+	if err != nil {
 		return nil, fmt.Errorf("delete deployment %q: %w", c.ns+"/"+name, err)
+	}
+	if replaced {
+		// Deleted, and perhaps made again, since the read: look again,
+		// now that the target's fence is held.
+		return c.deleteRead(ctx, name, nil, nil, false)
 	}
 	if listed {
 		c.deleteSets(ctx, cur, sets)

@@ -199,3 +199,35 @@ func (e *env) converging(snap platform.Snapshot, d plan.Desired) *convergence {
 	}
 	return &convergence{spec: e.spec, ns: e.ns, rollout: "r1a2b3", desired: d, orig: orig, origSvc: origSvc, ci: ci, deadline: time.Minute}
 }
+
+// TestRollbackDeletesACanaryReplacedAfterItsRead: between the rollback's
+// read and its write, the canary it read is deleted and a stale attempt
+// makes another of the same name. The rollback's delete of the one it
+// read finds another UID; it looks again and deletes the new one.
+func TestRollbackDeletesACanaryReplacedAfterItsRead(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.mustConverge(snap, canaryStage, fence(owner, 1))
+	old := e.deployment(canaryName(target))
+	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPut, target) }, func() {
+		err := cs.AppsV1().Deployments(e.ns).Delete(e.ctx, old.Name, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
+		if err != nil {
+			t.Error(err)
+		}
+		c := e.converging(snap, canaryStage).canary()
+		c.Annotations = withFence(c.Annotations, fence(owner, 1))
+		if _, err := cs.AppsV1().Deployments(e.ns).Create(e.ctx, c, metav1.CreateOptions{}); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := e.convergeAs(p, snap, rollbackOf(snap), fence(owner, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, canaryName(target), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the canary made after the rollback's read: want it deleted, got %v (old UID %s)", err, old.UID)
+	} else if c != nil && c.UID != "" {
+		t.Fatalf("canary %s left", c.UID)
+	}
+	e.assertSnapshotState(snap, fence(owner, 2))
+	e.waitReady(target, 4)
+}
