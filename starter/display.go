@@ -49,8 +49,10 @@ func newDisplay(w io.Writer, jsonOut bool) *display {
 	case jsonOut:
 		d.mode = modeJSON
 	default:
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			d.mode = modeTerminal
+		if f, ok := rawOf(w).(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			// The frame's own escapes go to the terminal as they are; each
+			// line of it is cleaned (redraw).
+			d.mode, d.w = modeTerminal, f
 			if width, height, err := term.GetSize(int(f.Fd())); err == nil {
 				d.width, d.height = width, height
 			}
@@ -95,7 +97,7 @@ func (d *display) redraw(lines []string) {
 	}
 	for _, l := range lines {
 		b.WriteString("\x1b[2K")
-		b.WriteString(cut(l, d.width))
+		b.WriteString(cut(clean(l), d.width))
 		b.WriteString("\n")
 	}
 	b.WriteString("\x1b[J")

@@ -35,15 +35,23 @@ func main() {
 
 // run runs the CLI with args and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(&globals{})
+	return runRoot(newRoot(&globals{}), args, stdout, stderr)
+}
+
+// runRoot runs root with args. Everything printed goes through a
+// safeWriter: text from others (a reason, a check's error) cannot command
+// the operator's terminal.
+func runRoot(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	out, errOut := &safeWriter{w: stdout}, &safeWriter{w: stderr}
+	defer func() { _ = out.Flush(); _ = errOut.Flush() }()
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(out)
+	root.SetErr(errOut)
 	err := root.Execute()
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "error:", err)
+	fmt.Fprintln(errOut, "error:", err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

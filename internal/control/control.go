@@ -464,14 +464,23 @@ const MaxBy = 200
 
 // CheckBy refuses a name of who starts or acts on a rollout (--by) that
 // holds a control character (a newline, a tab, an escape: each would
-// forge or garble the lines history, status and logs print) or is longer
-// than MaxBy bytes. Empty is allowed: it means the caller's user@host.
+// forge or garble the lines history, status and logs print; a
+// bidirectional override or isolate, or a line or paragraph separator,
+// which would reorder or break what is read) or is longer than MaxBy
+// bytes. Empty is allowed: it means the caller's user@host.
 func CheckBy(by string) error {
-	if i := strings.IndexFunc(by, unicode.IsControl); i >= 0 {
+	if i := strings.IndexFunc(by, deceptive); i >= 0 {
 		return fmt.Errorf("by %q: a control character at byte %d; name who acts in printable characters", by, i)
 	}
 	if len(by) > MaxBy {
 		return fmt.Errorf("by: %d bytes, more than %d", len(by), MaxBy)
 	}
 	return nil
+}
+
+// deceptive says whether r controls or reorders text rather than shows:
+// a control character, a bidirectional control, or the line or paragraph
+// separator.
+func deceptive(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029'
 }
