@@ -97,13 +97,23 @@ func (d *display) redraw(lines []string) {
 	}
 	for _, l := range lines {
 		b.WriteString("\x1b[2K")
-		b.WriteString(cut(clean(l), d.width))
+		b.WriteString(cut(frameLine(l), d.width))
 		b.WriteString("\n")
 	}
 	b.WriteString("\x1b[J")
 	d.drawn = len(lines)
 	_, _ = io.WriteString(d.w, b.String())
 }
+
+// frameLine is l as one row of a frame: cleaned, and with its newlines
+// spelled out and its tabs as spaces, so that text from others (an error,
+// a reason) cannot add a row the redraw does not count, or pose as one of
+// the frame's own, and no row is wider than cut measured.
+func frameLine(l string) string {
+	return clean(frameSpacing.Replace(l))
+}
+
+var frameSpacing = strings.NewReplacer("\n", `\n`, "\t", " ")
 
 // cut shortens s to fit a terminal width columns wide (0: no limit).
 func cut(s string, width int) string {

@@ -90,11 +90,12 @@ func orNone(s string) string {
 	return printable(s)
 }
 
-// printable is s, quoted when it holds a control character: a name or a
-// reason from a raw client (a signal is not validated) cannot forge or
-// garble the lines around it.
+// printable is s, quoted when it holds a control character or one the
+// safeWriter would escape (a bidirectional control, a separator): a name
+// or a reason from a raw client (a signal is not validated) cannot forge
+// or garble the lines around it, and a table cell is measured as printed.
 func printable(s string) string {
-	if strings.ContainsFunc(s, unicode.IsControl) {
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unsafeRune(r) }) {
 		return strconv.Quote(s)
 	}
 	return s

@@ -87,3 +87,19 @@ func TestRedrawCleansEachLine(t *testing.T) {
 	d.redraw([]string{"reason: \x1b[2J\u202eevil"})
 	require.Equal(t, "\x1b[2Kreason: \\u001b[2J\\u202eevil\n\x1b[J", b.String())
 }
+
+// TestRedrawKeepsOneRowPerLine: a newline or a tab in text from others
+// (a stage's error) neither adds a row the redraw would not count nor
+// widens the row past what cut measured.
+func TestRedrawKeepsOneRowPerLine(t *testing.T) {
+	var b bytes.Buffer
+	d := &display{w: &b, mode: modeTerminal, width: 60}
+	d.redraw([]string{"stage 1 failed: boom\noutcome: succeeded", "a\tb"})
+	require.Equal(t, "\x1b[2Kstage 1 failed: boom\\noutcome: succeeded\n\x1b[2Ka b\n\x1b[J", b.String())
+	require.Equal(t, 2, d.drawn)
+}
+
+func TestPrintableQuotesWhatTheWriterWouldEscape(t *testing.T) {
+	require.Equal(t, `"ali\u202ece"`, printable("ali\u202ece"))
+	require.Equal(t, "Zoë", printable("Zoë"))
+}
