@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -59,14 +60,11 @@ func (s *safeWriter) Flush() error {
 
 // clean is s as a safeWriter writes it.
 func clean(s string) string {
-	b := []byte(s)
-	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); {
-		var size int
-		out, size = appendSafe(out, b[i:])
-		i += size
-	}
-	return string(out)
+	var b strings.Builder
+	w := &safeWriter{w: &b}
+	_, _ = io.WriteString(w, s)
+	_ = w.Flush()
+	return b.String()
 }
 
 // appendSafe appends the first character of b to out, escaped when it is

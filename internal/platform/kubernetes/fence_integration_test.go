@@ -138,16 +138,23 @@ func (i *interleave) RoundTrip(req *http.Request) (*http.Response, error) {
 // for fn.
 func (e *env) interleaved(match func(*http.Request) bool, fn func()) *Platform {
 	e.t.Helper()
+	return e.wrapped("stale", func(rt http.RoundTripper) http.RoundTripper { return &interleave{next: rt, match: match, fn: fn} })
+}
+
+// wrapped returns a Platform, logging as name, whose requests go through
+// the transport wrap makes.
+func (e *env) wrapped(name string, wrap func(http.RoundTripper) http.RoundTripper) *Platform {
+	e.t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &interleave{next: rt, match: match, fn: fn} })
+	cfg.Wrap(wrap)
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return NewForClient(c, zaptest.NewLogger(e.t).Named("stale"))
+	return NewForClient(c, zaptest.NewLogger(e.t).Named(name))
 }
 
 // request says whether req is a method call on the deployments path (the

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -109,7 +110,7 @@ func (c *convergence) restore(ctx context.Context, planned int) error {
 	if cg.d != nil {
 		deleting = append([]*appsv1.Deployment{cg.d}, deleting...)
 	}
-	err = cmpErr(err, cg.err)
+	err = cmp.Or(err, cg.err)
 	if err == nil {
 		err = c.waitServing(ctx, deleting)
 	}
@@ -124,16 +125,6 @@ func (c *convergence) restore(ctx context.Context, planned int) error {
 	}
 	c.noteRemoved(deleting)
 	return c.noteTerminating(ctx)
-}
-
-// cmpErr is the first of errs that is not nil.
-func cmpErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // readForRestore reads, side by side, what a rollback changes.

@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/stagecraft/stagecraft/internal/plan"
@@ -46,17 +44,8 @@ func (r *recorder) requests() []string {
 // recorded returns a Platform whose requests rec notes.
 func (e *env) recorded() (*Platform, *recorder) {
 	e.t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	rec := &recorder{}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return NewForClient(c, zaptest.NewLogger(e.t).Named("recorded")), rec
+	return e.wrapped("recorded", func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec }), rec
 }
 
 // deploymentPath is the API path of the named Deployment of e's namespace.
@@ -143,13 +132,7 @@ func TestRollbackReadsAgainAfterALostRace(t *testing.T) {
 	snap := e.snapshot()
 	e.mustConverge(snap, canaryStage, fence(owner, 1))
 	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPut, target) }, func() {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			d := e.deployment(target)
-			d.Spec.Replicas = ptr(int32(7))
-			_, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
+		if err := e.editDeployment(target, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(7)) }); err != nil {
 			t.Error(err)
 		}
 	})
@@ -169,9 +152,7 @@ func TestRollbackDeletesACanaryMadeAfterItsRead(t *testing.T) {
 	e := newEnv(t, nil, true)
 	snap := e.snapshot()
 	p := e.interleaved(func(req *http.Request) bool { return request(req, http.MethodPut, target) }, func() {
-		c := e.converging(snap, canaryStage).canary()
-		c.Annotations = withFence(c.Annotations, fence(owner, 1))
-		if _, err := cs.AppsV1().Deployments(e.ns).Create(e.ctx, c, metav1.CreateOptions{}); err != nil {
+		if err := e.createStaleCanary(snap); err != nil {
 			t.Error(err)
 		}
 	})
@@ -214,9 +195,7 @@ func TestRollbackDeletesACanaryReplacedAfterItsRead(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
-		c := e.converging(snap, canaryStage).canary()
-		c.Annotations = withFence(c.Annotations, fence(owner, 1))
-		if _, err := cs.AppsV1().Deployments(e.ns).Create(e.ctx, c, metav1.CreateOptions{}); err != nil {
+		if err := e.createStaleCanary(snap); err != nil {
 			t.Error(err)
 		}
 	})
@@ -230,4 +209,24 @@ func TestRollbackDeletesACanaryReplacedAfterItsRead(t *testing.T) {
 	}
 	e.assertSnapshotState(snap, fence(owner, 2))
 	e.waitReady(target, 4)
+}
+
+// createStaleCanary creates the canary of snap's first stage as a stale
+// attempt (step 1) whose fence checks passed would.
+func (e *env) createStaleCanary(snap platform.Snapshot) error {
+	c := e.converging(snap, canaryStage).canary()
+	c.Annotations = withFence(c.Annotations, fence(owner, 1))
+	_, err := cs.AppsV1().Deployments(e.ns).Create(e.ctx, c, metav1.CreateOptions{})
+	return err
+}
+
+// editDeployment applies mutate to the named Deployment as it is now,
+// again on a conflict.
+func (e *env) editDeployment(name string, mutate func(*appsv1.Deployment)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := e.deployment(name)
+		mutate(d)
+		_, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{})
+		return err
+	})
 }
