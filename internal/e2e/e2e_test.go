@@ -22,7 +22,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -90,15 +89,8 @@ type instance struct {
 
 func instances(t *testing.T, service string) []instance {
 	t.Helper()
-	ctx := context.Background()
-	list, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", platform.LabelService+"="+service)})
-	require.NoError(t, err)
 	var out []instance
-	for _, c := range list.Items {
-		res, err := dc.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
-		require.NoError(t, err)
-		in := res.Container
+	for _, in := range itest.ServiceContainers(t, dc, service) {
 		i := instance{Name: strings.TrimPrefix(in.Name, "/"), Image: in.Config.Image, Env: in.Config.Env,
 			Running: in.State.Running, Ports: fmt.Sprint(in.HostConfig.PortBindings)}
 		for _, n := range in.NetworkSettings.Networks {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -172,18 +171,8 @@ type crashBox struct {
 
 func crashBoxes(t *testing.T, service string) []crashBox {
 	t.Helper()
-	ctx := context.Background()
-	list, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", platform.LabelService+"="+service)})
-	require.NoError(t, err)
 	var out []crashBox
-	for _, c := range list.Items {
-		res, err := dc.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
-		if cerrdefs.IsNotFound(err) && slices.ContainsFunc(c.Names, func(n string) bool { return strings.Contains(n, "-retired-") }) {
-			continue // a retired container, removed since the listing (docs/DOCKER.md)
-		}
-		require.NoError(t, err)
-		in := res.Container
+	for _, in := range itest.ServiceContainers(t, dc, service) {
 		b := crashBox{Name: strings.TrimPrefix(in.Name, "/"), Image: in.Config.Image, Env: in.Config.Env,
 			Labels: in.Config.Labels, Running: in.State.Running}
 		for _, n := range in.NetworkSettings.Networks {

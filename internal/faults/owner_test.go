@@ -81,7 +81,6 @@ func TestSecondOwnerRejected(t *testing.T) {
 	platRequireServing(t, service, platV2, "v2", 3)
 }
 
-// ids names each container with its ID.
 // ids names the containers of boxes that are part of the target: not the
 // ones a shared stage retired (renamed "-retired-", stopped, removed beside
 // the bake: docs/DOCKER.md), which may still be going.

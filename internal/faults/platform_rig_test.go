@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -29,7 +28,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
 	"github.com/stagecraft/stagecraft/internal/notify"
-	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 	"github.com/stagecraft/stagecraft/internal/store"
 	"github.com/stagecraft/stagecraft/workflows"
@@ -183,18 +181,8 @@ type platBox struct {
 
 func platBoxes(t *testing.T, service string) []platBox {
 	t.Helper()
-	ctx := context.Background()
-	list, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", platform.LabelService+"="+service)})
-	require.NoError(t, err)
 	var out []platBox
-	for _, c := range list.Items {
-		res, err := dc.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
-		if cerrdefs.IsNotFound(err) && slices.ContainsFunc(c.Names, func(n string) bool { return strings.Contains(n, "-retired-") }) {
-			continue // a retired container, removed since the listing (docs/DOCKER.md)
-		}
-		require.NoError(t, err)
-		in := res.Container
+	for _, in := range itest.ServiceContainers(t, dc, service) {
 		b := platBox{ID: in.ID, Name: strings.TrimPrefix(in.Name, "/"), Image: in.Config.Image, Env: in.Config.Env,
 			Running: in.State.Running, StartedAt: in.State.StartedAt}
 		for _, n := range in.NetworkSettings.Networks {
