@@ -44,9 +44,10 @@ const handoverPoll = 20 * time.Millisecond
 // all pods, so maxSurge is set to make that zero):
 //
 //  1. the canary grows to New (all of the service) in steps of the
-//     Deployment's own maxSurge, the stable Deployment shrinking behind it
-//     to no less than one pod (growCanary), so no old pod goes before a new
-//     one is ready and the peak is the Deployment's own;
+//     Deployment's own maxSurge, the stable Deployment shrinking behind
+//     each step but the last, to no less than one pod (growCanary), so no
+//     old pod goes before a new one is ready and the peak is the
+//     Deployment's own;
 //  2. the stable Deployment is paused with the new template, its replicas
 //     as they are, marked with AnnotationHandover;
 //  3. the canary Deployment is deleted orphaning its ReplicaSet, which the
@@ -184,11 +185,13 @@ func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (b
 
 // growCanary is step 1: the canary grows to New in steps of the stable
 // Deployment's own maxSurge (as the snapshot has it; all at once for a
-// Recreate one), each step waited for and followed by the stable
-// Deployment shrinking by as much, never below one pod (the handover needs
-// its ReplicaSet active until the canary's is adopted). So the last step
-// runs no more pods at once than the Deployment's rolling update would,
-// and no old pod goes before a new one is ready in its place.
+// Recreate one), each step but the last waited for and followed by the
+// stable Deployment shrinking by as much, never below one pod (the
+// handover needs its ReplicaSet active until the canary's is adopted).
+// After the last step the stable Deployment keeps its pods until the
+// handover scales them to zero. So no step runs more pods at once than
+// the Deployment's rolling update would, and no old pod goes before a new
+// one is ready in its place.
 func (c *convergence) growCanary(ctx context.Context) error {
 	n := int32(c.desired.New)
 	step := n
@@ -217,6 +220,13 @@ func (c *convergence) growCanary(ctx context.Context) error {
 		want.Spec.Replicas = &next
 		if err := c.ensureRollout(ctx, want); err != nil {
 			return err
+		}
+		if next == n {
+			// The stable Deployment keeps what it has (no more than one
+			// step's worth): the handover's saturated ReplicaSet scales
+			// it to zero at once (step 4), so a shrink here would only
+			// make the handover wait for the controllers twice.
+			return nil
 		}
 		old := max(1, n-next)
 		if err := c.writeStable(ctx, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(min(replicas(d), old)) }, nil); err != nil {
