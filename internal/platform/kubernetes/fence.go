@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -20,8 +22,10 @@ import (
 //
 // The fence lives on every object a converge changes: the stable (user's)
 // Deployment, which is the target's fence, and copies of it on the Service
-// and the rollout's canary and green Deployments. A converge first writes
-// its fence on each of them that exists (acquire), then conditions every
+// and the rollout's canary and green Deployments. A converge first reads
+// them all and judges their fences, then writes its fence on each of them
+// that exists, as read, the stable Deployment first (acquire), then
+// conditions every
 // call on the fence of the object it calls on, read in the same read as
 // the rest of the object: an update carries that read's resourceVersion,
 // a delete has it as a precondition. A rollback, which changes each object
@@ -152,36 +156,122 @@ func (c *convergence) admitTarget(ctx context.Context) error {
 	return c.admit(d)
 }
 
-// acquire writes c's fence on the target's objects that exist, the stable
-// Deployment first, before the converge changes anything; it changes
-// nothing and returns the refusal when one of them holds a fence c's does
-// not admit. From then on an attempt that c's fence fences cannot change
-// any of them. beside (which must not write to the cluster) runs while the
-// copies on the other objects are written, once the target's fence is held.
-func (c *convergence) acquire(ctx context.Context, beside func(context.Context) error) error {
+// targetRead is the objects of a target a converge writes its fence on,
+// as one read, side by side, found them.
+type targetRead struct {
+	stable *appsv1.Deployment // nil: not there
+	canary *appsv1.Deployment // nil: not there
+	green  *appsv1.Deployment // nil: not there
+	svc    *corev1.Service    // nil: not there, or the spec names none
+}
+
+// readTarget adds to g the reads of the target's objects into r.
+func (c *convergence) readTarget(ctx context.Context, g *errgroup.Group, r *targetRead) {
 	deps := c.cs.AppsV1().Deployments(c.ns)
-	if !c.fence.Zero() {
-		if err := stampObject(ctx, c, "deployment", c.orig.Name, deps.Get, deps.Update, nil); err != nil {
+	get := func(name string, into **appsv1.Deployment) {
+		g.Go(func() error {
+			d, err := deps.Get(ctx, name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case err != nil:
+				return fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
+			}
+			*into = d
+			return nil
+		})
+	}
+	get(c.orig.Name, &r.stable)
+	get(canaryName(c.orig.Name), &r.canary)
+	get(greenName(c.orig.Name), &r.green)
+	if c.origSvc != nil {
+		g.Go(func() error {
+			s, err := c.cs.CoreV1().Services(c.ns).Get(ctx, c.origSvc.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case err != nil:
+				return fmt.Errorf("get service %q: %w", c.ns+"/"+c.origSvc.Name, err)
+			}
+			r.svc = s
+			return nil
+		})
+	}
+}
+
+// ours says whether a Deployment of the rollout's names is this service's:
+// one that is not is neither stamped nor judged, but refused by the
+// converge when it gets to it.
+func (c *convergence) ours(m metav1.Object) bool {
+	return m.GetLabels()[platform.LabelService] == c.spec.Service
+}
+
+// admitRead returns the refusal of c's fence by any object r holds (the
+// rollout's Deployments only when this service's), before anything is
+// written.
+func (c *convergence) admitRead(r targetRead) error {
+	var objs []metav1.Object
+	if r.stable != nil {
+		objs = append(objs, r.stable)
+	}
+	if r.svc != nil {
+		objs = append(objs, r.svc)
+	}
+	for _, d := range []*appsv1.Deployment{r.canary, r.green} {
+		if d != nil && c.ours(d) {
+			objs = append(objs, d)
+		}
+	}
+	for _, o := range objs {
+		if err := c.admit(o); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// acquire writes c's fence on the target's objects that exist, the stable
+// Deployment first, before the converge changes anything. It reads them
+// all side by side first and changes nothing, returning the refusal, when
+// one of them holds a fence c's does not admit; each stamp then updates
+// the object as read (reading it again only when it changed since). From
+// then on an attempt that c's fence fences cannot change any of them.
+// beside (which must not write to the cluster) runs while the copies on
+// the other objects are written, once the target's fence is held.
+func (c *convergence) acquire(ctx context.Context, beside func(context.Context) error) error {
+	if c.fence.Zero() {
+		return beside(ctx)
+	}
+	var r targetRead
+	rg, rctx := errgroup.WithContext(ctx)
+	c.readTarget(rctx, rg, &r)
+	if err := rg.Wait(); err != nil {
+		return err
+	}
+	if err := c.admitRead(r); err != nil {
+		return err
+	}
+	deps := c.cs.AppsV1().Deployments(c.ns)
+	if err := stampObject(ctx, c, "deployment", c.orig.Name, r.stable, r.stable != nil, deps.Get, deps.Update, nil); err != nil {
+		return err
 	}
 	// The target's fence is held: the copies on the others are written
 	// side by side (each is conditioned on its own object alone).
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return beside(gctx) })
-	if c.fence.Zero() {
-		return g.Wait()
-	}
 	if c.origSvc != nil {
 		svcs := c.cs.CoreV1().Services(c.ns)
-		g.Go(func() error { return stampObject(gctx, c, "service", c.origSvc.Name, svcs.Get, svcs.Update, nil) })
+		g.Go(func() error {
+			return stampObject(gctx, c, "service", c.origSvc.Name, r.svc, r.svc != nil, svcs.Get, svcs.Update, nil)
+		})
 	}
-	// The rollout's Deployments, when this service's; one of that name that
-	// is not is refused by the converge when it gets to it.
-	ours := func(m metav1.Object) bool { return m.GetLabels()[platform.LabelService] == c.spec.Service }
-	for _, name := range []string{canaryName(c.orig.Name), greenName(c.orig.Name)} {
-		g.Go(func() error { return stampObject(gctx, c, "deployment", name, deps.Get, deps.Update, ours) })
+	stampRead := func(name string, d *appsv1.Deployment) {
+		g.Go(func() error {
+			return stampObject(gctx, c, "deployment", name, d, d != nil, deps.Get, deps.Update, c.ours)
+		})
 	}
+	stampRead(canaryName(c.orig.Name), r.canary)
+	stampRead(greenName(c.orig.Name), r.green)
 	return g.Wait()
 }
 
@@ -191,20 +281,29 @@ type fenced[T any] interface {
 	DeepCopy() T
 }
 
-// stampObject writes c's fence on the named object, if it exists and
-// (when only is not nil) only says so, unless it carries it already.
-func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name string,
+// stampObject writes c's fence on the named object, as read found it
+// (found false: not there), if it exists and (when only is not nil) only says so,
+// unless it carries it already. When the write finds the object changed
+// since it was read, it reads it again, judges its fence again, and
+// retries.
+func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name string, read T, found bool,
 	get func(context.Context, string, metav1.GetOptions) (T, error),
 	update func(context.Context, T, metav1.UpdateOptions) (T, error),
 	only func(metav1.Object) bool) error {
+	first := true
 	err := retry.RetryOnConflict(fenceBackoff, func() error {
-		cur, err := get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		cur := read
+		if !first {
+			var err error
+			if cur, err = get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		} else if !found {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
+		first = false
 		if only != nil && !only(cur) {
 			return nil
 		}
@@ -217,7 +316,7 @@ func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name st
 		}
 		upd := cur.DeepCopy()
 		upd.SetAnnotations(withFence(upd.GetAnnotations(), c.fence))
-		_, err = update(ctx, upd, metav1.UpdateOptions{})
+		_, err := update(ctx, upd, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {

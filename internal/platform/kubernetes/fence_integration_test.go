@@ -4,13 +4,16 @@ package kubernetes
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -324,6 +327,74 @@ func TestFencedDeleteAfterALaterAttemptWrote(t *testing.T) {
 		t.Errorf("canary %d stable %d replicas, want the later stage's 2 and 2", *c.Spec.Replicas, *e.deployment(target).Spec.Replicas)
 	}
 	assertFenced(t, err)
+}
+
+// TestConvergeRefusedChangesNothing: the Service holds a later attempt's
+// fence while the stable Deployment and the canary do not. The next stage
+// is refused before it writes anything, its fence included: a converge
+// judges every object's fence from one read before its first write.
+func TestConvergeRefusedChangesNothing(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.mustConverge(snap, canaryStage, fence(owner, 1))
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := e.service()
+		s.Annotations = withFence(s.Annotations, fence(owner, 3))
+		_, err := cs.CoreV1().Services(e.ns).Update(e.ctx, s, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable, canary := e.deployment(target), e.deployment(canaryName(target))
+
+	_, err = e.convergeAs(e.p, snap, nextStage, fence(owner, 2))
+	assertFenced(t, err)
+	for _, was := range []*appsv1.Deployment{stable, canary} {
+		if got := e.deployment(was.Name); got.Generation != was.Generation || got.Annotations[AnnotationFence] != was.Annotations[AnnotationFence] {
+			t.Errorf("the refused converge wrote Deployment %s: generation %d → %d, fence %s → %s", was.Name,
+				was.Generation, got.Generation, was.Annotations[AnnotationFence], got.Annotations[AnnotationFence])
+		}
+	}
+}
+
+// TestConvergeStampsWhatItRead: a converge reads the stable Deployment,
+// the canary, green and the Service side by side, and stamps its fence on
+// each as read: the stable Deployment first, then the others, each with
+// no second read of its own (a Get and an Update each, one after the
+// other, took four round trips before the first write of the stage).
+func TestConvergeStampsWhatItRead(t *testing.T) {
+	e := newEnv(t, nil, true)
+	snap := e.snapshot()
+	e.mustConverge(snap, canaryStage, fence(owner, 1))
+
+	p, rec := e.recorded()
+	f := fence(owner, 2)
+	if _, err := e.convergeAs(p, snap, nextStage, f); err != nil {
+		t.Fatal(err)
+	}
+	sent := rec.requests()
+	t.Logf("requests:\n%s", strings.Join(sent, "\n"))
+	first := slices.IndexFunc(sent, func(r string) bool { return !strings.HasPrefix(r, "GET ") })
+	if first < 0 || sent[first] != "PUT "+e.deploymentPath(target) {
+		t.Fatalf("want the stable Deployment's update (its fence) first of the writes; sent %d requests, the first write %d", len(sent), first)
+	}
+	for _, want := range []string{e.deploymentPath(target), e.deploymentPath(canaryName(target)), e.deploymentPath(greenName(target)),
+		fmt.Sprintf("/api/v1/namespaces/%s/services/%s", e.ns, target)} {
+		if !slices.Contains(sent[:first], "GET "+want) {
+			t.Errorf("%s is not read before the first write", want)
+		}
+	}
+	canaryPut := slices.Index(sent, "PUT "+e.deploymentPath(canaryName(target)))
+	if canaryPut < 0 {
+		t.Fatalf("the canary's fence is not written")
+	}
+	if slices.Contains(sent[first:canaryPut], "GET "+e.deploymentPath(canaryName(target))) {
+		t.Errorf("the canary is read again before its fence is written")
+	}
+	if got := e.deployment(canaryName(target)).Annotations[AnnotationFence]; got != encodeFence(f) {
+		t.Errorf("canary fence %s", got)
+	}
 }
 
 // TestFenceLease: another owner (another Temporal namespace, or a rollout

@@ -9,8 +9,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
@@ -26,10 +24,7 @@ var restoreBackoff = wait.Backoff{Steps: 8, Duration: 10 * time.Millisecond, Fac
 // restoreRead is what a rollback reads, side by side, before it writes
 // anything.
 type restoreRead struct {
-	stable *appsv1.Deployment  // nil: not there
-	canary *appsv1.Deployment  // nil: not there
-	green  *appsv1.Deployment  // nil: not there
-	svc    *corev1.Service     // nil: not there, or the spec names none
+	targetRead
 	sets   []appsv1.ReplicaSet // those the stable selector matches, the canary's among them
 	listed bool                // sets was listed
 	hpa    *autoscaler         // the stable Deployment's, when one targets it
@@ -68,7 +63,7 @@ func (c *convergence) restore(ctx context.Context, planned int) error {
 		if r, err = c.readForRestore(ctx); err != nil {
 			return err
 		}
-		if err = c.admitRead(r); err != nil {
+		if err = c.admitRead(r.targetRead); err != nil {
 			return err
 		}
 		if r.hpa != nil {
@@ -130,37 +125,8 @@ func (c *convergence) restore(ctx context.Context, planned int) error {
 // readForRestore reads, side by side, what a rollback changes.
 func (c *convergence) readForRestore(ctx context.Context) (restoreRead, error) {
 	var r restoreRead
-	deps := c.cs.AppsV1().Deployments(c.ns)
 	g, gctx := errgroup.WithContext(ctx)
-	get := func(name string, into **appsv1.Deployment) {
-		g.Go(func() error {
-			d, err := deps.Get(gctx, name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				return nil
-			case err != nil:
-				return fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
-			}
-			*into = d
-			return nil
-		})
-	}
-	get(c.orig.Name, &r.stable)
-	get(canaryName(c.orig.Name), &r.canary)
-	get(greenName(c.orig.Name), &r.green)
-	if c.origSvc != nil {
-		g.Go(func() error {
-			s, err := c.cs.CoreV1().Services(c.ns).Get(gctx, c.origSvc.Name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				return nil
-			case err != nil:
-				return fmt.Errorf("get service %q: %w", c.ns+"/"+c.origSvc.Name, err)
-			}
-			r.svc = s
-			return nil
-		})
-	}
+	c.readTarget(gctx, g, &r.targetRead)
 	if sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector); err == nil && !sel.Empty() {
 		g.Go(func() error {
 			// Only a shortcut (deleteRead): when it fails the canary's
@@ -174,30 +140,6 @@ func (c *convergence) readForRestore(ctx context.Context) (restoreRead, error) {
 	}
 	g.Go(func() (err error) { r.hpa, err = findAutoscaler(gctx, c); return err })
 	return r, g.Wait()
-}
-
-// admitRead returns the refusal of c's fence by any object r holds (the
-// rollout's Deployments only when this service's: another is refused when
-// the restore gets to it), before anything is written.
-func (c *convergence) admitRead(r restoreRead) error {
-	var objs []metav1.Object
-	if r.stable != nil {
-		objs = append(objs, r.stable)
-	}
-	if r.svc != nil {
-		objs = append(objs, r.svc)
-	}
-	for _, d := range []*appsv1.Deployment{r.canary, r.green} {
-		if d != nil && d.Labels[platform.LabelService] == c.spec.Service {
-			objs = append(objs, d)
-		}
-	}
-	for _, o := range objs {
-		if err := c.admit(o); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // deleteRead deletes the named Deployment of this service as cur, read
