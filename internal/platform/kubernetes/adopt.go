@@ -222,10 +222,11 @@ func (c *convergence) growCanary(ctx context.Context) error {
 			return err
 		}
 		if next == n {
-			// The stable Deployment keeps what it has (no more than one
-			// step's worth): the handover's saturated ReplicaSet scales
-			// it to zero at once (step 4), so a shrink here would only
-			// make the handover wait for the controllers twice.
+			// The stable Deployment keeps what it has (one step's worth
+			// at most, but for a Recreate one): the handover's saturated
+			// ReplicaSet scales it to zero at once (step 4), so a shrink
+			// here would only make the handover wait for the controllers
+			// twice.
 			return nil
 		}
 		old := max(1, n-next)

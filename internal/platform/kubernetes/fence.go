@@ -234,8 +234,10 @@ func (c *convergence) admitRead(r targetRead) error {
 // Deployment first, before the converge changes anything. It reads them
 // all side by side first and changes nothing, returning the refusal, when
 // one of them holds a fence c's does not admit; each stamp then updates
-// the object as read (reading it again only when it changed since). From
-// then on an attempt that c's fence fences cannot change any of them.
+// the object as read (reading it again when it changed since), and looks
+// again for one the read did not find (an attempt that passed its own
+// checks may have created it since). From then on an attempt that c's
+// fence fences cannot change any of them.
 // beside (which must not write to the cluster) runs while the copies on
 // the other objects are written, once the target's fence is held.
 func (c *convergence) acquire(ctx context.Context, beside func(context.Context) error) error {
@@ -281,29 +283,28 @@ type fenced[T any] interface {
 	DeepCopy() T
 }
 
-// stampObject writes c's fence on the named object, as read found it
-// (found false: not there), if it exists and (when only is not nil) only says so,
-// unless it carries it already. When the write finds the object changed
-// since it was read, it reads it again, judges its fence again, and
-// retries.
+// stampObject writes c's fence on the named object, if it exists and
+// (when only is not nil) only says so, unless it carries it already. found
+// says the converge's read found it, as read: that is written back with the
+// fence. One the read did not find is looked up again, since an attempt
+// that passed its own fence checks may have created it since. When the
+// write finds the object changed since it was read, it reads it again,
+// judges its fence again, and retries; one deleted meanwhile is gone.
 func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name string, read T, found bool,
 	get func(context.Context, string, metav1.GetOptions) (T, error),
 	update func(context.Context, T, metav1.UpdateOptions) (T, error),
 	only func(metav1.Object) bool) error {
-	first := true
 	err := retry.RetryOnConflict(fenceBackoff, func() error {
 		cur := read
-		if !first {
+		if !found {
 			var err error
 			if cur, err = get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 				return nil
 			} else if err != nil {
 				return err
 			}
-		} else if !found {
-			return nil
 		}
-		first = false
+		found = false // a retry reads again
 		if only != nil && !only(cur) {
 			return nil
 		}
@@ -316,8 +317,10 @@ func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name st
 		}
 		upd := cur.DeepCopy()
 		upd.SetAnnotations(withFence(upd.GetAnnotations(), c.fence))
-		_, err := update(ctx, upd, metav1.UpdateOptions{})
-		return err
+		if _, err := update(ctx, upd, metav1.UpdateOptions{}); !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("fence %s %q: %w", kind, c.ns+"/"+name, err)
