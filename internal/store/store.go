@@ -46,7 +46,29 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("audit store: ping %s: %w", where(cfg.ConnConfig), err)
 	}
+	if err := checkEncoding(ctx, pool.QueryRow, cfg.ConnConfig); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return &Store{pool: pool}, nil
+}
+
+// ErrEncoding says the database's encoding is not UTF8: it cannot hold
+// every character of what the trail records (a spec's text, a reason, a
+// name), and a batch with one it lacks could never be written.
+var ErrEncoding = errors.New("the audit store needs a database with ENCODING 'UTF8'")
+
+// checkEncoding returns ErrEncoding, naming the database and its encoding,
+// unless the server's encoding for the database is UTF8.
+func checkEncoding(ctx context.Context, queryRow func(context.Context, string, ...any) pgx.Row, c *pgx.ConnConfig) error {
+	var enc string
+	if err := queryRow(ctx, "SHOW server_encoding").Scan(&enc); err != nil {
+		return fmt.Errorf("audit store: read the encoding of %s: %w", where(c), err)
+	}
+	if enc != "UTF8" {
+		return fmt.Errorf("audit store: %s is encoded %s: %w (create it with CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0; docs/AUDIT.md)", where(c), enc, ErrEncoding)
+	}
+	return nil
 }
 
 // Close closes the pool, waiting for connections in use to be returned.
@@ -80,6 +102,10 @@ func Migrate(ctx context.Context, dsn string) ([]int64, error) {
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
+	// Nothing is applied to a database the store will not open.
+	if err := checkEncoding(ctx, func(ctx context.Context, q string, args ...any) pgx.Row { return db.QueryRowContext(ctx, q, args...) }, cfg); err != nil {
+		return nil, err
+	}
 	p, err := newProvider(db)
 	if err != nil {
 		return nil, fmt.Errorf("audit store: migrations: %w", err)

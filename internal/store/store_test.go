@@ -283,9 +283,10 @@ func testBoundedText(t *testing.T, pg *itest.Postgres) {
 }
 
 // A value PostgreSQL refuses for its characters (22021 invalid in the
-// database's encoding, 22P05 without an equivalent in it) can never be
-// written: the error says so, is a *store.UnstorableError (which a caller
-// must not retry) and names the row and the field.
+// database's encoding) can never be written: the error says so, is a
+// *store.UnstorableError (which a caller must not retry) and names the row
+// and the field. A database that would refuse some (22P05 without an
+// equivalent in its encoding) is refused itself.
 func testUnstorable(t *testing.T, pg *itest.Postgres) {
 	ctx := testContext(t)
 	t.Run("22021 a NUL in a key", func(t *testing.T) {
@@ -296,26 +297,34 @@ func testUnstorable(t *testing.T, pg *itest.Postgres) {
 		assertUnstorable(t, err, "22021", "check round \"17\\x00\"/1 result 0", "activity_id")
 		assertCounts(t, s, "deploy:docker:nul", "run-1", store.Counts{})
 	})
-	t.Run("22P05 a character the database's encoding lacks", func(t *testing.T) {
+	t.Run("a database not encoded UTF8 is refused before any change", func(t *testing.T) {
+		// In a LATIN1 database, a spec's "\u2028" (as encoding/json
+		// writes it) would be refused with 22P05 on every try: the store
+		// refuses the database instead, when the worker starts.
 		dsn := newDatabase(t, pg, "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-		if _, err := store.Migrate(ctx, dsn); err != nil {
-			t.Fatalf("Migrate: %v", err)
+		applied, err := store.Migrate(ctx, dsn)
+		if !errors.Is(err, store.ErrEncoding) || len(applied) != 0 {
+			t.Fatalf("Migrate on a LATIN1 database = %v, %v; want ErrEncoding and nothing applied", applied, err)
 		}
-		s, err := store.Open(ctx, dsn)
+		for _, want := range []string{"LATIN1", "ENCODING 'UTF8'"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Migrate's error %q does not say %q", err, want)
+			}
+		}
+		conn, err := pgx.Connect(ctx, dsn)
 		if err != nil {
-			t.Fatalf("Open: %v", err)
+			t.Fatal(err)
 		}
-		t.Cleanup(s.Close)
-		b := fullBatch("deploy:docker:latin", "run-1", "latin", base)
-		// As encoding/json writes U+2028 (and LATIN1 has no equivalent).
-		b.Plan.Spec = json.RawMessage(`{"image": "latin:v2", "note": "v1\u2028v2"}`)
-		err = s.Write(ctx, b)
-		assertUnstorable(t, err, "22P05", "plan", "spec")
-		// The same batch without the character is stored: only the value
-		// was at fault.
-		b.Plan.Spec = json.RawMessage(`{"image": "latin:v2"}`)
-		if err := s.Write(ctx, b); err != nil {
-			t.Fatalf("Write without the character: %v", err)
+		defer conn.Close(ctx)
+		var tables int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
+			t.Errorf("tables after the refused Migrate: %d, %v; want none", tables, err)
+		}
+		if s, err := store.Open(ctx, dsn); !errors.Is(err, store.ErrEncoding) {
+			if s != nil {
+				s.Close()
+			}
+			t.Errorf("Open on a LATIN1 database = %v, want ErrEncoding", err)
 		}
 	})
 	t.Run("a transient error is not unstorable", func(t *testing.T) {

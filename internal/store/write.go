@@ -300,8 +300,8 @@ func text(s string, limit int) string {
 // characters: a byte sequence invalid in the database's encoding
 // (SQLSTATE 22021, character_not_in_repertoire, e.g. a NUL in a key) or a
 // character the encoding has no equivalent for (22P05,
-// untranslatable_character, e.g. "→" in a LATIN1 database, or a JSON
-// "\u0000"). Writing the batch again cannot succeed, so it must not be
+// untranslatable_character, e.g. "→" in a LATIN1 database, which Open
+// refuses, or a JSON "\u0000"). Writing the batch again cannot succeed, so it must not be
 // retried as it is; Write returns it unwrapped, so its type name
 // (UnstorableError) is what a Temporal retry policy's NonRetryableErrorTypes
 // lists.
