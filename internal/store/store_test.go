@@ -297,36 +297,40 @@ func testUnstorable(t *testing.T, pg *itest.Postgres) {
 		assertUnstorable(t, err, "22021", "check round \"17\\x00\"/1 result 0", "activity_id")
 		assertCounts(t, s, "deploy:docker:nul", "run-1", store.Counts{})
 	})
-	t.Run("a database not encoded UTF8 is refused before any change", func(t *testing.T) {
-		// In a LATIN1 database, a spec's "\u2028" (as encoding/json
-		// writes it) would be refused with 22P05 on every try: the store
-		// refuses the database instead, when the worker starts.
-		dsn := newDatabase(t, pg, "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-		applied, err := store.Migrate(ctx, dsn)
-		if !errors.Is(err, store.ErrEncoding) || len(applied) != 0 {
-			t.Fatalf("Migrate on a LATIN1 database = %v, %v; want ErrEncoding and nothing applied", applied, err)
-		}
-		for _, want := range []string{"LATIN1", "ENCODING 'UTF8'"} {
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("Migrate's error %q does not say %q", err, want)
+	// In a LATIN1 database, a spec's "\u2028" (as encoding/json writes
+	// it) is refused with 22P05 on every try; in a SQL_ASCII one (an old
+	// cluster made with the C locale) jsonb cannot take it either
+	// ("conversion between UTF8 and SQL_ASCII is not supported", 0A000).
+	// The store refuses such a database instead, when the worker starts.
+	for _, enc := range []string{"LATIN1", "SQL_ASCII"} {
+		t.Run("a "+enc+" database is refused before any change", func(t *testing.T) {
+			dsn := newDatabase(t, pg, "ENCODING '"+enc+"' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+			applied, err := store.Migrate(ctx, dsn)
+			if !errors.Is(err, store.ErrEncoding) || len(applied) != 0 {
+				t.Fatalf("Migrate on a %s database = %v, %v; want ErrEncoding and nothing applied", enc, applied, err)
 			}
-		}
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		var tables int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
-			t.Errorf("tables after the refused Migrate: %d, %v; want none", tables, err)
-		}
-		if s, err := store.Open(ctx, dsn); !errors.Is(err, store.ErrEncoding) {
-			if s != nil {
-				s.Close()
+			for _, want := range []string{enc, "ENCODING 'UTF8'"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Migrate's error %q does not say %q", err, want)
+				}
 			}
-			t.Errorf("Open on a LATIN1 database = %v, want ErrEncoding", err)
-		}
-	})
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var tables int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
+				t.Errorf("tables after the refused Migrate: %d, %v; want none", tables, err)
+			}
+			if s, err := store.Open(ctx, dsn); !errors.Is(err, store.ErrEncoding) {
+				if s != nil {
+					s.Close()
+				}
+				t.Errorf("Open on a %s database = %v, want ErrEncoding", enc, err)
+			}
+		})
+	}
 	t.Run("a transient error is not unstorable", func(t *testing.T) {
 		s, _ := openStore(t, pg)
 		cctx, cancel := context.WithCancel(ctx)
