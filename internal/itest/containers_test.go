@@ -26,13 +26,7 @@ func TestServiceContainersReadsThroughRemovals(t *testing.T) {
 	const image = "stagecraft-demo:v1"
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	dc, err := itest.Docker()
-	if err != nil {
-		t.Fatalf("docker client: %v", err)
-	}
-	if _, err := dc.ImageInspect(ctx, image); err != nil {
-		t.Fatalf("image %s missing (run scripts/build-demo.sh): %v", image, err)
-	}
+	dc := dockerWith(ctx, t, image)
 	svc := itest.Name("itest-read")
 	itest.RemoveService(t, dc, svc)
 	const n = 12
@@ -85,4 +79,18 @@ func TestServiceContainersReadsThroughRemovals(t *testing.T) {
 		t.Fatalf("%d containers read after all were removed", len(left))
 	}
 	t.Logf("%d reads while %d containers were removed", reads, n)
+}
+
+// dockerWith returns a client of the test's Docker engine, which must hold
+// image (scripts/build-demo.sh builds the demo's).
+func dockerWith(ctx context.Context, t *testing.T, image string) *client.Client {
+	t.Helper()
+	dc, err := itest.Docker()
+	if err != nil {
+		t.Fatalf("docker client: %v", err)
+	}
+	if _, err := dc.ImageInspect(ctx, image); err != nil {
+		t.Fatalf("image %s missing (run scripts/build-demo.sh): %v", image, err)
+	}
+	return dc
 }

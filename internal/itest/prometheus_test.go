@@ -31,13 +31,7 @@ func TestPrometheusScrapesDemoApp(t *testing.T) {
 	const image = "stagecraft-demo:v1"
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	dc, err := itest.Docker()
-	if err != nil {
-		t.Fatalf("docker client: %v", err)
-	}
-	if _, err := dc.ImageInspect(ctx, image); err != nil {
-		t.Fatalf("image %s missing (run scripts/build-demo.sh): %v", image, err)
-	}
+	dc := dockerWith(ctx, t, image)
 	promURL := itest.Prometheus(t)
 
 	svc := itest.Name("itest-prom")

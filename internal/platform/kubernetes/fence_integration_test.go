@@ -336,6 +336,17 @@ func TestFencedDeleteAfterALaterAttemptWrote(t *testing.T) {
 func TestConvergeRefusedChangesNothing(t *testing.T) {
 	e := newEnv(t, nil, true)
 	snap := e.snapshot()
+	was := e.serviceFencedLater(snap)
+	_, err := e.convergeAs(e.p, snap, nextStage, fence(owner, 2))
+	assertFenced(t, err)
+	e.assertUnwritten("the refused converge", was)
+}
+
+// serviceFencedLater converges the canary stage as step 1 and then puts
+// step 3's fence on the Service alone (a user recreated the Deployment, say),
+// and returns the stable Deployment and the canary as they are then.
+func (e *env) serviceFencedLater(snap platform.Snapshot) []*appsv1.Deployment {
+	e.t.Helper()
 	e.mustConverge(snap, canaryStage, fence(owner, 1))
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		s := e.service()
@@ -344,16 +355,20 @@ func TestConvergeRefusedChangesNothing(t *testing.T) {
 		return err
 	})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	stable, canary := e.deployment(target), e.deployment(canaryName(target))
+	return []*appsv1.Deployment{e.deployment(target), e.deployment(canaryName(target))}
+}
 
-	_, err = e.convergeAs(e.p, snap, nextStage, fence(owner, 2))
-	assertFenced(t, err)
-	for _, was := range []*appsv1.Deployment{stable, canary} {
-		if got := e.deployment(was.Name); got.Generation != was.Generation || got.Annotations[AnnotationFence] != was.Annotations[AnnotationFence] {
-			t.Errorf("the refused converge wrote Deployment %s: generation %d → %d, fence %s → %s", was.Name,
-				was.Generation, got.Generation, was.Annotations[AnnotationFence], got.Annotations[AnnotationFence])
+// assertUnwritten checks each Deployment of was is the same object with
+// the same generation and fence: who (a refused converge) wrote none.
+func (e *env) assertUnwritten(who string, was []*appsv1.Deployment) {
+	e.t.Helper()
+	for _, w := range was {
+		got := e.deployment(w.Name)
+		if got.UID != w.UID || got.Generation != w.Generation || got.Annotations[AnnotationFence] != w.Annotations[AnnotationFence] {
+			e.t.Errorf("%s wrote Deployment %s: generation %d → %d, fence %s → %s", who, w.Name,
+				w.Generation, got.Generation, w.Annotations[AnnotationFence], got.Annotations[AnnotationFence])
 		}
 	}
 }
