@@ -338,10 +338,11 @@ func TestKubernetesCanaryCountsAtEveryStage(t *testing.T) {
 	}
 	require.Equal(t, []int{1, 5, 10, 20}, updated, "ready new pods per stage, as planned")
 	// At 100% the canary grows in steps of the Deployment's maxSurge (25%
-	// of 20: 5), the original shrinking behind it to one pod, then the
-	// original takes the canary's ReplicaSet over at 20.
+	// of 20: 5), the original shrinking behind each growth but the last,
+	// then the original takes the canary's ReplicaSet over at 20 (its last
+	// 5 old pods scaled to zero by the handover).
 	require.Equal(t, []int32{1, 5, 10, 15, 20}, canary, "canary replicas observed")
-	require.Equal(t, []int32{20, 19, 15, 10, 5, 1, 20}, stable, "original replicas observed")
+	require.Equal(t, []int32{20, 19, 15, 10, 5, 20}, stable, "original replicas observed")
 	require.Equal(t, map[string]string{"web": "demo:v2 x20 ready 20"}, deployments(t, cs, ns))
 }
 
