@@ -15,6 +15,7 @@ import (
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
+	"github.com/stagecraft/stagecraft/internal/platform/docker"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -87,7 +88,7 @@ func TestSecondOwnerRejected(t *testing.T) {
 func ids(boxes []platBox) []string {
 	var out []string
 	for _, b := range boxes {
-		if strings.Contains(b.Name, "-retired-") {
+		if strings.Contains(b.Name, docker.RetiredMark) {
 			continue
 		}
 		out = append(out, b.Name+"="+b.ID)

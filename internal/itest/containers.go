@@ -13,11 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
+	"github.com/stagecraft/stagecraft/internal/platform/docker"
 )
-
-// retiredMark is in the name a retired container takes before the platform
-// removes it (docs/DOCKER.md).
-const retiredMark = "-retired-"
 
 // ServiceContainers reads what the engine holds for a Docker service: each
 // labelled container, inspected, independently of the platform code under
@@ -39,7 +36,7 @@ func ServiceContainers(t testing.TB, dc *client.Client, service string) []contai
 		var out []container.InspectResponse
 		stale := false
 		for _, c := range list.Items {
-			retired := slices.ContainsFunc(c.Names, func(n string) bool { return strings.Contains(n, retiredMark) })
+			retired := slices.ContainsFunc(c.Names, func(n string) bool { return strings.Contains(n, docker.RetiredMark) })
 			res, err := dc.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
 			if cerrdefs.IsNotFound(err) && (retired || try < tries) {
 				stale = stale || !retired

@@ -43,16 +43,20 @@ import (
 // a rollout's last converge (the final converge, traffic on the new
 // version, or a rollback follows it), and those retire nothing: they stop
 // and remove what they give up before they return.
-const retiredMark = "-retired-"
+//
+// RetiredMark is in the name of every retired container (retiredName); a
+// reader of a service's containers (tests, an operator's filter) knows one
+// on its way out by it.
+const RetiredMark = "-retired-"
 
 // retiredName is the name a retired container takes: its own, the mark and
 // its short ID, so it is unique and no name a snapshot holds is ever it.
-func retiredName(name, id string) string { return name + retiredMark + shortID(id) }
+func retiredName(name, id string) string { return name + RetiredMark + shortID(id) }
 
 // isRetired reports whether a container carries its retired name: the mark
 // with its own ID, which a name given at its creation cannot know.
 func isRetired(name, id string) bool {
-	return id != "" && strings.HasSuffix(name, retiredMark+shortID(id))
+	return id != "" && strings.HasSuffix(name, RetiredMark+shortID(id))
 }
 
 func shortID(id string) string { return id[:min(len(id), 12)] }

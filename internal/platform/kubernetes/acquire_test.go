@@ -29,10 +29,10 @@ type acquireRig struct {
 func newAcquireRig(t *testing.T, canary bool) *acquireRig {
 	t.Helper()
 	until := time.Now().Add(time.Hour)
-	r := &acquireRig{stale: platform.Fence{Owner: rigOwner, Step: 1, Until: until}, mine: platform.Fence{Owner: rigOwner, Step: 2, Until: until}}
-	objs := []runtime.Object{r.deployment(rigService)}
+	r := &acquireRig{stale: platform.Fence{Owner: owner, Step: 1, Until: until}, mine: platform.Fence{Owner: owner, Step: 2, Until: until}}
+	objs := []runtime.Object{r.deployment(target)}
 	if canary {
-		objs = append(objs, r.deployment(canaryName(rigService)))
+		objs = append(objs, r.deployment(canaryName(target)))
 	}
 	r.cs = fake.NewClientset(objs...)
 	return r
@@ -42,7 +42,7 @@ func newAcquireRig(t *testing.T, canary bool) *acquireRig {
 // attempt.
 func (r *acquireRig) deployment(name string) *appsv1.Deployment {
 	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name),
-		Labels:      map[string]string{platform.LabelService: rigService},
+		Labels:      map[string]string{platform.LabelService: target},
 		Annotations: map[string]string{AnnotationFence: encodeFence(r.stale)}}}
 }
 
@@ -51,7 +51,7 @@ func (r *acquireRig) deployment(name string) *appsv1.Deployment {
 func (r *acquireRig) onStableStamp(fn func()) {
 	var once sync.Once
 	r.cs.PrependReactor("update", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.(k8stesting.UpdateAction).GetObject().(*appsv1.Deployment).Name == rigService {
+		if a.(k8stesting.UpdateAction).GetObject().(*appsv1.Deployment).Name == target {
 			once.Do(fn)
 		}
 		return false, nil, nil
@@ -59,35 +59,36 @@ func (r *acquireRig) onStableStamp(fn func()) {
 }
 
 func (r *acquireRig) acquire() error {
-	orig := r.deployment(rigService)
+	orig := r.deployment(target)
 	c := &convergence{cs: r.cs, log: zap.NewNop(), ns: "ns", deadline: time.Minute, orig: orig,
-		spec: spec.Spec{Service: rigService}, fence: r.mine}
+		spec: spec.Spec{Service: target}, fence: r.mine}
 	return c.acquire(context.Background(), func(context.Context) error { return nil })
 }
 
-// The rig's service and its rollout's fence owner.
+// The tests' Deployment (the integration tests' too) and its rollout's
+// fence owner.
 const (
-	rigService = "web"
-	rigOwner   = "default/deploy:kubernetes:web"
+	target = "web"
+	owner  = "default/deploy:kubernetes:web"
 )
 
 var deployments = appsv1.SchemeGroupVersion.WithResource("deployments")
 
 // A canary a stale attempt creates after acquire's read (it found none)
-// but before acquire holds the rigService's fence carries acquire's fence
+// but before acquire holds the target's fence carries acquire's fence
 // when acquire returns: the stale attempt, which resumes its canary only
 // if it still holds the canary's fence, cannot then run it.
 func TestAcquireStampsACanaryMadeAfterItsRead(t *testing.T) {
 	r := newAcquireRig(t, false)
 	r.onStableStamp(func() {
-		if err := r.cs.Tracker().Create(deployments, r.deployment(canaryName(rigService)), "ns"); err != nil {
+		if err := r.cs.Tracker().Create(deployments, r.deployment(canaryName(target)), "ns"); err != nil {
 			t.Error(err)
 		}
 	})
 	if err := r.acquire(); err != nil {
 		t.Fatal(err)
 	}
-	d, err := r.cs.AppsV1().Deployments("ns").Get(context.Background(), canaryName(rigService), metav1.GetOptions{})
+	d, err := r.cs.AppsV1().Deployments("ns").Get(context.Background(), canaryName(target), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestAcquireStampsACanaryMadeAfterItsRead(t *testing.T) {
 func TestAcquireTakesACanaryDeletedAfterItsReadAsGone(t *testing.T) {
 	r := newAcquireRig(t, true)
 	r.onStableStamp(func() {
-		if err := r.cs.Tracker().Delete(deployments, "ns", canaryName(rigService)); err != nil {
+		if err := r.cs.Tracker().Delete(deployments, "ns", canaryName(target)); err != nil {
 			t.Error(err)
 		}
 	})

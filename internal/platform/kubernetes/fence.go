@@ -168,35 +168,29 @@ type targetRead struct {
 // readTarget adds to g the reads of the target's objects into r.
 func (c *convergence) readTarget(ctx context.Context, g *errgroup.Group, r *targetRead) {
 	deps := c.cs.AppsV1().Deployments(c.ns)
-	get := func(name string, into **appsv1.Deployment) {
-		g.Go(func() error {
-			d, err := deps.Get(ctx, name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				return nil
-			case err != nil:
-				return fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
-			}
-			*into = d
-			return nil
-		})
-	}
-	get(c.orig.Name, &r.stable)
-	get(canaryName(c.orig.Name), &r.canary)
-	get(greenName(c.orig.Name), &r.green)
+	readInto(ctx, g, c, "deployment", c.orig.Name, deps.Get, &r.stable)
+	readInto(ctx, g, c, "deployment", canaryName(c.orig.Name), deps.Get, &r.canary)
+	readInto(ctx, g, c, "deployment", greenName(c.orig.Name), deps.Get, &r.green)
 	if c.origSvc != nil {
-		g.Go(func() error {
-			s, err := c.cs.CoreV1().Services(c.ns).Get(ctx, c.origSvc.Name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				return nil
-			case err != nil:
-				return fmt.Errorf("get service %q: %w", c.ns+"/"+c.origSvc.Name, err)
-			}
-			r.svc = s
-			return nil
-		})
+		readInto(ctx, g, c, "service", c.origSvc.Name, c.cs.CoreV1().Services(c.ns).Get, &r.svc)
 	}
+}
+
+// readInto adds to g the read of the named object into *into, left as it
+// is (nil) when there is none.
+func readInto[T any](ctx context.Context, g *errgroup.Group, c *convergence, kind, name string,
+	get func(context.Context, string, metav1.GetOptions) (T, error), into *T) {
+	g.Go(func() error {
+		o, err := get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return fmt.Errorf("get %s %q: %w", kind, c.ns+"/"+name, err)
+		}
+		*into = o
+		return nil
+	})
 }
 
 // ours says whether a Deployment of the rollout's names is this service's:

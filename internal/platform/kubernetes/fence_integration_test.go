@@ -25,9 +25,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/platform"
 )
 
-// owner is the fence owner of the tests' rollout.
-const owner = "default/deploy:kubernetes:web"
-
 var (
 	canaryStage = plan.Desired{New: 1, Old: 3, Traffic: plan.TrafficShared, Order: plan.Surge}
 	nextStage   = plan.Desired{New: 2, Old: 2, Traffic: plan.TrafficShared, Order: plan.Surge}

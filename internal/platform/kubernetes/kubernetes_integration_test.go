@@ -42,7 +42,6 @@ import (
 const (
 	imageV1 = "demo:v1"
 	imageV2 = "demo:v2"
-	target  = "web"
 )
 
 var (
