@@ -463,7 +463,7 @@ func benchOKServer(tb testing.TB) string {
 	return srv.URL + "/healthz"
 }
 
-// benchKubeCluster watches one namespace's Deployments, Pods and Service
+// benchKubeCluster watches one namespace's Deployments, ReplicaSets, Pods and Service
 // through informers, so waiting for a state costs no polling of the
 // apiserver and sees it within a watch event's delivery.
 type benchKubeCluster struct {
@@ -484,7 +484,8 @@ func benchWatchNamespace(tb testing.TB, cs kubernetes.Interface, ns string) *ben
 	}
 	h := cache.ResourceEventHandlerFuncs{AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) { poke() }, DeleteFunc: func(any) { poke() }}
 	for _, inf := range []cache.SharedIndexInformer{c.factory.Apps().V1().Deployments().Informer(),
-		c.factory.Core().V1().Pods().Informer(), c.factory.Core().V1().Services().Informer()} {
+		c.factory.Core().V1().Pods().Informer(), c.factory.Core().V1().Services().Informer(),
+		c.factory.Apps().V1().ReplicaSets().Informer()} {
 		_, err := inf.AddEventHandler(h)
 		require.NoError(tb, err)
 	}

@@ -128,6 +128,23 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 				st.ObservedGeneration, d.Generation, *d.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas)
 		})
 	}
+	rs := func(verb string, obj any) {
+		if !tracing {
+			return
+		}
+		now := time.Now()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		note(now, func() string {
+			s, ok := obj.(*appsv1.ReplicaSet)
+			if !ok {
+				return "replicaset " + verb
+			}
+			st := s.Status
+			return fmt.Sprintf("replicaset %s %s gen %d/%d spec %d: replicas %d ready %d available %d", verb, s.Name,
+				st.ObservedGeneration, s.Generation, *s.Spec.Replicas, st.Replicas, st.ReadyReplicas, st.AvailableReplicas)
+		})
+	}
 	_, err := c.factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { pod("add", o) },
 		UpdateFunc: func(_, o any) { pod("update", o) },
@@ -137,6 +154,11 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 		AddFunc:    func(o any) { deploy("add", o) },
 		UpdateFunc: func(_, o any) { deploy("update", o) },
 		DeleteFunc: func(o any) { deploy("delete", o) }})
+	require.NoError(tb, err)
+	_, err = c.factory.Apps().V1().ReplicaSets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { rs("add", o) },
+		UpdateFunc: func(_, o any) { rs("update", o) },
+		DeleteFunc: func(o any) { rs("delete", o) }})
 	require.NoError(tb, err)
 	// The handlers replay what is there: those pods are not new.
 	require.True(tb, cache.WaitForCacheSync(nil, c.factory.Core().V1().Pods().Informer().HasSynced))
