@@ -52,11 +52,13 @@ const handoverPoll = 20 * time.Millisecond
 //     as they are, marked with AnnotationHandover;
 //  3. the canary Deployment is deleted orphaning its ReplicaSet, which the
 //     stable Deployment adopts;
-//  4. the stable Deployment gets New replicas, still paused, and is waited
-//     for until its controller has seen that (it then scales the old
-//     ReplicaSets to zero: the new one is saturated);
+//  4. the stable Deployment gets New replicas (its controller then scales
+//     the old ReplicaSets to zero: the new one is saturated);
 //  5. the stable Deployment gets the snapshot's paused flag and strategy
 //     back, without the mark, and is waited for until it has rolled out.
+//     Steps 4 and 5 are one write when the snapshot's strategy lets its
+//     controller add no pod meanwhile (settleHandover); otherwise step 4
+//     is written paused and waited for until the controller has seen it.
 //
 // Each step reads before it writes, so a retry after a crash resumes where
 // the last attempt stopped: the mark says steps 1 and 2 are done.
@@ -114,15 +116,7 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	if err := c.adoptCanary(ctx, stable, tpl); err != nil {
 		return true, err
 	}
-	if err := c.settleHandover(ctx); err != nil {
-		return true, err
-	}
-	return true, c.writeStable(ctx, func(d *appsv1.Deployment) {
-		d.Spec.Paused = c.orig.Spec.Paused
-		d.Spec.Strategy = *c.orig.Spec.Strategy.DeepCopy()
-		d.Annotations = withoutHandover(d.Annotations)
-		unmarkSplit(d)
-	}, nil)
+	return true, c.settleHandover(ctx)
 }
 
 // errNotSettled says the stable Deployment was being rolled by something
@@ -196,15 +190,11 @@ func (c *convergence) growCanary(ctx context.Context) error {
 	n := int32(c.desired.New)
 	step := n
 	if c.orig.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		surge := intstr.FromString("25%")
-		if ru := c.orig.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
-			surge = *ru.MaxSurge
-		}
-		v, err := intstr.GetScaledValueFromIntOrPercent(&surge, int(n), true)
+		surge, err := c.maxSurge(n)
 		if err != nil {
-			return fmt.Errorf("deployment %q: maxSurge %q: %w", c.ns+"/"+c.orig.Name, surge.String(), err)
+			return err
 		}
-		step = max(1, int32(v))
+		step = max(1, surge)
 	}
 	for {
 		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
@@ -375,10 +365,18 @@ func (c *convergence) canaryReplicaSet(ctx context.Context, tpl corev1.PodTempla
 	return nil, nil
 }
 
-// settleHandover is step 4: New replicas on the paused stable Deployment,
-// with maxSurge again such that its controller adds nothing, waited for
-// until the controller has seen it (it has then written New as every
-// active ReplicaSet's desired count, so resuming is no scaling event).
+// settleHandover is steps 4 and 5: New replicas on the stable Deployment,
+// then the snapshot's paused flag and strategy back without the mark, and
+// the wait until it has rolled out. When the snapshot's own strategy makes
+// its controller's proportional scaling add nothing to the ReplicaSets as
+// they are (addsNothing), both go in one write: the controller, seeing a
+// scaling event, scales the old ReplicaSets to zero beside the saturated
+// new one (or, with a new pod not ready at that moment, rolls on within
+// the Deployment's own maxUnavailable, as it would after step 5). Otherwise
+// the paused Deployment first gets New replicas with maxSurge such that
+// its controller adds nothing, and is waited for until the controller has
+// seen that (it has then written New as every active ReplicaSet's desired
+// count, so resuming is no scaling event).
 func (c *convergence) settleHandover(ctx context.Context) error {
 	stable, err := c.getStable(ctx)
 	if err != nil {
@@ -389,6 +387,18 @@ func (c *convergence) settleHandover(ctx context.Context) error {
 		return err
 	}
 	n := int32(c.desired.New)
+	resume := func(d *appsv1.Deployment) {
+		d.Spec.Paused = c.orig.Spec.Paused
+		d.Spec.Strategy = *c.orig.Spec.Strategy.DeepCopy()
+		d.Annotations = withoutHandover(d.Annotations)
+		unmarkSplit(d)
+	}
+	if c.addsNothing(active, n) {
+		return c.writeStable(ctx, func(d *appsv1.Deployment) {
+			d.Spec.Replicas = &n
+			resume(d)
+		}, nil)
+	}
 	written, err := c.updateStable(ctx, func(d *appsv1.Deployment) {
 		d.Spec.Replicas = &n
 		setMaxSurge(d, active-n)
@@ -396,6 +406,42 @@ func (c *convergence) settleHandover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.observed(ctx, written, n); err != nil {
+		return err
+	}
+	return c.writeStable(ctx, resume, nil)
+}
+
+// addsNothing says whether the stable Deployment's controller, given n
+// replicas and the snapshot's strategy, would add or remove no pod by
+// proportional scaling while its ReplicaSets hold active replicas in all:
+// a Recreate Deployment scales nothing proportionally, a rolling one adds
+// n + its maxSurge (as its controller resolves it for n) − active.
+func (c *convergence) addsNothing(active, n int32) bool {
+	if c.orig.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		return true
+	}
+	surge, err := c.maxSurge(n)
+	return err == nil && n+surge == active
+}
+
+// maxSurge is the snapshot's rolling maxSurge as the Deployment controller
+// resolves it for n replicas (a percentage rounded up; 25% by default).
+func (c *convergence) maxSurge(n int32) (int32, error) {
+	surge := intstr.FromString("25%")
+	if ru := c.orig.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+		surge = *ru.MaxSurge
+	}
+	v, err := intstr.GetScaledValueFromIntOrPercent(&surge, int(n), true)
+	if err != nil {
+		return 0, fmt.Errorf("deployment %q: maxSurge %q: %w", c.ns+"/"+c.orig.Name, surge.String(), err)
+	}
+	return int32(v), nil
+}
+
+// observed waits until the stable Deployment's controller has seen
+// written (n replicas).
+func (c *convergence) observed(ctx context.Context, written *appsv1.Deployment, n int32) error {
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
 	for {

@@ -224,6 +224,94 @@ func (e *env) convergeCrashing(snap platform.Snapshot, d plan.Desired, match fun
 	}
 }
 
+// counting is a transport that counts the requests match accepts.
+type counting struct {
+	next  http.RoundTripper
+	match func(*http.Request) bool
+	mu    sync.Mutex
+	n     int
+}
+
+func (c *counting) RoundTrip(req *http.Request) (*http.Response, error) {
+	if c.match(req) {
+		c.mu.Lock()
+		c.n++
+		c.mu.Unlock()
+	}
+	return c.next.RoundTrip(req)
+}
+
+// convergeCounting runs a converge to d and returns how many of its
+// requests match accepts.
+func (e *env) convergeCounting(snap platform.Snapshot, d plan.Desired, match func(*http.Request) bool) int {
+	e.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tr := &counting{match: match}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { tr.next = rt; return tr })
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := NewForClient(c, zaptest.NewLogger(e.t)).Converge(e.ctx, platform.ConvergeRequest{Spec: e.spec, Rollout: "r1a2b3", Snapshot: snap, Desired: d})
+	if err != nil {
+		e.t.Fatalf("Converge %+v: %v", d, err)
+	}
+	counts(e.t, res, d.New, d.Old)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.n
+}
+
+// TestHandoverResumesInOneWrite: when the Deployment's own strategy lets
+// its controller add no pod once it holds the canary's ReplicaSet beside
+// the old one (4 replicas, maxSurge 25%: 1, the old ReplicaSet's one pod
+// left), the handover gives the stable Deployment New replicas and its
+// strategy back in one write: three updates in the last step (the shrink
+// behind the canary's growth to 3, the pause, the resume), where a
+// maxSurge of 0 (the controller would take a pod away) needs the paused
+// write of New replicas waited for first: four. Either way no pod of the
+// old version is added, each new pod starts once, and the Deployment ends
+// as the user's own.
+func TestHandoverResumesInOneWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*appsv1.Deployment)
+		writes int
+	}{
+		{"default-strategy", nil, 3},
+		{"surge-zero", func(d *appsv1.Deployment) {
+			d.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(0)), MaxUnavailable: ptr(intstr.FromInt32(1))}
+		}, 4},
+		{"recreate", func(d *appsv1.Deployment) {
+			d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.mutate, true)
+			snap := e.snapshot()
+			steps := stepsOf(4, 25, 50, 100)
+			e.converge(snap, steps[0])
+			e.converge(snap, steps[1])
+			starts := e.countPodStarts(imageV2)
+			olds := e.countPodStarts(imageV1)
+			puts := e.convergeCounting(snap, steps[2], func(req *http.Request) bool { return request(req, http.MethodPut, target) })
+			if puts != tc.writes {
+				t.Errorf("the last step updated the stable deployment %d times, want %d", puts, tc.writes)
+			}
+			e.assertHandedOver(snap, 4)
+			if got := starts.count(); got != 2 {
+				t.Errorf("new-version pods started in the last step: %d, want 2", got)
+			}
+			if got := olds.count(); got != 0 {
+				t.Errorf("old-version pods started in the last step: %d, want 0", got)
+			}
+		})
+	}
+}
+
 // nthWrite matches the nth update (PUT) of the stable Deployment, or the
 // canary's delete.
 func nthWrite(n int) func(*http.Request) bool {
@@ -241,23 +329,29 @@ func nthWrite(n int) func(*http.Request) bool {
 // retried converge finishes it with no more new pods started, and a
 // rollback from the point it died restores the snapshot.
 func TestHandoverResumes(t *testing.T) {
+	surgeZero := func(d *appsv1.Deployment) {
+		d.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(0)), MaxUnavailable: ptr(intstr.FromInt32(1))}
+	}
 	for _, tc := range []struct {
-		name  string
-		match func() func(*http.Request) bool
+		name   string
+		mutate func(*appsv1.Deployment)
+		match  func() func(*http.Request) bool
 	}{
-		{"before-the-canary-goes", func() func(*http.Request) bool {
+		{"before-the-canary-goes", nil, func() func(*http.Request) bool {
 			return func(req *http.Request) bool { return request(req, http.MethodDelete, canaryName(target)) }
 		}},
 		// The stable Deployment's updates in the last step of 2+2: shrunk
-		// to 1 behind the canary's growth to 3, paused (the mark), New
-		// replicas, resumed.
-		{"before-the-pause", func() func(*http.Request) bool { return nthWrite(2) }},
-		{"after-the-adoption", func() func(*http.Request) bool { return nthWrite(3) }},
-		{"before-the-strategy-is-back", func() func(*http.Request) bool { return nthWrite(4) }},
+		// to 1 behind the canary's growth to 3, paused (the mark), then
+		// New replicas resumed in one write (settleHandover).
+		{"before-the-pause", nil, func() func(*http.Request) bool { return nthWrite(2) }},
+		{"after-the-adoption", nil, func() func(*http.Request) bool { return nthWrite(3) }},
+		// With maxSurge 0: New replicas paused, waited for, then resumed.
+		{"surge-zero/after-the-adoption", surgeZero, func() func(*http.Request) bool { return nthWrite(3) }},
+		{"surge-zero/before-the-strategy-is-back", surgeZero, func() func(*http.Request) bool { return nthWrite(4) }},
 	} {
 		for _, then := range []string{"retry", "rollback"} {
 			t.Run(tc.name+"/"+then, func(t *testing.T) {
-				e := newEnv(t, nil, true)
+				e := newEnv(t, tc.mutate, true)
 				snap := e.snapshot()
 				starts := e.countPodStarts(imageV2)
 				steps := stepsOf(4, 25, 50, 100)
