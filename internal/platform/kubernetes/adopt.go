@@ -157,12 +157,17 @@ const settleWait = 10 * time.Second
 // Deployment being rolled by something else (a restart, a hand edit, a
 // sync) is not handed over: it rolls itself.
 func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (bool, error) {
-	if done, err := rolledOut(stable, stable.Generation); !done || err != nil || replicas(stable) < 1 {
+	if replicas(stable) < 1 {
 		return false, nil
 	}
 	rss, err := c.replicaSetsOf(ctx, stable)
 	if err != nil {
 		return false, err
+	}
+	// Rolled out by its status or, as a wait judges it, by its
+	// ReplicaSets' (the status follows one controller pass later).
+	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, rss)) {
+		return false, nil
 	}
 	active := 0
 	for _, rs := range rss {

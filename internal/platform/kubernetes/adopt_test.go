@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -39,5 +40,33 @@ func TestHandoverJudgesTheStableDeploymentOnceSeen(t *testing.T) {
 	}
 	if got.Status.ObservedGeneration != 3 {
 		t.Fatalf("judged at observed generation %d, want 3 (the fence's)", got.Status.ObservedGeneration)
+	}
+}
+
+// TestHandoverJudgesTheStableDeploymentByItsReplicaSets: a wait ends on
+// the ReplicaSets' status (wait.go), one controller pass before the
+// Deployment's own says the same; the handover right after it judges the
+// stable Deployment settled the same way, not by a status that lags (which
+// would make it roll the Deployment itself, starting every new pod again).
+func TestHandoverJudgesTheStableDeploymentByItsReplicaSets(t *testing.T) {
+	d := failingDeployment()
+	d.Name = "web"
+	d.Spec.Replicas = ptr(int32(2))
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 3, AvailableReplicas: 3}
+	for _, tc := range []struct {
+		name string
+		set  *appsv1.ReplicaSet
+		want bool
+	}{
+		{"its one ReplicaSet shrunk", setOf("web-1", true, 2, 2), true},
+		{"its one ReplicaSet still shrinking", setOf("web-1", true, 2, 3), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conv := &convergence{cs: fake.NewClientset(d, tc.set), log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute, orig: d.DeepCopy()}
+			got, err := conv.settled(context.Background(), d)
+			if err != nil || got != tc.want {
+				t.Fatalf("settled = %v, %v; want %v", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,6 +45,14 @@ const (
 // seeing the rollout done. The wait follows the Deployment through one
 // watch, taking each version from its events, and re-reads it when the
 // watch is quiet for a few seconds, ends or cannot open.
+//
+// It also follows the Deployment's ReplicaSets through a watch of their
+// own: once the controller has seen the generation written, the rollout is
+// done when they say so (setsRolledOut), the ReplicaSet controller's status
+// the Deployment's status is made from. That status reaches the Deployment
+// one controller pass later, and the Deployment controller, whose requests
+// are paced (20 a second by default), took 10-100 ms for it in a rollout's
+// busiest step here.
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
 	api := c.cs.AppsV1().Deployments(c.ns)
@@ -53,19 +63,21 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 	pods := c.startPodChecks(ctx)
 	f := &follower{c: c, name: name}
 	defer f.stop()
+	f.followSets(ctx, written)
 	d, err := api.Get(ctx, name, metav1.GetOptions{})
 	for {
 		switch {
 		case err == nil:
+			fresh := d != last
 			last = d
 			done, err := rolledOut(d, written.Generation)
 			if err != nil && c.ownDeadline(d) {
 				return c.stalled(ctx, d, err)
 			}
-			if done {
+			if done || (err == nil && f.sets != nil && setsRolledOut(d, written.Generation, slices.Collect(maps.Values(f.sets)))) {
 				return nil
 			}
-			if d.Status.ObservedGeneration >= written.Generation {
+			if fresh && d.Status.ObservedGeneration >= written.Generation {
 				pods.offer(d)
 			}
 		case ctx.Err() != nil:
@@ -95,16 +107,123 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 }
 
 // follower follows one Deployment for a wait through a watch kept open
-// across versions.
+// across versions, and its ReplicaSets through another.
 type follower struct {
 	c    *convergence
 	name string
 	w    watch.Interface
+	// sets are the ReplicaSets of the Deployment's selector as the watch
+	// rsw last said; nil when they could not be listed or the watch ended
+	// (the wait then judges by the Deployment's status alone).
+	sets  map[string]*appsv1.ReplicaSet
+	rsw   watch.Interface
+	ready <-chan setsFollowed // followSets' result, until taken
+}
+
+// followSets lists the ReplicaSets of d's selector and opens a watch of
+// them from there, beside the wait's first read of the Deployment: next
+// takes them up when they are ready. When either fails, sets stays nil.
+func (f *follower) followSets(ctx context.Context, d *appsv1.Deployment) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return
+	}
+	ready := make(chan setsFollowed, 1)
+	f.ready = ready
+	go func() {
+		api := f.c.cs.AppsV1().ReplicaSets(f.c.ns)
+		list, err := api.List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			ready <- setsFollowed{err: err}
+			return
+		}
+		w, err := api.Watch(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: list.ResourceVersion,
+			TimeoutSeconds: ptr(int64(watchTimeout / time.Second))})
+		if err != nil {
+			ready <- setsFollowed{err: err}
+			return
+		}
+		sets := make(map[string]*appsv1.ReplicaSet, len(list.Items))
+		for i := range list.Items {
+			sets[list.Items[i].Name] = &list.Items[i]
+		}
+		ready <- setsFollowed{w: w, sets: sets}
+	}()
+}
+
+// setsFollowed is what followSets found: a watch and the ReplicaSets as
+// listed, or why not.
+type setsFollowed struct {
+	w    watch.Interface
+	sets map[string]*appsv1.ReplicaSet
+	err  error
+}
+
+// takeSets installs what followSets found.
+func (f *follower) takeSets(got setsFollowed) {
+	f.ready = nil
+	if got.err != nil {
+		f.c.log.Debug("replicasets not followed while waiting", zap.String("name", f.name), zap.Error(got.err))
+		return
+	}
+	f.rsw, f.sets = got.w, got.sets
+}
+
+// setChanged applies one event of the ReplicaSets' watch; anything but an
+// addition, change or deletion ends the following of them.
+func (f *follower) setChanged(ev watch.Event, ok bool) {
+	rs, isSet := ev.Object.(*appsv1.ReplicaSet)
+	switch {
+	case ok && isSet && (ev.Type == watch.Added || ev.Type == watch.Modified):
+		f.sets[rs.Name] = rs
+	case ok && isSet && ev.Type == watch.Deleted:
+		delete(f.sets, rs.Name)
+	case ok && ev.Type == watch.Bookmark:
+	default:
+		f.rsw.Stop()
+		f.rsw, f.sets = nil, nil
+	}
+}
+
+// setsRolledOut reports whether d, whose controller has seen the
+// generation written, has rolled out by its ReplicaSets' own status, as
+// its controller would next report it: the one ReplicaSet d controls with
+// d's template has d's replicas, all of them ready and available, and every
+// other one it controls has none, each status of its ReplicaSet's current
+// generation. Anything else (two of d's template, none while d wants
+// pods) is left to d's own status.
+func setsRolledOut(d *appsv1.Deployment, generation int64, sets []*appsv1.ReplicaSet) bool {
+	if d.Status.ObservedGeneration < max(generation, d.Generation) {
+		return false
+	}
+	want := replicas(d)
+	current := 0
+	for _, rs := range sets {
+		if !metav1.IsControlledBy(rs, d) {
+			continue
+		}
+		st := rs.Status
+		if st.ObservedGeneration < rs.Generation || rs.Spec.Replicas == nil {
+			return false
+		}
+		if !equalIgnoreHash(rs.Spec.Template, d.Spec.Template) {
+			if *rs.Spec.Replicas != 0 || st.Replicas != 0 {
+				return false
+			}
+			continue
+		}
+		current++
+		if *rs.Spec.Replicas != want || st.Replicas != want || st.ReadyReplicas != want || st.AvailableReplicas != want {
+			return false
+		}
+	}
+	return current == 1 || (current == 0 && want == 0)
 }
 
 // next returns the Deployment's next version: from the watch (opened from
 // last's resource version) when it delivers one, or read afresh when the
-// watch ends, reports an error, cannot open or is quiet for recheck. A pod
+// watch ends, reports an error, cannot open or is quiet for recheck. A
+// change of its ReplicaSets returns last again, to be judged anew. A pod
 // check's failure (on failed) is returned as failure.
 func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-chan error) (d *appsv1.Deployment, failure, err error) {
 	api := f.c.cs.AppsV1().Deployments(f.c.ns)
@@ -115,9 +234,16 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 			f.w = w
 		}
 	}
-	var events <-chan watch.Event
+	var events, setEvents <-chan watch.Event
 	if f.w != nil {
 		events = f.w.ResultChan()
+	}
+	ready := f.ready
+	if last == nil {
+		ready = nil // nothing to judge them with yet
+	}
+	if f.rsw != nil && last != nil {
+		setEvents = f.rsw.ResultChan()
 	}
 	t := time.NewTimer(recheck)
 	defer t.Stop()
@@ -126,6 +252,12 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 		return nil, nil, ctx.Err()
 	case failure := <-failed:
 		return nil, failure, nil
+	case got := <-ready:
+		f.takeSets(got)
+		return last, nil, nil
+	case ev, ok := <-setEvents:
+		f.setChanged(ev, ok)
+		return last, nil, nil
 	case <-t.C:
 	case ev, ok := <-events:
 		if d, isDeployment := ev.Object.(*appsv1.Deployment); ok && isDeployment && (ev.Type == watch.Modified || ev.Type == watch.Added) {
@@ -133,7 +265,8 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 		}
 		// Closed, deleted, an error (a resource version too old) or a
 		// bookmark: read it, and open a new watch from there next time.
-		f.stop()
+		f.w.Stop()
+		f.w = nil
 	}
 	d, err = api.Get(ctx, f.name, metav1.GetOptions{})
 	return d, nil, err
@@ -143,6 +276,10 @@ func (f *follower) stop() {
 	if f.w != nil {
 		f.w.Stop()
 		f.w = nil
+	}
+	if f.rsw != nil {
+		f.rsw.Stop()
+		f.rsw, f.sets = nil, nil
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -90,4 +91,117 @@ func (p stuckPodList) List(ctx context.Context, opts metav1.ListOptions) (*corev
 	}
 	<-p.s.release
 	return p.PodInterface.List(ctx, opts)
+}
+
+// setOf is a ReplicaSet of failingDeployment's: of its template when
+// current, else of an older one; spec and status replicas as given (all
+// ready and available), its status of its own generation.
+func setOf(name string, current bool, spec, have int32) *appsv1.ReplicaSet {
+	rs := failingRS(name, "1")
+	rs.Generation = 3
+	rs.Spec.Replicas = ptr(spec)
+	rs.Spec.Template = failingDeployment().Spec.Template
+	if !current {
+		rs.Spec.Template.Spec.Containers[0].Image = "demo:v1"
+	}
+	rs.Spec.Template.Labels = map[string]string{"app": "web", appsv1.DefaultDeploymentUniqueLabelKey: name}
+	rs.Status = appsv1.ReplicaSetStatus{ObservedGeneration: 3, Replicas: have, ReadyReplicas: have, AvailableReplicas: have}
+	return rs
+}
+
+func TestSetsRolledOut(t *testing.T) {
+	d := failingDeployment()
+	d.Spec.Replicas = ptr(int32(5))
+	notOurs := setOf("canary-rs", true, 3, 1)
+	notOurs.OwnerReferences[0].UID = "another"
+	for _, tc := range []struct {
+		name     string
+		observed int64
+		want     int32
+		sets     []*appsv1.ReplicaSet
+		done     bool
+	}{
+		{"the current set has them all, the old none", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), setOf("old", false, 0, 0)}, true},
+		{"another deployment's sets are not judged", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), notOurs}, true},
+		{"the controller has not seen the generation written", 1, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5)}, false},
+		{"the current set is not scaled yet", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 4, 4)}, false},
+		{"the current set's pods are not all ready", 2, 5, []*appsv1.ReplicaSet{func() *appsv1.ReplicaSet {
+			rs := setOf("new", true, 5, 5)
+			rs.Status.ReadyReplicas, rs.Status.AvailableReplicas = 4, 4
+			return rs
+		}()}, false},
+		{"the current set's status is of an older generation", 2, 5, []*appsv1.ReplicaSet{func() *appsv1.ReplicaSet {
+			rs := setOf("new", true, 5, 5)
+			rs.Generation = 4
+			return rs
+		}()}, false},
+		{"an old set still has pods", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), setOf("old", false, 0, 1)}, false},
+		{"an old set is still wanted", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), setOf("old", false, 1, 0)}, false},
+		{"no set of the template yet", 2, 5, []*appsv1.ReplicaSet{setOf("old", false, 5, 5)}, false},
+		{"two sets of the template", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), setOf("new2", true, 5, 5)}, false},
+		{"none wanted and none left", 2, 0, []*appsv1.ReplicaSet{setOf("old", false, 0, 0)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := d.DeepCopy()
+			d.Status.ObservedGeneration = tc.observed
+			d.Spec.Replicas = ptr(tc.want)
+			if got := setsRolledOut(d, 2, tc.sets); got != tc.done {
+				t.Errorf("setsRolledOut = %v, want %v", got, tc.done)
+			}
+		})
+	}
+}
+
+// TestWaitEndsOnTheReplicaSets: once the controller has seen the
+// generation written, the wait ends when the Deployment's ReplicaSets say
+// it has rolled out, without waiting for the Deployment's own status (one
+// controller pass later); before that, a ReplicaSet complete at the count
+// it had does not end it.
+func TestWaitEndsOnTheReplicaSets(t *testing.T) {
+	d := failingDeployment()
+	d.Spec.Replicas = ptr(int32(3))
+	d.Status.ObservedGeneration = 1 // the write of 3 not seen yet
+	old := setOf("new", true, 2, 2)
+	cs := fake.NewClientset(d, old)
+	conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- conv.wait(ctx, d) }()
+
+	settle := func() {
+		select {
+		case err := <-done:
+			t.Fatalf("the wait ended (%v) before the deployment rolled out", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	settle()
+	// The controller sees the generation and scales the set; its status
+	// still counts 2.
+	cur, err := cs.AppsV1().Deployments("ns").Get(ctx, d.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Status.ObservedGeneration = 2
+	if _, err := cs.AppsV1().Deployments("ns").UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	scaled := setOf("new", true, 3, 2)
+	if _, err := cs.AppsV1().ReplicaSets("ns").Update(ctx, scaled, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	// Its third pod is ready: the ReplicaSet says so, the Deployment not yet.
+	if _, err := cs.AppsV1().ReplicaSets("ns").Update(ctx, setOf("new", true, 3, 3), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("got %v, want the wait to end rolled out", err)
+		}
+	case <-time.After(recheck / 2):
+		t.Fatal("the wait did not end on the ReplicaSet's status")
+	}
 }
