@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -64,20 +66,20 @@ const handoverPoll = 20 * time.Millisecond
 // the last attempt stopped: the mark says steps 1 and 2 are done.
 func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	tpl := c.newTemplate()
-	stable, err := c.getStable(ctx)
+	var canary *appsv1.Deployment
+	var cerr error
+	stable, rss, err := c.readStable(ctx, func(ctx context.Context) {
+		canary, cerr = c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
+	})
 	if err != nil {
 		return false, err
 	}
 	if stable.Annotations[AnnotationHandover] != c.rollout {
-		if !start {
+		if !start || apierrors.IsNotFound(cerr) {
 			return false, nil
 		}
-		canary, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
+		if cerr != nil {
+			return false, fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), cerr)
 		}
 		if err := c.ownedByUs(canary.Labels, "deployment", canary.Name); err != nil {
 			return false, err
@@ -85,31 +87,29 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 		if !equality.Semantic.DeepEqual(canary.Spec.Template, tpl) || equalIgnoreHash(stable.Spec.Template, tpl) {
 			return false, nil
 		}
-		if stable, err = c.seen(ctx, stable); err != nil {
+		if stable, rss, err = c.seenWithSets(ctx, stable, rss); err != nil {
 			return false, err
 		}
-		if ok, err := c.settled(ctx, stable); !ok || err != nil {
+		if !settled(stable, rss) {
+			return false, nil
+		}
+		if ok, err := c.forgetRevision(ctx, rss, tpl); !ok || err != nil {
 			return false, err
 		}
-		if ok, err := c.forgetRevision(ctx, stable, tpl); !ok || err != nil {
-			return false, err
-		}
-		if err := c.growCanary(ctx); err != nil {
+		if err := c.growCanary(ctx, canary); err != nil {
 			return true, err
 		}
-		if stable, err = c.getStable(ctx); err != nil {
+		if stable, rss, err = c.readStable(ctx, nil); err != nil {
 			return true, err
 		}
-		if stable, err = c.seen(ctx, stable); err != nil {
+		if stable, rss, err = c.seenWithSets(ctx, stable, rss); err != nil {
 			return true, err
 		}
-		if ok, err := c.settled(ctx, stable); err != nil || !ok {
-			if err == nil {
-				err = fmt.Errorf("deployment %q changed under the rollout (more than one ReplicaSet with pods) before the canary could be handed over: %w", c.ns+"/"+c.orig.Name, errNotSettled)
-			}
+		if !settled(stable, rss) {
+			err = fmt.Errorf("deployment %q changed under the rollout (more than one ReplicaSet with pods) before the canary could be handed over: %w", c.ns+"/"+c.orig.Name, errNotSettled)
 			return true, err
 		}
-		if stable, err = c.beginHandover(ctx, tpl); err != nil {
+		if stable, err = c.beginHandover(ctx, stable, rss, tpl); err != nil {
 			return true, err
 		}
 	}
@@ -117,6 +117,46 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 		return true, err
 	}
 	return true, c.settleHandover(ctx)
+}
+
+// readStable reads the stable Deployment and the ReplicaSets of its
+// selector side by side (and also, when not nil, beside them). It returns
+// the ReplicaSets the Deployment controls.
+func (c *convergence) readStable(ctx context.Context, also func(context.Context)) (*appsv1.Deployment, []*appsv1.ReplicaSet, error) {
+	var stable *appsv1.Deployment
+	var rss []*appsv1.ReplicaSet
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { stable, err = c.getStable(gctx); return err })
+	g.Go(func() (err error) { rss, err = c.listSets(gctx); return err })
+	if also != nil {
+		g.Go(func() error { also(gctx); return nil })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return stable, controlledBy(stable, rss), nil
+}
+
+// seenWithSets is seen for the stable Deployment read with its ReplicaSets
+// rss: when its controller had not seen its latest generation, the
+// ReplicaSets are listed again once it has.
+func (c *convergence) seenWithSets(ctx context.Context, stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) (*appsv1.Deployment, []*appsv1.ReplicaSet, error) {
+	if stable.Status.ObservedGeneration >= stable.Generation {
+		return stable, rss, nil
+	}
+	stable, err := c.seen(ctx, stable)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rss, err = c.listSets(ctx); err != nil {
+		return nil, nil, err
+	}
+	return stable, controlledBy(stable, rss), nil
+}
+
+// controlledBy returns those of rss that d controls.
+func controlledBy(d *appsv1.Deployment, rss []*appsv1.ReplicaSet) []*appsv1.ReplicaSet {
+	return slices.DeleteFunc(rss, func(rs *appsv1.ReplicaSet) bool { return !metav1.IsControlledBy(rs, d) })
 }
 
 // errNotSettled says the stable Deployment was being rolled by something
@@ -150,24 +190,20 @@ func (c *convergence) seen(ctx context.Context, stable *appsv1.Deployment) (*app
 const settleWait = 10 * time.Second
 
 // settled says whether the stable Deployment is at rest with some pods:
-// rolled out, with exactly one ReplicaSet that has any, at its replicas.
-// Its controller leaves a paused Deployment alone only then (it scales a
-// lone active ReplicaSet to the Deployment's count); with two, its
-// proportional scaling would add old pods and resize the canary's. A
-// Deployment being rolled by something else (a restart, a hand edit, a
-// sync) is not handed over: it rolls itself.
-func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (bool, error) {
+// rolled out (by its status, or by its ReplicaSets' as a wait judges it:
+// the status follows one controller pass later), with exactly one of rss,
+// the ReplicaSets it controls, having any, at its replicas. Its controller
+// leaves a paused Deployment alone only then (it scales a lone active
+// ReplicaSet to the Deployment's count); with two, its proportional
+// scaling would add old pods and resize the canary's. A Deployment being
+// rolled by something else (a restart, a hand edit, a sync) is not handed
+// over: it rolls itself.
+func settled(stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) bool {
 	if replicas(stable) < 1 {
-		return false, nil
+		return false
 	}
-	rss, err := c.replicaSetsOf(ctx, stable)
-	if err != nil {
-		return false, err
-	}
-	// Rolled out by its status or, as a wait judges it, by its
-	// ReplicaSets' (the status follows one controller pass later).
 	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, rss)) {
-		return false, nil
+		return false
 	}
 	active := 0
 	for _, rs := range rss {
@@ -176,10 +212,10 @@ func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (b
 		}
 		active++
 		if rs.Spec.Replicas == nil || *rs.Spec.Replicas != replicas(stable) {
-			return false, nil
+			return false
 		}
 	}
-	return active == 1, nil
+	return active == 1
 }
 
 // growCanary is step 1: the canary grows to New in steps of the stable
@@ -190,8 +226,8 @@ func (c *convergence) settled(ctx context.Context, stable *appsv1.Deployment) (b
 // After the last step the stable Deployment keeps its pods until the
 // handover scales them to zero. So no step runs more pods at once than
 // the Deployment's rolling update would, and no old pod goes before a new
-// one is ready in its place.
-func (c *convergence) growCanary(ctx context.Context) error {
+// one is ready in its place. cur is the canary as just read.
+func (c *convergence) growCanary(ctx context.Context, cur *appsv1.Deployment) error {
 	n := int32(c.desired.New)
 	step := n
 	if c.orig.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
@@ -202,9 +238,11 @@ func (c *convergence) growCanary(ctx context.Context) error {
 		step = max(1, surge)
 	}
 	for {
-		cur, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
+		if cur == nil {
+			var err error
+			if cur, err = c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{}); err != nil {
+				return fmt.Errorf("get deployment %q: %w", c.ns+"/"+canaryName(c.orig.Name), err)
+			}
 		}
 		k := replicas(cur)
 		if k >= n {
@@ -213,9 +251,10 @@ func (c *convergence) growCanary(ctx context.Context) error {
 		next := min(n, k+step)
 		want := c.canary()
 		want.Spec.Replicas = &next
-		if err := c.ensureRollout(ctx, want); err != nil {
+		if err := c.ensureRolloutFrom(ctx, want, cur); err != nil {
 			return err
 		}
+		cur = nil // its controller writes its status after the wait: read it again
 		if next == n {
 			// The stable Deployment keeps what it has (one step's worth
 			// at most, but for a Recreate one): the handover's saturated
@@ -231,20 +270,13 @@ func (c *convergence) growCanary(ctx context.Context) error {
 	}
 }
 
-// beginHandover is step 2: the stable Deployment paused with the new
-// template and marked, its maxSurge such that its controller's
-// proportional scaling adds nothing once it has adopted the canary's
-// ReplicaSet of New pods.
-func (c *convergence) beginHandover(ctx context.Context, tpl corev1.PodTemplateSpec) (*appsv1.Deployment, error) {
-	stable, err := c.getStable(ctx)
-	if err != nil {
-		return nil, err
-	}
-	active, err := c.activeReplicas(ctx, stable)
-	if err != nil {
-		return nil, err
-	}
-	written, err := c.updateStable(ctx, func(d *appsv1.Deployment) {
+// beginHandover is step 2: the stable Deployment (as just read, with rss
+// the ReplicaSets it controls) paused with the new template and marked,
+// its maxSurge such that its controller's proportional scaling adds
+// nothing once it has adopted the canary's ReplicaSet of New pods.
+func (c *convergence) beginHandover(ctx context.Context, stable *appsv1.Deployment, rss []*appsv1.ReplicaSet, tpl corev1.PodTemplateSpec) (*appsv1.Deployment, error) {
+	active := sumReplicas(rss)
+	written, err := c.updateStableFrom(ctx, stable, func(d *appsv1.Deployment) {
 		ann := maps.Clone(d.Annotations)
 		if ann == nil {
 			ann = map[string]string{}
@@ -254,7 +286,7 @@ func (c *convergence) beginHandover(ctx context.Context, tpl corev1.PodTemplateS
 		d.Spec.Paused = true
 		d.Spec.Template = tpl
 		setMaxSurge(d, active+int32(c.desired.New)-replicas(d))
-	}, nil)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -263,20 +295,16 @@ func (c *convergence) beginHandover(ctx context.Context, tpl corev1.PodTemplateS
 }
 
 // forgetRevision deletes the ReplicaSets of the stable Deployment's
-// revision history that have the new template (a rollout back to a version
-// it ran before): its controller takes the oldest ReplicaSet of its
+// revision history (of rss, those it controls) that have the new template
+// (a rollout back to a version it ran before): its controller takes the oldest ReplicaSet of its
 // template as its new one, and would scale that one up and the canary's
 // down. They have no pods; the canary's becomes that revision. false (and
 // no change) when one has pods (the stable Deployment runs the new
 // template already, and rolls on from there itself) or when the worker may
 // not delete ReplicaSets (a Role from before this grant): the stable
 // Deployment then rolls itself, as a handover could not work.
-func (c *convergence) forgetRevision(ctx context.Context, stable *appsv1.Deployment, tpl corev1.PodTemplateSpec) (bool, error) {
+func (c *convergence) forgetRevision(ctx context.Context, rss []*appsv1.ReplicaSet, tpl corev1.PodTemplateSpec) (bool, error) {
 	api := c.cs.AppsV1().ReplicaSets(c.ns)
-	rss, err := c.replicaSetsOf(ctx, stable)
-	if err != nil {
-		return false, err
-	}
 	var old []*appsv1.ReplicaSet
 	for _, rs := range rss {
 		if !equalIgnoreHash(rs.Spec.Template, tpl) {
@@ -353,16 +381,11 @@ func (c *convergence) adoptCanary(ctx context.Context, stable *appsv1.Deployment
 // new template, wherever its controller reference now points; nil if there
 // is none.
 func (c *convergence) canaryReplicaSet(ctx context.Context, tpl corev1.PodTemplateSpec) (*appsv1.ReplicaSet, error) {
-	sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector)
+	rss, err := c.listSets(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+c.orig.Name, err)
+		return nil, err
 	}
-	rss, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("list replicasets: %w", err)
-	}
-	for i := range rss.Items {
-		rs := &rss.Items[i]
+	for _, rs := range rss {
 		if strings.HasPrefix(rs.Name, canaryName(c.orig.Name)+"-") && rs.DeletionTimestamp == nil && equalIgnoreHash(rs.Spec.Template, tpl) {
 			return rs, nil
 		}
@@ -383,14 +406,15 @@ func (c *convergence) canaryReplicaSet(ctx context.Context, tpl corev1.PodTempla
 // seen that (it has then written New as every active ReplicaSet's desired
 // count, so resuming is no scaling event).
 func (c *convergence) settleHandover(ctx context.Context) error {
-	stable, err := c.getStable(ctx)
-	if err != nil {
+	var stable *appsv1.Deployment
+	var rss []*appsv1.ReplicaSet
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { stable, err = c.getStable(gctx); return err })
+	g.Go(func() (err error) { rss, err = c.listSets(gctx); return err })
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	active, err := c.activeReplicas(ctx, stable)
-	if err != nil {
-		return err
-	}
+	active := sumReplicas(controlledBy(stable, rss))
 	n := int32(c.desired.New)
 	resume := func(d *appsv1.Deployment) {
 		d.Spec.Paused = c.orig.Spec.Paused
@@ -399,15 +423,19 @@ func (c *convergence) settleHandover(ctx context.Context) error {
 		unmarkSplit(d)
 	}
 	if c.addsNothing(active, n) {
-		return c.writeStable(ctx, func(d *appsv1.Deployment) {
+		written, err := c.updateStableFrom(ctx, stable, func(d *appsv1.Deployment) {
 			d.Spec.Replicas = &n
 			resume(d)
-		}, nil)
+		})
+		if err != nil {
+			return err
+		}
+		return c.wait(ctx, written)
 	}
-	written, err := c.updateStable(ctx, func(d *appsv1.Deployment) {
+	written, err := c.updateStableFrom(ctx, stable, func(d *appsv1.Deployment) {
 		d.Spec.Replicas = &n
 		setMaxSurge(d, active-n)
-	}, nil)
+	})
 	if err != nil {
 		return err
 	}
@@ -465,36 +493,31 @@ func (c *convergence) observed(ctx context.Context, written *appsv1.Deployment, 
 	}
 }
 
-// activeReplicas sums the replicas of the ReplicaSets d controls.
-func (c *convergence) activeReplicas(ctx context.Context, d *appsv1.Deployment) (int32, error) {
-	rss, err := c.replicaSetsOf(ctx, d)
-	if err != nil {
-		return 0, err
-	}
+// sumReplicas sums the replicas rss want.
+func sumReplicas(rss []*appsv1.ReplicaSet) int32 {
 	var n int32
 	for _, rs := range rss {
 		if rs.Spec.Replicas != nil {
 			n += *rs.Spec.Replicas
 		}
 	}
-	return n, nil
+	return n
 }
 
-// replicaSetsOf lists the ReplicaSets d controls.
-func (c *convergence) replicaSetsOf(ctx context.Context, d *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+// listSets lists the ReplicaSets of the stable Deployment's selector
+// (the canary's among them).
+func (c *convergence) listSets(ctx context.Context) ([]*appsv1.ReplicaSet, error) {
+	sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector)
 	if err != nil {
-		return nil, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+d.Name, err)
+		return nil, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
 	list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return nil, fmt.Errorf("list replicasets of %q: %w", c.ns+"/"+d.Name, err)
+		return nil, fmt.Errorf("list replicasets of %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
-	var out []*appsv1.ReplicaSet
+	out := make([]*appsv1.ReplicaSet, len(list.Items))
 	for i := range list.Items {
-		if metav1.IsControlledBy(&list.Items[i], d) {
-			out = append(out, &list.Items[i])
-		}
+		out[i] = &list.Items[i]
 	}
 	return out, nil
 }

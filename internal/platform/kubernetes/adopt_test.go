@@ -62,10 +62,8 @@ func TestHandoverJudgesTheStableDeploymentByItsReplicaSets(t *testing.T) {
 		{"its one ReplicaSet still shrinking", setOf("web-1", true, 2, 3), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conv := &convergence{cs: fake.NewClientset(d, tc.set), log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute, orig: d.DeepCopy()}
-			got, err := conv.settled(context.Background(), d)
-			if err != nil || got != tc.want {
-				t.Fatalf("settled = %v, %v; want %v", got, err, tc.want)
+			if got := settled(d, []*appsv1.ReplicaSet{tc.set}); got != tc.want {
+				t.Fatalf("settled = %v, want %v", got, tc.want)
 			}
 		})
 	}

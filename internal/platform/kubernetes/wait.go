@@ -55,7 +55,6 @@ const (
 // busiest step here.
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
-	api := c.cs.AppsV1().Deployments(c.ns)
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
@@ -64,7 +63,10 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 	f := &follower{c: c, name: name}
 	defer f.stop()
 	f.followSets(ctx, written)
-	d, err := api.Get(ctx, name, metav1.GetOptions{})
+	// The write's own answer is the first version judged, and its
+	// resourceVersion where the watch starts: one round trip fewer than
+	// reading it again (on a busy control plane 20-30 ms each).
+	d, err := written, error(nil)
 	for {
 		switch {
 		case err == nil:

@@ -24,10 +24,21 @@ import (
 // Stagecraft's for this service; one whose selector differs (it cannot be
 // changed) is deleted and created again.
 func (c *convergence) ensureRollout(ctx context.Context, want *appsv1.Deployment) error {
+	return c.ensureRolloutFrom(ctx, want, nil)
+}
+
+// ensureRolloutFrom is ensureRollout whose first attempt starts from
+// first, the Deployment as just read (nil: read it); a retry reads it
+// again.
+func (c *convergence) ensureRolloutFrom(ctx context.Context, want, first *appsv1.Deployment) error {
 	api := c.cs.AppsV1().Deployments(c.ns)
 	var written *appsv1.Deployment
 	err := retry.OnError(retry.DefaultRetry, conflictOrExists, func() error {
-		cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+		cur, err := first, error(nil)
+		if first == nil {
+			cur, err = api.Get(ctx, want.Name, metav1.GetOptions{})
+		}
+		first = nil
 		if err == nil && !equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector) {
 			if err := c.ownedByUs(cur.Labels, "deployment", cur.Name); err != nil {
 				return err
@@ -102,6 +113,19 @@ func (c *convergence) updateStable(ctx context.Context, mutate func(*appsv1.Depl
 		written, err = c.writeStableFrom(ctx, cur, mutate, recreate)
 		return err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
+	}
+	return written, nil
+}
+
+// updateStableFrom is updateStable whose first attempt starts from first,
+// the stable Deployment as just read; a lost race reads it again.
+func (c *convergence) updateStableFrom(ctx context.Context, first *appsv1.Deployment, mutate func(*appsv1.Deployment)) (*appsv1.Deployment, error) {
+	written, err := c.updateDeployment(ctx, first, mutate)
+	if conflictOrExists(err) {
+		return c.updateStable(ctx, mutate, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("write deployment %q: %w", c.ns+"/"+c.orig.Name, err)
 	}
