@@ -90,7 +90,7 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 		if stable, rss, err = c.seenWithSets(ctx, stable, rss); err != nil {
 			return false, err
 		}
-		if !settled(stable, rss) {
+		if !settled(c.asUnstamped(stable), rss) {
 			return false, nil
 		}
 		if ok, err := c.forgetRevision(ctx, rss, tpl); !ok || err != nil {
@@ -105,7 +105,7 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 		if stable, rss, err = c.seenWithSets(ctx, stable, rss); err != nil {
 			return true, err
 		}
-		if !settled(stable, rss) {
+		if !settled(c.asUnstamped(stable), rss) {
 			err = fmt.Errorf("deployment %q changed under the rollout (more than one ReplicaSet with pods) before the canary could be handed over: %w", c.ns+"/"+c.orig.Name, errNotSettled)
 			return true, err
 		}
@@ -141,7 +141,7 @@ func (c *convergence) readStable(ctx context.Context, also func(context.Context)
 // rss: when its controller had not seen its latest generation, the
 // ReplicaSets are listed again once it has.
 func (c *convergence) seenWithSets(ctx context.Context, stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) (*appsv1.Deployment, []*appsv1.ReplicaSet, error) {
-	if stable.Status.ObservedGeneration >= stable.Generation {
+	if stable.Status.ObservedGeneration >= c.specGeneration(stable) {
 		return stable, rss, nil
 	}
 	stable, err := c.seen(ctx, stable)
@@ -165,12 +165,12 @@ func controlledBy(d *appsv1.Deployment, rss []*appsv1.ReplicaSet) []*appsv1.Repl
 var errNotSettled = errors.New("the stable deployment is not settled")
 
 // seen returns the stable Deployment once its controller has seen its
-// latest generation, or as it is after settleWait: the fence a converge
-// stamps on it first is an annotation, and a Deployment's annotations move
-// its generation like its spec (they are copied to its ReplicaSets), so
-// right after the stamp its status speaks of the generation before.
+// latest generation, or as it is after settleWait. The generation this
+// converge's own fence stamp gave it counts as seen once the one before is
+// (specGeneration): the stamp is an annotation, which moves a Deployment's
+// generation like its spec but changes nothing its controller rolls out.
 func (c *convergence) seen(ctx context.Context, stable *appsv1.Deployment) (*appsv1.Deployment, error) {
-	for end := time.Now().Add(settleWait); stable.Status.ObservedGeneration < stable.Generation && time.Now().Before(end); {
+	for end := time.Now().Add(settleWait); stable.Status.ObservedGeneration < c.specGeneration(stable) && time.Now().Before(end); {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

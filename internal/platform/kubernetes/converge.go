@@ -35,6 +35,7 @@ type convergence struct {
 	origSvc  *corev1.Service    // the snapshot's; nil when the spec names none
 	ci       int                // the target container's index in orig's template
 	fence    platform.Fence     // the attempt's (fence.go); zero does not fence
+	stamps   *stampBook         // the generations acquire's stamps gave (fence.go)
 	hpa      *autoscaler        // the stable Deployment's, when one targets it (hpa.go)
 	split    split              // with hpa: the split of its count this converge makes
 	res      platform.ConvergeResult
@@ -112,6 +113,7 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		origSvc:  origSvc,
 		ci:       ci,
 		fence:    req.Fence,
+		stamps:   &stampBook{},
 	}
 	c.desired.Traffic = cmp.Or(d.Traffic, plan.TrafficShared)
 	c.desired.Order = cmp.Or(d.Order, plan.Surge)

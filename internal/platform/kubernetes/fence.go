@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -248,7 +250,14 @@ func (c *convergence) acquire(ctx context.Context, beside func(context.Context) 
 		return err
 	}
 	deps := c.cs.AppsV1().Deployments(c.ns)
-	if err := stampObject(ctx, c, "deployment", c.orig.Name, r.stable, r.stable != nil, deps.Get, deps.Update, nil); err != nil {
+	stampDeployment := func(ctx context.Context, d *appsv1.Deployment, opts metav1.UpdateOptions) (*appsv1.Deployment, error) {
+		out, err := deps.Update(ctx, d, opts)
+		if err == nil {
+			c.stamps.note(out)
+		}
+		return out, err
+	}
+	if err := stampObject(ctx, c, "deployment", c.orig.Name, r.stable, r.stable != nil, deps.Get, stampDeployment, nil); err != nil {
 		return err
 	}
 	// The target's fence is held: the copies on the others are written
@@ -263,7 +272,7 @@ func (c *convergence) acquire(ctx context.Context, beside func(context.Context) 
 	}
 	stampRead := func(name string, d *appsv1.Deployment) {
 		g.Go(func() error {
-			return stampObject(gctx, c, "deployment", name, d, d != nil, deps.Get, deps.Update, c.ours)
+			return stampObject(gctx, c, "deployment", name, d, d != nil, deps.Get, stampDeployment, c.ours)
 		})
 	}
 	stampRead(canaryName(c.orig.Name), r.canary)
@@ -320,4 +329,58 @@ func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name st
 		return fmt.Errorf("fence %s %q: %w", kind, c.ns+"/"+name, err)
 	}
 	return nil
+}
+
+// stampBook records, by UID, the generation acquire's fence stamp gave
+// each Deployment it stamped. The stamp changes one annotation, which moves
+// a Deployment's generation (its annotations are copied to its ReplicaSets)
+// but nothing its controller rolls out: while a Deployment is still at that
+// generation, a status its controller wrote for the one before speaks of
+// its spec as it is (specGeneration). A nil book records nothing.
+type stampBook struct {
+	mu   sync.Mutex
+	gens map[types.UID]int64
+}
+
+func (b *stampBook) note(d *appsv1.Deployment) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gens == nil {
+		b.gens = map[types.UID]int64{}
+	}
+	b.gens[d.UID] = d.Generation
+}
+
+func (b *stampBook) generation(uid types.UID) int64 {
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gens[uid]
+}
+
+// specGeneration is the generation of d whose status speaks of its spec as
+// it is: d's own, or the one before when d is still at the generation
+// this converge's fence stamp gave it.
+func (c *convergence) specGeneration(d *appsv1.Deployment) int64 {
+	if g := c.stamps.generation(d.UID); g != 0 && g == d.Generation {
+		return g - 1
+	}
+	return d.Generation
+}
+
+// asUnstamped is d as its controller judges it: with specGeneration as its
+// generation (a shallow copy when that differs).
+func (c *convergence) asUnstamped(d *appsv1.Deployment) *appsv1.Deployment {
+	g := c.specGeneration(d)
+	if g == d.Generation {
+		return d
+	}
+	v := *d
+	v.Generation = g
+	return &v
 }

@@ -72,14 +72,15 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 		case err == nil:
 			fresh := d != last
 			last = d
-			done, err := rolledOut(d, written.Generation)
+			view, gen := c.asUnstamped(d), c.specGeneration(written)
+			done, err := rolledOut(view, gen)
 			if err != nil && c.ownDeadline(d) {
 				return c.stalled(ctx, d, err)
 			}
-			if done || (err == nil && f.sets != nil && setsRolledOut(d, written.Generation, slices.Collect(maps.Values(f.sets)))) {
+			if done || (err == nil && f.sets != nil && setsRolledOut(view, gen, slices.Collect(maps.Values(f.sets)))) {
 				return nil
 			}
-			if fresh && d.Status.ObservedGeneration >= written.Generation {
+			if fresh && d.Status.ObservedGeneration >= gen {
 				pods.offer(d)
 			}
 		case ctx.Err() != nil:

@@ -205,3 +205,39 @@ func TestWaitEndsOnTheReplicaSets(t *testing.T) {
 		t.Fatal("the wait did not end on the ReplicaSet's status")
 	}
 }
+
+// TestWaitCountsTheFenceStampAsSeen: a Deployment whose last change is this
+// converge's fence stamp (an annotation, which moves its generation) is
+// rolled out by the status its controller wrote for the generation
+// before: a converge that writes nothing else to it does not wait for the
+// controller to see the stamp. A generation past the stamp's is waited for.
+func TestWaitCountsTheFenceStampAsSeen(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stamped int64 // the generation the stamp gave
+		done    bool
+	}{
+		{"still at the stamp's generation", 3, true},
+		{"written since the stamp", 2, false},
+		{"not stamped", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := failingDeployment()
+			d.Generation = 3
+			d.Spec.Replicas = ptr(int32(2))
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
+			conv := &convergence{cs: fake.NewClientset(d, setOf("new", true, 2, 2)), log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute, stamps: &stampBook{}}
+			if tc.stamped != 0 {
+				stamped := d.DeepCopy()
+				stamped.Generation = tc.stamped
+				conv.stamps.note(stamped)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			err := conv.wait(ctx, d)
+			if done := err == nil; done != tc.done {
+				t.Fatalf("wait: %v; want rolled out %v", err, tc.done)
+			}
+		})
+	}
+}
