@@ -59,10 +59,52 @@ func (r *acquireRig) onStableStamp(fn func()) {
 }
 
 func (r *acquireRig) acquire() error {
+	_, err := r.acquireInto()
+	return err
+}
+
+// acquireInto is acquire, also returning the convergence it ran in.
+func (r *acquireRig) acquireInto() (*convergence, error) {
 	orig := r.deployment(target)
 	c := &convergence{cs: r.cs, log: zap.NewNop(), ns: "ns", deadline: time.Minute, orig: orig,
-		spec: spec.Spec{Service: target}, fence: r.mine}
-	return c.acquire(context.Background(), func(context.Context) error { return nil })
+		spec: spec.Spec{Service: target}, fence: r.mine, stamps: &stampBook{}}
+	return c, c.acquire(context.Background(), func(context.Context) error { return nil })
+}
+
+// The generation a stamp gives the stable Deployment counts as one its
+// controller need not see (specGeneration) only when the stamp changed
+// nothing but its annotation: a spec the API server changed beside it (a
+// mutating webhook) has to be seen.
+func TestStampCountsOnlyWhenTheSpecIsAsSent(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mutated bool
+	}{{"the spec as sent", false}, {"the spec changed by the server", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newAcquireRig(t, false)
+			r.cs.PrependReactor("update", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				d := a.(k8stesting.UpdateAction).GetObject().(*appsv1.Deployment).DeepCopy()
+				d.Generation = 5
+				if tc.mutated {
+					d.Spec.MinReadySeconds = 7
+				}
+				return true, d, r.cs.Tracker().Update(deployments, d, "ns")
+			})
+			c, err := r.acquireInto()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stable := r.deployment(target)
+			stable.Generation = 5
+			want := int64(4)
+			if tc.mutated {
+				want = 5
+			}
+			if got := c.specGeneration(stable); got != want {
+				t.Errorf("specGeneration after the stamp = %d, want %d", got, want)
+			}
+		})
+	}
 }
 
 // The tests' Deployment (the integration tests' too) and its rollout's

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -252,7 +253,9 @@ func (c *convergence) acquire(ctx context.Context, beside func(context.Context) 
 	deps := c.cs.AppsV1().Deployments(c.ns)
 	stampDeployment := func(ctx context.Context, d *appsv1.Deployment, opts metav1.UpdateOptions) (*appsv1.Deployment, error) {
 		out, err := deps.Update(ctx, d, opts)
-		if err == nil {
+		if err == nil && equality.Semantic.DeepEqual(out.Spec, d.Spec) {
+			// Only the annotation changed: nothing on the server (a
+			// mutating webhook) changed the spec beside it.
 			c.stamps.note(out)
 		}
 		return out, err

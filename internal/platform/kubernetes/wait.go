@@ -118,9 +118,10 @@ type follower struct {
 	// sets are the ReplicaSets of the Deployment's selector as the watch
 	// rsw last said; nil when they could not be listed or the watch ended
 	// (the wait then judges by the Deployment's status alone).
-	sets  map[string]*appsv1.ReplicaSet
-	rsw   watch.Interface
-	ready <-chan setsFollowed // followSets' result, until taken
+	sets      map[string]*appsv1.ReplicaSet
+	rsw       watch.Interface
+	ready     <-chan setsFollowed // followSets' result, until taken
+	recheckAt time.Time           // when the Deployment is read afresh; zero: recheck from now
 }
 
 // followSets lists the ReplicaSets of d's selector and opens a watch of
@@ -194,7 +195,8 @@ func (f *follower) setChanged(ev watch.Event, ok bool) {
 // d's template has d's replicas, all of them ready and available, and every
 // other one it controls has none, each status of its ReplicaSet's current
 // generation. Anything else (two of d's template, none while d wants
-// pods) is left to d's own status.
+// pods, an orphaned ReplicaSet with pods of its selector) is left to d's
+// own status.
 func setsRolledOut(d *appsv1.Deployment, generation int64, sets []*appsv1.ReplicaSet) bool {
 	if d.Status.ObservedGeneration < max(generation, d.Generation) {
 		return false
@@ -202,6 +204,12 @@ func setsRolledOut(d *appsv1.Deployment, generation int64, sets []*appsv1.Replic
 	want := replicas(d)
 	current := 0
 	for _, rs := range sets {
+		if metav1.GetControllerOf(rs) == nil && ((rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0) || rs.Status.Replicas > 0) {
+			// Orphaned, with pods its selector may select (a canary's
+			// ReplicaSet between the handover's delete of the canary and
+			// an adoption): the Deployment's own status judges.
+			return false
+		}
 		if !metav1.IsControlledBy(rs, d) {
 			continue
 		}
@@ -248,7 +256,12 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 	if f.rsw != nil && last != nil {
 		setEvents = f.rsw.ResultChan()
 	}
-	t := time.NewTimer(recheck)
+	// The recheck is due recheck after the Deployment was last seen, not
+	// after the last event of its ReplicaSets (which may come more often).
+	if f.recheckAt.IsZero() {
+		f.recheckAt = time.Now().Add(recheck)
+	}
+	t := time.NewTimer(time.Until(f.recheckAt))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -264,6 +277,7 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 	case <-t.C:
 	case ev, ok := <-events:
 		if d, isDeployment := ev.Object.(*appsv1.Deployment); ok && isDeployment && (ev.Type == watch.Modified || ev.Type == watch.Added) {
+			f.recheckAt = time.Time{}
 			return d, nil, nil
 		}
 		// Closed, deleted, an error (a resource version too old) or a
@@ -271,10 +285,14 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 		f.w.Stop()
 		f.w = nil
 	}
+	f.recheckAt = time.Time{}
 	d, err = api.Get(ctx, f.name, metav1.GetOptions{})
 	return d, nil, err
 }
 
+// stop ends both watches, also one followSets is still opening (whose
+// watch is stopped once it is there: a watch never stopped keeps its
+// reader blocked after its request is cancelled).
 func (f *follower) stop() {
 	if f.w != nil {
 		f.w.Stop()
@@ -283,6 +301,14 @@ func (f *follower) stop() {
 	if f.rsw != nil {
 		f.rsw.Stop()
 		f.rsw, f.sets = nil, nil
+	}
+	if f.ready != nil {
+		go func(ready <-chan setsFollowed) {
+			if got := <-ready; got.w != nil {
+				got.w.Stop()
+			}
+		}(f.ready)
+		f.ready = nil
 	}
 }
 

@@ -9,8 +9,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // TestWaitIsNotHeldByThePodCheck: the pods of the Deployment waited for are
@@ -140,6 +143,11 @@ func TestSetsRolledOut(t *testing.T) {
 		{"no set of the template yet", 2, 5, []*appsv1.ReplicaSet{setOf("old", false, 5, 5)}, false},
 		{"two sets of the template", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), setOf("new2", true, 5, 5)}, false},
 		{"none wanted and none left", 2, 0, []*appsv1.ReplicaSet{setOf("old", false, 0, 0)}, true},
+		{"an orphaned set of the selector has pods", 2, 5, []*appsv1.ReplicaSet{setOf("new", true, 5, 5), func() *appsv1.ReplicaSet {
+			rs := setOf("orphan", false, 3, 3)
+			rs.OwnerReferences = nil
+			return rs
+		}()}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := d.DeepCopy()
@@ -239,5 +247,33 @@ func TestWaitCountsTheFenceStampAsSeen(t *testing.T) {
 				t.Fatalf("wait: %v; want rolled out %v", err, tc.done)
 			}
 		})
+	}
+}
+
+// TestWaitStopsTheReplicaSetWatchItDidNotTake: a wait that ends before
+// its watch of the ReplicaSets is open (here at once: the Deployment as
+// written has rolled out) stops that watch once it is there; a watch never
+// stopped keeps its reader blocked for good after its request ends.
+func TestWaitStopsTheReplicaSetWatchItDidNotTake(t *testing.T) {
+	d := failingDeployment()
+	d.Spec.Replicas = ptr(int32(1))
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	cs := fake.NewClientset(d)
+	release := make(chan struct{})
+	cs.PrependReactor("list", "replicasets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		<-release
+		return false, nil, nil
+	})
+	fw := watch.NewFake()
+	cs.PrependWatchReactor("replicasets", func(k8stesting.Action) (bool, watch.Interface, error) { return true, fw, nil })
+	conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
+	if err := conv.wait(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	for end := time.Now().Add(5 * time.Second); !fw.IsStopped(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the watch of the ReplicaSets opened after the wait ended was never stopped")
+		}
 	}
 }
