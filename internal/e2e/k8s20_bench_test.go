@@ -114,52 +114,55 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 			r.fresh[p.UID] = p.Spec.Containers[0].Image
 		}
 	}
-	deploy := func(verb string, obj any) {
+	// noted notes one event of a Deployment or ReplicaSet, described by
+	// describe when it is one (as typed), by kind and verb when not.
+	noted := func(kind, verb string, describe func() (string, bool)) {
 		now := time.Now()
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		note(now, func() string {
+			if what, ok := describe(); ok {
+				return what
+			}
+			return kind + " " + verb
+		})
+	}
+	deploy := func(verb string, obj any) {
+		noted("deployment", verb, func() (string, bool) {
 			d, ok := obj.(*appsv1.Deployment)
 			if !ok {
-				return "deployment " + verb
+				return "", false
 			}
 			st := d.Status
 			return fmt.Sprintf("deployment %s %s gen %d/%d spec %d: replicas %d updated %d ready %d available %d", verb, d.Name,
-				st.ObservedGeneration, d.Generation, *d.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas)
+				st.ObservedGeneration, d.Generation, *d.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas), true
 		})
 	}
 	rs := func(verb string, obj any) {
 		if !tracing {
 			return
 		}
-		now := time.Now()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		note(now, func() string {
+		noted("replicaset", verb, func() (string, bool) {
 			s, ok := obj.(*appsv1.ReplicaSet)
 			if !ok {
-				return "replicaset " + verb
+				return "", false
 			}
 			st := s.Status
 			return fmt.Sprintf("replicaset %s %s gen %d/%d spec %d: replicas %d ready %d available %d", verb, s.Name,
-				st.ObservedGeneration, s.Generation, *s.Spec.Replicas, st.Replicas, st.ReadyReplicas, st.AvailableReplicas)
+				st.ObservedGeneration, s.Generation, *s.Spec.Replicas, st.Replicas, st.ReadyReplicas, st.AvailableReplicas), true
 		})
 	}
-	_, err := c.factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { pod("add", o) },
-		UpdateFunc: func(_, o any) { pod("update", o) },
-		DeleteFunc: func(o any) { pod("delete", o) }})
-	require.NoError(tb, err)
-	_, err = c.factory.Apps().V1().Deployments().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { deploy("add", o) },
-		UpdateFunc: func(_, o any) { deploy("update", o) },
-		DeleteFunc: func(o any) { deploy("delete", o) }})
-	require.NoError(tb, err)
-	_, err = c.factory.Apps().V1().ReplicaSets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { rs("add", o) },
-		UpdateFunc: func(_, o any) { rs("update", o) },
-		DeleteFunc: func(o any) { rs("delete", o) }})
-	require.NoError(tb, err)
+	for inf, on := range map[cache.SharedIndexInformer]func(string, any){
+		c.factory.Core().V1().Pods().Informer():        pod,
+		c.factory.Apps().V1().Deployments().Informer(): deploy,
+		c.factory.Apps().V1().ReplicaSets().Informer(): rs,
+	} {
+		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { on("add", o) },
+			UpdateFunc: func(_, o any) { on("update", o) },
+			DeleteFunc: func(o any) { on("delete", o) }})
+		require.NoError(tb, err)
+	}
 	// The handlers replay what is there: those pods are not new.
 	require.True(tb, cache.WaitForCacheSync(nil, c.factory.Core().V1().Pods().Informer().HasSynced))
 	pods, _ := c.factory.Core().V1().Pods().Lister().Pods(c.ns).List(labels.Everything())

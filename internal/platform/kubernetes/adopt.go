@@ -202,7 +202,7 @@ func settled(stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) bool {
 	if replicas(stable) < 1 {
 		return false
 	}
-	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, rss)) {
+	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, slices.Values(rss))) {
 		return false
 	}
 	active := 0
@@ -406,15 +406,11 @@ func (c *convergence) canaryReplicaSet(ctx context.Context, tpl corev1.PodTempla
 // seen that (it has then written New as every active ReplicaSet's desired
 // count, so resuming is no scaling event).
 func (c *convergence) settleHandover(ctx context.Context) error {
-	var stable *appsv1.Deployment
-	var rss []*appsv1.ReplicaSet
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { stable, err = c.getStable(gctx); return err })
-	g.Go(func() (err error) { rss, err = c.listSets(gctx); return err })
-	if err := g.Wait(); err != nil {
+	stable, rss, err := c.readStable(ctx, nil)
+	if err != nil {
 		return err
 	}
-	active := sumReplicas(controlledBy(stable, rss))
+	active := sumReplicas(rss)
 	n := int32(c.desired.New)
 	resume := func(d *appsv1.Deployment) {
 		d.Spec.Paused = c.orig.Spec.Paused

@@ -3,8 +3,8 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,7 +77,7 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 			if err != nil && c.ownDeadline(d) {
 				return c.stalled(ctx, d, err)
 			}
-			if done || (err == nil && f.sets != nil && setsRolledOut(view, gen, slices.Collect(maps.Values(f.sets)))) {
+			if done || (err == nil && f.sets != nil && setsRolledOut(view, gen, maps.Values(f.sets))) {
 				return nil
 			}
 			if fresh && d.Status.ObservedGeneration >= gen {
@@ -197,13 +197,13 @@ func (f *follower) setChanged(ev watch.Event, ok bool) {
 // generation. Anything else (two of d's template, none while d wants
 // pods, an orphaned ReplicaSet with pods of its selector) is left to d's
 // own status.
-func setsRolledOut(d *appsv1.Deployment, generation int64, sets []*appsv1.ReplicaSet) bool {
+func setsRolledOut(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1.ReplicaSet]) bool {
 	if d.Status.ObservedGeneration < max(generation, d.Generation) {
 		return false
 	}
 	want := replicas(d)
 	current := 0
-	for _, rs := range sets {
+	for rs := range sets {
 		if metav1.GetControllerOf(rs) == nil && ((rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0) || rs.Status.Replicas > 0) {
 			// Orphaned, with pods its selector may select (a canary's
 			// ReplicaSet between the handover's delete of the canary and

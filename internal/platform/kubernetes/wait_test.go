@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -153,7 +154,7 @@ func TestSetsRolledOut(t *testing.T) {
 			d := d.DeepCopy()
 			d.Status.ObservedGeneration = tc.observed
 			d.Spec.Replicas = ptr(tc.want)
-			if got := setsRolledOut(d, 2, tc.sets); got != tc.done {
+			if got := setsRolledOut(d, 2, slices.Values(tc.sets)); got != tc.done {
 				t.Errorf("setsRolledOut = %v, want %v", got, tc.done)
 			}
 		})
