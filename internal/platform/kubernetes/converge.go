@@ -138,7 +138,7 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 		return c.res, fmt.Errorf("converge %q to new=%d old=%d traffic=%s: %w", s.Service, c.desired.New, c.desired.Old, c.desired.Traffic, err)
 	}
 	container := orig.Spec.Template.Spec.Containers[ci].Name
-	newPods, oldPods, err := splitPods(ctx, cs, c.ns, k.Deployment, container, req.Snapshot.Kubernetes.Image)
+	newPods, oldPods, err := splitPods(ctx, cs, c.ns, k.Deployment, orig.Spec.Selector, container, req.Snapshot.Kubernetes.Image)
 	if err != nil {
 		return c.res, fmt.Errorf("converge %q: count pods: %w", s.Service, err)
 	}

@@ -47,6 +47,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -514,7 +515,7 @@ func (p *Platform) Endpoints(ctx context.Context, s spec.Spec, rollout string, s
 	container := orig.Spec.Template.Spec.Containers[ci].Name
 	ns := namespace(k)
 	alive, listed := map[types.UID]bool{}, time.Now()
-	newPods, oldPods, err := splitPodsAlive(ctx, cs, ns, k.Deployment, container, snap.Kubernetes.Image, alive)
+	newPods, oldPods, err := splitPodsAlive(ctx, cs, ns, k.Deployment, orig.Spec.Selector, container, snap.Kubernetes.Image, alive)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints of %q: %w", s.Service, err)
 	}
@@ -566,20 +567,24 @@ func containerPort(pod corev1.Pod, container string) (int32, bool) {
 // once it runs anything else (so a rollout of the very image that already
 // runs counts the stable pods as old, even after the last step). Pods belong to a Deployment through their
 // ReplicaSet's controller reference, not its selector: the canary's pods
-// also match the stable Deployment's selector.
-func splitPods(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string) (newPods, oldPods []corev1.Pod, err error) {
-	return splitPodsAlive(ctx, cs, ns, stable, container, oldImage, nil)
+// also match the stable Deployment's selector. sel is the stable
+// Deployment's selector as the snapshot has it (a selector cannot change).
+func splitPods(ctx context.Context, cs kubernetes.Interface, ns, stable string, sel *metav1.LabelSelector, container, oldImage string) (newPods, oldPods []corev1.Pod, err error) {
+	return splitPodsAlive(ctx, cs, ns, stable, sel, container, oldImage, nil)
 }
 
 // splitPodsAlive is splitPods that also adds to alive (when not nil) the UID
 // of every pod of those Deployments, ready or not.
-func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, container, oldImage string, alive map[types.UID]bool) (newPods, oldPods []corev1.Pod, err error) {
-	// The three Deployments, and then the pods of each found, are read
-	// side by side: each read is a round trip to the API server, and a
-	// converge ends with this count.
+//
+// A converge ends with this count, and each read is a round trip to the
+// API server, so everything is read side by side in one round: the three
+// Deployments, and the ReplicaSets and pods of sel, which hold those of
+// the stable Deployment and of the canary (whose selector is the stable
+// one). Only a Deployment of another selector (green's) has its own
+// listed after, in a second round.
+func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable string, sel *metav1.LabelSelector, container, oldImage string, alive map[types.UID]bool) (newPods, oldPods []corev1.Pod, err error) {
 	names := []string{stable, canaryName(stable), greenName(stable)}
-	owned := make([][]corev1.Pod, len(names))
-	found := make([]bool, len(names))
+	deps := make([]*appsv1.Deployment, len(names))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, name := range names {
 		g.Go(func() error {
@@ -590,18 +595,41 @@ func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, co
 			if err != nil {
 				return fmt.Errorf("get deployment %q: %w", ns+"/"+name, err)
 			}
-			found[i] = true
-			owned[i], err = ownedPods(gctx, cs, d)
+			deps[i] = d
+			return nil
+		})
+	}
+	var shared *selected
+	if sel != nil {
+		g.Go(func() (err error) {
+			shared, err = listSelected(gctx, cs, ns, sel, "deployment "+ns+"/"+stable)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
-	for i, name := range names {
-		if !found[i] {
-			continue
+	owned := make([][]corev1.Pod, len(names))
+	g, gctx = errgroup.WithContext(ctx)
+	for i, d := range deps {
+		switch {
+		case d == nil:
+		case shared != nil && equality.Semantic.DeepEqual(d.Spec.Selector, sel):
+			owned[i] = shared.podsOf(d)
+		default:
+			g.Go(func() error {
+				own, err := listSelected(gctx, cs, ns, d.Spec.Selector, "deployment "+ns+"/"+d.Name)
+				if err == nil {
+					owned[i] = own.podsOf(d)
+				}
+				return err
+			})
 		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for i, name := range names {
 		for _, pod := range owned[i] {
 			if alive != nil {
 				alive[pod.UID] = true
@@ -619,45 +647,70 @@ func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable, co
 	return newPods, oldPods, nil
 }
 
-// ownedPods lists the pods of d's ReplicaSets (its ReplicaSets and the
-// pods of its selector are listed side by side).
-func ownedPods(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) ([]corev1.Pod, error) {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+// selected is the ReplicaSets and pods of a selector, listed side by side.
+type selected struct {
+	sets []appsv1.ReplicaSet
+	pods []corev1.Pod
+}
+
+// listSelected lists the ReplicaSets and pods of sel side by side (of
+// names what, in an error).
+func listSelected(ctx context.Context, cs kubernetes.Interface, ns string, sel *metav1.LabelSelector, of string) (*selected, error) {
+	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
-		return nil, fmt.Errorf("selector of deployment %q: %w", d.Namespace+"/"+d.Name, err)
+		return nil, fmt.Errorf("selector of %s: %w", of, err)
 	}
-	opts := metav1.ListOptions{LabelSelector: sel.String()}
-	var rss *appsv1.ReplicaSetList
-	var pods *corev1.PodList
+	opts := metav1.ListOptions{LabelSelector: s.String()}
+	var out selected
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		if rss, err = cs.AppsV1().ReplicaSets(d.Namespace).List(gctx, opts); err != nil {
-			return fmt.Errorf("list replicasets of %q: %w", d.Namespace+"/"+d.Name, err)
+	g.Go(func() error {
+		rss, err := cs.AppsV1().ReplicaSets(ns).List(gctx, opts)
+		if err != nil {
+			return fmt.Errorf("list replicasets of %s: %w", of, err)
 		}
+		out.sets = rss.Items
 		return nil
 	})
-	g.Go(func() (err error) {
-		if pods, err = cs.CoreV1().Pods(d.Namespace).List(gctx, opts); err != nil {
-			return fmt.Errorf("list pods of %q: %w", d.Namespace+"/"+d.Name, err)
+	g.Go(func() error {
+		pods, err := cs.CoreV1().Pods(ns).List(gctx, opts)
+		if err != nil {
+			return fmt.Errorf("list pods of %s: %w", of, err)
 		}
+		out.pods = pods.Items
 		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	return &out, nil
+}
+
+// podsOf returns those of the pods whose ReplicaSet (of the sets) d
+// controls.
+func (s *selected) podsOf(d *appsv1.Deployment) []corev1.Pod {
 	owned := map[types.UID]bool{}
-	for _, rs := range rss.Items {
-		if ref := metav1.GetControllerOf(&rs); ref != nil && ref.UID == d.UID {
-			owned[rs.UID] = true
+	for i := range s.sets {
+		if metav1.IsControlledBy(&s.sets[i], d) {
+			owned[s.sets[i].UID] = true
 		}
 	}
 	var out []corev1.Pod
-	for _, pod := range pods.Items {
+	for _, pod := range s.pods {
 		if ref := metav1.GetControllerOf(&pod); ref != nil && owned[ref.UID] {
 			out = append(out, pod)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// ownedPods lists the pods of d's ReplicaSets (its ReplicaSets and the
+// pods of its selector are listed side by side).
+func ownedPods(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) ([]corev1.Pod, error) {
+	s, err := listSelected(ctx, cs, d.Namespace, d.Spec.Selector, "deployment "+d.Namespace+"/"+d.Name)
+	if err != nil {
+		return nil, err
+	}
+	return s.podsOf(d), nil
 }
 
 func podReady(pod corev1.Pod) bool {
