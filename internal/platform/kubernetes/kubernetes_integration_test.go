@@ -662,15 +662,20 @@ func TestShortUserDeadline(t *testing.T) {
 	}
 	probe := func() {
 		pods := cs.CoreV1().Pods(e.ns)
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "cordon-probe-"},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: imageV1}}}}
-		pod, err := pods.Create(e.ctx, pod, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("probe pod: %v", err)
+		create := func() *corev1.Pod {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "cordon-probe-"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: imageV1}}}}
+			pod, err := pods.Create(e.ctx, pod, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("probe pod: %v", err)
+			}
+			return pod
 		}
-		defer func() {
+		remove := func(pod *corev1.Pod) {
 			_ = pods.Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
-		}()
+		}
+		pod := create()
+		defer func() { remove(pod) }()
 		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 		defer cancel()
 		eventually(t, ctx, "the scheduler to report the cordoned node unschedulable", func() (bool, error) {
@@ -679,6 +684,10 @@ func TestShortUserDeadline(t *testing.T) {
 				return false, err
 			}
 			if got.Spec.NodeName != "" {
+				// Scheduled in the lag: a pod once bound stays bound,
+				// so ask again with a new one.
+				remove(pod)
+				pod = create()
 				return false, fmt.Errorf("probe pod scheduled on %s: the node is not cordoned", got.Spec.NodeName)
 			}
 			for _, c := range got.Status.Conditions {
