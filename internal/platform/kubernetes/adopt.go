@@ -202,7 +202,7 @@ func settled(stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) bool {
 	if replicas(stable) < 1 {
 		return false
 	}
-	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, slices.Values(rss))) {
+	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, slices.Values(rss), nil)) {
 		return false
 	}
 	active := 0

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -46,13 +47,15 @@ const (
 // watch, taking each version from its events, and re-reads it when the
 // watch is quiet for a few seconds, ends or cannot open.
 //
-// It also follows the Deployment's ReplicaSets through a watch of their
-// own: once the controller has seen the generation written, the rollout is
-// done when they say so (setsRolledOut), the ReplicaSet controller's status
-// the Deployment's status is made from. That status reaches the Deployment
-// one controller pass later, and the Deployment controller, whose requests
-// are paced (20 a second by default), took 10-100 ms for it in a rollout's
-// busiest step here.
+// It also follows the Deployment's ReplicaSets and pods through a watch
+// each: once the controller has seen the generation written, the rollout
+// is done when they say so (setsRolledOut), by the ReplicaSet controller's
+// status the Deployment's status is made from, or by the pods that status
+// counts. That status reaches the Deployment one controller pass later,
+// and the Deployment controller, whose requests are paced (20 a second by
+// default), took 10-100 ms for it in a rollout's busiest step here; the
+// ReplicaSet controller, paced alike, wrote its own up to 100 ms after the
+// last pod was ready.
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
 	name := written.Name
 	parent := ctx
@@ -62,7 +65,7 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 	pods := c.startPodChecks(ctx)
 	f := &follower{c: c, name: name}
 	defer f.stop()
-	f.followSets(ctx, written)
+	f.follow(ctx, written)
 	// The write's own answer is the first version judged, and its
 	// resourceVersion where the watch starts: one round trip fewer than
 	// reading it again (on a busy control plane 20-30 ms each).
@@ -77,7 +80,7 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 			if err != nil && c.ownDeadline(d) {
 				return c.stalled(ctx, d, err)
 			}
-			if done || (err == nil && f.sets != nil && setsRolledOut(view, gen, maps.Values(f.sets))) {
+			if done || (err == nil && f.sets.items != nil && setsRolledOut(view, gen, maps.Values(f.sets.items), f.pods.seq())) {
 				return nil
 			}
 			if fresh && d.Status.ObservedGeneration >= gen {
@@ -110,96 +113,183 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 }
 
 // follower follows one Deployment for a wait through a watch kept open
-// across versions, and its ReplicaSets through another.
+// across versions, and its ReplicaSets and pods through a watch each.
 type follower struct {
 	c    *convergence
 	name string
 	w    watch.Interface
-	// sets are the ReplicaSets of the Deployment's selector as the watch
-	// rsw last said; nil when they could not be listed or the watch ended
-	// (the wait then judges by the Deployment's status alone).
-	sets      map[string]*appsv1.ReplicaSet
-	rsw       watch.Interface
-	ready     <-chan setsFollowed // followSets' result, until taken
-	recheckAt time.Time           // when the Deployment is read afresh; zero: recheck from now
+	// sets and pods are the ReplicaSets and pods of the Deployment's
+	// selector as their watches last said; their items are nil when they
+	// could not be listed or the watch ended (the wait then judges by the
+	// Deployment's status alone, or by the ReplicaSets' status alone).
+	sets      tracked[*appsv1.ReplicaSet]
+	pods      tracked[*corev1.Pod]
+	recheckAt time.Time // when the Deployment is read afresh; zero: recheck from now
 }
 
-// followSets lists the ReplicaSets of d's selector and opens a watch of
-// them from there, beside the wait's first read of the Deployment: next
-// takes them up when they are ready. When either fails, sets stays nil.
-func (f *follower) followSets(ctx context.Context, d *appsv1.Deployment) {
+// follow lists the ReplicaSets and the pods of d's selector and opens a
+// watch of each from there, beside the wait's first read of the
+// Deployment: next takes them up when they are ready.
+func (f *follower) follow(ctx context.Context, d *appsv1.Deployment) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil || sel.Empty() {
 		return
 	}
-	ready := make(chan setsFollowed, 1)
-	f.ready = ready
+	opts := metav1.ListOptions{LabelSelector: sel.String()}
+	rss, pods := f.c.cs.AppsV1().ReplicaSets(f.c.ns), f.c.cs.CoreV1().Pods(f.c.ns)
+	f.sets.start(ctx, opts, rss.Watch, func(ctx context.Context, opts metav1.ListOptions) ([]*appsv1.ReplicaSet, string, error) {
+		list, err := rss.List(ctx, opts)
+		if err != nil {
+			return nil, "", err
+		}
+		return pointers(list.Items), list.ResourceVersion, nil
+	})
+	f.pods.start(ctx, opts, pods.Watch, func(ctx context.Context, opts metav1.ListOptions) ([]*corev1.Pod, string, error) {
+		list, err := pods.List(ctx, opts)
+		if err != nil {
+			return nil, "", err
+		}
+		return pointers(list.Items), list.ResourceVersion, nil
+	})
+}
+
+func pointers[T any](items []T) []*T {
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
+}
+
+// tracked is the objects of one kind of a selector, followed through a
+// watch opened where their list left off.
+type tracked[T metav1.Object] struct {
+	items map[string]T // by name; nil when not followed (yet)
+	w     watch.Interface
+	ready <-chan followed[T] // start's result, until taken
+}
+
+// followed is what start found: a watch and the objects as listed, or why
+// not.
+type followed[T metav1.Object] struct {
+	w     watch.Interface
+	items map[string]T
+	err   error
+}
+
+// start lists the objects and opens a watch from there, in a goroutine;
+// its result comes on ready.
+func (t *tracked[T]) start(ctx context.Context, opts metav1.ListOptions,
+	open func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	list func(context.Context, metav1.ListOptions) ([]T, string, error)) {
+	ready := make(chan followed[T], 1)
+	t.ready = ready
 	go func() {
-		api := f.c.cs.AppsV1().ReplicaSets(f.c.ns)
-		list, err := api.List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		items, rv, err := list(ctx, opts)
 		if err != nil {
-			ready <- setsFollowed{err: err}
+			ready <- followed[T]{err: err}
 			return
 		}
-		w, err := api.Watch(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: list.ResourceVersion,
-			TimeoutSeconds: ptr(int64(watchTimeout / time.Second))})
+		wopts := opts
+		wopts.ResourceVersion, wopts.TimeoutSeconds = rv, ptr(int64(watchTimeout/time.Second))
+		w, err := open(ctx, wopts)
 		if err != nil {
-			ready <- setsFollowed{err: err}
+			ready <- followed[T]{err: err}
 			return
 		}
-		sets := make(map[string]*appsv1.ReplicaSet, len(list.Items))
-		for i := range list.Items {
-			sets[list.Items[i].Name] = &list.Items[i]
+		byName := make(map[string]T, len(items))
+		for _, o := range items {
+			byName[o.GetName()] = o
 		}
-		ready <- setsFollowed{w: w, sets: sets}
+		ready <- followed[T]{w: w, items: byName}
 	}()
 }
 
-// setsFollowed is what followSets found: a watch and the ReplicaSets as
-// listed, or why not.
-type setsFollowed struct {
-	w    watch.Interface
-	sets map[string]*appsv1.ReplicaSet
-	err  error
-}
-
-// takeSets installs what followSets found.
-func (f *follower) takeSets(got setsFollowed) {
-	f.ready = nil
+// take installs what start found.
+func (t *tracked[T]) take(got followed[T], log *zap.Logger, what string) {
+	t.ready = nil
 	if got.err != nil {
-		f.c.log.Debug("replicasets not followed while waiting", zap.String("name", f.name), zap.Error(got.err))
+		log.Debug(what+" not followed while waiting", zap.Error(got.err))
 		return
 	}
-	f.rsw, f.sets = got.w, got.sets
+	t.w, t.items = got.w, got.items
 }
 
-// setChanged applies one event of the ReplicaSets' watch; anything but an
-// addition, change or deletion ends the following of them.
-func (f *follower) setChanged(ev watch.Event, ok bool) {
-	rs, isSet := ev.Object.(*appsv1.ReplicaSet)
+// seq is the objects as last seen; nil when not followed.
+func (t *tracked[T]) seq() iter.Seq[T] {
+	if t.items == nil {
+		return nil
+	}
+	return maps.Values(t.items)
+}
+
+// events is the watch's channel once taken (nil before: a nil channel is
+// never ready).
+func (t *tracked[T]) events() <-chan watch.Event {
+	if t.w == nil {
+		return nil
+	}
+	return t.w.ResultChan()
+}
+
+// changed applies one event of the watch; anything but an addition,
+// change, deletion or bookmark ends the following.
+func (t *tracked[T]) changed(ev watch.Event, ok bool) {
+	o, isT := ev.Object.(T)
 	switch {
-	case ok && isSet && (ev.Type == watch.Added || ev.Type == watch.Modified):
-		f.sets[rs.Name] = rs
-	case ok && isSet && ev.Type == watch.Deleted:
-		delete(f.sets, rs.Name)
+	case ok && isT && (ev.Type == watch.Added || ev.Type == watch.Modified):
+		t.items[o.GetName()] = o
+	case ok && isT && ev.Type == watch.Deleted:
+		delete(t.items, o.GetName())
 	case ok && ev.Type == watch.Bookmark:
 	default:
-		f.rsw.Stop()
-		f.rsw, f.sets = nil, nil
+		t.w.Stop()
+		t.w, t.items = nil, nil
+	}
+}
+
+// stop ends the watch, also one start is still opening (whose watch is
+// stopped once it is there: a watch never stopped keeps its reader
+// blocked after its request is cancelled).
+func (t *tracked[T]) stop() {
+	if t.w != nil {
+		t.w.Stop()
+		t.w, t.items = nil, nil
+	}
+	if t.ready != nil {
+		go func(ready <-chan followed[T]) {
+			if got := <-ready; got.w != nil {
+				got.w.Stop()
+			}
+		}(t.ready)
+		t.ready = nil
 	}
 }
 
 // setsRolledOut reports whether d, whose controller has seen the
-// generation written, has rolled out by its ReplicaSets' own status, as
-// its controller would next report it: the one ReplicaSet d controls with
-// d's template has d's replicas, all of them ready and available, and every
-// other one it controls has none, each status of its ReplicaSet's current
+// generation written, has rolled out by its ReplicaSets, as its
+// controller would next report it: the one ReplicaSet d controls with d's
+// template has d's replicas, all of them ready and available, and every
+// other one it controls has none, each ReplicaSet's status of its current
 // generation. Anything else (two of d's template, none while d wants
 // pods, an orphaned ReplicaSet with pods of its selector) is left to d's
 // own status.
-func setsRolledOut(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1.ReplicaSet]) bool {
+//
+// How many pods a ReplicaSet has, and how many are ready, is read from its
+// status or, when pods is not nil (the pods of d's selector), from its
+// pods themselves: the ReplicaSet controller, whose requests are paced
+// like the Deployment controller's, wrote that status up to 100 ms after
+// the last pod was ready here. A pod counts while it is not terminating
+// and not finished (as the ReplicaSet controller counts it), and as
+// available when ready, which it is at once only without minReadySeconds:
+// with them, the status judges.
+func setsRolledOut(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1.ReplicaSet], pods iter.Seq[*corev1.Pod]) bool {
 	if d.Status.ObservedGeneration < max(generation, d.Generation) {
 		return false
+	}
+	var have map[types.UID]podCount
+	if pods != nil && d.Spec.MinReadySeconds == 0 {
+		have = countPods(pods)
 	}
 	want := replicas(d)
 	current := 0
@@ -217,18 +307,50 @@ func setsRolledOut(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1
 		if st.ObservedGeneration < rs.Generation || rs.Spec.Replicas == nil {
 			return false
 		}
+		n, counted := have[rs.UID]
+		if have != nil && !counted {
+			n = podCount{} // no pod of it
+		}
 		if !equalIgnoreHash(rs.Spec.Template, d.Spec.Template) {
-			if *rs.Spec.Replicas != 0 || st.Replicas != 0 {
+			if *rs.Spec.Replicas != 0 || (st.Replicas != 0 && (have == nil || n.active != 0)) {
 				return false
 			}
 			continue
 		}
 		current++
-		if *rs.Spec.Replicas != want || st.Replicas != want || st.ReadyReplicas != want || st.AvailableReplicas != want {
+		if *rs.Spec.Replicas != want {
+			return false
+		}
+		byStatus := st.Replicas == want && st.ReadyReplicas == want && st.AvailableReplicas == want
+		byPods := have != nil && n.active == want && n.ready == want
+		if !byStatus && !byPods {
 			return false
 		}
 	}
 	return current == 1 || (current == 0 && want == 0)
+}
+
+// podCount is how many pods a ReplicaSet has, and how many of them are
+// ready.
+type podCount struct{ active, ready int32 }
+
+// countPods counts pods by the ReplicaSet that controls them, those that
+// are not terminating and not finished.
+func countPods(pods iter.Seq[*corev1.Pod]) map[types.UID]podCount {
+	out := map[types.UID]podCount{}
+	for p := range pods {
+		ref := metav1.GetControllerOf(p)
+		if ref == nil || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		n := out[ref.UID]
+		n.active++
+		if podReady(*p) {
+			n.ready++
+		}
+		out[ref.UID] = n
+	}
+	return out
 }
 
 // next returns the Deployment's next version: from the watch (opened from
@@ -245,16 +367,15 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 			f.w = w
 		}
 	}
-	var events, setEvents <-chan watch.Event
+	var events, setEvents, podEvents <-chan watch.Event
 	if f.w != nil {
 		events = f.w.ResultChan()
 	}
-	ready := f.ready
-	if last == nil {
-		ready = nil // nothing to judge them with yet
-	}
-	if f.rsw != nil && last != nil {
-		setEvents = f.rsw.ResultChan()
+	setsReady, podsReady := f.sets.ready, f.pods.ready
+	if last != nil {
+		setEvents, podEvents = f.sets.events(), f.pods.events()
+	} else {
+		setsReady, podsReady = nil, nil // nothing to judge them with yet
 	}
 	// The recheck is due recheck after the Deployment was last seen, not
 	// after the last event of its ReplicaSets (which may come more often).
@@ -268,11 +389,17 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 		return nil, nil, ctx.Err()
 	case failure := <-failed:
 		return nil, failure, nil
-	case got := <-ready:
-		f.takeSets(got)
+	case got := <-setsReady:
+		f.sets.take(got, f.c.log.With(zap.String("name", f.name)), "replicasets")
+		return last, nil, nil
+	case got := <-podsReady:
+		f.pods.take(got, f.c.log.With(zap.String("name", f.name)), "pods")
 		return last, nil, nil
 	case ev, ok := <-setEvents:
-		f.setChanged(ev, ok)
+		f.sets.changed(ev, ok)
+		return last, nil, nil
+	case ev, ok := <-podEvents:
+		f.pods.changed(ev, ok)
 		return last, nil, nil
 	case <-t.C:
 	case ev, ok := <-events:
@@ -290,26 +417,14 @@ func (f *follower) next(ctx context.Context, last *appsv1.Deployment, failed <-c
 	return d, nil, err
 }
 
-// stop ends both watches, also one followSets is still opening (whose
-// watch is stopped once it is there: a watch never stopped keeps its
-// reader blocked after its request is cancelled).
+// stop ends the watches, also those follow is still opening.
 func (f *follower) stop() {
 	if f.w != nil {
 		f.w.Stop()
 		f.w = nil
 	}
-	if f.rsw != nil {
-		f.rsw.Stop()
-		f.rsw, f.sets = nil, nil
-	}
-	if f.ready != nil {
-		go func(ready <-chan setsFollowed) {
-			if got := <-ready; got.w != nil {
-				got.w.Stop()
-			}
-		}(f.ready)
-		f.ready = nil
-	}
+	f.sets.stop()
+	f.pods.stop()
 }
 
 // podChecks runs podFailure on the latest version of a Deployment offered,
