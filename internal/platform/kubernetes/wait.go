@@ -80,7 +80,7 @@ func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) erro
 			if err != nil && c.ownDeadline(d) {
 				return c.stalled(ctx, d, err)
 			}
-			if done || (err == nil && f.sets.items != nil && setsRolledOut(view, gen, maps.Values(f.sets.items), f.pods.seq())) {
+			if f.done(view, gen, done && err == nil) {
 				return nil
 			}
 			if fresh && d.Status.ObservedGeneration >= gen {
@@ -125,6 +125,23 @@ type follower struct {
 	sets      tracked[*appsv1.ReplicaSet]
 	pods      tracked[*corev1.Pod]
 	recheckAt time.Time // when the Deployment is read afresh; zero: recheck from now
+}
+
+// done judges a version of the Deployment (view, with gen the generation
+// written; statusDone its own status's verdict): by its ReplicaSets and
+// pods once they are followed (judgeSets), by its status where they cannot
+// tell or cannot be followed, and not at all while their lists are under
+// way. Its status alone can look rolled out when it is not: the Deployment
+// controller makes it from its ReplicaSets' status whatever generation
+// that is of, so a shrink seen done by its pods (their ReplicaSet's status
+// still counting the pods gone) and scaled back at once reads as a
+// Deployment at its count with all of them ready.
+func (f *follower) done(view *appsv1.Deployment, gen int64, statusDone bool) bool {
+	if f.sets.items == nil {
+		return statusDone && f.sets.ready == nil
+	}
+	done, decided := judgeSets(view, gen, maps.Values(f.sets.items), f.pods.seq())
+	return done || (!decided && statusDone)
 }
 
 // follow lists the ReplicaSets and the pods of d's selector and opens a
@@ -267,67 +284,80 @@ func (t *tracked[T]) stop() {
 }
 
 // setsRolledOut reports whether d, whose controller has seen the
-// generation written, has rolled out by its ReplicaSets, as its
-// controller would next report it: the one ReplicaSet d controls with d's
-// template has d's replicas, all of them ready and available, and every
-// other one it controls has none, each ReplicaSet's status of its current
-// generation. Anything else (two of d's template, none while d wants
-// pods, an orphaned ReplicaSet with pods of its selector) is left to d's
-// own status.
+// generation written, has rolled out by its ReplicaSets (judgeSets).
+func setsRolledOut(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1.ReplicaSet], pods iter.Seq[*corev1.Pod]) bool {
+	done, _ := judgeSets(d, generation, sets, pods)
+	return done
+}
+
+// judgeSets judges whether d, whose controller has seen the generation
+// written, has rolled out by its ReplicaSets, as its controller would
+// next report it: the one ReplicaSet d controls with d's template has d's
+// replicas, all of them ready and available, and every other one it
+// controls has none, each ReplicaSet's status of its current generation.
+// decided is false where the ReplicaSets alone cannot tell (two of d's
+// template, none while d wants pods, an orphaned ReplicaSet with pods of
+// its selector): d's own status judges then.
 //
 // How many pods a ReplicaSet has, and how many are ready, is read from its
-// status or, when pods is not nil (the pods of d's selector), from its
-// pods themselves: the ReplicaSet controller, whose requests are paced
-// like the Deployment controller's, wrote that status up to 100 ms after
-// the last pod was ready here. A pod counts while it is not terminating
-// and not finished (as the ReplicaSet controller counts it), and as
-// available when ready, which it is at once only without minReadySeconds:
-// with them, the status judges.
-func setsRolledOut(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1.ReplicaSet], pods iter.Seq[*corev1.Pod]) bool {
+// status or, when pods is not nil (the pods of d's selector) and d wants
+// some, from its pods themselves: the ReplicaSet controller, whose requests
+// are paced like the Deployment controller's, wrote that status up to
+// 100 ms after the last pod was ready here. A pod counts while it is not
+// terminating and not finished (as the ReplicaSet controller counts it),
+// and as available when ready, which it is at once only without
+// minReadySeconds: with them, the status judges. A Deployment scaled to
+// zero (stop-first) is judged by the status alone, as before any pod rule.
+func judgeSets(d *appsv1.Deployment, generation int64, sets iter.Seq[*appsv1.ReplicaSet], pods iter.Seq[*corev1.Pod]) (done, decided bool) {
 	if d.Status.ObservedGeneration < max(generation, d.Generation) {
-		return false
-	}
-	var have map[types.UID]podCount
-	if pods != nil && d.Spec.MinReadySeconds == 0 {
-		have = countPods(pods)
+		return false, true
 	}
 	want := replicas(d)
+	var have map[types.UID]podCount
+	if pods != nil && d.Spec.MinReadySeconds == 0 && want > 0 {
+		have = countPods(pods)
+	}
 	current := 0
 	for rs := range sets {
 		if metav1.GetControllerOf(rs) == nil && ((rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0) || rs.Status.Replicas > 0) {
 			// Orphaned, with pods its selector may select (a canary's
 			// ReplicaSet between the handover's delete of the canary and
 			// an adoption): the Deployment's own status judges.
-			return false
+			return false, false
 		}
 		if !metav1.IsControlledBy(rs, d) {
 			continue
 		}
 		st := rs.Status
 		if st.ObservedGeneration < rs.Generation || rs.Spec.Replicas == nil {
-			return false
+			return false, true
 		}
-		n, counted := have[rs.UID]
-		if have != nil && !counted {
-			n = podCount{} // no pod of it
-		}
+		n := have[rs.UID] // zero when it has no pod
 		if !equalIgnoreHash(rs.Spec.Template, d.Spec.Template) {
 			if *rs.Spec.Replicas != 0 || (st.Replicas != 0 && (have == nil || n.active != 0)) {
-				return false
+				return false, true
 			}
 			continue
 		}
 		current++
 		if *rs.Spec.Replicas != want {
-			return false
+			return false, true
 		}
 		byStatus := st.Replicas == want && st.ReadyReplicas == want && st.AvailableReplicas == want
 		byPods := have != nil && n.active == want && n.ready == want
 		if !byStatus && !byPods {
-			return false
+			return false, true
 		}
 	}
-	return current == 1 || (current == 0 && want == 0)
+	switch {
+	case current == 1 || (current == 0 && want == 0):
+		return true, true
+	case current == 0:
+		// None of d's template yet while d wants pods: as listed, its
+		// controller's may not be there yet.
+		return false, false
+	}
+	return false, false // two of d's template
 }
 
 // podCount is how many pods a ReplicaSet has, and how many of them are

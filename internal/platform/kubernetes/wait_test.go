@@ -11,7 +11,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -19,16 +18,18 @@ import (
 )
 
 // TestWaitIsNotHeldByThePodCheck: the pods of the Deployment waited for are
-// looked at beside the wait, so a Deployment seen rolled out ends the wait
-// even while a list of its pods has not answered (on a loaded control plane
-// a list of pods took 40-100 ms, each time the Deployment changed).
+// looked at beside the wait, so a Deployment seen rolled out (its
+// ReplicaSet too) ends the wait even while no list of its pods has
+// answered, neither the pod check's nor the wait's own (on a loaded
+// control plane a list of pods took 40-100 ms, each time the Deployment
+// changed).
 func TestWaitIsNotHeldByThePodCheck(t *testing.T) {
 	d := failingDeployment()
 	d.Spec.Replicas = ptr(int32(1))
 	listing := make(chan struct{}, 1)
 	release := make(chan struct{})
 	defer close(release)
-	cs := &stuckPods{Clientset: fake.NewClientset(d, failingRS("rs-2", "2"), podOf("p", "rs-2", "demo:v2")),
+	cs := &stuckPods{Clientset: fake.NewClientset(d, setOf("rs-2", true, 1, 0), podOf("p", "rs-2", "demo:v2")),
 		listing: listing, release: release}
 	conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -50,6 +51,9 @@ func TestWaitIsNotHeldByThePodCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	cur.Status.Replicas, cur.Status.UpdatedReplicas, cur.Status.ReadyReplicas, cur.Status.AvailableReplicas = 1, 1, 1, 1
+	if _, err := cs.AppsV1().ReplicaSets("ns").UpdateStatus(ctx, setOf("rs-2", true, 1, 1), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cs.AppsV1().Deployments("ns").UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -252,36 +256,76 @@ func TestWaitCountsTheFenceStampAsSeen(t *testing.T) {
 	}
 }
 
-// TestWaitStopsTheWatchesItDidNotTake: a wait that ends before its
-// watch of the ReplicaSets or of the pods is open (here at once: the
-// Deployment as written has rolled out) stops that watch once it is
-// there; a watch never stopped keeps its reader blocked for good after its
-// request ends.
-func TestWaitStopsTheWatchesItDidNotTake(t *testing.T) {
-	for _, kind := range []string{"replicasets", "pods"} {
-		t.Run(kind, func(t *testing.T) {
-			d := failingDeployment()
-			d.Spec.Replicas = ptr(int32(1))
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-			cs := fake.NewClientset(d)
-			release := make(chan struct{})
-			cs.PrependReactor("list", kind, func(k8stesting.Action) (bool, runtime.Object, error) {
-				<-release
-				return false, nil, nil
-			})
-			fw := watch.NewFake()
-			cs.PrependWatchReactor(kind, func(k8stesting.Action) (bool, watch.Interface, error) { return true, fw, nil })
-			conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
-			if err := conv.wait(context.Background(), d); err != nil {
-				t.Fatal(err)
-			}
-			close(release)
-			for end := time.Now().Add(5 * time.Second); !fw.IsStopped(); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(end) {
-					t.Fatalf("the watch of the %s opened after the wait ended was never stopped", kind)
-				}
-			}
-		})
+// TestWaitStopsThePodWatchItDidNotTake: a wait that ends before its
+// watch of the pods is open (here as soon as its ReplicaSets are listed:
+// the Deployment as written has rolled out, and so have they) stops that
+// watch once it is there; a watch never stopped keeps its reader blocked
+// for good after its request ends. (The ReplicaSets' watch is waited
+// for: the wait judges by them once they can be listed.)
+func TestWaitStopsThePodWatchItDidNotTake(t *testing.T) {
+	d := failingDeployment()
+	d.Spec.Replicas = ptr(int32(1))
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	inner := fake.NewClientset(d, setOf("new", true, 1, 1))
+	fw := watch.NewFake()
+	inner.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) { return true, fw, nil })
+	release := make(chan struct{})
+	cs := &stuckPods{Clientset: inner, listing: make(chan struct{}, 1), release: release}
+	conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
+	if err := conv.wait(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	for end := time.Now().Add(5 * time.Second); !fw.IsStopped(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the watch of the pods opened after the wait ended was never stopped")
+		}
+	}
+}
+
+// TestWaitDoesNotTrustAStatusItsReplicaSetsBelie: the Deployment
+// controller makes a Deployment's status from its ReplicaSets' status of
+// whatever generation. A shrink seen done by its pods and scaled back at
+// once leaves a ReplicaSet status that still counts the pods gone, and a
+// Deployment status at the count with all ready; the wait does not take
+// it while the ReplicaSet, its status of an older generation, and its
+// pods say otherwise.
+func TestWaitDoesNotTrustAStatusItsReplicaSetsBelie(t *testing.T) {
+	d := failingDeployment()
+	d.Spec.Replicas = ptr(int32(4))
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 4, UpdatedReplicas: 4, ReadyReplicas: 4, AvailableReplicas: 4}
+	rs := setOf("new", true, 4, 4) // status of generation 3: before the shrink to 2
+	rs.Generation = 5              // scaled to 2 (4), then back to 4 (5)
+	cs := fake.NewClientset(d, rs, podOf("new-0", "new", "demo:v2"), podOf("new-1", "new", "demo:v2"))
+	conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- conv.wait(ctx, d) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the wait ended (%v) on the Deployment's status with 2 of 4 pods", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// The ReplicaSet controller sees the scale-back and makes two pods,
+	// which are ready before it says so.
+	rs = rs.DeepCopy()
+	rs.Status = appsv1.ReplicaSetStatus{ObservedGeneration: 5, Replicas: 4, ReadyReplicas: 2, AvailableReplicas: 2}
+	if _, err := cs.AppsV1().ReplicaSets("ns").UpdateStatus(ctx, rs, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"new-2", "new-3"} {
+		if _, err := cs.CoreV1().Pods("ns").Create(ctx, podOf(name, "new", "demo:v2"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("got %v, want the wait to end rolled out", err)
+		}
+	case <-time.After(recheck / 2):
+		t.Fatal("the wait did not end on the pods")
 	}
 }
 
