@@ -21,6 +21,8 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -127,18 +129,19 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 			return kind + " " + verb
 		})
 	}
-	deploy := func(verb string, obj any) {
+	deploy := func(verb string, was, obj any) {
 		noted("deployment", verb, func() (string, bool) {
 			d, ok := obj.(*appsv1.Deployment)
 			if !ok {
 				return "", false
 			}
 			st := d.Status
-			return fmt.Sprintf("deployment %s %s gen %d/%d spec %d: replicas %d updated %d ready %d available %d", verb, d.Name,
-				st.ObservedGeneration, d.Generation, *d.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas), true
+			return fmt.Sprintf("deployment %s %s gen %d/%d spec %d: replicas %d updated %d ready %d available %d%s", verb, d.Name,
+				st.ObservedGeneration, d.Generation, *d.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas,
+				benchChanged(was, obj)), true
 		})
 	}
-	rs := func(verb string, obj any) {
+	rs := func(verb string, was, obj any) {
 		if !tracing {
 			return
 		}
@@ -148,19 +151,21 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 				return "", false
 			}
 			st := s.Status
-			return fmt.Sprintf("replicaset %s %s gen %d/%d spec %d: replicas %d ready %d available %d", verb, s.Name,
-				st.ObservedGeneration, s.Generation, *s.Spec.Replicas, st.Replicas, st.ReadyReplicas, st.AvailableReplicas), true
+			return fmt.Sprintf("replicaset %s %s gen %d/%d spec %d: replicas %d ready %d available %d%s", verb, s.Name,
+				st.ObservedGeneration, s.Generation, *s.Spec.Replicas, st.Replicas, st.ReadyReplicas, st.AvailableReplicas,
+				benchChanged(was, obj)), true
 		})
 	}
-	for inf, on := range map[cache.SharedIndexInformer]func(string, any){
-		c.factory.Core().V1().Pods().Informer():        pod,
+	pod1 := func(verb string, _, obj any) { pod(verb, obj) }
+	for inf, on := range map[cache.SharedIndexInformer]func(string, any, any){
+		c.factory.Core().V1().Pods().Informer():        pod1,
 		c.factory.Apps().V1().Deployments().Informer(): deploy,
 		c.factory.Apps().V1().ReplicaSets().Informer(): rs,
 	} {
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { on("add", o) },
-			UpdateFunc: func(_, o any) { on("update", o) },
-			DeleteFunc: func(o any) { on("delete", o) }})
+			AddFunc:    func(o any) { on("add", nil, o) },
+			UpdateFunc: func(was, o any) { on("update", was, o) },
+			DeleteFunc: func(o any) { on("delete", nil, o) }})
 		require.NoError(tb, err)
 	}
 	// The handlers replay what is there: those pods are not new.
@@ -173,6 +178,64 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 	r.mu.Unlock()
 	r.reset()
 	return r
+}
+
+// benchChanged names what an update changed in a Deployment or
+// ReplicaSet (which annotations, the owner, the spec, the status), for the
+// trace: " [...]", or "" for anything else.
+func benchChanged(was, obj any) string {
+	var parts []string
+	add := func(changed bool, what string) {
+		if changed {
+			parts = append(parts, what)
+		}
+	}
+	switch cur := obj.(type) {
+	case *appsv1.Deployment:
+		old, ok := was.(*appsv1.Deployment)
+		if !ok {
+			return ""
+		}
+		parts = benchMetaChanged(&old.ObjectMeta, &cur.ObjectMeta)
+		add(!equality.Semantic.DeepEqual(old.Spec, cur.Spec), "spec")
+		add(!equality.Semantic.DeepEqual(old.Status, cur.Status), "status")
+	case *appsv1.ReplicaSet:
+		old, ok := was.(*appsv1.ReplicaSet)
+		if !ok {
+			return ""
+		}
+		parts = benchMetaChanged(&old.ObjectMeta, &cur.ObjectMeta)
+		add(!equality.Semantic.DeepEqual(old.Spec, cur.Spec), "spec")
+		add(!equality.Semantic.DeepEqual(old.Status, cur.Status), "status")
+	default:
+		return ""
+	}
+	return " [" + strings.Join(parts, " ") + "]"
+}
+
+func benchMetaChanged(old, cur *metav1.ObjectMeta) []string {
+	var parts []string
+	for k, v := range cur.Annotations {
+		if ov, ok := old.Annotations[k]; !ok || ov != v {
+			parts = append(parts, "+ann:"+k)
+		}
+	}
+	for k := range old.Annotations {
+		if _, ok := cur.Annotations[k]; !ok {
+			parts = append(parts, "-ann:"+k)
+		}
+	}
+	if !equality.Semantic.DeepEqual(old.OwnerReferences, cur.OwnerReferences) {
+		parts = append(parts, "owner")
+	}
+	if !equality.Semantic.DeepEqual(old.Finalizers, cur.Finalizers) || !equality.Semantic.DeepEqual(old.DeletionTimestamp, cur.DeletionTimestamp) {
+		parts = append(parts, "deletion")
+	}
+	if !equality.Semantic.DeepEqual(old.Labels, cur.Labels) {
+		parts = append(parts, "labels")
+	}
+	slices.Sort(parts)
+	return parts
 }
 
 // reset forgets the pods and events seen so far (the pods stay known).
