@@ -57,15 +57,37 @@ const (
 // ReplicaSet controller, paced alike, wrote its own up to 100 ms after the
 // last pod was ready.
 func (c *convergence) wait(ctx context.Context, written *appsv1.Deployment) error {
+	return c.waitFor(ctx, written, false)
+}
+
+// waitStatus waits until the stable Deployment's own status says it has
+// rolled out its latest generation, as `kubectl rollout status` reads it.
+// A converge that hands the Deployment back to its owner (the last
+// canary step and the final state, a restore) ends with it: its waits
+// end on the ReplicaSets and pods, which the Deployment controller (its
+// requests paced) reports one pass later, and whoever looks at the
+// Deployment once the rollout is over should find it saying what the
+// rollout says.
+func (c *convergence) waitStatus(ctx context.Context) error {
+	d, err := c.getStable(ctx)
+	if err != nil {
+		return err
+	}
+	return c.waitFor(ctx, d, true)
+}
+
+func (c *convergence) waitFor(ctx context.Context, written *appsv1.Deployment, statusOnly bool) error {
 	name := written.Name
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
 	var last *appsv1.Deployment
 	pods := c.startPodChecks(ctx)
-	f := &follower{c: c, name: name}
+	f := &follower{c: c, name: name, statusOnly: statusOnly}
 	defer f.stop()
-	f.follow(ctx, written)
+	if !statusOnly {
+		f.follow(ctx, written)
+	}
 	// The write's own answer is the first version judged, and its
 	// resourceVersion where the watch starts: one round trip fewer than
 	// reading it again (on a busy control plane 20-30 ms each).
@@ -125,6 +147,8 @@ type follower struct {
 	sets      tracked[*appsv1.ReplicaSet]
 	pods      tracked[*corev1.Pod]
 	recheckAt time.Time // when the Deployment is read afresh; zero: recheck from now
+	// statusOnly judges by the Deployment's own status alone (waitStatus).
+	statusOnly bool
 }
 
 // done judges a version of the Deployment (view, with gen the generation
@@ -137,6 +161,9 @@ type follower struct {
 // still counting the pods gone) and scaled back at once reads as a
 // Deployment at its count with all of them ready.
 func (f *follower) done(view *appsv1.Deployment, gen int64, statusDone bool) bool {
+	if f.statusOnly {
+		return statusDone
+	}
 	if f.sets.items == nil {
 		return statusDone && f.sets.ready == nil
 	}
