@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -69,13 +68,12 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	tpl := c.newTemplate()
 	var canary *appsv1.Deployment
 	var cerr error
-	r, err := c.readStable(ctx, func(ctx context.Context) {
+	stable, rss, err := c.readStable(ctx, func(ctx context.Context) {
 		canary, cerr = c.cs.AppsV1().Deployments(c.ns).Get(ctx, canaryName(c.orig.Name), metav1.GetOptions{})
 	})
 	if err != nil {
 		return false, err
 	}
-	stable := r.d
 	if stable.Annotations[AnnotationHandover] != c.rollout {
 		if !start || apierrors.IsNotFound(cerr) {
 			return false, nil
@@ -89,29 +87,29 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 		if !equality.Semantic.DeepEqual(canary.Spec.Template, tpl) || equalIgnoreHash(stable.Spec.Template, tpl) {
 			return false, nil
 		}
-		if r, err = c.seenWithSets(ctx, r); err != nil {
+		if stable, rss, err = c.seenWithSets(ctx, stable, rss); err != nil {
 			return false, err
 		}
-		if !r.settled(c) {
+		if !settled(c.asUnstamped(stable), rss) {
 			return false, nil
 		}
-		if ok, err := c.forgetRevision(ctx, r.rss, tpl); !ok || err != nil {
+		if ok, err := c.forgetRevision(ctx, rss, tpl); !ok || err != nil {
 			return false, err
 		}
 		if err := c.growCanary(ctx, canary); err != nil {
 			return true, err
 		}
-		if r, err = c.readStable(ctx, nil); err != nil {
+		if stable, rss, err = c.readStable(ctx, nil); err != nil {
 			return true, err
 		}
-		if r, err = c.seenWithSets(ctx, r); err != nil {
+		if stable, rss, err = c.seenWithSets(ctx, stable, rss); err != nil {
 			return true, err
 		}
-		if !r.settled(c) {
+		if !settled(c.asUnstamped(stable), rss) {
 			err = fmt.Errorf("deployment %q changed under the rollout (more than one ReplicaSet with pods) before the canary could be handed over: %w", c.ns+"/"+c.orig.Name, errNotSettled)
 			return true, err
 		}
-		if stable, err = c.beginHandover(ctx, r.d, r.rss, tpl); err != nil {
+		if stable, err = c.beginHandover(ctx, stable, rss, tpl); err != nil {
 			return true, err
 		}
 	}
@@ -121,58 +119,39 @@ func (c *convergence) handOver(ctx context.Context, start bool) (bool, error) {
 	return true, c.settleHandover(ctx)
 }
 
-// stableRead is the stable Deployment as read, with the ReplicaSets it
-// controls and the pods of its selector, read side by side.
-type stableRead struct {
-	d    *appsv1.Deployment
-	rss  []*appsv1.ReplicaSet
-	pods []*corev1.Pod
-}
-
-// readStable reads the stable Deployment, and the ReplicaSets and pods of
-// its selector, side by side (and also, when not nil, beside them).
-func (c *convergence) readStable(ctx context.Context, also func(context.Context)) (stableRead, error) {
-	var r stableRead
+// readStable reads the stable Deployment and the ReplicaSets of its
+// selector side by side (and also, when not nil, beside them). It returns
+// the ReplicaSets the Deployment controls.
+func (c *convergence) readStable(ctx context.Context, also func(context.Context)) (*appsv1.Deployment, []*appsv1.ReplicaSet, error) {
+	var stable *appsv1.Deployment
 	var rss []*appsv1.ReplicaSet
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { r.d, err = c.getStable(gctx); return err })
+	g.Go(func() (err error) { stable, err = c.getStable(gctx); return err })
 	g.Go(func() (err error) { rss, err = c.listSets(gctx); return err })
-	g.Go(func() (err error) { r.pods, err = c.listPods(gctx); return err })
 	if also != nil {
 		g.Go(func() error { also(gctx); return nil })
 	}
 	if err := g.Wait(); err != nil {
-		return stableRead{}, err
+		return nil, nil, err
 	}
-	r.rss = controlledBy(r.d, rss)
-	return r, nil
+	return stable, controlledBy(stable, rss), nil
 }
 
-// seenWithSets is seen for the stable Deployment of r: when its controller
-// had not seen its latest generation, its ReplicaSets and pods are listed
-// again once it has.
-func (c *convergence) seenWithSets(ctx context.Context, r stableRead) (stableRead, error) {
-	if r.d.Status.ObservedGeneration >= c.specGeneration(r.d) {
-		return r, nil
+// seenWithSets is seen for the stable Deployment read with its ReplicaSets
+// rss: when its controller had not seen its latest generation, the
+// ReplicaSets are listed again once it has.
+func (c *convergence) seenWithSets(ctx context.Context, stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) (*appsv1.Deployment, []*appsv1.ReplicaSet, error) {
+	if stable.Status.ObservedGeneration >= c.specGeneration(stable) {
+		return stable, rss, nil
 	}
-	stable, err := c.seen(ctx, r.d)
+	stable, err := c.seen(ctx, stable)
 	if err != nil {
-		return stableRead{}, err
+		return nil, nil, err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	var rss []*appsv1.ReplicaSet
-	var pods []*corev1.Pod
-	g.Go(func() (err error) { rss, err = c.listSets(gctx); return err })
-	g.Go(func() (err error) { pods, err = c.listPods(gctx); return err })
-	if err := g.Wait(); err != nil {
-		return stableRead{}, err
+	if rss, err = c.listSets(ctx); err != nil {
+		return nil, nil, err
 	}
-	return stableRead{d: stable, rss: controlledBy(stable, rss), pods: pods}, nil
-}
-
-// settled is settled for r as c's controller judges it (asUnstamped).
-func (r stableRead) settled(c *convergence) bool {
-	return settled(c.asUnstamped(r.d), r.rss, slices.Values(r.pods))
+	return stable, controlledBy(stable, rss), nil
 }
 
 // controlledBy returns those of rss that d controls.
@@ -219,15 +198,11 @@ const settleWait = 10 * time.Second
 // scaling would add old pods and resize the canary's. A Deployment being
 // rolled by something else (a restart, a hand edit, a sync) is not handed
 // over: it rolls itself.
-func settled(stable *appsv1.Deployment, rss []*appsv1.ReplicaSet, pods iter.Seq[*corev1.Pod]) bool {
+func settled(stable *appsv1.Deployment, rss []*appsv1.ReplicaSet) bool {
 	if replicas(stable) < 1 {
 		return false
 	}
-	statusDone, err := rolledOut(stable, stable.Generation)
-	if err != nil {
-		return false
-	}
-	if done, decided := judgeSets(stable, stable.Generation, slices.Values(rss), pods); !done && (decided || !statusDone) {
+	if done, err := rolledOut(stable, stable.Generation); err != nil || (!done && !setsRolledOut(stable, stable.Generation, slices.Values(rss))) {
 		return false
 	}
 	active := 0
@@ -431,11 +406,11 @@ func (c *convergence) canaryReplicaSet(ctx context.Context, tpl corev1.PodTempla
 // seen that (it has then written New as every active ReplicaSet's desired
 // count, so resuming is no scaling event).
 func (c *convergence) settleHandover(ctx context.Context) error {
-	r, err := c.readStable(ctx, nil)
+	stable, rss, err := c.readStable(ctx, nil)
 	if err != nil {
 		return err
 	}
-	stable, active := r.d, sumReplicas(r.rss)
+	active := sumReplicas(rss)
 	n := int32(c.desired.New)
 	resume := func(d *appsv1.Deployment) {
 		d.Spec.Paused = c.orig.Spec.Paused
@@ -541,20 +516,6 @@ func (c *convergence) listSets(ctx context.Context) ([]*appsv1.ReplicaSet, error
 		out[i] = &list.Items[i]
 	}
 	return out, nil
-}
-
-// listPods lists the pods of the stable Deployment's selector (the
-// canary's among them).
-func (c *convergence) listPods(ctx context.Context) ([]*corev1.Pod, error) {
-	sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector)
-	if err != nil {
-		return nil, fmt.Errorf("selector of deployment %q: %w", c.ns+"/"+c.orig.Name, err)
-	}
-	list, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("list pods of %q: %w", c.ns+"/"+c.orig.Name, err)
-	}
-	return pointers(list.Items), nil
 }
 
 // setMaxSurge sets a rolling Deployment's maxSurge to n when n is positive

@@ -62,7 +62,7 @@ func TestHandoverJudgesTheStableDeploymentByItsReplicaSets(t *testing.T) {
 		{"its one ReplicaSet still shrinking", setOf("web-1", true, 2, 3), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := settled(d, []*appsv1.ReplicaSet{tc.set}, nil); got != tc.want {
+			if got := settled(d, []*appsv1.ReplicaSet{tc.set}); got != tc.want {
 				t.Fatalf("settled = %v, want %v", got, tc.want)
 			}
 		})

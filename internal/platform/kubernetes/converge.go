@@ -134,11 +134,6 @@ func (p *Platform) converge(ctx context.Context, req platform.ConvergeRequest) (
 	default:
 		err = c.shared(ctx)
 	}
-	if err == nil && (d.New == 0 || d.Old == 0) {
-		// The Deployment is its owner's again: its own status is to
-		// say so before the converge does.
-		err = c.waitStatus(ctx)
-	}
 	if err != nil {
 		return c.res, fmt.Errorf("converge %q to new=%d old=%d traffic=%s: %w", s.Service, c.desired.New, c.desired.Old, c.desired.Traffic, err)
 	}

@@ -785,34 +785,3 @@ func TestPlans(t *testing.T) {
 		})
 	}
 }
-
-// TestHandsTheDeploymentBackRolledOutByItsOwnStatus: waits end on the
-// ReplicaSets and pods, which the Deployment controller reports a pass
-// later; a converge that hands the Deployment back to its owner (a
-// promotion, the final state, a restore) returns only once the
-// Deployment's own status says it has rolled out, as `kubectl rollout
-// status` reads it: read once, right after, with no wait of the test's.
-func TestHandsTheDeploymentBackRolledOutByItsOwnStatus(t *testing.T) {
-	e := newEnv(t, nil, true)
-	snap := e.snapshot()
-	rolledOutNow := func(when string) {
-		t.Helper()
-		d := e.deployment(target)
-		st := d.Status
-		n := *d.Spec.Replicas
-		if st.ObservedGeneration < d.Generation || st.Replicas != n || st.UpdatedReplicas != n || st.ReadyReplicas != n || st.AvailableReplicas != n {
-			t.Errorf("%s: the Deployment's own status is %d/%d observed, replicas %d updated %d ready %d available %d; want all %d",
-				when, st.ObservedGeneration, d.Generation, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, n)
-		}
-	}
-	e.converge(snap, canaryStage)
-	e.converge(snap, rollbackOf(snap))
-	rolledOutNow("after a rollback")
-	for _, d := range []plan.Desired{canaryStage, nextStage} {
-		e.converge(snap, d)
-	}
-	e.converge(snap, plan.Desired{New: 4, Old: 0, Traffic: plan.TrafficShared, Order: plan.Surge})
-	rolledOutNow("after the last canary step")
-	e.converge(snap, plan.Desired{New: 4, Old: 0, Traffic: plan.TrafficNew, Order: plan.Surge})
-	rolledOutNow("after the final state")
-}
