@@ -184,31 +184,28 @@ func benchRecord(tb testing.TB, c *benchKubeCluster) *benchRecorder {
 // ReplicaSet (which annotations, the owner, the spec, the status), for the
 // trace: " [...]", or "" for anything else.
 func benchChanged(was, obj any) string {
-	var parts []string
-	add := func(changed bool, what string) {
-		if changed {
-			parts = append(parts, what)
-		}
-	}
 	switch cur := obj.(type) {
 	case *appsv1.Deployment:
-		old, ok := was.(*appsv1.Deployment)
-		if !ok {
-			return ""
+		if old, ok := was.(*appsv1.Deployment); ok {
+			return benchDiff(&old.ObjectMeta, &cur.ObjectMeta, [2]any{old.Spec, cur.Spec}, [2]any{old.Status, cur.Status})
 		}
-		parts = benchMetaChanged(&old.ObjectMeta, &cur.ObjectMeta)
-		add(!equality.Semantic.DeepEqual(old.Spec, cur.Spec), "spec")
-		add(!equality.Semantic.DeepEqual(old.Status, cur.Status), "status")
 	case *appsv1.ReplicaSet:
-		old, ok := was.(*appsv1.ReplicaSet)
-		if !ok {
-			return ""
+		if old, ok := was.(*appsv1.ReplicaSet); ok {
+			return benchDiff(&old.ObjectMeta, &cur.ObjectMeta, [2]any{old.Spec, cur.Spec}, [2]any{old.Status, cur.Status})
 		}
-		parts = benchMetaChanged(&old.ObjectMeta, &cur.ObjectMeta)
-		add(!equality.Semantic.DeepEqual(old.Spec, cur.Spec), "spec")
-		add(!equality.Semantic.DeepEqual(old.Status, cur.Status), "status")
-	default:
-		return ""
+	}
+	return ""
+}
+
+// benchDiff is benchChanged's " [...]" from the metadata, spec and status
+// (each as was, now) of one object.
+func benchDiff(old, cur *metav1.ObjectMeta, spec, status [2]any) string {
+	parts := benchMetaChanged(old, cur)
+	if !equality.Semantic.DeepEqual(spec[0], spec[1]) {
+		parts = append(parts, "spec")
+	}
+	if !equality.Semantic.DeepEqual(status[0], status[1]) {
+		parts = append(parts, "status")
 	}
 	return " [" + strings.Join(parts, " ") + "]"
 }
