@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/stagecraft/stagecraft/internal/plan"
 	"github.com/stagecraft/stagecraft/internal/platform"
@@ -487,10 +488,18 @@ func TestNoHandoverOfADeploymentRollingItself(t *testing.T) {
 	e := newEnv(t, nil, true)
 	snap := e.snapshot()
 	e.converge(snap, plan.Desired{New: 2, Old: 2, Traffic: plan.TrafficShared, Order: plan.Surge})
-	d := e.deployment(target)
-	d.Spec.Template.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-12-03T00:00:00Z"}
-	d.Spec.Template.Spec.NodeSelector = map[string]string{"stagecraft.test/nowhere": "true"}
-	if _, err := cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{}); err != nil {
+	var d *appsv1.Deployment
+	// The restart, as kubectl makes it: read, change, write, again when
+	// the controller's status write came between.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d = e.deployment(target)
+		d.Spec.Template.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-12-03T00:00:00Z"}
+		d.Spec.Template.Spec.NodeSelector = map[string]string{"stagecraft.test/nowhere": "true"}
+		var err error
+		d, err = cs.AppsV1().Deployments(e.ns).Update(e.ctx, d, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, e.ctx, "the restart half done", func() (bool, error) {

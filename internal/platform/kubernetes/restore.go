@@ -201,7 +201,6 @@ func (c *convergence) noteTerminating(ctx context.Context) error {
 // spec.
 func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deployment) {
 	return func(d *appsv1.Deployment) {
-		d.Labels = want.Labels
 		ann := maps.Clone(want.Annotations)
 		if rev, ok := d.Annotations[revisionAnnotation]; ok {
 			if ann == nil {
@@ -209,7 +208,9 @@ func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deploy
 			}
 			ann[revisionAnnotation] = rev
 		}
-		d.Annotations = withoutSplit(keepFence(d.Annotations, ann))
+		var labels map[string]string
+		labels, ann = keepFence(d, want.Labels, ann)
+		d.Labels, d.Annotations = labels, withoutSplit(ann)
 		d.Spec = want.Spec
 	}
 }
