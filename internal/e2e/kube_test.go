@@ -33,7 +33,6 @@ import (
 	"github.com/stagecraft/stagecraft/internal/api"
 	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/itest"
-	kubeplatform "github.com/stagecraft/stagecraft/internal/platform/kubernetes"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -137,25 +136,13 @@ func TestKubernetesEveryStrategy(t *testing.T) {
 			require.Equal(t, before.Spec.Replicas, after.Spec.Replicas)
 			require.Equal(t, before.Spec.Strategy, after.Spec.Strategy)
 			require.Equal(t, beforeSvc.Spec, afterSvc.Spec, "Service restored exactly")
-			require.Equal(t, usersLabels(beforeSvc.Labels), usersLabels(afterSvc.Labels))
+			require.Equal(t, beforeSvc.Labels, afterSvc.Labels)
 			require.True(t, res.Rollback.Verified)
 			require.Equal(t, map[string]string{"web": "demo:v1 x4 ready 4"}, deployments(t, cs, ns))
-			require.Equal(t, usersLabels(before.Labels), usersLabels(after.Labels))
+			require.Equal(t, before.Labels, after.Labels)
 			require.Equal(t, before.Annotations["team"], after.Annotations["team"])
 		})
 	}
-}
-
-// usersLabels is labels without the fence's (kubeplatform.LabelFence), which stays
-// on a target after a rollout, by design.
-func usersLabels(labels map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range labels {
-		if k != kubeplatform.LabelFence {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 func TestKubernetesMissingTargetIsRejected(t *testing.T) {

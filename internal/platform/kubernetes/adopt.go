@@ -167,9 +167,8 @@ var errNotSettled = errors.New("the stable deployment is not settled")
 // seen returns the stable Deployment once its controller has seen its
 // latest generation, or as it is after settleWait. The generation this
 // converge's own fence stamp gave it counts as seen once the one before is
-// (specGeneration): a stamp that changes an annotation moves a
-// Deployment's generation like its spec but changes nothing its controller
-// rolls out.
+// (specGeneration): the stamp is an annotation, which moves a Deployment's
+// generation like its spec but changes nothing its controller rolls out.
 func (c *convergence) seen(ctx context.Context, stable *appsv1.Deployment) (*appsv1.Deployment, error) {
 	for end := time.Now().Add(settleWait); stable.Status.ObservedGeneration < c.specGeneration(stable) && time.Now().Before(end); {
 		select {

@@ -12,8 +12,8 @@ import (
 )
 
 // TestHandoverJudgesTheStableDeploymentOnceSeen: the fence a converge
-// stamps first may move the stable Deployment's generation (when it changes
-// an annotation: annotations do, on a Deployment); the handover judges it settled only once its
+// stamps first moves the stable Deployment's generation (annotations do,
+// on a Deployment); the handover judges it settled only once its
 // controller has seen that generation, not from the status of the one
 // before (which would make it roll the Deployment itself, starting every
 // new pod again).

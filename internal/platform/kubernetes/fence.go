@@ -3,11 +3,8 @@ package kubernetes
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,10 +20,8 @@ import (
 	"github.com/stagecraft/stagecraft/internal/platform"
 )
 
-// LabelFence holds the fence (platform.Fence) of the last converge attempt
-// that wrote an object of a target, but for its owner: its step and its
-// lease's end, as "<step>.<until>" in Unix nanoseconds (0: no end). The
-// owner is AnnotationFenceOwner's, beside it.
+// AnnotationFence holds, as JSON, the platform.Fence of the last converge
+// attempt that wrote an object of a target.
 //
 // The fence lives on every object a converge changes: the stable (user's)
 // Deployment, which is the target's fence, and copies of it on the Service
@@ -48,22 +43,6 @@ import (
 // checked before it and again after, a create a later attempt fenced
 // meanwhile is deleted again, and the created Deployment gets its replicas
 // only after that second check (see createFenced).
-//
-// The part that changes with every attempt is a label, not an annotation:
-// the API server moves a Deployment's generation when its annotations
-// change (its controller copies them to its ReplicaSets), so a stamp in an
-// annotation cost the Deployment controller a ReplicaSet write and a status
-// write per Deployment and converge, out of the 20 requests a second it
-// may make; a label change costs it none.
-const LabelFence = "stagecraft.io/fence"
-
-// AnnotationFenceOwner holds the owner of the fence in LabelFence (a label
-// value cannot hold a workflow ID). It changes only when another rollout
-// takes the target.
-const AnnotationFenceOwner = "stagecraft.io/fence-owner"
-
-// AnnotationFence is where earlier versions kept the whole fence, as JSON.
-// It counts on an object without LabelFence; the next stamp removes it.
 const AnnotationFence = "stagecraft.io/fence"
 
 // fenceBackoff paces re-reads after a conflict on a fenced delete: the
@@ -71,46 +50,15 @@ const AnnotationFence = "stagecraft.io/fence"
 // and go, which moves its resourceVersion.
 var fenceBackoff = retry.DefaultBackoff
 
-// encodeFence is the LabelFence value of f.
+// encodeFence is the annotation value of f.
 func encodeFence(f platform.Fence) string {
-	var until int64
-	if !f.Until.IsZero() {
-		until = f.Until.UnixNano()
-	}
-	return strconv.FormatInt(f.Step, 10) + "." + strconv.FormatInt(until, 10)
+	f.Until = f.Until.UTC()
+	b, _ := json.Marshal(f) // a struct of a string, an int and a time
+	return string(b)
 }
 
-// fenceOf returns the fence recorded on o; zero when there is none.
-func fenceOf(o metav1.Object) (platform.Fence, error) {
-	v, ok := o.GetLabels()[LabelFence]
-	if !ok {
-		return legacyFenceOf(o.GetAnnotations())
-	}
-	bad := func(err error) (platform.Fence, error) {
-		return platform.Fence{}, fmt.Errorf("label %s=%q is not a Stagecraft fence (remove it and annotation %s to clear the fence): %w", LabelFence, v, AnnotationFenceOwner, err)
-	}
-	step, until, found := strings.Cut(v, ".")
-	if !found {
-		return bad(errors.New(`want "<step>.<until>"`))
-	}
-	f := platform.Fence{Owner: o.GetAnnotations()[AnnotationFenceOwner]}
-	var err error
-	if f.Step, err = strconv.ParseInt(step, 10, 64); err != nil {
-		return bad(err)
-	}
-	n, err := strconv.ParseInt(until, 10, 64)
-	if err != nil {
-		return bad(err)
-	}
-	if n != 0 {
-		f.Until = time.Unix(0, n).UTC()
-	}
-	return f, nil
-}
-
-// legacyFenceOf returns the fence an earlier version recorded in
-// annotations; zero when there is none.
-func legacyFenceOf(annotations map[string]string) (platform.Fence, error) {
+// fenceOf returns the fence recorded in annotations; zero when there is none.
+func fenceOf(annotations map[string]string) (platform.Fence, error) {
 	v, ok := annotations[AnnotationFence]
 	if !ok || v == "" {
 		return platform.Fence{}, nil
@@ -122,13 +70,13 @@ func legacyFenceOf(annotations map[string]string) (platform.Fence, error) {
 	return f, nil
 }
 
-// admits returns nil when an attempt carrying mine may, at now, change the
-// object held; otherwise an error wrapping platform.ErrFenced: a
-// *platform.FencedError when the object's fence is a later attempt's or
-// another owner's unexpired lease, or a plain wrap when mine's own lease
-// has ended (past its deadline the attempt has timed out on the Temporal
-// server, so another owner may already hold the target).
-func admits(target string, mine platform.Fence, held metav1.Object, now time.Time) error {
+// admits returns nil when an attempt carrying mine may, at now, change an
+// object whose annotations are held; otherwise an error wrapping
+// platform.ErrFenced: a *platform.FencedError when the object's fence is a
+// later attempt's or another owner's unexpired lease, or a plain wrap when
+// mine's own lease has ended (past its deadline the attempt has timed out
+// on the Temporal server, so another owner may already hold the target).
+func admits(target string, mine platform.Fence, held map[string]string, now time.Time) error {
 	if mine.Zero() {
 		return nil
 	}
@@ -146,68 +94,36 @@ func admits(target string, mine platform.Fence, held metav1.Object, now time.Tim
 	return nil
 }
 
-// carries says whether o holds f as a stamp of f leaves it.
-func carries(o metav1.Object, f platform.Fence) bool {
-	_, legacy := o.GetAnnotations()[AnnotationFence]
-	return !legacy && o.GetLabels()[LabelFence] == encodeFence(f) && o.GetAnnotations()[AnnotationFenceOwner] == f.Owner
-}
-
-// withFence records f on o, in new maps of labels and annotations (o's may
-// be a snapshot's, shared with later writes), dropping an earlier version's
-// annotation. The zero fence records nothing.
-func withFence(o metav1.Object, f platform.Fence) {
+// withFence returns annotations with f recorded, as a new map (annotations
+// may be a snapshot's, shared with later writes).
+func withFence(annotations map[string]string, f platform.Fence) map[string]string {
 	if f.Zero() {
-		return
+		return annotations
 	}
-	labels := maps.Clone(o.GetLabels())
-	if labels == nil {
-		labels = map[string]string{}
+	out := maps.Clone(annotations)
+	if out == nil {
+		out = map[string]string{}
 	}
-	labels[LabelFence] = encodeFence(f)
-	o.SetLabels(labels)
-	ann := o.GetAnnotations()
-	_, legacy := ann[AnnotationFence]
-	if owner, ok := ann[AnnotationFenceOwner]; ok && owner == f.Owner && !legacy {
-		return
-	}
-	ann = maps.Clone(ann)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[AnnotationFenceOwner] = f.Owner
-	delete(ann, AnnotationFence)
-	o.SetAnnotations(ann)
+	out[AnnotationFence] = encodeFence(f)
+	return out
 }
 
-// keepFence returns want's labels and annotations with the fence of live
-// (or without one when live has none): a restore writes the snapshot's
-// labels and annotations, which must neither bring back an old fence nor
-// drop the current one.
-func keepFence(live metav1.Object, labels, annotations map[string]string) (map[string]string, map[string]string) {
-	return keepKeys(live.GetLabels(), labels, LabelFence),
-		keepKeys(live.GetAnnotations(), annotations, AnnotationFenceOwner, AnnotationFence)
-}
-
-// keepKeys returns want with live's values of keys (or without them where
-// live has none), as a new map when that changes anything.
-func keepKeys(live, want map[string]string, keys ...string) map[string]string {
-	out, cloned := want, false
-	for _, k := range keys {
-		v, ok := live[k]
-		if cur, has := out[k]; has == ok && cur == v {
-			continue
+// keepFence returns want with the fence of live in it (or without one when
+// live has none): a restore writes the snapshot's annotations, which must
+// neither bring back an old fence nor drop the current one.
+func keepFence(live, want map[string]string) map[string]string {
+	v, ok := live[AnnotationFence]
+	if cur, has := want[AnnotationFence]; has == ok && cur == v {
+		return want
+	}
+	out := maps.Clone(want)
+	if ok {
+		if out == nil {
+			out = map[string]string{}
 		}
-		if !cloned {
-			out, cloned = maps.Clone(want), true
-		}
-		if ok {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		} else {
-			delete(out, k)
-		}
+		out[AnnotationFence] = v
+	} else {
+		delete(out, AnnotationFence)
 	}
 	return out
 }
@@ -218,12 +134,12 @@ func (c *convergence) fenceTarget() string { return "deployment " + c.ns + "/" +
 // admit returns nil when c may change the object whose metadata m was just
 // read; see admits.
 func (c *convergence) admit(m metav1.Object) error {
-	return admits(c.fenceTarget(), c.fence, m, time.Now())
+	return admits(c.fenceTarget(), c.fence, m.GetAnnotations(), time.Now())
 }
 
 // stamp records c's fence on m, which is about to be written.
 func (c *convergence) stamp(m *metav1.ObjectMeta) {
-	withFence(m, c.fence)
+	m.Annotations = withFence(m.Annotations, c.fence)
 }
 
 // admitTarget reads the stable Deployment and returns admit's verdict on
@@ -337,10 +253,9 @@ func (c *convergence) acquire(ctx context.Context, beside func(context.Context) 
 	deps := c.cs.AppsV1().Deployments(c.ns)
 	stampDeployment := func(ctx context.Context, d *appsv1.Deployment, opts metav1.UpdateOptions) (*appsv1.Deployment, error) {
 		out, err := deps.Update(ctx, d, opts)
-		if err == nil && out.Generation != d.Generation && equality.Semantic.DeepEqual(out.Spec, d.Spec) {
-			// The stamp's annotation (a new owner's, or an earlier
-			// version's removed) moved the generation, and nothing on the
-			// server (a mutating webhook) changed the spec beside it.
+		if err == nil && equality.Semantic.DeepEqual(out.Spec, d.Spec) {
+			// Only the annotation changed: nothing on the server (a
+			// mutating webhook) changed the spec beside it.
 			c.stamps.note(out)
 		}
 		return out, err
@@ -402,11 +317,12 @@ func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name st
 		if err := c.admit(cur); err != nil {
 			return err
 		}
-		if carries(cur, c.fence) {
+		want := encodeFence(c.fence)
+		if cur.GetAnnotations()[AnnotationFence] == want {
 			return nil
 		}
 		upd := cur.DeepCopy()
-		withFence(upd, c.fence)
+		upd.SetAnnotations(withFence(upd.GetAnnotations(), c.fence))
 		if _, err := update(ctx, upd, metav1.UpdateOptions{}); !apierrors.IsNotFound(err) {
 			return err
 		}
@@ -419,11 +335,9 @@ func stampObject[T fenced[T]](ctx context.Context, c *convergence, kind, name st
 }
 
 // stampBook records, by UID, the generation acquire's fence stamp gave
-// each Deployment whose generation it moved: a stamp that changes the
-// owner's annotation (the first of a rollout that did not prepare it) or
-// removes an earlier version's moves a Deployment's generation (its
-// annotations are copied to its ReplicaSets) but nothing its controller
-// rolls out: while a Deployment is still at that
+// each Deployment it stamped. The stamp changes one annotation, which moves
+// a Deployment's generation (its annotations are copied to its ReplicaSets)
+// but nothing its controller rolls out: while a Deployment is still at that
 // generation, a status its controller wrote for the one before speaks of
 // its spec as it is (specGeneration). A nil book records nothing.
 type stampBook struct {

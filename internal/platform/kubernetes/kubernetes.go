@@ -426,28 +426,15 @@ func cleanMeta(m *metav1.ObjectMeta) {
 	// The fence is the converge's bookkeeping, not the user's (fence.go): a
 	// snapshot does not record it, so a restore neither brings an old one back
 	// nor counts it as a difference.
-	m.Labels = without(m.Labels, LabelFence)
-	m.Annotations = without(m.Annotations, AnnotationFence, AnnotationFenceOwner)
-	// So is a split of an autoscaler's count a rollout left (hpa.go).
-	m.Annotations = withoutSplit(m.Annotations)
-}
-
-// without returns m without keys, as a new map when it has any of them
-// (nil when nothing is left).
-func without(m map[string]string, keys ...string) map[string]string {
-	for _, k := range keys {
-		if _, ok := m[k]; ok {
-			m = maps.Clone(m)
-			for _, k := range keys {
-				delete(m, k)
-			}
-			if len(m) == 0 {
-				return nil
-			}
-			return m
+	if _, ok := m.Annotations[AnnotationFence]; ok {
+		m.Annotations = maps.Clone(m.Annotations)
+		delete(m.Annotations, AnnotationFence)
+		if len(m.Annotations) == 0 {
+			m.Annotations = nil
 		}
 	}
-	return m
+	// So is a split of an autoscaler's count a rollout left (hpa.go).
+	m.Annotations = withoutSplit(m.Annotations)
 }
 
 // containerIndex finds the target container in d's pod template: the one

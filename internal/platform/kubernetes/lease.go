@@ -38,10 +38,10 @@ func (p *Platform) CheckLease(ctx context.Context, s spec.Spec, mine platform.Fe
 		case err != nil:
 			return fmt.Errorf("read the lease of %s: %w", target, err)
 		}
-		if err := admits(target, mine, d, time.Now()); err != nil {
+		if err := admits(target, mine, d.Annotations, time.Now()); err != nil {
 			return err
 		}
-		withFence(d, mine)
+		d.Annotations = withFence(d.Annotations, mine)
 		_, err = api.Update(ctx, d, metav1.UpdateOptions{})
 		switch {
 		case err == nil:

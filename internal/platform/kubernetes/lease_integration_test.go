@@ -24,7 +24,7 @@ func TestLeaseClaimedAtPreparation(t *testing.T) {
 	if err := e.p.CheckLease(e.ctx, e.spec, lease(owner, 10)); err != nil {
 		t.Fatalf("a Deployment nobody holds: %v", err)
 	}
-	if f, _ := fenceOf(e.deployment(target)); f.Owner != owner || f.Step != 10 {
+	if f, _ := fenceOf(e.deployment(target).Annotations); f.Owner != owner || f.Step != 10 {
 		t.Fatalf("fence after the claim %+v, want %s's step 10", f, owner)
 	}
 	err := e.p.CheckLease(e.ctx, e.spec, lease(other, 20))

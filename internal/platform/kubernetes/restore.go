@@ -201,6 +201,7 @@ func (c *convergence) noteTerminating(ctx context.Context) error {
 // spec.
 func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deployment) {
 	return func(d *appsv1.Deployment) {
+		d.Labels = want.Labels
 		ann := maps.Clone(want.Annotations)
 		if rev, ok := d.Annotations[revisionAnnotation]; ok {
 			if ann == nil {
@@ -208,9 +209,7 @@ func (c *convergence) restoreStable(want *appsv1.Deployment) func(*appsv1.Deploy
 			}
 			ann[revisionAnnotation] = rev
 		}
-		var labels map[string]string
-		labels, ann = keepFence(d, want.Labels, ann)
-		d.Labels, d.Annotations = labels, withoutSplit(ann)
+		d.Annotations = withoutSplit(keepFence(d.Annotations, ann))
 		d.Spec = want.Spec
 	}
 }

@@ -226,7 +226,7 @@ func TestRollbackDeletesACanaryReplacedAfterItsRead(t *testing.T) {
 // attempt (step 1) whose fence checks passed would.
 func (e *env) createStaleCanary(snap platform.Snapshot) error {
 	c := e.converging(snap, canaryStage).canary()
-	withFence(c, fence(owner, 1))
+	c.Annotations = withFence(c.Annotations, fence(owner, 1))
 	_, err := cs.AppsV1().Deployments(e.ns).Create(e.ctx, c, metav1.CreateOptions{})
 	return err
 }

@@ -216,8 +216,7 @@ func TestWaitEndsOnTheReplicaSets(t *testing.T) {
 }
 
 // TestWaitCountsTheFenceStampAsSeen: a Deployment whose last change is this
-// converge's fence stamp (one that changed an annotation, which moves its
-// generation: a new owner's, or an earlier version's fence removed) is
+// converge's fence stamp (an annotation, which moves its generation) is
 // rolled out by the status its controller wrote for the generation
 // before: a converge that writes nothing else to it does not wait for the
 // controller to see the stamp. A generation past the stamp's is waited for.

@@ -190,7 +190,8 @@ func (c *convergence) restoreServiceFrom(ctx context.Context, first *corev1.Serv
 	}
 	want := c.origSvc
 	return c.writeServiceFrom(ctx, first, func(s *corev1.Service) {
-		s.Labels, s.Annotations = keepFence(s, want.Labels, want.Annotations)
+		s.Labels = want.Labels
+		s.Annotations = keepFence(s.Annotations, want.Annotations)
 		ss := *want.Spec.DeepCopy()
 		ss.ClusterIP, ss.ClusterIPs = s.Spec.ClusterIP, s.Spec.ClusterIPs
 		ss.IPFamilies, ss.IPFamilyPolicy = s.Spec.IPFamilies, s.Spec.IPFamilyPolicy
@@ -339,8 +340,7 @@ func (c *convergence) createFenced(ctx context.Context, d *appsv1.Deployment) (*
 func (c *convergence) resumeCreated(ctx context.Context, d *appsv1.Deployment, paused bool) (*appsv1.Deployment, error) {
 	patch, err := json.Marshal([]map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": string(d.UID)},
-		{"op": "test", "path": "/metadata/labels/" + jsonPointerEscape(LabelFence), "value": encodeFence(c.fence)},
-		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationFenceOwner), "value": c.fence.Owner},
+		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationFence), "value": encodeFence(c.fence)},
 		{"op": "replace", "path": "/spec/paused", "value": paused},
 	})
 	if err != nil {
@@ -362,6 +362,7 @@ func jsonPointerEscape(s string) string {
 // conditioned on.
 func (c *convergence) undoCreate(ctx context.Context, d *appsv1.Deployment) {
 	api := c.cs.AppsV1().Deployments(c.ns)
+	mine := encodeFence(c.fence)
 	err := retry.RetryOnConflict(fenceBackoff, func() error {
 		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -370,7 +371,7 @@ func (c *convergence) undoCreate(ctx context.Context, d *appsv1.Deployment) {
 		if err != nil {
 			return err
 		}
-		if cur.UID != d.UID || !carries(cur, c.fence) {
+		if cur.UID != d.UID || cur.Annotations[AnnotationFence] != mine {
 			return nil
 		}
 		err = api.Delete(ctx, d.Name, metav1.DeleteOptions{
