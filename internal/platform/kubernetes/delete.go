@@ -58,18 +58,35 @@ func (c *convergence) deleteRollout(ctx context.Context, names ...string) error 
 // startDeletes deletes the named Deployments of this service that exist,
 // without waiting. It returns what waitDeleted is to wait for: each one it
 // deleted or, where one was gone already, its ghost (a retried converge may
-// have deleted it before its pods were gone).
+// have deleted it before its pods were gone). The names are read side by
+// side: the canary and green, both gone, are what most converges of a
+// rollout's last steps look for.
 func (c *convergence) startDeletes(ctx context.Context, names ...string) ([]*appsv1.Deployment, error) {
 	api := c.cs.AppsV1().Deployments(c.ns)
+	found := make([]*appsv1.Deployment, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, name := range names {
+		g.Go(func() error {
+			cur, err := api.Get(gctx, name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case err != nil:
+				return fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
+			}
+			found[i] = cur
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	var out []*appsv1.Deployment
-	for _, name := range names {
-		cur, err := api.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+	for i, name := range names {
+		cur := found[i]
+		if cur == nil {
 			out = append(out, c.ghost(name))
 			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("get deployment %q: %w", c.ns+"/"+name, err)
 		}
 		if err := c.ownedByUs(cur.Labels, "deployment", name); err != nil {
 			return out, err
@@ -99,12 +116,7 @@ func (c *convergence) ghost(name string) *appsv1.Deployment {
 
 // waitDeleted waits until everything of ds is gone.
 func (c *convergence) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) error {
-	for _, d := range ds {
-		if err := c.waitGone(ctx, d, false); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.waitAllGone(ctx, ds, false)
 }
 
 // waitServing waits until nothing of ds serves: every pod left of them is
@@ -112,12 +124,26 @@ func (c *convergence) waitDeleted(ctx context.Context, ds []*appsv1.Deployment) 
 // preStop hook running on, never cut short). It records those pods in the
 // result's Terminating.
 func (c *convergence) waitServing(ctx context.Context, ds []*appsv1.Deployment) error {
-	for _, d := range ds {
-		if err := c.waitGone(ctx, d, true); err != nil {
+	return c.waitAllGone(ctx, ds, true)
+}
+
+// waitAllGone is waitGone for each of ds, side by side (each look is a
+// round trip of its own, and the canary and green have nothing to wait for
+// from each other). The terminating pods go to the result in ds's order.
+func (c *convergence) waitAllGone(ctx context.Context, ds []*appsv1.Deployment, serving bool) error {
+	terminating := make([][]string, len(ds))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, d := range ds {
+		g.Go(func() (err error) {
+			terminating[i], err = c.waitGoneOf(gctx, d, serving)
 			return err
-		}
+		})
 	}
-	return nil
+	err := g.Wait()
+	for _, t := range terminating {
+		c.res.Terminating = appendNew(c.res.Terminating, t...)
+	}
+	return err
 }
 
 // noteRemoved records the Deployments of ds it deleted (not the ghosts)
@@ -199,9 +225,17 @@ func (c *convergence) deleteAndWait(ctx context.Context, d *appsv1.Deployment) e
 // that are terminating do not count, and those left are recorded in the
 // result's Terminating.
 func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, serving bool) error {
+	terminating, err := c.waitGoneOf(ctx, d, serving)
+	c.res.Terminating = appendNew(c.res.Terminating, terminating...)
+	return err
+}
+
+// waitGoneOf is waitGone returning the terminating pods left instead of
+// recording them (it changes nothing of c, so several run side by side).
+func (c *convergence) waitGoneOf(ctx context.Context, d *appsv1.Deployment, serving bool) ([]string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
+		return nil, fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.deadline+waitGrace)
 	defer cancel()
@@ -209,21 +243,20 @@ func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, servin
 	for polls := 0; ; polls++ {
 		left, terminating, err := c.leftOf(ctx, d, sel)
 		if err == nil && left == "" && (serving || len(terminating) == 0) {
-			c.res.Terminating = appendNew(c.res.Terminating, terminating...)
-			return nil
+			return terminating, nil
 		}
 		if err == nil && left == "" {
 			left = fmt.Sprintf("%d terminating pod(s)", len(terminating))
 		}
 		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("deployment %q being deleted: %w", c.ns+"/"+d.Name, err)
+			return nil, fmt.Errorf("deployment %q being deleted: %w", c.ns+"/"+d.Name, err)
 		}
 		if err == nil {
 			last = left
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("deployment %q: %s still present after deletion: %w", c.ns+"/"+d.Name, cmp.Or(last, "something"), ctx.Err())
+			return nil, fmt.Errorf("deployment %q: %s still present after deletion: %w", c.ns+"/"+d.Name, cmp.Or(last, "something"), ctx.Err())
 		case <-time.After(deleteInterval(polls)):
 		}
 	}
