@@ -12,10 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
-	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
@@ -31,7 +28,7 @@ func deleteRig(t *testing.T, objs ...runtime.Object) (*convergence, *rendezvous)
 			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "demo:v1"}}}}}}
 	r := &rendezvous{t: t, arrived: map[string]chan struct{}{}}
-	c := &convergence{cs: &pairedReads{Clientset: fake.NewClientset(objs...), r: r}, log: zap.NewNop(), ns: "ns",
+	c := &convergence{cs: &hookedReads{Clientset: fake.NewClientset(objs...), before: r.meet}, log: zap.NewNop(), ns: "ns",
 		deadline: 10 * time.Second, orig: orig,
 		spec: spec.Spec{Service: "web", Image: "demo:v2",
 			Platform: spec.Platform{Kubernetes: &spec.Kubernetes{Namespace: "ns", Deployment: "web", Container: "app"}}}}
@@ -133,73 +130,4 @@ func (r *rendezvous) meet(key string) {
 	case <-time.After(2 * time.Second):
 		r.t.Errorf("%q answered before %q went out: one waits for the other", key, other)
 	}
-}
-
-// pairedReads is a clientset whose Deployment reads and ReplicaSet and
-// pod lists meet at r first. (A fake's reactors run under one lock, so
-// the hold is outside them.)
-type pairedReads struct {
-	*fake.Clientset
-	r *rendezvous
-}
-
-var _ kubernetes.Interface = (*pairedReads)(nil)
-
-func (p *pairedReads) AppsV1() appsv1client.AppsV1Interface {
-	return pairedApps{p.Clientset.AppsV1(), p.r}
-}
-func (p *pairedReads) CoreV1() corev1client.CoreV1Interface {
-	return pairedCore{p.Clientset.CoreV1(), p.r}
-}
-
-type pairedApps struct {
-	appsv1client.AppsV1Interface
-	r *rendezvous
-}
-
-func (a pairedApps) Deployments(ns string) appsv1client.DeploymentInterface {
-	return pairedDeployments{a.AppsV1Interface.Deployments(ns), a.r}
-}
-
-func (a pairedApps) ReplicaSets(ns string) appsv1client.ReplicaSetInterface {
-	return pairedSets{a.AppsV1Interface.ReplicaSets(ns), a.r}
-}
-
-type pairedDeployments struct {
-	appsv1client.DeploymentInterface
-	r *rendezvous
-}
-
-func (d pairedDeployments) Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.Deployment, error) {
-	d.r.meet("get deployments " + name)
-	return d.DeploymentInterface.Get(ctx, name, opts)
-}
-
-type pairedSets struct {
-	appsv1client.ReplicaSetInterface
-	r *rendezvous
-}
-
-func (s pairedSets) List(ctx context.Context, opts metav1.ListOptions) (*appsv1.ReplicaSetList, error) {
-	s.r.meet("list replicasets " + opts.LabelSelector)
-	return s.ReplicaSetInterface.List(ctx, opts)
-}
-
-type pairedCore struct {
-	corev1client.CoreV1Interface
-	r *rendezvous
-}
-
-func (c pairedCore) Pods(ns string) corev1client.PodInterface {
-	return pairedPods{c.CoreV1Interface.Pods(ns), c.r}
-}
-
-type pairedPods struct {
-	corev1client.PodInterface
-	r *rendezvous
-}
-
-func (p pairedPods) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	p.r.meet("list pods " + opts.LabelSelector)
-	return p.PodInterface.List(ctx, opts)
 }

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
-	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -77,7 +76,16 @@ func TestSplitPodsReadsInOneRound(t *testing.T) {
 			})
 			// A Deployment read answers only once a list has gone out (or
 			// after 2 s): lists made after the reads show as a stall.
-			held := &heldReads{Clientset: cs, t: t, listed: listed}
+			held := &hookedReads{Clientset: cs, before: func(call string) {
+				if !hookedCall(call, "get", "deployments") {
+					return
+				}
+				select {
+				case <-listed:
+				case <-time.After(2 * time.Second):
+					t.Error("a Deployment read answered before any list went out: the lists wait for the reads")
+				}
+			}}
 			sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
 			alive := map[types.UID]bool{}
 			newPods, oldPods, err := splitPodsAlive(context.Background(), held, "ns", "web", sel, "app", "demo:v1", alive)
@@ -116,38 +124,4 @@ func TestSplitPodsReadsInOneRound(t *testing.T) {
 			}
 		})
 	}
-}
-
-// heldReads is a clientset whose Deployment reads answer only once listed
-// is closed, failing t when that takes 2 s. (A fake's reactors run under
-// one lock, so the hold is outside them.)
-type heldReads struct {
-	*fake.Clientset
-	t      *testing.T
-	listed chan struct{}
-}
-
-func (h *heldReads) AppsV1() appsv1client.AppsV1Interface { return heldApps{h.Clientset.AppsV1(), h} }
-
-type heldApps struct {
-	appsv1client.AppsV1Interface
-	h *heldReads
-}
-
-func (a heldApps) Deployments(ns string) appsv1client.DeploymentInterface {
-	return heldDeployments{a.AppsV1Interface.Deployments(ns), a.h}
-}
-
-type heldDeployments struct {
-	appsv1client.DeploymentInterface
-	h *heldReads
-}
-
-func (d heldDeployments) Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.Deployment, error) {
-	select {
-	case <-d.h.listed:
-	case <-time.After(2 * time.Second):
-		d.h.t.Error("a Deployment read answered before any list went out: the lists wait for the reads")
-	}
-	return d.DeploymentInterface.Get(ctx, name, opts)
 }

@@ -8,12 +8,10 @@ import (
 
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -27,8 +25,19 @@ func TestWaitIsNotHeldByThePodCheck(t *testing.T) {
 	listing := make(chan struct{}, 1)
 	release := make(chan struct{})
 	defer close(release)
-	cs := &stuckPods{Clientset: fake.NewClientset(d, failingRS("rs-2", "2"), podOf("p", "rs-2", "demo:v2")),
-		listing: listing, release: release}
+	// Lists of pods do not answer until release is closed, signalling
+	// each on listing.
+	cs := &hookedReads{Clientset: fake.NewClientset(d, failingRS("rs-2", "2"), podOf("p", "rs-2", "demo:v2")),
+		before: func(call string) {
+			if !hookedCall(call, "list", "pods") {
+				return
+			}
+			select {
+			case listing <- struct{}{}:
+			default:
+			}
+			<-release
+		}}
 	conv := &convergence{cs: cs, log: zap.NewNop(), ns: "ns", deadline: 10 * time.Minute}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -60,41 +69,6 @@ func TestWaitIsNotHeldByThePodCheck(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the wait is still held by the pod check 10 s after the Deployment rolled out")
 	}
-}
-
-// stuckPods is a clientset whose lists of pods do not answer until release
-// is closed (signalling each on listing).
-type stuckPods struct {
-	*fake.Clientset
-	listing chan struct{}
-	release chan struct{}
-}
-
-func (s *stuckPods) CoreV1() corev1client.CoreV1Interface {
-	return stuckCore{s.Clientset.CoreV1(), s}
-}
-
-type stuckCore struct {
-	corev1client.CoreV1Interface
-	s *stuckPods
-}
-
-func (c stuckCore) Pods(ns string) corev1client.PodInterface {
-	return stuckPodList{c.CoreV1Interface.Pods(ns), c.s}
-}
-
-type stuckPodList struct {
-	corev1client.PodInterface
-	s *stuckPods
-}
-
-func (p stuckPodList) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	select {
-	case p.s.listing <- struct{}{}:
-	default:
-	}
-	<-p.s.release
-	return p.PodInterface.List(ctx, opts)
 }
 
 // setOf is a ReplicaSet of failingDeployment's: of its template when
