@@ -135,7 +135,7 @@ func (c *convergence) waitAllGone(ctx context.Context, ds []*appsv1.Deployment, 
 	g, gctx := errgroup.WithContext(ctx)
 	for i, d := range ds {
 		g.Go(func() (err error) {
-			terminating[i], err = c.waitGoneOf(gctx, d, serving)
+			terminating[i], err = c.waitGone(gctx, d, serving)
 			return err
 		})
 	}
@@ -217,22 +217,14 @@ func (c *convergence) deleteAndWait(ctx context.Context, d *appsv1.Deployment) e
 	if err := c.delete(ctx, d); err != nil {
 		return err
 	}
-	return c.waitGone(ctx, d, false)
+	return c.waitDeleted(ctx, []*appsv1.Deployment{d})
 }
 
 // waitGone polls until d (by UID) is gone and nothing of it is left: no
 // ReplicaSet it controls, no pod of its ReplicaSets; with serving, pods
-// that are terminating do not count, and those left are recorded in the
-// result's Terminating.
-func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, serving bool) error {
-	terminating, err := c.waitGoneOf(ctx, d, serving)
-	c.res.Terminating = appendNew(c.res.Terminating, terminating...)
-	return err
-}
-
-// waitGoneOf is waitGone returning the terminating pods left instead of
-// recording them (it changes nothing of c, so several run side by side).
-func (c *convergence) waitGoneOf(ctx context.Context, d *appsv1.Deployment, serving bool) ([]string, error) {
+// that are terminating do not count, and those left are returned (it
+// changes nothing of c, so several run side by side).
+func (c *convergence) waitGone(ctx context.Context, d *appsv1.Deployment, serving bool) ([]string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("deployment %q: selector: %w", c.ns+"/"+d.Name, err)
