@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,9 +28,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -630,17 +631,28 @@ func TestProgressDeadline(t *testing.T) {
 }
 
 // TestShortUserDeadline: the stable Deployment's own progressDeadlineSeconds
-// (1 s) is shorter than the spec's, and its node, cordoned, holds its new pods
+// (1 s) is shorter than the spec's, and a ResourceQuota holds its new pods
 // back for a moment, so its controller reports ProgressDeadlineExceeded
 // and then, the quota gone, goes on rolling out. Promoting and then
 // restoring it both wait for the rollout, as the spec's deadline says,
 // instead of failing at the controller's first report of a stall (a busy
-// control plane made 292 of 500 promoted rollouts end rollback_failed that
-// way: docs/BENCHMARKS.md, P4).
+// control plane made 292 of 500 promoted rollouts end rollback_failed
+// that way: docs/BENCHMARKS.md, P4).
+//
+// How the stall is made decides whether the test can fail on its own.
+// The Deployment keeps no old ReplicaSet (revisionHistoryLimit 0), so each
+// converge makes its controller create one, and its deadline counts from
+// that: rolling back onto a kept ReplicaSet leaves the last rollout's
+// NewReplicaSetAvailable in place, which never times out when the first
+// status the controller writes already counts the surge pod. And a
+// quota, not a cordon, holds the pods: pods pending Unschedulable for 30 s
+// are a failure of their own (podfailure.go), so a cordon raced the
+// controller's report and the scheduler's noticing the uncordon.
 func TestShortUserDeadline(t *testing.T) {
 	e := newEnv(t, func(d *appsv1.Deployment) {
 		d.Spec.Replicas = ptr(int32(2))
 		d.Spec.ProgressDeadlineSeconds = ptr(int32(1))
+		d.Spec.RevisionHistoryLimit = ptr(int32(0))
 		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(1)), MaxUnavailable: ptr(intstr.FromInt32(0))}}
 	}, false)
@@ -648,76 +660,68 @@ func TestShortUserDeadline(t *testing.T) {
 	e.spec.Platform.Kubernetes.ProgressDeadline = spec.Duration(2 * time.Minute)
 	snap := e.snapshot()
 
-	// stall cordons the node (no test of this package runs in parallel),
-	// so new pods stay pending, until the controller has said
-	// ProgressDeadlineExceeded; then it uncordons it. It reports whether
-	// the stall was seen. Before the converge writes, a probe pod proves
-	// the scheduler has seen the cordon: on a loaded machine its cache can
-	// lag the API, and a pod scheduled in that lag is no stall.
-	cordon := func(on bool) {
-		patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, on)
-		if _, err := cs.CoreV1().Nodes().Patch(context.Background(), "kwok-node-0", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Errorf("cordon %v: %v", on, err)
-		}
+	// trail is what the stalls saw of the Deployment's progress, logged
+	// at the end: when one fails, it says which part was late.
+	var trailMu sync.Mutex
+	var trail []string
+	note := func(format string, args ...any) {
+		trailMu.Lock()
+		defer trailMu.Unlock()
+		trail = append(trail, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
 	}
-	probe := func() {
-		pods := cs.CoreV1().Pods(e.ns)
-		create := func() *corev1.Pod {
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "cordon-probe-"},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: imageV1}}}}
-			pod, err := pods.Create(e.ctx, pod, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatalf("probe pod: %v", err)
-			}
-			return pod
-		}
-		remove := func(pod *corev1.Pod) {
-			_ = pods.Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
-		}
-		pod := create()
-		defer func() { remove(pod) }()
-		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
-		defer cancel()
-		eventually(t, ctx, "the scheduler to report the cordoned node unschedulable", func() (bool, error) {
-			got, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+	t.Cleanup(func() {
+		trailMu.Lock()
+		defer trailMu.Unlock()
+		t.Logf("what the stalls saw:\n%s", strings.Join(trail, "\n"))
+	})
+	quotas := cs.CoreV1().ResourceQuotas(e.ns)
+	// oneReplicaSet waits until the controller has deleted every
+	// ReplicaSet but the Deployment's current one.
+	oneReplicaSet := func() {
+		eventually(t, e.ctx, "the controller to keep no old ReplicaSet", func() (bool, error) {
+			rss, err := cs.AppsV1().ReplicaSets(e.ns).List(e.ctx, metav1.ListOptions{})
 			if err != nil {
 				return false, err
 			}
-			if got.Spec.NodeName != "" {
-				// Scheduled in the lag: a pod once bound stays bound,
-				// so ask again with a new one.
-				remove(pod)
-				pod = create()
-				return false, fmt.Errorf("probe pod scheduled on %s: the node is not cordoned", got.Spec.NodeName)
-			}
-			for _, c := range got.Status.Conditions {
-				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-					return true, nil
-				}
-			}
-			return false, nil
+			return len(rss.Items) == 1, nil
 		})
 	}
+	// stall puts a quota of the pods running now on the namespace, until
+	// the controller has reported ProgressDeadlineExceeded for a
+	// generation written after stall began; then it lifts the quota. seen
+	// says whether that report came, within a minute.
 	stall := func() (seen chan bool) {
-		cordon(true)
-		probe()
+		since := e.deployment(target).Generation
+		quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "stall"},
+			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("2")}}}
+		if _, err := quotas.Create(e.ctx, quota, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("quota: %v", err)
+		}
+		note("quota of 2 pods")
 		seen = make(chan bool, 1)
 		go func() {
-			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			stalled, last := false, ""
+			defer func() {
+				if err := quotas.Delete(context.Background(), "stall", metav1.DeleteOptions{}); err != nil {
+					note("lifting the quota: %v", err)
+				}
+				note("quota lifted")
+				seen <- stalled
+			}()
+			for deadline := time.Now().Add(time.Minute); !stalled && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 				d, err := cs.AppsV1().Deployments(e.ns).Get(e.ctx, target, metav1.GetOptions{})
 				if err != nil {
 					continue
 				}
+				if now := progressOf(d); now != last {
+					note("%s", now)
+					last = now
+				}
 				for _, c := range d.Status.Conditions {
-					if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
-						cordon(false) // before saying so: the next stall cordons again
-						seen <- true
-						return
-					}
+					stalled = stalled || c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" &&
+						d.Generation > since && d.Status.ObservedGeneration == d.Generation
 				}
 			}
-			cordon(false)
-			seen <- false
 		}()
 		return seen
 	}
@@ -732,6 +736,7 @@ func TestShortUserDeadline(t *testing.T) {
 	if got := e.deployment(target).Spec.Template.Spec.Containers[0].Image; got != imageV2 {
 		t.Errorf("promoted image %q, want %q", got, imageV2)
 	}
+	oneReplicaSet()
 	seen = stall()
 	res = e.converge(snap, plan.Desired{New: 0, Old: 2, Traffic: plan.TrafficOld, Order: plan.Surge})
 	if !<-seen {
@@ -743,6 +748,19 @@ func TestShortUserDeadline(t *testing.T) {
 	if got := *e.deployment(target).Spec.ProgressDeadlineSeconds; got != 1 {
 		t.Errorf("the user's progressDeadlineSeconds is %d after the restore, want 1", got)
 	}
+}
+
+// progressOf is d's generations, counts and Progressing condition, one line.
+func progressOf(d *appsv1.Deployment) string {
+	st := d.Status
+	s := fmt.Sprintf("generation %d observed %d replicas %d updated %d ready %d available %d",
+		d.Generation, st.ObservedGeneration, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas)
+	for _, c := range st.Conditions {
+		if c.Type == appsv1.DeploymentProgressing {
+			s += fmt.Sprintf(" progressing %s %s (updated %s)", c.Status, c.Reason, c.LastUpdateTime.Format("15:04:05"))
+		}
+	}
+	return s
 }
 
 // TestPlans runs every strategy's planned stages and final state, as the
