@@ -186,7 +186,7 @@ func (c *convergence) deleteSetsOf(ctx context.Context, d *appsv1.Deployment) {
 	if err != nil || sel.Empty() || d.UID == "" {
 		return
 	}
-	list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, fromCache(metav1.ListOptions{LabelSelector: sel.String()}))
+	list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		c.log.Debug("cannot list the deleted deployment's replicasets; the garbage collector takes them", zap.String("name", d.Name), zap.Error(err))
 		return

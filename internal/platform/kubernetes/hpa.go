@@ -108,39 +108,8 @@ func withoutSplit(annotations map[string]string) map[string]string {
 // followed and the others are logged. A cluster that does not serve
 // autoscaling/v2, or a worker not allowed to list autoscalers, is treated
 // as having none, with a warning: the rollout then runs as without one.
-//
-// The autoscalers are looked for in the API server's cache (fromCache),
-// and the one found is then read by name, so its bounds and desired count
-// are current: a consistent list would wait for the cache at every
-// converge's start, and an autoscaler made within the cache's lag (a few
-// milliseconds) is one made just after the converge began. When that read
-// does not find it targeting the Deployment, or fails, they are listed
-// again, consistently.
 func findAutoscaler(ctx context.Context, c *convergence) (*autoscaler, error) {
-	found, err := c.autoscalers(ctx, fromCache(metav1.ListOptions{}))
-	if err != nil || len(found) == 0 {
-		return nil, err
-	}
-	h, err := c.cs.AutoscalingV2().HorizontalPodAutoscalers(c.ns).Get(ctx, found[0].Name, metav1.GetOptions{})
-	if err == nil && targets(h.Spec.ScaleTargetRef, c.orig.Name) {
-		found[0] = *h
-	} else if found, err = c.autoscalers(ctx, metav1.ListOptions{}); err != nil || len(found) == 0 {
-		return nil, err
-	}
-	if len(found) > 1 {
-		names := make([]string, len(found))
-		for i, h := range found {
-			names[i] = h.Name
-		}
-		c.log.Warn("several horizontal pod autoscalers target the deployment; following the first", zap.Strings("autoscalers", names))
-	}
-	return autoscalerOf(found[0]), nil
-}
-
-// autoscalers lists, by opts, the autoscalers in ns that target the
-// Deployment, by name; none when they cannot be listed (findAutoscaler).
-func (c *convergence) autoscalers(ctx context.Context, opts metav1.ListOptions) ([]autoscalingv2.HorizontalPodAutoscaler, error) {
-	list, err := c.cs.AutoscalingV2().HorizontalPodAutoscalers(c.ns).List(ctx, opts)
+	list, err := c.cs.AutoscalingV2().HorizontalPodAutoscalers(c.ns).List(ctx, metav1.ListOptions{})
 	switch {
 	case apierrors.IsForbidden(err):
 		c.log.Warn("cannot list horizontal pod autoscalers: counts follow the plan, not an autoscaler (grant list on horizontalpodautoscalers.autoscaling)",
@@ -157,8 +126,18 @@ func (c *convergence) autoscalers(ctx context.Context, opts metav1.ListOptions) 
 			found = append(found, h)
 		}
 	}
+	if len(found) == 0 {
+		return nil, nil
+	}
 	slices.SortFunc(found, func(a, b autoscalingv2.HorizontalPodAutoscaler) int { return strings.Compare(a.Name, b.Name) })
-	return found, nil
+	if len(found) > 1 {
+		names := make([]string, len(found))
+		for i, h := range found {
+			names[i] = h.Name
+		}
+		c.log.Warn("several horizontal pod autoscalers target the deployment; following the first", zap.Strings("autoscalers", names))
+	}
+	return autoscalerOf(found[0]), nil
 }
 
 // targets says whether ref names the Deployment name.

@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"slices"
 	"testing"
 
 	"go.uber.org/zap"
@@ -406,75 +405,5 @@ func TestRollbackAfterTheAutoscalerAppeared(t *testing.T) {
 			r.converge(plan.Desired{Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge})
 			r.handedBack("demo:v1", 4)
 		})
-	}
-}
-
-// TestAutoscalerFoundInTheCacheReadByName: the autoscaler is looked for in
-// the API server's cache (a list at resourceVersion 0, which does not wait
-// for the cache to catch up with etcd) and its counts are taken from a read
-// by name: the cache's copy says desired 2, the autoscaler now 6. When
-// the cache shows one since deleted, they are listed again, consistently,
-// and the one there now is followed; when it shows none, nothing more is
-// read.
-func TestAutoscalerFoundInTheCacheReadByName(t *testing.T) {
-	r := newHPARig(t, webHPA(nil, 10, 6))
-	var lists []string
-	var cached []autoscalingv2.HorizontalPodAutoscaler
-	r.cs.PrependReactor("list", "horizontalpodautoscalers", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		rv := a.(k8stesting.ListActionImpl).ListOptions.ResourceVersion
-		lists = append(lists, rv)
-		if rv == "0" {
-			return true, &autoscalingv2.HorizontalPodAutoscalerList{Items: cached}, nil
-		}
-		return false, nil, nil
-	})
-	c := &convergence{cs: r.cs, log: zap.NewNop(), ns: hpaNS, orig: r.deployment("web")}
-	find := func(what string, want int, wantLists ...string) {
-		t.Helper()
-		lists = nil
-		a, err := findAutoscaler(r.ctx, c)
-		got := -1
-		if a != nil {
-			got = a.desired
-		}
-		if err != nil || got != want || !slices.Equal(lists, wantLists) {
-			t.Errorf("%s: desired %d, lists at %q, err %v; want desired %d, lists at %q", what, got, lists, err, want, wantLists)
-		}
-	}
-	cached = []autoscalingv2.HorizontalPodAutoscaler{*webHPA(nil, 10, 2)}
-	find("the cache's copy older", 6, "0")
-
-	gone := webHPA(nil, 10, 2)
-	gone.Name = "a-deleted-one"
-	cached = []autoscalingv2.HorizontalPodAutoscaler{*gone}
-	find("the cache's one deleted since", 6, "0", "")
-
-	cached = nil
-	find("none in the cache", -1, "0")
-}
-
-// TestRollbackJudgesByConsistentLists: of a rollback's lists, only the
-// shortcuts (the canary's ReplicaSets listed to delete them at once, the
-// autoscaler looked for) are answered from the cache as it is; the wait
-// for the canary to stop serving lists its ReplicaSets and pods
-// consistently, so an old view never ends it.
-func TestRollbackJudgesByConsistentLists(t *testing.T) {
-	r := newHPARig(t, nil)
-	r.converge(canarySteps[0])
-	lists := map[string][]string{}
-	r.cs.PrependReactor("list", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		res := a.GetResource().Resource
-		lists[res] = append(lists[res], a.(k8stesting.ListActionImpl).ListOptions.ResourceVersion)
-		return false, nil, nil
-	})
-	r.converge(plan.Desired{New: 0, Old: 4, Traffic: plan.TrafficOld, Order: plan.Surge})
-	if got := lists["horizontalpodautoscalers"]; !slices.Equal(got, []string{"0"}) {
-		t.Errorf("autoscalers listed at %q, want once from the cache", got)
-	}
-	if got := lists["replicasets"]; len(got) < 2 || got[0] != "0" || slices.Contains(got[1:], "0") {
-		t.Errorf("replicasets listed at %q, want the shortcut from the cache, then the judgements' consistently", got)
-	}
-	if got := lists["pods"]; len(got) == 0 || slices.Contains(got, "0") {
-		t.Errorf("pods listed at %q, want each consistently", got)
 	}
 }

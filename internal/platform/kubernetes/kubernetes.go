@@ -647,22 +647,6 @@ func splitPodsAlive(ctx context.Context, cs kubernetes.Interface, ns, stable str
 	return newPods, oldPods, nil
 }
 
-// fromCache returns opts for a list the API server answers from its watch
-// cache as it holds it now. A list without a resourceVersion is consistent:
-// since Kubernetes 1.31 (ConsistentListFromCache) the server answers it
-// from its cache only once the cache has caught up with etcd's current
-// revision, and when other kinds were written since the one listed last
-// changed, that waits for etcd's next progress notification, which the
-// server asks for every 100 ms. So a list that finds nothing new took up
-// to 0.1 s in a converge. fromCache is for lists whose answer may be as
-// old as the cache's lag (milliseconds) without changing a judgement: a
-// shortcut that a consistent read checks after, or a lookup whose finding
-// is then read by name.
-func fromCache(opts metav1.ListOptions) metav1.ListOptions {
-	opts.ResourceVersion, opts.ResourceVersionMatch = "0", ""
-	return opts
-}
-
 // selected is the ReplicaSets and pods of a selector, listed side by side.
 type selected struct {
 	sets []appsv1.ReplicaSet

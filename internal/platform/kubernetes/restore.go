@@ -130,10 +130,8 @@ func (c *convergence) readForRestore(ctx context.Context) (restoreRead, error) {
 	if sel, err := metav1.LabelSelectorAsSelector(c.orig.Spec.Selector); err == nil && !sel.Empty() {
 		g.Go(func() error {
 			// Only a shortcut (deleteRead): when it fails the canary's
-			// ReplicaSets are listed after its delete, as for any other;
-			// one it misses the garbage collector deletes, and the wait
-			// for the canary to stop serving (leftOf) lists consistently.
-			list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(gctx, fromCache(metav1.ListOptions{LabelSelector: sel.String()}))
+			// ReplicaSets are listed after its delete, as for any other.
+			list, err := c.cs.AppsV1().ReplicaSets(c.ns).List(gctx, metav1.ListOptions{LabelSelector: sel.String()})
 			if err == nil {
 				r.sets, r.listed = list.Items, true
 			}
