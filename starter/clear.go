@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/stagecraft/stagecraft/internal/api"
-	"github.com/stagecraft/stagecraft/internal/control"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -45,7 +44,7 @@ kubeconfig or context. Refused while a rollout of the target is open.`,
   starter clear deployments/examples/canary.yaml --reason "..."`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := control.CheckBy(req.By); err != nil {
+			if err := api.CheckBy(req.By); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
 			s, err := clearTarget(args[0])

@@ -50,7 +50,7 @@ refused with the reason, and nothing changes; the exit code is then 1.
 		Example: example,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := control.CheckBy(req.By); err != nil {
+			if err := api.CheckBy(req.By); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
 			c, err := g.dial()

@@ -24,7 +24,7 @@ func releaseCmd(g *globals) *cobra.Command {
   starter validate -f deployments/examples/release.yaml   # the effective release, stages included`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := control.CheckBy(by); err != nil {
+			if err := api.CheckBy(by); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
 			r, err := readParsed(file, "release", spec.ParseRelease)

@@ -28,7 +28,7 @@ With --wait, follow it like watch does and exit with its outcome's code.`,
   starter validate -f spec.yaml | starter deploy -f - --execution-id req-42`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := control.CheckBy(by); err != nil {
+			if err := api.CheckBy(by); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
 			s, err := readParsed(file, "spec", spec.Parse)

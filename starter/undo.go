@@ -61,7 +61,7 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 					return &exitError{exitInvalid, fmt.Errorf("--strategy: %w", err)}
 				}
 			}
-			if err := control.CheckBy(by); err != nil {
+			if err := api.CheckBy(by); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
 			c, ctx, done, err := g.connect(cmd)

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -14,8 +15,17 @@ import (
 // update of the same name; both go through rollout.control.
 var controls = []string{api.SignalPause, api.SignalResume, api.SignalAbort, api.SignalPromote, api.SignalApprove}
 
+// byVersion: a control request's by is checked in the workflow, so a
+// request from any Temporal client (not only the starter, which checks it
+// before it calls) that names who acts with control characters, or at
+// more than api.MaxBy bytes, is refused (an update) or recorded refused
+// and not applied (a signal, which cannot be refused), as an illegal
+// transition is. Histories from before it replay without the check.
+const byVersion = "control-by-20261205"
+
 // register installs the status query and the control signals and updates.
 func (r *rollout) register(ctx workflow.Context) error {
+	r.byV = workflow.GetVersion(ctx, byVersion, workflow.DefaultVersion, 1)
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.Status, error) {
 		return r.status(), nil
 	}, workflow.QueryHandlerOptions{Description: "The rollout's plan, every stage and the control log"}); err != nil {
@@ -35,7 +45,12 @@ func (r *rollout) register(ctx workflow.Context) error {
 				return r.control(uctx, action, req, "update")
 			},
 			workflow.UpdateHandlerOptions{
-				Validator:   func(req api.ControlRequest) error { return r.check(action) },
+				Validator: func(req api.ControlRequest) error {
+					if err := r.checkBy(req); err != nil {
+						return err
+					}
+					return r.check(action)
+				},
 				Description: fmt.Sprintf("%s the rollout; rejected when the transition is illegal", action),
 			})
 		if err != nil {
@@ -43,6 +58,14 @@ func (r *rollout) register(ctx workflow.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkBy refuses a request whose by api.CheckBy refuses (byVersion).
+func (r *rollout) checkBy(req api.ControlRequest) error {
+	if r.byV < 1 {
+		return nil
+	}
+	return api.CheckBy(req.By)
 }
 
 // check says whether action is legal now.
@@ -86,7 +109,10 @@ func (r *rollout) check(action string) error {
 // records it, and wakes the stage loop.
 func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRequest, via string) (api.Status, error) {
 	rec := api.ControlRecord{Action: action, Via: via, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
-	if err := r.check(action); err != nil {
+	if r.byV >= 1 {
+		rec.By = api.ShownBy(req.By)
+	}
+	if err := cmp.Or(r.checkBy(req), r.check(action)); err != nil {
 		rec.Error = err.Error()
 		r.st.Controls = append(r.st.Controls, rec)
 		workflow.GetLogger(ctx).Warn("control rejected", "action", action, "via", via, "error", err)

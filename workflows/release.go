@@ -33,6 +33,9 @@ type release struct {
 	// notifications and control updates.
 	version workflow.Version
 	searchV workflow.Version
+	// byV is byVersion's (handlers.go), taken when the controls are
+	// installed.
+	byV workflow.Version
 	// commitV is commitVersion's, taken just before the commit.
 	commitV  workflow.Version
 	auditor  releaseAudit
@@ -494,6 +497,7 @@ func (rel *release) finish(ctx workflow.Context, o api.Outcome, msg string) api.
 // a signal and (from releaseVersion) an update of the same name, whose
 // validator rejects an illegal transition before it reaches the history.
 func (rel *release) register(ctx workflow.Context) error {
+	rel.byV = workflow.GetVersion(ctx, byVersion, workflow.DefaultVersion, 1)
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.ReleaseStatus, error) { return rel.status(), nil },
 		workflow.QueryHandlerOptions{Description: "The release's services with their states, its phase and the control log"}); err != nil {
 		return err
@@ -516,7 +520,12 @@ func (rel *release) register(ctx workflow.Context) error {
 				return rel.status(), nil
 			},
 			workflow.UpdateHandlerOptions{
-				Validator:   func(req api.ControlRequest) error { return rel.check(action) },
+				Validator: func(req api.ControlRequest) error {
+					if err := rel.checkBy(req); err != nil {
+						return err
+					}
+					return rel.check(action)
+				},
 				Description: fmt.Sprintf("%s the release and its running rollouts; rejected when the transition is illegal", action),
 			})
 		if err != nil {
@@ -545,9 +554,22 @@ func (rel *release) check(action string) error {
 	return nil
 }
 
+// checkBy refuses a request whose by api.CheckBy refuses (byVersion).
+func (rel *release) checkBy(req api.ControlRequest) error {
+	if rel.byV < 1 {
+		return nil
+	}
+	return api.CheckBy(req.By)
+}
+
 func (rel *release) control(ctx workflow.Context, action string, req api.ControlRequest, via string) {
 	rec := api.ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
-	switch {
+	if rel.byV >= 1 {
+		rec.By = api.ShownBy(req.By)
+	}
+	switch err := rel.checkBy(req); {
+	case err != nil:
+		rec.Accepted, rec.Error = false, err.Error()
 	case rel.st.Phase == api.ReleaseDone || rel.st.Phase == api.ReleaseRollingBack:
 		rec.Accepted, rec.Error = false, "the release is "+rel.st.Phase
 	case action == api.SignalAbort && rel.st.Phase == api.ReleaseCommitting && rel.commitV >= 1:

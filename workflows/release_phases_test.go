@@ -265,3 +265,26 @@ func TestReleaseChildMemo(t *testing.T) {
 	rel.rules = spec.RulesCurrent - 1
 	require.Equal(t, map[string]any{api.MemoStartedBy: "alice@laptop (release:prod/shop)", memoSpecRules: spec.RulesCurrent - 1}, rel.childMemo())
 }
+
+// A release checks who acts as a rollout does (TestControlsCheckWhoActs):
+// an update naming them with a control character is refused; a signal
+// is recorded refused, escaped, and not applied (the abort does not roll
+// the release back, nor reach its rollouts).
+func TestReleaseControlsCheckWhoActs(t *testing.T) {
+	h := newHarness(t)
+	var refused error
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(api.SignalPause, "newline", &releaseUpdate{done: func(_ api.ReleaseStatus, err error) { refused = err }},
+			api.ControlRequest{By: "mallory\nforged"})
+	}, 30*time.Second)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "eve\x1b[2J", Reason: "forged"})
+	}, time.Minute)
+	res := h.runRelease(threeTier())
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
+	require.ErrorContains(t, refused, "a control character")
+	require.Len(t, res.Controls, 1)
+	require.False(t, res.Controls[0].Accepted)
+	require.Equal(t, `"eve\x1b[2J"`, res.Controls[0].By)
+	require.Contains(t, res.Controls[0].Error, "a control character")
+}

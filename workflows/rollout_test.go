@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -981,4 +982,39 @@ func TestRollbackSaysWhatIsStillTerminating(t *testing.T) {
 	require.NotNil(t, res.Rollback)
 	require.True(t, res.Rollback.Verified)
 	require.Equal(t, h.restoreTerminating, res.Rollback.Terminating)
+}
+
+// A control request from any Temporal client, not only the starter, has
+// its by checked in the workflow: an update naming who acts with a control
+// character or past api.MaxBy bytes is refused, changing nothing; a signal
+// (which cannot be refused) is recorded refused, readably, and not
+// applied: the abort below does not roll the rollout back.
+func TestControlsCheckWhoActs(t *testing.T) {
+	h := newHarness(t)
+	updates := map[string]error{}
+	h.env.RegisterDelayedCallback(func() {
+		for name, by := range map[string]string{"newline": "mallory\nAccepted: abort by alice", "long": strings.Repeat("m", api.MaxBy+1)} {
+			h.env.UpdateWorkflow(api.UpdatePause, name, &updateCallback{done: func(_ api.Status, err error) { updates[name] = err }},
+				api.ControlRequest{By: by, Reason: "testing"})
+		}
+	}, time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "eve\u202egnp.exe", Reason: "forged"})
+		h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: strings.Repeat("\x1b[2J", 100)})
+	}, 2*time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
+	require.ErrorContains(t, updates["newline"], "a control character")
+	require.ErrorContains(t, updates["long"], fmt.Sprintf("%d bytes, more than %d", api.MaxBy+1, api.MaxBy))
+	require.Len(t, res.Controls, 2, "refused updates never reach the history; both signals are recorded")
+	for _, c := range res.Controls {
+		require.False(t, c.Accepted, "%+v", c)
+		require.Equal(t, "signal", c.Via)
+		require.NoError(t, api.CheckBy(c.By), "the record's by is shown escaped and bounded: %q", c.By)
+		require.NotEmpty(t, c.Error)
+	}
+	require.Equal(t, `"eve\u202egnp.exe"`, res.Controls[0].By)
+	require.Contains(t, res.Controls[0].Error, "a control character")
+	require.Contains(t, res.Controls[1].Error, "more than")
+	require.False(t, res.Paused)
 }

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -139,7 +138,7 @@ func Start(ctx context.Context, c client.Client, s spec.Spec) (Started, error) {
 
 // StartWith is Start recording opts in the memo.
 func StartWith(ctx context.Context, c client.Client, s spec.Spec, opts StartOptions) (Started, error) {
-	if err := CheckBy(opts.By); err != nil {
+	if err := api.CheckBy(opts.By); err != nil {
 		return Started{}, err
 	}
 	s = s.WithDefaults()
@@ -456,31 +455,4 @@ func staticDetails(s spec.Spec) string {
 		lines = append(lines, "environment "+s.Environment)
 	}
 	return strings.Join(lines, "\n\n")
-}
-
-// MaxBy bounds who starts or acts on a rollout, in bytes (the audit trail
-// keeps as much).
-const MaxBy = 200
-
-// CheckBy refuses a name of who starts or acts on a rollout (--by) that
-// holds a control character (a newline, a tab, an escape: each would
-// forge or garble the lines history, status and logs print; a
-// bidirectional override or isolate, or a line or paragraph separator,
-// which would reorder or break what is read) or is longer than MaxBy
-// bytes. Empty is allowed: it means the caller's user@host.
-func CheckBy(by string) error {
-	if i := strings.IndexFunc(by, deceptive); i >= 0 {
-		return fmt.Errorf("by %q: a control character at byte %d; name who acts in printable characters", by, i)
-	}
-	if len(by) > MaxBy {
-		return fmt.Errorf("by: %d bytes, more than %d", len(by), MaxBy)
-	}
-	return nil
-}
-
-// deceptive says whether r controls or reorders text rather than shows:
-// a control character, a bidirectional control, or the line or paragraph
-// separator.
-func deceptive(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029'
 }

@@ -47,9 +47,9 @@ func TestStartsRefuseABadBy(t *testing.T) {
 	_, err := StartReleaseWith(context.Background(), nil, spec.Release{}, StartOptions{By: "ops\x1b[2J"})
 	require.ErrorContains(t, err, "a control character at byte 3")
 	for _, by := range []string{"alice‮ecila", "ops⁦x⁩", "a b", "c1"} {
-		require.ErrorContains(t, CheckBy(by), "a control character", "%q", by)
+		require.ErrorContains(t, api.CheckBy(by), "a control character", "%q", by)
 	}
-	require.NoError(t, CheckBy("Zoë Øster (ops) 漢字"))
-	_, err = StartWith(context.Background(), nil, spec.Spec{}, StartOptions{By: strings.Repeat("a", MaxBy+1)})
+	require.NoError(t, api.CheckBy("Zoë Øster (ops) 漢字"))
+	_, err = StartWith(context.Background(), nil, spec.Spec{}, StartOptions{By: strings.Repeat("a", api.MaxBy+1)})
 	require.ErrorContains(t, err, "more than 200")
 }

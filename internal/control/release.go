@@ -29,7 +29,7 @@ func StartRelease(ctx context.Context, c client.Client, r spec.Release) (Started
 // trail name them, and its rollouts' trails name them with the release.
 // opts.Undo does not apply to a release.
 func StartReleaseWith(ctx context.Context, c client.Client, r spec.Release, with StartOptions) (Started, error) {
-	if err := CheckBy(with.By); err != nil {
+	if err := api.CheckBy(with.By); err != nil {
 		return Started{}, err
 	}
 	r = r.WithDefaults()
