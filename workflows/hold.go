@@ -56,6 +56,11 @@ func ClearHold(ctx workflow.Context, req api.ClearHoldRequest) (api.ClearHoldRes
 	if req.Reason == "" {
 		return res, fmt.Errorf("clear %s: a reason is required (it is kept in the audit trail)", s.TargetKey())
 	}
+	if workflow.GetVersion(ctx, byVersion, workflow.DefaultVersion, 1) >= 1 {
+		if err := api.CheckBy(req.By); err != nil {
+			return res, fmt.Errorf("clear %s: %w", s.TargetKey(), err)
+		}
+	}
 	var out activities.ClearResult
 	in := activities.ClearInput{Spec: s, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
 	err := workflow.ExecuteActivity(beating(retried(ctx, "clear hold", 2*time.Minute, 10*time.Second, 10)), acts.ClearHold, in).Get(ctx, &out)
