@@ -288,7 +288,9 @@ func startedBy(ctx workflow.Context) (by, undoOf string) {
 	if by == "" && info.ParentWorkflowExecution != nil {
 		by = info.ParentWorkflowExecution.ID
 	}
-	return storableText(by), storableText(undoOf)
+	// Any client sets the memo: who started it is kept as a control
+	// request's by is (api.ShownBy), readable in history, status and trail.
+	return api.ShownBy(storableText(by)), storableText(undoOf)
 }
 
 // maxStoredText bounds the memo values the trail keeps (storableText).

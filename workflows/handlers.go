@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 
@@ -15,12 +14,15 @@ import (
 // update of the same name; both go through rollout.control.
 var controls = []string{api.SignalPause, api.SignalResume, api.SignalAbort, api.SignalPromote, api.SignalApprove}
 
-// byVersion: a control request's by is checked in the workflow, so a
-// request from any Temporal client (not only the starter, which checks it
-// before it calls) that names who acts with control characters, or at
-// more than api.MaxBy bytes, is refused (an update) or recorded refused
-// and not applied (a signal, which cannot be refused), as an illegal
-// transition is. Histories from before it replay without the check.
+// byVersion: who acts, as a control request from any Temporal client
+// names them (not only the starter, which checks it before it calls), is
+// kept as api.ShownBy: one with control or invisible characters, not
+// UTF-8 or past api.MaxBy bytes is quoted, escaped and cut, in the
+// control log, the audit trail, notifications and the requests a release
+// passes on. The action itself is applied (a signal cannot be refused,
+// and an abort is the brake). An update's validator refuses such a by
+// outright (validators do not run on replay, so that needs no version).
+// Runs from before it, replayed or still running, keep by as sent.
 const byVersion = "control-by-20261205"
 
 // register installs the status query and the control signals and updates.
@@ -46,7 +48,7 @@ func (r *rollout) register(ctx workflow.Context) error {
 			},
 			workflow.UpdateHandlerOptions{
 				Validator: func(req api.ControlRequest) error {
-					if err := r.checkBy(req); err != nil {
+					if err := api.CheckBy(req.By); err != nil {
 						return err
 					}
 					return r.check(action)
@@ -58,14 +60,6 @@ func (r *rollout) register(ctx workflow.Context) error {
 		}
 	}
 	return nil
-}
-
-// checkBy refuses a request whose by api.CheckBy refuses (byVersion).
-func (r *rollout) checkBy(req api.ControlRequest) error {
-	if r.byV < 1 {
-		return nil
-	}
-	return api.CheckBy(req.By)
 }
 
 // check says whether action is legal now.
@@ -108,11 +102,11 @@ func (r *rollout) check(action string) error {
 // control applies an action (from a signal, an update or the deadline),
 // records it, and wakes the stage loop.
 func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRequest, via string) (api.Status, error) {
-	rec := api.ControlRecord{Action: action, Via: via, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
 	if r.byV >= 1 {
-		rec.By = api.ShownBy(req.By)
+		req.By = api.ShownBy(req.By)
 	}
-	if err := cmp.Or(r.checkBy(req), r.check(action)); err != nil {
+	rec := api.ControlRecord{Action: action, Via: via, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
+	if err := r.check(action); err != nil {
 		rec.Error = err.Error()
 		r.st.Controls = append(r.st.Controls, rec)
 		workflow.GetLogger(ctx).Warn("control rejected", "action", action, "via", via, "error", err)

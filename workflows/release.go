@@ -521,7 +521,7 @@ func (rel *release) register(ctx workflow.Context) error {
 			},
 			workflow.UpdateHandlerOptions{
 				Validator: func(req api.ControlRequest) error {
-					if err := rel.checkBy(req); err != nil {
+					if err := api.CheckBy(req.By); err != nil {
 						return err
 					}
 					return rel.check(action)
@@ -554,22 +554,12 @@ func (rel *release) check(action string) error {
 	return nil
 }
 
-// checkBy refuses a request whose by api.CheckBy refuses (byVersion).
-func (rel *release) checkBy(req api.ControlRequest) error {
-	if rel.byV < 1 {
-		return nil
-	}
-	return api.CheckBy(req.By)
-}
-
 func (rel *release) control(ctx workflow.Context, action string, req api.ControlRequest, via string) {
-	rec := api.ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
 	if rel.byV >= 1 {
-		rec.By = api.ShownBy(req.By)
+		req.By = api.ShownBy(req.By)
 	}
-	switch err := rel.checkBy(req); {
-	case err != nil:
-		rec.Accepted, rec.Error = false, err.Error()
+	rec := api.ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
+	switch {
 	case rel.st.Phase == api.ReleaseDone || rel.st.Phase == api.ReleaseRollingBack:
 		rec.Accepted, rec.Error = false, "the release is "+rel.st.Phase
 	case action == api.SignalAbort && rel.st.Phase == api.ReleaseCommitting && rel.commitV >= 1:

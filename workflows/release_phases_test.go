@@ -267,9 +267,9 @@ func TestReleaseChildMemo(t *testing.T) {
 }
 
 // A release checks who acts as a rollout does (TestControlsCheckWhoActs):
-// an update naming them with a control character is refused; a signal
-// is recorded refused, escaped, and not applied (the abort does not roll
-// the release back, nor reach its rollouts).
+// an update naming them with a control character is refused; a signal is
+// applied, its by kept quoted and escaped in the control log and in what
+// the release passes on.
 func TestReleaseControlsCheckWhoActs(t *testing.T) {
 	h := newHarness(t)
 	var refused error
@@ -278,13 +278,13 @@ func TestReleaseControlsCheckWhoActs(t *testing.T) {
 			api.ControlRequest{By: "mallory\nforged"})
 	}, 30*time.Second)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "eve\x1b[2J", Reason: "forged"})
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "eve\x1b[2J", Reason: "errors up"})
 	}, time.Minute)
 	res := h.runRelease(threeTier())
-	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.ErrorContains(t, refused, "a control character")
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, "the signalled abort is applied")
 	require.Len(t, res.Controls, 1)
-	require.False(t, res.Controls[0].Accepted)
+	require.True(t, res.Controls[0].Accepted)
 	require.Equal(t, `"eve\x1b[2J"`, res.Controls[0].By)
-	require.Contains(t, res.Controls[0].Error, "a control character")
+	require.NotContains(t, res.Error, "\x1b")
 }

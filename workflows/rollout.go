@@ -91,8 +91,8 @@ type rollout struct {
 	promotedBy api.ControlRequest
 	promotedAt time.Time
 	gateV      workflow.Version
-	// byV >= 1: a control request's by is checked (api.CheckBy) in the
-	// workflow too, whoever sent it (byVersion).
+	// byV >= 1: a control request's by is kept as api.ShownBy
+	// (byVersion).
 	byV workflow.Version
 	// rules are the spec validation rules of this rollout's first run.
 	rules spec.Rules

@@ -987,8 +987,8 @@ func TestRollbackSaysWhatIsStillTerminating(t *testing.T) {
 // A control request from any Temporal client, not only the starter, has
 // its by checked in the workflow: an update naming who acts with a control
 // character or past api.MaxBy bytes is refused, changing nothing; a signal
-// (which cannot be refused) is recorded refused, readably, and not
-// applied: the abort below does not roll the rollout back.
+// (which cannot be refused) is applied, its by kept quoted and escaped
+// (api.ShownBy) in the control log and the abort's reason.
 func TestControlsCheckWhoActs(t *testing.T) {
 	h := newHarness(t)
 	updates := map[string]error{}
@@ -999,22 +999,27 @@ func TestControlsCheckWhoActs(t *testing.T) {
 		}
 	}, time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "eve\u202egnp.exe", Reason: "forged"})
-		h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: strings.Repeat("\x1b[2J", 100)})
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "eve\u202egnp.exe", Reason: "errors up"})
 	}, 2*time.Minute)
 	res := h.run(testSpec(spec.Canary))
-	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
 	require.ErrorContains(t, updates["newline"], "a control character")
 	require.ErrorContains(t, updates["long"], fmt.Sprintf("%d bytes, more than %d", api.MaxBy+1, api.MaxBy))
-	require.Len(t, res.Controls, 2, "refused updates never reach the history; both signals are recorded")
-	for _, c := range res.Controls {
-		require.False(t, c.Accepted, "%+v", c)
-		require.Equal(t, "signal", c.Via)
-		require.NoError(t, api.CheckBy(c.By), "the record's by is shown escaped and bounded: %q", c.By)
-		require.NotEmpty(t, c.Error)
-	}
-	require.Equal(t, `"eve\u202egnp.exe"`, res.Controls[0].By)
-	require.Contains(t, res.Controls[0].Error, "a control character")
-	require.Contains(t, res.Controls[1].Error, "more than")
-	require.False(t, res.Paused)
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, "the signalled abort is applied")
+	require.Len(t, res.Controls, 1, "refused updates never reach the history")
+	c := res.Controls[0]
+	require.True(t, c.Accepted, "%+v", c)
+	require.Equal(t, "signal", c.Via)
+	require.Equal(t, `"eve\u202egnp.exe"`, c.By)
+	require.Contains(t, res.Error, `requested by "eve\u202egnp.exe": errors up`)
+	require.NotContains(t, res.Error, "\u202e")
+}
+
+// Who started a rollout, as the memo any client sets names them, is kept
+// as a control request's by is: quoted and escaped (api.ShownBy).
+func TestStartedByShownEscaped(t *testing.T) {
+	h := newHarness(t)
+	h.env.SetMemoOnStart(map[string]any{api.MemoStartedBy: "mallory\nstartedBy: alice"})
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, api.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Equal(t, `"mallory\nstartedBy: alice"`, res.StartedBy)
 }
