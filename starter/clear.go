@@ -47,6 +47,9 @@ kubeconfig or context. Refused while a rollout of the target is open.`,
 			if err := api.CheckBy(req.By); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
+			if err := api.CheckReason(req.Reason); err != nil {
+				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
+			}
 			s, err := clearTarget(args[0])
 			if err != nil {
 				return err

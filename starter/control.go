@@ -53,6 +53,9 @@ refused with the reason, and nothing changes; the exit code is then 1.
 			if err := api.CheckBy(req.By); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
+			if err := api.CheckReason(req.Reason); err != nil {
+				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
+			}
 			c, err := g.dial()
 			if err != nil {
 				return err

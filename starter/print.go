@@ -73,6 +73,9 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 	}
 	if len(st.Controls) > 0 {
 		fmt.Fprintln(w, "controls:")
+		if st.ControlsOmitted > 0 {
+			fmt.Fprintf(w, "  (%d earlier not kept here; starter history has them)\n", st.ControlsOmitted)
+		}
 		for _, c := range st.Controls {
 			state := "accepted"
 			if !c.Accepted {

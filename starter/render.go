@@ -394,8 +394,10 @@ func (v rolloutView) facts() []fact {
 	}
 	// Printed once: the stages planned and the image found follow later.
 	fs := []fact{{key: "head", sig: st.WorkflowID, text: fmt.Sprintf("rollout %s: %s of %s to %s", st.WorkflowID, st.Strategy, st.Service, st.ImageTo)}}
+	// Keyed by their place in the whole log: the status keeps the latest
+	// records only (ControlsOmitted counts the others).
 	for i, c := range st.Controls {
-		fs = append(fs, fact{key: fmt.Sprintf("control/%d", i), text: "control: " + controlText(c)})
+		fs = append(fs, fact{key: fmt.Sprintf("control/%d", st.ControlsOmitted+i), text: "control: " + controlText(c)})
 	}
 	if plainPhase(st.Phase) {
 		text := "phase " + string(st.Phase)
@@ -426,7 +428,7 @@ func (v rolloutView) facts() []fact {
 		if left, ok := bakeLeft(st, now); ok {
 			text += fmt.Sprintf(", bake time left %s (frozen)", short(left))
 		}
-		fs = append(fs, fact{key: "paused", sig: fmt.Sprint(len(st.Controls)), text: text})
+		fs = append(fs, fact{key: "paused", sig: fmt.Sprint(st.ControlsOmitted + len(st.Controls)), text: text})
 	}
 	if a := openGate(st); a != nil && !v.finished() {
 		fs = append(fs, fact{key: "approval", sig: fmt.Sprint(a.Stage, a.Deadline.UnixNano()),
@@ -558,8 +560,10 @@ func (v releaseView) facts() []fact {
 		return []fact{{key: "warn", text: v.warn}}
 	}
 	fs := []fact{{key: "head", text: fmt.Sprintf("release %s: %s to %s, %d services", st.WorkflowID, st.Name, st.Environment, len(st.Services))}}
+	// Keyed by their place in the whole log: the status keeps the latest
+	// records only (ControlsOmitted counts the others).
 	for i, c := range st.Controls {
-		fs = append(fs, fact{key: fmt.Sprintf("control/%d", i), text: "control: " + controlText(c)})
+		fs = append(fs, fact{key: fmt.Sprintf("control/%d", st.ControlsOmitted+i), text: "control: " + controlText(c)})
 	}
 	if st.Phase != api.ReleaseDone {
 		text := "phase " + st.Phase

@@ -64,6 +64,9 @@ why, exit code 5. Without --wait, undo returns once the rollout is past its prep
 			if err := api.CheckBy(by); err != nil {
 				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
 			}
+			if err := api.CheckReason(reason); err != nil {
+				return &exitError{exitInvalid, fmt.Errorf("--%w", err)}
+			}
 			c, ctx, done, err := g.connect(cmd)
 			if err != nil {
 				return err

@@ -341,6 +341,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"release", "-f", "does-not-exist.yaml", "--by", "ops\x00"}, `--by "ops\x00": a control character at byte 3`},
 		{[]string{"undo", "hello", "--by", "\x1b[31mred"}, `--by "\x1b[31mred": a control character at byte 0`},
 		{[]string{"clear", "docker:hello", "--reason", "r", "--by", strings.Repeat("a", 201)}, "--by: 201 bytes, more than 200"},
+		// --reason rides in the workflow's state and every status: bounded.
+		{[]string{"abort", "deploy:docker:hello", "--reason", strings.Repeat("r", 1001)}, "--reason: 1001 bytes, more than 1000"},
+		{[]string{"clear", "docker:hello", "--reason", "bad \xff byte"}, "--reason: not valid UTF-8"},
+		{[]string{"undo", "hello", "--reason", strings.Repeat("é", 501)}, "--reason: 1002 bytes, more than 1000"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -531,4 +535,25 @@ func TestStatusNamesWhoStartedIt(t *testing.T) {
 	out.Reset()
 	printRelease(&out, api.ReleaseStatus{WorkflowID: "release:prod/shop", StartedBy: "ci\x1b[2J"})
 	require.Contains(t, out.String(), "\nstarted by: \"ci\\x1b[2J\"\n")
+}
+
+// The status keeps the latest api.MaxControls control records; one added
+// once the log is full (its oldest dropped, ControlsOmitted counting it)
+// is still printed by a plain watch, as the first one was.
+func TestWatchPrintsControlsPastTheKeptLog(t *testing.T) {
+	full := canaryStatus()
+	for i := range api.MaxControls {
+		full.Controls = append(full.Controls, api.ControlRecord{Action: "resume", Via: "signal", By: "bot", Reason: fmt.Sprint("r", i),
+			At: t0, Error: "cannot resume: rollout is not paused"})
+	}
+	next := full
+	next.Controls = append(slices.Clone(full.Controls[1:]), api.ControlRecord{Action: "abort", Via: "signal", By: "alice", Reason: "the last word", At: t0, Accepted: true})
+	next.ControlsOmitted = 1
+	var b bytes.Buffer
+	d := &display{w: &b, mode: modePlain}
+	require.NoError(t, d.show(rolloutView{st: full, now: t0.Add(time.Second)}, t0.Add(time.Second)))
+	require.NotContains(t, b.String(), "the last word")
+	require.NoError(t, d.show(rolloutView{st: next, now: t0.Add(2 * time.Second)}, t0.Add(2*time.Second)))
+	require.Contains(t, b.String(), "control: abort by alice via signal: the last word")
+	require.Equal(t, api.MaxControls+1, strings.Count(b.String(), "control: "), "each record is printed once, none again when the log moves on")
 }

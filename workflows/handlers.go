@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -25,9 +26,21 @@ var controls = []string{api.SignalPause, api.SignalResume, api.SignalAbort, api.
 // Runs from before it, replayed or still running, keep by as sent.
 const byVersion = "control-by-20261205"
 
+// boundsVersion: why a control request was made is kept as
+// api.KeptReason (at most api.MaxReason bytes of UTF-8, no NUL), and the
+// control log keeps the latest api.MaxControls records, the older ones
+// dropped once the audit trail has them (Status.ControlsOmitted counts
+// them). Before it, one signal from any Temporal client with a reason
+// near 2 MiB, or a flood of signals, grew the state every status query,
+// update result, continue-as-new input and the workflow's result carry
+// past Temporal's payload limit: the run could neither continue nor
+// finish. An update's validator refuses a reason api.CheckReason refuses.
+const boundsVersion = "control-bounds-20261205"
+
 // register installs the status query and the control signals and updates.
 func (r *rollout) register(ctx workflow.Context) error {
 	r.byV = workflow.GetVersion(ctx, byVersion, workflow.DefaultVersion, 1)
+	r.boundsV = workflow.GetVersion(ctx, boundsVersion, workflow.DefaultVersion, 1)
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.Status, error) {
 		return r.status(), nil
 	}, workflow.QueryHandlerOptions{Description: "The rollout's plan, every stage and the control log"}); err != nil {
@@ -49,6 +62,9 @@ func (r *rollout) register(ctx workflow.Context) error {
 			workflow.UpdateHandlerOptions{
 				Validator: func(req api.ControlRequest) error {
 					if err := api.CheckBy(req.By); err != nil {
+						return err
+					}
+					if err := api.CheckReason(req.Reason); err != nil {
 						return err
 					}
 					return r.check(action)
@@ -105,15 +121,18 @@ func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRe
 	if r.byV >= 1 {
 		req.By = api.ShownBy(req.By)
 	}
+	if r.boundsV >= 1 {
+		req.Reason = api.KeptReason(req.Reason)
+	}
 	rec := api.ControlRecord{Action: action, Via: via, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
 	if err := r.check(action); err != nil {
 		rec.Error = err.Error()
-		r.st.Controls = append(r.st.Controls, rec)
+		r.keepControl(ctx, rec)
 		workflow.GetLogger(ctx).Warn("control rejected", "action", action, "via", via, "error", err)
 		return r.status(), err
 	}
 	rec.Accepted = true
-	r.st.Controls = append(r.st.Controls, rec)
+	r.keepControl(ctx, rec)
 	switch action {
 	case api.SignalPause:
 		r.paused = true
@@ -141,6 +160,23 @@ func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRe
 	r.wake.SendAsync(struct{}{})
 	workflow.GetLogger(ctx).Info("control applied", "action", action, "via", via, "by", req.By, "reason", req.Reason)
 	return r.status(), nil
+}
+
+// keepControl adds rec to the control log, which keeps the latest
+// api.MaxControls records (boundsVersion): the older ones go once the
+// audit trail has them (collected here when it lags).
+func (r *rollout) keepControl(ctx workflow.Context, rec api.ControlRecord) {
+	r.st.Controls = append(r.st.Controls, rec)
+	if r.boundsV < 1 || len(r.st.Controls) <= api.MaxControls {
+		return
+	}
+	if r.auditor.on && r.auditor.controls < len(r.st.Controls) {
+		r.auditCollect(ctx)
+	}
+	n := len(r.st.Controls) - api.MaxControls
+	r.st.Controls = slices.Clone(r.st.Controls[n:])
+	r.st.ControlsOmitted += n
+	r.auditor.controls = max(0, r.auditor.controls-n)
 }
 
 // status is the state as callers see it: a paused rollout says so.

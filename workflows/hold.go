@@ -50,25 +50,34 @@ func ClearHold(ctx workflow.Context, req api.ClearHoldRequest) (api.ClearHoldRes
 	}
 	// As a rollout's (ownerVersion): asked only when the IDs differ, so a
 	// replay under the replayer's own ID finds no marker and goes on.
+	// refused ends the status with why, as a failed clear does.
+	refused := func(err error) (api.ClearHoldResult, error) {
+		now := workflow.Now(ctx)
+		st.Phase, st.CompletedAt, st.Error = api.PhaseDone, &now, errorMessage(err)
+		return res, err
+	}
 	if id := info.WorkflowExecution.ID; id != s.WorkflowID() && workflow.GetVersion(ctx, ownerVersion, workflow.DefaultVersion, 1) >= 1 {
-		return res, fmt.Errorf("%s", ownerProblem("clear", s.TargetKey(), id, s.WorkflowID()))
+		return refused(fmt.Errorf("%s", ownerProblem("clear", s.TargetKey(), id, s.WorkflowID())))
 	}
 	if req.Reason == "" {
-		return res, fmt.Errorf("clear %s: a reason is required (it is kept in the audit trail)", s.TargetKey())
+		return refused(fmt.Errorf("clear %s: a reason is required (it is kept in the audit trail)", s.TargetKey()))
 	}
 	if workflow.GetVersion(ctx, byVersion, workflow.DefaultVersion, 1) >= 1 {
 		req.By = api.ShownBy(req.By)
 		res.By = req.By
 	}
+	if workflow.GetVersion(ctx, boundsVersion, workflow.DefaultVersion, 1) >= 1 {
+		req.Reason = api.KeptReason(req.Reason)
+		res.Reason = req.Reason
+	}
 	var out activities.ClearResult
 	in := activities.ClearInput{Spec: s, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}
 	err := workflow.ExecuteActivity(beating(retried(ctx, "clear hold", 2*time.Minute, 10*time.Second, 10)), acts.ClearHold, in).Get(ctx, &out)
+	if err != nil {
+		return refused(err)
+	}
 	now := workflow.Now(ctx)
 	st.Phase, st.CompletedAt = api.PhaseDone, &now
-	if err != nil {
-		st.Error = errorMessage(err)
-		return res, err
-	}
 	res.Cleared = out.Cleared
 	return res, nil
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,17 @@ func TestClearHold(t *testing.T) {
 		if err == nil {
 			require.NoError(t, env.GetWorkflowResult(&res))
 		}
+		// Refused or not, its status says it is done, and why not.
+		v, qerr := env.QueryWorkflow(api.QueryStatus)
+		require.NoError(t, qerr)
+		var st api.Status
+		require.NoError(t, v.Get(&st))
+		require.Equal(t, api.PhaseDone, st.Phase, "%+v", st)
+		require.NotNil(t, st.CompletedAt)
+		if err != nil {
+			require.NotEmpty(t, st.Error)
+			require.Contains(t, err.Error(), st.Error)
+		}
 		return res, calls, err
 	}
 	res, calls, err := run(t, s.WorkflowID(), api.ClearHoldRequest{Spec: s, Reason: "restored by hand", By: "alice"})
@@ -116,4 +128,12 @@ func TestClearHold(t *testing.T) {
 	require.Len(t, calls, 1)
 	require.Equal(t, `"mallory\ncleared by alice"`, calls[0].By)
 	require.Equal(t, calls[0].By, res.By)
+
+	// Why is kept as a control request's reason is (boundsVersion): cut.
+	res, calls, err = run(t, s.WorkflowID(), api.ClearHoldRequest{Spec: s, Reason: strings.Repeat("why\n", 1<<19-64), By: "alice"})
+	require.NoError(t, err)
+	require.Len(t, calls, 1)
+	require.LessOrEqual(t, len(calls[0].Reason), api.MaxReason)
+	require.True(t, strings.HasSuffix(calls[0].Reason, "…"))
+	require.Equal(t, calls[0].Reason, res.Reason)
 }

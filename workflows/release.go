@@ -36,6 +36,8 @@ type release struct {
 	// byV is byVersion's (handlers.go), taken when the controls are
 	// installed.
 	byV workflow.Version
+	// boundsV is boundsVersion's (handlers.go), taken with byV.
+	boundsV workflow.Version
 	// commitV is commitVersion's, taken just before the commit.
 	commitV  workflow.Version
 	auditor  releaseAudit
@@ -498,6 +500,7 @@ func (rel *release) finish(ctx workflow.Context, o api.Outcome, msg string) api.
 // validator rejects an illegal transition before it reaches the history.
 func (rel *release) register(ctx workflow.Context) error {
 	rel.byV = workflow.GetVersion(ctx, byVersion, workflow.DefaultVersion, 1)
+	rel.boundsV = workflow.GetVersion(ctx, boundsVersion, workflow.DefaultVersion, 1)
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.ReleaseStatus, error) { return rel.status(), nil },
 		workflow.QueryHandlerOptions{Description: "The release's services with their states, its phase and the control log"}); err != nil {
 		return err
@@ -522,6 +525,9 @@ func (rel *release) register(ctx workflow.Context) error {
 			workflow.UpdateHandlerOptions{
 				Validator: func(req api.ControlRequest) error {
 					if err := api.CheckBy(req.By); err != nil {
+						return err
+					}
+					if err := api.CheckReason(req.Reason); err != nil {
 						return err
 					}
 					return rel.check(action)
@@ -558,6 +564,9 @@ func (rel *release) control(ctx workflow.Context, action string, req api.Control
 	if rel.byV >= 1 {
 		req.By = api.ShownBy(req.By)
 	}
+	if rel.boundsV >= 1 {
+		req.Reason = api.KeptReason(req.Reason)
+	}
 	rec := api.ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
 	switch {
 	case rel.st.Phase == api.ReleaseDone || rel.st.Phase == api.ReleaseRollingBack:
@@ -577,7 +586,22 @@ func (rel *release) control(ctx workflow.Context, action string, req api.Control
 			rel.notify(ctx, spec.EventPaused, describe(req))
 		}
 	}
+	rel.keepControl(ctx, rec)
+}
+
+// keepControl is the rollout's (rollout.keepControl) for a release.
+func (rel *release) keepControl(ctx workflow.Context, rec api.ControlRecord) {
 	rel.st.Controls = append(rel.st.Controls, rec)
+	if rel.boundsV < 1 || len(rel.st.Controls) <= api.MaxControls {
+		return
+	}
+	if rel.auditor.on && rel.auditor.controls < len(rel.st.Controls) {
+		rel.auditCollect(ctx)
+	}
+	n := len(rel.st.Controls) - api.MaxControls
+	rel.st.Controls = slices.Clone(rel.st.Controls[n:])
+	rel.st.ControlsOmitted += n
+	rel.auditor.controls = max(0, rel.auditor.controls-n)
 }
 
 func (rel *release) abort(reason string) {

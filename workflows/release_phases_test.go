@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -287,4 +289,41 @@ func TestReleaseControlsCheckWhoActs(t *testing.T) {
 	require.True(t, res.Controls[0].Accepted)
 	require.Equal(t, `"eve\x1b[2J"`, res.Controls[0].By)
 	require.NotContains(t, res.Error, "\x1b")
+}
+
+// A release's control log is bounded as a rollout's is
+// (TestControlLogBounded): a reason too long for an update is refused, a
+// signal's is kept cut, a flood leaves the latest api.MaxControls records,
+// and the reason the release passes on to its rollouts is the cut one.
+func TestReleaseControlLogBounded(t *testing.T) {
+	h := newHarness(t)
+	var refused error
+	const flood = api.MaxControls + 7
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(api.SignalPause, "long", &releaseUpdate{done: func(_ api.ReleaseStatus, err error) { refused = err }},
+			api.ControlRequest{By: "alice", Reason: strings.Repeat("r", api.MaxReason+1)})
+	}, 30*time.Second)
+	h.env.RegisterDelayedCallback(func() {
+		for i := range flood {
+			action := api.SignalPause
+			if i%2 == 1 {
+				action = api.SignalResume
+			}
+			h.env.SignalWorkflow(action, api.ControlRequest{By: "mallory", Reason: fmt.Sprintf("flood %d %s", i, strings.Repeat("x", 4*api.MaxReason))})
+		}
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "mallory", Reason: strings.Repeat("why\n", 1<<19-64)})
+	}, time.Minute)
+	res := h.runRelease(threeTier())
+	require.ErrorContains(t, refused, fmt.Sprintf("reason: %d bytes, more than %d", api.MaxReason+1, api.MaxReason))
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, "the signalled abort is applied")
+	require.Len(t, res.Controls, api.MaxControls)
+	require.Equal(t, flood+1-api.MaxControls, res.ControlsOmitted)
+	for _, c := range res.Controls {
+		require.LessOrEqual(t, len(c.Reason), api.MaxReason)
+	}
+	require.Equal(t, api.SignalAbort, res.Controls[len(res.Controls)-1].Action)
+	require.Less(t, len(res.Error), 2*api.MaxReason, "the abort's reason is cut where it is kept")
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	require.Less(t, len(b), 256<<10, "the result stays far below the 2 MiB payload limit")
 }

@@ -94,6 +94,10 @@ type rollout struct {
 	// byV >= 1: a control request's by is kept as api.ShownBy
 	// (byVersion).
 	byV workflow.Version
+	// boundsV >= 1: a control request's reason is kept as api.KeptReason
+	// and the control log keeps the latest api.MaxControls records
+	// (boundsVersion).
+	boundsV workflow.Version
 	// rules are the spec validation rules of this rollout's first run.
 	rules spec.Rules
 	// notifier sends the spec's notifications.

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -1012,6 +1013,66 @@ func TestControlsCheckWhoActs(t *testing.T) {
 	require.Equal(t, `"eve\u202egnp.exe"`, c.By)
 	require.Contains(t, res.Error, `requested by "eve\u202egnp.exe": errors up`)
 	require.NotContains(t, res.Error, "\u202e")
+}
+
+// The control log any Temporal client writes to stays bounded
+// (boundsVersion): an update whose reason api.CheckReason refuses is
+// refused; a signal's reason is kept cut (api.KeptReason), so one near
+// Temporal's 2 MiB payload limit does not ride in every status, update
+// result, continue-as-new input and the result; a flood of signals leaves
+// the latest api.MaxControls records, the older ones counted, and the
+// audit trail still has every one.
+func TestControlLogBounded(t *testing.T) {
+	h := newHarness(t)
+	var refused error
+	const flood = 2*api.MaxControls + 11
+	huge := strings.Repeat("why\n", 1<<19-64) // just under 2 MiB, as a signal may carry
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(api.UpdatePause, "long", &updateCallback{done: func(_ api.Status, err error) { refused = err }},
+			api.ControlRequest{By: "alice", Reason: strings.Repeat("r", api.MaxReason+1)})
+	}, time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		for i := range flood {
+			action := api.SignalPause
+			if i%2 == 1 {
+				action = api.SignalResume
+			}
+			h.env.SignalWorkflow(action, api.ControlRequest{By: "mallory", Reason: fmt.Sprintf("flood %d %s", i, strings.Repeat("x", api.MaxReason))})
+		}
+	}, 2*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "mallory", Reason: huge})
+	}, 3*time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.ErrorContains(t, refused, fmt.Sprintf("reason: %d bytes, more than %d", api.MaxReason+1, api.MaxReason))
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome, "the signalled abort is applied")
+	require.Len(t, res.Controls, api.MaxControls)
+	require.Equal(t, flood+1-api.MaxControls, res.ControlsOmitted)
+	last := res.Controls[len(res.Controls)-1]
+	require.Equal(t, api.SignalAbort, last.Action)
+	require.True(t, last.Accepted)
+	require.LessOrEqual(t, len(last.Reason), api.MaxReason)
+	require.True(t, strings.HasSuffix(last.Reason, "…"), "a cut reason says so")
+	require.Contains(t, res.Controls[0].Reason, fmt.Sprintf("flood %d ", flood-api.MaxControls+1), "the latest are kept")
+	for _, c := range res.Controls {
+		require.LessOrEqual(t, len(c.Reason), api.MaxReason)
+	}
+	require.Less(t, len(res.Error), 2*api.MaxReason, "the abort's reason is cut where it is kept")
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	require.Less(t, len(b), 256<<10, "the result stays far below the 2 MiB payload limit")
+
+	events, _, _ := trail(t, h.batches)
+	var controls []audit.Event
+	for _, e := range events {
+		if e.Kind == audit.KindControl {
+			controls = append(controls, e)
+		}
+	}
+	require.Len(t, controls, flood+1, "the audit trail has every control, the dropped ones too")
+	for i, e := range controls[:flood] {
+		require.True(t, strings.HasPrefix(e.Reason, fmt.Sprintf("flood %d ", i)), "control %d: %.20q", i, e.Reason)
+	}
 }
 
 // Who started a rollout, as the memo any client sets names them, is kept

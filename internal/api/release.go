@@ -78,11 +78,13 @@ type ReleaseStatus struct {
 	// RollbackOrder lists the services the release rolled back, in order.
 	RollbackOrder []string        `json:"rollbackOrder,omitempty"`
 	Controls      []ControlRecord `json:"controls,omitempty"`
-	StartedAt     time.Time       `json:"startedAt"`
-	CompletedAt   *time.Time      `json:"completedAt,omitempty"`
-	Outcome       Outcome         `json:"outcome,omitempty"`
-	Error         string          `json:"error,omitempty"`
-	Problems      []string        `json:"problems,omitempty"`
+	// ControlsOmitted: as a rollout's (Status).
+	ControlsOmitted int        `json:"controlsOmitted,omitempty"`
+	StartedAt       time.Time  `json:"startedAt"`
+	CompletedAt     *time.Time `json:"completedAt,omitempty"`
+	Outcome         Outcome    `json:"outcome,omitempty"`
+	Error           string     `json:"error,omitempty"`
+	Problems        []string   `json:"problems,omitempty"`
 }
 
 // Readiness verdicts.

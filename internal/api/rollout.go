@@ -202,6 +202,10 @@ type Status struct {
 	BakeEndsAt    *time.Time      `json:"bakeEndsAt,omitempty"`
 	Stages        []StageRecord   `json:"stages"`
 	Controls      []ControlRecord `json:"controls,omitempty"`
+	// ControlsOmitted counts the oldest control records no longer in
+	// Controls, which keeps the latest MaxControls; the audit trail has
+	// them all.
+	ControlsOmitted int `json:"controlsOmitted,omitempty"`
 	// LatestRound is the latest health round a watch reported (bounded
 	// evidence); live rounds are in the running watcher's heartbeat.
 	LatestRound *health.Round   `json:"latestRound,omitempty"`
