@@ -87,7 +87,21 @@ type Rollout struct {
 // returns it with Existing set; for a different request it returns a
 // *BusyError naming the running rollout.
 func (c *Client) Deploy(ctx context.Context, s Spec) (Rollout, error) {
-	st, err := control.Start(ctx, c.tc, s)
+	return c.DeployWith(ctx, s, StartOptions{})
+}
+
+// StartOptions are what a caller may add to a Deploy or Release.
+type StartOptions struct {
+	// By names who starts it, as the memo's startedBy: the status, the
+	// audit trail and notifications name them. At most 200 bytes, with no
+	// control or invisible character (else nothing is started). Empty
+	// names this process's user@host.
+	By string
+}
+
+// DeployWith is Deploy recording opts (who starts it).
+func (c *Client) DeployWith(ctx context.Context, s Spec, opts StartOptions) (Rollout, error) {
+	st, err := control.StartWith(ctx, c.tc, s, control.StartOptions{By: opts.By})
 	if err != nil {
 		return Rollout{}, err
 	}
@@ -112,7 +126,13 @@ func (c *Client) PlanRelease(ctx context.Context, r Release) (ReleasePreview, er
 // Release starts a release of several services, validated in full first.
 // One release of a name runs per environment at a time.
 func (c *Client) Release(ctx context.Context, r Release) (Rollout, error) {
-	st, err := control.StartRelease(ctx, c.tc, r)
+	return c.ReleaseWith(ctx, r, StartOptions{})
+}
+
+// ReleaseWith is Release recording opts (who starts it; its rollouts'
+// trails name them with the release).
+func (c *Client) ReleaseWith(ctx context.Context, r Release, opts StartOptions) (Rollout, error) {
+	st, err := control.StartReleaseWith(ctx, c.tc, r, control.StartOptions{By: opts.By})
 	if err != nil {
 		return Rollout{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,6 +111,33 @@ func TestDeployStartsOneRolloutPerTarget(t *testing.T) {
 		}
 		require.Equal(t, []string{"service", "platform.docker.port"}, fields)
 	})
+}
+
+// An upstream service names who starts a rollout or release, as the
+// starter's --by does; a name that would forge a line starts nothing.
+func TestStartNamesWhoStartsIt(t *testing.T) {
+	ctx := context.Background()
+	run := &mocks.WorkflowRun{}
+	run.On("GetID").Return("deploy:docker:hello")
+	run.On("GetRunID").Return("run-1")
+	startedBy := func(by string) any {
+		return mock.MatchedBy(func(o temporalclient.StartWorkflowOptions) bool { return o.Memo[api.MemoStartedBy] == by })
+	}
+	tc := mocks.NewClient(t)
+	tc.On("ExecuteWorkflow", mock.Anything, startedBy("deploy-bot"), client.CanaryWorkflow, mock.Anything).Return(run, nil).Once()
+	_, err := client.New(tc).DeployWith(ctx, demo(), client.StartOptions{By: "deploy-bot"})
+	require.NoError(t, err)
+
+	rel := client.Release{Name: "shop", Environment: "prod", Services: []client.ReleaseService{{Name: "api", Deploy: demo()}}}
+	tc.On("ExecuteWorkflow", mock.Anything, startedBy("release-bot"), client.ReleaseWorkflow, mock.Anything).Return(run, nil).Once()
+	_, err = client.New(tc).ReleaseWith(ctx, rel, client.StartOptions{By: "release-bot"})
+	require.NoError(t, err)
+
+	bad := mocks.NewClient(t) // no expectations: any call fails the test
+	_, err = client.New(bad).DeployWith(ctx, demo(), client.StartOptions{By: "bot\nstartedBy: alice"})
+	require.ErrorContains(t, err, "a control character")
+	_, err = client.New(bad).ReleaseWith(ctx, rel, client.StartOptions{By: strings.Repeat("b", 201)})
+	require.ErrorContains(t, err, "201 bytes, more than 200")
 }
 
 func TestControlsAreUpdatesReturningTheStatus(t *testing.T) {
