@@ -2,11 +2,13 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/stagecraft/stagecraft/internal/platform"
 	"github.com/stagecraft/stagecraft/internal/spec"
 )
 
@@ -41,5 +43,48 @@ func TestPreflightPullsUnlessAPlan(t *testing.T) {
 		} else {
 			require.Equal(t, [2]int{1, 0}, [2]int{p.pulls, p.looks}, "a release's preflight: pulls, looks")
 		}
+	}
+}
+
+// answeringPlatform looks for an image and finds what err says.
+type answeringPlatform struct {
+	heldPlatform
+	err error
+}
+
+func (p *answeringPlatform) FindImage(context.Context, string) (bool, error) { return false, p.err }
+
+// TestPreviewImageVerdicts: a plan calls an image its registry says it
+// does not have a failure (a rollout is refused before any change), but a
+// registry that could not be asked only a warning: a rollout started now
+// retries the pull, so the plan does not say it would be refused.
+func TestPreviewImageVerdicts(t *testing.T) {
+	for _, tt := range []struct {
+		err     error
+		verdict string
+		says    string
+	}{
+		{&platform.ImageNotFoundError{Image: "registry.invalid/web:v2", Reason: "manifest unknown"}, checkFailed, "not found (manifest unknown)"},
+		{&platform.RegistryUnavailableError{Image: "127.0.0.1:5000/web:v2", Err: errors.New("connection refused")}, checkWarning, "retries the pull"},
+		{nil, checkWarning, "its registry has it"},
+	} {
+		p := &answeringPlatform{err: tt.err}
+		a := &Activities{Platforms: map[string]Platform{spec.PlatformDocker: p}, Checker: noChecks{}}
+		var env testsuite.WorkflowTestSuite
+		ae := env.NewTestActivityEnvironment()
+		ae.RegisterActivity(a.Preview)
+		v, err := ae.ExecuteActivity(a.Preview, PreviewInput{Spec: holdSpec()})
+		require.NoError(t, err)
+		var res PreviewResult
+		require.NoError(t, v.Get(&res))
+		var image *PreviewCheck
+		for i := range res.Checks {
+			if res.Checks[i].Name == "image" {
+				image = &res.Checks[i]
+			}
+		}
+		require.NotNil(t, image, "%+v", res.Checks)
+		require.Equal(t, tt.verdict, image.Verdict, image.Message)
+		require.Contains(t, image.Message, tt.says)
 	}
 }

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -89,7 +90,11 @@ func (a *Activities) Preview(ctx context.Context, in PreviewInput) (PreviewResul
 // when the rollout starts).
 func (a *Activities) previewImage(ctx context.Context, p Platform, image string, add func(name, verdict, format string, args ...any)) {
 	if l, ok := p.(ImageLooker); ok {
+		var outage *platform.RegistryUnavailableError
 		switch local, err := l.FindImage(ctx, image); {
+		case errors.As(err, &outage):
+			// Not a refusal: a rollout started now retries the pull.
+			add("image", checkWarning, "%v; a rollout started now retries the pull, and fails only if the outage outlasts its retries", err)
 		case err != nil:
 			add("image", checkFailed, "%v", err)
 		case local:
