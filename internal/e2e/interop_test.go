@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -324,4 +325,40 @@ func TestClientApprove(t *testing.T) {
 	require.Equal(t, "numbers look fine", a.Reason)
 	require.NotNil(t, a.ApprovedAt)
 	require.False(t, a.TimedOut)
+}
+
+// TestRawSignalsCannotSwellARollout: a Temporal client other than the
+// starter signals a running rollout with reasons of 1.5 MB each, under
+// the server's 2 MiB payload limit one by one. The rollout keeps each
+// reason cut (boundsVersion), so its status still answers and its result
+// still fits: it finishes as it would have. Before the bound, the state
+// the result carries (3 MB of reasons) was past that limit and the run
+// could not complete.
+func TestRawSignalsCannotSwellARollout(t *testing.T) {
+	itest.StartWorker(t, tc, dc)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	service := itest.Name("e2e-swell")
+	cleanup(t, service)
+	s := interopSpec(service, "stagecraft-demo:v1", 2, 5*time.Second)
+	c := client.New(tc)
+	started, err := c.Deploy(ctx, s)
+	require.NoError(t, err)
+	waitForStage(t, started.WorkflowID, 0, api.StageValidating)
+	big := strings.Repeat("not a reason\n", 1_500_000/13)
+	require.NoError(t, tc.SignalWorkflow(ctx, started.WorkflowID, "", api.SignalPause, api.ControlRequest{By: "raw", Reason: big}))
+	require.NoError(t, tc.SignalWorkflow(ctx, started.WorkflowID, "", api.SignalResume, api.ControlRequest{By: "raw", Reason: big}))
+	itest.Eventually(t, 30*time.Second, "both signals in the control log", func() bool {
+		st, err := c.Status(ctx, started.WorkflowID)
+		return err == nil && len(st.Controls) == 2
+	})
+	res, err := c.Wait(ctx, started.WorkflowID, started.RunID)
+	require.NoError(t, err)
+	require.Equal(t, client.OutcomeSucceeded, res.Outcome, res.Error)
+	require.Len(t, res.Controls, 2)
+	for _, rec := range res.Controls {
+		require.True(t, rec.Accepted, "%s: %s", rec.Action, rec.Error)
+		require.LessOrEqual(t, len(rec.Reason), api.MaxReason)
+		require.True(t, strings.HasSuffix(rec.Reason, "…"))
+	}
 }
