@@ -45,6 +45,10 @@ func (r *rollout) causeOf(failure error) cause {
 		timeout *temporal.TimeoutError
 	)
 	switch {
+	case r.aborted && r.abortVia == "timeout":
+		return causeTimeout
+	case r.aborted && r.abortVia != "":
+		return causeAbort
 	case r.aborted:
 		for i := len(r.st.Controls) - 1; i >= 0; i-- {
 			if c := r.st.Controls[i]; c.Action == api.SignalAbort && c.Via == "timeout" {

@@ -137,7 +137,7 @@ func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRe
 	case api.SignalPause:
 		r.paused = true
 		r.st.Paused = true
-		r.notify(ctx, spec.EventPaused, describe(req))
+		r.notifyPause(ctx, req)
 	case api.SignalResume:
 		r.paused = false
 		r.st.Paused = false
@@ -152,7 +152,7 @@ func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRe
 		r.approve(ctx, req)
 	case api.SignalAbort:
 		r.aborted = true
-		r.abortReason = describe(req)
+		r.abortReason, r.abortVia = describe(req), via
 		if r.cancelStage != nil {
 			r.cancelStage()
 		}
@@ -160,6 +160,22 @@ func (r *rollout) control(ctx workflow.Context, action string, req api.ControlRe
 	r.wake.SendAsync(struct{}{})
 	workflow.GetLogger(ctx).Info("control applied", "action", action, "via", via, "by", req.By, "reason", req.Reason)
 	return r.status(), nil
+}
+
+// maxPauseNotices bounds the paused notifications one run sends
+// (boundsVersion): every pause is applied and kept in the control log and
+// the audit trail, but a flood of pause signals from any client does not
+// become a flood of Notify activities, or of undelivered notifications
+// handed to the trail workflow in one input.
+const maxPauseNotices = 10
+
+// notifyPause notifies an accepted pause, up to maxPauseNotices a run.
+func (r *rollout) notifyPause(ctx workflow.Context, req api.ControlRequest) {
+	if r.boundsV >= 1 && r.notifier.sent[spec.EventPaused] >= maxPauseNotices {
+		workflow.GetLogger(ctx).Warn("pause not notified: this run has sent as many paused notifications as it may", "max", maxPauseNotices)
+		return
+	}
+	r.notify(ctx, spec.EventPaused, describe(req))
 }
 
 // keepControl adds rec to the control log, which keeps the latest

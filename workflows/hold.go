@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -69,6 +70,9 @@ func ClearHold(ctx workflow.Context, req api.ClearHoldRequest) (api.ClearHoldRes
 	if workflow.GetVersion(ctx, boundsVersion, workflow.DefaultVersion, 1) >= 1 {
 		req.Reason = api.KeptReason(req.Reason)
 		res.Reason = req.Reason
+		if strings.TrimSpace(req.Reason) == "" {
+			return refused(fmt.Errorf("clear %s: a reason is required (it is kept in the audit trail); only NUL or blank characters were given", s.TargetKey()))
+		}
 	}
 	var out activities.ClearResult
 	in := activities.ClearInput{Spec: s, Reason: req.Reason, By: req.By, At: workflow.Now(ctx)}

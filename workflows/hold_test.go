@@ -136,4 +136,12 @@ func TestClearHold(t *testing.T) {
 	require.LessOrEqual(t, len(calls[0].Reason), api.MaxReason)
 	require.True(t, strings.HasSuffix(calls[0].Reason, "…"))
 	require.Equal(t, calls[0].Reason, res.Reason)
+	require.GreaterOrEqual(t, len(calls[0].Reason), api.MaxReason-len("…")-3, "cut near the bound, not to nothing")
+
+	// A reason that is nothing once kept is no reason.
+	for _, blank := range []string{"\x00\x00", " \n\t"} {
+		_, calls, err = run(t, s.WorkflowID(), api.ClearHoldRequest{Spec: s, Reason: blank, By: "alice"})
+		require.ErrorContains(t, err, "a reason is required", "%q", blank)
+		require.Empty(t, calls)
+	}
 }

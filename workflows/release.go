@@ -568,11 +568,22 @@ func (rel *release) control(ctx workflow.Context, action string, req api.Control
 		req.Reason = api.KeptReason(req.Reason)
 	}
 	rec := api.ControlRecord{Action: action, Via: via, By: req.By, Reason: req.Reason, At: workflow.Now(ctx), Accepted: true}
+	// A signal is judged as an update's validator judges it
+	// (boundsVersion): a pause of a paused release, say, is recorded
+	// refused, and neither passed on to its rollouts nor notified.
+	refusal := ""
+	if rel.boundsV >= 1 {
+		if err := rel.check(action); err != nil {
+			refusal = err.Error()
+		}
+	}
 	switch {
 	case rel.st.Phase == api.ReleaseDone || rel.st.Phase == api.ReleaseRollingBack:
 		rec.Accepted, rec.Error = false, "the release is "+rel.st.Phase
 	case action == api.SignalAbort && rel.st.Phase == api.ReleaseCommitting && rel.commitV >= 1:
 		rec.Accepted, rec.Error = false, committingRefusal
+	case refusal != "":
+		rec.Accepted, rec.Error = false, refusal
 	case action == api.SignalAbort:
 		rel.abort(describe(req))
 	default:
@@ -582,7 +593,7 @@ func (rel *release) control(ctx workflow.Context, action string, req api.Control
 				workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", action, req)
 			}
 		}
-		if action == api.SignalPause {
+		if action == api.SignalPause && (rel.boundsV < 1 || rel.notifier.sent[spec.EventPaused] < maxPauseNotices) {
 			rel.notify(ctx, spec.EventPaused, describe(req))
 		}
 	}

@@ -327,3 +327,37 @@ func TestReleaseControlLogBounded(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, len(b), 256<<10, "the result stays far below the 2 MiB payload limit")
 }
+
+// A release keeps its trail through a burst in one task as a rollout does
+// (TestControlBurstInOneTaskKeepsTheTrail), and judges a signal as its
+// update's validator would: a pause of a paused release is recorded
+// refused, not passed on to its rollouts again.
+func TestReleaseControlBurstInOneTask(t *testing.T) {
+	h := newHarness(t)
+	const flood = api.MaxControls + 7
+	h.env.RegisterDelayedCallback(func() {
+		for i := range flood {
+			action := api.SignalPause
+			if i%2 == 1 {
+				action = api.SignalResume
+			}
+			h.env.SignalWorkflowSkippingWorkflowTask(action, api.ControlRequest{By: "m", Reason: fmt.Sprintf("flood %d", i)})
+		}
+		h.env.SignalWorkflowSkippingWorkflowTask(api.SignalPause, api.ControlRequest{By: "m", Reason: "again"})
+		h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "m", Reason: "and again"})
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "m", Reason: "stop"})
+	}, time.Minute)
+	res := h.runRelease(threeTier())
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, flood+3-api.MaxControls, res.ControlsOmitted)
+	events := controlEvents(h.batches, res.WorkflowID)
+	require.Len(t, events, flood+3)
+	var again []audit.Event
+	for _, e := range events {
+		if e.Reason == "again" || e.Reason == "and again" {
+			again = append(again, e)
+		}
+	}
+	require.Len(t, again, 2)
+	require.False(t, again[0].Accepted && again[1].Accepted, "a pause of a paused release is refused")
+}

@@ -68,6 +68,10 @@ type rollout struct {
 	promoted    bool
 	aborted     bool
 	abortReason string
+	// abortVia is how the accepted abort came (signal, update, timeout),
+	// for the rollback's cause: the control log keeps only its latest
+	// records.
+	abortVia    string
 	rollingBack bool
 	// cancelStage cancels the work in flight so an abort acts at once.
 	cancelStage workflow.CancelFunc

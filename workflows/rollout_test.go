@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -1073,6 +1074,108 @@ func TestControlLogBounded(t *testing.T) {
 	for i, e := range controls[:flood] {
 		require.True(t, strings.HasPrefix(e.Reason, fmt.Sprintf("flood %d ", i)), "control %d: %.20q", i, e.Reason)
 	}
+}
+
+// controlEvents are the control events of the audit batches written for
+// workflowID (any, when empty), in order.
+func controlEvents(batches []audit.Batch, workflowID string) []audit.Event {
+	var out []audit.Event
+	for _, b := range batches {
+		if workflowID != "" && b.WorkflowID != workflowID {
+			continue
+		}
+		for _, e := range b.Events {
+			if e.Kind == audit.KindControl {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// A burst of signals the server delivers in one workflow task gives the
+// audit collector no turn between them: the control log keeps the latest
+// api.MaxControls records only after the trail has collected the others,
+// so the trail still has every one.
+func TestControlBurstInOneTaskKeepsTheTrail(t *testing.T) {
+	h := newHarness(t)
+	const flood = 2*api.MaxControls + 11
+	h.env.RegisterDelayedCallback(func() {
+		for i := range flood {
+			action := api.SignalPause
+			if i%2 == 1 {
+				action = api.SignalResume
+			}
+			h.env.SignalWorkflowSkippingWorkflowTask(action, api.ControlRequest{By: "m", Reason: fmt.Sprintf("flood %d", i)})
+		}
+		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "m", Reason: "stop"})
+	}, 2*time.Minute)
+	res := h.run(testSpec(spec.Canary))
+	require.Equal(t, api.OutcomeRolledBack, res.Outcome)
+	require.Equal(t, flood+1-api.MaxControls, res.ControlsOmitted)
+	events := controlEvents(h.batches, "")
+	require.Len(t, events, flood+1)
+	seen := map[string]bool{}
+	for _, e := range events {
+		seen[e.Reason] = true
+	}
+	for i := range flood {
+		require.True(t, seen[fmt.Sprintf("flood %d", i)], "flood %d is not in the trail", i)
+	}
+}
+
+// A flood of pauses is applied and kept, but notified at most
+// maxPauseNotices times a run: a dead receiver does not leave the trail
+// workflow an input that grows with the flood.
+func TestPauseNoticesBounded(t *testing.T) {
+	h := newHarness(t)
+	h.notifyErr = errors.New("connect: connection refused")
+	s := testSpec(spec.Canary)
+	s.Notifications = []spec.Notification{{Name: "hook", Webhook: "http://127.0.0.1:1/hook"}}
+	var notices int
+	h.env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, args converter.EncodedValues) {
+		if info.WorkflowType.Name == AuditTrailWorkflow {
+			var in TrailInput
+			require.NoError(t, args.Get(&in))
+			notices = len(in.Notices)
+		}
+	})
+	const pairs = 40
+	h.env.RegisterDelayedCallback(func() {
+		for i := range pairs {
+			h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "m", Reason: fmt.Sprint("pause ", i)})
+			h.env.SignalWorkflow(api.SignalResume, api.ControlRequest{By: "m"})
+		}
+	}, 14*time.Minute)
+	res := h.run(s)
+	pauses := map[string]bool{}
+	for _, ev := range h.notified {
+		if ev.Kind == spec.EventPaused {
+			pauses[ev.Key] = true
+		}
+	}
+	require.Len(t, pauses, maxPauseNotices, "paused notifications sent (each retried)")
+	require.LessOrEqual(t, notices, maxPauseNotices+3, "notices handed to the trail workflow")
+	accepted := 0
+	for _, c := range res.Controls {
+		if c.Action == api.SignalPause && c.Accepted {
+			accepted++
+		}
+	}
+	require.Equal(t, pairs, accepted, "every pause is applied and kept")
+}
+
+// The rollback's cause is the abort's as accepted, however many records
+// the control log has dropped since.
+func TestCauseOutlivesTheControlLog(t *testing.T) {
+	r := &rollout{boundsV: 1, aborted: true, abortVia: "timeout"}
+	r.keepControl(nil, api.ControlRecord{Action: api.SignalAbort, Via: "timeout", Accepted: true})
+	for range api.MaxControls {
+		r.keepControl(nil, api.ControlRecord{Action: api.SignalPause, Via: "signal", Error: "already aborting"})
+	}
+	require.Equal(t, causeTimeout, r.causeOf(errAborted{"requested by stagecraft: rollout timeout 1h passed"}))
+	r.abortVia = "signal"
+	require.Equal(t, causeAbort, r.causeOf(errAborted{"requested by alice"}))
 }
 
 // Who started a rollout, as the memo any client sets names them, is kept

@@ -30,6 +30,9 @@ func TestKeptReason(t *testing.T) {
 			if len(in) > MaxReason && !strings.HasSuffix(got, "…") && strings.ReplaceAll(in, "\x00", "") == in {
 				t.Fatalf("a cut reason does not say so: %q", cutForLog(got))
 			}
+			if len(strings.ReplaceAll(in, "\x00", "")) > MaxReason && len(got) < MaxReason-len("…")-3 {
+				t.Fatalf("cut to %d bytes, not near the bound", len(got))
+			}
 		})
 	}
 	if got := KeptReason("abc\xffdef"); got != "abc\uFFFDdef" {
