@@ -46,13 +46,16 @@ func TestPreflightPullsUnlessAPlan(t *testing.T) {
 	}
 }
 
-// answeringPlatform looks for an image and finds what err says.
+// answeringPlatform looks for an image and finds what err says; a pull
+// (CheckImage) gets imageErr.
 type answeringPlatform struct {
 	heldPlatform
-	err error
+	err, imageErr error
 }
 
 func (p *answeringPlatform) FindImage(context.Context, string) (bool, error) { return false, p.err }
+
+func (p *answeringPlatform) CheckImage(context.Context, string) error { return p.imageErr }
 
 // TestPreviewImageVerdicts: a plan calls an image its registry says it
 // does not have a failure (a rollout is refused before any change), but a
@@ -86,5 +89,30 @@ func TestPreviewImageVerdicts(t *testing.T) {
 		require.NotNil(t, image, "%+v", res.Checks)
 		require.Equal(t, tt.verdict, image.Verdict, image.Message)
 		require.Contains(t, image.Message, tt.says)
+	}
+}
+
+// TestReleasePlanWarnsOfARegistryOutage: a release's plan (LookOnly) does
+// not fail, nor call the service refused, when its registry could not be
+// asked (the service's own plan warns of it); a release's own preflight
+// returns the error, which is retried.
+func TestReleasePlanWarnsOfARegistryOutage(t *testing.T) {
+	outage := &platform.RegistryUnavailableError{Image: "127.0.0.1:5000/web:v2", Err: errors.New("connection refused")}
+	for _, lookOnly := range []bool{true, false} {
+		p := &answeringPlatform{err: outage}
+		p.imageErr = outage
+		a := &Activities{Platforms: map[string]Platform{spec.PlatformDocker: p}, Checker: noChecks{}}
+		var env testsuite.WorkflowTestSuite
+		ae := env.NewTestActivityEnvironment()
+		ae.RegisterActivity(a.Preflight)
+		v, err := ae.ExecuteActivity(a.Preflight, PreflightInput{Specs: []spec.Spec{holdSpec()}, Names: []string{"hello"}, LookOnly: lookOnly})
+		if !lookOnly {
+			require.ErrorContains(t, err, "could not be asked", "a release's own preflight retries it")
+			continue
+		}
+		require.NoError(t, err)
+		var res PreflightResult
+		require.NoError(t, v.Get(&res))
+		require.Empty(t, res.Problems)
 	}
 }

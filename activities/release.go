@@ -79,13 +79,18 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 			}
 		}
 		var nf *platform.ImageNotFoundError
+		var outage *platform.RegistryUnavailableError
 		check := p.CheckImage
 		if in.LookOnly {
 			check = func(ctx context.Context, image string) error { return lookForImage(ctx, p, image) }
 		}
-		if err := check(ctx, s.Image); errors.As(err, &nf) {
+		switch err := check(ctx, s.Image); {
+		case errors.As(err, &nf):
 			problem(name, "%v", err)
-		} else if err != nil {
+		case in.LookOnly && errors.As(err, &outage):
+			// A plan: the service's own plan warns of it, and the release,
+			// started, would retry its pull.
+		case err != nil:
 			return res, fmt.Errorf("service %s: check image: %w", name, err)
 		}
 		var tnf *platform.TargetNotFoundError
