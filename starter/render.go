@@ -272,6 +272,9 @@ func (v rolloutView) frame() []string {
 			if c.Reason != "" {
 				line += ": " + c.Reason
 			}
+		} else if st.ControlsOmitted > 0 {
+			// The pause is older than the control log the status keeps.
+			line += fmt.Sprintf(" (who paused: see starter history %s)", st.WorkflowID)
 		}
 		if left, ok := bakeLeft(st, now); ok {
 			line += fmt.Sprintf("; bake frozen with %s left", short(left))

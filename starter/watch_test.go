@@ -557,3 +557,16 @@ func TestWatchPrintsControlsPastTheKeptLog(t *testing.T) {
 	require.Contains(t, b.String(), "control: abort by alice via signal: the last word")
 	require.Equal(t, api.MaxControls+1, strings.Count(b.String(), "control: "), "each record is printed once, none again when the log moves on")
 }
+
+// A pause older than the control log the status keeps is still named as
+// a pause, with where to find who paused.
+func TestPausedLineWhenThePauseLeftTheLog(t *testing.T) {
+	st := paused(canaryStatus())
+	st.Controls = nil
+	for range api.MaxControls {
+		st.Controls = append(st.Controls, api.ControlRecord{Action: "pause", Via: "signal", By: "bot", At: t0, Error: "cannot pause: rollout is already paused"})
+	}
+	st.ControlsOmitted = 1
+	frame := strings.Join(rolloutView{st: st, now: t0.Add(time.Second)}.frame(), "\n")
+	require.Contains(t, frame, "PAUSED (who paused: see starter history deploy:docker:hello)")
+}
