@@ -171,28 +171,42 @@ const maxPauseNotices = 10
 
 // notifyPause notifies an accepted pause, up to maxPauseNotices a run.
 func (r *rollout) notifyPause(ctx workflow.Context, req api.ControlRequest) {
-	if r.boundsV >= 1 && r.notifier.sent[spec.EventPaused] >= maxPauseNotices {
+	if !r.notifier.mayNotifyPause(r.boundsV >= 1) {
 		workflow.GetLogger(ctx).Warn("pause not notified: this run has sent as many paused notifications as it may", "max", maxPauseNotices)
 		return
 	}
 	r.notify(ctx, spec.EventPaused, describe(req))
 }
 
-// keepControl adds rec to the control log, which keeps the latest
-// api.MaxControls records (boundsVersion): the older ones go once the
-// audit trail has them (collected here when it lags).
+// mayNotifyPause says whether another paused notification may go:
+// always, unless bounded (boundsVersion) and maxPauseNotices went.
+func (n *notifier) mayNotifyPause(bounded bool) bool {
+	return !bounded || n.sent[spec.EventPaused] < maxPauseNotices
+}
+
+// keepControl adds rec to the control log (keepLatest).
 func (r *rollout) keepControl(ctx workflow.Context, rec api.ControlRecord) {
 	r.st.Controls = append(r.st.Controls, rec)
-	if r.boundsV < 1 || len(r.st.Controls) <= api.MaxControls {
+	if r.boundsV >= 1 {
+		keepLatest(&r.st.Controls, &r.st.ControlsOmitted, r.auditor.on, &r.auditor.controls, func() { r.auditCollect(ctx) })
+	}
+}
+
+// keepLatest keeps the latest api.MaxControls records of a control log
+// (boundsVersion), counting those it drops in omitted. collected is how
+// many of the log the audit trail (when audited) has queued; the older
+// records go only once it has them all, so collect runs first when it lags.
+func keepLatest(log *[]api.ControlRecord, omitted *int, audited bool, collected *int, collect func()) {
+	if len(*log) <= api.MaxControls {
 		return
 	}
-	if r.auditor.on && r.auditor.controls < len(r.st.Controls) {
-		r.auditCollect(ctx)
+	if audited && *collected < len(*log) {
+		collect()
 	}
-	n := len(r.st.Controls) - api.MaxControls
-	r.st.Controls = slices.Clone(r.st.Controls[n:])
-	r.st.ControlsOmitted += n
-	r.auditor.controls = max(0, r.auditor.controls-n)
+	n := len(*log) - api.MaxControls
+	*log = slices.Clone((*log)[n:])
+	*omitted += n
+	*collected = max(0, *collected-n)
 }
 
 // status is the state as callers see it: a paused rollout says so.

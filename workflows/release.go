@@ -593,26 +593,19 @@ func (rel *release) control(ctx workflow.Context, action string, req api.Control
 				workflow.SignalExternalWorkflow(ctx, s.WorkflowID, "", action, req)
 			}
 		}
-		if action == api.SignalPause && (rel.boundsV < 1 || rel.notifier.sent[spec.EventPaused] < maxPauseNotices) {
+		if action == api.SignalPause && rel.notifier.mayNotifyPause(rel.boundsV >= 1) {
 			rel.notify(ctx, spec.EventPaused, describe(req))
 		}
 	}
 	rel.keepControl(ctx, rec)
 }
 
-// keepControl is the rollout's (rollout.keepControl) for a release.
+// keepControl adds rec to the release's control log (keepLatest).
 func (rel *release) keepControl(ctx workflow.Context, rec api.ControlRecord) {
 	rel.st.Controls = append(rel.st.Controls, rec)
-	if rel.boundsV < 1 || len(rel.st.Controls) <= api.MaxControls {
-		return
+	if rel.boundsV >= 1 {
+		keepLatest(&rel.st.Controls, &rel.st.ControlsOmitted, rel.auditor.on, &rel.auditor.controls, func() { rel.auditCollect(ctx) })
 	}
-	if rel.auditor.on && rel.auditor.controls < len(rel.st.Controls) {
-		rel.auditCollect(ctx)
-	}
-	n := len(rel.st.Controls) - api.MaxControls
-	rel.st.Controls = slices.Clone(rel.st.Controls[n:])
-	rel.st.ControlsOmitted += n
-	rel.auditor.controls = max(0, rel.auditor.controls-n)
 }
 
 func (rel *release) abort(reason string) {

@@ -304,13 +304,7 @@ func TestReleaseControlLogBounded(t *testing.T) {
 			api.ControlRequest{By: "alice", Reason: strings.Repeat("r", api.MaxReason+1)})
 	}, 30*time.Second)
 	h.env.RegisterDelayedCallback(func() {
-		for i := range flood {
-			action := api.SignalPause
-			if i%2 == 1 {
-				action = api.SignalResume
-			}
-			h.env.SignalWorkflow(action, api.ControlRequest{By: "mallory", Reason: fmt.Sprintf("flood %d %s", i, strings.Repeat("x", 4*api.MaxReason))})
-		}
+		floodControls(flood, h.env.SignalWorkflow, "mallory", func(i int) string { return fmt.Sprintf("flood %d %s", i, strings.Repeat("x", 4*api.MaxReason)) })
 		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "mallory", Reason: strings.Repeat("why\n", 1<<19-64)})
 	}, time.Minute)
 	res := h.runRelease(threeTier())
@@ -336,13 +330,7 @@ func TestReleaseControlBurstInOneTask(t *testing.T) {
 	h := newHarness(t)
 	const flood = api.MaxControls + 7
 	h.env.RegisterDelayedCallback(func() {
-		for i := range flood {
-			action := api.SignalPause
-			if i%2 == 1 {
-				action = api.SignalResume
-			}
-			h.env.SignalWorkflowSkippingWorkflowTask(action, api.ControlRequest{By: "m", Reason: fmt.Sprintf("flood %d", i)})
-		}
+		floodControls(flood, h.env.SignalWorkflowSkippingWorkflowTask, "m", func(i int) string { return fmt.Sprintf("flood %d", i) })
 		h.env.SignalWorkflowSkippingWorkflowTask(api.SignalPause, api.ControlRequest{By: "m", Reason: "again"})
 		h.env.SignalWorkflow(api.SignalPause, api.ControlRequest{By: "m", Reason: "and again"})
 		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "m", Reason: "stop"})

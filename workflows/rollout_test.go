@@ -1033,13 +1033,7 @@ func TestControlLogBounded(t *testing.T) {
 			api.ControlRequest{By: "alice", Reason: strings.Repeat("r", api.MaxReason+1)})
 	}, time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		for i := range flood {
-			action := api.SignalPause
-			if i%2 == 1 {
-				action = api.SignalResume
-			}
-			h.env.SignalWorkflow(action, api.ControlRequest{By: "mallory", Reason: fmt.Sprintf("flood %d %s", i, strings.Repeat("x", api.MaxReason))})
-		}
+		floodControls(flood, h.env.SignalWorkflow, "mallory", func(i int) string { return fmt.Sprintf("flood %d %s", i, strings.Repeat("x", api.MaxReason)) })
 	}, 2*time.Minute)
 	h.env.RegisterDelayedCallback(func() {
 		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "mallory", Reason: huge})
@@ -1076,6 +1070,19 @@ func TestControlLogBounded(t *testing.T) {
 	}
 }
 
+// floodControls sends n control requests by by, alternating pause and
+// resume, the i-th with reason(i), through send (SignalWorkflow, or
+// SignalWorkflowSkippingWorkflowTask for a burst in one task).
+func floodControls(n int, send func(string, interface{}), by string, reason func(i int) string) {
+	for i := range n {
+		action := api.SignalPause
+		if i%2 == 1 {
+			action = api.SignalResume
+		}
+		send(action, api.ControlRequest{By: by, Reason: reason(i)})
+	}
+}
+
 // controlEvents are the control events of the audit batches written for
 // workflowID (any, when empty), in order.
 func controlEvents(batches []audit.Batch, workflowID string) []audit.Event {
@@ -1101,13 +1108,7 @@ func TestControlBurstInOneTaskKeepsTheTrail(t *testing.T) {
 	h := newHarness(t)
 	const flood = 2*api.MaxControls + 11
 	h.env.RegisterDelayedCallback(func() {
-		for i := range flood {
-			action := api.SignalPause
-			if i%2 == 1 {
-				action = api.SignalResume
-			}
-			h.env.SignalWorkflowSkippingWorkflowTask(action, api.ControlRequest{By: "m", Reason: fmt.Sprintf("flood %d", i)})
-		}
+		floodControls(flood, h.env.SignalWorkflowSkippingWorkflowTask, "m", func(i int) string { return fmt.Sprintf("flood %d", i) })
 		h.env.SignalWorkflow(api.SignalAbort, api.ControlRequest{By: "m", Reason: "stop"})
 	}, 2*time.Minute)
 	res := h.run(testSpec(spec.Canary))
